@@ -1,0 +1,329 @@
+//! Protocol tuning: every interval, multiplier and bound the core uses, with the
+//! memberlist-derived presets [`Config::lan`], [`Config::wan`] and [`Config::local`].
+
+use std::time::Duration;
+
+/// Every protocol setting. Start from a preset and adjust fields; [`Config::validate`] (called by
+/// [`crate::Node::new`]) rejects inconsistent values with a typed [`ConfigError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Time between two failure-detection probes, before Lifeguard scaling. LAN default 1 s.
+    pub probe_interval: Duration,
+    /// How long to wait for a direct ack before asking others to probe. LAN default 500 ms.
+    /// Must be shorter than `probe_interval`; not scaled by the local health score.
+    pub probe_timeout: Duration,
+    /// Number of members asked to ping a target indirectly when the direct ping fails. Default 3.
+    pub indirect_checks: usize,
+    /// Suspicion timeout multiplier: min = `suspicion_mult` · max(1, log10 n) · `probe_interval`.
+    /// LAN default 4.
+    pub suspicion_mult: u32,
+    /// The longest suspicion timeout, as a multiple of the minimum. LAN default 6.
+    pub suspicion_max_timeout_mult: u32,
+    /// Upper bound of the Lifeguard local health multiplier; the score runs from 0 to this − 1
+    /// and the probe interval is multiplied by score + 1. Default 8.
+    pub awareness_max_multiplier: u32,
+    /// Time between two gossip ticks. LAN default 200 ms.
+    pub gossip_interval: Duration,
+    /// Members each gossip tick sends queued updates to. LAN default 3.
+    pub gossip_nodes: usize,
+    /// How long a member that failed or left is still gossiped to (and kept in the probe list
+    /// until the next reshuffle). LAN default 30 s.
+    pub gossip_to_the_dead_time: Duration,
+    /// Retransmit multiplier: an update is sent `retransmit_mult` · ceil(log10(n + 1)) times.
+    /// LAN default 4.
+    pub retransmit_mult: u32,
+    /// Time between two periodic push-pull exchanges, stretched by
+    /// ceil(log2 n − 5) + 1 once the cluster has more than 32 members. LAN default 30 s;
+    /// zero disables periodic push-pull (join still uses it).
+    pub push_pull_interval: Duration,
+    /// Timeout for a reliable exchange (join push-pull, reliable fallback ping) and the connect
+    /// and write timeout drivers should use. LAN default 10 s.
+    pub tcp_timeout: Duration,
+    /// Largest datagram the node sends, in bytes; piggybacked updates fill datagrams up to it.
+    /// Default 1400.
+    pub mtu: usize,
+    /// Largest encoded size of a member's tags, in bytes. Default 512.
+    pub meta_max_size: usize,
+    /// Largest accepted member name, in bytes. Default 128.
+    pub max_name_len: usize,
+    /// Most updates held in the broadcast queue; beyond it the most-sent, oldest updates are
+    /// dropped and counted in [`crate::Stats::broadcast_drops`]. Default 4096.
+    pub max_broadcast_queue: usize,
+    /// Most members (any status, tombstones included) held in the member table; an update that
+    /// would add more is refused and counted in [`crate::Stats::members_refused`]. Default 65,536.
+    pub max_members: usize,
+    /// Most events held until [`crate::Node::poll_event`] drains them; beyond it the oldest
+    /// is dropped and counted in [`crate::Stats::events_dropped`]. Default 65,536.
+    pub max_pending_events: usize,
+    /// Most transmits held until [`crate::Node::poll_transmit`] drains them; beyond it the
+    /// oldest is dropped and counted in [`crate::Stats::transmits_dropped`]. Default 16,384.
+    pub max_pending_transmits: usize,
+    /// Most indirect pings this node runs at once on behalf of others; more are refused and
+    /// counted in [`crate::Stats::indirect_refused`]. Default 1024.
+    pub max_indirect_relays: usize,
+    /// Largest reliable (stream) message accepted or sent, in bytes, frame header excluded.
+    /// Default 8 MiB.
+    pub max_stream_message: usize,
+    /// Optional cluster label carried in every message; messages with another label are dropped
+    /// and counted. At most 255 bytes. Default none.
+    pub label: Option<String>,
+}
+
+impl Config {
+    /// memberlist's LAN profile: probe 1 s / 500 ms, 3 indirect checks, suspicion 4 / 6,
+    /// gossip every 200 ms to 3 members, retransmit mult 4, push-pull every 30 s.
+    pub fn lan() -> Config {
+        Config {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            suspicion_mult: 4,
+            suspicion_max_timeout_mult: 6,
+            awareness_max_multiplier: 8,
+            gossip_interval: Duration::from_millis(200),
+            gossip_nodes: 3,
+            gossip_to_the_dead_time: Duration::from_secs(30),
+            retransmit_mult: 4,
+            push_pull_interval: Duration::from_secs(30),
+            tcp_timeout: Duration::from_secs(10),
+            mtu: 1400,
+            meta_max_size: 512,
+            max_name_len: 128,
+            max_broadcast_queue: 4096,
+            max_members: 65_536,
+            max_pending_events: 65_536,
+            max_pending_transmits: 16_384,
+            max_indirect_relays: 1024,
+            max_stream_message: 8 << 20,
+            label: None,
+        }
+    }
+
+    /// memberlist's WAN profile: probe 5 s / 3 s, suspicion 6 / 6, gossip every 500 ms to 4
+    /// members, push-pull every 60 s, TCP timeout 30 s, gossip to the dead for 60 s.
+    pub fn wan() -> Config {
+        Config {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            suspicion_mult: 6,
+            gossip_interval: Duration::from_millis(500),
+            gossip_nodes: 4,
+            gossip_to_the_dead_time: Duration::from_secs(60),
+            push_pull_interval: Duration::from_secs(60),
+            tcp_timeout: Duration::from_secs(30),
+            ..Config::lan()
+        }
+    }
+
+    /// memberlist's Local profile (loopback, tests): probe 1 s / 200 ms, 1 indirect check,
+    /// suspicion 3 / 6, gossip every 100 ms to 3 members, retransmit mult 2, push-pull every
+    /// 15 s, TCP timeout 1 s, gossip to the dead for 15 s.
+    pub fn local() -> Config {
+        Config {
+            probe_timeout: Duration::from_millis(200),
+            indirect_checks: 1,
+            suspicion_mult: 3,
+            gossip_interval: Duration::from_millis(100),
+            retransmit_mult: 2,
+            push_pull_interval: Duration::from_secs(15),
+            tcp_timeout: Duration::from_secs(1),
+            gossip_to_the_dead_time: Duration::from_secs(15),
+            ..Config::lan()
+        }
+    }
+
+    /// Check that the settings are consistent. [`crate::Node::new`] calls this.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let nonzero = [
+            ("probe_interval", self.probe_interval),
+            ("probe_timeout", self.probe_timeout),
+            ("gossip_interval", self.gossip_interval),
+            ("tcp_timeout", self.tcp_timeout),
+        ];
+        for (field, d) in nonzero {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroDuration { field });
+            }
+        }
+        if self.probe_timeout >= self.probe_interval {
+            return Err(ConfigError::ProbeTimeoutNotBelowInterval);
+        }
+        let counts = [
+            ("suspicion_mult", self.suspicion_mult as usize),
+            (
+                "suspicion_max_timeout_mult",
+                self.suspicion_max_timeout_mult as usize,
+            ),
+            (
+                "awareness_max_multiplier",
+                self.awareness_max_multiplier as usize,
+            ),
+            ("retransmit_mult", self.retransmit_mult as usize),
+            ("gossip_nodes", self.gossip_nodes),
+            ("max_broadcast_queue", self.max_broadcast_queue),
+            ("max_members", self.max_members),
+            ("max_pending_events", self.max_pending_events),
+            ("max_pending_transmits", self.max_pending_transmits),
+            ("max_name_len", self.max_name_len),
+        ];
+        for (field, n) in counts {
+            if n == 0 {
+                return Err(ConfigError::ZeroCount { field });
+            }
+        }
+        if !(crate::wire::MIN_MTU..=crate::wire::MAX_DATAGRAM).contains(&self.mtu) {
+            return Err(ConfigError::MtuOutOfRange { mtu: self.mtu });
+        }
+        if self.meta_max_size > self.mtu / 2 {
+            return Err(ConfigError::MetaTooLarge {
+                meta_max_size: self.meta_max_size,
+            });
+        }
+        if self.max_name_len > 255 {
+            return Err(ConfigError::NameLimitTooLarge {
+                max_name_len: self.max_name_len,
+            });
+        }
+        if self.max_stream_message < 1024 || self.max_stream_message > crate::wire::MAX_FRAME {
+            return Err(ConfigError::StreamLimitOutOfRange {
+                max: self.max_stream_message,
+            });
+        }
+        if let Some(label) = &self.label {
+            if label.is_empty() || label.len() > 255 {
+                return Err(ConfigError::BadLabel);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::lan()
+    }
+}
+
+/// Why a [`Config`] (or an [`crate::Identity`] given with it) was rejected. Nothing was created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A duration that must be positive is zero.
+    ZeroDuration {
+        /// The offending field.
+        field: &'static str,
+    },
+    /// A count or multiplier that must be positive is zero.
+    ZeroCount {
+        /// The offending field.
+        field: &'static str,
+    },
+    /// `probe_timeout` must be shorter than `probe_interval`.
+    ProbeTimeoutNotBelowInterval,
+    /// `mtu` is outside 512..=65507 bytes.
+    MtuOutOfRange {
+        /// The configured MTU.
+        mtu: usize,
+    },
+    /// `meta_max_size` exceeds half the MTU, so an alive message could not fit a datagram.
+    MetaTooLarge {
+        /// The configured limit.
+        meta_max_size: usize,
+    },
+    /// `max_name_len` exceeds 255 bytes.
+    NameLimitTooLarge {
+        /// The configured limit.
+        max_name_len: usize,
+    },
+    /// `max_stream_message` is outside 1 KiB ..= 64 MiB.
+    StreamLimitOutOfRange {
+        /// The configured limit.
+        max: usize,
+    },
+    /// The cluster label is empty or longer than 255 bytes.
+    BadLabel,
+    /// The identity's name is empty or longer than `max_name_len`.
+    BadName,
+    /// The identity's tags encode to more than `meta_max_size` bytes.
+    TagsTooLarge {
+        /// Encoded size of the tags.
+        size: usize,
+    },
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::ZeroDuration { field } => write!(f, "{field} must be positive"),
+            ConfigError::ZeroCount { field } => write!(f, "{field} must be positive"),
+            ConfigError::ProbeTimeoutNotBelowInterval => {
+                write!(f, "probe_timeout must be shorter than probe_interval")
+            }
+            ConfigError::MtuOutOfRange { mtu } => write!(f, "mtu {mtu} outside 512..=65507"),
+            ConfigError::MetaTooLarge { meta_max_size } => {
+                write!(f, "meta_max_size {meta_max_size} exceeds half the mtu")
+            }
+            ConfigError::NameLimitTooLarge { max_name_len } => {
+                write!(f, "max_name_len {max_name_len} exceeds 255")
+            }
+            ConfigError::StreamLimitOutOfRange { max } => {
+                write!(f, "max_stream_message {max} outside 1 KiB..=64 MiB")
+            }
+            ConfigError::BadLabel => write!(f, "label must be 1..=255 bytes"),
+            ConfigError::BadName => write!(f, "name must be 1..=max_name_len bytes"),
+            ConfigError::TagsTooLarge { size } => {
+                write!(f, "tags encode to {size} bytes, above meta_max_size")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate() {
+        for c in [Config::lan(), Config::wan(), Config::local()] {
+            c.validate().unwrap();
+        }
+        assert_eq!(Config::wan().probe_interval, Duration::from_secs(5));
+        assert_eq!(Config::local().indirect_checks, 1);
+    }
+
+    #[test]
+    fn validate_rejects_bad_values() {
+        let mut c = Config::lan();
+        c.probe_timeout = c.probe_interval;
+        assert_eq!(c.validate(), Err(ConfigError::ProbeTimeoutNotBelowInterval));
+        let mut c = Config::lan();
+        c.gossip_nodes = 0;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ZeroCount {
+                field: "gossip_nodes"
+            })
+        );
+        let mut c = Config::lan();
+        c.mtu = 100;
+        assert_eq!(c.validate(), Err(ConfigError::MtuOutOfRange { mtu: 100 }));
+        let mut c = Config::lan();
+        c.probe_interval = Duration::ZERO;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ZeroDuration {
+                field: "probe_interval"
+            })
+        );
+        let mut c = Config::lan();
+        c.label = Some(String::new());
+        assert_eq!(c.validate(), Err(ConfigError::BadLabel));
+        let mut c = Config::lan();
+        c.meta_max_size = 1000;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::MetaTooLarge { .. })
+        ));
+    }
+}

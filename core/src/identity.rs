@@ -1,0 +1,72 @@
+//! Who a node is: its unique name, the address it is reached at, and its tags; and the public
+//! view of a member ([`Member`], [`MemberStatus`]).
+//!
+//! Identity model: a member is identified by its name. Its address may change only after the
+//! cluster has seen it fail or leave (a restart elsewhere); a live member's name claimed from
+//! another address is refused and reported as [`crate::Event::NameConflict`]. A restarted node
+//! starts at incarnation 0, learns its old incarnation from the join push-pull and refutes it
+//! with a higher one, so rejoin under the same name needs no coordination.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A member's tags: a small string map carried with its alive messages (bounded by
+/// [`crate::Config::meta_max_size`] once encoded).
+pub type Tags = BTreeMap<String, String>;
+
+/// The local node's identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Unique member name (1 ..= `max_name_len` bytes).
+    pub name: String,
+    /// The address other members reach this node at (UDP and TCP on the same port).
+    pub addr: SocketAddr,
+    /// Initial tags.
+    pub tags: Tags,
+}
+
+impl Identity {
+    /// An identity with no tags.
+    pub fn new(name: impl Into<String>, addr: SocketAddr) -> Identity {
+        Identity {
+            name: name.into(),
+            addr,
+            tags: Tags::new(),
+        }
+    }
+
+    /// The same identity with `tags`.
+    pub fn with_tags(mut self, tags: Tags) -> Identity {
+        self.tags = tags;
+        self
+    }
+}
+
+/// What this node believes about a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemberStatus {
+    /// Answering probes (or not yet suspected).
+    Alive,
+    /// Missed a probe; declared failed unless it refutes before the suspicion timeout.
+    Suspect,
+    /// Declared failed: the suspicion timed out.
+    Failed,
+    /// Left the cluster gracefully.
+    Left,
+}
+
+/// A snapshot of one member as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Member {
+    /// Unique member name.
+    pub name: Arc<str>,
+    /// Address the member is reached at.
+    pub addr: SocketAddr,
+    /// Status in this node's view.
+    pub status: MemberStatus,
+    /// The member's incarnation number (only the member itself raises it).
+    pub incarnation: u32,
+    /// The member's tags.
+    pub tags: Arc<Tags>,
+}

@@ -1,0 +1,77 @@
+//! # rookery-core
+//!
+//! Cluster membership, failure detection and gossip as a pure, deterministic state machine —
+//! SWIM with the Lifeguard refinements, piggybacked dissemination and push-pull anti-entropy,
+//! in the tradition of HashiCorp's memberlist, with no IO of its own.
+//!
+//! A [`Node`] is one cluster member. Drivers feed it timestamped inputs — datagrams
+//! ([`Node::handle_packet`]), reliable messages ([`Node::handle_stream`]), timer expiry
+//! ([`Node::handle_timeout`]) and API calls ([`Node::join`], [`Node::leave`],
+//! [`Node::set_tags`]) — then drain its outputs: [`Node::poll_transmit`],
+//! [`Node::poll_event`], and the single next deadline [`Node::poll_timeout`]. The node never
+//! reads a clock, never touches a socket and takes its randomness from one seeded RNG, so the
+//! same seed and inputs always give the same outputs, byte for byte.
+//!
+//! ```
+//! use rookery_core::{wire, Config, Event, Identity, Node, Timestamp, TransmitKind};
+//!
+//! // Hand every transmit of `src` to `dst` (a perfect network with no delay).
+//! fn deliver(src: &mut Node, dst: &mut Node, now: Timestamp) -> bool {
+//!     let from = src.local_member().addr;
+//!     let mut moved = false;
+//!     while let Some(t) = src.poll_transmit() {
+//!         moved = true;
+//!         let _ = match t.kind {
+//!             TransmitKind::Datagram => dst.handle_packet(now, from, &t.payload),
+//!             TransmitKind::Reliable => {
+//!                 dst.handle_stream(now, from, &t.payload[wire::FRAME_HEADER_LEN..])
+//!             }
+//!         };
+//!     }
+//!     moved
+//! }
+//!
+//! let t0 = Timestamp::ZERO;
+//! let a_addr = "127.0.0.1:7001".parse().unwrap();
+//! let b_addr = "127.0.0.1:7002".parse().unwrap();
+//! let mut a = Node::new(Config::local(), Identity::new("a", a_addr), 1, t0).unwrap();
+//! let mut b = Node::new(Config::local(), Identity::new("b", b_addr), 2, t0).unwrap();
+//!
+//! b.join(t0, &[a_addr]).unwrap(); // a push-pull exchange with a
+//! while deliver(&mut a, &mut b, t0) | deliver(&mut b, &mut a, t0) {}
+//!
+//! assert_eq!(a.alive_count(), 2);
+//! assert_eq!(b.alive_count(), 2);
+//! let events: Vec<Event> = std::iter::from_fn(|| b.poll_event()).collect();
+//! assert!(events.contains(&Event::JoinCompleted { answered: 1, contacted: 1 }));
+//! assert!(events.iter().any(|e| matches!(e, Event::MemberJoined(m) if &*m.name == "a")));
+//! // The driver re-arms its single timer here:
+//! assert!(a.poll_timeout().is_some());
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod broadcast_queue;
+mod config;
+mod error;
+mod event;
+mod gossip;
+mod identity;
+mod members;
+mod node;
+mod probe;
+mod stats;
+mod suspicion;
+mod timers;
+mod updates;
+pub mod wire;
+
+pub use config::{Config, ConfigError};
+pub use error::{ApiError, InputError};
+pub use event::Event;
+pub use identity::{Identity, Member, MemberStatus, Tags};
+pub use node::{Node, Transmit, TransmitKind};
+pub use stats::Stats;
+pub use time::Timestamp;
+
+mod time;

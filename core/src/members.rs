@@ -1,0 +1,305 @@
+//! The member table: every member this node knows (itself included, tombstones of failed and
+//! left members kept so stale gossip cannot revive them), in shuffled probe order, with a name
+//! index and live counts kept up to date on every status change.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::identity::{Member, MemberStatus, Tags};
+use crate::suspicion::Suspicion;
+use crate::time::Timestamp;
+
+/// Everything kept about one member.
+#[derive(Clone, Debug)]
+pub(crate) struct MemberRec {
+    pub name: Arc<str>,
+    pub addr: SocketAddr,
+    pub incarnation: u32,
+    status: MemberStatus,
+    /// When `status` last changed.
+    pub state_change: Timestamp,
+    pub tags: Arc<Tags>,
+    pub suspicion: Option<Suspicion>,
+    /// Bumped whenever a suspicion starts, so stale suspicion timers are recognised.
+    pub suspicion_gen: u64,
+}
+
+impl MemberRec {
+    pub(crate) fn new(
+        name: Arc<str>,
+        addr: SocketAddr,
+        incarnation: u32,
+        tags: Arc<Tags>,
+        now: Timestamp,
+    ) -> MemberRec {
+        MemberRec {
+            name,
+            addr,
+            incarnation,
+            status: MemberStatus::Alive,
+            state_change: now,
+            tags,
+            suspicion: None,
+            suspicion_gen: 0,
+        }
+    }
+
+    pub(crate) fn status(&self) -> MemberStatus {
+        self.status
+    }
+
+    pub(crate) fn is_live(&self) -> bool {
+        matches!(self.status, MemberStatus::Alive | MemberStatus::Suspect)
+    }
+
+    pub(crate) fn snapshot(&self) -> Member {
+        Member {
+            name: self.name.clone(),
+            addr: self.addr,
+            status: self.status,
+            incarnation: self.incarnation,
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// The table, in probe order.
+#[derive(Debug, Default)]
+pub(crate) struct Members {
+    list: Vec<MemberRec>,
+    index: BTreeMap<Arc<str>, usize>,
+    probe_index: usize,
+    alive: usize,
+    live: usize,
+}
+
+impl Members {
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Members with status alive (this node included while it runs).
+    pub(crate) fn alive(&self) -> usize {
+        self.alive
+    }
+
+    /// Members alive or suspect.
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&MemberRec> {
+        self.index.get(name).map(|&i| &self.list[i])
+    }
+
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut MemberRec> {
+        let i = *self.index.get(name)?;
+        Some(&mut self.list[i])
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &MemberRec> {
+        self.list.iter()
+    }
+
+    fn count(&mut self, status: MemberStatus, delta: isize) {
+        if status == MemberStatus::Alive {
+            self.alive = self.alive.wrapping_add_signed(delta);
+        }
+        if matches!(status, MemberStatus::Alive | MemberStatus::Suspect) {
+            self.live = self.live.wrapping_add_signed(delta);
+        }
+    }
+
+    /// Add a new member at a random position of the probe order.
+    pub(crate) fn insert(&mut self, rec: MemberRec, rng: &mut ChaCha8Rng) {
+        debug_assert!(!self.index.contains_key(&rec.name));
+        self.count(rec.status, 1);
+        let last = self.list.len();
+        self.index.insert(rec.name.clone(), last);
+        self.list.push(rec);
+        let pos = rng.random_range(0..=last);
+        if pos != last {
+            self.list.swap(pos, last);
+            let moved = self.list[last].name.clone();
+            self.index.insert(moved, last);
+            let new = self.list[pos].name.clone();
+            self.index.insert(new, pos);
+        }
+    }
+
+    /// Change a member's status, keeping counts and the state-change time.
+    pub(crate) fn set_status(&mut self, name: &str, status: MemberStatus, now: Timestamp) {
+        let Some(&i) = self.index.get(name) else {
+            return;
+        };
+        let old = self.list[i].status;
+        if old == status {
+            return;
+        }
+        self.count(old, -1);
+        self.count(status, 1);
+        let rec = &mut self.list[i];
+        rec.status = status;
+        rec.state_change = now;
+        if status != MemberStatus::Suspect {
+            rec.suspicion = None;
+        }
+    }
+
+    /// The next member to probe: round-robin over the shuffled list, reshuffled at each wrap,
+    /// skipping `me` and members that are not live.
+    pub(crate) fn next_probe_target(&mut self, me: &str, rng: &mut ChaCha8Rng) -> Option<usize> {
+        if self.live <= 1 {
+            return None;
+        }
+        for _ in 0..=self.list.len() {
+            if self.probe_index >= self.list.len() {
+                self.probe_index = 0;
+                self.shuffle(rng);
+            }
+            let i = self.probe_index;
+            self.probe_index += 1;
+            let rec = &self.list[i];
+            if rec.is_live() && &*rec.name != me {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn at(&self, i: usize) -> &MemberRec {
+        &self.list[i]
+    }
+
+    fn shuffle(&mut self, rng: &mut ChaCha8Rng) {
+        self.list.shuffle(rng);
+        for (i, rec) in self.list.iter().enumerate() {
+            if let Some(slot) = self.index.get_mut(&rec.name) {
+                *slot = i;
+            }
+        }
+    }
+
+    /// Up to `k` distinct random members passing `keep`, sampled as memberlist does (at most
+    /// 3·len tries), then topped up by a scan from a random start when the sample fell short.
+    pub(crate) fn random_members(
+        &self,
+        k: usize,
+        rng: &mut ChaCha8Rng,
+        mut keep: impl FnMut(&MemberRec) -> bool,
+    ) -> Vec<usize> {
+        let n = self.list.len();
+        let mut out: Vec<usize> = Vec::with_capacity(k);
+        if n == 0 || k == 0 {
+            return out;
+        }
+        for _ in 0..3 * n {
+            if out.len() >= k {
+                return out;
+            }
+            let i = rng.random_range(0..n);
+            if !out.contains(&i) && keep(&self.list[i]) {
+                out.push(i);
+            }
+        }
+        let start = rng.random_range(0..n);
+        for j in 0..n {
+            if out.len() >= k {
+                break;
+            }
+            let i = (start + j) % n;
+            if !out.contains(&i) && keep(&self.list[i]) {
+                out.push(i);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn rec(name: &str, now: Timestamp) -> MemberRec {
+        MemberRec::new(
+            name.into(),
+            "127.0.0.1:1".parse().unwrap(),
+            0,
+            Arc::default(),
+            now,
+        )
+    }
+
+    #[test]
+    fn insert_index_and_counts() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut m = Members::default();
+        for i in 0..50 {
+            m.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
+        }
+        assert_eq!((m.len(), m.alive(), m.live()), (50, 50, 50));
+        for i in 0..50 {
+            assert_eq!(&*m.get(&format!("n{i}")).unwrap().name, format!("n{i}"));
+        }
+        m.set_status("n3", MemberStatus::Suspect, Timestamp::from_secs(1));
+        assert_eq!((m.alive(), m.live()), (49, 50));
+        m.set_status("n3", MemberStatus::Failed, Timestamp::from_secs(2));
+        assert_eq!((m.alive(), m.live()), (49, 49));
+        assert_eq!(m.get("n3").unwrap().state_change, Timestamp::from_secs(2));
+    }
+
+    #[test]
+    fn probe_order_visits_every_live_member_once_per_pass() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut m = Members::default();
+        for i in 0..10 {
+            m.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
+        }
+        m.set_status("n5", MemberStatus::Failed, Timestamp::ZERO);
+        let mut seen = vec![];
+        for _ in 0..8 {
+            let i = m.next_probe_target("n0", &mut rng).unwrap();
+            seen.push(m.at(i).name.to_string());
+        }
+        seen.sort();
+        let want: Vec<String> = (1..10)
+            .filter(|i| *i != 5)
+            .map(|i| format!("n{i}"))
+            .collect();
+        // One full pass (8 live members other than n0), possibly split across a reshuffle.
+        assert_eq!(seen.len(), want.len());
+        for i in 0..40 {
+            let t = m.next_probe_target("n0", &mut rng).unwrap();
+            assert_ne!(&*m.at(t).name, "n0", "step {i}");
+            assert_ne!(&*m.at(t).name, "n5");
+        }
+        // Index stays right after reshuffles.
+        for i in 0..10 {
+            assert_eq!(&*m.get(&format!("n{i}")).unwrap().name, format!("n{i}"));
+        }
+    }
+
+    #[test]
+    fn random_members_are_distinct_and_filtered() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut m = Members::default();
+        for i in 0..20 {
+            m.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
+        }
+        let picks = m.random_members(5, &mut rng, |r| &*r.name != "n1");
+        assert_eq!(picks.len(), 5);
+        let mut d = picks.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), 5);
+        assert!(picks.iter().all(|&i| &*m.at(i).name != "n1"));
+        let only = m.random_members(5, &mut rng, |r| &*r.name == "n7");
+        assert_eq!(only.len(), 1);
+    }
+}

@@ -1,0 +1,45 @@
+//! Counters a node keeps about its traffic and about everything it dropped or refused.
+
+/// Monotonic counters, read with [`crate::Node::stats`]. Every bounded queue's overflow and
+/// every rejected input is counted here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Stats {
+    /// Datagrams handed to [`crate::Node::handle_packet`].
+    pub packets_in: u64,
+    /// Bytes of those datagrams.
+    pub bytes_in: u64,
+    /// Datagrams produced by [`crate::Node::poll_transmit`].
+    pub packets_out: u64,
+    /// Bytes of those datagrams.
+    pub bytes_out: u64,
+    /// Reliable messages handed to [`crate::Node::handle_stream`].
+    pub streams_in: u64,
+    /// Bytes of those messages.
+    pub stream_bytes_in: u64,
+    /// Reliable messages produced (framed).
+    pub streams_out: u64,
+    /// Bytes of those messages, frame headers included.
+    pub stream_bytes_out: u64,
+    /// Inputs that did not decode or failed validation (ignored, no state change).
+    pub decode_errors: u64,
+    /// Inputs carrying another cluster label (ignored).
+    pub label_mismatches: u64,
+    /// Updates dropped from the full broadcast queue.
+    pub broadcast_drops: u64,
+    /// Events dropped because the application did not drain them.
+    pub events_dropped: u64,
+    /// Transmits dropped because the driver did not drain them.
+    pub transmits_dropped: u64,
+    /// Updates about new members refused because the member table was full.
+    pub members_refused: u64,
+    /// Indirect ping requests refused because too many were in flight.
+    pub indirect_refused: u64,
+    /// Reliable sends the driver reported as failed.
+    pub send_failures: u64,
+    /// Suspicions about this node that it refuted.
+    pub refutations: u64,
+    /// Probes that ended without any ack.
+    pub probes_failed: u64,
+    /// Probes answered (directly, indirectly or over the reliable channel).
+    pub probes_ok: u64,
+}

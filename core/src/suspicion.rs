@@ -1,0 +1,127 @@
+//! Lifeguard's dynamic suspicion timeout. A suspicion starts at the longest timeout and shrinks
+//! towards the shortest as independent confirmations (suspect messages from other members)
+//! arrive: timeout = max(min, max − (max − min) · ln(c + 1) / ln(k + 1)).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::time::Timestamp;
+
+/// The (min, max, k) of a new suspicion in a cluster of `n` live members.
+pub(crate) fn parameters(
+    n: usize,
+    suspicion_mult: u32,
+    max_mult: u32,
+    probe_interval: Duration,
+) -> (Duration, Duration, u32) {
+    let scale = (n.max(1) as f64).log10().max(1.0);
+    let min = probe_interval.mul_f64(suspicion_mult as f64 * scale);
+    let max = min * max_mult;
+    let mut k = suspicion_mult.saturating_sub(2);
+    if (n as u64) < k as u64 + 2 {
+        k = 0;
+    }
+    (min, max, k)
+}
+
+/// One member's suspicion: when it started, its bounds and who confirmed it.
+#[derive(Clone, Debug)]
+pub(crate) struct Suspicion {
+    start: Timestamp,
+    min: Duration,
+    max: Duration,
+    k: u32,
+    /// The members that have accused, the first accuser included.
+    accusers: Vec<Arc<str>>,
+}
+
+impl Suspicion {
+    pub(crate) fn new(
+        from: Arc<str>,
+        start: Timestamp,
+        min: Duration,
+        max: Duration,
+        k: u32,
+    ) -> Suspicion {
+        Suspicion {
+            start,
+            min,
+            max,
+            k,
+            accusers: vec![from],
+        }
+    }
+
+    /// Independent confirmations so far (accusers other than the first).
+    pub(crate) fn confirmations(&self) -> u32 {
+        (self.accusers.len() - 1) as u32
+    }
+
+    /// The current timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        if self.k == 0 {
+            return self.min;
+        }
+        let c = self.confirmations().min(self.k) as f64;
+        let frac = (c + 1.0).ln() / (self.k as f64 + 1.0).ln();
+        let shrink = (self.max - self.min).mul_f64(frac);
+        (self.max - shrink).max(self.min)
+    }
+
+    /// When the suspected member is declared failed unless it refutes.
+    pub(crate) fn deadline(&self) -> Timestamp {
+        self.start + self.timeout()
+    }
+
+    /// Record an accusation from `from`. True when it is a new independent confirmation that
+    /// still shortens the timeout (and so is worth re-gossiping).
+    pub(crate) fn confirm(&mut self, from: &str) -> bool {
+        if self.confirmations() >= self.k || self.accusers.iter().any(|a| &**a == from) {
+            return false;
+        }
+        self.accusers.push(Arc::from(from));
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_match_memberlist_examples() {
+        let p = Duration::from_secs(1);
+        let (min, max, k) = parameters(100, 4, 6, p);
+        assert_eq!(
+            (min, max, k),
+            (Duration::from_secs(8), Duration::from_secs(48), 2)
+        );
+        let (min, max, _) = parameters(10_000, 4, 6, p);
+        assert_eq!(
+            (min, max),
+            (Duration::from_secs(16), Duration::from_secs(96))
+        );
+        // Tiny clusters: log10 floor of 1, and no confirmations expected.
+        let (min, _, k) = parameters(3, 4, 6, p);
+        assert_eq!((min, k), (Duration::from_secs(4), 0));
+    }
+
+    #[test]
+    fn timeout_shrinks_with_confirmations() {
+        let min = Duration::from_secs(8);
+        let max = Duration::from_secs(48);
+        let t0 = Timestamp::from_secs(100);
+        let mut s = Suspicion::new("a".into(), t0, min, max, 2);
+        assert_eq!(s.deadline(), t0 + max);
+        assert!(!s.confirm("a"), "the first accuser does not confirm itself");
+        assert!(s.confirm("b"));
+        let one = s.timeout();
+        assert!(one < max && one > min, "{one:?}");
+        assert!(!s.confirm("b"), "same accuser twice");
+        assert!(s.confirm("c"));
+        assert_eq!(s.timeout(), min);
+        assert!(!s.confirm("d"), "k reached: nothing more to gain");
+        let s0 = Suspicion::new("a".into(), t0, min, max, 0);
+        assert_eq!(s0.timeout(), min);
+    }
+}

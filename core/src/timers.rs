@@ -1,0 +1,94 @@
+//! The node's internal timer queue: every protocol deadline (probe tick, probe timeout, gossip,
+//! push-pull, suspicion, relay, join and leave deadlines) as data in one min-heap. Timers are
+//! never removed early: a handler checks that the timer is still current when it fires (lazy
+//! cancellation), so a stale entry costs at most one spurious wake-up.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use crate::time::Timestamp;
+
+/// What a timer is for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKind {
+    /// Start the next probe (and close the previous one).
+    ProbeTick,
+    /// The direct ping of probe `seq` went unanswered: go indirect.
+    ProbeTimeout { seq: u32 },
+    /// Send queued updates to a few random members.
+    GossipTick,
+    /// Exchange full state with one random member.
+    PushPullTick,
+    /// Suspicion of `name` (generation `generation`) may have expired.
+    Suspicion { name: Arc<str>, generation: u64 },
+    /// Indirect ping relayed under `seq` got no ack in time: nack the origin.
+    Relay { seq: u32 },
+    /// Join number `join` has waited long enough for its seeds.
+    JoinDeadline { join: u32 },
+    /// The leave announcement has had `broadcast_timeout` to go out.
+    LeaveDeadline,
+}
+
+/// A min-heap of (deadline, insertion order, kind); ties fire in insertion order.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<(Timestamp, u64, TimerKind)>>,
+    next: u64,
+}
+
+impl Timers {
+    pub(crate) fn schedule(&mut self, at: Timestamp, kind: TimerKind) {
+        self.next += 1;
+        self.heap.push(Reverse((at, self.next, kind)));
+    }
+
+    /// The earliest deadline, if any timer is pending.
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Remove and return the earliest timer due at or before `now`.
+    pub(crate) fn pop_due(&mut self, now: Timestamp) -> Option<TimerKind> {
+        match self.heap.peek() {
+            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse((_, _, k))| k),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.heap.clear();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_in_deadline_then_insertion_order() {
+        let mut t = Timers::default();
+        t.schedule(Timestamp::from_millis(20), TimerKind::GossipTick);
+        t.schedule(Timestamp::from_millis(10), TimerKind::ProbeTick);
+        t.schedule(Timestamp::from_millis(10), TimerKind::PushPullTick);
+        assert_eq!(t.next_deadline(), Some(Timestamp::from_millis(10)));
+        assert_eq!(t.pop_due(Timestamp::from_millis(5)), None);
+        assert_eq!(
+            t.pop_due(Timestamp::from_millis(15)),
+            Some(TimerKind::ProbeTick)
+        );
+        assert_eq!(
+            t.pop_due(Timestamp::from_millis(15)),
+            Some(TimerKind::PushPullTick)
+        );
+        assert_eq!(t.pop_due(Timestamp::from_millis(15)), None);
+        assert_eq!(t.len(), 1);
+        t.clear();
+        assert_eq!(t.next_deadline(), None);
+    }
+}

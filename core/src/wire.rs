@@ -1,0 +1,636 @@
+//! The wire format: messages, the versioned envelope, compound datagrams and stream framing.
+//!
+//! Every datagram is `[version][label length][label bytes][message count (varint)][messages]`,
+//! each message postcard-encoded; a datagram never exceeds the configured MTU. Every reliable
+//! message is a frame `[length: u32 big-endian][version][label length][label][message]`, the
+//! framing shared by all drivers through [`FrameDecoder`].
+//!
+//! Decoding is bounded and total: any byte string either decodes to messages that pass
+//! validation or yields a [`DecodeError`]; nothing panics, and no allocation exceeds what the
+//! input's own length justifies (sequence lengths are checked against the bytes left, and
+//! sequences are never preallocated from a claimed length).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::identity::Tags;
+
+/// Protocol version carried in the first byte of every datagram and frame.
+pub const VERSION: u8 = 1;
+/// Smallest MTU the core accepts in its configuration, in bytes.
+pub const MIN_MTU: usize = 512;
+/// Largest datagram the core sends or accepts (the UDP payload limit), in bytes.
+pub const MAX_DATAGRAM: usize = 65_507;
+/// Length of a stream frame header (a big-endian `u32` body length), in bytes.
+pub const FRAME_HEADER_LEN: usize = 4;
+/// Hard upper bound of a stream frame body, in bytes (64 MiB).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// Why bytes did not decode. Input that fails is ignored with no state change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DecodeError {
+    /// Nothing to decode.
+    Empty,
+    /// The first byte names a protocol version this node does not speak.
+    UnsupportedVersion(u8),
+    /// The input ended in the middle of a field.
+    Truncated,
+    /// A field holds a value no message can have (bad tag, bad UTF-8, overlong varint).
+    Malformed,
+    /// Bytes left over after the declared messages.
+    TrailingBytes,
+    /// A datagram declares more messages than its bytes could hold, or none.
+    BadMessageCount,
+    /// A decoded message breaks a protocol limit (name or tags too long, too many members).
+    Invalid(&'static str),
+    /// A datagram or stream frame is larger than this node accepts.
+    TooLarge {
+        /// Declared or actual size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DecodeError::Empty => write!(f, "empty input"),
+            DecodeError::UnsupportedVersion(v) => write!(f, "unsupported protocol version {v}"),
+            DecodeError::Truncated => write!(f, "truncated input"),
+            DecodeError::Malformed => write!(f, "malformed field"),
+            DecodeError::TrailingBytes => write!(f, "trailing bytes"),
+            DecodeError::BadMessageCount => write!(f, "bad message count"),
+            DecodeError::Invalid(what) => write!(f, "invalid message: {what}"),
+            DecodeError::TooLarge { len, max } => write!(f, "{len} bytes exceeds limit {max}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl From<postcard::Error> for DecodeError {
+    fn from(e: postcard::Error) -> Self {
+        match e {
+            postcard::Error::DeserializeUnexpectedEnd => DecodeError::Truncated,
+            _ => DecodeError::Malformed,
+        }
+    }
+}
+
+/// A member's state as carried in gossip and push-pull.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) enum WireStatus {
+    Alive,
+    Suspect,
+    Dead,
+    Left,
+}
+
+/// "`name` at `addr` is alive at `incarnation` with `tags`."
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Alive {
+    pub incarnation: u32,
+    pub name: String,
+    pub addr: SocketAddr,
+    pub tags: Tags,
+}
+
+/// "`from` suspects `name` at `incarnation`" (or, as `Dead`, declares it failed; a dead
+/// message whose `from` is `name` itself announces a graceful leave).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Accusation {
+    pub incarnation: u32,
+    pub name: String,
+    pub from: String,
+}
+
+/// One member's full state in a push-pull exchange.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PushState {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub incarnation: u32,
+    pub status: WireStatus,
+    pub tags: Tags,
+}
+
+/// A push-pull exchange: the sender's whole member table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PushPull {
+    /// Matches a response to its request.
+    pub id: u32,
+    /// True on a request (the receiver answers with its own table).
+    pub request: bool,
+    /// True when the request comes from a node joining through this one.
+    pub join: bool,
+    /// Where the response goes (the sender's advertised address).
+    pub reply_to: SocketAddr,
+    #[serde(deserialize_with = "seq_no_prealloc")]
+    pub states: Vec<PushState>,
+}
+
+/// Every message of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Message {
+    /// Probe: answer with `Ack { seq }` if your name is `target`.
+    Ping {
+        seq: u32,
+        target: String,
+    },
+    /// Probe answered.
+    Ack {
+        seq: u32,
+    },
+    /// An indirect probe's relay got no answer from the target in time.
+    Nack {
+        seq: u32,
+    },
+    /// Please ping `target` at `addr` for me; ack (or nack) with `seq`.
+    IndirectPing {
+        seq: u32,
+        target: String,
+        addr: SocketAddr,
+    },
+    /// Reliable-channel fallback probe; the ack goes to `reply_to` over the reliable channel.
+    StreamPing {
+        seq: u32,
+        target: String,
+        reply_to: SocketAddr,
+    },
+    Alive(Alive),
+    Suspect(Accusation),
+    Dead(Accusation),
+    PushPull(PushPull),
+}
+
+/// Deserialize a sequence without trusting its claimed length for preallocation.
+fn seq_no_prealloc<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T>(core::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(x) = seq.next_element()? {
+                out.push(x);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V(core::marker::PhantomData))
+}
+
+/// Limits applied when validating decoded messages.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub max_name_len: usize,
+    pub meta_max_size: usize,
+    pub max_members: usize,
+}
+
+fn varint_len(mut n: usize) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+/// Encoded size of a tag map (postcard: count, then length-prefixed keys and values).
+pub(crate) fn tags_encoded_len(tags: &Tags) -> usize {
+    varint_len(tags.len())
+        + tags
+            .iter()
+            .map(|(k, v)| varint_len(k.len()) + k.len() + varint_len(v.len()) + v.len())
+            .sum::<usize>()
+}
+
+impl Limits {
+    fn name(&self, name: &str) -> Result<(), DecodeError> {
+        if name.is_empty() || name.len() > self.max_name_len {
+            return Err(DecodeError::Invalid("member name length"));
+        }
+        Ok(())
+    }
+
+    fn tags(&self, tags: &BTreeMap<String, String>) -> Result<(), DecodeError> {
+        if tags_encoded_len(tags) > self.meta_max_size {
+            return Err(DecodeError::Invalid("tags exceed meta_max_size"));
+        }
+        Ok(())
+    }
+
+    /// Check every protocol limit of one decoded message.
+    pub(crate) fn validate(&self, msg: &Message) -> Result<(), DecodeError> {
+        match msg {
+            Message::Ping { target, .. }
+            | Message::IndirectPing { target, .. }
+            | Message::StreamPing { target, .. } => self.name(target),
+            Message::Ack { .. } | Message::Nack { .. } => Ok(()),
+            Message::Alive(a) => {
+                self.name(&a.name)?;
+                self.tags(&a.tags)
+            }
+            Message::Suspect(s) | Message::Dead(s) => {
+                self.name(&s.name)?;
+                self.name(&s.from)
+            }
+            Message::PushPull(p) => {
+                if p.states.len() > self.max_members {
+                    return Err(DecodeError::Invalid("push-pull state exceeds max_members"));
+                }
+                for s in &p.states {
+                    self.name(&s.name)?;
+                    self.tags(&s.tags)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Encode one message body (no envelope).
+pub(crate) fn encode_message(msg: &Message) -> Vec<u8> {
+    // Serializing these plain data types into a Vec cannot fail.
+    postcard::to_allocvec(msg).unwrap_or_default()
+}
+
+/// Envelope header: version and label.
+pub(crate) fn header(label: Option<&str>) -> Vec<u8> {
+    let label = label.unwrap_or("").as_bytes();
+    let mut out = Vec::with_capacity(2 + label.len());
+    out.push(VERSION);
+    out.push(label.len() as u8);
+    out.extend_from_slice(label);
+    out
+}
+
+/// Room the message count takes in a datagram (a varint of at most two bytes, since a
+/// datagram holds fewer than 16384 messages).
+pub(crate) const COUNT_RESERVE: usize = 2;
+
+/// Assemble a compound datagram from a header, a message count and the concatenated
+/// message bodies.
+pub(crate) fn assemble_datagram_body(header: &[u8], count: usize, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len() + COUNT_RESERVE + body.len());
+    out.extend_from_slice(header);
+    let mut n = count;
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Assemble a stream frame: length prefix, envelope header, one message.
+pub(crate) fn assemble_frame(header: &[u8], body: &[u8]) -> Vec<u8> {
+    let len = header.len() + body.len();
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + len);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.extend_from_slice(header);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Result of reading the envelope: the rest of the input, or a label mismatch.
+pub(crate) enum Envelope<'a> {
+    Ours(&'a [u8]),
+    OtherLabel,
+}
+
+/// Check version and label; return the bytes after the header.
+pub(crate) fn open_envelope<'a>(
+    data: &'a [u8],
+    label: Option<&str>,
+) -> Result<Envelope<'a>, DecodeError> {
+    let (&version, rest) = data.split_first().ok_or(DecodeError::Empty)?;
+    if version != VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let (&len, rest) = rest.split_first().ok_or(DecodeError::Truncated)?;
+    let len = len as usize;
+    if rest.len() < len {
+        return Err(DecodeError::Truncated);
+    }
+    let (got, rest) = rest.split_at(len);
+    if got != label.unwrap_or("").as_bytes() {
+        return Ok(Envelope::OtherLabel);
+    }
+    Ok(Envelope::Ours(rest))
+}
+
+fn read_varint(data: &[u8]) -> Result<(usize, &[u8]), DecodeError> {
+    let mut n: usize = 0;
+    for (i, &b) in data.iter().enumerate().take(4) {
+        n |= ((b & 0x7f) as usize) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok((n, &data[i + 1..]));
+        }
+    }
+    if data.len() < 4 {
+        Err(DecodeError::Truncated)
+    } else {
+        Err(DecodeError::Malformed)
+    }
+}
+
+/// Decode the messages of a datagram body (after the envelope), validating each.
+pub(crate) fn decode_compound(body: &[u8], limits: &Limits) -> Result<Vec<Message>, DecodeError> {
+    let (count, mut rest) = read_varint(body)?;
+    // Every message takes at least two bytes (kind and one field).
+    if count == 0 || count > rest.len() / 2 {
+        return Err(DecodeError::BadMessageCount);
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (msg, tail) = postcard::take_from_bytes::<Message>(rest)?;
+        limits.validate(&msg)?;
+        out.push(msg);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    Ok(out)
+}
+
+/// Decode one stream message body (after the envelope), validating it.
+pub(crate) fn decode_single(body: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
+    let (msg, rest) = postcard::take_from_bytes::<Message>(body)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    limits.validate(&msg)?;
+    Ok(msg)
+}
+
+/// Splits a byte stream into frames (`[len: u32 BE][body]`). Drivers feed it whatever the
+/// reliable channel delivered and hand each body to [`crate::Node::handle_stream`].
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    start: usize,
+    max: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder that refuses bodies larger than `max` bytes (use
+    /// [`crate::Config::max_stream_message`]).
+    pub fn new(max: usize) -> FrameDecoder {
+        FrameDecoder {
+            buf: Vec::new(),
+            start: 0,
+            max: max.min(MAX_FRAME),
+        }
+    }
+
+    /// Append received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete frame body, `Ok(None)` when more bytes are needed, or an error when
+    /// the declared length exceeds the limit (the connection should then be closed).
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        let avail = &self.buf[self.start..];
+        if avail.len() < FRAME_HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        if len > self.max {
+            return Err(DecodeError::TooLarge { len, max: self.max });
+        }
+        if avail.len() < FRAME_HEADER_LEN + len {
+            return Ok(None);
+        }
+        let body = avail[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len].to_vec();
+        self.start += FRAME_HEADER_LEN + len;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 64 * 1024 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(Some(body))
+    }
+
+    /// Bytes received but not yet returned as a frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_name_len: 128,
+            meta_max_size: 512,
+            max_members: 1000,
+        }
+    }
+
+    fn sample() -> Vec<Message> {
+        let addr: SocketAddr = "127.0.0.1:7946".parse().unwrap();
+        let mut tags = Tags::new();
+        tags.insert("role".into(), "db".into());
+        vec![
+            Message::Ping {
+                seq: 7,
+                target: "b".into(),
+            },
+            Message::Ack { seq: 7 },
+            Message::Nack { seq: 9 },
+            Message::IndirectPing {
+                seq: 1,
+                target: "c".into(),
+                addr,
+            },
+            Message::StreamPing {
+                seq: 2,
+                target: "c".into(),
+                reply_to: addr,
+            },
+            Message::Alive(Alive {
+                incarnation: 3,
+                name: "n1".into(),
+                addr,
+                tags: tags.clone(),
+            }),
+            Message::Suspect(Accusation {
+                incarnation: 3,
+                name: "n1".into(),
+                from: "n2".into(),
+            }),
+            Message::Dead(Accusation {
+                incarnation: 4,
+                name: "n1".into(),
+                from: "n1".into(),
+            }),
+            Message::PushPull(PushPull {
+                id: 5,
+                request: true,
+                join: true,
+                reply_to: addr,
+                states: vec![PushState {
+                    name: "n1".into(),
+                    addr,
+                    incarnation: 1,
+                    status: WireStatus::Suspect,
+                    tags,
+                }],
+            }),
+        ]
+    }
+
+    #[test]
+    fn compound_round_trip() {
+        let msgs = sample();
+        let body: Vec<u8> = msgs.iter().flat_map(encode_message).collect();
+        let h = header(Some("prod"));
+        let dgram = assemble_datagram_body(&h, msgs.len(), &body);
+        let Envelope::Ours(body) = open_envelope(&dgram, Some("prod")).unwrap() else {
+            panic!("label should match")
+        };
+        assert_eq!(decode_compound(body, &limits()).unwrap(), msgs);
+        assert!(matches!(
+            open_envelope(&dgram, None).unwrap(),
+            Envelope::OtherLabel
+        ));
+    }
+
+    #[test]
+    fn tags_len_matches_postcard() {
+        let mut tags = Tags::new();
+        for i in 0..40 {
+            tags.insert(format!("key{i}"), "v".repeat(i * 5));
+        }
+        assert_eq!(
+            tags_encoded_len(&tags),
+            postcard::to_allocvec(&tags).unwrap().len()
+        );
+    }
+
+    #[test]
+    fn rejects_bad_envelopes_and_counts() {
+        assert_eq!(open_envelope(&[], None).err(), Some(DecodeError::Empty));
+        assert_eq!(
+            open_envelope(&[9, 0], None).err(),
+            Some(DecodeError::UnsupportedVersion(9))
+        );
+        assert_eq!(
+            open_envelope(&[VERSION, 5, b'a'], None).err(),
+            Some(DecodeError::Truncated)
+        );
+        // A count far above what the bytes hold.
+        assert_eq!(
+            decode_compound(&[0xff, 0x7f, 1, 2], &limits()).err(),
+            Some(DecodeError::BadMessageCount)
+        );
+        assert_eq!(
+            decode_compound(&[0], &limits()).err(),
+            Some(DecodeError::BadMessageCount)
+        );
+        // Trailing garbage after one valid message.
+        let mut b = vec![1];
+        b.extend(encode_message(&Message::Ack { seq: 1 }));
+        b.extend([0, 0, 0]);
+        assert_eq!(
+            decode_compound(&b, &limits()).err(),
+            Some(DecodeError::TrailingBytes)
+        );
+    }
+
+    #[test]
+    fn validation_limits_names_and_tags() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let long = Message::Ping {
+            seq: 1,
+            target: "x".repeat(200),
+        };
+        assert!(limits().validate(&long).is_err());
+        let mut tags = Tags::new();
+        tags.insert("k".into(), "v".repeat(600));
+        let fat = Message::Alive(Alive {
+            incarnation: 0,
+            name: "a".into(),
+            addr,
+            tags,
+        });
+        assert!(limits().validate(&fat).is_err());
+        let empty = Message::Suspect(Accusation {
+            incarnation: 0,
+            name: "".into(),
+            from: "b".into(),
+        });
+        assert!(limits().validate(&empty).is_err());
+    }
+
+    #[test]
+    fn huge_claimed_sequence_does_not_preallocate() {
+        // A push-pull claiming 2^28 states in a tiny buffer fails fast with Truncated.
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let pp = Message::PushPull(PushPull {
+            id: 1,
+            request: true,
+            join: false,
+            reply_to: addr,
+            states: vec![],
+        });
+        let mut b = encode_message(&pp);
+        b.pop(); // the empty-vec length
+        b.extend([0xff, 0xff, 0xff, 0x7f]);
+        assert_eq!(
+            decode_single(&b, &limits()).err(),
+            Some(DecodeError::Truncated)
+        );
+    }
+
+    #[test]
+    fn frame_decoder_splits_and_bounds() {
+        let h = header(None);
+        let f1 = assemble_frame(&h, &encode_message(&Message::Ack { seq: 1 }));
+        let f2 = assemble_frame(&h, &encode_message(&Message::Ack { seq: 2 }));
+        let mut all = f1.clone();
+        all.extend(&f2);
+        let mut d = FrameDecoder::new(1024);
+        // Byte by byte.
+        let mut got = vec![];
+        for b in &all {
+            d.push(&[*b]);
+            while let Some(f) = d.next_frame().unwrap() {
+                got.push(f);
+            }
+        }
+        assert_eq!(got, vec![f1[4..].to_vec(), f2[4..].to_vec()]);
+        assert_eq!(d.buffered(), 0);
+        let mut d = FrameDecoder::new(1024);
+        d.push(&[0, 1, 0, 0]);
+        assert_eq!(
+            d.next_frame(),
+            Err(DecodeError::TooLarge {
+                len: 65536,
+                max: 1024
+            })
+        );
+    }
+}
