@@ -4,15 +4,15 @@
 //! it has been sent the retransmit limit times. When the queue is full, the most-sent, oldest
 //! update is dropped and counted.
 
+use crate::identity::Name;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 
 type OrderKey = (u32, Reverse<usize>, Reverse<u64>);
 
 #[derive(Debug)]
 struct Entry {
-    key: Arc<str>,
+    key: Name,
     bytes: Vec<u8>,
     transmits: u32,
 }
@@ -20,8 +20,9 @@ struct Entry {
 /// Queued updates keyed by the member they are about.
 #[derive(Debug)]
 pub(crate) struct BroadcastQueue {
-    entries: BTreeMap<u64, Entry>,
-    by_key: BTreeMap<Arc<str>, u64>,
+    // Both maps are only looked up, never iterated: order comes from `order` alone.
+    entries: HashMap<u64, Entry, ahash::RandomState>,
+    by_key: HashMap<Name, u64, ahash::RandomState>,
     order: BTreeSet<OrderKey>,
     next_id: u64,
     max: usize,
@@ -34,10 +35,12 @@ const MIN_ROOM: usize = 4;
 const MAX_MISFITS: usize = 32;
 
 impl BroadcastQueue {
-    pub(crate) fn new(max: usize) -> BroadcastQueue {
+    /// An empty queue of at most `max` updates; its maps' hasher is keyed by `keys`.
+    pub(crate) fn new(max: usize, keys: [u64; 4]) -> BroadcastQueue {
+        let state = ahash::RandomState::with_seeds(keys[0], keys[1], keys[2], keys[3]);
         BroadcastQueue {
-            entries: BTreeMap::new(),
-            by_key: BTreeMap::new(),
+            entries: HashMap::with_hasher(state.clone()),
+            by_key: HashMap::with_hasher(state),
             order: BTreeSet::new(),
             next_id: 0,
             max,
@@ -46,7 +49,7 @@ impl BroadcastQueue {
     }
 
     /// Queue `bytes` (one encoded message) about `key`, replacing any queued update about it.
-    pub(crate) fn push(&mut self, key: Arc<str>, bytes: Vec<u8>) {
+    pub(crate) fn push(&mut self, key: Name, bytes: Vec<u8>) {
         if let Some(old) = self.by_key.remove(&key) {
             self.remove_id(old);
         }
@@ -143,7 +146,7 @@ mod tests {
 
     #[test]
     fn least_sent_first_and_limit_removes() {
-        let mut q = BroadcastQueue::new(10);
+        let mut q = BroadcastQueue::new(10, [1, 2, 3, 4]);
         q.push("a".into(), vec![1; 10]);
         q.push("b".into(), vec![2; 20]);
         let mut body = vec![];
@@ -162,7 +165,7 @@ mod tests {
 
     #[test]
     fn newer_update_replaces_older() {
-        let mut q = BroadcastQueue::new(10);
+        let mut q = BroadcastQueue::new(10, [1, 2, 3, 4]);
         q.push("a".into(), vec![1; 5]);
         q.push("a".into(), vec![9; 6]);
         assert_eq!(q.len(), 1);
@@ -175,7 +178,7 @@ mod tests {
 
     #[test]
     fn overflow_drops_most_sent_and_counts() {
-        let mut q = BroadcastQueue::new(2);
+        let mut q = BroadcastQueue::new(2, [1, 2, 3, 4]);
         q.push("a".into(), vec![1; 5]);
         let mut body = vec![];
         q.fill(100, 10, &mut body); // a sent once

@@ -1,9 +1,8 @@
 //! Everything the core reports to the application, drained with [`crate::Node::poll_event`].
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use crate::identity::Member;
+use crate::identity::{Member, Name};
 
 /// Something the application may want to know. Events are queued in order and bounded by
 /// [`crate::Config::max_pending_events`] (oldest dropped first, counted).
@@ -22,7 +21,7 @@ pub enum Event {
         /// The suspected member.
         member: Member,
         /// Who first suspected it, as far as this node knows.
-        by: Arc<str>,
+        by: Name,
     },
     /// A suspected member refuted the suspicion and is alive again.
     MemberRecovered(Member),
@@ -37,7 +36,7 @@ pub enum Event {
     /// refused (when `name` is this node's own name, this node also re-asserted itself).
     NameConflict {
         /// The contested name.
-        name: Arc<str>,
+        name: Name,
         /// The address this node keeps for the name.
         existing: SocketAddr,
         /// The address of the refused claim.

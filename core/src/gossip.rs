@@ -12,8 +12,10 @@ use std::net::SocketAddr;
 use crate::event::Event;
 use crate::identity::MemberStatus;
 use crate::node::{Node, RunState};
+use crate::time::Timestamp;
 use crate::timers::TimerKind;
-use crate::wire::{Accusation, Alive, Message, PushPull, PushState, WireStatus};
+use crate::wire::{Accusation, Alive, Digest, Message, PushPull, PushState, WireStatus};
+use rand::Rng;
 
 /// A join waiting for its seeds.
 #[derive(Clone, Debug)]
@@ -64,7 +66,14 @@ impl Node {
 
     pub(crate) fn push_pull_tick(&mut self) {
         let next = self.now + self.push_pull_period();
-        self.timers.schedule(next, TimerKind::PushPullTick);
+        let generation = self.push_pull_gen;
+        self.timers
+            .schedule(next, TimerKind::PushPullTick { generation });
+        self.push_pull_random();
+    }
+
+    /// Start a push-pull exchange with one random alive member.
+    pub(crate) fn push_pull_random(&mut self) {
         if self.run != RunState::Running {
             return;
         }
@@ -84,7 +93,6 @@ impl Node {
     }
 
     fn rng_id(&mut self) -> u32 {
-        use rand::Rng;
         self.rng.random()
     }
 
@@ -92,7 +100,7 @@ impl Node {
         self.members
             .iter()
             .map(|r| PushState {
-                name: r.name.to_string(),
+                name: r.name.clone(),
                 addr: r.addr,
                 incarnation: r.incarnation,
                 status: match r.status() {
@@ -160,7 +168,7 @@ impl Node {
                     self.apply_alive(a, broadcast);
                 }
                 WireStatus::Suspect | WireStatus::Dead => {
-                    let from = self.me.to_string();
+                    let from = self.me.clone();
                     let acc = Accusation {
                         incarnation: s.incarnation,
                         name: s.name,
@@ -177,6 +185,47 @@ impl Node {
                     self.apply_dead(acc, broadcast);
                 }
             }
+        }
+    }
+
+    /// How long a view must stay unchanged to count as settled: about the time an update
+    /// takes to reach the whole cluster by gossip. Each gossip round multiplies the informed
+    /// members by about fanout + 1 (4 by default), so log4(n + 1) rounds, plus one.
+    fn settle_window(&self) -> std::time::Duration {
+        let n = self.members.live().max(2) as f64;
+        let growth = (self.cfg.gossip_nodes as f64 + 1.0).log2();
+        let rounds = ((n + 1.0).log2() / growth).ceil() as u32 + 1;
+        self.cfg.gossip_interval * rounds
+    }
+
+    /// This node's digest for an ack.
+    pub(crate) fn view_digest(&self) -> Digest {
+        let settled = self.now.saturating_since(self.members.digest_changed());
+        Digest {
+            hash: self.members.digest().to_le_bytes(),
+            stable: settled >= self.settle_window(),
+        }
+    }
+
+    /// Digest-triggered repair: when both this node's view and the acking peer's have been
+    /// settled for a dissemination window and still differ, gossip has missed something (a
+    /// member that missed an update entirely stays wrong until the next periodic push-pull,
+    /// minutes away at scale): exchange full state with that peer now. At most once per
+    /// settle window.
+    pub(crate) fn compare_digest(&mut self, peer: SocketAddr, theirs: Digest) {
+        if !theirs.stable || self.run != RunState::Running {
+            return;
+        }
+        let mine = self.view_digest();
+        let window = self.settle_window();
+        let due = self
+            .last_repair
+            .is_none_or(|t| self.now.saturating_since(t) >= window);
+        if mine.stable && mine.hash != theirs.hash && due {
+            self.last_repair = Some(self.now);
+            self.stats.digest_repairs += 1;
+            let id = self.rng_id();
+            self.send_push_pull(peer, id, true, false);
         }
     }
 
@@ -229,6 +278,18 @@ impl Node {
                 answered: pj.answered,
                 contacted: pj.contacted,
             });
+            if pj.answered > 0 && !self.cfg.push_pull_interval.is_zero() {
+                // The cluster size is known now: re-arm periodic push-pull at a random point
+                // of its stretched period, so a thousand nodes started together do not all
+                // exchange full state within the first unstretched period.
+                self.push_pull_gen = self.push_pull_gen.wrapping_add(1);
+                let generation = self.push_pull_gen;
+                let period = self.push_pull_period().as_micros().max(1) as u64;
+                let at =
+                    Timestamp::from_micros(self.now.as_micros() + self.rng.random_range(0..period));
+                self.timers
+                    .schedule(at, TimerKind::PushPullTick { generation });
+            }
         }
     }
 
@@ -240,8 +301,8 @@ impl Node {
         self.members.set_status(&me, MemberStatus::Left, self.now);
         let msg = Message::Dead(Accusation {
             incarnation: inc,
-            name: me.to_string(),
-            from: me.to_string(),
+            name: me.clone(),
+            from: me.clone(),
         });
         self.enqueue(me, &msg);
         if self.members.live() == 0 {

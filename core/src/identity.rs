@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// A member name: a small string, stored inline up to 23 bytes and cheap to clone.
+pub type Name = smol_str::SmolStr;
+
 /// A member's tags: a small string map carried with its alive messages (bounded by
 /// [`crate::Config::meta_max_size`] once encoded).
 pub type Tags = BTreeMap<String, String>;
@@ -60,7 +63,7 @@ pub enum MemberStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Member {
     /// Unique member name.
-    pub name: Arc<str>,
+    pub name: Name,
     /// Address the member is reached at.
     pub addr: SocketAddr,
     /// Status in this node's view.

@@ -69,7 +69,7 @@ pub mod wire;
 pub use config::{Config, ConfigError};
 pub use error::{ApiError, InputError};
 pub use event::Event;
-pub use identity::{Identity, Member, MemberStatus, Tags};
+pub use identity::{Identity, Member, MemberStatus, Name, Tags};
 pub use node::{Node, Transmit, TransmitKind};
 pub use stats::Stats;
 pub use time::Timestamp;

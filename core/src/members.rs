@@ -2,7 +2,7 @@
 //! left members kept so stale gossip cannot revive them), in shuffled probe order, with a name
 //! index and live counts kept up to date on every status change.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,15 +10,16 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::identity::{Member, MemberStatus, Tags};
+use crate::identity::{Member, MemberStatus, Name, Tags};
 use crate::suspicion::Suspicion;
 use crate::time::Timestamp;
 
 /// Everything kept about one member.
 #[derive(Clone, Debug)]
 pub(crate) struct MemberRec {
-    pub name: Arc<str>,
+    pub name: Name,
     pub addr: SocketAddr,
+    /// Read freely; write only through [`Members::set_incarnation`], which keeps the digest.
     pub incarnation: u32,
     status: MemberStatus,
     /// When `status` last changed.
@@ -31,7 +32,7 @@ pub(crate) struct MemberRec {
 
 impl MemberRec {
     pub(crate) fn new(
-        name: Arc<str>,
+        name: Name,
         addr: SocketAddr,
         incarnation: u32,
         tags: Arc<Tags>,
@@ -69,16 +70,53 @@ impl MemberRec {
 }
 
 /// The table, in probe order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Members {
     list: Vec<MemberRec>,
-    index: BTreeMap<Arc<str>, usize>,
+    /// Name → position. Only looked up, never iterated, so its order cannot leak into outputs;
+    /// the hasher is keyed from the node's seeded RNG (deterministic, and not predictable by a
+    /// peer flooding crafted names).
+    index: HashMap<Name, usize, ahash::RandomState>,
     probe_index: usize,
     alive: usize,
     live: usize,
+    /// XOR of [`member_hash`] over live members, kept up to date by every change of
+    /// liveness or incarnation.
+    digest: u32,
+    /// When `digest` last changed.
+    digest_changed: Timestamp,
+}
+
+/// FNV-1a over a member's name and incarnation: its contribution to the table digest.
+fn member_hash(name: &str, incarnation: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name
+        .as_bytes()
+        .iter()
+        .chain(incarnation.to_le_bytes().iter())
+    {
+        h ^= *b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
 }
 
 impl Members {
+    /// An empty table whose index hasher is keyed from `rng`.
+    pub(crate) fn new(rng: &mut ChaCha8Rng) -> Members {
+        let state =
+            ahash::RandomState::with_seeds(rng.random(), rng.random(), rng.random(), rng.random());
+        Members {
+            list: Vec::new(),
+            index: HashMap::with_hasher(state),
+            probe_index: 0,
+            alive: 0,
+            live: 0,
+            digest: 0,
+            digest_changed: Timestamp::ZERO,
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
@@ -118,6 +156,9 @@ impl Members {
     /// Add a new member at a random position of the probe order.
     pub(crate) fn insert(&mut self, rec: MemberRec, rng: &mut ChaCha8Rng) {
         debug_assert!(!self.index.contains_key(&rec.name));
+        if rec.is_live() {
+            self.toggle_digest(&rec.name, rec.incarnation, rec.state_change);
+        }
         self.count(rec.status, 1);
         let last = self.list.len();
         self.index.insert(rec.name.clone(), last);
@@ -143,12 +184,51 @@ impl Members {
         }
         self.count(old, -1);
         self.count(status, 1);
+        let was_live = self.list[i].is_live();
         let rec = &mut self.list[i];
         rec.status = status;
         rec.state_change = now;
         if status != MemberStatus::Suspect {
             rec.suspicion = None;
         }
+        if was_live != rec.is_live() {
+            let (name, inc) = (rec.name.clone(), rec.incarnation);
+            self.toggle_digest(&name, inc, now);
+        }
+    }
+
+    /// Set a member's incarnation, keeping the digest.
+    pub(crate) fn set_incarnation(&mut self, name: &str, incarnation: u32, now: Timestamp) {
+        let Some(&i) = self.index.get(name) else {
+            return;
+        };
+        let rec = &mut self.list[i];
+        let old = rec.incarnation;
+        if old == incarnation {
+            return;
+        }
+        rec.incarnation = incarnation;
+        if rec.is_live() {
+            let name = rec.name.clone();
+            self.toggle_digest(&name, old, now);
+            self.toggle_digest(&name, incarnation, now);
+        }
+    }
+
+    fn toggle_digest(&mut self, name: &str, incarnation: u32, now: Timestamp) {
+        self.digest ^= member_hash(name, incarnation);
+        self.digest_changed = now;
+    }
+
+    /// A digest of the live members (name and incarnation of every alive or suspect member,
+    /// combined order-independently). Two nodes with the same live view have the same digest.
+    pub(crate) fn digest(&self) -> u32 {
+        self.digest
+    }
+
+    /// When the digest last changed.
+    pub(crate) fn digest_changed(&self) -> Timestamp {
+        self.digest_changed
     }
 
     /// The next member to probe: round-robin over the shuffled list, reshuffled at each wrap,
@@ -239,7 +319,7 @@ mod tests {
     #[test]
     fn insert_index_and_counts() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut m = Members::default();
+        let mut m = Members::new(&mut rng);
         for i in 0..50 {
             m.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
         }
@@ -257,7 +337,7 @@ mod tests {
     #[test]
     fn probe_order_visits_every_live_member_once_per_pass() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut m = Members::default();
+        let mut m = Members::new(&mut rng);
         for i in 0..10 {
             m.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
         }
@@ -286,9 +366,44 @@ mod tests {
     }
 
     #[test]
+    fn digest_depends_on_live_set_not_order() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut a = Members::new(&mut rng);
+        let mut b = Members::new(&mut rng);
+        for i in 0..20 {
+            a.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
+            b.insert(rec(&format!("n{}", 19 - i), Timestamp::ZERO), &mut rng);
+        }
+        assert_eq!(a.digest(), b.digest());
+        let full = |m: &Members| {
+            m.iter()
+                .filter(|r| r.is_live())
+                .fold(0, |acc, r| acc ^ member_hash(&r.name, r.incarnation))
+        };
+        assert_eq!(a.digest(), full(&a));
+        a.set_incarnation("n4", 1, Timestamp::from_secs(3));
+        assert_eq!(a.digest_changed(), Timestamp::from_secs(3));
+        assert_eq!(a.digest(), full(&a));
+        assert_ne!(a.digest(), b.digest());
+        b.set_incarnation("n4", 1, Timestamp::ZERO);
+        assert_eq!(a.digest(), b.digest());
+        a.set_status("n5", MemberStatus::Failed, Timestamp::ZERO);
+        assert_ne!(a.digest(), b.digest());
+        b.set_status("n5", MemberStatus::Left, Timestamp::ZERO);
+        assert_eq!(
+            a.digest(),
+            b.digest(),
+            "failed and left both leave the live set"
+        );
+        a.set_status("n5", MemberStatus::Alive, Timestamp::ZERO);
+        a.set_status("n6", MemberStatus::Suspect, Timestamp::ZERO);
+        assert_eq!(a.digest(), full(&a));
+    }
+
+    #[test]
     fn random_members_are_distinct_and_filtered() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut m = Members::default();
+        let mut m = Members::new(&mut rng);
         for i in 0..20 {
             m.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
         }

@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, InputError};
 use crate::event::Event;
 use crate::gossip::PendingJoin;
-use crate::identity::{Identity, Member, Tags};
+use crate::identity::{Identity, Member, Name, Tags};
 use crate::members::{MemberRec, Members};
 use crate::probe::{Probe, Relay};
 use crate::stats::Stats;
@@ -60,7 +60,7 @@ pub(crate) enum RunState {
 #[derive(Debug)]
 pub struct Node {
     pub(crate) cfg: Config,
-    pub(crate) me: Arc<str>,
+    pub(crate) me: Name,
     pub(crate) addr: SocketAddr,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) now: Timestamp,
@@ -74,10 +74,14 @@ pub struct Node {
     pub(crate) relays: BTreeMap<u32, Relay>,
     pub(crate) next_seq: u32,
     pub(crate) joins: BTreeMap<u32, PendingJoin>,
+    /// Generation of the live periodic push-pull timer.
+    pub(crate) push_pull_gen: u32,
     pub(crate) next_join: u32,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
+    /// When the last digest-triggered push-pull started.
+    pub(crate) last_repair: Option<Timestamp>,
     header: Vec<u8>,
     limits: Limits,
 }
@@ -99,9 +103,9 @@ impl Node {
         if tags_len > config.meta_max_size {
             return Err(ConfigError::TagsTooLarge { size: tags_len });
         }
-        let me: Arc<str> = Arc::from(identity.name.as_str());
+        let me: Name = Name::new(&identity.name);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut members = Members::default();
+        let mut members = Members::new(&mut rng);
         members.insert(
             MemberRec::new(me.clone(), identity.addr, 0, Arc::new(identity.tags), now),
             &mut rng,
@@ -113,7 +117,7 @@ impl Node {
             max_members: config.max_members,
         };
         let mut node = Node {
-            queue: BroadcastQueue::new(config.max_broadcast_queue),
+            queue: BroadcastQueue::new(config.max_broadcast_queue, rng.random()),
             me,
             addr: identity.addr,
             rng,
@@ -126,10 +130,12 @@ impl Node {
             relays: BTreeMap::new(),
             next_seq: 0,
             joins: BTreeMap::new(),
+            push_pull_gen: 0,
             next_join: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            last_repair: None,
             header,
             limits,
             cfg: config,
@@ -151,7 +157,8 @@ impl Node {
         node.timers.schedule(at, TimerKind::GossipTick);
         if !push_pull.is_zero() {
             let at = stagger(&mut node, push_pull);
-            node.timers.schedule(at, TimerKind::PushPullTick);
+            node.timers
+                .schedule(at, TimerKind::PushPullTick { generation: 0 });
         }
         Ok(node)
     }
@@ -243,7 +250,8 @@ impl Node {
         match msg {
             Message::Ping { seq, target } => {
                 if *target == *self.me {
-                    self.send_datagram(from, &[Message::Ack { seq }]);
+                    let digest = Some(self.view_digest());
+                    self.send_datagram(from, &[Message::Ack { seq, digest }]);
                 }
             }
             Message::StreamPing {
@@ -252,10 +260,10 @@ impl Node {
                 reply_to,
             } => {
                 if *target == *self.me {
-                    self.send_reliable(reply_to, &Message::Ack { seq });
+                    self.send_reliable(reply_to, &Message::Ack { seq, digest: None });
                 }
             }
-            Message::Ack { seq } => self.on_ack(seq),
+            Message::Ack { seq, digest } => self.on_ack(from, seq, digest),
             Message::Nack { seq } => self.on_nack(seq),
             Message::IndirectPing { seq, target, addr } => {
                 self.on_indirect_ping(from, seq, target, addr)
@@ -294,7 +302,11 @@ impl Node {
                 TimerKind::ProbeTick => self.probe_tick(),
                 TimerKind::ProbeTimeout { seq } => self.probe_timeout(seq),
                 TimerKind::GossipTick => self.gossip_tick(),
-                TimerKind::PushPullTick => self.push_pull_tick(),
+                TimerKind::PushPullTick { generation } => {
+                    if generation == self.push_pull_gen {
+                        self.push_pull_tick();
+                    }
+                }
                 TimerKind::Suspicion { name, generation } => {
                     self.suspicion_timeout(&name, generation)
                 }
@@ -350,12 +362,14 @@ impl Node {
             });
         }
         let me = self.me.clone();
+        let now = self.now;
         let rec = self
             .members
             .get_mut(&me)
             .expect("self is always in the table");
         rec.tags = Arc::new(tags);
-        rec.incarnation = rec.incarnation.wrapping_add(1);
+        let inc = rec.incarnation.wrapping_add(1);
+        self.members.set_incarnation(&me, inc, now);
         self.broadcast_self();
         Ok(())
     }
@@ -447,7 +461,10 @@ impl Node {
 
     pub(crate) fn retransmit_limit(&self) -> u32 {
         let n = self.members.live() as f64;
-        self.cfg.retransmit_mult * ((n + 1.0).log10().ceil() as u32).max(1)
+        // memberlist's mult·ceil(log10(n + 1)), with the log factor at least 2: below ten
+        // members memberlist sends an update only `mult` times, and a member misses it with
+        // a probability near e^-mult.
+        self.cfg.retransmit_mult * ((n + 1.0).log10().ceil() as u32).max(2)
     }
 
     /// Send `msgs` in one datagram to `to`, filled up to the MTU with queued updates.
@@ -500,7 +517,7 @@ impl Node {
     }
 
     /// Queue an update about `key` for dissemination.
-    pub(crate) fn enqueue(&mut self, key: Arc<str>, msg: &Message) {
+    pub(crate) fn enqueue(&mut self, key: Name, msg: &Message) {
         let before = self.queue.drops();
         self.queue.push(key, wire::encode_message(msg));
         self.stats.broadcast_drops += self.queue.drops() - before;
@@ -514,7 +531,7 @@ impl Node {
             .expect("self is always in the table");
         let msg = Message::Alive(wire::Alive {
             incarnation: rec.incarnation,
-            name: rec.name.to_string(),
+            name: rec.name.clone(),
             addr: rec.addr,
             tags: (*rec.tags).clone(),
         });

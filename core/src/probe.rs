@@ -4,19 +4,18 @@
 //! probe interval when this node itself is struggling.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use crate::identity::MemberStatus;
+use crate::identity::{MemberStatus, Name};
 use crate::node::{Node, RunState};
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
-use crate::wire::{Accusation, Message};
+use crate::wire::{Accusation, Digest, Message};
 
 /// The probe in flight (at most one at a time).
 #[derive(Clone, Debug)]
 pub(crate) struct Probe {
     pub seq: u32,
-    pub target: Arc<str>,
+    pub target: Name,
     pub addr: SocketAddr,
     /// Indirect pings sent (each owes a nack if it gets no ack).
     pub expected_nacks: u32,
@@ -77,8 +76,8 @@ impl Node {
             // Buddy system: the suspect hears of its suspicion with the ping and can refute.
             let s = Message::Suspect(Accusation {
                 incarnation: inc,
-                name: target.to_string(),
-                from: me.to_string(),
+                name: target.clone(),
+                from: me.clone(),
             });
             self.send_datagram(addr, &[ping, s]);
         } else {
@@ -147,21 +146,28 @@ impl Node {
         }
         let s = Accusation {
             incarnation: rec.incarnation,
-            name: p.target.to_string(),
-            from: self.me.to_string(),
+            name: p.target.clone(),
+            from: self.me.clone(),
         };
         self.apply_suspect(s, true);
     }
 
-    pub(crate) fn on_ack(&mut self, seq: u32) {
+    pub(crate) fn on_ack(&mut self, from: SocketAddr, seq: u32, digest: Option<Digest>) {
         if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
             self.probe = None;
             self.stats.probes_ok += 1;
             self.adjust_awareness(-1);
+            if let Some(d) = digest {
+                self.compare_digest(from, d);
+            }
             return;
         }
         if let Some(r) = self.relays.remove(&seq) {
-            self.send_datagram(r.origin, &[Message::Ack { seq: r.origin_seq }]);
+            let ack = Message::Ack {
+                seq: r.origin_seq,
+                digest: None,
+            };
+            self.send_datagram(r.origin, &[ack]);
         }
     }
 
@@ -211,15 +217,15 @@ impl Node {
             .as_ref()
             .map_or(Timestamp::ZERO, |s| s.deadline());
         if deadline > self.now {
-            let name: Arc<str> = rec.name.clone();
+            let name: Name = rec.name.clone();
             self.timers
                 .schedule(deadline, TimerKind::Suspicion { name, generation });
             return;
         }
         let d = Accusation {
             incarnation: rec.incarnation,
-            name: name.to_string(),
-            from: self.me.to_string(),
+            name: rec.name.clone(),
+            from: self.me.clone(),
         };
         self.apply_dead(d, true);
     }

@@ -40,6 +40,8 @@ pub struct Stats {
     pub refutations: u64,
     /// Probes that ended without any ack.
     pub probes_failed: u64,
+    /// Push-pulls started because a settled peer's view digest differed from ours.
+    pub digest_repairs: u64,
     /// Probes answered (directly, indirectly or over the reliable channel).
     pub probes_ok: u64,
 }

@@ -2,7 +2,7 @@
 //! towards the shortest as independent confirmations (suspect messages from other members)
 //! arrive: timeout = max(min, max − (max − min) · ln(c + 1) / ln(k + 1)).
 
-use std::sync::Arc;
+use crate::identity::Name;
 use std::time::Duration;
 
 use crate::time::Timestamp;
@@ -32,12 +32,12 @@ pub(crate) struct Suspicion {
     max: Duration,
     k: u32,
     /// The members that have accused, the first accuser included.
-    accusers: Vec<Arc<str>>,
+    accusers: Vec<Name>,
 }
 
 impl Suspicion {
     pub(crate) fn new(
-        from: Arc<str>,
+        from: Name,
         start: Timestamp,
         min: Duration,
         max: Duration,
@@ -79,7 +79,7 @@ impl Suspicion {
         if self.confirmations() >= self.k || self.accusers.iter().any(|a| &**a == from) {
             return false;
         }
-        self.accusers.push(Arc::from(from));
+        self.accusers.push(Name::new(from));
         true
     }
 }

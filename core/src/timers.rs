@@ -3,9 +3,9 @@
 //! never removed early: a handler checks that the timer is still current when it fires (lazy
 //! cancellation), so a stale entry costs at most one spurious wake-up.
 
+use crate::identity::Name;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
 
 use crate::time::Timestamp;
 
@@ -18,10 +18,11 @@ pub(crate) enum TimerKind {
     ProbeTimeout { seq: u32 },
     /// Send queued updates to a few random members.
     GossipTick,
-    /// Exchange full state with one random member.
-    PushPullTick,
+    /// Exchange full state with one random member (generation `generation`: the tick is
+    /// re-armed when a join changes the cluster size).
+    PushPullTick { generation: u32 },
     /// Suspicion of `name` (generation `generation`) may have expired.
-    Suspicion { name: Arc<str>, generation: u64 },
+    Suspicion { name: Name, generation: u64 },
     /// Indirect ping relayed under `seq` got no ack in time: nack the origin.
     Relay { seq: u32 },
     /// Join number `join` has waited long enough for its seeds.
@@ -75,7 +76,10 @@ mod tests {
         let mut t = Timers::default();
         t.schedule(Timestamp::from_millis(20), TimerKind::GossipTick);
         t.schedule(Timestamp::from_millis(10), TimerKind::ProbeTick);
-        t.schedule(Timestamp::from_millis(10), TimerKind::PushPullTick);
+        t.schedule(
+            Timestamp::from_millis(10),
+            TimerKind::PushPullTick { generation: 0 },
+        );
         assert_eq!(t.next_deadline(), Some(Timestamp::from_millis(10)));
         assert_eq!(t.pop_due(Timestamp::from_millis(5)), None);
         assert_eq!(
@@ -84,7 +88,7 @@ mod tests {
         );
         assert_eq!(
             t.pop_due(Timestamp::from_millis(15)),
-            Some(TimerKind::PushPullTick)
+            Some(TimerKind::PushPullTick { generation: 0 })
         );
         assert_eq!(t.pop_due(Timestamp::from_millis(15)), None);
         assert_eq!(t.len(), 1);

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use crate::event::Event;
-use crate::identity::MemberStatus;
+use crate::identity::{MemberStatus, Name};
 use crate::members::MemberRec;
 use crate::node::{Node, RunState};
 use crate::suspicion::{self, Suspicion};
@@ -34,7 +34,7 @@ impl Node {
                 self.stats.members_refused += 1;
                 return;
             }
-            let name: Arc<str> = Arc::from(a.name.as_str());
+            let name: Name = a.name.clone();
             let rec = MemberRec::new(
                 name.clone(),
                 a.addr,
@@ -67,11 +67,11 @@ impl Node {
         let tags_changed = *rec.tags != a.tags;
         let rec = self.members.get_mut(&a.name).expect("checked above");
         rec.addr = a.addr;
-        rec.incarnation = a.incarnation;
         if tags_changed {
             rec.tags = Arc::new(a.tags.clone());
         }
         let name = rec.name.clone();
+        self.members.set_incarnation(&name, a.incarnation, now);
         self.members.set_status(&name, MemberStatus::Alive, now);
         let snap = self.members.get(&name).expect("present").snapshot();
         match prev {
@@ -126,11 +126,10 @@ impl Node {
     /// Raise our incarnation above `accused` and announce ourselves alive.
     pub(crate) fn refute(&mut self, accused: u32) {
         let me = self.me.clone();
-        let rec = self
-            .members
-            .get_mut(&me)
-            .expect("self is always in the table");
-        rec.incarnation = rec.incarnation.max(accused).wrapping_add(1);
+        let inc = self.members.get(&me).map_or(0, |r| r.incarnation);
+        let now = self.now;
+        self.members
+            .set_incarnation(&me, inc.max(accused).wrapping_add(1), now);
         self.stats.refutations += 1;
         self.health_penalty();
         self.broadcast_self();
@@ -184,13 +183,13 @@ impl Node {
                     self.cfg.suspicion_max_timeout_mult,
                     self.cfg.probe_interval,
                 );
-                let from: Arc<str> = Arc::from(s.from.as_str());
+                let from: Name = s.from.clone();
                 let susp = Suspicion::new(from.clone(), now, min, max, k);
                 let deadline = susp.deadline();
-                rec.incarnation = s.incarnation;
                 rec.suspicion_gen += 1;
                 let generation = rec.suspicion_gen;
                 let name = rec.name.clone();
+                self.members.set_incarnation(&name, s.incarnation, now);
                 self.members.set_status(&name, MemberStatus::Suspect, now);
                 let rec = self.members.get_mut(&name).expect("present");
                 rec.suspicion = Some(susp);
@@ -229,8 +228,8 @@ impl Node {
             return;
         }
         let left = d.from == d.name;
-        rec.incarnation = d.incarnation;
         let name = rec.name.clone();
+        self.members.set_incarnation(&name, d.incarnation, now);
         let status = if left {
             MemberStatus::Left
         } else {

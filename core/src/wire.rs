@@ -10,12 +10,11 @@
 //! input's own length justifies (sequence lengths are checked against the bytes left, and
 //! sequences are never preallocated from a claimed length).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::identity::Tags;
+use crate::identity::{Name, Tags};
 
 /// Protocol version carried in the first byte of every datagram and frame.
 pub const VERSION: u8 = 1;
@@ -93,7 +92,7 @@ pub(crate) enum WireStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Alive {
     pub incarnation: u32,
-    pub name: String,
+    pub name: Name,
     pub addr: SocketAddr,
     pub tags: Tags,
 }
@@ -103,14 +102,14 @@ pub(crate) struct Alive {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Accusation {
     pub incarnation: u32,
-    pub name: String,
-    pub from: String,
+    pub name: Name,
+    pub from: Name,
 }
 
 /// One member's full state in a push-pull exchange.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PushState {
-    pub name: String,
+    pub name: Name,
     pub addr: SocketAddr,
     pub incarnation: u32,
     pub status: WireStatus,
@@ -132,6 +131,16 @@ pub(crate) struct PushPull {
     pub states: Vec<PushState>,
 }
 
+/// A summary of a node's live member view, carried in direct acks: the prober compares it
+/// with its own and repairs a lasting difference with a push-pull.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Digest {
+    /// Order-independent hash of (name, incarnation) over live members.
+    pub hash: [u8; 4],
+    /// True when the sender's view has not changed for a dissemination window.
+    pub stable: bool,
+}
+
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Message {
@@ -140,9 +149,10 @@ pub(crate) enum Message {
         seq: u32,
         target: String,
     },
-    /// Probe answered.
+    /// Probe answered; a direct answer carries the responder's view digest.
     Ack {
         seq: u32,
+        digest: Option<Digest>,
     },
     /// An indirect probe's relay got no answer from the target in time.
     Nack {
@@ -223,7 +233,7 @@ impl Limits {
         Ok(())
     }
 
-    fn tags(&self, tags: &BTreeMap<String, String>) -> Result<(), DecodeError> {
+    fn tags(&self, tags: &Tags) -> Result<(), DecodeError> {
         if tags_encoded_len(tags) > self.meta_max_size {
             return Err(DecodeError::Invalid("tags exceed meta_max_size"));
         }
@@ -458,7 +468,13 @@ mod tests {
                 seq: 7,
                 target: "b".into(),
             },
-            Message::Ack { seq: 7 },
+            Message::Ack {
+                seq: 7,
+                digest: Some(Digest {
+                    hash: [1, 2, 3, 4],
+                    stable: true,
+                }),
+            },
             Message::Nack { seq: 9 },
             Message::IndirectPing {
                 seq: 1,
@@ -552,7 +568,10 @@ mod tests {
         );
         // Trailing garbage after one valid message.
         let mut b = vec![1];
-        b.extend(encode_message(&Message::Ack { seq: 1 }));
+        b.extend(encode_message(&Message::Ack {
+            seq: 1,
+            digest: None,
+        }));
         b.extend([0, 0, 0]);
         assert_eq!(
             decode_compound(&b, &limits()).err(),
@@ -608,8 +627,20 @@ mod tests {
     #[test]
     fn frame_decoder_splits_and_bounds() {
         let h = header(None);
-        let f1 = assemble_frame(&h, &encode_message(&Message::Ack { seq: 1 }));
-        let f2 = assemble_frame(&h, &encode_message(&Message::Ack { seq: 2 }));
+        let f1 = assemble_frame(
+            &h,
+            &encode_message(&Message::Ack {
+                seq: 1,
+                digest: None,
+            }),
+        );
+        let f2 = assemble_frame(
+            &h,
+            &encode_message(&Message::Ack {
+                seq: 2,
+                digest: None,
+            }),
+        );
         let mut all = f1.clone();
         all.extend(&f2);
         let mut d = FrameDecoder::new(1024);
