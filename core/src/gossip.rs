@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use crate::event::Event;
-use crate::identity::MemberStatus;
+use crate::identity::{MemberStatus, Name};
 use crate::node::{Node, RunState};
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
@@ -120,6 +120,7 @@ impl Node {
             request,
             join,
             reply_to: self.addr,
+            sender: self.me.clone(),
             states: self.local_state(),
         });
         self.send_reliable(to, &msg);
@@ -131,7 +132,7 @@ impl Node {
                 // Answer with our table as it was before merging theirs.
                 self.send_push_pull(p.reply_to, p.id, false, false);
             }
-            self.merge(p.states, true);
+            self.merge(p.states, &p.sender, true);
             return;
         }
         let join = self.joins.iter().find_map(|(&j, pj)| {
@@ -146,16 +147,18 @@ impl Node {
                 pj.outstanding.remove(&key);
                 pj.answered += 1;
                 let rebroadcast = pj.had_peers;
-                self.merge(p.states, rebroadcast);
+                self.merge(p.states, &p.sender, rebroadcast);
                 self.maybe_finish_join(j);
             }
-            None => self.merge(p.states, true),
+            None => self.merge(p.states, &p.sender, true),
         }
     }
 
     /// Merge a remote member table: alive as alive; suspect and dead as suspicion (a remote
-    /// node's verdict is not a death certificate here); left as left.
-    fn merge(&mut self, states: Vec<PushState>, broadcast: bool) {
+    /// node's verdict is not a death certificate here), counted as an accusation by the sender
+    /// (memberlist counts it as the receiver's own, which fakes independent confirmations);
+    /// left as left.
+    fn merge(&mut self, states: Vec<PushState>, sender: &Name, broadcast: bool) {
         for s in states {
             match s.status {
                 WireStatus::Alive => {
@@ -168,7 +171,7 @@ impl Node {
                     self.apply_alive(a, broadcast);
                 }
                 WireStatus::Suspect | WireStatus::Dead => {
-                    let from = self.me.clone();
+                    let from = sender.clone();
                     let acc = Accusation {
                         incarnation: s.incarnation,
                         name: s.name,

@@ -25,9 +25,9 @@ pub(crate) struct MemberRec {
     /// When `status` last changed.
     pub state_change: Timestamp,
     pub tags: Arc<Tags>,
-    pub suspicion: Option<Suspicion>,
+    pub suspicion: Option<Box<Suspicion>>,
     /// Bumped whenever a suspicion starts, so stale suspicion timers are recognised.
-    pub suspicion_gen: u64,
+    pub suspicion_gen: u32,
 }
 
 impl MemberRec {

@@ -80,6 +80,8 @@ pub struct Node {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
+    /// Accusers told of the current incarnation directly (at most 16; cleared on refutation).
+    pub(crate) told_accusers: Vec<Name>,
     /// When the last digest-triggered push-pull started.
     pub(crate) last_repair: Option<Timestamp>,
     header: Vec<u8>,
@@ -136,6 +138,7 @@ impl Node {
             events: VecDeque::new(),
             stats: Stats::default(),
             last_repair: None,
+            told_accusers: Vec::new(),
             header,
             limits,
             cfg: config,
@@ -183,17 +186,21 @@ impl Node {
         }
         self.stats.packets_in += 1;
         self.stats.bytes_in += data.len() as u64;
-        let msgs = self.open(data).and_then(|body| {
-            if data.len() > wire::MAX_DATAGRAM {
-                return Err(self.decode_failed(wire::DecodeError::TooLarge {
-                    len: data.len(),
-                    max: wire::MAX_DATAGRAM,
-                }));
-            }
-            wire::decode_compound(body, &self.limits).map_err(|e| self.decode_failed(e))
-        })?;
+        if data.len() > wire::MAX_DATAGRAM {
+            let max = wire::MAX_DATAGRAM;
+            return Err(self.rejected(wire::DecodeError::TooLarge {
+                len: data.len(),
+                max,
+            }));
+        }
+        let body = self.open(data)?;
+        let msgs = wire::decode_compound(body, &self.limits).map_err(|e| self.rejected(e))?;
+        if msgs.iter().any(|m| matches!(m, Message::PushPull(_))) {
+            let e = wire::DecodeError::Invalid("push-pull in a datagram");
+            return Err(self.rejected(e));
+        }
         for msg in msgs {
-            self.handle_message(from, msg, false);
+            self.handle_message(from, msg);
         }
         Ok(())
     }
@@ -213,23 +220,25 @@ impl Node {
         self.stats.streams_in += 1;
         self.stats.stream_bytes_in += frame.len() as u64;
         if frame.len() > self.cfg.max_stream_message {
-            let e = wire::DecodeError::TooLarge {
+            let max = self.cfg.max_stream_message;
+            return Err(self.rejected(wire::DecodeError::TooLarge {
                 len: frame.len(),
-                max: self.cfg.max_stream_message,
-            };
-            return Err(self.decode_failed(e));
+                max,
+            }));
         }
-        let msg = self.open(frame).and_then(|body| {
-            wire::decode_single(body, &self.limits).map_err(|e| self.decode_failed(e))
-        })?;
-        self.handle_message(from, msg, true);
+        let body = self.open(frame)?;
+        let msg = wire::decode_single(body, &self.limits).map_err(|e| self.rejected(e))?;
+        self.handle_message(from, msg);
         Ok(())
     }
 
-    fn decode_failed(&self, e: wire::DecodeError) -> InputError {
+    /// Count a decode failure and turn it into the input error.
+    fn rejected(&mut self, e: wire::DecodeError) -> InputError {
+        self.stats.decode_errors += 1;
         InputError::Decode(e)
     }
 
+    /// Check version and label; the bytes after the envelope.
     fn open<'a>(&mut self, data: &'a [u8]) -> Result<&'a [u8], InputError> {
         match wire::open_envelope(data, self.cfg.label.as_deref()) {
             Ok(Envelope::Ours(body)) => Ok(body),
@@ -237,16 +246,11 @@ impl Node {
                 self.stats.label_mismatches += 1;
                 Err(InputError::LabelMismatch)
             }
-            Err(e) => Err(InputError::Decode(e)),
+            Err(e) => Err(self.rejected(e)),
         }
-        .inspect_err(|e| {
-            if matches!(e, InputError::Decode(_)) {
-                self.stats.decode_errors += 1;
-            }
-        })
     }
 
-    fn handle_message(&mut self, from: SocketAddr, msg: Message, reliable: bool) {
+    fn handle_message(&mut self, from: SocketAddr, msg: Message) {
         match msg {
             Message::Ping { seq, target } => {
                 if *target == *self.me {
@@ -271,14 +275,8 @@ impl Node {
             Message::Alive(a) => self.apply_alive(a, true),
             Message::Suspect(s) => self.apply_suspect(s, true),
             Message::Dead(d) => self.apply_dead(d, true),
-            Message::PushPull(p) => {
-                if reliable {
-                    self.on_push_pull(p);
-                } else {
-                    // Push-pull only travels the reliable channel.
-                    self.stats.decode_errors += 1;
-                }
-            }
+            // Datagrams carrying push-pull were rejected before anything was applied.
+            Message::PushPull(p) => self.on_push_pull(p),
         }
     }
 
@@ -523,18 +521,23 @@ impl Node {
         self.stats.broadcast_drops += self.queue.drops() - before;
     }
 
-    /// Queue this node's own alive message.
-    pub(crate) fn broadcast_self(&mut self) {
+    /// This node's own alive message.
+    pub(crate) fn self_alive(&self) -> Message {
         let rec = self
             .members
             .get(&self.me)
             .expect("self is always in the table");
-        let msg = Message::Alive(wire::Alive {
+        Message::Alive(wire::Alive {
             incarnation: rec.incarnation,
             name: rec.name.clone(),
             addr: rec.addr,
             tags: (*rec.tags).clone(),
-        });
+        })
+    }
+
+    /// Queue this node's own alive message.
+    pub(crate) fn broadcast_self(&mut self) {
+        let msg = self.self_alive();
         self.enqueue(self.me.clone(), &msg);
     }
 }

@@ -79,7 +79,9 @@ impl Node {
                 name: target.clone(),
                 from: me.clone(),
             });
-            self.send_datagram(addr, &[ping, s]);
+            // The accusation goes first: the target refutes before it acks, so its ack
+            // carries the refutation back to us.
+            self.send_datagram(addr, &[s, ping]);
         } else {
             self.send_datagram(addr, &[ping]);
         }
@@ -205,7 +207,7 @@ impl Node {
 
     /// A suspicion timer fired: declare the member failed if it is still the same suspicion
     /// and its (possibly shortened) deadline has passed.
-    pub(crate) fn suspicion_timeout(&mut self, name: &str, generation: u64) {
+    pub(crate) fn suspicion_timeout(&mut self, name: &str, generation: u32) {
         let Some(rec) = self.members.get(name) else {
             return;
         };

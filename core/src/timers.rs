@@ -22,7 +22,7 @@ pub(crate) enum TimerKind {
     /// re-armed when a join changes the cluster size).
     PushPullTick { generation: u32 },
     /// Suspicion of `name` (generation `generation`) may have expired.
-    Suspicion { name: Name, generation: u64 },
+    Suspicion { name: Name, generation: u32 },
     /// Indirect ping relayed under `seq` got no ack in time: nack the origin.
     Relay { seq: u32 },
     /// Join number `join` has waited long enough for its seeds.

@@ -123,6 +123,29 @@ impl Node {
         }
     }
 
+    /// `by` says this node is suspect or dead at `incarnation`: refute it if it is current,
+    /// and tell the accuser directly. Gossip alone may take a while to reach the one member
+    /// whose suspicion timer is running; the direct message is sent once per accuser and
+    /// refutation.
+    fn accused(&mut self, incarnation: u32, by: &Name) {
+        if self.run != RunState::Running {
+            return;
+        }
+        let inc = self.members.get(&self.me).map_or(0, |r| r.incarnation);
+        if incarnation >= inc {
+            self.refute(incarnation);
+        }
+        if *by == self.me || self.told_accusers.contains(by) || self.told_accusers.len() >= 16 {
+            return;
+        }
+        let Some(addr) = self.members.get(by).filter(|r| r.is_live()).map(|r| r.addr) else {
+            return;
+        };
+        self.told_accusers.push(by.clone());
+        let alive = self.self_alive();
+        self.send_datagram(addr, &[alive]);
+    }
+
     /// Raise our incarnation above `accused` and announce ourselves alive.
     pub(crate) fn refute(&mut self, accused: u32) {
         let me = self.me.clone();
@@ -131,6 +154,7 @@ impl Node {
         self.members
             .set_incarnation(&me, inc.max(accused).wrapping_add(1), now);
         self.stats.refutations += 1;
+        self.told_accusers.clear();
         self.health_penalty();
         self.broadcast_self();
     }
@@ -138,12 +162,7 @@ impl Node {
     /// Apply a suspect message.
     pub(crate) fn apply_suspect(&mut self, s: Accusation, broadcast: bool) {
         if *s.name == *self.me {
-            if self.run == RunState::Running {
-                let inc = self.members.get(&self.me).map_or(0, |r| r.incarnation);
-                if s.incarnation >= inc {
-                    self.refute(s.incarnation);
-                }
-            }
+            self.accused(s.incarnation, &s.from);
             return;
         }
         let now = self.now;
@@ -192,7 +211,7 @@ impl Node {
                 self.members.set_incarnation(&name, s.incarnation, now);
                 self.members.set_status(&name, MemberStatus::Suspect, now);
                 let rec = self.members.get_mut(&name).expect("present");
-                rec.suspicion = Some(susp);
+                rec.suspicion = Some(Box::new(susp));
                 let member = rec.snapshot();
                 self.timers.schedule(
                     deadline,
@@ -212,12 +231,7 @@ impl Node {
     /// Apply a dead message (a graceful leave when it comes from the member itself).
     pub(crate) fn apply_dead(&mut self, d: Accusation, broadcast: bool) {
         if *d.name == *self.me {
-            if self.run == RunState::Running {
-                let inc = self.members.get(&self.me).map_or(0, |r| r.incarnation);
-                if d.incarnation >= inc {
-                    self.refute(d.incarnation);
-                }
-            }
+            self.accused(d.incarnation, &d.from);
             return;
         }
         let now = self.now;

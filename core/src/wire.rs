@@ -127,6 +127,8 @@ pub(crate) struct PushPull {
     pub join: bool,
     /// Where the response goes (the sender's advertised address).
     pub reply_to: SocketAddr,
+    /// The sender's name: suspicions its table holds are counted as its accusations.
+    pub sender: Name,
     #[serde(deserialize_with = "seq_no_prealloc")]
     pub states: Vec<PushState>,
 }
@@ -256,6 +258,7 @@ impl Limits {
                 self.name(&s.from)
             }
             Message::PushPull(p) => {
+                self.name(&p.sender)?;
                 if p.states.len() > self.max_members {
                     return Err(DecodeError::Invalid("push-pull state exceeds max_members"));
                 }
@@ -507,6 +510,7 @@ mod tests {
                 request: true,
                 join: true,
                 reply_to: addr,
+                sender: "n2".into(),
                 states: vec![PushState {
                     name: "n1".into(),
                     addr,
@@ -613,6 +617,7 @@ mod tests {
             request: true,
             join: false,
             reply_to: addr,
+            sender: "n2".into(),
             states: vec![],
         });
         let mut b = encode_message(&pp);
