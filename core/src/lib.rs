@@ -62,6 +62,8 @@ mod node;
 mod probe;
 mod stats;
 mod suspicion;
+#[cfg(test)]
+mod testkit;
 mod timers;
 mod updates;
 pub mod wire;

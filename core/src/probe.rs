@@ -232,3 +232,129 @@ impl Node {
         self.apply_dead(d, true);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::Config;
+    use crate::identity::{Identity, MemberStatus};
+    use crate::node::{Node, TransmitKind};
+    use crate::testkit::*;
+    use crate::wire::Message;
+
+    fn cluster_node(indirect_checks: usize) -> Node {
+        let cfg = Config { indirect_checks, ..Config::local() };
+        let mut a = Node::new(cfg, Identity::new("a", addr(1)), 1, at(0)).unwrap();
+        deliver(&mut a, at(0), 2, &[alive("b", 2, 0), alive("c", 3, 0), alive("d", 4, 0)]);
+        sent(&mut a);
+        a
+    }
+
+    /// Run until `a` sends a probe; return (target port, seq).
+    fn next_ping(a: &mut Node) -> (u16, u32) {
+        for _ in 0..2000 {
+            let t = a.now + Duration::from_millis(5);
+            a.handle_timeout(t);
+            for (to, _, msgs) in sent(a) {
+                for m in msgs {
+                    if let Message::Ping { seq, .. } = m {
+                        return (to.port(), seq);
+                    }
+                }
+            }
+        }
+        panic!("no probe sent")
+    }
+
+    #[test]
+    fn unanswered_probe_goes_indirect_then_suspects_and_hurts_health() {
+        let mut a = cluster_node(2);
+        let (target, seq) = next_ping(&mut a);
+        let start = a.now;
+        tick(&mut a, start + Duration::from_millis(210), Duration::from_millis(5));
+        let out = sent(&mut a);
+        let indirect: Vec<u16> = out
+            .iter()
+            .filter(|(_, _, m)| matches!(m[0], Message::IndirectPing { seq: s, .. } if s == seq))
+            .map(|(to, _, _)| to.port())
+            .collect();
+        assert_eq!(indirect.len(), 2, "asks indirect_checks members");
+        assert!(!indirect.contains(&target));
+        assert!(out.iter().any(|(to, kind, m)| to.port() == target
+            && *kind == TransmitKind::Reliable
+            && matches!(m[0], Message::StreamPing { seq: s, .. } if s == seq)));
+        // One helper answers with a nack: one missed nack counts against our health.
+        let now = a.now;
+        deliver(&mut a, now, indirect[0], &[Message::Nack { seq }]);
+        tick(&mut a, start + Duration::from_millis(1010), Duration::from_millis(5));
+        let target_name = ["b", "c", "d"][(target - 2) as usize];
+        assert_eq!(a.member(target_name).unwrap().status, MemberStatus::Suspect);
+        assert_eq!(a.health_score(), 1);
+        assert_eq!(a.stats().probes_failed, 1);
+    }
+
+    #[test]
+    fn an_ack_ends_the_probe_and_heals() {
+        let mut a = cluster_node(1);
+        a.awareness = 3;
+        let (target, seq) = next_ping(&mut a);
+        let now = a.now;
+        deliver(&mut a, now, target, &[Message::Ack { seq, digest: None }]);
+        assert_eq!(a.health_score(), 2);
+        assert_eq!(a.stats().probes_ok, 1);
+        let now = a.now;
+        tick(&mut a, now + Duration::from_secs(1), Duration::from_millis(5));
+        assert!(a.members().iter().all(|m| m.status == MemberStatus::Alive));
+        // The probe interval stretches with the health score.
+        let (_, _) = next_ping(&mut a);
+        let t1 = a.now;
+        let (_, _) = next_ping(&mut a);
+        let gap = a.now.saturating_since(t1);
+        assert!(gap >= Duration::from_millis(2900), "interval scaled by score + 1: {gap:?}");
+    }
+
+    #[test]
+    fn relays_forward_acks_and_nack_on_silence() {
+        let mut a = cluster_node(1);
+        deliver(&mut a, at(1), 3, &[Message::IndirectPing { seq: 77, target: "x".into(), addr: addr(9) }]);
+        let out = sent(&mut a);
+        let relay_seq = match &out[..] {
+            [(to, _, msgs)] if *to == addr(9) => match msgs[0] {
+                Message::Ping { seq, ref target } if target == "x" => seq,
+                _ => panic!("{msgs:?}"),
+            },
+            _ => panic!("{out:?}"),
+        };
+        deliver(&mut a, at(2), 9, &[Message::Ack { seq: relay_seq, digest: None }]);
+        let out = sent(&mut a);
+        assert!(matches!(&out[..], [(to, _, m)] if *to == addr(3) && matches!(m[0], Message::Ack { seq: 77, .. })));
+        // A second relay whose target stays silent ends in a nack to the origin.
+        deliver(&mut a, at(3), 4, &[Message::IndirectPing { seq: 78, target: "y".into(), addr: addr(8) }]);
+        sent(&mut a);
+        a.handle_timeout(at(3) + Duration::from_millis(250));
+        let out = sent(&mut a);
+        assert!(out.iter().any(|(to, _, m)| *to == addr(4) && matches!(m[0], Message::Nack { seq: 78 })));
+    }
+
+    #[test]
+    fn probing_a_suspect_carries_the_accusation_first() {
+        let mut a = cluster_node(1);
+        for (name, port) in [("b", 2), ("c", 3), ("d", 4)] {
+            deliver(&mut a, at(0), port, &[suspect(name, 0, "z")]);
+        }
+        sent(&mut a);
+        for _ in 0..400 {
+            let t = a.now + Duration::from_millis(5);
+            a.handle_timeout(t);
+            for (_, _, msgs) in sent(&mut a) {
+                if msgs.iter().any(|m| matches!(m, Message::Ping { .. })) {
+                    assert!(matches!(msgs[0], Message::Suspect(_)), "buddy: {msgs:?}");
+                    assert!(matches!(msgs[1], Message::Ping { .. }));
+                    return;
+                }
+            }
+        }
+        panic!("no probe");
+    }
+}

@@ -261,3 +261,108 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::event::Event;
+    use crate::identity::MemberStatus;
+    use crate::testkit::*;
+
+    fn status(n: &crate::Node, name: &str) -> (MemberStatus, u32) {
+        let m = n.member(name).unwrap();
+        (m.status, m.incarnation)
+    }
+
+    #[test]
+    fn alive_adds_once_and_newer_incarnations_win() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 3)]);
+        assert!(matches!(&events(&mut a)[..], [Event::MemberJoined(m)] if &*m.name == "b"));
+        assert!(a.queue.contains("b"), "news is re-gossiped");
+        deliver(&mut a, at(2), 2, &[alive("b", 2, 3), alive("b", 2, 2)]);
+        assert!(events(&mut a).is_empty(), "same or older incarnation is ignored");
+        let mut m = crate::wire::Alive { incarnation: 4, name: "b".into(), addr: addr(2), tags: Default::default() };
+        m.tags.insert("role".into(), "db".into());
+        deliver(&mut a, at(3), 2, &[crate::wire::Message::Alive(m)]);
+        assert!(matches!(&events(&mut a)[..], [Event::MemberUpdated(m)] if m.tags.get("role").is_some()));
+        assert_eq!(status(&a, "b"), (MemberStatus::Alive, 4));
+    }
+
+    #[test]
+    fn suspect_then_refuting_alive_recovers() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 1), alive("c", 3, 1)]);
+        events(&mut a);
+        deliver(&mut a, at(2), 3, &[suspect("b", 0, "c")]);
+        assert!(events(&mut a).is_empty(), "a suspicion older than the member is ignored");
+        deliver(&mut a, at(3), 3, &[suspect("b", 1, "c")]);
+        assert!(matches!(&events(&mut a)[..], [Event::MemberSuspected { by, .. }] if by == "c"));
+        assert_eq!(status(&a, "b"), (MemberStatus::Suspect, 1));
+        deliver(&mut a, at(4), 2, &[alive("b", 2, 1)]);
+        assert!(events(&mut a).is_empty(), "refuting needs a higher incarnation");
+        deliver(&mut a, at(5), 2, &[alive("b", 2, 2)]);
+        assert!(matches!(&events(&mut a)[..], [Event::MemberRecovered(_)]));
+        assert_eq!(status(&a, "b"), (MemberStatus::Alive, 2));
+    }
+
+    #[test]
+    fn dead_is_final_until_a_newer_alive() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 1), alive("c", 3, 1)]);
+        events(&mut a);
+        deliver(&mut a, at(2), 3, &[dead("b", 1, "c"), dead("c", 1, "c")]);
+        let ev = events(&mut a);
+        assert!(matches!(&ev[..], [Event::MemberFailed(b), Event::MemberLeft(c)] if &*b.name == "b" && &*c.name == "c"));
+        // Stale alive gossip cannot resurrect a tombstone.
+        deliver(&mut a, at(3), 2, &[alive("b", 2, 1), suspect("b", 1, "x")]);
+        assert!(events(&mut a).is_empty());
+        assert_eq!(status(&a, "b"), (MemberStatus::Failed, 1));
+        assert_eq!(a.alive_count(), 1);
+        deliver(&mut a, at(4), 2, &[alive("b", 2, 2)]);
+        assert!(matches!(&events(&mut a)[..], [Event::MemberJoined(_)]));
+        assert_eq!(a.alive_count(), 2);
+    }
+
+    #[test]
+    fn a_live_name_claimed_from_another_address_is_refused() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 1)]);
+        events(&mut a);
+        deliver(&mut a, at(2), 9, &[alive("b", 9, 5)]);
+        assert_eq!(
+            events(&mut a),
+            vec![Event::NameConflict { name: "b".into(), existing: addr(2), claimed: addr(9) }]
+        );
+        assert_eq!(a.member("b").unwrap().addr, addr(2));
+        // Once b has failed, a restart elsewhere may take the name.
+        deliver(&mut a, at(3), 3, &[dead("b", 1, "c")]);
+        deliver(&mut a, at(4), 9, &[alive("b", 9, 0)]);
+        let ev = events(&mut a);
+        assert!(matches!(&ev[..], [Event::MemberFailed(_), Event::MemberJoined(m)] if m.addr == addr(9)));
+    }
+
+    #[test]
+    fn accusations_about_self_are_refuted() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 0)]);
+        sent(&mut a);
+        deliver(&mut a, at(2), 2, &[suspect("a", 0, "b")]);
+        assert_eq!(a.local_member().incarnation, 1);
+        assert_eq!(a.stats().refutations, 1);
+        assert_eq!(a.health_score(), 1, "refuting costs a health point");
+        // The accuser hears the refutation directly.
+        let out = sent(&mut a);
+        assert!(out.iter().any(|(to, _, msgs)| *to == addr(2)
+            && msgs.iter().any(|m| matches!(m, crate::wire::Message::Alive(x) if &*x.name == "a" && x.incarnation == 1))));
+        // A death certificate with a future incarnation is outbid too.
+        deliver(&mut a, at(3), 2, &[dead("a", 7, "b")]);
+        assert_eq!(a.local_member().incarnation, 8);
+        assert_eq!(a.local_member().status, MemberStatus::Alive);
+        // Our own state from an earlier life is outbid.
+        deliver(&mut a, at(4), 2, &[alive("a", 1, 9)]);
+        assert_eq!(a.local_member().incarnation, 10);
+        // Someone else claiming our name is reported.
+        deliver(&mut a, at(5), 9, &[alive("a", 9, 0)]);
+        assert!(events(&mut a).iter().any(|e| matches!(e, Event::NameConflict { claimed, .. } if *claimed == addr(9))));
+    }
+}

@@ -11,6 +11,14 @@ fn say(t: Timestamp, who: &str, what: String) {
     println!("[{:>9.3}s] {who:<8} {what}", t.as_micros() as f64 / 1e6);
 }
 
+fn report_joins(sim: &mut Sim, names: &[String]) {
+    for (t, i, e) in sim.drain_events() {
+        if let Event::JoinCompleted { answered, contacted } = e {
+            say(t, &names[i], format!("join completed: {answered}/{contacted} seeds answered"));
+        }
+    }
+}
+
 pub fn run(opts: &Options) {
     let n = opts.nodes.min(20);
     println!(
@@ -21,6 +29,7 @@ pub fn run(opts: &Options) {
     let names: Vec<String> = (0..n).map(|i| format!("node-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         sim.run_until(Timestamp::from_millis(i as u64 * 100));
+        report_joins(&mut sim, &names);
         let id = sim.add_node(opts.config.clone(), name);
         if i > 0 {
             sim.join(id, &[0]);
