@@ -1,29 +1,38 @@
 //! The transmit-limited broadcast queue: updates waiting to be piggybacked on outgoing
-//! datagrams. Ordered by times sent (fewest first), then size (larger first), then age (newer
-//! first). A new update about a member replaces the queued one. An update leaves the queue after
-//! it has been sent the retransmit limit times. When the queue is full, the most-sent, oldest
-//! update is dropped and counted.
+//! datagrams. Updates sent fewer times go first; among updates never sent the newest goes
+//! first, and among updates sent equally often the one sent longest ago goes first (memberlist
+//! breaks ties by size, then age; round-robin keeps every update moving). A new update about
+//! a member replaces the queued one. An update leaves the queue after it has been sent the
+//! retransmit limit times. When the queue is full, the most-sent, oldest update is dropped and
+//! counted.
+//!
+//! Layout: one FIFO of entry ids per transmit count ("bucket"); entries are found by id, so a
+//! replaced or finished entry is dropped lazily when its stale id reaches the front of a
+//! bucket. Taking an update costs O(1).
+
+use std::collections::{HashMap, VecDeque};
 
 use crate::identity::Name;
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
 
-type OrderKey = (u32, Reverse<usize>, Reverse<u64>);
+/// Typical updates (an alive message without tags is about 25 bytes) are stored inside the
+/// entry itself: one cache miss fewer per update piggybacked.
+type Encoded = smallvec::SmallVec<[u8; 40]>;
 
 #[derive(Debug)]
 struct Entry {
     key: Name,
-    bytes: Vec<u8>,
+    bytes: Encoded,
     transmits: u32,
 }
 
 /// Queued updates keyed by the member they are about.
 #[derive(Debug)]
 pub(crate) struct BroadcastQueue {
-    // Both maps are only looked up, never iterated: order comes from `order` alone.
+    // Both maps are only looked up, never iterated: order comes from `buckets` alone.
     entries: HashMap<u64, Entry, ahash::RandomState>,
     by_key: HashMap<Name, u64, ahash::RandomState>,
-    order: BTreeSet<OrderKey>,
+    /// `buckets[t]`: ids of entries sent `t` times, in sending order (stale ids skipped).
+    buckets: Vec<VecDeque<u64>>,
     next_id: u64,
     max: usize,
     drops: u64,
@@ -41,7 +50,7 @@ impl BroadcastQueue {
         BroadcastQueue {
             entries: HashMap::with_hasher(state.clone()),
             by_key: HashMap::with_hasher(state),
-            order: BTreeSet::new(),
+            buckets: vec![VecDeque::new()],
             next_id: 0,
             max,
             drops: 0,
@@ -51,12 +60,13 @@ impl BroadcastQueue {
     /// Queue `bytes` (one encoded message) about `key`, replacing any queued update about it.
     pub(crate) fn push(&mut self, key: Name, bytes: Vec<u8>) {
         if let Some(old) = self.by_key.remove(&key) {
-            self.remove_id(old);
+            self.entries.remove(&old);
         }
         self.next_id += 1;
         let id = self.next_id;
-        self.order.insert((0, Reverse(bytes.len()), Reverse(id)));
+        self.buckets[0].push_front(id);
         self.by_key.insert(key.clone(), id);
+        let bytes = Encoded::from_vec(bytes);
         self.entries.insert(
             id,
             Entry {
@@ -66,22 +76,42 @@ impl BroadcastQueue {
             },
         );
         while self.entries.len() > self.max {
-            // The last in order: most sent, then smallest, then oldest.
-            let Some(&(_, _, Reverse(victim))) = self.order.iter().next_back() else {
-                break;
-            };
-            self.remove_id(victim);
-            self.drops += 1;
+            self.drop_most_sent();
+        }
+        // Replaced entries leave stale ids behind; drop them before they outnumber the live
+        // ones, so the queue's memory stays bounded even if some bucket is never scanned.
+        if self.buckets[0].len() > 2 * self.max
+            || (id.is_multiple_of(256)
+                && self.buckets.iter().map(VecDeque::len).sum::<usize>() > 2 * self.max)
+        {
+            self.compact();
         }
     }
 
-    fn remove_id(&mut self, id: u64) {
-        if let Some(e) = self.entries.remove(&id) {
-            self.order
-                .remove(&(e.transmits, Reverse(e.bytes.len()), Reverse(id)));
-            if self.by_key.get(&e.key) == Some(&id) {
-                self.by_key.remove(&e.key);
+    fn is_current(&self, id: u64, bucket: usize) -> bool {
+        self.entries
+            .get(&id)
+            .is_some_and(|e| e.transmits as usize == bucket)
+    }
+
+    fn drop_most_sent(&mut self) {
+        for t in (0..self.buckets.len()).rev() {
+            while let Some(id) = self.buckets[t].pop_front() {
+                if self.is_current(id, t) {
+                    let e = self.entries.remove(&id).expect("current entry");
+                    self.by_key.remove(&e.key);
+                    self.drops += 1;
+                    return;
+                }
             }
+        }
+    }
+
+    fn compact(&mut self) {
+        for t in 0..self.buckets.len() {
+            let mut b = std::mem::take(&mut self.buckets[t]);
+            b.retain(|&id| self.is_current(id, t));
+            self.buckets[t] = b;
         }
     }
 
@@ -89,36 +119,54 @@ impl BroadcastQueue {
     /// one transmission and leaves the queue once sent `limit` times. Returns how many were
     /// appended.
     pub(crate) fn fill(&mut self, mut room: usize, limit: u32, body: &mut Vec<u8>) -> usize {
-        let mut taken: Vec<OrderKey> = Vec::new();
+        let mut taken = 0;
         let mut misfits = 0;
-        for key in self.order.iter() {
-            if room < MIN_ROOM || misfits >= MAX_MISFITS {
-                break;
-            }
-            let e = &self.entries[&key.2 .0];
-            if e.bytes.len() <= room {
+        let mut t = 0;
+        // Taken updates join the next bucket only after the scan, so none goes out twice in
+        // one datagram.
+        let mut moved: Vec<(usize, u64)> = Vec::new();
+        while t < self.buckets.len() && room >= MIN_ROOM && misfits < MAX_MISFITS {
+            let mut kept: Vec<u64> = Vec::new();
+            while room >= MIN_ROOM && misfits < MAX_MISFITS {
+                let Some(id) = self.buckets[t].pop_front() else {
+                    break;
+                };
+                let Some(e) = self.entries.get_mut(&id) else {
+                    continue;
+                };
+                if e.transmits as usize != t {
+                    continue;
+                }
+                if e.bytes.len() > room {
+                    misfits += 1;
+                    kept.push(id);
+                    continue;
+                }
                 body.extend_from_slice(&e.bytes);
                 room -= e.bytes.len();
-                taken.push(*key);
-            } else {
-                misfits += 1;
+                taken += 1;
+                e.transmits += 1;
+                if e.transmits >= limit {
+                    let key = e.key.clone();
+                    self.entries.remove(&id);
+                    self.by_key.remove(&key);
+                } else {
+                    moved.push((t + 1, id));
+                }
             }
-        }
-        for key in &taken {
-            self.order.remove(key);
-            let id = key.2 .0;
-            let e = self.entries.get_mut(&id).expect("ordered entry exists");
-            e.transmits += 1;
-            if e.transmits >= limit {
-                let key = e.key.clone();
-                self.entries.remove(&id);
-                self.by_key.remove(&key);
-            } else {
-                self.order
-                    .insert((e.transmits, Reverse(e.bytes.len()), Reverse(id)));
+            // Updates that did not fit keep their place at the front of their bucket.
+            for id in kept.into_iter().rev() {
+                self.buckets[t].push_front(id);
             }
+            t += 1;
         }
-        taken.len()
+        for (bucket, id) in moved {
+            if self.buckets.len() <= bucket {
+                self.buckets.resize_with(bucket + 1, VecDeque::new);
+            }
+            self.buckets[bucket].push_back(id);
+        }
+        taken
     }
 
     /// Whether an update about `key` is still queued.
@@ -150,7 +198,7 @@ mod tests {
         q.push("a".into(), vec![1; 10]);
         q.push("b".into(), vec![2; 20]);
         let mut body = vec![];
-        // Room for only the larger one: it goes first.
+        // Never sent: the newest goes first.
         assert_eq!(q.fill(25, 2, &mut body), 1);
         assert_eq!(body, vec![2; 20]);
         // Now "a" has been sent fewer times: it leads.
@@ -174,6 +222,35 @@ mod tests {
         assert_eq!(body, vec![9; 6]);
         assert!(q.contains("a"));
         assert!(!q.contains("b"));
+    }
+
+    #[test]
+    fn misfits_keep_their_place_and_equal_counts_round_robin() {
+        let mut q = BroadcastQueue::new(10, [1, 2, 3, 4]);
+        q.push("a".into(), vec![1; 8]);
+        q.push("b".into(), vec![2; 30]);
+        q.push("c".into(), vec![3; 8]);
+        let mut body = vec![];
+        // c (newest) fits, b does not, a fits.
+        assert_eq!(q.fill(20, 5, &mut body), 2);
+        assert_eq!(body, [vec![3; 8], vec![1; 8]].concat());
+        body.clear();
+        // b, never sent, now leads; then c and a in the order they were last sent.
+        assert_eq!(q.fill(100, 5, &mut body), 3);
+        assert_eq!(body, [vec![2; 30], vec![3; 8], vec![1; 8]].concat());
+    }
+
+    #[test]
+    fn replaced_entries_are_skipped_and_compacted() {
+        let mut q = BroadcastQueue::new(4, [1, 2, 3, 4]);
+        for i in 0..100u8 {
+            q.push("a".into(), vec![i; 3]);
+        }
+        assert_eq!(q.len(), 1);
+        assert!(q.buckets[0].len() <= 9, "stale ids are compacted");
+        let mut body = vec![];
+        assert_eq!(q.fill(100, 5, &mut body), 1);
+        assert_eq!(body, vec![99; 3]);
     }
 
     #[test]

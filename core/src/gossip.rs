@@ -159,6 +159,9 @@ impl Node {
     /// (memberlist counts it as the receiver's own, which fakes independent confirmations);
     /// left as left.
     fn merge(&mut self, states: Vec<PushState>, sender: &Name, broadcast: bool) {
+        for chunk in states.chunks(64) {
+            self.members.warm(chunk.iter().map(|s| &*s.name));
+        }
         for s in states {
             match s.status {
                 WireStatus::Alive => {
@@ -338,14 +341,22 @@ mod tests {
     use crate::wire::{Digest, Message, PushPull, PushState, WireStatus};
 
     fn state(name: &str, port: u16, status: WireStatus) -> PushState {
-        PushState { name: name.into(), addr: addr(port), incarnation: 0, status, tags: Default::default() }
+        PushState {
+            name: name.into(),
+            addr: addr(port),
+            incarnation: 0,
+            status,
+            tags: Default::default(),
+        }
     }
 
     #[test]
     fn push_pull_period_stretches_past_32_members() {
         let mut a = node("a", 1);
         assert_eq!(a.push_pull_period(), Duration::from_secs(15));
-        let msgs: Vec<Message> = (0..99).map(|i| alive(&format!("m{i}"), 100 + i, 0)).collect();
+        let msgs: Vec<Message> = (0..99)
+            .map(|i| alive(&format!("m{i}"), 100 + i, 0))
+            .collect();
         for chunk in msgs.chunks(20) {
             deliver(&mut a, at(1), 100, chunk);
         }
@@ -378,13 +389,25 @@ mod tests {
                 state("d", 4, WireStatus::Dead),
             ],
         });
-        let frame = crate::wire::assemble_frame(&crate::wire::header(None), &crate::wire::encode_message(&reply));
+        let frame = crate::wire::assemble_frame(
+            &crate::wire::header(None),
+            &crate::wire::encode_message(&reply),
+        );
         a.handle_stream(at(5), addr(2), &frame[4..]).unwrap();
         let ev = events(&mut a);
-        assert!(ev.contains(&Event::JoinCompleted { answered: 1, contacted: 1 }));
+        assert!(ev.contains(&Event::JoinCompleted {
+            answered: 1,
+            contacted: 1
+        }));
         assert_eq!(a.alive_count(), 3);
-        assert!(a.member("d").is_none(), "a remote verdict about an unknown member is not taken on trust");
-        assert!(!a.queue.contains("b") && !a.queue.contains("c"), "pulled state is not re-gossiped");
+        assert!(
+            a.member("d").is_none(),
+            "a remote verdict about an unknown member is not taken on trust"
+        );
+        assert!(
+            !a.queue.contains("b") && !a.queue.contains("c"),
+            "pulled state is not re-gossiped"
+        );
     }
 
     #[test]
@@ -398,12 +421,18 @@ mod tests {
             sender: "b".into(),
             states: vec![state("b", 2, WireStatus::Alive)],
         });
-        let frame = crate::wire::assemble_frame(&crate::wire::header(None), &crate::wire::encode_message(&req));
+        let frame = crate::wire::assemble_frame(
+            &crate::wire::header(None),
+            &crate::wire::encode_message(&req),
+        );
         a.handle_stream(at(1), addr(40000), &frame[4..]).unwrap();
         let out = sent(&mut a);
         assert!(matches!(&out[..], [(to, TransmitKind::Reliable, m)]
             if *to == addr(2) && matches!(&m[0], Message::PushPull(p) if !p.request && p.id == 9 && p.states.len() == 1)));
-        assert!(a.queue.contains("b"), "the newcomer is gossiped by its seed");
+        assert!(
+            a.queue.contains("b"),
+            "the newcomer is gossiped by its seed"
+        );
     }
 
     #[test]
@@ -414,11 +443,20 @@ mod tests {
         a.handle_send_failure(at(10), addr(2));
         assert!(events(&mut a).is_empty());
         a.handle_send_failure(at(20), addr(3));
-        assert_eq!(events(&mut a), vec![Event::JoinCompleted { answered: 0, contacted: 2 }]);
+        assert_eq!(
+            events(&mut a),
+            vec![Event::JoinCompleted {
+                answered: 0,
+                contacted: 2
+            }]
+        );
         // Without any failure report, the deadline (tcp_timeout) completes it.
         a.join(at(30), &[addr(4)]).unwrap();
         a.handle_timeout(at(30) + a.cfg.tcp_timeout);
-        assert!(events(&mut a).contains(&Event::JoinCompleted { answered: 0, contacted: 1 }));
+        assert!(events(&mut a).contains(&Event::JoinCompleted {
+            answered: 0,
+            contacted: 1
+        }));
     }
 
     #[test]
@@ -432,14 +470,20 @@ mod tests {
         for step in 1..200 {
             a.handle_timeout(at(1 + step * 10));
             for (_, _, msgs) in sent(&mut a) {
-                announced += msgs.iter().filter(|m| matches!(m, Message::Dead(d) if d.name == "a" && d.from == "a")).count();
+                announced += msgs
+                    .iter()
+                    .filter(|m| matches!(m, Message::Dead(d) if d.name == "a" && d.from == "a"))
+                    .count();
             }
         }
         assert!(announced >= 1);
         assert!(events(&mut a).contains(&Event::LeaveCompleted));
         assert!(a.has_left());
         assert_eq!(a.poll_timeout(), None);
-        assert_eq!(a.handle_packet(at(3000), addr(2), &datagram(&[alive("c", 3, 0)])), Err(crate::InputError::NotRunning));
+        assert_eq!(
+            a.handle_packet(at(3000), addr(2), &datagram(&[alive("c", 3, 0)])),
+            Err(crate::InputError::NotRunning)
+        );
     }
 
     #[test]
@@ -465,16 +509,34 @@ mod tests {
             }
         }
         let seq = seq.expect("a probe after settling");
-        let theirs = Digest { hash: [9, 9, 9, 9], stable: true };
+        let theirs = Digest {
+            hash: [9, 9, 9, 9],
+            stable: true,
+        };
         let now = a.now;
-        deliver(&mut a, now, 2, &[Message::Ack { seq, digest: Some(theirs) }]);
+        deliver(
+            &mut a,
+            now,
+            2,
+            &[Message::Ack {
+                seq,
+                digest: Some(theirs),
+            }],
+        );
         let out = sent(&mut a);
-        assert!(out.iter().any(|(to, kind, m)| *to == addr(2) && *kind == TransmitKind::Reliable
+        assert!(out.iter().any(|(to, kind, m)| *to == addr(2)
+            && *kind == TransmitKind::Reliable
             && matches!(&m[0], Message::PushPull(p) if p.request)));
         assert_eq!(a.stats().digest_repairs, 1);
         // An unsettled peer's digest is not acted on.
         let before = a.stats().digest_repairs;
-        a.compare_digest(addr(2), Digest { hash: [1, 1, 1, 1], stable: false });
+        a.compare_digest(
+            addr(2),
+            Digest {
+                hash: [1, 1, 1, 1],
+                stable: false,
+            },
+        );
         assert_eq!(a.stats().digest_repairs, before);
     }
 }

@@ -2,7 +2,6 @@
 //! left members kept so stale gossip cannot revive them), in shuffled probe order, with a name
 //! index and live counts kept up to date on every status change.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,14 +13,17 @@ use crate::identity::{Member, MemberStatus, Name, Tags};
 use crate::suspicion::Suspicion;
 use crate::time::Timestamp;
 
-/// Everything kept about one member.
+/// Everything kept about one member. `repr(C)` keeps the fields every gossip message checks
+/// (name, incarnation, status, address) together in the first 64 bytes: at a thousand members
+/// per node the table does not fit in cache, and one line per lookup matters.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub(crate) struct MemberRec {
     pub name: Name,
-    pub addr: SocketAddr,
     /// Read freely; write only through [`Members::set_incarnation`], which keeps the digest.
     pub incarnation: u32,
     status: MemberStatus,
+    pub addr: SocketAddr,
     /// When `status` last changed.
     pub state_change: Timestamp,
     pub tags: Arc<Tags>,
@@ -73,10 +75,11 @@ impl MemberRec {
 #[derive(Debug)]
 pub(crate) struct Members {
     list: Vec<MemberRec>,
-    /// Name → position. Only looked up, never iterated, so its order cannot leak into outputs;
-    /// the hasher is keyed from the node's seeded RNG (deterministic, and not predictable by a
-    /// peer flooding crafted names).
-    index: HashMap<Name, usize, ahash::RandomState>,
+    /// Positions in `list`, hashed by name. Only looked up, never iterated, so its order cannot
+    /// leak into outputs; the hasher is keyed from the node's seeded RNG (deterministic, and not
+    /// predictable by a peer flooding crafted names). Four bytes a member, so it stays in cache.
+    index: hashbrown::HashTable<u32>,
+    hasher: ahash::RandomState,
     probe_index: usize,
     alive: usize,
     live: usize,
@@ -108,13 +111,71 @@ impl Members {
             ahash::RandomState::with_seeds(rng.random(), rng.random(), rng.random(), rng.random());
         Members {
             list: Vec::new(),
-            index: HashMap::with_hasher(state),
+            index: hashbrown::HashTable::new(),
+            hasher: state,
             probe_index: 0,
             alive: 0,
             live: 0,
             digest: 0,
             digest_changed: Timestamp::ZERO,
         }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        let h = self.hasher.hash_one(name);
+        self.index
+            .find(h, |&i| *self.list[i as usize].name == *name)
+            .map(|&i| i as usize)
+    }
+
+    /// Swap the members at positions `p` and `q`, keeping the index right.
+    fn swap(&mut self, p: usize, q: usize) {
+        if p == q {
+            return;
+        }
+        let hp = self.hasher.hash_one(&*self.list[p].name);
+        let hq = self.hasher.hash_one(&*self.list[q].name);
+        self.list.swap(p, q);
+        // Entries are found by hash and stored position; park one on a sentinel so the two
+        // updates cannot match each other's entry.
+        const PARKED: u32 = u32::MAX;
+        for (h, from, to) in [
+            (hp, p as u32, PARKED),
+            (hq, q as u32, p as u32),
+            (hp, PARKED, q as u32),
+        ] {
+            if let Some(slot) = self.index.find_mut(h, |&i| i == from) {
+                *slot = to;
+            }
+        }
+    }
+
+    /// Rebuild the index from `list`.
+    fn reindex(&mut self) {
+        let Members {
+            list,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.clear();
+        for (i, rec) in list.iter().enumerate() {
+            let h = hasher.hash_one(&*rec.name);
+            index.insert_unique(h, i as u32, |&j| hasher.hash_one(&*list[j as usize].name));
+        }
+    }
+
+    /// Look up every name first, before any of them is used: the lookups are independent, so
+    /// the processor overlaps their cache misses instead of taking them one at a time when the
+    /// messages of a datagram are applied in order.
+    pub(crate) fn warm<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        let mut acc = 0u32;
+        for name in names {
+            if let Some(i) = self.position(name) {
+                acc = acc.wrapping_add(self.list[i].incarnation);
+            }
+        }
+        std::hint::black_box(acc);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -132,11 +193,11 @@ impl Members {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&MemberRec> {
-        self.index.get(name).map(|&i| &self.list[i])
+        self.position(name).map(|i| &self.list[i])
     }
 
     pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut MemberRec> {
-        let i = *self.index.get(name)?;
+        let i = self.position(name)?;
         Some(&mut self.list[i])
     }
 
@@ -155,27 +216,30 @@ impl Members {
 
     /// Add a new member at a random position of the probe order.
     pub(crate) fn insert(&mut self, rec: MemberRec, rng: &mut ChaCha8Rng) {
-        debug_assert!(!self.index.contains_key(&rec.name));
+        debug_assert!(self.position(&rec.name).is_none());
         if rec.is_live() {
             self.toggle_digest(&rec.name, rec.incarnation, rec.state_change);
         }
         self.count(rec.status, 1);
         let last = self.list.len();
-        self.index.insert(rec.name.clone(), last);
+        let h = self.hasher.hash_one(&*rec.name);
         self.list.push(rec);
+        let Members {
+            list,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(h, last as u32, |&i| {
+            hasher.hash_one(&*list[i as usize].name)
+        });
         let pos = rng.random_range(0..=last);
-        if pos != last {
-            self.list.swap(pos, last);
-            let moved = self.list[last].name.clone();
-            self.index.insert(moved, last);
-            let new = self.list[pos].name.clone();
-            self.index.insert(new, pos);
-        }
+        self.swap(pos, last);
     }
 
     /// Change a member's status, keeping counts and the state-change time.
     pub(crate) fn set_status(&mut self, name: &str, status: MemberStatus, now: Timestamp) {
-        let Some(&i) = self.index.get(name) else {
+        let Some(i) = self.position(name) else {
             return;
         };
         let old = self.list[i].status;
@@ -199,7 +263,7 @@ impl Members {
 
     /// Set a member's incarnation, keeping the digest.
     pub(crate) fn set_incarnation(&mut self, name: &str, incarnation: u32, now: Timestamp) {
-        let Some(&i) = self.index.get(name) else {
+        let Some(i) = self.position(name) else {
             return;
         };
         let rec = &mut self.list[i];
@@ -258,11 +322,7 @@ impl Members {
 
     fn shuffle(&mut self, rng: &mut ChaCha8Rng) {
         self.list.shuffle(rng);
-        for (i, rec) in self.list.iter().enumerate() {
-            if let Some(slot) = self.index.get_mut(&rec.name) {
-                *slot = i;
-            }
-        }
+        self.reindex();
     }
 
     /// Up to `k` distinct random members passing `keep`, sampled as memberlist does (at most

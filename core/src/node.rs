@@ -199,6 +199,13 @@ impl Node {
             let e = wire::DecodeError::Invalid("push-pull in a datagram");
             return Err(self.rejected(e));
         }
+        if msgs.len() > 4 {
+            self.members.warm(msgs.iter().filter_map(|m| match m {
+                Message::Alive(a) => Some(&*a.name),
+                Message::Suspect(s) | Message::Dead(s) => Some(&*s.name),
+                _ => None,
+            }));
+        }
         for msg in msgs {
             self.handle_message(from, msg);
         }

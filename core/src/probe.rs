@@ -244,9 +244,17 @@ mod tests {
     use crate::wire::Message;
 
     fn cluster_node(indirect_checks: usize) -> Node {
-        let cfg = Config { indirect_checks, ..Config::local() };
+        let cfg = Config {
+            indirect_checks,
+            ..Config::local()
+        };
         let mut a = Node::new(cfg, Identity::new("a", addr(1)), 1, at(0)).unwrap();
-        deliver(&mut a, at(0), 2, &[alive("b", 2, 0), alive("c", 3, 0), alive("d", 4, 0)]);
+        deliver(
+            &mut a,
+            at(0),
+            2,
+            &[alive("b", 2, 0), alive("c", 3, 0), alive("d", 4, 0)],
+        );
         sent(&mut a);
         a
     }
@@ -272,7 +280,11 @@ mod tests {
         let mut a = cluster_node(2);
         let (target, seq) = next_ping(&mut a);
         let start = a.now;
-        tick(&mut a, start + Duration::from_millis(210), Duration::from_millis(5));
+        tick(
+            &mut a,
+            start + Duration::from_millis(210),
+            Duration::from_millis(5),
+        );
         let out = sent(&mut a);
         let indirect: Vec<u16> = out
             .iter()
@@ -287,7 +299,11 @@ mod tests {
         // One helper answers with a nack: one missed nack counts against our health.
         let now = a.now;
         deliver(&mut a, now, indirect[0], &[Message::Nack { seq }]);
-        tick(&mut a, start + Duration::from_millis(1010), Duration::from_millis(5));
+        tick(
+            &mut a,
+            start + Duration::from_millis(1010),
+            Duration::from_millis(5),
+        );
         let target_name = ["b", "c", "d"][(target - 2) as usize];
         assert_eq!(a.member(target_name).unwrap().status, MemberStatus::Suspect);
         assert_eq!(a.health_score(), 1);
@@ -304,20 +320,36 @@ mod tests {
         assert_eq!(a.health_score(), 2);
         assert_eq!(a.stats().probes_ok, 1);
         let now = a.now;
-        tick(&mut a, now + Duration::from_secs(1), Duration::from_millis(5));
+        tick(
+            &mut a,
+            now + Duration::from_secs(1),
+            Duration::from_millis(5),
+        );
         assert!(a.members().iter().all(|m| m.status == MemberStatus::Alive));
         // The probe interval stretches with the health score.
         let (_, _) = next_ping(&mut a);
         let t1 = a.now;
         let (_, _) = next_ping(&mut a);
         let gap = a.now.saturating_since(t1);
-        assert!(gap >= Duration::from_millis(2900), "interval scaled by score + 1: {gap:?}");
+        assert!(
+            gap >= Duration::from_millis(2900),
+            "interval scaled by score + 1: {gap:?}"
+        );
     }
 
     #[test]
     fn relays_forward_acks_and_nack_on_silence() {
         let mut a = cluster_node(1);
-        deliver(&mut a, at(1), 3, &[Message::IndirectPing { seq: 77, target: "x".into(), addr: addr(9) }]);
+        deliver(
+            &mut a,
+            at(1),
+            3,
+            &[Message::IndirectPing {
+                seq: 77,
+                target: "x".into(),
+                addr: addr(9),
+            }],
+        );
         let out = sent(&mut a);
         let relay_seq = match &out[..] {
             [(to, _, msgs)] if *to == addr(9) => match msgs[0] {
@@ -326,15 +358,36 @@ mod tests {
             },
             _ => panic!("{out:?}"),
         };
-        deliver(&mut a, at(2), 9, &[Message::Ack { seq: relay_seq, digest: None }]);
+        deliver(
+            &mut a,
+            at(2),
+            9,
+            &[Message::Ack {
+                seq: relay_seq,
+                digest: None,
+            }],
+        );
         let out = sent(&mut a);
-        assert!(matches!(&out[..], [(to, _, m)] if *to == addr(3) && matches!(m[0], Message::Ack { seq: 77, .. })));
+        assert!(
+            matches!(&out[..], [(to, _, m)] if *to == addr(3) && matches!(m[0], Message::Ack { seq: 77, .. }))
+        );
         // A second relay whose target stays silent ends in a nack to the origin.
-        deliver(&mut a, at(3), 4, &[Message::IndirectPing { seq: 78, target: "y".into(), addr: addr(8) }]);
+        deliver(
+            &mut a,
+            at(3),
+            4,
+            &[Message::IndirectPing {
+                seq: 78,
+                target: "y".into(),
+                addr: addr(8),
+            }],
+        );
         sent(&mut a);
         a.handle_timeout(at(3) + Duration::from_millis(250));
         let out = sent(&mut a);
-        assert!(out.iter().any(|(to, _, m)| *to == addr(4) && matches!(m[0], Message::Nack { seq: 78 })));
+        assert!(out
+            .iter()
+            .any(|(to, _, m)| *to == addr(4) && matches!(m[0], Message::Nack { seq: 78 })));
     }
 
     #[test]

@@ -17,8 +17,13 @@ pub(crate) fn addr(port: u16) -> SocketAddr {
 
 /// A node named `name` at 127.0.0.1:`port` with the local preset, created at time zero.
 pub(crate) fn node(name: &str, port: u16) -> Node {
-    Node::new(Config::local(), Identity::new(name, addr(port)), port as u64, Timestamp::ZERO)
-        .unwrap()
+    Node::new(
+        Config::local(),
+        Identity::new(name, addr(port)),
+        port as u64,
+        Timestamp::ZERO,
+    )
+    .unwrap()
 }
 
 pub(crate) fn at(ms: u64) -> Timestamp {
@@ -26,7 +31,11 @@ pub(crate) fn at(ms: u64) -> Timestamp {
 }
 
 pub(crate) fn limits() -> Limits {
-    Limits { max_name_len: 128, meta_max_size: 512, max_members: 65_536 }
+    Limits {
+        max_name_len: 128,
+        meta_max_size: 512,
+        max_members: 65_536,
+    }
 }
 
 /// A datagram holding `msgs`.
@@ -65,15 +74,28 @@ pub(crate) fn events(n: &mut Node) -> Vec<Event> {
 }
 
 pub(crate) fn alive(name: &str, port: u16, incarnation: u32) -> Message {
-    Message::Alive(Alive { incarnation, name: name.into(), addr: addr(port), tags: Tags::new() })
+    Message::Alive(Alive {
+        incarnation,
+        name: name.into(),
+        addr: addr(port),
+        tags: Tags::new(),
+    })
 }
 
 pub(crate) fn suspect(name: &str, incarnation: u32, from: &str) -> Message {
-    Message::Suspect(Accusation { incarnation, name: name.into(), from: from.into() })
+    Message::Suspect(Accusation {
+        incarnation,
+        name: name.into(),
+        from: from.into(),
+    })
 }
 
 pub(crate) fn dead(name: &str, incarnation: u32, from: &str) -> Message {
-    Message::Dead(Accusation { incarnation, name: name.into(), from: from.into() })
+    Message::Dead(Accusation {
+        incarnation,
+        name: name.into(),
+        from: from.into(),
+    })
 }
 
 /// Run `n`'s timers up to `until` in steps of `step`, discarding nothing.

@@ -280,11 +280,21 @@ mod tests {
         assert!(matches!(&events(&mut a)[..], [Event::MemberJoined(m)] if &*m.name == "b"));
         assert!(a.queue.contains("b"), "news is re-gossiped");
         deliver(&mut a, at(2), 2, &[alive("b", 2, 3), alive("b", 2, 2)]);
-        assert!(events(&mut a).is_empty(), "same or older incarnation is ignored");
-        let mut m = crate::wire::Alive { incarnation: 4, name: "b".into(), addr: addr(2), tags: Default::default() };
+        assert!(
+            events(&mut a).is_empty(),
+            "same or older incarnation is ignored"
+        );
+        let mut m = crate::wire::Alive {
+            incarnation: 4,
+            name: "b".into(),
+            addr: addr(2),
+            tags: Default::default(),
+        };
         m.tags.insert("role".into(), "db".into());
         deliver(&mut a, at(3), 2, &[crate::wire::Message::Alive(m)]);
-        assert!(matches!(&events(&mut a)[..], [Event::MemberUpdated(m)] if m.tags.get("role").is_some()));
+        assert!(
+            matches!(&events(&mut a)[..], [Event::MemberUpdated(m)] if m.tags.get("role").is_some())
+        );
         assert_eq!(status(&a, "b"), (MemberStatus::Alive, 4));
     }
 
@@ -294,12 +304,18 @@ mod tests {
         deliver(&mut a, at(1), 2, &[alive("b", 2, 1), alive("c", 3, 1)]);
         events(&mut a);
         deliver(&mut a, at(2), 3, &[suspect("b", 0, "c")]);
-        assert!(events(&mut a).is_empty(), "a suspicion older than the member is ignored");
+        assert!(
+            events(&mut a).is_empty(),
+            "a suspicion older than the member is ignored"
+        );
         deliver(&mut a, at(3), 3, &[suspect("b", 1, "c")]);
         assert!(matches!(&events(&mut a)[..], [Event::MemberSuspected { by, .. }] if by == "c"));
         assert_eq!(status(&a, "b"), (MemberStatus::Suspect, 1));
         deliver(&mut a, at(4), 2, &[alive("b", 2, 1)]);
-        assert!(events(&mut a).is_empty(), "refuting needs a higher incarnation");
+        assert!(
+            events(&mut a).is_empty(),
+            "refuting needs a higher incarnation"
+        );
         deliver(&mut a, at(5), 2, &[alive("b", 2, 2)]);
         assert!(matches!(&events(&mut a)[..], [Event::MemberRecovered(_)]));
         assert_eq!(status(&a, "b"), (MemberStatus::Alive, 2));
@@ -312,7 +328,9 @@ mod tests {
         events(&mut a);
         deliver(&mut a, at(2), 3, &[dead("b", 1, "c"), dead("c", 1, "c")]);
         let ev = events(&mut a);
-        assert!(matches!(&ev[..], [Event::MemberFailed(b), Event::MemberLeft(c)] if &*b.name == "b" && &*c.name == "c"));
+        assert!(
+            matches!(&ev[..], [Event::MemberFailed(b), Event::MemberLeft(c)] if &*b.name == "b" && &*c.name == "c")
+        );
         // Stale alive gossip cannot resurrect a tombstone.
         deliver(&mut a, at(3), 2, &[alive("b", 2, 1), suspect("b", 1, "x")]);
         assert!(events(&mut a).is_empty());
@@ -331,14 +349,20 @@ mod tests {
         deliver(&mut a, at(2), 9, &[alive("b", 9, 5)]);
         assert_eq!(
             events(&mut a),
-            vec![Event::NameConflict { name: "b".into(), existing: addr(2), claimed: addr(9) }]
+            vec![Event::NameConflict {
+                name: "b".into(),
+                existing: addr(2),
+                claimed: addr(9)
+            }]
         );
         assert_eq!(a.member("b").unwrap().addr, addr(2));
         // Once b has failed, a restart elsewhere may take the name.
         deliver(&mut a, at(3), 3, &[dead("b", 1, "c")]);
         deliver(&mut a, at(4), 9, &[alive("b", 9, 0)]);
         let ev = events(&mut a);
-        assert!(matches!(&ev[..], [Event::MemberFailed(_), Event::MemberJoined(m)] if m.addr == addr(9)));
+        assert!(
+            matches!(&ev[..], [Event::MemberFailed(_), Event::MemberJoined(m)] if m.addr == addr(9))
+        );
     }
 
     #[test]
@@ -363,6 +387,8 @@ mod tests {
         assert_eq!(a.local_member().incarnation, 10);
         // Someone else claiming our name is reported.
         deliver(&mut a, at(5), 9, &[alive("a", 9, 0)]);
-        assert!(events(&mut a).iter().any(|e| matches!(e, Event::NameConflict { claimed, .. } if *claimed == addr(9))));
+        assert!(events(&mut a)
+            .iter()
+            .any(|e| matches!(e, Event::NameConflict { claimed, .. } if *claimed == addr(9))));
     }
 }

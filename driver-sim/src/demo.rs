@@ -13,8 +13,16 @@ fn say(t: Timestamp, who: &str, what: String) {
 
 fn report_joins(sim: &mut Sim, names: &[String]) {
     for (t, i, e) in sim.drain_events() {
-        if let Event::JoinCompleted { answered, contacted } = e {
-            say(t, &names[i], format!("join completed: {answered}/{contacted} seeds answered"));
+        if let Event::JoinCompleted {
+            answered,
+            contacted,
+        } = e
+        {
+            say(
+                t,
+                &names[i],
+                format!("join completed: {answered}/{contacted} seeds answered"),
+            );
         }
     }
 }
