@@ -209,15 +209,20 @@ impl Node {
         let settled = self.now.saturating_since(self.members.digest_changed());
         Digest {
             hash: self.members.digest().to_le_bytes(),
+            live: self.members.live() as u32,
             stable: settled >= self.settle_window(),
         }
     }
 
-    /// Digest-triggered repair: when both this node's view and the acking peer's have been
-    /// settled for a dissemination window and still differ, gossip has missed something (a
-    /// member that missed an update entirely stays wrong until the next periodic push-pull,
-    /// minutes away at scale): exchange full state with that peer now. At most once per
-    /// settle window.
+    /// Digest-triggered repair. A peer whose view has settled (unchanged for a dissemination
+    /// window) and differs from ours means gossip has missed something — and a member that
+    /// missed an update entirely stays wrong until the next periodic push-pull, minutes away
+    /// at scale — so exchange full state with that peer now, when either
+    /// - our view has settled too: the difference will not heal by itself; or
+    /// - the settled peer knows more live members than we do: we are the one missing
+    ///   something, whether or not our own view is still moving.
+    ///
+    /// At most once per settle window.
     pub(crate) fn compare_digest(&mut self, peer: SocketAddr, theirs: Digest) {
         if !theirs.stable || self.run != RunState::Running {
             return;
@@ -227,7 +232,8 @@ impl Node {
         let due = self
             .last_repair
             .is_none_or(|t| self.now.saturating_since(t) >= window);
-        if mine.stable && mine.hash != theirs.hash && due {
+        let behind = theirs.live > mine.live;
+        if (mine.stable || behind) && mine.hash != theirs.hash && due {
             self.last_repair = Some(self.now);
             self.stats.digest_repairs += 1;
             let id = self.rng_id();
@@ -511,6 +517,7 @@ mod tests {
         let seq = seq.expect("a probe after settling");
         let theirs = Digest {
             hash: [9, 9, 9, 9],
+            live: 2,
             stable: true,
         };
         let now = a.now;
@@ -534,6 +541,7 @@ mod tests {
             addr(2),
             Digest {
                 hash: [1, 1, 1, 1],
+                live: 50,
                 stable: false,
             },
         );

@@ -259,10 +259,17 @@ impl Node {
 
     fn handle_message(&mut self, from: SocketAddr, msg: Message) {
         match msg {
-            Message::Ping { seq, target } => {
+            Message::Ping {
+                seq,
+                target,
+                digest: theirs,
+            } => {
                 if *target == *self.me {
                     let digest = Some(self.view_digest());
                     self.send_datagram(from, &[Message::Ack { seq, digest }]);
+                    if let Some(d) = theirs {
+                        self.compare_digest(from, d);
+                    }
                 }
             }
             Message::StreamPing {

@@ -70,7 +70,8 @@ impl Node {
         let seq = self.next_seq();
         let ping = Message::Ping {
             seq,
-            target: target.to_string(),
+            target: target.clone(),
+            digest: Some(self.view_digest()),
         };
         if suspect {
             // Buddy system: the suspect hears of its suspicion with the ping and can refute.
@@ -116,7 +117,7 @@ impl Node {
         for h in &helper_addrs {
             let msg = Message::IndirectPing {
                 seq,
-                target: target.to_string(),
+                target: target.clone(),
                 addr,
             };
             self.send_datagram(*h, &[msg]);
@@ -126,7 +127,7 @@ impl Node {
         }
         let ping = Message::StreamPing {
             seq,
-            target: target.to_string(),
+            target: target.clone(),
             reply_to: self.addr,
         };
         self.send_reliable(addr, &ping);
@@ -185,7 +186,7 @@ impl Node {
         &mut self,
         origin: SocketAddr,
         origin_seq: u32,
-        target: String,
+        target: Name,
         addr: SocketAddr,
     ) {
         if self.relays.len() >= self.cfg.max_indirect_relays {
@@ -194,7 +195,12 @@ impl Node {
         }
         let seq = self.next_seq();
         self.relays.insert(seq, Relay { origin, origin_seq });
-        self.send_datagram(addr, &[Message::Ping { seq, target }]);
+        let ping = Message::Ping {
+            seq,
+            target,
+            digest: None,
+        };
+        self.send_datagram(addr, &[ping]);
         self.timers
             .schedule(self.now + self.cfg.probe_timeout, TimerKind::Relay { seq });
     }
@@ -353,7 +359,9 @@ mod tests {
         let out = sent(&mut a);
         let relay_seq = match &out[..] {
             [(to, _, msgs)] if *to == addr(9) => match msgs[0] {
-                Message::Ping { seq, ref target } if target == "x" => seq,
+                Message::Ping {
+                    seq, ref target, ..
+                } if target == "x" => seq,
                 _ => panic!("{msgs:?}"),
             },
             _ => panic!("{out:?}"),

@@ -238,10 +238,13 @@ impl Node {
         let Some(rec) = self.members.get_mut(&d.name) else {
             return;
         };
-        if d.incarnation < rec.incarnation || !rec.is_live() {
+        let left = d.from == d.name;
+        // A member's own leave announcement also overrides a failure verdict this node reached
+        // while the announcement was on its way: the member left, it did not crash.
+        let late_leave = left && rec.status() == MemberStatus::Failed;
+        if d.incarnation < rec.incarnation || !(rec.is_live() || late_leave) {
             return;
         }
-        let left = d.from == d.name;
         let name = rec.name.clone();
         self.members.set_incarnation(&name, d.incarnation, now);
         let status = if left {
@@ -339,6 +342,21 @@ mod tests {
         deliver(&mut a, at(4), 2, &[alive("b", 2, 2)]);
         assert!(matches!(&events(&mut a)[..], [Event::MemberJoined(_)]));
         assert_eq!(a.alive_count(), 2);
+    }
+
+    #[test]
+    fn a_late_leave_announcement_turns_failed_into_left() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 3)]);
+        deliver(&mut a, at(2), 3, &[dead("b", 3, "c")]);
+        events(&mut a);
+        deliver(&mut a, at(3), 3, &[dead("b", 2, "b")]);
+        assert!(events(&mut a).is_empty(), "an older leave does not count");
+        deliver(&mut a, at(4), 3, &[dead("b", 3, "b")]);
+        assert!(matches!(&events(&mut a)[..], [Event::MemberLeft(m)] if &*m.name == "b"));
+        assert_eq!(status(&a, "b"), (MemberStatus::Left, 3));
+        deliver(&mut a, at(5), 3, &[dead("b", 3, "c"), dead("b", 3, "b")]);
+        assert!(events(&mut a).is_empty(), "left is final");
     }
 
     #[test]

@@ -133,12 +133,14 @@ pub(crate) struct PushPull {
     pub states: Vec<PushState>,
 }
 
-/// A summary of a node's live member view, carried in direct acks: the prober compares it
-/// with its own and repairs a lasting difference with a push-pull.
+/// A summary of a node's live member view, carried in direct pings and acks: the receiver
+/// compares it with its own and repairs a difference gossip will not fix with a push-pull.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Digest {
     /// Order-independent hash of (name, incarnation) over live members.
     pub hash: [u8; 4],
+    /// How many live members the sender knows.
+    pub live: u32,
     /// True when the sender's view has not changed for a dissemination window.
     pub stable: bool,
 }
@@ -146,10 +148,12 @@ pub(crate) struct Digest {
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Message {
-    /// Probe: answer with `Ack { seq }` if your name is `target`.
+    /// Probe: answer with `Ack { seq }` if your name is `target`. A direct probe carries the
+    /// prober's view digest.
     Ping {
         seq: u32,
-        target: String,
+        target: Name,
+        digest: Option<Digest>,
     },
     /// Probe answered; a direct answer carries the responder's view digest.
     Ack {
@@ -163,13 +167,13 @@ pub(crate) enum Message {
     /// Please ping `target` at `addr` for me; ack (or nack) with `seq`.
     IndirectPing {
         seq: u32,
-        target: String,
+        target: Name,
         addr: SocketAddr,
     },
     /// Reliable-channel fallback probe; the ack goes to `reply_to` over the reliable channel.
     StreamPing {
         seq: u32,
-        target: String,
+        target: Name,
         reply_to: SocketAddr,
     },
     Alive(Alive),
@@ -470,11 +474,13 @@ mod tests {
             Message::Ping {
                 seq: 7,
                 target: "b".into(),
+                digest: None,
             },
             Message::Ack {
                 seq: 7,
                 digest: Some(Digest {
                     hash: [1, 2, 3, 4],
+                    live: 12,
                     stable: true,
                 }),
             },
@@ -588,7 +594,8 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let long = Message::Ping {
             seq: 1,
-            target: "x".repeat(200),
+            target: "x".repeat(200).into(),
+            digest: None,
         };
         assert!(limits().validate(&long).is_err());
         let mut tags = Tags::new();
