@@ -399,42 +399,59 @@ impl Pump {
         }
     }
 
+    /// Hand every core event to the sink, then answer the callers it completes (in that
+    /// order, so a caller that returns from `join`/`leave` finds the event already queued).
     fn process_events(&mut self) {
         while let Some(event) = self.node.poll_event() {
-            match &event {
+            let done = match &event {
                 Event::JoinCompleted {
                     answered,
                     contacted,
-                } => {
+                } => Some(Done::Join {
+                    answered: *answered,
+                    contacted: *contacted,
+                }),
+                Event::LeaveCompleted => Some(Done::Leave),
+                _ => None,
+            };
+            if !(self.sink)(event) {
+                DriverCounters::bump(&self.counters.events_dropped);
+            }
+            match done {
+                Some(Done::Join {
+                    answered,
+                    contacted,
+                }) => {
                     if let Some(reply) = self.join_active.take() {
-                        reply.send(if *answered > 0 {
-                            Ok(*answered)
+                        reply.send(if answered > 0 {
+                            Ok(answered)
                         } else {
-                            Err(AgentError::NobodyReached {
-                                contacted: *contacted,
-                            })
+                            Err(AgentError::NobodyReached { contacted })
                         });
                     }
                     self.start_next_join();
                 }
-                Event::LeaveCompleted => {
+                Some(Done::Leave) => {
                     for w in self.leave_waiters.drain(..) {
                         w.send(Ok(()));
                     }
                     if !self.shutdown_waiters.is_empty() {
                         self.stop = true;
                     }
-                    // Joins queued behind a leave can no longer run.
+                    // A join still running, or queued behind the leave, can no longer finish.
                     if let Some(reply) = self.join_active.take() {
                         reply.send(Err(AgentError::Rejected(ApiError::NotRunning)));
                     }
                     self.start_next_join();
                 }
-                _ => {}
-            }
-            if !(self.sink)(event) {
-                DriverCounters::bump(&self.counters.events_dropped);
+                None => {}
             }
         }
     }
+}
+
+/// A completion the pump must answer callers for.
+enum Done {
+    Join { answered: usize, contacted: usize },
+    Leave,
 }

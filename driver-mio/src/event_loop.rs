@@ -251,7 +251,10 @@ impl EventLoop {
 
     fn conn_deadlines(&self, c: &Conn) -> [Option<Instant>; 2] {
         match &c.role {
-            Role::In(i) => [Some(i.last_active + self.cfg.options.inbound_idle_timeout()), None],
+            Role::In(i) => [
+                Some(i.last_active + self.cfg.options.inbound_idle_timeout()),
+                None,
+            ],
             Role::Out(o) => match o.state {
                 ConnState::Connecting { deadline } => [Some(deadline), None],
                 ConnState::Connected if o.queue.is_empty() => {
@@ -278,9 +281,7 @@ impl EventLoop {
             {
                 let idle = match &c.role {
                     Role::In(_) => true,
-                    Role::Out(o) => {
-                        matches!(o.state, ConnState::Connected) && o.queue.is_empty()
-                    }
+                    Role::Out(o) => matches!(o.state, ConnState::Connected) && o.queue.is_empty(),
                 };
                 expired.push((t, idle));
             }
@@ -390,10 +391,10 @@ impl EventLoop {
                     }
                     let _ = stream.set_nodelay(true);
                     let t = self.token();
-                    if let Err(e) = self
-                        .poll
-                        .registry()
-                        .register(&mut stream, t, Interest::READABLE)
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, t, Interest::READABLE)
                     {
                         tracing::warn!(error = %e, "cannot register connection");
                         DriverCounters::bump(&self.counters.io_errors);
@@ -534,7 +535,14 @@ impl EventLoop {
         }
         // The peer closed (its idle close, or it went away).
         let pending = matches!(&conn.role, Role::Out(o) if !o.queue.is_empty());
-        self.close(t, if pending { Closed::Failed } else { Closed::Quietly });
+        self.close(
+            t,
+            if pending {
+                Closed::Failed
+            } else {
+                Closed::Quietly
+            },
+        );
         false
     }
 

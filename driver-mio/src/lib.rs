@@ -40,8 +40,8 @@ pub use rookery_core::{Config, Event, Identity, Member, MemberStatus, Tags};
 pub use rookery_driver::{AgentError, AgentStats, DriverStats, Options, ShutdownMode, StartError};
 
 use rookery_driver::{
-    advertised_addr, bind_pair, node_seed, AgentStats as Stats, Command, DriverCounters,
-    EventSink, Pump, Reply,
+    advertised_addr, bind_pair, node_seed, AgentStats as Stats, Command, DriverCounters, EventSink,
+    Pump, Reply,
 };
 
 use crate::event_loop::{EventLoop, LoopConfig, LISTENER, UDP, WAKER};
