@@ -79,7 +79,9 @@ impl Topology {
             let port = format!("veth{i}");
             in_ns(
                 &hub,
-                &["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &host],
+                &[
+                    "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &host,
+                ],
             )?;
             in_ns(&hub, &["link", "set", &port, "master", "br0"])?;
             in_ns(&hub, &["link", "set", &port, "up"])?;
@@ -93,8 +95,11 @@ impl Topology {
 
     fn set_link(&self, i: usize, up: bool) {
         let port = format!("veth{i}");
-        in_ns(&self.hub(), &["link", "set", &port, if up { "up" } else { "down" }])
-            .expect("set link");
+        in_ns(
+            &self.hub(),
+            &["link", "set", &port, if up { "up" } else { "down" }],
+        )
+        .expect("set link");
     }
 
     fn spawn_nodes(&mut self, views: &Views) {
@@ -144,7 +149,9 @@ impl Drop for Topology {
             drop(c.stdin.take());
         }
         for c in &mut self.children {
-            let _ = wait_until(Duration::from_secs(3), || matches!(c.try_wait(), Ok(Some(_))));
+            let _ = wait_until(Duration::from_secs(3), || {
+                matches!(c.try_wait(), Ok(Some(_)))
+            });
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -155,7 +162,12 @@ impl Drop for Topology {
 }
 
 fn status(views: &Views, viewer: &str, member: &str) -> Option<String> {
-    views.lock().expect("views").get(viewer)?.get(member).cloned()
+    views
+        .lock()
+        .expect("views")
+        .get(viewer)?
+        .get(member)
+        .cloned()
 }
 
 fn all_see(views: &Views, viewers: &[&str], members: &[&str], want: &str) -> bool {
@@ -181,7 +193,11 @@ fn netns_partitioned_host_detected_then_healed() {
     let limit = Duration::from_secs(30);
 
     let (ok, took) = wait_until(limit, || all_see(&views, &names, &names, "Alive"));
-    assert!(ok, "hosts did not converge: {:?}", views.lock().expect("views"));
+    assert!(
+        ok,
+        "hosts did not converge: {:?}",
+        views.lock().expect("views")
+    );
     eprintln!("netns: 3 hosts converged in {took:?}");
 
     // Cut h2 off: its veth's bridge end goes down.
@@ -191,11 +207,19 @@ fn netns_partitioned_host_detected_then_healed() {
             && all_see(&views, &["h2"], &["h0", "h1"], "Failed")
             && all_see(&views, &["h0", "h1"], &["h0", "h1"], "Alive")
     });
-    assert!(ok, "cut-off host not detected: {:?}", views.lock().expect("views"));
+    assert!(
+        ok,
+        "cut-off host not detected: {:?}",
+        views.lock().expect("views")
+    );
     eprintln!("netns: cut-off host detected on both sides in {took:?}");
 
     topo.set_link(2, true);
     let (ok, took) = wait_until(limit, || all_see(&views, &names, &names, "Alive"));
-    assert!(ok, "partition did not heal: {:?}", views.lock().expect("views"));
+    assert!(
+        ok,
+        "partition did not heal: {:?}",
+        views.lock().expect("views")
+    );
     eprintln!("netns: healed, all alive again in {took:?}");
 }

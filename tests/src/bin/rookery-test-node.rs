@@ -36,7 +36,13 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let driver = Driver::parse(&args.driver).expect("driver: tokio, async-std or mio");
-    let agent = TestAgent::start(driver, &args.name, args.bind, fast_config(), Options::default());
+    let agent = TestAgent::start(
+        driver,
+        &args.name,
+        args.bind,
+        fast_config(),
+        Options::default(),
+    );
     let done = Arc::new(AtomicBool::new(false));
     {
         let done = done.clone();
@@ -49,7 +55,11 @@ fn main() {
             done.store(true, Ordering::Relaxed);
         });
     }
-    let seeds: Vec<SocketAddr> = args.seed.into_iter().filter(|s| *s != agent.addr()).collect();
+    let seeds: Vec<SocketAddr> = args
+        .seed
+        .into_iter()
+        .filter(|s| *s != agent.addr())
+        .collect();
     let mut last_join = None::<Instant>;
     let mut out = std::io::stdout().lock();
     while !done.load(Ordering::Relaxed) {
