@@ -1,8 +1,8 @@
 //! A small chat-style agent on the mio driver (no async runtime). Run it in two terminals:
 //!
 //! ```text
-//! cargo run -p rookery-mio --example chat -- --name alice --bind 127.0.0.1:7001
-//! cargo run -p rookery-mio --example chat -- --name bob --bind 127.0.0.1:7002 --join 127.0.0.1:7001
+//! cargo run -p rookery-mio --example mio-chat -- --name alice --bind 127.0.0.1:7001
+//! cargo run -p rookery-mio --example mio-chat -- --name bob --bind 127.0.0.1:7002 --join 127.0.0.1:7001
 //! ```
 //!
 //! Then type `/members`, `/join ADDR`, `/stats`, `/leave` or `/quit`. Chat lines and

@@ -1,19 +1,20 @@
-//! A small chat-style agent on async-std. Run it in two terminals:
+//! A small chat-style agent on tokio. Run it in two terminals:
 //!
 //! ```text
-//! cargo run -p rookery-async-std --example chat -- --name alice --bind 127.0.0.1:7001
-//! cargo run -p rookery-async-std --example chat -- --name bob --bind 127.0.0.1:7002 --join 127.0.0.1:7001
+//! cargo run -p rookery-tokio --example tokio-chat -- --name alice --bind 127.0.0.1:7001
+//! cargo run -p rookery-tokio --example tokio-chat -- --name bob --bind 127.0.0.1:7002 --join 127.0.0.1:7001
 //! ```
 //!
-//! Then type `/members`, `/join ADDR`, `/stats`, `/leave` or `/quit`. Chat lines and
-//! `/msg NAME TEXT` need the core's user events and direct messages, which are not there yet.
+//! Then type `/members`, `/join ADDR`, `/tags KEY=VALUE`, `/stats`, `/leave` or `/quit`.
+//! Membership events print as they happen. Chat lines and `/msg NAME TEXT` need the core's user
+//! events and direct messages, which are not there yet: the example says so instead of
+//! pretending.
 
 use std::net::SocketAddr;
 
-use async_std::io::prelude::BufReadExt;
-use async_std::stream::StreamExt;
 use clap::Parser;
-use rookery_async_std::{Agent, Config, Identity, Options, ShutdownMode};
+use rookery_tokio::{Agent, Config, Event, Identity, Options, ShutdownMode, Tags};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -28,15 +29,15 @@ struct Args {
     join: Vec<SocketAddr>,
 }
 
-#[async_std::main]
+#[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let identity = Identity::new(args.name, args.bind);
     let (agent, mut events) = Agent::start(Config::local(), identity, Options::default()).await?;
     println!("{} listening on {}", agent.name(), agent.local_addr());
-    async_std::task::spawn(async move {
+    tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            println!("* {event:?}");
+            println!("* {}", describe(&event));
         }
     });
     if !args.join.is_empty() {
@@ -45,16 +46,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => println!("join failed: {e}"),
         }
     }
-    let mut lines = async_std::io::BufReader::new(async_std::io::stdin()).lines();
-    while let Some(line) = lines.next().await {
-        let line = line?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
         let line = line.trim();
         let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
         match cmd {
             "" => {}
             "/members" => {
                 for m in agent.members().await? {
-                    println!("  {:<16} {:<22} {:?}", m.name, m.addr, m.status);
+                    println!(
+                        "  {:<16} {:<22} {:?} {:?}",
+                        m.name, m.addr, m.status, m.tags
+                    );
                 }
             }
             "/join" => match rest.parse::<SocketAddr>() {
@@ -64,6 +67,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 },
                 Err(e) => println!("bad address: {e}"),
             },
+            "/tags" => {
+                let tags: Tags = rest
+                    .split_whitespace()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                if let Err(e) = agent.set_tags(tags).await {
+                    println!("tags refused: {e}");
+                }
+            }
             "/stats" => println!("{:#?}", agent.stats().await?),
             "/leave" => {
                 agent.shutdown(ShutdownMode::Leave).await;
@@ -79,4 +92,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     agent.shutdown(ShutdownMode::Now).await;
     Ok(())
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::MemberJoined(m) => format!("{} joined ({})", m.name, m.addr),
+        Event::MemberUpdated(m) => format!("{} updated: {:?}", m.name, m.tags),
+        Event::MemberLeft(m) => format!("{} left", m.name),
+        Event::MemberFailed(m) => format!("{} failed", m.name),
+        Event::MemberSuspected { member, by } => format!("{} suspected by {by}", member.name),
+        Event::MemberRecovered(m) => format!("{} recovered", m.name),
+        other => format!("{other:?}"),
+    }
 }
