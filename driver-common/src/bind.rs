@@ -67,3 +67,43 @@ pub fn node_seed(options: &Options) -> u64 {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_binds_udp_and_tcp_on_one_port() {
+        let (udp, tcp) = bind_pair("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        assert_eq!(tcp.local_addr().unwrap().port(), port);
+        // The same fixed port cannot be bound twice.
+        let again = bind_pair(udp.local_addr().unwrap());
+        assert!(matches!(again, Err(StartError::Bind { .. })));
+    }
+
+    #[test]
+    fn unspecified_needs_an_advertised_ip() {
+        let bound: SocketAddr = "0.0.0.0:7946".parse().unwrap();
+        assert!(matches!(
+            advertised_addr(bound, &Options::default()),
+            Err(StartError::NoAdvertiseAddress { .. })
+        ));
+        let opts = Options::default().with_advertise("127.0.0.2".parse().unwrap());
+        assert_eq!(
+            advertised_addr(bound, &opts).unwrap(),
+            "127.0.0.2:7946".parse().unwrap()
+        );
+        let local: SocketAddr = "127.0.0.1:7946".parse().unwrap();
+        assert_eq!(advertised_addr(local, &Options::default()).unwrap(), local);
+    }
+
+    #[test]
+    fn seed_is_taken_from_options_or_drawn() {
+        assert_eq!(node_seed(&Options::default().with_seed(42)), 42);
+        let a = node_seed(&Options::default());
+        let b = node_seed(&Options::default());
+        assert_ne!(a, b, "two OS-entropy seeds differ");
+    }
+}

@@ -455,3 +455,118 @@ enum Done {
     Join { answered: usize, contacted: usize },
     Leave,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn pump(name: &str, port: u16) -> (Pump, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel();
+        let sink: EventSink = Box::new(move |e| tx.send(e).is_ok());
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let p = Pump::new(
+            Config::local(),
+            Identity::new(name, addr),
+            1,
+            sink,
+            Arc::default(),
+        )
+        .unwrap();
+        (p, rx)
+    }
+
+    fn answer<T: Send + 'static>() -> (Reply<T>, mpsc::Receiver<T>) {
+        let (tx, rx) = mpsc::channel();
+        (
+            Reply::new(move |v| {
+                let _ = tx.send(v);
+            }),
+            rx,
+        )
+    }
+
+    #[test]
+    fn joins_run_one_at_a_time_and_fail_when_nobody_answers() {
+        let (mut p, events) = pump("a", 9001);
+        let seed = SocketAddr::from(([127, 0, 0, 1], 9002));
+        let (r1, a1) = answer();
+        let (r2, a2) = answer();
+        p.command(Command::Join {
+            seeds: vec![seed],
+            reply: r1,
+        });
+        p.command(Command::Join {
+            seeds: vec![seed],
+            reply: r2,
+        });
+        let reliable: Vec<_> = std::iter::from_fn(|| p.poll_transmit())
+            .filter(|t| t.kind == rookery_core::TransmitKind::Reliable)
+            .collect();
+        assert_eq!(reliable.len(), 1, "the second join waits for the first");
+        p.send_failure(seed);
+        assert_eq!(
+            a1.try_recv().unwrap(),
+            Err(AgentError::NobodyReached { contacted: 1 })
+        );
+        // The event reached the sink before the caller was answered.
+        assert!(events
+            .try_iter()
+            .any(|e| matches!(e, Event::JoinCompleted { answered: 0, .. })));
+        assert!(a2.try_recv().is_err(), "second join now running");
+        p.send_failure(seed);
+        assert!(matches!(
+            a2.try_recv().unwrap(),
+            Err(AgentError::NobodyReached { .. })
+        ));
+        let (r3, a3) = answer();
+        p.command(Command::Join {
+            seeds: vec![SocketAddr::from(([127, 0, 0, 1], 9001))],
+            reply: r3,
+        });
+        assert_eq!(
+            a3.try_recv().unwrap(),
+            Err(AgentError::Rejected(ApiError::NoSeeds))
+        );
+    }
+
+    #[test]
+    fn leave_alone_completes_and_shutdown_waits_for_finish() {
+        let (mut p, _events) = pump("solo", 9003);
+        let (r, a) = answer();
+        p.command(Command::Leave { reply: r });
+        assert_eq!(a.try_recv().unwrap(), Ok(()));
+        assert!(p.node().has_left());
+        assert!(p.deadline().is_none());
+        let (r, a) = answer();
+        p.command(Command::Leave { reply: r });
+        assert_eq!(a.try_recv().unwrap(), Ok(()), "leaving twice is harmless");
+        let (r, a) = answer();
+        p.command(Command::Shutdown {
+            mode: ShutdownMode::Leave,
+            reply: r,
+        });
+        assert!(p.should_stop());
+        assert!(a.try_recv().is_err(), "answered only after teardown");
+        p.finish();
+        assert_eq!(a.try_recv(), Ok(()));
+    }
+
+    #[test]
+    fn full_sink_drops_and_counts() {
+        let sink: EventSink = Box::new(|_| false);
+        let counters = Arc::new(DriverCounters::default());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9004));
+        let mut p = Pump::new(
+            Config::local(),
+            Identity::new("x", addr),
+            1,
+            sink,
+            counters.clone(),
+        )
+        .unwrap();
+        let (r, _a) = answer();
+        p.command(Command::Leave { reply: r });
+        assert_eq!(p.stats().driver.events_dropped, 1);
+    }
+}
