@@ -119,7 +119,7 @@ pub async fn start<R: Runtime>(
     let handle = AgentHandle {
         cmds: cmd_tx,
         addr: me.addr,
-        name: me.name,
+        name: Arc::from(&*me.name),
     };
     Ok((handle, EventStream { rx: ev_rx }))
 }

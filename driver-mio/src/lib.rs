@@ -98,7 +98,7 @@ impl Agent {
             cmds: Some(cmd_tx),
             waker,
             addr: me.addr,
-            name: me.name,
+            name: Arc::from(&*me.name),
             thread: Mutex::new(Some(thread)),
         };
         Ok((
