@@ -1,7 +1,229 @@
 //! # rookery-mio
 //!
-//! The mio driver for [`rookery_core`]: one thread running a `mio::Poll` loop over the UDP
-//! socket, the TCP listener and its connections, with a blocking handle API. The driver itself
-//! lands with its own issue; until then this crate only re-exports the core.
+//! The mio driver for [`rookery_core`], for programs without an async runtime: one thread runs
+//! a `mio::Poll` loop over the UDP socket, the TCP listener and every TCP connection, with a
+//! `mio::Waker` for commands from the handle. The handle's operations block until done; events
+//! arrive on a [`std::sync::mpsc::Receiver`]; [`AgentHandle::shutdown`] joins the thread.
+//!
+//! It drives the same [`rookery_driver::Pump`] as the tokio and async-std drivers, with the
+//! same operation names and the same wire traffic, so mio and async agents mix in one cluster.
+//!
+//! ```no_run
+//! use rookery_mio::{Agent, Config, Identity, Options, ShutdownMode};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let identity = Identity::new("node-c", "127.0.0.1:0".parse()?);
+//! let (agent, events) = Agent::spawn(Config::lan(), identity, Options::default())?;
+//! agent.join(&["127.0.0.1:7946".parse()?])?;
+//! println!("members: {:?}", agent.members()?);
+//! while let Ok(event) = events.recv_timeout(std::time::Duration::from_secs(5)) {
+//!     println!("{event:?}");
+//! }
+//! agent.shutdown(ShutdownMode::Leave);
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod event_loop;
+
+use std::net::SocketAddr;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use mio::{Interest, Poll, Waker};
 
 pub use rookery_core as core;
+pub use rookery_core::{Config, Event, Identity, Member, MemberStatus, Tags};
+pub use rookery_driver::{AgentError, AgentStats, DriverStats, Options, ShutdownMode, StartError};
+
+use rookery_driver::{
+    advertised_addr, bind_pair, node_seed, AgentStats as Stats, Command, DriverCounters, EventSink,
+    Pump, Reply,
+};
+
+use crate::event_loop::{EventLoop, LoopConfig, LISTENER, UDP, WAKER};
+
+/// Starts mio agents.
+#[derive(Clone, Copy, Debug)]
+pub struct Agent;
+
+impl Agent {
+    /// Start an agent on its own thread: bind one UDP socket and one TCP listener on
+    /// `identity.addr` (port 0 picks a free port; the node advertises the bound address, or
+    /// [`Options::advertise`] with the bound port) and create the node seeded from
+    /// [`Options::seed`] or OS entropy. Returns the handle and the event receiver (bounded by
+    /// [`Options::event_capacity`]; events that do not fit are dropped and counted).
+    pub fn spawn(
+        config: Config,
+        mut identity: Identity,
+        options: Options,
+    ) -> Result<(AgentHandle, Receiver<Event>), StartError> {
+        let (udp, listener) = bind_pair(identity.addr)?;
+        let bound = udp.local_addr().map_err(StartError::Io)?;
+        identity.addr = advertised_addr(bound, &options)?;
+        let seed = node_seed(&options);
+        let (ev_tx, ev_rx) = mpsc::sync_channel(options.event_capacity.max(1));
+        let sink: EventSink = Box::new(move |e| ev_tx.try_send(e).is_ok());
+        let counters = Arc::new(DriverCounters::default());
+        let cfg = LoopConfig {
+            tcp_timeout: config.tcp_timeout,
+            max_stream: config.max_stream_message,
+            options,
+        };
+        let pump = Pump::new(config, identity, seed, sink, counters)?;
+        let me = pump.node().local_member();
+
+        let poll = Poll::new().map_err(StartError::Io)?;
+        let mut udp = mio::net::UdpSocket::from_std(udp);
+        let mut listener = mio::net::TcpListener::from_std(listener);
+        let registry = poll.registry();
+        registry
+            .register(&mut udp, UDP, Interest::READABLE | Interest::WRITABLE)
+            .map_err(StartError::Io)?;
+        registry
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(StartError::Io)?;
+        let waker = Arc::new(Waker::new(registry, WAKER).map_err(StartError::Io)?);
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let event_loop = EventLoop::new(pump, poll, udp, listener, cmd_rx, cfg);
+        let thread = std::thread::Builder::new()
+            .name(format!("rookery-mio-{}", me.name))
+            .spawn(move || event_loop.run())
+            .map_err(StartError::Io)?;
+        tracing::info!(name = %me.name, addr = %me.addr, "agent started");
+        let inner = Inner {
+            cmds: Some(cmd_tx),
+            waker,
+            addr: me.addr,
+            name: Arc::from(&*me.name),
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok((
+            AgentHandle {
+                inner: Arc::new(inner),
+            },
+            ev_rx,
+        ))
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// `Some` until the last handle is dropped.
+    cmds: Option<Sender<Command>>,
+    waker: Arc<Waker>,
+    addr: SocketAddr,
+    name: Arc<str>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Close the command channel first, then wake the loop so that it sees every handle is
+        // gone and stops.
+        self.cmds = None;
+        let _ = self.waker.wake();
+    }
+}
+
+/// A handle on a running mio agent: cheap to clone, `Send + Sync`. Every operation blocks the
+/// calling thread until the event loop has carried it out. When every handle is dropped the
+/// agent stops (without leaving; the thread is then detached).
+#[derive(Clone, Debug)]
+pub struct AgentHandle {
+    inner: Arc<Inner>,
+}
+
+impl AgentHandle {
+    /// The address this agent is reached at (UDP and TCP, the same port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// This agent's member name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, AgentError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let cmd = make(Reply::new(move |v| {
+            let _ = tx.send(v);
+        }));
+        let cmds = self.inner.cmds.as_ref().ok_or(AgentError::Stopped)?;
+        cmds.send(cmd).map_err(|_| AgentError::Stopped)?;
+        self.inner.waker.wake().map_err(|_| AgentError::Stopped)?;
+        rx.recv().map_err(|_| AgentError::Stopped)
+    }
+
+    /// Join a cluster through `seeds` (push-pull with each); returns how many answered, or
+    /// [`AgentError::NobodyReached`] when none did (after at most `tcp_timeout`).
+    pub fn join(&self, seeds: &[SocketAddr]) -> Result<usize, AgentError> {
+        let seeds = seeds.to_vec();
+        self.call(|reply| Command::Join { seeds, reply })?
+    }
+
+    /// Leave the cluster gracefully; returns once the departure has been gossiped (or
+    /// `tcp_timeout` passed). The agent keeps running, inert, until [`AgentHandle::shutdown`].
+    pub fn leave(&self) -> Result<(), AgentError> {
+        self.call(|reply| Command::Leave { reply })?
+    }
+
+    /// Stop the agent: leave first if `mode` says so, then close every connection and socket
+    /// and join the event-loop thread; returns when that is done (at once if it had already
+    /// stopped).
+    pub fn shutdown(&self, mode: ShutdownMode) {
+        let _ = self.call(|reply| Command::Shutdown { mode, reply });
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+
+    /// Every member this agent knows, itself included, failed and left members included.
+    pub fn members(&self) -> Result<Vec<Member>, AgentError> {
+        self.call(|reply| Command::Members { reply })
+    }
+
+    /// This agent as the cluster sees it.
+    pub fn local_member(&self) -> Result<Member, AgentError> {
+        self.call(|reply| Command::LocalMember { reply })
+    }
+
+    /// Replace this agent's tags (announced with a new incarnation).
+    pub fn set_tags(&self, tags: Tags) -> Result<(), AgentError> {
+        self.call(|reply| Command::SetTags { tags, reply })?
+    }
+
+    /// Core and driver counters.
+    pub fn stats(&self) -> Result<Stats, AgentError> {
+        self.call(|reply| Command::Stats { reply })
+    }
+
+    // Serf-layer operations (user_event, query, respond, send, broadcast, remove_failed) are
+    // not in rookery-core yet; each will be one blocking method here built like `set_tags`,
+    // sending the matching `Command` variant (see `rookery_driver::Command`).
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn handle_is_clone_send_sync() {
+        assert_send_sync::<AgentHandle>();
+    }
+}

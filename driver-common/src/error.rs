@@ -1,0 +1,106 @@
+//! Typed errors shared by every driver.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use rookery_core::{ApiError, ConfigError};
+
+/// Why an agent could not start. Nothing is left running after this error.
+#[derive(Debug)]
+pub enum StartError {
+    /// Binding the UDP socket or the TCP listener on the requested address failed (address in
+    /// use, not local, no permission...).
+    Bind {
+        /// The address that was asked for.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The agent was bound on an unspecified address (`0.0.0.0` or `::`) and
+    /// [`crate::Options::advertise`] was not set, so there is no address other members could
+    /// reach it at.
+    NoAdvertiseAddress {
+        /// The bound address.
+        bound: SocketAddr,
+    },
+    /// The core refused the configuration or the identity.
+    Config(ConfigError),
+    /// The driver could not set up its event loop, reactor registration or thread.
+    Io(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind { addr, source } => write!(f, "cannot bind {addr}: {source}"),
+            StartError::NoAdvertiseAddress { bound } => {
+                write!(
+                    f,
+                    "bound on {bound}, which others cannot reach: set an advertise address"
+                )
+            }
+            StartError::Config(e) => write!(f, "configuration refused: {e}"),
+            StartError::Io(e) => write!(f, "driver setup failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind { source, .. } => Some(source),
+            StartError::Config(e) => Some(e),
+            StartError::Io(e) => Some(e),
+            StartError::NoAdvertiseAddress { .. } => None,
+        }
+    }
+}
+
+impl From<ConfigError> for StartError {
+    fn from(e: ConfigError) -> Self {
+        StartError::Config(e)
+    }
+}
+
+/// Why an operation on a running (or stopped) agent failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentError {
+    /// The agent has shut down (or its event loop ended), so the operation did not run.
+    Stopped,
+    /// `join` contacted its seeds but none of them answered.
+    NobodyReached {
+        /// How many seeds were contacted.
+        contacted: usize,
+    },
+    /// The core refused the call: the node has left, no usable seed was given, the tags are
+    /// too large, ...
+    Rejected(ApiError),
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentError::Stopped => write!(f, "the agent has stopped"),
+            AgentError::NobodyReached { contacted } => {
+                write!(f, "none of the {contacted} seeds answered")
+            }
+            AgentError::Rejected(e) => write!(f, "refused: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AgentError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AgentError::Rejected(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ApiError> for AgentError {
+    fn from(e: ApiError) -> Self {
+        AgentError::Rejected(e)
+    }
+}

@@ -1,0 +1,572 @@
+//! The runtime-independent heart of every driver: a [`Pump`] owns the [`Node`] and the clock,
+//! turns [`Command`]s from handles into core API calls, feeds network input and timer expiry
+//! into the core, resolves waiting callers when the matching events come out, and hands events
+//! to the application's sink. Drivers only move what [`Pump::poll_transmit`] returns onto
+//! sockets and re-arm one timer from [`Pump::deadline`].
+//!
+//! Adding an operation is one [`Command`] variant, one arm in [`Pump::command`] and one method
+//! per handle.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rookery_core::{
+    ApiError, Config, ConfigError, Event, Identity, InputError, Member, Node, Stats, Tags,
+    Timestamp, Transmit,
+};
+
+use crate::error::AgentError;
+
+/// A one-shot answer to a [`Command`], delivered by the pump on the event loop. Each driver
+/// wraps its own channel in it (a future-aware one-shot for the async drivers, a
+/// `std::sync::mpsc` channel for the mio driver). Dropping it unanswered tells the caller the
+/// agent stopped.
+pub struct Reply<T>(Box<dyn FnOnce(T) + Send>);
+
+impl<T> Reply<T> {
+    /// A reply that calls `f` with the answer.
+    pub fn new(f: impl FnOnce(T) + Send + 'static) -> Reply<T> {
+        Reply(Box::new(f))
+    }
+
+    /// Deliver the answer.
+    pub fn send(self, value: T) {
+        (self.0)(value)
+    }
+}
+
+impl<T> fmt::Debug for Reply<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reply")
+    }
+}
+
+/// How [`Command::Shutdown`] stops an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShutdownMode {
+    /// Leave the cluster gracefully first (others see the node as left, not failed), then stop.
+    Leave,
+    /// Stop at once; the others will detect the node as failed.
+    Now,
+}
+
+/// One operation requested by a handle. Every driver sends these to its event loop, which
+/// hands them to [`Pump::command`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Command {
+    /// Join through these seeds; answered with how many seeds answered once the join
+    /// completes (joins run one at a time, in order).
+    Join {
+        /// Seed addresses.
+        seeds: Vec<SocketAddr>,
+        /// The answer: seeds that answered (at least one), or why not.
+        reply: Reply<Result<usize, AgentError>>,
+    },
+    /// Leave gracefully; answered once the departure has been announced.
+    Leave {
+        /// The answer.
+        reply: Reply<Result<(), AgentError>>,
+    },
+    /// Replace this node's tags.
+    SetTags {
+        /// The new tags.
+        tags: Tags,
+        /// The answer.
+        reply: Reply<Result<(), AgentError>>,
+    },
+    /// Every member this node knows.
+    Members {
+        /// The answer.
+        reply: Reply<Vec<Member>>,
+    },
+    /// This node as the cluster sees it.
+    LocalMember {
+        /// The answer.
+        reply: Reply<Member>,
+    },
+    /// Core and driver counters.
+    Stats {
+        /// The answer.
+        reply: Reply<AgentStats>,
+    },
+    /// Stop the agent (leaving first if asked); answered by the driver once every task has
+    /// ended and every socket is closed.
+    Shutdown {
+        /// Leave first or stop at once.
+        mode: ShutdownMode,
+        /// The answer, sent after teardown.
+        reply: Reply<()>,
+    },
+    // ---- Serf-layer operations: NOT in rookery-core yet. ----
+    // When the core grows them, each becomes one variant here, one arm in `Pump::command` and
+    // one method on each handle (tokio/async-std `AgentHandle`, mio `AgentHandle`):
+    //   UserEvent { name, payload, coalesce, reply }        -> Node::user_event
+    //   Query { name, payload, params, responses, reply }    -> Node::query (responses: a
+    //       per-query channel the pump fills from the core's query-response events)
+    //   Respond { query, payload, reply }                    -> Node::respond
+    //   Send { to, payload, reply }                          -> Node::send
+    //   Broadcast { payload, reply }                         -> Node::broadcast
+    //   RemoveFailed { name, reply }                         -> Node::remove_failed
+}
+
+/// Counters kept by a driver (the core keeps its own in [`Stats`]). Shared between the event
+/// loop and the driver's helper tasks, hence atomic.
+#[derive(Debug, Default)]
+pub struct DriverCounters {
+    /// See [`DriverStats::events_dropped`].
+    pub events_dropped: AtomicU64,
+    /// See [`DriverStats::bad_connections`].
+    pub bad_connections: AtomicU64,
+    /// See [`DriverStats::connections_accepted`].
+    pub connections_accepted: AtomicU64,
+    /// See [`DriverStats::connections_refused`].
+    pub connections_refused: AtomicU64,
+    /// See [`DriverStats::connections_opened`].
+    pub connections_opened: AtomicU64,
+    /// See [`DriverStats::connections_idle_closed`].
+    pub connections_idle_closed: AtomicU64,
+    /// See [`DriverStats::send_queue_full`].
+    pub send_queue_full: AtomicU64,
+    /// See [`DriverStats::datagram_send_errors`].
+    pub datagram_send_errors: AtomicU64,
+    /// See [`DriverStats::io_errors`].
+    pub io_errors: AtomicU64,
+}
+
+impl DriverCounters {
+    /// Add one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot.
+    pub fn snapshot(&self) -> DriverStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DriverStats {
+            events_dropped: g(&self.events_dropped),
+            bad_connections: g(&self.bad_connections),
+            connections_accepted: g(&self.connections_accepted),
+            connections_refused: g(&self.connections_refused),
+            connections_opened: g(&self.connections_opened),
+            connections_idle_closed: g(&self.connections_idle_closed),
+            send_queue_full: g(&self.send_queue_full),
+            datagram_send_errors: g(&self.datagram_send_errors),
+            io_errors: g(&self.io_errors),
+        }
+    }
+}
+
+/// A snapshot of a driver's own counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DriverStats {
+    /// Events not delivered because the application's event stream was full (or dropped).
+    pub events_dropped: u64,
+    /// Inbound TCP connections closed for carrying garbage: a frame longer than
+    /// `max_stream_message`, or a frame the core could not decode.
+    pub bad_connections: u64,
+    /// Inbound TCP connections accepted.
+    pub connections_accepted: u64,
+    /// Inbound TCP connections closed at once because `max_inbound` were open.
+    pub connections_refused: u64,
+    /// Outbound TCP connections established.
+    pub connections_opened: u64,
+    /// TCP connections (either direction) closed for being idle.
+    pub connections_idle_closed: u64,
+    /// Reliable messages failed at once because their destination's queue was full.
+    pub send_queue_full: u64,
+    /// Datagrams the socket refused to send.
+    pub datagram_send_errors: u64,
+    /// Other socket errors (receive, accept) that the driver survived.
+    pub io_errors: u64,
+}
+
+/// Everything [`Command::Stats`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentStats {
+    /// The core's traffic and drop counters (decode errors of garbage datagrams and frames
+    /// included).
+    pub core: Stats,
+    /// The driver's connection and delivery counters.
+    pub driver: DriverStats,
+    /// Lifeguard local health score (0 is healthy).
+    pub health_score: u32,
+    /// Members with status alive, this node included.
+    pub alive: usize,
+    /// Members known in any status.
+    pub members: usize,
+}
+
+/// The application's side of the event stream: returns false when the event could not be
+/// delivered (stream full or closed); the pump then counts it as dropped.
+pub type EventSink = Box<dyn FnMut(Event) -> bool + Send>;
+
+type JoinReply = Reply<Result<usize, AgentError>>;
+
+/// The node plus the bookkeeping every driver needs. See the module docs.
+pub struct Pump {
+    node: Node,
+    start: Instant,
+    sink: EventSink,
+    counters: Arc<DriverCounters>,
+    join_active: Option<JoinReply>,
+    join_queue: VecDeque<(Vec<SocketAddr>, JoinReply)>,
+    leave_waiters: Vec<Reply<Result<(), AgentError>>>,
+    shutdown_waiters: Vec<Reply<()>>,
+    stop: bool,
+}
+
+impl fmt::Debug for Pump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pump")
+            .field("node", &self.node.local_member().name)
+            .field("stop", &self.stop)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pump {
+    /// Create the node (its identity must carry the address it is reachable at) with its clock
+    /// starting now.
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        seed: u64,
+        sink: EventSink,
+        counters: Arc<DriverCounters>,
+    ) -> Result<Pump, ConfigError> {
+        let start = Instant::now();
+        let node = Node::new(config, identity, seed, Timestamp::ZERO)?;
+        Ok(Pump {
+            node,
+            start,
+            sink,
+            counters,
+            join_active: None,
+            join_queue: VecDeque::new(),
+            leave_waiters: Vec::new(),
+            shutdown_waiters: Vec::new(),
+            stop: false,
+        })
+    }
+
+    /// Wall time as the core's [`Timestamp`]: microseconds since the pump started.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_micros(u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// The instant of a core timestamp.
+    pub fn instant_of(&self, t: Timestamp) -> Instant {
+        self.start + Duration::from_micros(t.as_micros())
+    }
+
+    /// When the driver must call [`Pump::timer`] next; `None` once the node has left.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.node.poll_timeout().map(|t| self.instant_of(t))
+    }
+
+    /// The node, for read-only queries.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The driver counters shared with the driver's tasks.
+    pub fn counters(&self) -> &Arc<DriverCounters> {
+        &self.counters
+    }
+
+    /// True once a shutdown is due: the driver should send what is left, stop its tasks, close
+    /// its sockets and then call [`Pump::finish`].
+    pub fn should_stop(&self) -> bool {
+        self.stop
+    }
+
+    /// The next transmit to put on the wire. Drain after every call into the pump.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.node.poll_transmit()
+    }
+
+    /// One datagram arrived. Garbage is counted by the core and changes nothing.
+    pub fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
+        let now = self.now();
+        if let Err(e) = self.node.handle_packet(now, from, data) {
+            tracing::debug!(%from, error = %e, "datagram ignored");
+        }
+        self.process_events();
+    }
+
+    /// One complete reliable message (frame body) arrived on a connection from `from`.
+    /// Returns false when it was garbage: the driver should close that connection (and count
+    /// it in [`DriverStats::bad_connections`]).
+    pub fn frame(&mut self, from: SocketAddr, body: &[u8]) -> bool {
+        let now = self.now();
+        let ok = match self.node.handle_stream(now, from, body) {
+            Ok(()) => true,
+            Err(InputError::Decode(e)) => {
+                tracing::debug!(%from, error = %e, "undecodable stream message");
+                false
+            }
+            Err(InputError::LabelMismatch | InputError::NotRunning) => true,
+        };
+        self.process_events();
+        ok
+    }
+
+    /// A reliable transmit to `to` could not be delivered.
+    pub fn send_failure(&mut self, to: SocketAddr) {
+        let now = self.now();
+        self.node.handle_send_failure(now, to);
+        self.process_events();
+    }
+
+    /// The deadline from [`Pump::deadline`] has passed (calling early is harmless).
+    pub fn timer(&mut self) {
+        let now = self.now();
+        self.node.handle_timeout(now);
+        self.process_events();
+    }
+
+    /// Carry out one command from a handle.
+    pub fn command(&mut self, cmd: Command) {
+        let now = self.now();
+        match cmd {
+            Command::Join { seeds, reply } => {
+                self.join_queue.push_back((seeds, reply));
+                self.start_next_join();
+            }
+            Command::Leave { reply } => {
+                if self.node.has_left() {
+                    reply.send(Ok(()));
+                } else {
+                    // Err(NotRunning) here means a leave is already under way: wait for it.
+                    let _ = self.node.leave(now);
+                    self.leave_waiters.push(reply);
+                }
+            }
+            Command::SetTags { tags, reply } => {
+                reply.send(self.node.set_tags(now, tags).map_err(AgentError::from));
+            }
+            Command::Members { reply } => reply.send(self.node.members()),
+            Command::LocalMember { reply } => reply.send(self.node.local_member()),
+            Command::Stats { reply } => reply.send(self.stats()),
+            Command::Shutdown { mode, reply } => {
+                self.shutdown_waiters.push(reply);
+                match mode {
+                    ShutdownMode::Now => self.stop = true,
+                    ShutdownMode::Leave if self.node.has_left() => self.stop = true,
+                    ShutdownMode::Leave => {
+                        let _ = self.node.leave(now);
+                    }
+                }
+            }
+        }
+        self.process_events();
+    }
+
+    /// Core and driver counters.
+    pub fn stats(&self) -> AgentStats {
+        AgentStats {
+            core: self.node.stats().clone(),
+            driver: self.counters.snapshot(),
+            health_score: self.node.health_score(),
+            alive: self.node.alive_count(),
+            members: self.node.num_members(),
+        }
+    }
+
+    /// Teardown is complete: answer every shutdown caller. Callers still waiting for other
+    /// operations learn that the agent stopped.
+    pub fn finish(self) {
+        for w in self.shutdown_waiters {
+            w.send(());
+        }
+    }
+
+    fn start_next_join(&mut self) {
+        while self.join_active.is_none() {
+            let Some((seeds, reply)) = self.join_queue.pop_front() else {
+                return;
+            };
+            let now = self.now();
+            match self.node.join(now, &seeds) {
+                Ok(()) => self.join_active = Some(reply),
+                Err(e) => reply.send(Err(AgentError::Rejected(e))),
+            }
+        }
+    }
+
+    /// Hand every core event to the sink, then answer the callers it completes (in that
+    /// order, so a caller that returns from `join`/`leave` finds the event already queued).
+    fn process_events(&mut self) {
+        while let Some(event) = self.node.poll_event() {
+            let done = match &event {
+                Event::JoinCompleted {
+                    answered,
+                    contacted,
+                } => Some(Done::Join {
+                    answered: *answered,
+                    contacted: *contacted,
+                }),
+                Event::LeaveCompleted => Some(Done::Leave),
+                _ => None,
+            };
+            if !(self.sink)(event) {
+                DriverCounters::bump(&self.counters.events_dropped);
+            }
+            match done {
+                Some(Done::Join {
+                    answered,
+                    contacted,
+                }) => {
+                    if let Some(reply) = self.join_active.take() {
+                        reply.send(if answered > 0 {
+                            Ok(answered)
+                        } else {
+                            Err(AgentError::NobodyReached { contacted })
+                        });
+                    }
+                    self.start_next_join();
+                }
+                Some(Done::Leave) => {
+                    for w in self.leave_waiters.drain(..) {
+                        w.send(Ok(()));
+                    }
+                    if !self.shutdown_waiters.is_empty() {
+                        self.stop = true;
+                    }
+                    // A join still running, or queued behind the leave, can no longer finish.
+                    if let Some(reply) = self.join_active.take() {
+                        reply.send(Err(AgentError::Rejected(ApiError::NotRunning)));
+                    }
+                    self.start_next_join();
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// A completion the pump must answer callers for.
+enum Done {
+    Join { answered: usize, contacted: usize },
+    Leave,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn pump(name: &str, port: u16) -> (Pump, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel();
+        let sink: EventSink = Box::new(move |e| tx.send(e).is_ok());
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let p = Pump::new(
+            Config::local(),
+            Identity::new(name, addr),
+            1,
+            sink,
+            Arc::default(),
+        )
+        .unwrap();
+        (p, rx)
+    }
+
+    fn answer<T: Send + 'static>() -> (Reply<T>, mpsc::Receiver<T>) {
+        let (tx, rx) = mpsc::channel();
+        (
+            Reply::new(move |v| {
+                let _ = tx.send(v);
+            }),
+            rx,
+        )
+    }
+
+    #[test]
+    fn joins_run_one_at_a_time_and_fail_when_nobody_answers() {
+        let (mut p, events) = pump("a", 9001);
+        let seed = SocketAddr::from(([127, 0, 0, 1], 9002));
+        let (r1, a1) = answer();
+        let (r2, a2) = answer();
+        p.command(Command::Join {
+            seeds: vec![seed],
+            reply: r1,
+        });
+        p.command(Command::Join {
+            seeds: vec![seed],
+            reply: r2,
+        });
+        let reliable: Vec<_> = std::iter::from_fn(|| p.poll_transmit())
+            .filter(|t| t.kind == rookery_core::TransmitKind::Reliable)
+            .collect();
+        assert_eq!(reliable.len(), 1, "the second join waits for the first");
+        p.send_failure(seed);
+        assert_eq!(
+            a1.try_recv().unwrap(),
+            Err(AgentError::NobodyReached { contacted: 1 })
+        );
+        // The event reached the sink before the caller was answered.
+        assert!(events
+            .try_iter()
+            .any(|e| matches!(e, Event::JoinCompleted { answered: 0, .. })));
+        assert!(a2.try_recv().is_err(), "second join now running");
+        p.send_failure(seed);
+        assert!(matches!(
+            a2.try_recv().unwrap(),
+            Err(AgentError::NobodyReached { .. })
+        ));
+        let (r3, a3) = answer();
+        p.command(Command::Join {
+            seeds: vec![SocketAddr::from(([127, 0, 0, 1], 9001))],
+            reply: r3,
+        });
+        assert_eq!(
+            a3.try_recv().unwrap(),
+            Err(AgentError::Rejected(ApiError::NoSeeds))
+        );
+    }
+
+    #[test]
+    fn leave_alone_completes_and_shutdown_waits_for_finish() {
+        let (mut p, _events) = pump("solo", 9003);
+        let (r, a) = answer();
+        p.command(Command::Leave { reply: r });
+        assert_eq!(a.try_recv().unwrap(), Ok(()));
+        assert!(p.node().has_left());
+        assert!(p.deadline().is_none());
+        let (r, a) = answer();
+        p.command(Command::Leave { reply: r });
+        assert_eq!(a.try_recv().unwrap(), Ok(()), "leaving twice is harmless");
+        let (r, a) = answer();
+        p.command(Command::Shutdown {
+            mode: ShutdownMode::Leave,
+            reply: r,
+        });
+        assert!(p.should_stop());
+        assert!(a.try_recv().is_err(), "answered only after teardown");
+        p.finish();
+        assert_eq!(a.try_recv(), Ok(()));
+    }
+
+    #[test]
+    fn full_sink_drops_and_counts() {
+        let sink: EventSink = Box::new(|_| false);
+        let counters = Arc::new(DriverCounters::default());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9004));
+        let mut p = Pump::new(
+            Config::local(),
+            Identity::new("x", addr),
+            1,
+            sink,
+            counters.clone(),
+        )
+        .unwrap();
+        let (r, _a) = answer();
+        p.command(Command::Leave { reply: r });
+        assert_eq!(p.stats().driver.events_dropped, 1);
+    }
+}

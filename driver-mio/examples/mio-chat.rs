@@ -1,0 +1,79 @@
+//! A small chat-style agent on the mio driver (no async runtime). Run it in two terminals:
+//!
+//! ```text
+//! cargo run -p rookery-mio --example mio-chat -- --name alice --bind 127.0.0.1:7001
+//! cargo run -p rookery-mio --example mio-chat -- --name bob --bind 127.0.0.1:7002 --join 127.0.0.1:7001
+//! ```
+//!
+//! Then type `/members`, `/join ADDR`, `/stats`, `/leave` or `/quit`. Chat lines and
+//! `/msg NAME TEXT` need the core's user events and direct messages, which are not there yet.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+
+use clap::Parser;
+use rookery_mio::{Agent, Config, Identity, Options, ShutdownMode};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Member name.
+    #[arg(long)]
+    name: String,
+    /// Address to bind (UDP and TCP); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    bind: SocketAddr,
+    /// Seed to join at start.
+    #[arg(long)]
+    join: Vec<SocketAddr>,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let identity = Identity::new(args.name, args.bind);
+    let (agent, events) = Agent::spawn(Config::local(), identity, Options::default())?;
+    println!("{} listening on {}", agent.name(), agent.local_addr());
+    std::thread::spawn(move || {
+        for event in events {
+            println!("* {event:?}");
+        }
+    });
+    if !args.join.is_empty() {
+        match agent.join(&args.join) {
+            Ok(n) => println!("joined through {n} seed(s)"),
+            Err(e) => println!("join failed: {e}"),
+        }
+    }
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let line = line.trim();
+        let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match cmd {
+            "" => {}
+            "/members" => {
+                for m in agent.members()? {
+                    println!("  {:<16} {:<22} {:?}", m.name, m.addr, m.status);
+                }
+            }
+            "/join" => match rest.parse::<SocketAddr>() {
+                Ok(addr) => match agent.join(&[addr]) {
+                    Ok(n) => println!("joined through {n} seed(s)"),
+                    Err(e) => println!("join failed: {e}"),
+                },
+                Err(e) => println!("bad address: {e}"),
+            },
+            "/stats" => println!("{:#?}", agent.stats()?),
+            "/leave" => {
+                agent.shutdown(ShutdownMode::Leave);
+                println!("left the cluster");
+                return Ok(());
+            }
+            "/quit" => break,
+            "/msg" => {
+                println!("direct messages need Node::send, which rookery-core does not have yet")
+            }
+            _ => println!("chat lines travel as user events, which rookery-core does not have yet"),
+        }
+    }
+    agent.shutdown(ShutdownMode::Now);
+    Ok(())
+}

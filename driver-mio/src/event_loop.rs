@@ -1,0 +1,694 @@
+//! The mio event loop: one thread, one `Poll` over the UDP socket, the TCP listener, every TCP
+//! connection and a `Waker` for commands. All protocol decisions are the [`Pump`]'s; this
+//! module only moves bytes, time and calls, with non-blocking sockets throughout (partial
+//! writes resume where they stopped, `WouldBlock` waits for the next readiness edge, socket
+//! errors close the connection and report its undelivered frames to the core).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token};
+use rookery_core::wire::FrameDecoder;
+use rookery_core::TransmitKind;
+use rookery_driver::{Command, DriverCounters, Options, Pump, Reply, ShutdownMode};
+
+pub(crate) const UDP: Token = Token(0);
+pub(crate) const LISTENER: Token = Token(1);
+pub(crate) const WAKER: Token = Token(2);
+const FIRST_CONN: usize = 3;
+
+/// Datagrams held while the UDP socket's send buffer is full; beyond it they are dropped and
+/// counted (UDP is lossy anyway).
+const UDP_QUEUE: usize = 1024;
+/// Reads (or datagrams, or accepts) handled per source per loop turn before the loop looks at
+/// its timers again; a source with more input is revisited at once.
+const BUDGET: usize = 64;
+const READ_BUF: usize = 16 * 1024;
+
+enum ConnState {
+    Connecting { deadline: Instant },
+    Connected,
+}
+
+struct Outbound {
+    to: SocketAddr,
+    state: ConnState,
+    queue: VecDeque<Bytes>,
+    /// Bytes of `queue.front()` already written.
+    offset: usize,
+    /// When the frame being written must be done.
+    write_deadline: Option<Instant>,
+    last_active: Instant,
+    /// At least one frame went out whole on this connection (so a failure may be the peer's
+    /// idle close, worth one retry on a fresh connection).
+    used: bool,
+}
+
+struct Inbound {
+    peer: SocketAddr,
+    dec: FrameDecoder,
+    last_active: Instant,
+}
+
+enum Role {
+    Out(Outbound),
+    In(Inbound),
+}
+
+struct Conn {
+    stream: TcpStream,
+    role: Role,
+}
+
+/// Settings the loop needs besides the pump.
+pub(crate) struct LoopConfig {
+    pub(crate) tcp_timeout: Duration,
+    pub(crate) max_stream: usize,
+    pub(crate) options: Options,
+}
+
+pub(crate) struct EventLoop {
+    pub(crate) pump: Pump,
+    pub(crate) poll: Poll,
+    pub(crate) udp: UdpSocket,
+    pub(crate) listener: TcpListener,
+    pub(crate) cmds: Receiver<Command>,
+    pub(crate) counters: Arc<DriverCounters>,
+    pub(crate) cfg: LoopConfig,
+    conns: HashMap<Token, Conn>,
+    outbound: HashMap<SocketAddr, Token>,
+    next_token: usize,
+    udp_queue: VecDeque<(SocketAddr, Bytes)>,
+    /// Reliable sends that failed, to report to the pump once the current drain is over.
+    failures: Vec<SocketAddr>,
+    /// Sources that still had input when their budget ran out.
+    again: Vec<Token>,
+    buf: Vec<u8>,
+}
+
+enum Closed {
+    /// Closed without fault (idle, peer done).
+    Quietly,
+    /// Failed: report what was not delivered (outbound) or count it (inbound garbage).
+    Failed,
+    /// Inbound connection carried garbage.
+    Garbage,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        pump: Pump,
+        poll: Poll,
+        udp: UdpSocket,
+        listener: TcpListener,
+        cmds: Receiver<Command>,
+        cfg: LoopConfig,
+    ) -> EventLoop {
+        EventLoop {
+            counters: pump.counters().clone(),
+            pump,
+            poll,
+            udp,
+            listener,
+            cmds,
+            cfg,
+            conns: HashMap::new(),
+            outbound: HashMap::new(),
+            next_token: FIRST_CONN,
+            udp_queue: VecDeque::new(),
+            failures: Vec::new(),
+            again: Vec::new(),
+            buf: vec![0; rookery_core::wire::MAX_DATAGRAM],
+        }
+    }
+
+    /// Run until shutdown; returns once every connection and socket is closed and the
+    /// shutdown callers were answered.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            self.commands();
+            self.flush();
+            if self.pump.should_stop() {
+                break;
+            }
+            let now = Instant::now();
+            let timeout = if self.again.is_empty() {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(now))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::warn!(error = %e, "poll failed: stopping");
+                    break;
+                }
+            }
+            let mut ready: Vec<(Token, bool, bool)> = events
+                .iter()
+                .map(|e| {
+                    let r = e.is_readable() || e.is_read_closed() || e.is_error();
+                    let w = e.is_writable() || e.is_write_closed() || e.is_error();
+                    (e.token(), r, w)
+                })
+                .collect();
+            for t in self.again.drain(..) {
+                ready.push((t, true, false));
+            }
+            for (token, readable, writable) in ready {
+                match token {
+                    WAKER => {}
+                    UDP => {
+                        if writable {
+                            self.flush_udp_queue();
+                        }
+                        if readable {
+                            self.udp_readable();
+                        }
+                    }
+                    LISTENER => self.accept(),
+                    t => self.conn_ready(t, readable),
+                }
+                self.flush();
+            }
+            self.timers();
+        }
+        self.teardown();
+    }
+
+    fn teardown(mut self) {
+        // Best effort: datagrams still queued (the last leave gossip) go out now.
+        while let Some(t) = self.pump.poll_transmit() {
+            if t.kind == TransmitKind::Datagram {
+                let _ = self.udp.send_to(&t.payload, t.to);
+            }
+        }
+        for (_, mut c) in self.conns.drain() {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+        let EventLoop {
+            pump,
+            udp,
+            listener,
+            cmds,
+            ..
+        } = self;
+        drop(udp);
+        drop(listener);
+        let name = pump.node().local_member().name;
+        pump.finish();
+        // Commands that raced the shutdown: answer other shutdowns, drop the rest (their
+        // callers see `AgentError::Stopped`).
+        while let Ok(cmd) = cmds.try_recv() {
+            if let Command::Shutdown { reply, .. } = cmd {
+                reply.send(());
+            }
+        }
+        tracing::info!(%name, "agent stopped");
+    }
+
+    fn commands(&mut self) {
+        loop {
+            match self.cmds.try_recv() {
+                Ok(cmd) => {
+                    self.pump.command(cmd);
+                    self.flush();
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    if !self.pump.should_stop() {
+                        tracing::info!("every handle dropped: stopping");
+                        self.pump.command(Command::Shutdown {
+                            mode: ShutdownMode::Now,
+                            reply: Reply::new(|()| {}),
+                        });
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut next = self.pump.deadline();
+        let mut consider = |d: Instant| {
+            next = Some(next.map_or(d, |n: Instant| n.min(d)));
+        };
+        for c in self.conns.values() {
+            for d in self.conn_deadlines(c).into_iter().flatten() {
+                consider(d);
+            }
+        }
+        next
+    }
+
+    fn conn_deadlines(&self, c: &Conn) -> [Option<Instant>; 2] {
+        match &c.role {
+            Role::In(i) => [
+                Some(i.last_active + self.cfg.options.inbound_idle_timeout()),
+                None,
+            ],
+            Role::Out(o) => match o.state {
+                ConnState::Connecting { deadline } => [Some(deadline), None],
+                ConnState::Connected if o.queue.is_empty() => {
+                    [Some(o.last_active + self.cfg.options.idle_timeout), None]
+                }
+                ConnState::Connected => [o.write_deadline, None],
+            },
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        if self.pump.deadline().is_some_and(|d| d <= now) {
+            self.pump.timer();
+            self.flush();
+        }
+        let mut expired = Vec::new();
+        for (&t, c) in &self.conns {
+            if self
+                .conn_deadlines(c)
+                .into_iter()
+                .flatten()
+                .any(|d| d <= now)
+            {
+                let idle = match &c.role {
+                    Role::In(_) => true,
+                    Role::Out(o) => matches!(o.state, ConnState::Connected) && o.queue.is_empty(),
+                };
+                expired.push((t, idle));
+            }
+        }
+        for (t, idle) in expired {
+            if idle {
+                DriverCounters::bump(&self.counters.connections_idle_closed);
+                self.close(t, Closed::Quietly);
+            } else {
+                tracing::debug!("connect or write timed out");
+                self.close(t, Closed::Failed);
+            }
+        }
+        self.flush();
+    }
+
+    /// Drain the pump's transmits onto the sockets, and report failed reliable sends back
+    /// into the pump until nothing is left.
+    fn flush(&mut self) {
+        loop {
+            while let Some(t) = self.pump.poll_transmit() {
+                match t.kind {
+                    TransmitKind::Datagram => self.send_datagram(t.to, t.payload),
+                    TransmitKind::Reliable => self.send_reliable(t.to, t.payload),
+                }
+            }
+            if self.failures.is_empty() {
+                return;
+            }
+            for to in std::mem::take(&mut self.failures) {
+                self.pump.send_failure(to);
+            }
+        }
+    }
+
+    // ---- UDP ----
+
+    fn send_datagram(&mut self, to: SocketAddr, data: Bytes) {
+        if self.udp_queue.is_empty() {
+            match self.udp.send_to(&data, to) {
+                Ok(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    tracing::debug!(%to, error = %e, "datagram not sent");
+                    DriverCounters::bump(&self.counters.datagram_send_errors);
+                    return;
+                }
+            }
+        }
+        if self.udp_queue.len() >= UDP_QUEUE {
+            DriverCounters::bump(&self.counters.datagram_send_errors);
+            return;
+        }
+        self.udp_queue.push_back((to, data));
+    }
+
+    fn flush_udp_queue(&mut self) {
+        while let Some((to, data)) = self.udp_queue.front() {
+            match self.udp.send_to(data, *to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => DriverCounters::bump(&self.counters.datagram_send_errors),
+            }
+            self.udp_queue.pop_front();
+        }
+    }
+
+    fn udp_readable(&mut self) {
+        for _ in 0..BUDGET {
+            match self.udp.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    self.pump.datagram(from, &self.buf[..n]);
+                    self.flush();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp receive error");
+                    DriverCounters::bump(&self.counters.io_errors);
+                }
+            }
+        }
+        self.again.push(UDP);
+    }
+
+    // ---- TCP ----
+
+    fn token(&mut self) -> Token {
+        let t = Token(self.next_token);
+        self.next_token += 1;
+        t
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..BUDGET {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    DriverCounters::bump(&self.counters.connections_accepted);
+                    let inbound = self
+                        .conns
+                        .values()
+                        .filter(|c| matches!(c.role, Role::In(_)))
+                        .count();
+                    if inbound >= self.cfg.options.max_inbound {
+                        DriverCounters::bump(&self.counters.connections_refused);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let t = self.token();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, t, Interest::READABLE)
+                    {
+                        tracing::warn!(error = %e, "cannot register connection");
+                        DriverCounters::bump(&self.counters.io_errors);
+                        continue;
+                    }
+                    let role = Role::In(Inbound {
+                        peer,
+                        dec: FrameDecoder::new(self.cfg.max_stream),
+                        last_active: Instant::now(),
+                    });
+                    self.conns.insert(t, Conn { stream, role });
+                    // Data may already be waiting.
+                    self.again.push(t);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of descriptors and the like: try again on the next turn.
+                    tracing::warn!(error = %e, "accept failed");
+                    DriverCounters::bump(&self.counters.io_errors);
+                    return;
+                }
+            }
+        }
+        self.again.push(LISTENER);
+    }
+
+    fn send_reliable(&mut self, to: SocketAddr, frame: Bytes) {
+        if let Some(&t) = self.outbound.get(&to) {
+            if let Some(Conn {
+                role: Role::Out(o), ..
+            }) = self.conns.get_mut(&t)
+            {
+                if o.queue.len() >= self.cfg.options.send_queue.max(1) {
+                    DriverCounters::bump(&self.counters.send_queue_full);
+                    self.failures.push(to);
+                    return;
+                }
+                o.queue.push_back(frame);
+                self.write_out(t);
+                return;
+            }
+        }
+        self.open(to, VecDeque::from([frame]));
+    }
+
+    /// Start a connection to `to` carrying `queue`.
+    fn open(&mut self, to: SocketAddr, queue: VecDeque<Bytes>) {
+        let mut stream = match TcpStream::connect(to) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%to, error = %e, "connect failed");
+                self.failures.extend(queue.iter().map(|_| to));
+                return;
+            }
+        };
+        let t = self.token();
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut stream, t, Interest::READABLE | Interest::WRITABLE)
+        {
+            tracing::warn!(error = %e, "cannot register connection");
+            DriverCounters::bump(&self.counters.io_errors);
+            self.failures.extend(queue.iter().map(|_| to));
+            return;
+        }
+        let now = Instant::now();
+        let role = Role::Out(Outbound {
+            to,
+            state: ConnState::Connecting {
+                deadline: now + self.cfg.tcp_timeout,
+            },
+            queue,
+            offset: 0,
+            write_deadline: None,
+            last_active: now,
+            used: false,
+        });
+        self.conns.insert(t, Conn { stream, role });
+        self.outbound.insert(to, t);
+    }
+
+    fn conn_ready(&mut self, t: Token, readable: bool) {
+        let (inbound, connecting) = match self.conns.get(&t).map(|c| &c.role) {
+            None => return,
+            Some(Role::In(_)) => (true, false),
+            Some(Role::Out(o)) => (false, matches!(o.state, ConnState::Connecting { .. })),
+        };
+        if inbound {
+            if readable {
+                self.read_in(t);
+            }
+            return;
+        }
+        if connecting {
+            let Some(conn) = self.conns.get_mut(&t) else {
+                return;
+            };
+            match connect_result(&conn.stream) {
+                Ok(true) => {
+                    let _ = conn.stream.set_nodelay(true);
+                    if let Role::Out(o) = &mut conn.role {
+                        o.state = ConnState::Connected;
+                        o.last_active = Instant::now();
+                    }
+                    DriverCounters::bump(&self.counters.connections_opened);
+                }
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "connect failed");
+                    self.close(t, Closed::Failed);
+                    return;
+                }
+            }
+        }
+        if readable && !self.read_out(t) {
+            return;
+        }
+        self.write_out(t);
+    }
+
+    /// Read what the peer sent on our outbound connection (nothing, normally): returns false if
+    /// the connection ended.
+    fn read_out(&mut self, t: Token) -> bool {
+        let Some(conn) = self.conns.get_mut(&t) else {
+            return false;
+        };
+        let mut scratch = [0u8; 256];
+        loop {
+            match conn.stream.read(&mut scratch) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        // The peer closed (its idle close, or it went away).
+        let pending = matches!(&conn.role, Role::Out(o) if !o.queue.is_empty());
+        self.close(
+            t,
+            if pending {
+                Closed::Failed
+            } else {
+                Closed::Quietly
+            },
+        );
+        false
+    }
+
+    /// Write as much of the queue as the socket takes.
+    fn write_out(&mut self, t: Token) {
+        let Some(Conn {
+            stream,
+            role: Role::Out(o),
+        }) = self.conns.get_mut(&t)
+        else {
+            return;
+        };
+        if !matches!(o.state, ConnState::Connected) {
+            return;
+        }
+        let now = Instant::now();
+        let result = loop {
+            let Some(front) = o.queue.front() else {
+                o.write_deadline = None;
+                break Ok(());
+            };
+            if o.write_deadline.is_none() {
+                o.write_deadline = Some(now + self.cfg.tcp_timeout);
+            }
+            match stream.write(&front[o.offset..]) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => {
+                    o.offset += n;
+                    o.last_active = now;
+                    if o.offset == front.len() {
+                        o.queue.pop_front();
+                        o.offset = 0;
+                        o.used = true;
+                        o.write_deadline = None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(to = %o.to, error = %e, "write failed");
+            self.close(t, Closed::Failed);
+        }
+    }
+
+    fn read_in(&mut self, t: Token) {
+        let mut outcome = None;
+        let mut frames = Vec::new();
+        let mut again = false;
+        {
+            let Some(Conn {
+                stream,
+                role: Role::In(i),
+            }) = self.conns.get_mut(&t)
+            else {
+                return;
+            };
+            let mut buf = [0u8; READ_BUF];
+            let mut reads = 0;
+            while outcome.is_none() {
+                if reads == BUDGET {
+                    again = true;
+                    break;
+                }
+                reads += 1;
+                match stream.read(&mut buf) {
+                    Ok(0) => outcome = Some(Closed::Quietly),
+                    Ok(n) => {
+                        i.last_active = Instant::now();
+                        i.dec.push(&buf[..n]);
+                        loop {
+                            match i.dec.next_frame() {
+                                Ok(Some(body)) => frames.push(body),
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::debug!(peer = %i.peer, error = %e, "bad frame");
+                                    outcome = Some(Closed::Garbage);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => outcome = Some(Closed::Quietly),
+                }
+            }
+            let peer = i.peer;
+            for body in frames {
+                if !self.pump.frame(peer, &body) {
+                    outcome = Some(Closed::Garbage);
+                    break;
+                }
+            }
+        }
+        self.flush();
+        match outcome {
+            Some(how) => self.close(t, how),
+            None if again => self.again.push(t),
+            None => {}
+        }
+    }
+
+    fn close(&mut self, t: Token, how: Closed) {
+        let Some(mut conn) = self.conns.remove(&t) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        drop(conn.stream);
+        match conn.role {
+            Role::In(_) => {
+                if matches!(how, Closed::Garbage) {
+                    DriverCounters::bump(&self.counters.bad_connections);
+                }
+            }
+            Role::Out(o) => {
+                if self.outbound.get(&o.to) == Some(&t) {
+                    self.outbound.remove(&o.to);
+                }
+                if o.queue.is_empty() {
+                    return;
+                }
+                let connected = matches!(o.state, ConnState::Connected);
+                if matches!(how, Closed::Failed) && connected && o.used {
+                    // A reused connection failed: maybe the peer closed it while idle. One
+                    // fresh connection gets the frames not yet fully written.
+                    self.open(o.to, o.queue);
+                } else {
+                    self.failures.extend(o.queue.iter().map(|_| o.to));
+                }
+            }
+        }
+    }
+}
+
+/// Whether a non-blocking connect finished: `Ok(true)` connected, `Ok(false)` still in
+/// progress, `Err` failed.
+fn connect_result(stream: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}

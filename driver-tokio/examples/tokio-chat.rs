@@ -1,0 +1,107 @@
+//! A small chat-style agent on tokio. Run it in two terminals:
+//!
+//! ```text
+//! cargo run -p rookery-tokio --example tokio-chat -- --name alice --bind 127.0.0.1:7001
+//! cargo run -p rookery-tokio --example tokio-chat -- --name bob --bind 127.0.0.1:7002 --join 127.0.0.1:7001
+//! ```
+//!
+//! Then type `/members`, `/join ADDR`, `/tags KEY=VALUE`, `/stats`, `/leave` or `/quit`.
+//! Membership events print as they happen. Chat lines and `/msg NAME TEXT` need the core's user
+//! events and direct messages, which are not there yet: the example says so instead of
+//! pretending.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use rookery_tokio::{Agent, Config, Event, Identity, Options, ShutdownMode, Tags};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Member name.
+    #[arg(long)]
+    name: String,
+    /// Address to bind (UDP and TCP); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    bind: SocketAddr,
+    /// Seed to join at start.
+    #[arg(long)]
+    join: Vec<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let identity = Identity::new(args.name, args.bind);
+    let (agent, mut events) = Agent::start(Config::local(), identity, Options::default()).await?;
+    println!("{} listening on {}", agent.name(), agent.local_addr());
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            println!("* {}", describe(&event));
+        }
+    });
+    if !args.join.is_empty() {
+        match agent.join(&args.join).await {
+            Ok(n) => println!("joined through {n} seed(s)"),
+            Err(e) => println!("join failed: {e}"),
+        }
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let line = line.trim();
+        let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match cmd {
+            "" => {}
+            "/members" => {
+                for m in agent.members().await? {
+                    println!(
+                        "  {:<16} {:<22} {:?} {:?}",
+                        m.name, m.addr, m.status, m.tags
+                    );
+                }
+            }
+            "/join" => match rest.parse::<SocketAddr>() {
+                Ok(addr) => match agent.join(&[addr]).await {
+                    Ok(n) => println!("joined through {n} seed(s)"),
+                    Err(e) => println!("join failed: {e}"),
+                },
+                Err(e) => println!("bad address: {e}"),
+            },
+            "/tags" => {
+                let tags: Tags = rest
+                    .split_whitespace()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                if let Err(e) = agent.set_tags(tags).await {
+                    println!("tags refused: {e}");
+                }
+            }
+            "/stats" => println!("{:#?}", agent.stats().await?),
+            "/leave" => {
+                agent.shutdown(ShutdownMode::Leave).await;
+                println!("left the cluster");
+                return Ok(());
+            }
+            "/quit" => break,
+            "/msg" => {
+                println!("direct messages need Node::send, which rookery-core does not have yet")
+            }
+            _ => println!("chat lines travel as user events, which rookery-core does not have yet"),
+        }
+    }
+    agent.shutdown(ShutdownMode::Now).await;
+    Ok(())
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::MemberJoined(m) => format!("{} joined ({})", m.name, m.addr),
+        Event::MemberUpdated(m) => format!("{} updated: {:?}", m.name, m.tags),
+        Event::MemberLeft(m) => format!("{} left", m.name),
+        Event::MemberFailed(m) => format!("{} failed", m.name),
+        Event::MemberSuspected { member, by } => format!("{} suspected by {by}", member.name),
+        Event::MemberRecovered(m) => format!("{} recovered", m.name),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,85 @@
+//! A one-agent process for multi-host tests: starts an agent with the chosen driver, joins its
+//! seeds, and prints its view of the cluster as one JSON line every 100 ms until its standard
+//! input closes. While it sees a failed member it re-joins its seeds every second (a stand-in
+//! for Serf's reconnect timer, which the core does not have yet), so a healed partition merges.
+//!
+//! `rookery-test-node --driver tokio|async-std|mio --name NAME --bind IP:PORT [--seed IP:PORT]...`
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rookery_core::MemberStatus;
+use rookery_driver::{Options, ShutdownMode};
+use rookery_tests::agents::{fast_config, Driver, TestAgent};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// tokio, async-std or mio.
+    #[arg(long)]
+    driver: String,
+    /// Member name.
+    #[arg(long)]
+    name: String,
+    /// Address to bind (UDP and TCP).
+    #[arg(long)]
+    bind: SocketAddr,
+    /// Seeds to join (this node's own address is skipped).
+    #[arg(long)]
+    seed: Vec<SocketAddr>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let driver = Driver::parse(&args.driver).expect("driver: tokio, async-std or mio");
+    let agent = TestAgent::start(
+        driver,
+        &args.name,
+        args.bind,
+        fast_config(),
+        Options::default(),
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err() {
+                    break;
+                }
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+    }
+    let seeds: Vec<SocketAddr> = args
+        .seed
+        .into_iter()
+        .filter(|s| *s != agent.addr())
+        .collect();
+    let mut last_join = None::<Instant>;
+    let mut out = std::io::stdout().lock();
+    while !done.load(Ordering::Relaxed) {
+        let members = agent.members().unwrap_or_default();
+        let alone = members.len() <= 1;
+        let failed = members.iter().any(|m| m.status == MemberStatus::Failed);
+        let due = last_join.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if (alone || failed) && due && !seeds.is_empty() {
+            last_join = Some(Instant::now());
+            let _ = agent.join(&seeds);
+        }
+        let view: BTreeMap<String, String> = members
+            .iter()
+            .map(|m| (m.name.to_string(), format!("{:?}", m.status)))
+            .collect();
+        let line = serde_json::json!({ "name": args.name, "members": view });
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent.shutdown(ShutdownMode::Now);
+}

@@ -1,0 +1,318 @@
+//! Cluster scenarios, each written once and run per driver (and on mixed clusters).
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rookery_core::{Event, MemberStatus};
+use rookery_driver::{AgentError, Options, ShutdownMode};
+
+use crate::agents::{fast_config, wait_until, Driver, TestAgent};
+
+/// How long a cluster may take to converge or to notice a change before a test fails.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("address")
+}
+
+/// Start one agent per entry of `drivers` on 127.0.0.1 (any port), join each to the first,
+/// and wait until every agent sees all of them alive.
+pub fn start_cluster(prefix: &str, drivers: &[Driver]) -> Vec<Arc<TestAgent>> {
+    let agents: Vec<Arc<TestAgent>> = drivers
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            TestAgent::start(
+                d,
+                &format!("{prefix}-{i}"),
+                localhost(),
+                fast_config(),
+                Options::default(),
+            )
+        })
+        .collect();
+    let seed = agents[0].addr();
+    for a in &agents[1..] {
+        assert_eq!(a.join(&[seed]), Ok(1), "{a:?} joins through {seed}");
+    }
+    let n = agents.len();
+    let (ok, took) = wait_until(LIMIT, || agents.iter().all(|a| a.alive() == n));
+    let seen: Vec<usize> = agents.iter().map(|a| a.alive()).collect();
+    assert!(
+        ok,
+        "cluster of {n} did not converge in {took:?}: alive counts {seen:?}"
+    );
+    eprintln!("{prefix}: {n} agents converged in {took:?}");
+    agents
+}
+
+/// Stop every agent (without leaving).
+pub fn stop_all(agents: &[Arc<TestAgent>]) {
+    for a in agents {
+        a.shutdown(ShutdownMode::Now);
+    }
+}
+
+/// N agents join and converge; each reports the join as an event; after shutdown the agent's
+/// operations fail with `Stopped` and its port is free again.
+pub fn join_and_converge(prefix: &str, drivers: &[Driver]) {
+    let agents = start_cluster(prefix, drivers);
+    let n = agents.len();
+    for a in &agents[1..] {
+        let events = a.events();
+        assert!(
+            events.contains(&Event::JoinCompleted {
+                answered: 1,
+                contacted: 1
+            }),
+            "{a:?} saw its join complete"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::MemberJoined(m) if *m.name == *agents[0].name())),
+            "{a:?} saw the seed join"
+        );
+    }
+    let joined = |a: &TestAgent| {
+        a.events()
+            .iter()
+            .filter(|e| matches!(e, Event::MemberJoined(_)))
+            .count()
+    };
+    assert!(agents.iter().all(|a| joined(a) >= n - 1));
+    stop_all(&agents);
+    for a in &agents {
+        assert_eq!(a.members(), Err(AgentError::Stopped), "{a:?} stopped");
+        // Every socket is closed once shutdown returned: the port binds again.
+        let addr = a.addr();
+        let udp = UdpSocket::bind(addr);
+        assert!(udp.is_ok(), "{a:?}: UDP port still taken: {udp:?}");
+        let tcp = std::net::TcpListener::bind(addr);
+        assert!(tcp.is_ok(), "{a:?}: TCP port still taken: {tcp:?}");
+    }
+}
+
+/// One agent stops without leaving; every other agent declares it failed.
+pub fn crash_detected(prefix: &str, drivers: &[Driver], victim: usize) {
+    let agents = start_cluster(prefix, drivers);
+    let dead = agents[victim].clone();
+    let name = dead.name();
+    dead.shutdown(ShutdownMode::Now);
+    let others: Vec<_> = agents.iter().filter(|a| a.name() != name).collect();
+    let (ok, took) = wait_until(LIMIT, || {
+        others
+            .iter()
+            .all(|a| a.status_of(&name) == Some(MemberStatus::Failed))
+    });
+    let views: Vec<_> = others.iter().map(|a| a.status_of(&name)).collect();
+    assert!(
+        ok,
+        "{name} not detected as failed by all in {took:?}: {views:?}"
+    );
+    eprintln!("{prefix}: crash of {name} detected by all in {took:?}");
+    for a in &others {
+        assert!(
+            a.events()
+                .iter()
+                .any(|e| matches!(e, Event::MemberFailed(m) if *m.name == name)),
+            "{a:?} got a MemberFailed event"
+        );
+    }
+    let survivors: Vec<_> = others.into_iter().cloned().collect();
+    stop_all(&survivors);
+}
+
+/// One agent leaves gracefully; every other agent sees it as left (not failed).
+pub fn leave_is_left(prefix: &str, drivers: &[Driver], leaver: usize) {
+    let agents = start_cluster(prefix, drivers);
+    let gone = agents[leaver].clone();
+    let name = gone.name();
+    gone.leave().expect("leave completes");
+    assert!(gone
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::LeaveCompleted)));
+    // A left node refuses further cluster operations, and leaving again is harmless.
+    assert!(matches!(
+        gone.join(&[agents[0].addr()]),
+        Err(AgentError::Rejected(_))
+    ));
+    assert_eq!(gone.leave(), Ok(()));
+    gone.shutdown(ShutdownMode::Leave);
+    let others: Vec<_> = agents
+        .iter()
+        .filter(|a| a.name() != name)
+        .cloned()
+        .collect();
+    let (ok, took) = wait_until(LIMIT, || {
+        others
+            .iter()
+            .all(|a| a.status_of(&name) == Some(MemberStatus::Left))
+    });
+    let views: Vec<_> = others.iter().map(|a| a.status_of(&name)).collect();
+    assert!(ok, "{name} not seen as left by all in {took:?}: {views:?}");
+    eprintln!("{prefix}: leave of {name} seen by all in {took:?}");
+    for a in &others {
+        assert!(a
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::MemberLeft(m) if *m.name == name)));
+    }
+    stop_all(&others);
+}
+
+/// A tiny deterministic generator for garbage bytes.
+struct Garbage(u64);
+
+impl Garbage {
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 as u8
+            })
+            .collect()
+    }
+}
+
+/// Inputs the core rejected: undecodable, or (random bytes that happen to parse as an
+/// envelope) carrying a foreign cluster label.
+fn rejected(s: &rookery_driver::AgentStats) -> u64 {
+    s.core.decode_errors + s.core.label_mismatches
+}
+
+/// Garbage datagrams and garbage TCP connections are counted and change nothing.
+pub fn garbage_ignored(prefix: &str, driver: Driver) {
+    let agents = start_cluster(prefix, &[driver, driver, driver]);
+    let target = agents[0].clone();
+    let before = target.stats().expect("stats");
+    let view = |a: &TestAgent| {
+        let mut v: Vec<_> = a
+            .members()
+            .expect("members")
+            .into_iter()
+            .map(|m| (m.name, m.status, m.incarnation))
+            .collect();
+        v.sort();
+        v
+    };
+    let members_before = view(&target);
+
+    let mut g = Garbage(0x9e37_79b9_7f4a_7c15);
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let datagrams = 200;
+    for i in 0..datagrams {
+        let mut d = g.bytes(1 + i % 300);
+        if i % 2 == 0 {
+            d[0] = rookery_core::wire::VERSION; // right version byte, junk after it
+        }
+        udp.send_to(&d, target.addr()).expect("send garbage");
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // A connection announcing a frame larger than max_stream_message.
+    let mut c1 = TcpStream::connect(target.addr()).expect("connect");
+    c1.write_all(&u32::MAX.to_be_bytes()).expect("write");
+    // A well-framed message whose body is junk.
+    let mut c2 = TcpStream::connect(target.addr()).expect("connect");
+    let body = g.bytes(64);
+    c2.write_all(&(body.len() as u32).to_be_bytes())
+        .expect("write");
+    c2.write_all(&body).expect("write");
+    // A connection that sends half a frame and hangs up.
+    let mut c3 = TcpStream::connect(target.addr()).expect("connect");
+    c3.write_all(&[0, 0, 1]).expect("write");
+    drop(c3);
+
+    let (ok, took) = wait_until(LIMIT, || {
+        let s = target.stats().expect("stats");
+        rejected(&s) >= rejected(&before) + datagrams as u64
+            && s.driver.bad_connections >= before.driver.bad_connections + 2
+    });
+    let after = target.stats().expect("stats");
+    assert!(
+        ok,
+        "garbage not counted in {took:?}: rejected {} -> {}, bad_connections {} -> {}",
+        rejected(&before),
+        rejected(&after),
+        before.driver.bad_connections,
+        after.driver.bad_connections
+    );
+    // The connections were closed by the agent.
+    for mut c in [c1, c2] {
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = [0u8; 16];
+        let r = std::io::Read::read(&mut c, &mut buf);
+        assert!(matches!(r, Ok(0) | Err(_)), "connection closed: {r:?}");
+    }
+    // Nothing changed: same members, same statuses, and the cluster still works.
+    let members_after = view(&target);
+    assert_eq!(members_before, members_after);
+    let late = TestAgent::start(
+        driver,
+        &format!("{prefix}-late"),
+        localhost(),
+        fast_config(),
+        Options::default(),
+    );
+    assert_eq!(late.join(&[target.addr()]), Ok(1));
+    let (ok, _) = wait_until(LIMIT, || agents.iter().all(|a| a.alive() == 4));
+    assert!(ok, "a node joins after the garbage");
+    eprintln!(
+        "{prefix}: garbage counted: decode_errors +{}, label_mismatches +{}, bad_connections +{}",
+        after.core.decode_errors - before.core.decode_errors,
+        after.core.label_mismatches - before.core.label_mismatches,
+        after.driver.bad_connections - before.driver.bad_connections
+    );
+    stop_all(&agents);
+    late.shutdown(ShutdownMode::Now);
+}
+
+/// Tags set on one agent reach the others.
+pub fn tags_propagate(prefix: &str, drivers: &[Driver]) {
+    let agents = start_cluster(prefix, drivers);
+    let mut tags = rookery_core::Tags::new();
+    tags.insert("role".into(), "db".into());
+    agents[0].set_tags(tags.clone()).expect("set_tags");
+    let name = agents[0].name();
+    let (ok, took) = wait_until(LIMIT, || {
+        agents.iter().all(|a| {
+            a.members().is_ok_and(|ms| {
+                ms.iter().any(|m| {
+                    *m.name == name && m.tags.get("role").map(String::as_str) == Some("db")
+                })
+            })
+        })
+    });
+    assert!(ok, "tags did not propagate in {took:?}");
+    stop_all(&agents);
+}
+
+/// Joining only unreachable seeds fails with `NobodyReached`.
+pub fn join_nobody(prefix: &str, driver: Driver) {
+    let a = TestAgent::start(
+        driver,
+        &format!("{prefix}-alone"),
+        localhost(),
+        fast_config(),
+        Options::default(),
+    );
+    // A port with nothing listening: bind and drop a listener to find one.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    assert_eq!(
+        a.join(&[dead]),
+        Err(AgentError::NobodyReached { contacted: 1 })
+    );
+    assert!(a.stats().expect("stats").core.send_failures >= 1);
+    a.shutdown(ShutdownMode::Leave);
+}
