@@ -11,26 +11,25 @@
 //! bucket. Taking an update costs O(1).
 
 use std::collections::{HashMap, VecDeque};
-
-use crate::identity::Name;
+use std::hash::Hash;
 
 /// Typical updates (an alive message without tags is about 25 bytes) are stored inside the
 /// entry itself: one cache miss fewer per update piggybacked.
 type Encoded = smallvec::SmallVec<[u8; 40]>;
 
 #[derive(Debug)]
-struct Entry {
-    key: Name,
+struct Entry<K> {
+    key: K,
     bytes: Encoded,
     transmits: u32,
 }
 
-/// Queued updates keyed by the member they are about.
+/// Queued updates keyed by what they are about (`K`: a member name, an intent, an event).
 #[derive(Debug)]
-pub(crate) struct BroadcastQueue {
+pub(crate) struct BroadcastQueue<K> {
     // Both maps are only looked up, never iterated: order comes from `buckets` alone.
-    entries: HashMap<u64, Entry, ahash::RandomState>,
-    by_key: HashMap<Name, u64, ahash::RandomState>,
+    entries: HashMap<u64, Entry<K>, ahash::RandomState>,
+    by_key: HashMap<K, u64, ahash::RandomState>,
     /// `buckets[t]`: ids of entries sent `t` times, in sending order (stale ids skipped).
     buckets: Vec<VecDeque<u64>>,
     next_id: u64,
@@ -43,9 +42,9 @@ pub(crate) struct BroadcastQueue {
 const MIN_ROOM: usize = 4;
 const MAX_MISFITS: usize = 32;
 
-impl BroadcastQueue {
+impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
     /// An empty queue of at most `max` updates; its maps' hasher is keyed by `keys`.
-    pub(crate) fn new(max: usize, keys: [u64; 4]) -> BroadcastQueue {
+    pub(crate) fn new(max: usize, keys: [u64; 4]) -> BroadcastQueue<K> {
         let state = ahash::RandomState::with_seeds(keys[0], keys[1], keys[2], keys[3]);
         BroadcastQueue {
             entries: HashMap::with_hasher(state.clone()),
@@ -58,7 +57,7 @@ impl BroadcastQueue {
     }
 
     /// Queue `bytes` (one encoded message) about `key`, replacing any queued update about it.
-    pub(crate) fn push(&mut self, key: Name, bytes: Vec<u8>) {
+    pub(crate) fn push(&mut self, key: K, bytes: Vec<u8>) {
         if let Some(old) = self.by_key.remove(&key) {
             self.entries.remove(&old);
         }
@@ -170,7 +169,7 @@ impl BroadcastQueue {
     }
 
     /// Whether an update about `key` is still queued.
-    pub(crate) fn contains(&self, key: &str) -> bool {
+    pub(crate) fn contains(&self, key: &K) -> bool {
         self.by_key.contains_key(key)
     }
 
@@ -194,7 +193,7 @@ mod tests {
 
     #[test]
     fn least_sent_first_and_limit_removes() {
-        let mut q = BroadcastQueue::new(10, [1, 2, 3, 4]);
+        let mut q = BroadcastQueue::<crate::identity::Name>::new(10, [1, 2, 3, 4]);
         q.push("a".into(), vec![1; 10]);
         q.push("b".into(), vec![2; 20]);
         let mut body = vec![];
@@ -213,20 +212,20 @@ mod tests {
 
     #[test]
     fn newer_update_replaces_older() {
-        let mut q = BroadcastQueue::new(10, [1, 2, 3, 4]);
+        let mut q = BroadcastQueue::<crate::identity::Name>::new(10, [1, 2, 3, 4]);
         q.push("a".into(), vec![1; 5]);
         q.push("a".into(), vec![9; 6]);
         assert_eq!(q.len(), 1);
         let mut body = vec![];
         q.fill(100, 5, &mut body);
         assert_eq!(body, vec![9; 6]);
-        assert!(q.contains("a"));
-        assert!(!q.contains("b"));
+        assert!(q.contains(&"a".into()));
+        assert!(!q.contains(&"b".into()));
     }
 
     #[test]
     fn misfits_keep_their_place_and_equal_counts_round_robin() {
-        let mut q = BroadcastQueue::new(10, [1, 2, 3, 4]);
+        let mut q = BroadcastQueue::<crate::identity::Name>::new(10, [1, 2, 3, 4]);
         q.push("a".into(), vec![1; 8]);
         q.push("b".into(), vec![2; 30]);
         q.push("c".into(), vec![3; 8]);
@@ -242,7 +241,7 @@ mod tests {
 
     #[test]
     fn replaced_entries_are_skipped_and_compacted() {
-        let mut q = BroadcastQueue::new(4, [1, 2, 3, 4]);
+        let mut q = BroadcastQueue::<crate::identity::Name>::new(4, [1, 2, 3, 4]);
         for i in 0..100u8 {
             q.push("a".into(), vec![i; 3]);
         }
@@ -255,7 +254,7 @@ mod tests {
 
     #[test]
     fn overflow_drops_most_sent_and_counts() {
-        let mut q = BroadcastQueue::new(2, [1, 2, 3, 4]);
+        let mut q = BroadcastQueue::<crate::identity::Name>::new(2, [1, 2, 3, 4]);
         q.push("a".into(), vec![1; 5]);
         let mut body = vec![];
         q.fill(100, 10, &mut body); // a sent once
@@ -263,6 +262,9 @@ mod tests {
         q.push("c".into(), vec![3; 5]);
         assert_eq!(q.len(), 2);
         assert_eq!(q.drops(), 1);
-        assert!(!q.contains("a"), "the most-sent update is the one dropped");
+        assert!(
+            !q.contains(&"a".into()),
+            "the most-sent update is the one dropped"
+        );
     }
 }

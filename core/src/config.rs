@@ -67,6 +67,62 @@ pub struct Config {
     /// Optional cluster label carried in every message; messages with another label are dropped
     /// and counted. At most 255 bytes. Default none.
     pub label: Option<String>,
+
+    // ---- Serf layer ----
+    /// How long a graceful leave waits for its announcement to go out before the node goes
+    /// inert. Default 5 s.
+    pub broadcast_timeout: Duration,
+    /// How often failed and left members are checked for reaping. Default 15 s.
+    pub reap_interval: Duration,
+    /// How often a node tries to reconnect to one failed member (with probability
+    /// failed/alive), so healed partitions merge back. Default 30 s; zero disables.
+    pub reconnect_interval: Duration,
+    /// How long a failed member is kept (and reconnected to) before it is reaped. Default 24 h.
+    pub reconnect_timeout: Duration,
+    /// How long a left member is kept as a tombstone before it is reaped. Default 24 h.
+    pub tombstone_timeout: Duration,
+    /// How long a join or leave intent about a member not yet known is kept. Default 5 min.
+    pub recent_intent_timeout: Duration,
+    /// Most intents about unknown members kept; beyond it the oldest is dropped (counted in
+    /// [`crate::Stats::intents_dropped`]). Default 1024.
+    pub max_recent_intents: usize,
+    /// Slots of the user-event dedup ring (Lamport times remembered). Default 512.
+    pub event_buffer: usize,
+    /// Slots of the query dedup ring. Default 512.
+    pub query_buffer: usize,
+    /// Default query timeout multiplier: gossip_interval · `query_timeout_mult` ·
+    /// ceil(log10(n + 1)). Default 16.
+    pub query_timeout_mult: u32,
+    /// Largest user event (name plus payload), in bytes. Default 512; at most 9 KiB.
+    pub user_event_size_limit: usize,
+    /// Largest query (name, payload and filters), in bytes. Default 1024.
+    pub query_size_limit: usize,
+    /// Largest query response payload, in bytes. Default 1024.
+    pub query_response_size_limit: usize,
+    /// Most queries this node has in flight; more are refused with a typed error. Default 256.
+    pub max_pending_queries: usize,
+    /// Member-event coalescing window: events are held at most this long. Zero (the default)
+    /// disables coalescing. Serf agents use 3 s.
+    pub coalesce_period: Duration,
+    /// Member events are flushed once no new one arrived for this long (within the coalescing
+    /// window). Default 0; Serf agents use 1 s.
+    pub quiescent_period: Duration,
+    /// Coalescing window for user events flagged `coalesce`. Zero (default) disables.
+    pub user_coalesce_period: Duration,
+    /// Quiescent period for coalesced user events. Default 0.
+    pub user_quiescent_period: Duration,
+    /// Depth of the Serf broadcast queue (intents, user events, queries) above which a
+    /// [`crate::Event::QueueDepthWarning`] is emitted. Default 128.
+    pub queue_depth_warning: usize,
+    /// Most updates in the Serf broadcast queue; beyond it the most-sent, oldest update is
+    /// dropped and counted in [`crate::Stats::broadcast_drops`]. Default 4096.
+    pub max_queue_depth: usize,
+    /// Largest direct message payload ([`crate::Node::send`], [`crate::Node::broadcast`]), in
+    /// bytes. Default 64 KiB; at most `max_stream_message` minus framing.
+    pub max_message_size: usize,
+    /// Most received direct messages waiting in the event queue; beyond it the oldest message
+    /// is dropped and a [`crate::Event::Lagged`] reports how many. Default 1024.
+    pub max_inbox: usize,
 }
 
 impl Config {
@@ -96,6 +152,28 @@ impl Config {
             max_indirect_relays: 1024,
             max_stream_message: 8 << 20,
             label: None,
+            broadcast_timeout: Duration::from_secs(5),
+            reap_interval: Duration::from_secs(15),
+            reconnect_interval: Duration::from_secs(30),
+            reconnect_timeout: Duration::from_secs(24 * 3600),
+            tombstone_timeout: Duration::from_secs(24 * 3600),
+            recent_intent_timeout: Duration::from_secs(300),
+            max_recent_intents: 1024,
+            event_buffer: 512,
+            query_buffer: 512,
+            query_timeout_mult: 16,
+            user_event_size_limit: 512,
+            query_size_limit: 1024,
+            query_response_size_limit: 1024,
+            max_pending_queries: 256,
+            coalesce_period: Duration::ZERO,
+            quiescent_period: Duration::ZERO,
+            user_coalesce_period: Duration::ZERO,
+            user_quiescent_period: Duration::ZERO,
+            queue_depth_warning: 128,
+            max_queue_depth: 4096,
+            max_message_size: 64 << 10,
+            max_inbox: 1024,
         }
     }
 
@@ -139,6 +217,8 @@ impl Config {
             ("probe_timeout", self.probe_timeout),
             ("gossip_interval", self.gossip_interval),
             ("tcp_timeout", self.tcp_timeout),
+            ("broadcast_timeout", self.broadcast_timeout),
+            ("reap_interval", self.reap_interval),
         ];
         for (field, d) in nonzero {
             if d.is_zero() {
@@ -165,6 +245,13 @@ impl Config {
             ("max_pending_events", self.max_pending_events),
             ("max_pending_transmits", self.max_pending_transmits),
             ("max_name_len", self.max_name_len),
+            ("event_buffer", self.event_buffer),
+            ("query_buffer", self.query_buffer),
+            ("query_timeout_mult", self.query_timeout_mult as usize),
+            ("max_pending_queries", self.max_pending_queries),
+            ("max_queue_depth", self.max_queue_depth),
+            ("max_inbox", self.max_inbox),
+            ("max_recent_intents", self.max_recent_intents),
         ];
         for (field, n) in counts {
             if n == 0 {
@@ -187,6 +274,21 @@ impl Config {
         if self.max_stream_message < 1024 || self.max_stream_message > crate::wire::MAX_FRAME {
             return Err(ConfigError::StreamLimitOutOfRange {
                 max: self.max_stream_message,
+            });
+        }
+        if self.user_event_size_limit > 9 * 1024 || self.user_event_size_limit > self.mtu / 2 {
+            return Err(ConfigError::LimitTooLarge {
+                field: "user_event_size_limit",
+            });
+        }
+        if self.query_size_limit > self.mtu || self.query_response_size_limit > self.mtu {
+            return Err(ConfigError::LimitTooLarge {
+                field: "query_size_limit",
+            });
+        }
+        if self.max_message_size + 1024 > self.max_stream_message {
+            return Err(ConfigError::LimitTooLarge {
+                field: "max_message_size",
             });
         }
         if let Some(label) = &self.label {
@@ -241,6 +343,12 @@ pub enum ConfigError {
     },
     /// The cluster label is empty or longer than 255 bytes.
     BadLabel,
+    /// A size limit exceeds what the transport can carry (user events: 9 KiB and half the
+    /// MTU; queries and responses: the MTU; direct messages: `max_stream_message` minus 1 KiB).
+    LimitTooLarge {
+        /// The offending field.
+        field: &'static str,
+    },
     /// The identity's name is empty or longer than `max_name_len`.
     BadName,
     /// The identity's tags encode to more than `meta_max_size` bytes.
@@ -269,6 +377,9 @@ impl core::fmt::Display for ConfigError {
                 write!(f, "max_stream_message {max} outside 1 KiB..=64 MiB")
             }
             ConfigError::BadLabel => write!(f, "label must be 1..=255 bytes"),
+            ConfigError::LimitTooLarge { field } => {
+                write!(f, "{field} exceeds what the transport can carry")
+            }
             ConfigError::BadName => write!(f, "name must be 1..=max_name_len bytes"),
             ConfigError::TagsTooLarge { size } => {
                 write!(f, "tags encode to {size} bytes, above meta_max_size")

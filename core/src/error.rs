@@ -38,6 +38,29 @@ pub enum ApiError {
         /// The configured limit.
         limit: usize,
     },
+    /// A user event, query, response or direct message is larger than its configured limit.
+    TooLarge {
+        /// What was too large: "user event", "query", "response" or "message".
+        what: &'static str,
+        /// Its size in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// No member of that name is known.
+    UnknownMember(String),
+    /// The member is not alive (direct messages go to alive or suspect members only).
+    NotAlive(String),
+    /// `remove_failed` on a member that has not failed.
+    NotFailed(String),
+    /// `max_pending_queries` of this node's queries are still running.
+    TooManyQueries,
+    /// A query tag filter is not a valid regular expression.
+    BadFilter(String),
+    /// The query has already been answered by this node, or its deadline has passed.
+    QueryClosed,
+    /// An event or query name is empty.
+    EmptyName,
 }
 
 impl core::fmt::Display for ApiError {
@@ -48,6 +71,16 @@ impl core::fmt::Display for ApiError {
             ApiError::TagsTooLarge { size, limit } => {
                 write!(f, "tags encode to {size} bytes, limit {limit}")
             }
+            ApiError::TooLarge { what, size, limit } => {
+                write!(f, "{what} of {size} bytes exceeds the limit of {limit}")
+            }
+            ApiError::UnknownMember(n) => write!(f, "no member named {n:?}"),
+            ApiError::NotAlive(n) => write!(f, "member {n:?} is not alive"),
+            ApiError::NotFailed(n) => write!(f, "member {n:?} has not failed"),
+            ApiError::TooManyQueries => write!(f, "too many queries in flight"),
+            ApiError::BadFilter(e) => write!(f, "bad tag filter: {e}"),
+            ApiError::QueryClosed => write!(f, "query already answered or expired"),
+            ApiError::EmptyName => write!(f, "name must not be empty"),
         }
     }
 }

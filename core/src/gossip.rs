@@ -10,11 +10,11 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use crate::event::Event;
-use crate::identity::{MemberStatus, Name};
-use crate::node::{Node, RunState};
+use crate::identity::MemberStatus;
+use crate::node::{Node, RunState, SerfKey};
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
-use crate::wire::{Accusation, Alive, Digest, Message, PushPull, PushState, WireStatus};
+use crate::wire::{Accusation, Alive, Digest, Intent, Message, PushPull, PushState, WireStatus};
 use rand::Rng;
 
 /// A join waiting for its seeds.
@@ -26,13 +26,15 @@ pub(crate) struct PendingJoin {
     contacted: usize,
     /// Whether this node knew other live members when the join started.
     had_peers: bool,
+    /// Skip the cluster's user events older than the join.
+    ignore_old: bool,
 }
 
 impl Node {
     pub(crate) fn gossip_tick(&mut self) {
         self.timers
             .schedule(self.now + self.cfg.gossip_interval, TimerKind::GossipTick);
-        if !self.queue.is_empty() {
+        if !self.queue.is_empty() || !self.serf_queue.is_empty() {
             let me = self.me.clone();
             let now = self.now;
             let dead_time = self.cfg.gossip_to_the_dead_time;
@@ -49,8 +51,15 @@ impl Node {
                 }
             }
         }
-        if self.run == RunState::Leaving && !self.queue.contains(&self.me) {
-            self.finish_leave();
+        if self.run == RunState::Leaving {
+            let me = self.me.clone();
+            match self.leave_phase {
+                1 if !self.serf_queue.contains(&SerfKey::Intent(me.clone())) => {
+                    self.leave_deadline(1)
+                }
+                2 if !self.queue.contains(&me) => self.leave_deadline(2),
+                _ => {}
+            }
         }
     }
 
@@ -103,18 +112,20 @@ impl Node {
                 name: r.name.clone(),
                 addr: r.addr,
                 incarnation: r.incarnation,
-                status: match r.status() {
+                status: match r.public_status() {
                     MemberStatus::Alive => WireStatus::Alive,
                     MemberStatus::Suspect => WireStatus::Suspect,
+                    MemberStatus::Leaving => WireStatus::Leaving,
                     MemberStatus::Failed => WireStatus::Dead,
                     MemberStatus::Left => WireStatus::Left,
                 },
                 tags: (*r.tags).clone(),
+                ltime: r.status_ltime,
             })
             .collect()
     }
 
-    fn send_push_pull(&mut self, to: SocketAddr, id: u32, request: bool, join: bool) {
+    pub(crate) fn send_push_pull(&mut self, to: SocketAddr, id: u32, request: bool, join: bool) {
         let msg = Message::PushPull(PushPull {
             id,
             request,
@@ -122,6 +133,10 @@ impl Node {
             reply_to: self.addr,
             sender: self.me.clone(),
             states: self.local_state(),
+            member_ltime: self.member_clock.time(),
+            event_ltime: self.event_clock.time(),
+            query_ltime: self.query_clock.time(),
+            events: self.event_ring.recent(),
         });
         self.send_reliable(to, &msg);
     }
@@ -132,7 +147,7 @@ impl Node {
                 // Answer with our table as it was before merging theirs.
                 self.send_push_pull(p.reply_to, p.id, false, false);
             }
-            self.merge(p.states, &p.sender, true);
+            self.merge(p, true, false);
             return;
         }
         let join = self.joins.iter().find_map(|(&j, pj)| {
@@ -146,25 +161,52 @@ impl Node {
                 let pj = self.joins.get_mut(&j).expect("found above");
                 pj.outstanding.remove(&key);
                 pj.answered += 1;
-                let rebroadcast = pj.had_peers;
-                self.merge(p.states, &p.sender, rebroadcast);
+                let (rebroadcast, ignore_old) = (pj.had_peers, pj.ignore_old);
+                self.merge(p, rebroadcast, ignore_old);
                 self.maybe_finish_join(j);
             }
-            None => self.merge(p.states, &p.sender, true),
+            None => self.merge(p, true, false),
         }
     }
 
     /// Merge a remote member table: alive as alive; suspect and dead as suspicion (a remote
     /// node's verdict is not a death certificate here), counted as an accusation by the sender
     /// (memberlist counts it as the receiver's own, which fakes independent confirmations);
-    /// left as left.
-    fn merge(&mut self, states: Vec<PushState>, sender: &Name, broadcast: bool) {
+    /// left as left. Each member's intent Lamport time is merged as a join or leave intent;
+    /// the sender's clocks are witnessed and its recent user events replayed (not re-gossiped:
+    /// the cluster already has them), or skipped when joining with `ignore_old`.
+    fn merge(&mut self, p: PushPull, broadcast: bool, ignore_old: bool) {
+        let PushPull {
+            sender,
+            states,
+            member_ltime,
+            event_ltime,
+            query_ltime,
+            events,
+            ..
+        } = p;
+        self.member_clock.witness(member_ltime);
+        self.query_clock.witness(query_ltime);
+        if ignore_old {
+            self.event_ring.min_time = self.event_ring.min_time.max(event_ltime);
+        }
+        self.event_clock.witness(event_ltime);
+        for e in events {
+            self.on_user_event(e, false, true);
+        }
+        let sender = &sender;
         for chunk in states.chunks(64) {
             self.members.warm(chunk.iter().map(|s| &*s.name));
         }
         for s in states {
+            let leaving = matches!(s.status, WireStatus::Leaving | WireStatus::Left);
+            let intent = Intent {
+                ltime: s.ltime,
+                name: s.name.clone(),
+                prune: false,
+            };
             match s.status {
-                WireStatus::Alive => {
+                WireStatus::Alive | WireStatus::Leaving => {
                     let a = Alive {
                         incarnation: s.incarnation,
                         name: s.name,
@@ -189,6 +231,13 @@ impl Node {
                         name: s.name,
                     };
                     self.apply_dead(acc, broadcast);
+                }
+            }
+            if s.ltime > 0 {
+                if leaving {
+                    self.on_leave_intent(intent, false);
+                } else {
+                    self.on_join_intent(intent, false);
                 }
             }
         }
@@ -241,7 +290,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn start_join(&mut self, seeds: Vec<SocketAddr>) {
+    pub(crate) fn start_join(&mut self, seeds: Vec<SocketAddr>, ignore_old: bool) {
         self.next_join = self.next_join.wrapping_add(1);
         let j = self.next_join;
         let mut outstanding = BTreeSet::new();
@@ -256,6 +305,7 @@ impl Node {
             answered: 0,
             contacted: seeds.len(),
             had_peers,
+            ignore_old,
         };
         self.joins.insert(j, pj);
         self.timers.schedule(
@@ -305,11 +355,35 @@ impl Node {
         }
     }
 
+    /// Graceful leave, Serf's way: phase 1 gossips a leave intent (others mark this node
+    /// leaving); phase 2 gossips the departure itself (others mark it left); each phase ends
+    /// when its message has been sent the retransmit limit or after `broadcast_timeout`.
     pub(crate) fn start_leave(&mut self) {
-        let me = self.me.clone();
-        let inc = self.members.get(&me).map_or(0, |r| r.incarnation);
         self.run = RunState::Leaving;
         self.probe = None;
+        self.announce_leave();
+        if self.members.live() <= 1 {
+            self.finish_leave();
+            return;
+        }
+        self.leave_phase = 1;
+        let at = self.now + self.cfg.broadcast_timeout;
+        self.timers
+            .schedule(at, TimerKind::LeaveDeadline { phase: 1 });
+    }
+
+    /// Leave phase `phase` is over (sent out, or timed out).
+    pub(crate) fn leave_deadline(&mut self, phase: u8) {
+        if self.run != RunState::Leaving || self.leave_phase != phase {
+            return;
+        }
+        if phase == 2 {
+            self.finish_leave();
+            return;
+        }
+        self.leave_phase = 2;
+        let me = self.me.clone();
+        let inc = self.members.get(&me).map_or(0, |r| r.incarnation);
         self.members.set_status(&me, MemberStatus::Left, self.now);
         let msg = Message::Dead(Accusation {
             incarnation: inc,
@@ -317,18 +391,17 @@ impl Node {
             from: me.clone(),
         });
         self.enqueue(me, &msg);
-        if self.members.live() == 0 {
-            self.finish_leave();
-            return;
-        }
+        let at = self.now + self.cfg.broadcast_timeout;
         self.timers
-            .schedule(self.now + self.cfg.tcp_timeout, TimerKind::LeaveDeadline);
+            .schedule(at, TimerKind::LeaveDeadline { phase: 2 });
     }
 
     pub(crate) fn finish_leave(&mut self) {
         if self.run == RunState::Left {
             return;
         }
+        let me = self.me.clone();
+        self.members.set_status(&me, MemberStatus::Left, self.now);
         self.run = RunState::Left;
         self.timers.clear();
         self.probe = None;
@@ -353,6 +426,7 @@ mod tests {
             incarnation: 0,
             status,
             tags: Default::default(),
+            ltime: 0,
         }
     }
 
@@ -394,6 +468,10 @@ mod tests {
                 state("c", 3, WireStatus::Alive),
                 state("d", 4, WireStatus::Dead),
             ],
+            member_ltime: 0,
+            event_ltime: 0,
+            query_ltime: 0,
+            events: vec![],
         });
         let frame = crate::wire::assemble_frame(
             &crate::wire::header(None),
@@ -411,7 +489,7 @@ mod tests {
             "a remote verdict about an unknown member is not taken on trust"
         );
         assert!(
-            !a.queue.contains("b") && !a.queue.contains("c"),
+            !a.queue.contains(&"b".into()) && !a.queue.contains(&"c".into()),
             "pulled state is not re-gossiped"
         );
     }
@@ -426,6 +504,10 @@ mod tests {
             reply_to: addr(2),
             sender: "b".into(),
             states: vec![state("b", 2, WireStatus::Alive)],
+            member_ltime: 0,
+            event_ltime: 0,
+            query_ltime: 0,
+            events: vec![],
         });
         let frame = crate::wire::assemble_frame(
             &crate::wire::header(None),
@@ -436,7 +518,7 @@ mod tests {
         assert!(matches!(&out[..], [(to, TransmitKind::Reliable, m)]
             if *to == addr(2) && matches!(&m[0], Message::PushPull(p) if !p.request && p.id == 9 && p.states.len() == 1)));
         assert!(
-            a.queue.contains("b"),
+            a.queue.contains(&"b".into()),
             "the newcomer is gossiped by its seed"
         );
     }

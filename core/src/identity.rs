@@ -53,6 +53,8 @@ pub enum MemberStatus {
     Alive,
     /// Missed a probe; declared failed unless it refutes before the suspicion timeout.
     Suspect,
+    /// Announced that it is leaving; becomes `Left` once its departure completes.
+    Leaving,
     /// Declared failed: the suspicion timed out.
     Failed,
     /// Left the cluster gracefully.

@@ -52,25 +52,34 @@
 #![forbid(unsafe_code)]
 
 mod broadcast_queue;
+mod coalesce;
 mod config;
 mod error;
 mod event;
 mod gossip;
 mod identity;
+mod intents;
+mod lamport;
 mod members;
+mod messaging;
 mod node;
 mod probe;
+mod query;
+mod reaper;
 mod stats;
 mod suspicion;
 #[cfg(test)]
 mod testkit;
 mod timers;
 mod updates;
+mod user_events;
 pub mod wire;
 
 pub use config::{Config, ConfigError};
 pub use error::{ApiError, InputError};
-pub use event::Event;
+pub use event::{
+    Event, IncomingQuery, MemberEventKind, QueryHandle, QueryId, QueryParams, UserEvent,
+};
 pub use identity::{Identity, Member, MemberStatus, Name, Tags};
 pub use node::{Node, Transmit, TransmitKind};
 pub use stats::Stats;

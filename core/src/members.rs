@@ -30,6 +30,10 @@ pub(crate) struct MemberRec {
     pub suspicion: Option<Box<Suspicion>>,
     /// Bumped whenever a suspicion starts, so stale suspicion timers are recognised.
     pub suspicion_gen: u32,
+    /// Member Lamport time of the latest join or leave intent applied.
+    pub status_ltime: u64,
+    /// A leave intent was seen for the member's current life.
+    pub leaving: bool,
 }
 
 impl MemberRec {
@@ -49,6 +53,8 @@ impl MemberRec {
             tags,
             suspicion: None,
             suspicion_gen: 0,
+            status_ltime: 0,
+            leaving: false,
         }
     }
 
@@ -60,11 +66,21 @@ impl MemberRec {
         matches!(self.status, MemberStatus::Alive | MemberStatus::Suspect)
     }
 
+    /// The status the application sees: the SWIM status, with `Leaving` for a live member
+    /// that announced its departure.
+    pub(crate) fn public_status(&self) -> MemberStatus {
+        if self.leaving && self.is_live() {
+            MemberStatus::Leaving
+        } else {
+            self.status
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> Member {
         Member {
             name: self.name.clone(),
             addr: self.addr,
-            status: self.status,
+            status: self.public_status(),
             incarnation: self.incarnation,
             tags: self.tags.clone(),
         }
@@ -163,6 +179,26 @@ impl Members {
             let h = hasher.hash_one(&*rec.name);
             index.insert_unique(h, i as u32, |&j| hasher.hash_one(&*list[j as usize].name));
         }
+    }
+
+    /// Erase a member (reaped or pruned), returning its record.
+    pub(crate) fn remove(&mut self, name: &str, now: Timestamp) -> Option<MemberRec> {
+        let i = self.position(name)?;
+        let last = self.list.len() - 1;
+        self.swap(i, last);
+        let h = self.hasher.hash_one(name);
+        if let Ok(entry) = self.index.find_entry(h, |&j| j as usize == last) {
+            entry.remove();
+        }
+        let rec = self.list.pop()?;
+        self.count(rec.status, -1);
+        if rec.is_live() {
+            self.toggle_digest(&rec.name, rec.incarnation, now);
+        }
+        if self.probe_index > self.list.len() {
+            self.probe_index = self.list.len();
+        }
+        Some(rec)
     }
 
     /// Look up every name first, before any of them is used: the lookups are independent, so

@@ -11,16 +11,22 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::broadcast_queue::BroadcastQueue;
+use crate::coalesce::Coalescer;
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, InputError};
 use crate::event::Event;
 use crate::gossip::PendingJoin;
 use crate::identity::{Identity, Member, Name, Tags};
+use crate::intents::RecentIntents;
+use crate::lamport::LamportClock;
 use crate::members::{MemberRec, Members};
+use crate::messaging::Outbox;
 use crate::probe::{Probe, Relay};
+use crate::query::Queries;
 use crate::stats::Stats;
 use crate::time::Timestamp;
 use crate::timers::{TimerKind, Timers};
+use crate::user_events::EventRing;
 use crate::wire::{self, Envelope, Limits, Message};
 
 /// How a transmit must travel.
@@ -66,7 +72,7 @@ pub struct Node {
     pub(crate) now: Timestamp,
     pub(crate) run: RunState,
     pub(crate) members: Members,
-    pub(crate) queue: BroadcastQueue,
+    pub(crate) queue: BroadcastQueue<Name>,
     pub(crate) timers: Timers,
     /// Lifeguard local health score, 0 ..= awareness_max_multiplier − 1.
     pub(crate) awareness: u32,
@@ -84,8 +90,40 @@ pub struct Node {
     pub(crate) told_accusers: Vec<Name>,
     /// When the last digest-triggered push-pull started.
     pub(crate) last_repair: Option<Timestamp>,
+    // ---- Serf layer ----
+    /// Intents, user events and queries waiting to be piggybacked (kept apart from membership
+    /// updates so that neither starves the other).
+    pub(crate) serf_queue: BroadcastQueue<SerfKey>,
+    /// Whether the depth warning has fired since the Serf queue was last below half of it.
+    pub(crate) depth_warned: bool,
+    pub(crate) member_clock: LamportClock,
+    pub(crate) event_clock: LamportClock,
+    pub(crate) query_clock: LamportClock,
+    pub(crate) intents: RecentIntents,
+    pub(crate) event_ring: EventRing,
+    pub(crate) queries: Queries,
+    pub(crate) coalescer: Coalescer,
+    pub(crate) outbox: Outbox,
+    /// Leaving: 1 while the leave intent goes out, 2 while the SWIM departure goes out.
+    pub(crate) leave_phase: u8,
+    /// Direct messages waiting in `events`.
+    pub(crate) inbox_len: usize,
+    /// Events dropped since the last [`Event::Lagged`].
+    pub(crate) lagged: u64,
     header: Vec<u8>,
     limits: Limits,
+}
+
+/// What an update in the Serf broadcast queue is about; a newer update replaces an older one
+/// with the same key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum SerfKey {
+    /// The latest join or leave intent about a member.
+    Intent(Name),
+    /// One user event (Lamport time and a hash of name and payload).
+    Event(u64, u64),
+    /// One query (Lamport time, id).
+    Query(u64, u32),
 }
 
 impl Node {
@@ -113,13 +151,22 @@ impl Node {
             &mut rng,
         );
         let header = wire::header(config.label.as_deref());
-        let limits = Limits {
-            max_name_len: config.max_name_len,
-            meta_max_size: config.meta_max_size,
-            max_members: config.max_members,
-        };
+        let limits = Limits::from_config(&config);
         let mut node = Node {
             queue: BroadcastQueue::new(config.max_broadcast_queue, rng.random()),
+            serf_queue: BroadcastQueue::new(config.max_queue_depth, rng.random()),
+            depth_warned: false,
+            member_clock: LamportClock::default(),
+            event_clock: LamportClock::default(),
+            query_clock: LamportClock::default(),
+            intents: RecentIntents::default(),
+            event_ring: EventRing::new(config.event_buffer),
+            queries: Queries::new(config.query_buffer),
+            coalescer: Coalescer::default(),
+            outbox: Outbox::default(),
+            leave_phase: 0,
+            inbox_len: 0,
+            lagged: 0,
             me,
             addr: identity.addr,
             rng,
@@ -163,10 +210,18 @@ impl Node {
             node.timers
                 .schedule(at, TimerKind::PushPullTick { generation: 0 });
         }
+        let reap = node.cfg.reap_interval;
+        let at = stagger(&mut node, reap);
+        node.timers.schedule(at, TimerKind::ReapTick);
+        let reconnect = node.cfg.reconnect_interval;
+        if !reconnect.is_zero() {
+            let at = stagger(&mut node, reconnect);
+            node.timers.schedule(at, TimerKind::ReconnectTick);
+        }
         Ok(node)
     }
 
-    fn advance(&mut self, now: Timestamp) {
+    pub(crate) fn advance(&mut self, now: Timestamp) {
         if now > self.now {
             self.now = now;
         }
@@ -291,6 +346,15 @@ impl Node {
             Message::Dead(d) => self.apply_dead(d, true),
             // Datagrams carrying push-pull were rejected before anything was applied.
             Message::PushPull(p) => self.on_push_pull(p),
+            Message::JoinIntent(i) => self.on_join_intent(i, true),
+            Message::LeaveIntent(i) => self.on_leave_intent(i, true),
+            Message::UserEvent(e) => self.on_user_event(e, true, true),
+            Message::Query(q) => self.on_query(q),
+            Message::QueryResponse(r) => self.on_query_response(r),
+            Message::RelayResponse { to, resp } => {
+                self.send_datagram(to, &[Message::QueryResponse(resp)]);
+            }
+            Message::Direct { from, payload } => self.on_direct(from, payload),
         }
     }
 
@@ -300,6 +364,7 @@ impl Node {
         self.advance(now);
         self.stats.send_failures += 1;
         self.join_seed_failed(to);
+        self.direct_send_failed(to);
     }
 
     /// Fire every internal timer due at `now`. Call when the deadline from
@@ -324,7 +389,11 @@ impl Node {
                 }
                 TimerKind::Relay { seq } => self.relay_timeout(seq),
                 TimerKind::JoinDeadline { join } => self.join_deadline(join),
-                TimerKind::LeaveDeadline => self.finish_leave(),
+                TimerKind::LeaveDeadline { phase } => self.leave_deadline(phase),
+                TimerKind::ReapTick => self.reap_tick(),
+                TimerKind::ReconnectTick => self.reconnect_tick(),
+                TimerKind::QueryDeadline { id } => self.query_deadline(id),
+                TimerKind::CoalesceFlush => self.coalesce_flush(),
             }
         }
     }
@@ -333,6 +402,17 @@ impl Node {
     /// is skipped). [`Event::JoinCompleted`] reports how many answered, once all have answered
     /// or failed, or after `tcp_timeout`.
     pub fn join(&mut self, now: Timestamp, seeds: &[SocketAddr]) -> Result<(), ApiError> {
+        self.join_with(now, seeds, false)
+    }
+
+    /// [`Node::join`], choosing whether to replay the cluster's recent user events
+    /// (`ignore_old` false, as `join` does) or to skip every event older than the join.
+    pub fn join_with(
+        &mut self,
+        now: Timestamp,
+        seeds: &[SocketAddr],
+        ignore_old: bool,
+    ) -> Result<(), ApiError> {
         self.advance(now);
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
@@ -344,13 +424,14 @@ impl Node {
         if seeds.is_empty() {
             return Err(ApiError::NoSeeds);
         }
-        self.start_join(seeds);
+        self.start_join(seeds, ignore_old);
+        self.announce_join();
         Ok(())
     }
 
-    /// Leave the cluster gracefully: announce the departure (others mark this node left, not
-    /// failed), keep gossiping until the announcement has been sent out or `tcp_timeout`
-    /// passed, then emit [`Event::LeaveCompleted`] and go inert.
+    /// Leave the cluster gracefully: announce a leave intent (others mark this node leaving),
+    /// then the departure itself (others mark it left, not failed), each until it has been sent
+    /// out or `broadcast_timeout` passed; then emit [`Event::LeaveCompleted`] and go inert.
     pub fn leave(&mut self, now: Timestamp) -> Result<(), ApiError> {
         self.advance(now);
         if self.run != RunState::Running {
@@ -391,9 +472,17 @@ impl Node {
         self.transmits.pop_front()
     }
 
-    /// The next event, if any.
+    /// The next event, if any. A [`Event::Lagged`] comes first when events were dropped.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        if self.lagged > 0 {
+            let dropped = std::mem::take(&mut self.lagged);
+            return Some(Event::Lagged { dropped });
+        }
+        let e = self.events.pop_front()?;
+        if matches!(e, Event::Message { .. }) {
+            self.inbox_len -= 1;
+        }
+        Some(e)
     }
 
     /// The next deadline at which [`Node::handle_timeout`] must be called; `None` once the
@@ -443,9 +532,23 @@ impl Node {
         self.awareness
     }
 
-    /// Updates waiting in the broadcast queue.
+    /// Updates waiting in the membership broadcast queue.
     pub fn broadcast_queue_len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Updates waiting in the Serf broadcast queue (intents, user events, queries).
+    pub fn serf_queue_len(&self) -> usize {
+        self.serf_queue.len()
+    }
+
+    /// The member, event and query Lamport clocks.
+    pub fn clocks(&self) -> (u64, u64, u64) {
+        (
+            self.member_clock.time(),
+            self.event_clock.time(),
+            self.query_clock.time(),
+        )
     }
 
     /// True once the node has left and ignores input.
@@ -455,12 +558,45 @@ impl Node {
 
     // ---- helpers shared by the protocol modules ----
 
+    /// Report an event, through the coalescer when coalescing is on.
     pub(crate) fn emit(&mut self, event: Event) {
-        if self.events.len() >= self.cfg.max_pending_events {
+        if let Some(event) = self.coalesce(event) {
+            self.push_event(event);
+        }
+    }
+
+    /// Queue an event for the application. Overflow policy: received direct messages beyond
+    /// `max_inbox` drop the oldest message; a full queue drops the oldest direct message, or
+    /// failing that the oldest event. Every drop is counted and reported by `Lagged`.
+    pub(crate) fn push_event(&mut self, event: Event) {
+        let is_message = matches!(event, Event::Message { .. });
+        if is_message && self.inbox_len >= self.cfg.max_inbox {
+            self.drop_oldest_message();
+        }
+        if self.events.len() >= self.cfg.max_pending_events && !self.drop_oldest_message() {
             self.events.pop_front();
             self.stats.events_dropped += 1;
+            self.lagged += 1;
+        }
+        if is_message {
+            self.inbox_len += 1;
         }
         self.events.push_back(event);
+    }
+
+    fn drop_oldest_message(&mut self) -> bool {
+        let Some(i) = self
+            .events
+            .iter()
+            .position(|e| matches!(e, Event::Message { .. }))
+        else {
+            return false;
+        };
+        self.events.remove(i);
+        self.inbox_len -= 1;
+        self.stats.messages_dropped += 1;
+        self.lagged += 1;
+        true
     }
 
     fn push_transmit(&mut self, t: Transmit) {
@@ -486,10 +622,7 @@ impl Node {
             body.extend(wire::encode_message(m));
         }
         let used = self.header.len() + wire::COUNT_RESERVE + body.len();
-        let limit = self.retransmit_limit();
-        let extra = self
-            .queue
-            .fill(self.cfg.mtu.saturating_sub(used), limit, &mut body);
+        let extra = self.piggyback(self.cfg.mtu.saturating_sub(used), &mut body);
         self.finish_datagram(to, msgs.len() + extra, &body);
     }
 
@@ -497,12 +630,40 @@ impl Node {
     pub(crate) fn send_gossip(&mut self, to: SocketAddr) -> bool {
         let mut body = Vec::with_capacity(self.cfg.mtu);
         let room = self.cfg.mtu - self.header.len() - wire::COUNT_RESERVE;
-        let limit = self.retransmit_limit();
-        let n = self.queue.fill(room, limit, &mut body);
+        let n = self.piggyback(room, &mut body);
         if n > 0 {
             self.finish_datagram(to, n, &body);
         }
         n > 0
+    }
+
+    /// Fill `room` bytes from both queues. The Serf queue (intents, user events, queries) may
+    /// take half the room first, membership updates the rest, then the Serf queue what is
+    /// left: neither kind starves the other (memberlist's user broadcasts starved behind
+    /// membership traffic at ~1000 nodes).
+    fn piggyback(&mut self, room: usize, body: &mut Vec<u8>) -> usize {
+        let limit = self.retransmit_limit();
+        let start = body.len();
+        let mut n = self.serf_queue.fill(room / 2, limit, body);
+        n += self.queue.fill(room - (body.len() - start), limit, body);
+        n += self
+            .serf_queue
+            .fill(room - (body.len() - start), limit, body);
+        n
+    }
+
+    /// Queue a Serf-layer update (intent, user event, query) for dissemination.
+    pub(crate) fn serf_enqueue(&mut self, key: SerfKey, msg: &Message) {
+        let before = self.serf_queue.drops();
+        self.serf_queue.push(key, wire::encode_message(msg));
+        self.stats.broadcast_drops += self.serf_queue.drops() - before;
+        let depth = self.serf_queue.len();
+        if depth > self.cfg.queue_depth_warning && !self.depth_warned {
+            self.depth_warned = true;
+            self.push_event(Event::QueueDepthWarning { depth });
+        } else if depth <= self.cfg.queue_depth_warning / 2 {
+            self.depth_warned = false;
+        }
     }
 
     fn finish_datagram(&mut self, to: SocketAddr, count: usize, body: &[u8]) {

@@ -42,6 +42,16 @@ pub struct Stats {
     pub probes_failed: u64,
     /// Push-pulls started because a settled peer's view digest differed from ours.
     pub digest_repairs: u64,
+    /// Received direct messages dropped because the application did not drain them.
+    pub messages_dropped: u64,
+    /// Intents about unknown members dropped from the full recent-intent buffer.
+    pub intents_dropped: u64,
+    /// User events refused as older than the dedup ring.
+    pub events_too_old: u64,
+    /// Reliable sends of direct messages reported failed.
+    pub messages_failed: u64,
+    /// Push-pulls attempted with failed members (reconnect).
+    pub reconnects: u64,
     /// Probes answered (directly, indirectly or over the reliable channel).
     pub probes_ok: u64,
 }

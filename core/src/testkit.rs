@@ -31,11 +31,7 @@ pub(crate) fn at(ms: u64) -> Timestamp {
 }
 
 pub(crate) fn limits() -> Limits {
-    Limits {
-        max_name_len: 128,
-        meta_max_size: 512,
-        max_members: 65_536,
-    }
+    Limits::from_config(&Config::lan())
 }
 
 /// A datagram holding `msgs`.

@@ -27,8 +27,16 @@ pub(crate) enum TimerKind {
     Relay { seq: u32 },
     /// Join number `join` has waited long enough for its seeds.
     JoinDeadline { join: u32 },
-    /// The leave announcement has had `broadcast_timeout` to go out.
-    LeaveDeadline,
+    /// Leave phase `phase` has had `broadcast_timeout` to go out.
+    LeaveDeadline { phase: u8 },
+    /// Reap failed and left members past their timeouts.
+    ReapTick,
+    /// Maybe reconnect to one failed member.
+    ReconnectTick,
+    /// This node's query `id` times out.
+    QueryDeadline { id: u32 },
+    /// Flush coalesced events that are due.
+    CoalesceFlush,
 }
 
 /// A min-heap of (deadline, insertion order, kind); ties fire in insertion order.

@@ -42,8 +42,9 @@ impl Node {
                 Arc::new(a.tags.clone()),
                 now,
             );
-            let snap = rec.snapshot();
             self.members.insert(rec, &mut self.rng);
+            self.apply_buffered_intent(&name);
+            let snap = self.members.get(&name).expect("just inserted").snapshot();
             self.emit(Event::MemberJoined(snap));
             if broadcast {
                 self.enqueue(name, &Message::Alive(a));
@@ -70,6 +71,10 @@ impl Node {
         if tags_changed {
             rec.tags = Arc::new(a.tags.clone());
         }
+        if !rec.is_live() {
+            // A new life: the old one's leave intent does not apply to it.
+            rec.leaving = false;
+        }
         let name = rec.name.clone();
         self.members.set_incarnation(&name, a.incarnation, now);
         self.members.set_status(&name, MemberStatus::Alive, now);
@@ -82,7 +87,7 @@ impl Node {
                     self.emit(Event::MemberUpdated(snap));
                 }
             }
-            MemberStatus::Alive => {
+            MemberStatus::Alive | MemberStatus::Leaving => {
                 if tags_changed || reclaim {
                     self.emit(Event::MemberUpdated(snap));
                 }
@@ -195,7 +200,7 @@ impl Node {
                     }
                 }
             }
-            MemberStatus::Alive => {
+            MemberStatus::Alive | MemberStatus::Leaving => {
                 let (min, max, k) = suspicion::parameters(
                     live,
                     self.cfg.suspicion_mult,
@@ -238,7 +243,8 @@ impl Node {
         let Some(rec) = self.members.get_mut(&d.name) else {
             return;
         };
-        let left = d.from == d.name;
+        // A member that announced it was leaving and then stops answering has left (Serf).
+        let left = d.from == d.name || rec.leaving;
         // A member's own leave announcement also overrides a failure verdict this node reached
         // while the announcement was on its way: the member left, it did not crash.
         let late_leave = left && rec.status() == MemberStatus::Failed;
@@ -281,7 +287,7 @@ mod tests {
         let mut a = node("a", 1);
         deliver(&mut a, at(1), 2, &[alive("b", 2, 3)]);
         assert!(matches!(&events(&mut a)[..], [Event::MemberJoined(m)] if &*m.name == "b"));
-        assert!(a.queue.contains("b"), "news is re-gossiped");
+        assert!(a.queue.contains(&"b".into()), "news is re-gossiped");
         deliver(&mut a, at(2), 2, &[alive("b", 2, 3), alive("b", 2, 2)]);
         assert!(
             events(&mut a).is_empty(),

@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::identity::{Name, Tags};
@@ -86,6 +87,58 @@ pub(crate) enum WireStatus {
     Suspect,
     Dead,
     Left,
+    /// Alive at the SWIM level, with a leave intent announced.
+    Leaving,
+}
+
+/// A Serf join or leave intent: "`name` joined (or is leaving) at member Lamport time
+/// `ltime`". A leave intent with `prune` also erases the member (force-remove with prune).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Intent {
+    pub ltime: u64,
+    pub name: Name,
+    pub prune: bool,
+}
+
+/// A user event.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct UserEventMsg {
+    pub ltime: u64,
+    pub name: Name,
+    pub payload: Bytes,
+    pub coalesce: bool,
+}
+
+/// A query, gossiped to every member; those its filters select answer the asker directly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct QueryMsg {
+    pub ltime: u64,
+    pub id: u32,
+    /// The asker's name and address (responses go there).
+    pub from: Name,
+    pub addr: SocketAddr,
+    /// Only these members answer (empty: no name filter).
+    #[serde(deserialize_with = "seq_no_prealloc")]
+    pub filter_nodes: Vec<Name>,
+    /// Only members whose tag `.0` matches the regular expression `.1` answer.
+    #[serde(deserialize_with = "seq_no_prealloc")]
+    pub filter_tags: Vec<(String, String)>,
+    pub ack: bool,
+    pub relay_factor: u8,
+    /// Milliseconds the asker waits.
+    pub timeout_ms: u32,
+    pub name: Name,
+    pub payload: Bytes,
+}
+
+/// An answer to a query: an ack (empty payload) or a response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct QueryResp {
+    pub ltime: u64,
+    pub id: u32,
+    pub from: Name,
+    pub ack: bool,
+    pub payload: Bytes,
 }
 
 /// "`name` at `addr` is alive at `incarnation` with `tags`."
@@ -114,6 +167,8 @@ pub(crate) struct PushState {
     pub incarnation: u32,
     pub status: WireStatus,
     pub tags: Tags,
+    /// Member Lamport time of the member's latest join or leave intent.
+    pub ltime: u64,
 }
 
 /// A push-pull exchange: the sender's whole member table.
@@ -131,6 +186,13 @@ pub(crate) struct PushPull {
     pub sender: Name,
     #[serde(deserialize_with = "seq_no_prealloc")]
     pub states: Vec<PushState>,
+    /// The sender's member, event and query Lamport clocks.
+    pub member_ltime: u64,
+    pub event_ltime: u64,
+    pub query_ltime: u64,
+    /// The sender's recent user events (its dedup ring), so joiners replay them.
+    #[serde(deserialize_with = "seq_no_prealloc")]
+    pub events: Vec<UserEventMsg>,
 }
 
 /// A summary of a node's live member view, carried in direct pings and acks: the receiver
@@ -180,6 +242,21 @@ pub(crate) enum Message {
     Suspect(Accusation),
     Dead(Accusation),
     PushPull(PushPull),
+    JoinIntent(Intent),
+    LeaveIntent(Intent),
+    UserEvent(UserEventMsg),
+    Query(QueryMsg),
+    QueryResponse(QueryResp),
+    /// Please forward `resp` to the asker at `to` (a query's relay factor).
+    RelayResponse {
+        to: SocketAddr,
+        resp: QueryResp,
+    },
+    /// A direct message from `from` (reliable channel).
+    Direct {
+        from: Name,
+        payload: Bytes,
+    },
 }
 
 /// Deserialize a sequence without trusting its claimed length for preallocation.
@@ -211,6 +288,43 @@ pub(crate) struct Limits {
     pub max_name_len: usize,
     pub meta_max_size: usize,
     pub max_members: usize,
+    pub user_event_size_limit: usize,
+    pub query_size_limit: usize,
+    pub query_response_size_limit: usize,
+    pub max_message_size: usize,
+    pub event_buffer: usize,
+}
+
+impl Limits {
+    /// The limits a configuration implies.
+    pub(crate) fn from_config(c: &crate::Config) -> Limits {
+        Limits {
+            max_name_len: c.max_name_len,
+            meta_max_size: c.meta_max_size,
+            max_members: c.max_members,
+            user_event_size_limit: c.user_event_size_limit,
+            query_size_limit: c.query_size_limit,
+            query_response_size_limit: c.query_response_size_limit,
+            max_message_size: c.max_message_size,
+            event_buffer: c.event_buffer,
+        }
+    }
+}
+
+/// Size a user event counts against `user_event_size_limit`: name plus payload.
+pub(crate) fn user_event_size(name: &str, payload: &[u8]) -> usize {
+    name.len() + payload.len()
+}
+
+/// Size a query counts against `query_size_limit`: name, payload and filters.
+pub(crate) fn query_size(q: &QueryMsg) -> usize {
+    q.name.len()
+        + q.payload.len()
+        + q.filter_nodes.iter().map(|n| n.len()).sum::<usize>()
+        + q.filter_tags
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }
 
 fn varint_len(mut n: usize) -> usize {
@@ -246,6 +360,15 @@ impl Limits {
         Ok(())
     }
 
+    fn user_event(&self, e: &UserEventMsg) -> Result<(), DecodeError> {
+        if e.name.is_empty() || user_event_size(&e.name, &e.payload) > self.user_event_size_limit {
+            return Err(DecodeError::Invalid(
+                "user event exceeds user_event_size_limit",
+            ));
+        }
+        Ok(())
+    }
+
     /// Check every protocol limit of one decoded message.
     pub(crate) fn validate(&self, msg: &Message) -> Result<(), DecodeError> {
         match msg {
@@ -269,6 +392,40 @@ impl Limits {
                 for s in &p.states {
                     self.name(&s.name)?;
                     self.tags(&s.tags)?;
+                }
+                if p.events.len() > 4 * self.event_buffer {
+                    return Err(DecodeError::Invalid("push-pull carries too many events"));
+                }
+                for e in &p.events {
+                    self.user_event(e)?;
+                }
+                Ok(())
+            }
+            Message::JoinIntent(i) | Message::LeaveIntent(i) => self.name(&i.name),
+            Message::UserEvent(e) => self.user_event(e),
+            Message::Query(q) => {
+                self.name(&q.from)?;
+                for n in &q.filter_nodes {
+                    self.name(n)?;
+                }
+                if q.name.is_empty() || query_size(q) > self.query_size_limit {
+                    return Err(DecodeError::Invalid("query exceeds query_size_limit"));
+                }
+                Ok(())
+            }
+            Message::QueryResponse(r) | Message::RelayResponse { resp: r, .. } => {
+                self.name(&r.from)?;
+                if r.payload.len() > self.query_response_size_limit {
+                    return Err(DecodeError::Invalid(
+                        "response exceeds query_response_size_limit",
+                    ));
+                }
+                Ok(())
+            }
+            Message::Direct { from, payload } => {
+                self.name(from)?;
+                if payload.len() > self.max_message_size {
+                    return Err(DecodeError::Invalid("message exceeds max_message_size"));
                 }
                 Ok(())
             }
@@ -460,9 +617,8 @@ mod tests {
 
     fn limits() -> Limits {
         Limits {
-            max_name_len: 128,
-            meta_max_size: 512,
             max_members: 1000,
+            ..Limits::from_config(&crate::Config::lan())
         }
     }
 
@@ -523,6 +679,16 @@ mod tests {
                     incarnation: 1,
                     status: WireStatus::Suspect,
                     tags,
+                    ltime: 3,
+                }],
+                member_ltime: 4,
+                event_ltime: 5,
+                query_ltime: 6,
+                events: vec![UserEventMsg {
+                    ltime: 2,
+                    name: "deploy".into(),
+                    payload: Bytes::from_static(b"v2"),
+                    coalesce: true,
                 }],
             }),
         ]
@@ -626,6 +792,10 @@ mod tests {
             reply_to: addr,
             sender: "n2".into(),
             states: vec![],
+            member_ltime: 0,
+            event_ltime: 0,
+            query_ltime: 0,
+            events: vec![],
         });
         let mut b = encode_message(&pp);
         b.pop(); // the empty-vec length

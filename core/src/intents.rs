@@ -1,0 +1,273 @@
+//! Serf's join and leave intents, ordered by the member Lamport clock: a member's status moves
+//! only for an intent newer than the last one applied, so a leave and a rejoin delivered in
+//! either order end in the right status. Intents about members not yet known wait in a bounded
+//! buffer (`max_recent_intents`, oldest dropped first) for `recent_intent_timeout`. A node
+//! refutes a leave intent about itself while it is not leaving.
+
+use std::collections::BTreeMap;
+
+use crate::event::Event;
+use crate::identity::{MemberStatus, Name};
+use crate::node::{Node, RunState, SerfKey};
+use crate::time::Timestamp;
+use crate::wire::{Intent, Message};
+
+/// The latest intent seen about each member not yet known.
+#[derive(Debug, Default)]
+pub(crate) struct RecentIntents {
+    /// name → (leave?, ltime, received at)
+    map: BTreeMap<Name, (bool, u64, Timestamp)>,
+}
+
+impl RecentIntents {
+    fn remember(
+        &mut self,
+        name: Name,
+        leave: bool,
+        ltime: u64,
+        now: Timestamp,
+        max: usize,
+    ) -> bool {
+        if let Some(e) = self.map.get_mut(&name) {
+            if ltime > e.1 {
+                *e = (leave, ltime, now);
+            }
+            return false;
+        }
+        let mut dropped = false;
+        if self.map.len() >= max {
+            // Drop the oldest-received intent.
+            if let Some(oldest) = self
+                .map
+                .iter()
+                .min_by_key(|(_, v)| v.2)
+                .map(|(k, _)| k.clone())
+            {
+                self.map.remove(&oldest);
+                dropped = true;
+            }
+        }
+        self.map.insert(name, (leave, ltime, now));
+        dropped
+    }
+
+    pub(crate) fn take(&mut self, name: &str) -> Option<(bool, u64)> {
+        self.map.remove(name).map(|(l, t, _)| (l, t))
+    }
+
+    /// Forget intents received before `cutoff`.
+    pub(crate) fn expire(&mut self, cutoff: Timestamp) {
+        self.map.retain(|_, v| v.2 >= cutoff);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+impl Node {
+    fn remember_intent(&mut self, i: &Intent, leave: bool) {
+        let max = self.cfg.max_recent_intents;
+        if self
+            .intents
+            .remember(i.name.clone(), leave, i.ltime, self.now, max)
+        {
+            self.stats.intents_dropped += 1;
+        }
+    }
+
+    /// Announce that this node joined (at a new member Lamport time).
+    pub(crate) fn announce_join(&mut self) {
+        let ltime = self.member_clock.increment();
+        let me = self.me.clone();
+        if let Some(rec) = self.members.get_mut(&me) {
+            rec.status_ltime = ltime;
+            rec.leaving = false;
+        }
+        let i = Intent {
+            ltime,
+            name: me.clone(),
+            prune: false,
+        };
+        self.serf_enqueue(SerfKey::Intent(me), &Message::JoinIntent(i));
+    }
+
+    /// Announce that this node is leaving.
+    pub(crate) fn announce_leave(&mut self) {
+        let ltime = self.member_clock.increment();
+        let me = self.me.clone();
+        if let Some(rec) = self.members.get_mut(&me) {
+            rec.status_ltime = ltime;
+            rec.leaving = true;
+        }
+        let i = Intent {
+            ltime,
+            name: me.clone(),
+            prune: false,
+        };
+        self.serf_enqueue(SerfKey::Intent(me), &Message::LeaveIntent(i));
+    }
+
+    pub(crate) fn on_join_intent(&mut self, i: Intent, broadcast: bool) {
+        self.member_clock.witness(i.ltime);
+        let Some(rec) = self.members.get_mut(&i.name) else {
+            self.remember_intent(&i, false);
+            return;
+        };
+        if i.ltime <= rec.status_ltime {
+            return;
+        }
+        rec.status_ltime = i.ltime;
+        rec.leaving = false;
+        if broadcast {
+            self.serf_enqueue(SerfKey::Intent(i.name.clone()), &Message::JoinIntent(i));
+        }
+    }
+
+    pub(crate) fn on_leave_intent(&mut self, i: Intent, broadcast: bool) {
+        self.member_clock.witness(i.ltime);
+        if i.name == self.me {
+            // A leave intent about us while we are not leaving (an old one from an earlier
+            // life, or a force-remove): refute it with a newer join intent.
+            let ours = self.members.get(&self.me).map_or(0, |r| r.status_ltime);
+            if self.run == RunState::Running && i.ltime >= ours {
+                self.announce_join();
+            }
+            return;
+        }
+        let now = self.now;
+        let Some(rec) = self.members.get_mut(&i.name) else {
+            self.remember_intent(&i, true);
+            return;
+        };
+        if i.ltime <= rec.status_ltime {
+            return;
+        }
+        rec.status_ltime = i.ltime;
+        let name = rec.name.clone();
+        match rec.status() {
+            MemberStatus::Alive | MemberStatus::Suspect | MemberStatus::Leaving => {
+                rec.leaving = true;
+            }
+            MemberStatus::Failed => {
+                // Serf: a failed member that is (force-)removed has left.
+                self.members.set_status(&name, MemberStatus::Left, now);
+                let snap = self.members.get(&name).expect("present").snapshot();
+                self.emit(Event::MemberLeft(snap));
+            }
+            MemberStatus::Left => {}
+        }
+        if i.prune {
+            if let Some(rec) = self.members.remove(&name, now) {
+                if !rec.is_live() {
+                    self.emit(Event::MemberReaped(rec.snapshot()));
+                }
+            }
+        }
+        if broadcast {
+            self.serf_enqueue(SerfKey::Intent(name), &Message::LeaveIntent(i));
+        }
+    }
+
+    /// A member just became known: apply any intent that arrived before it did.
+    pub(crate) fn apply_buffered_intent(&mut self, name: &str) {
+        let Some((leave, ltime)) = self.intents.take(name) else {
+            return;
+        };
+        let Some(rec) = self.members.get_mut(name) else {
+            return;
+        };
+        if ltime > rec.status_ltime {
+            rec.status_ltime = ltime;
+            rec.leaving = leave;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::identity::MemberStatus;
+    use crate::testkit::*;
+    use crate::wire::{Intent, Message};
+
+    fn join(name: &str, ltime: u64) -> Message {
+        Message::JoinIntent(Intent {
+            ltime,
+            name: name.into(),
+            prune: false,
+        })
+    }
+
+    fn leave(name: &str, ltime: u64) -> Message {
+        Message::LeaveIntent(Intent {
+            ltime,
+            name: name.into(),
+            prune: false,
+        })
+    }
+
+    #[test]
+    fn intents_in_either_order_end_in_the_right_status() {
+        // b leaves (ltime 5) then rejoins (ltime 7); a hears the rejoin first.
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 0)]);
+        deliver(&mut a, at(2), 2, &[join("b", 7), leave("b", 5)]);
+        assert_eq!(a.member("b").unwrap().status, MemberStatus::Alive);
+        // c joins (ltime 3) then leaves (ltime 4); a hears the leave first.
+        deliver(
+            &mut a,
+            at(3),
+            3,
+            &[alive("c", 3, 0), leave("c", 4), join("c", 3)],
+        );
+        assert_eq!(a.member("c").unwrap().status, MemberStatus::Leaving);
+        assert!(
+            a.member_clock.time() > 7,
+            "the member clock witnessed every intent"
+        );
+    }
+
+    #[test]
+    fn intents_about_unknown_members_wait_in_a_bounded_buffer() {
+        let mut a = node("a", 1);
+        a.cfg.max_recent_intents = 2;
+        deliver(&mut a, at(1), 2, &[leave("x", 4), leave("y", 4)]);
+        deliver(&mut a, at(2), 2, &[leave("z", 4)]);
+        assert_eq!(a.intents.len(), 2);
+        assert_eq!(a.stats().intents_dropped, 1);
+        deliver(&mut a, at(3), 2, &[alive("z", 9, 0)]);
+        assert_eq!(a.member("z").unwrap().status, MemberStatus::Leaving);
+        a.intents.expire(at(10));
+        assert_eq!(a.intents.len(), 0);
+    }
+
+    #[test]
+    fn a_stale_leave_intent_about_self_is_refuted() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 0)]);
+        let before = a.member_clock.time();
+        deliver(&mut a, at(2), 2, &[leave("a", before + 3)]);
+        let rec = a.members.get("a").unwrap();
+        assert!(
+            rec.status_ltime > before + 3,
+            "refuted with a newer join intent"
+        );
+        assert!(!rec.leaving);
+        assert!(a
+            .serf_queue
+            .contains(&crate::node::SerfKey::Intent("a".into())));
+    }
+
+    #[test]
+    fn a_leave_intent_turns_failed_into_left() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 0), dead("b", 0, "c")]);
+        events(&mut a);
+        deliver(&mut a, at(2), 2, &[leave("b", 9)]);
+        assert_eq!(a.member("b").unwrap().status, MemberStatus::Left);
+        assert!(events(&mut a)
+            .iter()
+            .any(|e| matches!(e, crate::Event::MemberLeft(_))));
+    }
+}

@@ -1,0 +1,490 @@
+//! Queries: a named request gossiped to every member, stamped with the query Lamport clock and
+//! deduplicated by a ring of `query_buffer` slots. Members that the asker's filters select
+//! (node names; tag regular expressions, unanchored as in Serf) see [`Event::Query`] and may
+//! answer once with [`Node::respond`]; answers go straight to the asker (and through
+//! `relay_factor` random members). The asker sees acks, responses and a done event at the
+//! deadline — or earlier, as soon as every member its filters select (in its own view at query
+//! time) has answered; Serf always waits for the full timeout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use regex::Regex;
+
+use crate::error::ApiError;
+use crate::event::{Event, IncomingQuery, QueryHandle, QueryId, QueryParams};
+use crate::identity::{MemberStatus, Name, Tags};
+use crate::node::{Node, RunState, SerfKey};
+use crate::time::Timestamp;
+use crate::timers::TimerKind;
+use crate::wire::{self, Message, QueryMsg, QueryResp};
+
+/// Regular expressions of tag filters are compiled with this size limit, so a hostile query
+/// cannot make a node build a huge automaton.
+const REGEX_SIZE_LIMIT: usize = 64 * 1024;
+
+/// A query this node asked.
+#[derive(Debug)]
+struct Pending {
+    ltime: u64,
+    /// Members the filters select, as this node saw them when asking.
+    expected: BTreeSet<Name>,
+    acks: BTreeSet<Name>,
+    responses: BTreeSet<Name>,
+}
+
+/// One dedup slot: a query Lamport time and the (asker, id) pairs seen at it.
+type RingSlot = Option<(u64, Vec<(Name, u32)>)>;
+
+/// Query state: the dedup ring, this node's own queries, and the queries it answered.
+#[derive(Debug)]
+pub(crate) struct Queries {
+    ring: Vec<RingSlot>,
+    pending: BTreeMap<u32, Pending>,
+    next_id: u32,
+    /// (asker, ltime, id) → deadline, for queries this node may still answer once.
+    open: BTreeMap<(Name, u64, u32), Timestamp>,
+}
+
+impl Queries {
+    pub(crate) fn new(size: usize) -> Queries {
+        Queries {
+            ring: vec![None; size.max(1)],
+            pending: BTreeMap::new(),
+            next_id: 0,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Record a query; false if already seen.
+    fn insert(&mut self, ltime: u64, from: &Name, id: u32) -> bool {
+        let i = (ltime % self.ring.len() as u64) as usize;
+        match &mut self.ring[i] {
+            Some((t, seen)) if *t == ltime => {
+                if seen.iter().any(|(f, x)| f == from && *x == id) {
+                    return false;
+                }
+                seen.push((from.clone(), id));
+            }
+            other => *other = Some((ltime, vec![(from.clone(), id)])),
+        }
+        true
+    }
+}
+
+/// Compiled filters of one query.
+struct Filters {
+    nodes: Vec<Name>,
+    tags: Vec<(String, Regex)>,
+}
+
+impl Filters {
+    fn compile(nodes: &[Name], tags: &[(String, String)]) -> Result<Filters, String> {
+        let tags = tags
+            .iter()
+            .map(|(k, re)| {
+                regex::RegexBuilder::new(re)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map(|r| (k.clone(), r))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Filters {
+            nodes: nodes.to_vec(),
+            tags,
+        })
+    }
+
+    fn selects(&self, name: &str, tags: &Tags) -> bool {
+        (self.nodes.is_empty() || self.nodes.iter().any(|n| n == name))
+            && self
+                .tags
+                .iter()
+                .all(|(k, re)| tags.get(k).is_some_and(|v| re.is_match(v)))
+    }
+}
+
+impl Node {
+    /// The default query timeout: gossip_interval · query_timeout_mult · ceil(log10(n + 1)).
+    pub fn default_query_timeout(&self) -> Duration {
+        let n = self.members.live() as f64;
+        let scale = ((n + 1.0).log10().ceil() as u32).max(1);
+        self.cfg.gossip_interval * self.cfg.query_timeout_mult * scale
+    }
+
+    /// Ask the cluster: the query is gossiped to every member; those `params` selects see
+    /// [`Event::Query`]. Answers arrive as [`Event::QueryAck`] and [`Event::QueryResponse`];
+    /// [`Event::QueryDone`] ends it.
+    pub fn query(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        payload: impl Into<Bytes>,
+        params: QueryParams,
+    ) -> Result<QueryId, ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        if name.is_empty() {
+            return Err(ApiError::EmptyName);
+        }
+        if self.queries.pending.len() >= self.cfg.max_pending_queries {
+            return Err(ApiError::TooManyQueries);
+        }
+        let filter_nodes: Vec<Name> = params.filter_nodes.iter().map(Name::new).collect();
+        let filters =
+            Filters::compile(&filter_nodes, &params.filter_tags).map_err(ApiError::BadFilter)?;
+        let timeout = params
+            .timeout
+            .unwrap_or_else(|| self.default_query_timeout());
+        self.queries.next_id = self.queries.next_id.wrapping_add(1);
+        let id = self.queries.next_id;
+        let ltime = self.query_clock.time();
+        let q = QueryMsg {
+            ltime,
+            id,
+            from: self.me.clone(),
+            addr: self.addr,
+            filter_nodes,
+            filter_tags: params.filter_tags.clone(),
+            ack: params.request_ack,
+            relay_factor: params.relay_factor,
+            timeout_ms: timeout.as_millis().min(u32::MAX as u128) as u32,
+            name: Name::new(name),
+            payload: payload.into(),
+        };
+        let size = wire::query_size(&q);
+        if size > self.cfg.query_size_limit {
+            let limit = self.cfg.query_size_limit;
+            return Err(ApiError::TooLarge {
+                what: "query",
+                size,
+                limit,
+            });
+        }
+        self.query_clock.increment();
+        let expected = self
+            .members
+            .iter()
+            .filter(|r| r.status() == MemberStatus::Alive && filters.selects(&r.name, &r.tags))
+            .map(|r| r.name.clone())
+            .collect();
+        let pending = Pending {
+            ltime,
+            expected,
+            acks: BTreeSet::new(),
+            responses: BTreeSet::new(),
+        };
+        self.queries.pending.insert(id, pending);
+        self.timers
+            .schedule(self.now + timeout, TimerKind::QueryDeadline { id });
+        // The asker is a member too: it may be selected and answer its own query.
+        self.on_query(q);
+        Ok(QueryId(id))
+    }
+
+    /// Answer a query this node was selected by (once, before its deadline).
+    pub fn respond(
+        &mut self,
+        now: Timestamp,
+        query: &QueryHandle,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run == RunState::Left {
+            return Err(ApiError::NotRunning);
+        }
+        let payload = payload.into();
+        if payload.len() > self.cfg.query_response_size_limit {
+            let (size, limit) = (payload.len(), self.cfg.query_response_size_limit);
+            return Err(ApiError::TooLarge {
+                what: "response",
+                size,
+                limit,
+            });
+        }
+        let key = (query.origin.clone(), query.ltime, query.id);
+        match self.queries.open.get(&key) {
+            Some(deadline) if *deadline >= self.now => {}
+            _ => return Err(ApiError::QueryClosed),
+        }
+        self.queries.open.remove(&key);
+        let resp = QueryResp {
+            ltime: query.ltime,
+            id: query.id,
+            from: self.me.clone(),
+            ack: false,
+            payload,
+        };
+        self.send_query_resp(query.addr, query.relay_factor, resp);
+        Ok(())
+    }
+
+    fn send_query_resp(&mut self, to: std::net::SocketAddr, relay_factor: u8, resp: QueryResp) {
+        if to == self.addr {
+            self.on_query_response(resp);
+            return;
+        }
+        if relay_factor > 0 {
+            let me = self.me.clone();
+            let relays = self
+                .members
+                .random_members(relay_factor as usize, &mut self.rng, |r| {
+                    r.status() == MemberStatus::Alive && r.name != me && r.addr != to
+                });
+            let addrs: Vec<_> = relays.iter().map(|&i| self.members.at(i).addr).collect();
+            for a in addrs {
+                self.send_datagram(
+                    a,
+                    &[Message::RelayResponse {
+                        to,
+                        resp: resp.clone(),
+                    }],
+                );
+            }
+        }
+        self.send_datagram(to, &[Message::QueryResponse(resp)]);
+    }
+
+    pub(crate) fn on_query(&mut self, q: QueryMsg) {
+        self.query_clock.witness(q.ltime);
+        let buffer = self.cfg.query_buffer as u64;
+        let now_t = self.query_clock.time();
+        if now_t > buffer && q.ltime < now_t - buffer {
+            return;
+        }
+        if !self.queries.insert(q.ltime, &q.from, q.id) {
+            return;
+        }
+        // Every member passes the query on, selected or not.
+        self.serf_enqueue(SerfKey::Query(q.ltime, q.id), &Message::Query(q.clone()));
+        if self.run != RunState::Running {
+            return;
+        }
+        let tags = self
+            .members
+            .get(&self.me)
+            .map(|r| r.tags.clone())
+            .unwrap_or_default();
+        let Ok(filters) = Filters::compile(&q.filter_nodes, &q.filter_tags) else {
+            return;
+        };
+        if !filters.selects(&self.me, &tags) {
+            return;
+        }
+        let deadline = self.now + Duration::from_millis(q.timeout_ms as u64);
+        // Bound the answers this node keeps open: forget expired ones, then the oldest.
+        let now = self.now;
+        self.queries.open.retain(|_, d| *d >= now);
+        while self.queries.open.len() >= self.cfg.query_buffer {
+            let first = self.queries.open.keys().next().cloned();
+            match first {
+                Some(k) => self.queries.open.remove(&k),
+                None => break,
+            };
+        }
+        self.queries
+            .open
+            .insert((q.from.clone(), q.ltime, q.id), deadline);
+        if q.ack {
+            let ack = QueryResp {
+                ltime: q.ltime,
+                id: q.id,
+                from: self.me.clone(),
+                ack: true,
+                payload: Bytes::new(),
+            };
+            self.send_query_resp(q.addr, q.relay_factor, ack);
+        }
+        let handle = QueryHandle {
+            origin: q.from.clone(),
+            addr: q.addr,
+            ltime: q.ltime,
+            id: q.id,
+            relay_factor: q.relay_factor,
+            deadline,
+        };
+        self.emit(Event::Query(IncomingQuery {
+            handle,
+            name: q.name,
+            payload: q.payload,
+            from: q.from,
+        }));
+    }
+
+    pub(crate) fn on_query_response(&mut self, r: QueryResp) {
+        let Some(p) = self.queries.pending.get_mut(&r.id) else {
+            return;
+        };
+        if p.ltime != r.ltime {
+            return;
+        }
+        let query = QueryId(r.id);
+        if r.ack {
+            if p.acks.insert(r.from.clone()) {
+                self.emit(Event::QueryAck {
+                    query,
+                    from: r.from,
+                });
+            }
+            return;
+        }
+        if !p.responses.insert(r.from.clone()) {
+            return;
+        }
+        let done = p.expected.iter().all(|n| p.responses.contains(n));
+        self.emit(Event::QueryResponse {
+            query,
+            from: r.from,
+            payload: r.payload,
+        });
+        if done {
+            self.query_deadline(r.id);
+        }
+    }
+
+    pub(crate) fn query_deadline(&mut self, id: u32) {
+        if let Some(p) = self.queries.pending.remove(&id) {
+            let ev = Event::QueryDone {
+                query: QueryId(id),
+                acks: p.acks.len(),
+                responses: p.responses.len(),
+            };
+            self.emit(ev);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::event::{Event, QueryParams};
+    use crate::testkit::*;
+    use crate::wire::{Message, QueryResp};
+    use crate::ApiError;
+
+    #[test]
+    fn filters_select_by_name_and_tag_regex() {
+        let f =
+            super::Filters::compile(&["a".into(), "b".into()], &[("role".into(), "^db".into())])
+                .unwrap();
+        let mut tags = crate::Tags::new();
+        tags.insert("role".into(), "db-primary".into());
+        assert!(f.selects("a", &tags));
+        assert!(!f.selects("c", &tags), "name filter");
+        assert!(!f.selects("b", &crate::Tags::new()), "missing tag");
+        assert!(super::Filters::compile(&[], &[("k".into(), "(".into())]).is_err());
+    }
+
+    #[test]
+    fn asker_answers_itself_and_finishes_early() {
+        let mut a = node("a", 1);
+        let q = a
+            .query(at(1), "ping", &b"?"[..], QueryParams::default())
+            .unwrap();
+        let incoming = events(&mut a)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Query(q) => Some(q),
+                _ => None,
+            })
+            .expect("the asker is selected by an unfiltered query");
+        a.respond(at(2), &incoming.handle, &b"pong"[..]).unwrap();
+        assert_eq!(
+            a.respond(at(2), &incoming.handle, &b"again"[..]),
+            Err(ApiError::QueryClosed)
+        );
+        let got = events(&mut a);
+        assert!(
+            matches!(&got[..], [Event::QueryResponse { query, .. }, Event::QueryDone { query: d, responses: 1, .. }] if *query == q && *d == q),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn responses_are_deduplicated_and_the_deadline_ends_the_query() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(0), 2, &[alive("b", 2, 0)]);
+        events(&mut a);
+        let params = QueryParams {
+            filter_nodes: vec!["b".into()],
+            request_ack: true,
+            timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        let q = a.query(at(1), "x", &b""[..], params).unwrap();
+        assert!(events(&mut a).is_empty(), "a is not selected");
+        let ltime = a.query_clock.time() - 1;
+        let ack = QueryResp {
+            ltime,
+            id: q.0,
+            from: "b".into(),
+            ack: true,
+            payload: Default::default(),
+        };
+        deliver(
+            &mut a,
+            at(2),
+            2,
+            &[
+                Message::QueryResponse(ack.clone()),
+                Message::QueryResponse(ack),
+            ],
+        );
+        assert!(matches!(&events(&mut a)[..], [Event::QueryAck { .. }]));
+        a.handle_timeout(at(1) + Duration::from_secs(2));
+        assert!(events(&mut a).contains(&Event::QueryDone {
+            query: q,
+            acks: 1,
+            responses: 0
+        }));
+    }
+
+    #[test]
+    fn limits_and_bad_filters_are_typed_errors() {
+        let mut a = node("a", 1);
+        let big = vec![0u8; 2000];
+        assert!(matches!(
+            a.query(at(1), "q", big, QueryParams::default()),
+            Err(ApiError::TooLarge { what: "query", .. })
+        ));
+        let bad = QueryParams {
+            filter_tags: vec![("k".into(), "[".into())],
+            ..Default::default()
+        };
+        assert!(matches!(
+            a.query(at(1), "q", &b""[..], bad),
+            Err(ApiError::BadFilter(_))
+        ));
+        a.cfg.max_pending_queries = 1;
+        a.query(at(1), "q", &b""[..], QueryParams::default())
+            .unwrap();
+        events(&mut a);
+        let _ = a.poll_event();
+        // The first query finished early (a answered nothing yet, but it is pending).
+        assert_eq!(
+            a.query(at(1), "q2", &b""[..], QueryParams::default()),
+            Err(ApiError::TooManyQueries)
+        );
+        let incoming = crate::event::QueryHandle {
+            origin: "z".into(),
+            addr: addr(9),
+            ltime: 1,
+            id: 1,
+            relay_factor: 0,
+            deadline: at(5),
+        };
+        assert_eq!(
+            a.respond(at(1), &incoming, vec![0u8; 2000]),
+            Err(ApiError::TooLarge {
+                what: "response",
+                size: 2000,
+                limit: 1024
+            })
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! Forgetting and reconnecting: every `reap_interval` failed members older than
+//! `reconnect_timeout` and left members older than `tombstone_timeout` are erased (reported as
+//! [`Event::MemberReaped`]) and stale buffered intents expire; every `reconnect_interval`,
+//! with probability failed/alive, a push-pull with one random failed member is attempted, so a
+//! healed partition merges back. Also force-removal of a failed member.
+
+use rand::Rng;
+
+use crate::error::ApiError;
+use crate::event::Event;
+use crate::identity::{MemberStatus, Name};
+use crate::node::{Node, RunState};
+use crate::time::Timestamp;
+use crate::timers::TimerKind;
+use crate::wire::Intent;
+
+impl Node {
+    pub(crate) fn reap_tick(&mut self) {
+        self.timers
+            .schedule(self.now + self.cfg.reap_interval, TimerKind::ReapTick);
+        let now = self.now;
+        let (reconnect, tombstone) = (self.cfg.reconnect_timeout, self.cfg.tombstone_timeout);
+        let doomed: Vec<Name> = self
+            .members
+            .iter()
+            .filter(|r| match r.status() {
+                MemberStatus::Failed => now.saturating_since(r.state_change) > reconnect,
+                MemberStatus::Left => now.saturating_since(r.state_change) > tombstone,
+                _ => false,
+            })
+            .filter(|r| r.name != self.me)
+            .map(|r| r.name.clone())
+            .collect();
+        for name in doomed {
+            if let Some(rec) = self.members.remove(&name, now) {
+                self.emit(Event::MemberReaped(rec.snapshot()));
+            }
+        }
+        let cutoff = Timestamp::from_micros(
+            now.as_micros()
+                .saturating_sub(self.cfg.recent_intent_timeout.as_micros() as u64),
+        );
+        self.intents.expire(cutoff);
+    }
+
+    pub(crate) fn reconnect_tick(&mut self) {
+        self.timers.schedule(
+            self.now + self.cfg.reconnect_interval,
+            TimerKind::ReconnectTick,
+        );
+        if self.run != RunState::Running {
+            return;
+        }
+        let failed = self
+            .members
+            .iter()
+            .filter(|r| r.status() == MemberStatus::Failed)
+            .count();
+        if failed == 0 {
+            return;
+        }
+        let alive = self.members.alive().max(1);
+        let p = (failed as f64 / alive as f64).min(1.0);
+        if !self.rng.random_bool(p) {
+            return;
+        }
+        let Some(&i) = self
+            .members
+            .random_members(1, &mut self.rng, |r| r.status() == MemberStatus::Failed)
+            .first()
+        else {
+            return;
+        };
+        let addr = self.members.at(i).addr;
+        self.stats.reconnects += 1;
+        let id = self.rng.random();
+        self.send_push_pull(addr, id, true, false);
+    }
+
+    /// Force a failed member to left across the cluster (a leave intent on its behalf); with
+    /// `prune` every member also erases it at once instead of keeping a tombstone.
+    pub fn remove_failed(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        prune: bool,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        let Some(rec) = self.members.get(name) else {
+            return Err(ApiError::UnknownMember(name.to_string()));
+        };
+        let removable =
+            rec.status() == MemberStatus::Failed || (prune && rec.status() == MemberStatus::Left);
+        if !removable {
+            return Err(ApiError::NotFailed(name.to_string()));
+        }
+        let ltime = self.member_clock.increment();
+        let i = Intent {
+            ltime,
+            name: rec.name.clone(),
+            prune,
+        };
+        self.on_leave_intent(i, true);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::error::ApiError;
+    use crate::event::Event;
+    use crate::identity::MemberStatus;
+    use crate::testkit::*;
+
+    #[test]
+    fn failed_and_left_members_are_reaped_after_their_timeouts() {
+        let mut a = node("a", 1);
+        a.cfg.reconnect_timeout = Duration::from_secs(100);
+        a.cfg.tombstone_timeout = Duration::from_secs(200);
+        deliver(
+            &mut a,
+            at(0),
+            2,
+            &[
+                alive("b", 2, 0),
+                alive("c", 3, 0),
+                dead("b", 0, "x"),
+                dead("c", 0, "c"),
+            ],
+        );
+        events(&mut a);
+        tick(&mut a, at(150_000), Duration::from_secs(1));
+        assert!(
+            a.member("b").is_none(),
+            "failed member reaped after reconnect_timeout"
+        );
+        assert_eq!(a.member("c").unwrap().status, MemberStatus::Left);
+        tick(&mut a, at(250_000), Duration::from_secs(1));
+        assert!(
+            a.member("c").is_none(),
+            "left member reaped after tombstone_timeout"
+        );
+        let reaped = events(&mut a)
+            .iter()
+            .filter(|e| matches!(e, Event::MemberReaped(_)))
+            .count();
+        assert_eq!(reaped, 2);
+    }
+
+    #[test]
+    fn remove_failed_forces_left_or_prunes() {
+        let mut a = node("a", 1);
+        deliver(
+            &mut a,
+            at(0),
+            2,
+            &[alive("b", 2, 0), alive("c", 3, 0), alive("d", 4, 0)],
+        );
+        assert_eq!(
+            a.remove_failed(at(1), "b", false),
+            Err(ApiError::NotFailed("b".into()))
+        );
+        assert_eq!(
+            a.remove_failed(at(1), "zz", false),
+            Err(ApiError::UnknownMember("zz".into()))
+        );
+        deliver(&mut a, at(2), 3, &[dead("b", 0, "c"), dead("d", 0, "c")]);
+        a.remove_failed(at(3), "b", false).unwrap();
+        assert_eq!(a.member("b").unwrap().status, MemberStatus::Left);
+        a.remove_failed(at(3), "d", true).unwrap();
+        assert!(a.member("d").is_none(), "pruned");
+        let intents = sent(&mut a);
+        let _ = intents;
+        assert!(a.serf_queue_len() >= 2, "both removals are gossiped");
+    }
+
+    #[test]
+    fn reconnect_tries_a_failed_member() {
+        let mut a = node("a", 1);
+        a.cfg.reconnect_interval = Duration::from_secs(1);
+        deliver(&mut a, at(0), 2, &[alive("b", 2, 0), dead("b", 0, "x")]);
+        sent(&mut a);
+        // failed/alive = 1/1: every tick tries.
+        a.handle_timeout(at(30_000));
+        tick(&mut a, at(33_000), Duration::from_millis(100));
+        assert!(a.stats().reconnects >= 1);
+        assert!(sent(&mut a).iter().any(|(to, kind, m)| *to == addr(2)
+            && *kind == crate::node::TransmitKind::Reliable
+            && matches!(&m[0], crate::wire::Message::PushPull(p) if p.request)));
+    }
+}
