@@ -22,6 +22,8 @@ struct Entry<K> {
     key: K,
     bytes: Encoded,
     transmits: u32,
+    /// The datagram that last took this update: one datagram never carries it twice.
+    datagram: u64,
 }
 
 /// Queued updates keyed by what they are about (`K`: a member name, an intent, an event).
@@ -72,6 +74,7 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
                 key,
                 bytes,
                 transmits: 0,
+                datagram: 0,
             },
         );
         while self.entries.len() > self.max {
@@ -115,9 +118,19 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
     }
 
     /// Append queued updates to `body` while they fit in `room` bytes; each taken update counts
-    /// one transmission and leaves the queue once sent `limit` times. Returns how many were
-    /// appended.
-    pub(crate) fn fill(&mut self, mut room: usize, limit: u32, body: &mut Vec<u8>) -> usize {
+    /// one transmission and leaves the queue once sent `limit` times. `datagram` identifies the
+    /// datagram being filled (non-zero): an update already in it is not taken again. Returns
+    /// how many were appended.
+    pub(crate) fn fill(
+        &mut self,
+        mut room: usize,
+        limit: u32,
+        datagram: u64,
+        body: &mut Vec<u8>,
+    ) -> usize {
+        if self.entries.is_empty() {
+            return 0;
+        }
         let mut taken = 0;
         let mut misfits = 0;
         let mut t = 0;
@@ -136,11 +149,16 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
                 if e.transmits as usize != t {
                     continue;
                 }
+                if e.datagram == datagram {
+                    kept.push(id);
+                    continue;
+                }
                 if e.bytes.len() > room {
                     misfits += 1;
                     kept.push(id);
                     continue;
                 }
+                e.datagram = datagram;
                 body.extend_from_slice(&e.bytes);
                 room -= e.bytes.len();
                 taken += 1;
@@ -198,16 +216,16 @@ mod tests {
         q.push("b".into(), vec![2; 20]);
         let mut body = vec![];
         // Never sent: the newest goes first.
-        assert_eq!(q.fill(25, 2, &mut body), 1);
+        assert_eq!(q.fill(25, 2, 1, &mut body), 1);
         assert_eq!(body, vec![2; 20]);
         // Now "a" has been sent fewer times: it leads.
         body.clear();
-        assert_eq!(q.fill(10, 2, &mut body), 1);
+        assert_eq!(q.fill(10, 2, 2, &mut body), 1);
         assert_eq!(body, vec![1; 10]);
         body.clear();
-        assert_eq!(q.fill(100, 2, &mut body), 2);
+        assert_eq!(q.fill(100, 2, 3, &mut body), 2);
         assert!(q.is_empty(), "both reached the limit of 2");
-        assert_eq!(q.fill(100, 2, &mut body), 0);
+        assert_eq!(q.fill(100, 2, 4, &mut body), 0);
     }
 
     #[test]
@@ -217,7 +235,7 @@ mod tests {
         q.push("a".into(), vec![9; 6]);
         assert_eq!(q.len(), 1);
         let mut body = vec![];
-        q.fill(100, 5, &mut body);
+        q.fill(100, 5, 5, &mut body);
         assert_eq!(body, vec![9; 6]);
         assert!(q.contains(&"a".into()));
         assert!(!q.contains(&"b".into()));
@@ -231,12 +249,22 @@ mod tests {
         q.push("c".into(), vec![3; 8]);
         let mut body = vec![];
         // c (newest) fits, b does not, a fits.
-        assert_eq!(q.fill(20, 5, &mut body), 2);
+        assert_eq!(q.fill(20, 5, 6, &mut body), 2);
         assert_eq!(body, [vec![3; 8], vec![1; 8]].concat());
         body.clear();
         // b, never sent, now leads; then c and a in the order they were last sent.
-        assert_eq!(q.fill(100, 5, &mut body), 3);
+        assert_eq!(q.fill(100, 5, 7, &mut body), 3);
         assert_eq!(body, [vec![2; 30], vec![3; 8], vec![1; 8]].concat());
+    }
+
+    #[test]
+    fn one_datagram_never_carries_an_update_twice() {
+        let mut q = BroadcastQueue::<crate::identity::Name>::new(10, [1, 2, 3, 4]);
+        q.push("a".into(), vec![1; 4]);
+        let mut body = vec![];
+        assert_eq!(q.fill(100, 10, 7, &mut body), 1);
+        assert_eq!(q.fill(100, 10, 7, &mut body), 0, "same datagram");
+        assert_eq!(q.fill(100, 10, 8, &mut body), 1, "next datagram");
     }
 
     #[test]
@@ -248,7 +276,7 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert!(q.buckets[0].len() <= 9, "stale ids are compacted");
         let mut body = vec![];
-        assert_eq!(q.fill(100, 5, &mut body), 1);
+        assert_eq!(q.fill(100, 5, 8, &mut body), 1);
         assert_eq!(body, vec![99; 3]);
     }
 
@@ -257,7 +285,7 @@ mod tests {
         let mut q = BroadcastQueue::<crate::identity::Name>::new(2, [1, 2, 3, 4]);
         q.push("a".into(), vec![1; 5]);
         let mut body = vec![];
-        q.fill(100, 10, &mut body); // a sent once
+        q.fill(100, 10, 9, &mut body); // a sent once
         q.push("b".into(), vec![2; 5]);
         q.push("c".into(), vec![3; 5]);
         assert_eq!(q.len(), 2);

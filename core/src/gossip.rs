@@ -189,6 +189,8 @@ impl Node {
         self.query_clock.witness(query_ltime);
         if ignore_old {
             self.event_ring.min_time = self.event_ring.min_time.max(event_ltime);
+            let newest = events.iter().map(|e| e.ltime).max().unwrap_or(0);
+            self.event_ring.latest = self.event_ring.latest.max(newest);
         }
         self.event_clock.witness(event_ltime);
         for e in events {
@@ -207,11 +209,13 @@ impl Node {
             };
             match s.status {
                 WireStatus::Alive | WireStatus::Leaving => {
+                    // The intent time is applied below, as a join or a leave intent.
                     let a = Alive {
                         incarnation: s.incarnation,
                         name: s.name,
                         addr: s.addr,
                         tags: s.tags,
+                        ltime: 0,
                     };
                     self.apply_alive(a, broadcast);
                 }
@@ -237,7 +241,7 @@ impl Node {
                 if leaving {
                     self.on_leave_intent(intent, false);
                 } else {
-                    self.on_join_intent(intent, false);
+                    self.on_join_intent(intent);
                 }
             }
         }
@@ -255,10 +259,12 @@ impl Node {
 
     /// This node's digest for an ack.
     pub(crate) fn view_digest(&self) -> Digest {
-        let settled = self.now.saturating_since(self.members.digest_changed());
+        let changed = self.members.digest_changed().max(self.events_changed);
+        let settled = self.now.saturating_since(changed);
         Digest {
             hash: self.members.digest().to_le_bytes(),
             live: self.members.live() as u32,
+            events: self.event_ring.latest,
             stable: settled >= self.settle_window(),
         }
     }
@@ -269,7 +275,8 @@ impl Node {
     /// at scale — so exchange full state with that peer now, when either
     /// - our view has settled too: the difference will not heal by itself; or
     /// - the settled peer knows more live members than we do: we are the one missing
-    ///   something, whether or not our own view is still moving.
+    ///   something, whether or not our own view is still moving;
+    /// - the settled peer delivered a newer user event than we did: we missed one.
     ///
     /// At most once per settle window.
     pub(crate) fn compare_digest(&mut self, peer: SocketAddr, theirs: Digest) {
@@ -281,8 +288,9 @@ impl Node {
         let due = self
             .last_repair
             .is_none_or(|t| self.now.saturating_since(t) >= window);
-        let behind = theirs.live > mine.live;
-        if (mine.stable || behind) && mine.hash != theirs.hash && due {
+        let behind = theirs.live > mine.live || theirs.events > mine.events;
+        let differ = mine.hash != theirs.hash || theirs.events > mine.events;
+        if (mine.stable || behind) && differ && due {
             self.last_repair = Some(self.now);
             self.stats.digest_repairs += 1;
             let id = self.rng_id();
@@ -600,6 +608,7 @@ mod tests {
         let theirs = Digest {
             hash: [9, 9, 9, 9],
             live: 2,
+            events: 1,
             stable: true,
         };
         let now = a.now;
@@ -624,6 +633,7 @@ mod tests {
             Digest {
                 hash: [1, 1, 1, 1],
                 live: 50,
+                events: 1,
                 stable: false,
             },
         );

@@ -77,20 +77,21 @@ impl Node {
         }
     }
 
-    /// Announce that this node joined (at a new member Lamport time).
+    /// Announce that this node joined, at a new member Lamport time. The join intent rides
+    /// on this node's own alive message (with a new incarnation, so everyone takes it as
+    /// news): Serf gossips it separately, which doubles the traffic of a join storm.
     pub(crate) fn announce_join(&mut self) {
         let ltime = self.member_clock.increment();
         let me = self.me.clone();
-        if let Some(rec) = self.members.get_mut(&me) {
-            rec.status_ltime = ltime;
-            rec.leaving = false;
-        }
-        let i = Intent {
-            ltime,
-            name: me.clone(),
-            prune: false,
+        let now = self.now;
+        let Some(rec) = self.members.get_mut(&me) else {
+            return;
         };
-        self.serf_enqueue(SerfKey::Intent(me), &Message::JoinIntent(i));
+        rec.status_ltime = ltime;
+        rec.leaving = false;
+        let inc = rec.incarnation.wrapping_add(1);
+        self.members.set_incarnation(&me, inc, now);
+        self.broadcast_self();
     }
 
     /// Announce that this node is leaving.
@@ -109,7 +110,8 @@ impl Node {
         self.serf_enqueue(SerfKey::Intent(me), &Message::LeaveIntent(i));
     }
 
-    pub(crate) fn on_join_intent(&mut self, i: Intent, broadcast: bool) {
+    /// A join intent (carried by an alive message or a push-pull state).
+    pub(crate) fn on_join_intent(&mut self, i: Intent) {
         self.member_clock.witness(i.ltime);
         let Some(rec) = self.members.get_mut(&i.name) else {
             self.remember_intent(&i, false);
@@ -120,9 +122,6 @@ impl Node {
         }
         rec.status_ltime = i.ltime;
         rec.leaving = false;
-        if broadcast {
-            self.serf_enqueue(SerfKey::Intent(i.name.clone()), &Message::JoinIntent(i));
-        }
     }
 
     pub(crate) fn on_leave_intent(&mut self, i: Intent, broadcast: bool) {
@@ -141,10 +140,14 @@ impl Node {
             self.remember_intent(&i, true);
             return;
         };
-        if i.ltime <= rec.status_ltime {
+        // A leave intent about a member this node considers failed always applies: failed to
+        // left is the whole point of a force-remove, and the remover's member clock may lag
+        // behind the member's own last join intent.
+        let failed = rec.status() == MemberStatus::Failed;
+        if i.ltime <= rec.status_ltime && !failed {
             return;
         }
-        rec.status_ltime = i.ltime;
+        rec.status_ltime = rec.status_ltime.max(i.ltime);
         let name = rec.name.clone();
         match rec.status() {
             MemberStatus::Alive | MemberStatus::Suspect | MemberStatus::Leaving => {
@@ -192,10 +195,12 @@ mod tests {
     use crate::wire::{Intent, Message};
 
     fn join(name: &str, ltime: u64) -> Message {
-        Message::JoinIntent(Intent {
-            ltime,
+        Message::Alive(crate::wire::Alive {
+            incarnation: ltime as u32,
             name: name.into(),
-            prune: false,
+            addr: addr(if name == "b" { 2 } else { 3 }),
+            tags: Default::default(),
+            ltime,
         })
     }
 
@@ -254,9 +259,10 @@ mod tests {
             "refuted with a newer join intent"
         );
         assert!(!rec.leaving);
-        assert!(a
-            .serf_queue
-            .contains(&crate::node::SerfKey::Intent("a".into())));
+        assert!(
+            a.queue.contains(&"a".into()),
+            "the refutation rides on a new alive"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::suspicion::Suspicion;
 use crate::time::Timestamp;
 
 /// Everything kept about one member. `repr(C)` keeps the fields every gossip message checks
-/// (name, incarnation, status, address) together in the first 64 bytes: at a thousand members
+/// (name, incarnation, status, intent time) together at the head: at a thousand members
 /// per node the table does not fit in cache, and one line per lookup matters.
 #[derive(Clone, Debug)]
 #[repr(C)]
@@ -23,6 +23,10 @@ pub(crate) struct MemberRec {
     /// Read freely; write only through [`Members::set_incarnation`], which keeps the digest.
     pub incarnation: u32,
     status: MemberStatus,
+    /// A leave intent was seen for the member's current life.
+    pub leaving: bool,
+    /// Member Lamport time of the latest join or leave intent applied.
+    pub status_ltime: u64,
     pub addr: SocketAddr,
     /// When `status` last changed.
     pub state_change: Timestamp,
@@ -30,10 +34,6 @@ pub(crate) struct MemberRec {
     pub suspicion: Option<Box<Suspicion>>,
     /// Bumped whenever a suspicion starts, so stale suspicion timers are recognised.
     pub suspicion_gen: u32,
-    /// Member Lamport time of the latest join or leave intent applied.
-    pub status_ltime: u64,
-    /// A leave intent was seen for the member's current life.
-    pub leaving: bool,
 }
 
 impl MemberRec {

@@ -106,6 +106,10 @@ pub struct Node {
     pub(crate) outbox: Outbox,
     /// Leaving: 1 while the leave intent goes out, 2 while the SWIM departure goes out.
     pub(crate) leave_phase: u8,
+    /// When this node last delivered a new user event (part of its digest's settledness).
+    pub(crate) events_changed: Timestamp,
+    /// Datagrams filled so far (tags each fill so no update goes twice into one datagram).
+    pub(crate) datagrams: u64,
     /// Direct messages waiting in `events`.
     pub(crate) inbox_len: usize,
     /// Events dropped since the last [`Event::Lagged`].
@@ -165,6 +169,8 @@ impl Node {
             coalescer: Coalescer::default(),
             outbox: Outbox::default(),
             leave_phase: 0,
+            datagrams: 0,
+            events_changed: now,
             inbox_len: 0,
             lagged: 0,
             me,
@@ -346,7 +352,6 @@ impl Node {
             Message::Dead(d) => self.apply_dead(d, true),
             // Datagrams carrying push-pull were rejected before anything was applied.
             Message::PushPull(p) => self.on_push_pull(p),
-            Message::JoinIntent(i) => self.on_join_intent(i, true),
             Message::LeaveIntent(i) => self.on_leave_intent(i, true),
             Message::UserEvent(e) => self.on_user_event(e, true, true),
             Message::Query(q) => self.on_query(q),
@@ -424,8 +429,10 @@ impl Node {
         if seeds.is_empty() {
             return Err(ApiError::NoSeeds);
         }
-        self.start_join(seeds, ignore_old);
+        // The join intent (a new incarnation of our alive) first, so that the push-pull
+        // carries it and the seeds do not gossip the old incarnation as news.
         self.announce_join();
+        self.start_join(seeds, ignore_old);
         Ok(())
     }
 
@@ -641,14 +648,21 @@ impl Node {
     /// take half the room first, membership updates the rest, then the Serf queue what is
     /// left: neither kind starves the other (memberlist's user broadcasts starved behind
     /// membership traffic at ~1000 nodes).
+    ///
+    /// Serf-layer updates are sent at least as often as with a retransmit multiplier of 4
+    /// (the LAN default), whatever `retransmit_mult` says: they are rare, and unlike a missed
+    /// membership update no probe ever corrects a missed intent, event or query.
     fn piggyback(&mut self, room: usize, body: &mut Vec<u8>) -> usize {
         let limit = self.retransmit_limit();
+        let serf_limit = limit.max(limit / self.cfg.retransmit_mult * 4);
+        self.datagrams += 1;
+        let d = self.datagrams;
         let start = body.len();
-        let mut n = self.serf_queue.fill(room / 2, limit, body);
-        n += self.queue.fill(room - (body.len() - start), limit, body);
+        let mut n = self.serf_queue.fill(room / 2, serf_limit, d, body);
+        n += self.queue.fill(room - (body.len() - start), limit, d, body);
         n += self
             .serf_queue
-            .fill(room - (body.len() - start), limit, body);
+            .fill(room - (body.len() - start), serf_limit, d, body);
         n
     }
 
@@ -707,6 +721,7 @@ impl Node {
             name: rec.name.clone(),
             addr: rec.addr,
             tags: (*rec.tags).clone(),
+            ltime: rec.status_ltime,
         })
     }
 

@@ -75,6 +75,7 @@ pub(crate) fn alive(name: &str, port: u16, incarnation: u32) -> Message {
         name: name.into(),
         addr: addr(port),
         tags: Tags::new(),
+        ltime: 0,
     })
 }
 

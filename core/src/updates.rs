@@ -19,11 +19,12 @@ use crate::members::MemberRec;
 use crate::node::{Node, RunState};
 use crate::suspicion::{self, Suspicion};
 use crate::timers::TimerKind;
-use crate::wire::{Accusation, Alive, Message};
+use crate::wire::{Accusation, Alive, Intent, Message};
 
 impl Node {
     /// Apply an alive message; `broadcast` re-gossips it when it was news.
     pub(crate) fn apply_alive(&mut self, a: Alive, broadcast: bool) {
+        self.member_clock.witness(a.ltime);
         if *a.name == *self.me {
             self.alive_about_self(a);
             return;
@@ -44,6 +45,14 @@ impl Node {
             );
             self.members.insert(rec, &mut self.rng);
             self.apply_buffered_intent(&name);
+            if a.ltime > 0 {
+                let intent = Intent {
+                    ltime: a.ltime,
+                    name: name.clone(),
+                    prune: false,
+                };
+                self.on_join_intent(intent);
+            }
             let snap = self.members.get(&name).expect("just inserted").snapshot();
             self.emit(Event::MemberJoined(snap));
             if broadcast {
@@ -52,6 +61,19 @@ impl Node {
             return;
         };
         let prev = rec.status();
+        // The common case, a copy of what we know about a live member, is settled on the
+        // fields at the head of the record (see `MemberRec`). A same-or-older claim from
+        // another address is not a threat: it changes nothing, and the owner refutes it.
+        if a.incarnation <= rec.incarnation && rec.is_live() {
+            if a.ltime > rec.status_ltime {
+                self.on_join_intent(Intent {
+                    ltime: a.ltime,
+                    name: a.name,
+                    prune: false,
+                });
+            }
+            return;
+        }
         let reclaim = rec.addr != a.addr;
         if reclaim && rec.is_live() {
             let ev = Event::NameConflict {
@@ -63,6 +85,13 @@ impl Node {
             return;
         }
         if !reclaim && a.incarnation <= rec.incarnation {
+            if a.ltime > rec.status_ltime {
+                self.on_join_intent(Intent {
+                    ltime: a.ltime,
+                    name: a.name,
+                    prune: false,
+                });
+            }
             return;
         }
         let tags_changed = *rec.tags != a.tags;
@@ -78,6 +107,14 @@ impl Node {
         let name = rec.name.clone();
         self.members.set_incarnation(&name, a.incarnation, now);
         self.members.set_status(&name, MemberStatus::Alive, now);
+        if a.ltime > 0 {
+            let intent = Intent {
+                ltime: a.ltime,
+                name: name.clone(),
+                prune: false,
+            };
+            self.on_join_intent(intent);
+        }
         let snap = self.members.get(&name).expect("present").snapshot();
         match prev {
             MemberStatus::Failed | MemberStatus::Left => self.emit(Event::MemberJoined(snap)),
@@ -298,6 +335,7 @@ mod tests {
             name: "b".into(),
             addr: addr(2),
             tags: Default::default(),
+            ltime: 0,
         };
         m.tags.insert("role".into(), "db".into());
         deliver(&mut a, at(3), 2, &[crate::wire::Message::Alive(m)]);

@@ -28,6 +28,8 @@ pub(crate) struct EventRing {
     slots: Vec<Option<Slot>>,
     /// Events below this Lamport time are ignored (set by a join with `ignore_old`).
     pub(crate) min_time: u64,
+    /// The highest Lamport time of an event delivered here (or skipped by `ignore_old`).
+    pub(crate) latest: u64,
 }
 
 impl EventRing {
@@ -35,6 +37,7 @@ impl EventRing {
         EventRing {
             slots: vec![None; size.max(1)],
             min_time: 0,
+            latest: 0,
         }
     }
 
@@ -59,6 +62,7 @@ impl EventRing {
                 })
             }
         }
+        self.latest = self.latest.max(e.ltime);
         true
     }
 
@@ -135,6 +139,7 @@ impl Node {
         if !self.event_ring.insert(&e) {
             return;
         }
+        self.events_changed = self.now;
         if deliver {
             let ev = UserEvent {
                 ltime: e.ltime,

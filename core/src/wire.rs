@@ -91,8 +91,8 @@ pub(crate) enum WireStatus {
     Leaving,
 }
 
-/// A Serf join or leave intent: "`name` joined (or is leaving) at member Lamport time
-/// `ltime`". A leave intent with `prune` also erases the member (force-remove with prune).
+/// A Serf leave intent: "`name` is leaving at member Lamport time `ltime`" (join intents ride
+/// on alive messages). With `prune` the member is also erased (force-remove with prune).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Intent {
     pub ltime: u64,
@@ -148,6 +148,8 @@ pub(crate) struct Alive {
     pub name: Name,
     pub addr: SocketAddr,
     pub tags: Tags,
+    /// Member Lamport time of the member's latest join intent (0: none yet).
+    pub ltime: u64,
 }
 
 /// "`from` suspects `name` at `incarnation`" (or, as `Dead`, declares it failed; a dead
@@ -203,6 +205,10 @@ pub(crate) struct Digest {
     pub hash: [u8; 4],
     /// How many live members the sender knows.
     pub live: u32,
+    /// Lamport time of the newest user event the sender delivered: a settled peer ahead of us
+    /// has an event we missed (push-pull carries recent events). Not the event clock, which
+    /// every exchange moves.
+    pub events: u64,
     /// True when the sender's view has not changed for a dissemination window.
     pub stable: bool,
 }
@@ -242,7 +248,6 @@ pub(crate) enum Message {
     Suspect(Accusation),
     Dead(Accusation),
     PushPull(PushPull),
-    JoinIntent(Intent),
     LeaveIntent(Intent),
     UserEvent(UserEventMsg),
     Query(QueryMsg),
@@ -401,7 +406,7 @@ impl Limits {
                 }
                 Ok(())
             }
-            Message::JoinIntent(i) | Message::LeaveIntent(i) => self.name(&i.name),
+            Message::LeaveIntent(i) => self.name(&i.name),
             Message::UserEvent(e) => self.user_event(e),
             Message::Query(q) => {
                 self.name(&q.from)?;
@@ -637,6 +642,7 @@ mod tests {
                 digest: Some(Digest {
                     hash: [1, 2, 3, 4],
                     live: 12,
+                    events: 3,
                     stable: true,
                 }),
             },
@@ -656,6 +662,7 @@ mod tests {
                 name: "n1".into(),
                 addr,
                 tags: tags.clone(),
+                ltime: 9,
             }),
             Message::Suspect(Accusation {
                 incarnation: 3,
@@ -771,6 +778,7 @@ mod tests {
             name: "a".into(),
             addr,
             tags,
+            ltime: 0,
         });
         assert!(limits().validate(&fat).is_err());
         let empty = Message::Suspect(Accusation {

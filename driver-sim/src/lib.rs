@@ -142,6 +142,9 @@ pub struct Sim {
     events: Vec<(Timestamp, usize, Event)>,
     record_events: bool,
     stats: NetStats,
+    /// Latest delivery time of a reliable message per (from, to): a connection delivers in
+    /// order, like TCP.
+    last_reliable: std::collections::HashMap<(usize, usize), Timestamp>,
 }
 
 /// The address of node `i`: 127.a.b.c:7946 with a.b.c = i + 1.
@@ -180,6 +183,7 @@ impl Sim {
             events: Vec::new(),
             record_events: true,
             stats: NetStats::default(),
+            last_reliable: std::collections::HashMap::new(),
         }
     }
 
@@ -365,9 +369,13 @@ impl Sim {
                         let at = now + self.nodes[i].tcp_timeout;
                         self.schedule(at, Action::SendFailed { node: i, to: t.to });
                     } else {
-                        // Connection set-up and transfer: three one-way trips.
-                        let at = now + self.latency() + self.latency() + self.latency();
+                        // Connection set-up and transfer: three one-way trips; in order per
+                        // (sender, receiver), as over one TCP connection.
                         let to = target.expect("checked");
+                        let mut at = now + self.latency() + self.latency() + self.latency();
+                        let last = self.last_reliable.entry((i, to)).or_insert(at);
+                        at = at.max(*last);
+                        *last = at;
                         self.schedule(
                             at,
                             Action::Deliver {

@@ -21,6 +21,10 @@ enum Scenario {
     Lossy,
     /// Steady state for --duration (default 60 s) → bytes_per_node_s, packets_per_node_s.
     Steady,
+    /// Node 0 fires a user event → t_event_all_ms (until every node has it).
+    Event,
+    /// Node 0 queries everyone, all answer → t_query_done_ms, responses.
+    Query,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -96,6 +100,8 @@ fn main() {
         Scenario::Crash => ("crash", scenario::crash),
         Scenario::Lossy => ("lossy", scenario::lossy),
         Scenario::Steady => ("steady", scenario::steady),
+        Scenario::Event => ("event", scenario::event),
+        Scenario::Query => ("query", scenario::query),
     };
     let out = scenario::run(name, config_name, &opts, f);
     println!("{out}");

@@ -229,6 +229,105 @@ pub fn steady(opts: &Options) -> Map<String, Value> {
     m
 }
 
+/// `event`: converge, settle 5 s, node 0 fires a user event; time until every node has it.
+pub fn event(opts: &Options) -> Map<String, Value> {
+    let n = opts.nodes;
+    let mut sim = Sim::new(opts.seed, NetConfig::default());
+    let formed = form_cluster(&mut sim, n, &opts.config);
+    sim.set_net(NetConfig {
+        loss: opts.loss,
+        ..NetConfig::default()
+    });
+    sim.run_for(Duration::from_secs(5));
+    sim.drain_events().for_each(drop);
+    let t0 = sim.now();
+    sim.with_node(0, |node, now| {
+        node.user_event(now, "bench", &b"payload"[..], false)
+    })
+    .expect("user event accepted");
+    let mut got = vec![false; n];
+    let mut count = 0;
+    let all = sim.run_until_pred(t0 + Duration::from_secs(120), |sim, _| {
+        for (_, i, e) in sim.drain_events() {
+            if matches!(e, Event::User(_)) && !got[i] {
+                got[i] = true;
+                count += 1;
+            }
+        }
+        count == n
+    });
+    let mut m = Map::new();
+    m.insert("t_converge_ms".into(), json!(formed.map(ms)));
+    m.insert(
+        "t_event_all_ms".into(),
+        json!(all.then(|| ms(sim.now().saturating_since(t0)))),
+    );
+    m.insert("delivered".into(), json!(count));
+    m.insert(
+        "trace_hash".into(),
+        json!(format!("{:016x}", sim.trace_hash())),
+    );
+    m
+}
+
+/// `query`: converge, settle 5 s, node 0 asks everyone (default timeout); every node answers
+/// as soon as it sees the query. Time until the asker's query is done, and how many answered.
+pub fn query(opts: &Options) -> Map<String, Value> {
+    let n = opts.nodes;
+    let mut sim = Sim::new(opts.seed, NetConfig::default());
+    let formed = form_cluster(&mut sim, n, &opts.config);
+    sim.set_net(NetConfig {
+        loss: opts.loss,
+        ..NetConfig::default()
+    });
+    sim.run_for(Duration::from_secs(5));
+    sim.drain_events().for_each(drop);
+    let t0 = sim.now();
+    let id = sim
+        .with_node(0, |node, now| {
+            node.query(now, "bench", &b"?"[..], Default::default())
+        })
+        .expect("query accepted");
+    let mut done: Option<(Timestamp, usize)> = None;
+    let mut responses = 0;
+    sim.run_until_pred(t0 + Duration::from_secs(600), |sim, _| {
+        let evs: Vec<_> = sim.drain_events().collect();
+        for (t, i, e) in evs {
+            match e {
+                Event::Query(q) => {
+                    let h = q.handle.clone();
+                    let _ = sim.with_node(i, |node, now| node.respond(now, &h, &b"!"[..]));
+                }
+                Event::QueryResponse { query, .. } if i == 0 && query == id => responses += 1,
+                Event::QueryDone {
+                    query,
+                    responses: r,
+                    ..
+                } if i == 0 && query == id => {
+                    done = Some((t, r));
+                }
+                _ => {}
+            }
+        }
+        done.is_some()
+    });
+    let mut m = Map::new();
+    m.insert("t_converge_ms".into(), json!(formed.map(ms)));
+    m.insert(
+        "t_query_done_ms".into(),
+        json!(done.map(|(t, _)| ms(t.saturating_since(t0)))),
+    );
+    m.insert(
+        "responses".into(),
+        json!(done.map_or(responses, |(_, r)| r)),
+    );
+    m.insert(
+        "trace_hash".into(),
+        json!(format!("{:016x}", sim.trace_hash())),
+    );
+    m
+}
+
 /// Run `f`, and add the common fields and the wall time.
 pub fn run(
     scenario: &str,
