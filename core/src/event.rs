@@ -39,7 +39,9 @@ pub enum Event {
         contacted: usize,
     },
     /// Another node claims the name of a live member from a different address; the claim was
-    /// refused (when `name` is this node's own name, this node also re-asserted itself).
+    /// refused. When `name` is this node's own name the lower address keeps it: if that is
+    /// this node it re-asserts itself; otherwise this node stops at once (a
+    /// [`Event::LeaveCompleted`] follows and [`crate::Node::has_left`] turns true).
     NameConflict {
         /// The contested name.
         name: Name,

@@ -7,6 +7,7 @@
 //! time) has answered; Serf always waits for the full timeout.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,7 +33,22 @@ struct Pending {
     expected: BTreeSet<Name>,
     acks: BTreeSet<Name>,
     responses: BTreeSet<Name>,
+    /// Set for the internal name-conflict vote: the contested address and the tally.
+    conflict: Option<Vote>,
 }
+
+/// A name-conflict vote in progress: which address the members that answered hold for this
+/// node's name.
+#[derive(Debug)]
+struct Vote {
+    theirs: SocketAddr,
+    for_us: usize,
+    for_them: usize,
+}
+
+/// The internal query that asks every member which address it holds for a name (Serf's
+/// conflict resolution). Answered inside the core; never surfaced as an event.
+const CONFLICT_QUERY: &str = "_rookery/conflict";
 
 /// One dedup slot: a query Lamport time and the (asker, id) pairs seen at it.
 type RingSlot = Option<(u64, Vec<(Name, u32)>)>;
@@ -42,7 +58,7 @@ type RingSlot = Option<(u64, Vec<(Name, u32)>)>;
 pub(crate) struct Queries {
     ring: Vec<RingSlot>,
     pending: BTreeMap<u32, Pending>,
-    next_id: u32,
+    pub(crate) next_id: u32,
     /// (asker, ltime, id) → deadline, for queries this node may still answer once.
     open: BTreeMap<(Name, u64, u32), Timestamp>,
 }
@@ -177,6 +193,7 @@ impl Node {
             expected,
             acks: BTreeSet::new(),
             responses: BTreeSet::new(),
+            conflict: None,
         };
         self.queries.pending.insert(id, pending);
         self.timers
@@ -249,6 +266,84 @@ impl Node {
         self.send_datagram(to, &[Message::QueryResponse(resp)]);
     }
 
+    /// Another node claims this node's name from `theirs`: ask the cluster which address it
+    /// holds for the name (one vote at a time). A single forged packet cannot make a node give
+    /// up its name: the members that know it answer with its address.
+    pub(crate) fn start_conflict_vote(&mut self, theirs: SocketAddr) {
+        if self.queries.pending.values().any(|p| p.conflict.is_some()) {
+            return;
+        }
+        self.queries.next_id = self.queries.next_id.wrapping_add(1);
+        let id = self.queries.next_id;
+        let ltime = self.query_clock.time();
+        self.query_clock.increment();
+        let timeout = self.default_query_timeout();
+        let q = QueryMsg {
+            ltime,
+            id,
+            from: self.me.clone(),
+            addr: self.addr,
+            filter_nodes: Vec::new(),
+            filter_tags: Vec::new(),
+            ack: false,
+            relay_factor: 0,
+            timeout_ms: timeout.as_millis().min(u32::MAX as u128) as u32,
+            name: Name::new(CONFLICT_QUERY),
+            payload: Bytes::copy_from_slice(self.me.as_bytes()),
+        };
+        let vote = Vote {
+            theirs,
+            for_us: 0,
+            for_them: 0,
+        };
+        let pending = Pending {
+            ltime,
+            expected: BTreeSet::new(),
+            acks: BTreeSet::new(),
+            responses: BTreeSet::new(),
+            conflict: Some(vote),
+        };
+        self.queries.pending.insert(id, pending);
+        self.timers
+            .schedule(self.now + timeout, TimerKind::QueryDeadline { id });
+        self.queries.insert(ltime, &self.me.clone(), id);
+        self.serf_enqueue(SerfKey::Query(ltime, id), &Message::Query(q));
+    }
+
+    fn answer_conflict_vote(&mut self, q: &QueryMsg) {
+        if q.from == self.me {
+            return;
+        }
+        let Ok(name) = std::str::from_utf8(&q.payload) else {
+            return;
+        };
+        let Some(rec) = self.members.get(name).filter(|r| r.is_live()) else {
+            return;
+        };
+        let Ok(addr) = postcard::to_allocvec(&rec.addr) else {
+            return;
+        };
+        let resp = QueryResp {
+            ltime: q.ltime,
+            id: q.id,
+            from: self.me.clone(),
+            ack: false,
+            payload: addr.into(),
+        };
+        self.send_query_resp(q.addr, 0, resp);
+    }
+
+    /// The vote ended: give up the name if more members hold the other address, or on a tie
+    /// when the other address is the lower one; otherwise keep it.
+    fn conflict_vote_done(&mut self, vote: Vote) {
+        let lose = vote.for_them > vote.for_us
+            || (vote.for_them == vote.for_us && vote.for_us > 0 && vote.theirs < self.addr);
+        if lose && self.run == RunState::Running {
+            self.stats.name_conflicts_lost += 1;
+            self.finish_leave();
+        }
+    }
+
     pub(crate) fn on_query(&mut self, q: QueryMsg) {
         self.query_clock.witness(q.ltime);
         let buffer = self.cfg.query_buffer as u64;
@@ -262,6 +357,10 @@ impl Node {
         // Every member passes the query on, selected or not.
         self.serf_enqueue(SerfKey::Query(q.ltime, q.id), &Message::Query(q.clone()));
         if self.run != RunState::Running {
+            return;
+        }
+        if &*q.name == CONFLICT_QUERY {
+            self.answer_conflict_vote(&q);
             return;
         }
         let tags = self
@@ -322,6 +421,16 @@ impl Node {
         if p.ltime != r.ltime {
             return;
         }
+        if let Some(vote) = &mut p.conflict {
+            if !r.ack && p.responses.insert(r.from.clone()) {
+                match postcard::from_bytes::<SocketAddr>(&r.payload) {
+                    Ok(a) if a == self.addr => vote.for_us += 1,
+                    Ok(a) if a == vote.theirs => vote.for_them += 1,
+                    _ => {}
+                }
+            }
+            return;
+        }
         let query = QueryId(r.id);
         if r.ack {
             if p.acks.insert(r.from.clone()) {
@@ -348,6 +457,10 @@ impl Node {
 
     pub(crate) fn query_deadline(&mut self, id: u32) {
         if let Some(p) = self.queries.pending.remove(&id) {
+            if let Some(vote) = p.conflict {
+                self.conflict_vote_done(vote);
+                return;
+            }
             let ev = Event::QueryDone {
                 query: QueryId(id),
                 acks: p.acks.len(),

@@ -52,6 +52,8 @@ pub struct Stats {
     pub messages_failed: u64,
     /// Push-pulls attempted with failed members (reconnect).
     pub reconnects: u64,
+    /// Name conflicts this node lost (it stopped; see [`crate::Event::NameConflict`]).
+    pub name_conflicts_lost: u64,
     /// Probes answered (directly, indirectly or over the reliable channel).
     pub probes_ok: u64,
 }

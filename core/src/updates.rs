@@ -145,7 +145,10 @@ impl Node {
             .expect("self is always in the table");
         let (addr, inc) = (rec.addr, rec.incarnation);
         if a.addr != addr {
-            // Someone else claims our name: report it and re-assert ourselves above it.
+            // Someone else claims our name: report it, re-assert ourselves above the claim,
+            // and ask the cluster, as Serf does, which address it holds for the name. The
+            // minority side stops (a tie goes to the lower address) without announcing a
+            // departure that would mark the name left cluster-wide.
             let ev = Event::NameConflict {
                 name: self.me.clone(),
                 existing: addr,
@@ -155,6 +158,7 @@ impl Node {
             if a.incarnation >= inc {
                 self.refute(a.incarnation);
             }
+            self.start_conflict_vote(a.addr);
             return;
         }
         // Our own state from an earlier life (a restart), or a forged one: outbid it.
@@ -425,6 +429,49 @@ mod tests {
         assert!(
             matches!(&ev[..], [Event::MemberFailed(_), Event::MemberJoined(m)] if m.addr == addr(9))
         );
+    }
+
+    #[test]
+    fn a_name_conflict_is_settled_by_the_cluster_s_vote() {
+        use crate::wire::{Message, QueryResp};
+        // b at port 9 claims to be "a"; a (port 1) knows members c and d.
+        let mut a = node("a", 1);
+        deliver(&mut a, at(0), 3, &[alive("c", 3, 0), alive("d", 4, 0)]);
+        events(&mut a);
+        deliver(&mut a, at(1), 9, &[alive("a", 9, 3)]);
+        assert_eq!(
+            a.local_member().incarnation,
+            4,
+            "re-asserted above the claim"
+        );
+        assert!(
+            matches!(events(&mut a).first(), Some(Event::NameConflict { claimed, .. }) if *claimed == addr(9))
+        );
+        let (ltime, id) = (a.query_clock.time() - 1, a.queries.next_id);
+        let vote = |from: &str, port: u16| {
+            Message::QueryResponse(QueryResp {
+                ltime,
+                id,
+                from: from.into(),
+                ack: false,
+                payload: postcard::to_allocvec(&addr(port)).unwrap().into(),
+            })
+        };
+        // Both members hold the other address: a is the minority and stops.
+        deliver(
+            &mut a,
+            at(2),
+            3,
+            &[vote("c", 9), vote("d", 9), vote("d", 9)],
+        );
+        tick(&mut a, at(60_000), std::time::Duration::from_secs(1));
+        assert!(a.has_left());
+        assert_eq!(a.stats().name_conflicts_lost, 1);
+        // Nobody answering (a forged claim, or a node alone) never costs a node its name.
+        let mut lone = node("a", 5);
+        deliver(&mut lone, at(1), 1, &[alive("a", 1, 0)]);
+        tick(&mut lone, at(60_000), std::time::Duration::from_secs(1));
+        assert!(!lone.has_left());
     }
 
     #[test]

@@ -405,3 +405,32 @@ fn a_graceful_leave_passes_through_leaving_and_a_rejoin_wins_over_it() {
     }
     assert_eq!(sim.node(back).alive_count(), 6);
 }
+
+#[test]
+fn a_duplicate_name_is_voted_out_and_the_original_keeps_it() {
+    let n = 6;
+    let mut sim = cluster(31, n, &Config::local());
+    let original = sim.addr(2);
+    let dup = sim.add_node(Config::local(), "node-2");
+    sim.join(dup, &[0]);
+    sim.run_for(Duration::from_secs(30));
+    let conflicts = sim
+        .drain_events()
+        .filter(|(_, _, e)| matches!(e, Event::NameConflict { .. }))
+        .count();
+    assert!(conflicts > 0, "the conflict was reported");
+    assert!(
+        sim.node(dup).has_left(),
+        "the newcomer lost the vote and stopped"
+    );
+    assert!(!sim.node(2).has_left());
+    for i in 0..n {
+        let m = sim.node(i).member("node-2").unwrap();
+        assert_eq!(
+            (m.addr, m.status),
+            (original, MemberStatus::Alive),
+            "node {i}"
+        );
+        assert_eq!(sim.node(i).alive_count(), n, "node {i}");
+    }
+}
