@@ -558,6 +558,73 @@ mod tests {
     }
 
     #[test]
+    fn responses_also_go_through_relays() {
+        let mut b = node("b", 2);
+        deliver(
+            &mut b,
+            at(0),
+            3,
+            &[alive("c", 3, 0), alive("d", 4, 0), alive("e", 5, 0)],
+        );
+        sent(&mut b);
+        let q = crate::wire::QueryMsg {
+            ltime: 1,
+            id: 7,
+            from: "a".into(),
+            addr: addr(1),
+            filter_nodes: vec![],
+            filter_tags: vec![],
+            ack: false,
+            relay_factor: 2,
+            timeout_ms: 5000,
+            name: "q".into(),
+            payload: Default::default(),
+        };
+        deliver(&mut b, at(1), 3, &[Message::Query(q)]);
+        let incoming = events(&mut b)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Query(q) => Some(q),
+                _ => None,
+            })
+            .unwrap();
+        sent(&mut b);
+        b.respond(at(2), &incoming.handle, &b"r"[..]).unwrap();
+        let out = sent(&mut b);
+        let direct = out
+            .iter()
+            .filter(|(to, _, m)| *to == addr(1) && matches!(m[0], Message::QueryResponse(_)))
+            .count();
+        let relayed: Vec<u16> = out
+            .iter()
+            .filter(
+                |(_, _, m)| matches!(&m[0], Message::RelayResponse { to, .. } if *to == addr(1)),
+            )
+            .map(|(to, _, _)| to.port())
+            .collect();
+        assert_eq!(direct, 1);
+        assert_eq!(relayed.len(), 2, "relay_factor members forward it");
+        // A relay forwards to the asker.
+        let mut c = node("c", 3);
+        let resp = crate::wire::QueryResp {
+            ltime: 1,
+            id: 7,
+            from: "b".into(),
+            ack: false,
+            payload: Default::default(),
+        };
+        deliver(
+            &mut c,
+            at(3),
+            2,
+            &[Message::RelayResponse { to: addr(1), resp }],
+        );
+        assert!(sent(&mut c)
+            .iter()
+            .any(|(to, _, m)| *to == addr(1) && matches!(m[0], Message::QueryResponse(_))));
+    }
+
+    #[test]
     fn limits_and_bad_filters_are_typed_errors() {
         let mut a = node("a", 1);
         let big = vec![0u8; 2000];

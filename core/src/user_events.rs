@@ -216,6 +216,24 @@ mod tests {
     }
 
     #[test]
+    fn a_deep_serf_queue_warns_once_and_stays_bounded() {
+        let mut a = node("a", 1);
+        a.cfg.queue_depth_warning = 10;
+        a.serf_queue = crate::broadcast_queue::BroadcastQueue::new(20, [1, 2, 3, 4]);
+        for i in 0..30u32 {
+            a.user_event(at(1), "e", i.to_le_bytes().to_vec(), false)
+                .unwrap();
+        }
+        let warnings: Vec<Event> = events(&mut a)
+            .into_iter()
+            .filter(|e| matches!(e, Event::QueueDepthWarning { .. }))
+            .collect();
+        assert_eq!(warnings, vec![Event::QueueDepthWarning { depth: 11 }]);
+        assert_eq!(a.serf_queue_len(), 20);
+        assert_eq!(a.stats().broadcast_drops, 10);
+    }
+
+    #[test]
     fn the_ring_keeps_recent_events_in_order() {
         let mut a = node("a", 1);
         for t in [3u64, 1, 2] {
