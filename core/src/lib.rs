@@ -55,6 +55,8 @@ mod broadcast_queue;
 mod config;
 mod error;
 mod event;
+#[cfg(feature = "arbitrary")]
+pub mod fuzzing;
 mod gossip;
 mod identity;
 mod members;

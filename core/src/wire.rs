@@ -81,6 +81,7 @@ impl From<postcard::Error> for DecodeError {
 
 /// A member's state as carried in gossip and push-pull.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) enum WireStatus {
     Alive,
     Suspect,
@@ -90,6 +91,7 @@ pub(crate) enum WireStatus {
 
 /// "`name` at `addr` is alive at `incarnation` with `tags`."
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) struct Alive {
     pub incarnation: u32,
     pub name: Name,
@@ -100,6 +102,7 @@ pub(crate) struct Alive {
 /// "`from` suspects `name` at `incarnation`" (or, as `Dead`, declares it failed; a dead
 /// message whose `from` is `name` itself announces a graceful leave).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) struct Accusation {
     pub incarnation: u32,
     pub name: Name,
@@ -108,6 +111,7 @@ pub(crate) struct Accusation {
 
 /// One member's full state in a push-pull exchange.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) struct PushState {
     pub name: Name,
     pub addr: SocketAddr,
@@ -118,6 +122,7 @@ pub(crate) struct PushState {
 
 /// A push-pull exchange: the sender's whole member table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) struct PushPull {
     /// Matches a response to its request.
     pub id: u32,
@@ -136,6 +141,7 @@ pub(crate) struct PushPull {
 /// A summary of a node's live member view, carried in direct acks: the prober compares it
 /// with its own and repairs a lasting difference with a push-pull.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) struct Digest {
     /// Order-independent hash of (name, incarnation) over live members.
     pub hash: [u8; 4],
@@ -145,6 +151,7 @@ pub(crate) struct Digest {
 
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) enum Message {
     /// Probe: answer with `Ack { seq }` if your name is `target`.
     Ping {
