@@ -147,7 +147,8 @@ impl Node {
         node.broadcast_self();
         let stagger = |n: &mut Node, d: std::time::Duration| {
             let micros = d.as_micros().max(1) as u64;
-            Timestamp::from_micros(now.as_micros() + n.rng.random_range(0..micros))
+            // Timestamp arithmetic saturates: a driver may start its clock anywhere.
+            now + std::time::Duration::from_micros(n.rng.random_range(0..micros))
         };
         let (probe, gossip, push_pull) = (
             node.cfg.probe_interval,
@@ -289,10 +290,14 @@ impl Node {
     }
 
     /// Fire every internal timer due at `now`. Call when the deadline from
-    /// [`Node::poll_timeout`] has passed; calling early or late is harmless.
+    /// [`Node::poll_timeout`] has passed; calling early or late is harmless. A timer that the
+    /// handlers schedule for `now` or earlier fires at the next call (`poll_timeout` reports
+    /// it), so the call always returns, even at [`Timestamp::MAX`].
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.advance(now);
-        while let Some(kind) = self.timers.pop_due(self.now) {
+        // Only timers due when the call began: re-armed ones wait for the next call.
+        let mark = self.timers.mark();
+        while let Some(kind) = self.timers.pop_due(self.now, mark) {
             if self.run == RunState::Left {
                 return;
             }
