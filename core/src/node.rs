@@ -371,7 +371,8 @@ impl Node {
             .get_mut(&me)
             .expect("self is always in the table");
         rec.tags = Arc::new(tags);
-        let inc = rec.incarnation.wrapping_add(1);
+        // Incarnations never wrap: at u32::MAX the node stays there (see `refute`).
+        let inc = rec.incarnation.saturating_add(1);
         self.members.set_incarnation(&me, inc, now);
         self.broadcast_self();
         Ok(())

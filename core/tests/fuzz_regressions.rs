@@ -47,3 +47,41 @@ fn clock_near_the_end_of_time_does_not_overflow() {
         assert!(n.poll_timeout().is_some());
     }
 }
+
+/// A datagram holding one `Suspect { incarnation, name, from }`, encoded by hand (postcard:
+/// variant 6, varint incarnation, length-prefixed strings).
+fn suspect_datagram(incarnation: u32, name: &str, from: &str) -> Vec<u8> {
+    let mut d = vec![wire::VERSION, 0, 1, 6];
+    let mut n = incarnation;
+    while n >= 0x80 {
+        d.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    d.push(n as u8);
+    for s in [name, from] {
+        d.push(s.len() as u8);
+        d.extend(s.as_bytes());
+    }
+    d
+}
+
+/// `refute` computed `max(own, accused).wrapping_add(1)`: an accusation at `u32::MAX` (forged,
+/// or gossiped by a buggy peer) wrapped this node's incarnation to 0, older than anything the
+/// cluster held, so no later refutation was ever accepted. `set_tags` wrapped the same way.
+/// Incarnations now saturate. (Found by the hostile-input tests of fuzz-targets.)
+#[test]
+fn own_incarnation_saturates_instead_of_wrapping() {
+    let now = Timestamp::ZERO;
+    let mut a = Node::new(Config::local(), Identity::new("a", addr(1)), 1, now).unwrap();
+    let mut last = 0;
+    for inc in [u32::MAX - 1, u32::MAX, u32::MAX] {
+        a.handle_packet(now, addr(2), &suspect_datagram(inc, "a", "b"))
+            .unwrap();
+        let got = a.local_member().incarnation;
+        assert!(got >= last, "own incarnation went from {last} to {got}");
+        last = got;
+    }
+    assert_eq!(last, u32::MAX);
+    a.set_tags(now, Default::default()).unwrap();
+    assert_eq!(a.local_member().incarnation, u32::MAX);
+}
