@@ -8,8 +8,8 @@
 //! - while the script runs, after every fault: every running node stays within its bounds
 //!   (member table, broadcast queue, health score) and its own incarnation never decreases;
 //! - then the network heals (no loss, no isolation) and, within [`DETECTION_BOUND`], every
-//!   crashed node is failed (or left) in the view of every node still running: failure
-//!   detection survives whatever happened before;
+//!   crashed node is failed (or left) in the view of every node still running and not
+//!   leaving: failure detection survives whatever happened before;
 //! - when the script only degraded the network (loss, latency, tag changes, joins through live
 //!   nodes: no crash, isolation or leave), every running node sees every node alive within
 //!   [`CONVERGENCE_BOUND`] of the heal: false verdicts are always refuted.
@@ -269,8 +269,10 @@ pub fn run_script(script: &ClusterScript) -> u64 {
         .filter(|&i| !fates[i].crashed && !sim.node(i).has_left())
         .collect();
     let crashed: Vec<usize> = (0..sim.len()).filter(|&i| fates[i].crashed).collect();
+    // A node that is leaving (or has left) stops probing: its view no longer counts.
+    let leaving = |sim: &Sim, r: usize| sim.node(r).local_member().status == MemberStatus::Left;
     let detected = |sim: &Sim| {
-        running.iter().all(|&r| {
+        running.iter().filter(|&&r| !leaving(sim, r)).all(|&r| {
             crashed.iter().all(|&c| {
                 sim.node(r)
                     .member(&name(c))
@@ -285,6 +287,7 @@ pub fn run_script(script: &ClusterScript) -> u64 {
     if !ok {
         let views: Vec<_> = running
             .iter()
+            .filter(|&&r| !leaving(&sim, r))
             .map(|&r| (r, sim.node(r).members()))
             .collect();
         panic!("crashed nodes {crashed:?} not detected within the bound: {views:#?}");
