@@ -12,6 +12,8 @@
 //! encodable messages that pass validation always decode back to themselves, and those that
 //! fail it never decode; the frame decoder returns exactly the bytes it was fed, in order.
 
+use std::net::{SocketAddr, SocketAddrV6};
+
 use arbitrary::{Arbitrary, Unstructured};
 use rookery_core::fuzzing::{self, WireMessage};
 use rookery_core::wire::{FrameDecoder, FRAME_HEADER_LEN};
@@ -116,12 +118,25 @@ fn frame_stream(cfg: &Config, data: &[u8]) {
     }
 }
 
+/// `addr` as the wire carries it: IPv6 flow info and scope id dropped.
+pub fn wire_addr(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(*v6.ip(), v6.port(), 0, 0)),
+        v4 => v4,
+    }
+}
+
 /// Build messages from the bytes, then check encoder and decoder agree about them.
 fn structured(cfg: &Config, data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let Ok(msgs) = Vec::<WireMessage>::arbitrary(&mut u) else {
+    let Ok(mut msgs) = Vec::<WireMessage>::arbitrary(&mut u) else {
         return;
     };
+    // The wire carries an IPv6 address as address and port only (serde's encoding): flow info
+    // and scope id do not travel, so messages built with them cannot round-trip.
+    for m in &mut msgs {
+        m.map_addrs(wire_addr);
+    }
     let valid = msgs.iter().all(|m| fuzzing::validate(cfg, m).is_ok());
     if !msgs.is_empty() && msgs.len() < 16_384 {
         let bytes = fuzzing::encode_datagram(cfg.label.as_deref(), &msgs);
