@@ -507,10 +507,6 @@ impl Harness {
         self.step_events.clear();
     }
 
-    fn from_addr(&self, sel: u8) -> SocketAddr {
-        addr_of(sel)
-    }
-
     /// Deliver raw bytes; rejected input must change nothing.
     fn raw(&mut self, stream: bool, from: SocketAddr, bytes: &[u8]) {
         let before = fingerprint(&self.node);
@@ -653,8 +649,8 @@ impl Harness {
         let mut fired = false;
         let dropped = self.node.stats().events_dropped;
         match op {
-            Op::Packet(a, b) => self.raw(false, self.from_addr(*a), b),
-            Op::Stream(a, b) => self.raw(true, self.from_addr(*a), b),
+            Op::Packet(a, b) => self.raw(false, addr_of(*a), b),
+            Op::Stream(a, b) => self.raw(true, addr_of(*a), b),
             Op::Advance(us) => {
                 self.now =
                     Timestamp::from_micros(self.now.as_micros().saturating_add(u64::from(*us)))
@@ -674,9 +670,7 @@ impl Harness {
                     steer(m, &mut u);
                 }
                 let bytes = fuzzing::encode_datagram(self.label(), &msgs);
-                let _ = self
-                    .node
-                    .handle_packet(self.now, self.from_addr(*a), &bytes);
+                let _ = self.node.handle_packet(self.now, addr_of(*a), &bytes);
             }
             Op::StreamMsg(a, b) => {
                 let mut u = Unstructured::new(b);
@@ -685,7 +679,7 @@ impl Harness {
                 };
                 steer(&mut m, &mut u);
                 let body = fuzzing::encode_frame_body(self.label(), &m);
-                let _ = self.node.handle_stream(self.now, self.from_addr(*a), &body);
+                let _ = self.node.handle_stream(self.now, addr_of(*a), &body);
             }
             Op::Answer(s, h) => self.answer(*s, *h),
             Op::Join(seeds) => {
@@ -699,7 +693,7 @@ impl Harness {
                 let tags = Tags::arbitrary(&mut Unstructured::new(b)).unwrap_or_default();
                 let _ = self.node.set_tags(self.now, tags);
             }
-            Op::SendFailure(a) => self.node.handle_send_failure(self.now, self.from_addr(*a)),
+            Op::SendFailure(a) => self.node.handle_send_failure(self.now, addr_of(*a)),
             Op::Drain => {}
             Op::NextTimer => {
                 if let Some(at) = self.node.poll_timeout() {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rookery_core::fuzzing::{self, StateEntry, WireMessage};
-use rookery_core::wire::{DecodeError, FrameDecoder, FRAME_HEADER_LEN, VERSION};
+use rookery_core::wire::{DecodeError, FrameDecoder, VERSION};
 use rookery_core::{
     Config, Event, Identity, InputError, MemberStatus, Node, Tags, Timestamp, TransmitKind,
 };
