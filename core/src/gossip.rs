@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use crate::event::Event;
 use crate::identity::MemberStatus;
 use crate::node::{Node, RunState, SerfKey};
-use crate::time::Timestamp;
 use crate::timers::TimerKind;
 use crate::wire::{Accusation, Alive, Digest, Intent, Message, PushPull, PushState, WireStatus};
 use rand::Rng;
@@ -356,7 +355,7 @@ impl Node {
                 let generation = self.push_pull_gen;
                 let period = self.push_pull_period().as_micros().max(1) as u64;
                 let at =
-                    Timestamp::from_micros(self.now.as_micros() + self.rng.random_range(0..period));
+                    self.now + std::time::Duration::from_micros(self.rng.random_range(0..period));
                 self.timers
                     .schedule(at, TimerKind::PushPullTick { generation });
             }

@@ -56,6 +56,8 @@ mod coalesce;
 mod config;
 mod error;
 mod event;
+#[cfg(feature = "arbitrary")]
+pub mod fuzzing;
 mod gossip;
 mod identity;
 mod intents;

@@ -200,7 +200,8 @@ impl Node {
         node.broadcast_self();
         let stagger = |n: &mut Node, d: std::time::Duration| {
             let micros = d.as_micros().max(1) as u64;
-            Timestamp::from_micros(now.as_micros() + n.rng.random_range(0..micros))
+            // Timestamp arithmetic saturates: a driver may start its clock anywhere.
+            now + std::time::Duration::from_micros(n.rng.random_range(0..micros))
         };
         let (probe, gossip, push_pull) = (
             node.cfg.probe_interval,
@@ -373,10 +374,14 @@ impl Node {
     }
 
     /// Fire every internal timer due at `now`. Call when the deadline from
-    /// [`Node::poll_timeout`] has passed; calling early or late is harmless.
+    /// [`Node::poll_timeout`] has passed; calling early or late is harmless. A timer that the
+    /// handlers schedule for `now` or earlier fires at the next call (`poll_timeout` reports
+    /// it), so the call always returns, even at [`Timestamp::MAX`].
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.advance(now);
-        while let Some(kind) = self.timers.pop_due(self.now) {
+        // Only timers due when the call began: re-armed ones wait for the next call.
+        let mark = self.timers.mark();
+        while let Some(kind) = self.timers.pop_due(self.now, mark) {
             if self.run == RunState::Left {
                 return;
             }
@@ -468,7 +473,8 @@ impl Node {
             .get_mut(&me)
             .expect("self is always in the table");
         rec.tags = Arc::new(tags);
-        let inc = rec.incarnation.wrapping_add(1);
+        // Incarnations never wrap: at u32::MAX the node stays there (see `refute`).
+        let inc = rec.incarnation.saturating_add(1);
         self.members.set_incarnation(&me, inc, now);
         self.broadcast_self();
         Ok(())
@@ -519,7 +525,9 @@ impl Node {
             .snapshot()
     }
 
-    /// Members with status alive, this node included (while it runs).
+    /// Members alive at the failure-detection level — status [`crate::MemberStatus::Alive`], or
+    /// [`crate::MemberStatus::Leaving`] while the departure goes out — this node included while it
+    /// runs.
     pub fn alive_count(&self) -> usize {
         self.members.alive()
     }

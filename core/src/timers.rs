@@ -57,10 +57,19 @@ impl Timers {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
-    /// Remove and return the earliest timer due at or before `now`.
-    pub(crate) fn pop_due(&mut self, now: Timestamp) -> Option<TimerKind> {
+    /// A mark of the timers scheduled so far, for [`Timers::pop_due`].
+    pub(crate) fn mark(&self) -> u64 {
+        self.next
+    }
+
+    /// Remove and return the earliest timer due at or before `now` that was scheduled before
+    /// `mark` was taken. Timers scheduled after the mark wait for the next call, so a handler
+    /// that re-arms at `now` (time saturates at [`Timestamp::MAX`]) cannot loop forever.
+    pub(crate) fn pop_due(&mut self, now: Timestamp, mark: u64) -> Option<TimerKind> {
         match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse((_, _, k))| k),
+            Some(Reverse((at, seq, _))) if *at <= now && *seq <= mark => {
+                self.heap.pop().map(|Reverse((_, _, k))| k)
+            }
             _ => None,
         }
     }
@@ -89,17 +98,25 @@ mod tests {
             TimerKind::PushPullTick { generation: 0 },
         );
         assert_eq!(t.next_deadline(), Some(Timestamp::from_millis(10)));
-        assert_eq!(t.pop_due(Timestamp::from_millis(5)), None);
+        let m = t.mark();
+        assert_eq!(t.pop_due(Timestamp::from_millis(5), m), None);
         assert_eq!(
-            t.pop_due(Timestamp::from_millis(15)),
+            t.pop_due(Timestamp::from_millis(15), m),
             Some(TimerKind::ProbeTick)
         );
         assert_eq!(
-            t.pop_due(Timestamp::from_millis(15)),
+            t.pop_due(Timestamp::from_millis(15), m),
             Some(TimerKind::PushPullTick { generation: 0 })
         );
-        assert_eq!(t.pop_due(Timestamp::from_millis(15)), None);
+        assert_eq!(t.pop_due(Timestamp::from_millis(15), m), None);
         assert_eq!(t.len(), 1);
+        // A timer scheduled after the mark waits, even when due.
+        t.schedule(Timestamp::from_millis(1), TimerKind::GossipTick);
+        assert_eq!(t.pop_due(Timestamp::from_millis(15), m), None);
+        assert_eq!(
+            t.pop_due(Timestamp::from_millis(15), t.mark()),
+            Some(TimerKind::GossipTick)
+        );
         t.clear();
         assert_eq!(t.next_deadline(), None);
     }

@@ -193,12 +193,18 @@ impl Node {
     }
 
     /// Raise our incarnation above `accused` and announce ourselves alive.
+    ///
+    /// The incarnation saturates at `u32::MAX` instead of wrapping to 0: a wrapped incarnation
+    /// is older than anything the cluster holds, so every later refutation would be ignored
+    /// and the node could never clear a suspicion again. At the ceiling an accusation at
+    /// `u32::MAX` cannot be outbid (only a forged one can get there: 2^32 real refutations
+    /// take centuries).
     pub(crate) fn refute(&mut self, accused: u32) {
         let me = self.me.clone();
         let inc = self.members.get(&me).map_or(0, |r| r.incarnation);
         let now = self.now;
         self.members
-            .set_incarnation(&me, inc.max(accused).wrapping_add(1), now);
+            .set_incarnation(&me, inc.max(accused).saturating_add(1), now);
         self.stats.refutations += 1;
         self.told_accusers.clear();
         self.health_penalty();

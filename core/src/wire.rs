@@ -82,6 +82,7 @@ impl From<postcard::Error> for DecodeError {
 
 /// A member's state as carried in gossip and push-pull.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) enum WireStatus {
     Alive,
     Suspect,
@@ -93,6 +94,7 @@ pub(crate) enum WireStatus {
 
 /// A Serf leave intent: "`name` is leaving at member Lamport time `ltime`" (join intents ride
 /// on alive messages). With `prune` the member is also erased (force-remove with prune).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Intent {
     pub ltime: u64,
@@ -101,15 +103,18 @@ pub(crate) struct Intent {
 }
 
 /// A user event.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct UserEventMsg {
     pub ltime: u64,
     pub name: Name,
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_bytes))]
     pub payload: Bytes,
     pub coalesce: bool,
 }
 
 /// A query, gossiped to every member; those its filters select answer the asker directly.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct QueryMsg {
     pub ltime: u64,
@@ -128,21 +133,25 @@ pub(crate) struct QueryMsg {
     /// Milliseconds the asker waits.
     pub timeout_ms: u32,
     pub name: Name,
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_bytes))]
     pub payload: Bytes,
 }
 
 /// An answer to a query: an ack (empty payload) or a response.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct QueryResp {
     pub ltime: u64,
     pub id: u32,
     pub from: Name,
     pub ack: bool,
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_bytes))]
     pub payload: Bytes,
 }
 
 /// "`name` at `addr` is alive at `incarnation` with `tags`."
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) struct Alive {
     pub incarnation: u32,
     pub name: Name,
@@ -155,6 +164,7 @@ pub(crate) struct Alive {
 /// "`from` suspects `name` at `incarnation`" (or, as `Dead`, declares it failed; a dead
 /// message whose `from` is `name` itself announces a graceful leave).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) struct Accusation {
     pub incarnation: u32,
     pub name: Name,
@@ -163,6 +173,7 @@ pub(crate) struct Accusation {
 
 /// One member's full state in a push-pull exchange.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) struct PushState {
     pub name: Name,
     pub addr: SocketAddr,
@@ -175,6 +186,7 @@ pub(crate) struct PushState {
 
 /// A push-pull exchange: the sender's whole member table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) struct PushPull {
     /// Matches a response to its request.
     pub id: u32,
@@ -200,6 +212,7 @@ pub(crate) struct PushPull {
 /// A summary of a node's live member view, carried in direct pings and acks: the receiver
 /// compares it with its own and repairs a difference gossip will not fix with a push-pull.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) struct Digest {
     /// Order-independent hash of (name, incarnation) over live members.
     pub hash: [u8; 4],
@@ -215,6 +228,7 @@ pub(crate) struct Digest {
 
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub(crate) enum Message {
     /// Probe: answer with `Ack { seq }` if your name is `target`. A direct probe carries the
     /// prober's view digest.
@@ -260,8 +274,16 @@ pub(crate) enum Message {
     /// A direct message from `from` (reliable channel).
     Direct {
         from: Name,
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_bytes))]
         payload: Bytes,
     },
+}
+
+/// Arbitrary payload bytes (`bytes::Bytes` has no `Arbitrary` of its own).
+#[cfg(feature = "arbitrary")]
+fn arbitrary_bytes(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Bytes> {
+    use arbitrary::Arbitrary;
+    Ok(Bytes::from(Vec::<u8>::arbitrary(u)?))
 }
 
 /// Deserialize a sequence without trusting its claimed length for preallocation.

@@ -80,6 +80,44 @@ pub struct NetStats {
     pub reliable_failed: u64,
 }
 
+/// One input a node received, as recorded by the tap ([`Sim::set_tap`]): enough to replay a
+/// node's life outside the simulator (the fuzz corpus generator does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TapInput {
+    /// [`rookery_core::Node::handle_timeout`].
+    Timeout,
+    /// [`rookery_core::Node::handle_packet`] of `payload` from `from`.
+    Packet {
+        /// Sender.
+        from: SocketAddr,
+        /// The datagram.
+        payload: Bytes,
+    },
+    /// [`rookery_core::Node::handle_stream`] of `body` (a frame body) from `from`.
+    Stream {
+        /// Sender.
+        from: SocketAddr,
+        /// The frame body, length prefix removed.
+        body: Bytes,
+    },
+    /// [`rookery_core::Node::handle_send_failure`] for `to`.
+    SendFailure {
+        /// The unreachable destination.
+        to: SocketAddr,
+    },
+}
+
+/// A recorded input: when, to which node, what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TapEntry {
+    /// Virtual time of the input.
+    pub at: Timestamp,
+    /// Index of the node that received it.
+    pub node: usize,
+    /// The input.
+    pub input: TapInput,
+}
+
 #[derive(Debug)]
 enum Action {
     Deliver {
@@ -145,6 +183,7 @@ pub struct Sim {
     /// Latest delivery time of a reliable message per (from, to): a connection delivers in
     /// order, like TCP.
     last_reliable: std::collections::HashMap<(usize, usize), Timestamp>,
+    tap: Option<Vec<TapEntry>>,
 }
 
 /// The address of node `i`: 127.a.b.c:7946 with a.b.c = i + 1.
@@ -184,12 +223,35 @@ impl Sim {
             record_events: true,
             stats: NetStats::default(),
             last_reliable: std::collections::HashMap::new(),
+            tap: None,
         }
     }
 
     /// Keep events for [`Sim::drain_events`] (default) or only hash them.
     pub fn set_record_events(&mut self, on: bool) {
         self.record_events = on;
+    }
+
+    /// Record every input handed to a node (off by default); read with [`Sim::drain_tap`].
+    /// API calls made through [`Sim::join`], [`Sim::leave`] and [`Sim::with_node`] are not
+    /// recorded: the caller knows them.
+    pub fn set_tap(&mut self, on: bool) {
+        self.tap = on.then(Vec::new);
+    }
+
+    /// Inputs recorded since the last call, in the order the nodes received them.
+    pub fn drain_tap(&mut self) -> Vec<TapEntry> {
+        self.tap.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn record(&mut self, node: usize, input: TapInput) {
+        if let Some(tap) = &mut self.tap {
+            tap.push(TapEntry {
+                at: self.now,
+                node,
+                input,
+            });
+        }
     }
 
     /// Change the network (loss, latency, MTU) from now on.
@@ -430,6 +492,7 @@ impl Sim {
                 }
                 n.armed = None;
                 n.node.handle_timeout(now);
+                self.record(node, TapInput::Timeout);
                 self.after_input(node);
                 Some(node)
             }
@@ -444,17 +507,20 @@ impl Sim {
                     self.stats.blocked += 1;
                     return Some(None);
                 }
-                match kind {
+                let input = match kind {
                     TransmitKind::Datagram => {
                         self.stats.delivered += 1;
                         let _ = n.node.handle_packet(now, from, &payload);
+                        TapInput::Packet { from, payload }
                     }
                     TransmitKind::Reliable => {
                         self.stats.reliable_delivered += 1;
-                        let body = payload.get(wire::FRAME_HEADER_LEN..).unwrap_or(&[]);
-                        let _ = n.node.handle_stream(now, from, body);
+                        let body = payload.slice(wire::FRAME_HEADER_LEN.min(payload.len())..);
+                        let _ = n.node.handle_stream(now, from, &body);
+                        TapInput::Stream { from, body }
                     }
-                }
+                };
+                self.record(to, input);
                 self.after_input(to);
                 Some(to)
             }
@@ -464,6 +530,7 @@ impl Sim {
                 }
                 self.stats.reliable_failed += 1;
                 self.nodes[node].node.handle_send_failure(now, to);
+                self.record(node, TapInput::SendFailure { to });
                 self.after_input(node);
                 Some(node)
             }

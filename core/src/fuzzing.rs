@@ -1,0 +1,425 @@
+//! Fuzzing support, compiled only with the `arbitrary` cargo feature.
+//!
+//! The wire types stay crate-private; this module is the one door fuzzers and hostile-input
+//! tests use to reach them. It offers an opaque [`WireMessage`] that implements
+//! [`arbitrary::Arbitrary`] (so fuzzers mutate *messages*, not bytes, and reach deep protocol
+//! states), encoders that wrap messages in a valid envelope (a datagram or a stream frame), the
+//! same decoders the [`crate::Node`] uses, and a few constructors and accessors a harness needs
+//! to answer what a node sent (acks for its pings, push-pull responses for its joins).
+//!
+//! There is no checksum or encryption in the wire format yet, so the encoders here *are* the
+//! null codec path: whatever a fuzzer builds is exactly what a node would accept. When a keyring
+//! or checksum is added, its bypass belongs here, behind the same feature.
+
+use std::net::SocketAddr;
+
+use crate::config::Config;
+use crate::identity::{MemberStatus, Name, Tags};
+use crate::wire::{
+    self, Accusation, Alive, DecodeError, Digest, Envelope, Limits, Message, PushPull, PushState,
+    WireStatus,
+};
+
+/// One protocol message, opaque. Build it with [`arbitrary::Arbitrary`], the constructors
+/// below, or by decoding; inspect it with [`WireMessage::info`].
+#[derive(Clone, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
+pub struct WireMessage(Message);
+
+/// What kind of message a [`WireMessage`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// Direct probe.
+    Ping,
+    /// Probe answer.
+    Ack,
+    /// Indirect probe relay got no answer.
+    Nack,
+    /// Request to probe someone on the sender's behalf.
+    IndirectPing,
+    /// Reliable-channel fallback probe.
+    StreamPing,
+    /// Alive announcement.
+    Alive,
+    /// Suspicion.
+    Suspect,
+    /// Failure verdict (or graceful leave when `from` is the member itself).
+    Dead,
+    /// Push-pull state exchange.
+    PushPull,
+    /// Serf leave intent.
+    LeaveIntent,
+    /// User event.
+    UserEvent,
+    /// Query.
+    Query,
+    /// Query ack or response.
+    QueryResponse,
+    /// Query response to forward.
+    RelayResponse,
+    /// Direct message.
+    Direct,
+}
+
+/// The fields of a message a harness needs to answer it (absent fields are `None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// The message kind.
+    pub kind: MessageKind,
+    /// Probe sequence number (ping, ack, nack, indirect and stream ping).
+    pub seq: Option<u32>,
+    /// Push-pull exchange id.
+    pub id: Option<u32>,
+    /// Push-pull: whether it is a request.
+    pub request: Option<bool>,
+    /// Probe target or the member an update is about.
+    pub name: Option<Name>,
+    /// Incarnation of an update.
+    pub incarnation: Option<u32>,
+    /// Address carried: the reply address of a stream ping or push-pull, the target address of
+    /// an indirect ping, the member address of an alive message.
+    pub addr: Option<SocketAddr>,
+    /// Number of member states in a push-pull.
+    pub states: usize,
+}
+
+/// One member's state for [`WireMessage::push_pull`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateEntry {
+    /// Member name.
+    pub name: Name,
+    /// Member address.
+    pub addr: SocketAddr,
+    /// Incarnation.
+    pub incarnation: u32,
+    /// Status ([`MemberStatus::Failed`] travels as dead).
+    pub status: MemberStatus,
+    /// Tags.
+    pub tags: Tags,
+}
+
+impl WireMessage {
+    /// `Ping { seq, target }`.
+    pub fn ping(seq: u32, target: &str) -> WireMessage {
+        WireMessage(Message::Ping {
+            seq,
+            target: Name::new(target),
+            digest: None,
+        })
+    }
+
+    /// `Ack { seq }`, with an optional view digest (`hash`, `stable`).
+    pub fn ack(seq: u32, digest: Option<([u8; 4], bool)>) -> WireMessage {
+        WireMessage(Message::Ack {
+            seq,
+            digest: digest.map(|(hash, stable)| Digest {
+                hash,
+                live: 0,
+                events: 0,
+                stable,
+            }),
+        })
+    }
+
+    /// `Nack { seq }`.
+    pub fn nack(seq: u32) -> WireMessage {
+        WireMessage(Message::Nack { seq })
+    }
+
+    /// "`name` at `addr` is alive at `incarnation` with `tags`."
+    pub fn alive(name: &str, addr: SocketAddr, incarnation: u32, tags: Tags) -> WireMessage {
+        WireMessage(Message::Alive(Alive {
+            incarnation,
+            name: Name::new(name),
+            addr,
+            tags,
+            ltime: 0,
+        }))
+    }
+
+    /// "`from` suspects `name` at `incarnation`."
+    pub fn suspect(name: &str, incarnation: u32, from: &str) -> WireMessage {
+        WireMessage(Message::Suspect(Accusation {
+            incarnation,
+            name: Name::new(name),
+            from: Name::new(from),
+        }))
+    }
+
+    /// "`from` declares `name` failed at `incarnation`" (a leave when `from == name`).
+    pub fn dead(name: &str, incarnation: u32, from: &str) -> WireMessage {
+        WireMessage(Message::Dead(Accusation {
+            incarnation,
+            name: Name::new(name),
+            from: Name::new(from),
+        }))
+    }
+
+    /// A push-pull request or response carrying `states`.
+    pub fn push_pull(
+        id: u32,
+        request: bool,
+        join: bool,
+        reply_to: SocketAddr,
+        sender: &str,
+        states: Vec<StateEntry>,
+    ) -> WireMessage {
+        let states = states
+            .into_iter()
+            .map(|s| PushState {
+                name: s.name,
+                addr: s.addr,
+                incarnation: s.incarnation,
+                status: match s.status {
+                    MemberStatus::Alive => WireStatus::Alive,
+                    MemberStatus::Suspect => WireStatus::Suspect,
+                    MemberStatus::Leaving => WireStatus::Leaving,
+                    MemberStatus::Failed => WireStatus::Dead,
+                    MemberStatus::Left => WireStatus::Left,
+                },
+                tags: s.tags,
+                ltime: 0,
+            })
+            .collect();
+        WireMessage(Message::PushPull(PushPull {
+            id,
+            request,
+            join,
+            reply_to,
+            sender: Name::new(sender),
+            states,
+            member_ltime: 0,
+            event_ltime: 0,
+            query_ltime: 0,
+            events: Vec::new(),
+        }))
+    }
+
+    /// The fields a harness needs to answer this message.
+    pub fn info(&self) -> MessageInfo {
+        let mut i = MessageInfo {
+            kind: MessageKind::Ping,
+            seq: None,
+            id: None,
+            request: None,
+            name: None,
+            incarnation: None,
+            addr: None,
+            states: 0,
+        };
+        match &self.0 {
+            Message::Ping { seq, target, .. } => {
+                i.seq = Some(*seq);
+                i.name = Some(target.clone());
+            }
+            Message::Ack { seq, .. } => {
+                i.kind = MessageKind::Ack;
+                i.seq = Some(*seq);
+            }
+            Message::Nack { seq } => {
+                i.kind = MessageKind::Nack;
+                i.seq = Some(*seq);
+            }
+            Message::IndirectPing { seq, target, addr } => {
+                i.kind = MessageKind::IndirectPing;
+                i.seq = Some(*seq);
+                i.name = Some(target.clone());
+                i.addr = Some(*addr);
+            }
+            Message::StreamPing {
+                seq,
+                target,
+                reply_to,
+            } => {
+                i.kind = MessageKind::StreamPing;
+                i.seq = Some(*seq);
+                i.name = Some(target.clone());
+                i.addr = Some(*reply_to);
+            }
+            Message::Alive(a) => {
+                i.kind = MessageKind::Alive;
+                i.name = Some(a.name.clone());
+                i.incarnation = Some(a.incarnation);
+                i.addr = Some(a.addr);
+            }
+            Message::Suspect(s) | Message::Dead(s) => {
+                i.kind = if matches!(self.0, Message::Suspect(_)) {
+                    MessageKind::Suspect
+                } else {
+                    MessageKind::Dead
+                };
+                i.name = Some(s.name.clone());
+                i.incarnation = Some(s.incarnation);
+            }
+            Message::PushPull(p) => {
+                i.kind = MessageKind::PushPull;
+                i.id = Some(p.id);
+                i.request = Some(p.request);
+                i.name = Some(p.sender.clone());
+                i.addr = Some(p.reply_to);
+                i.states = p.states.len();
+            }
+            Message::LeaveIntent(x) => {
+                i.kind = MessageKind::LeaveIntent;
+                i.name = Some(x.name.clone());
+            }
+            Message::UserEvent(e) => {
+                i.kind = MessageKind::UserEvent;
+                i.name = Some(e.name.clone());
+            }
+            Message::Query(q) => {
+                i.kind = MessageKind::Query;
+                i.id = Some(q.id);
+                i.name = Some(q.from.clone());
+                i.addr = Some(q.addr);
+            }
+            Message::QueryResponse(r) => {
+                i.kind = MessageKind::QueryResponse;
+                i.id = Some(r.id);
+                i.name = Some(r.from.clone());
+            }
+            Message::RelayResponse { to, resp } => {
+                i.kind = MessageKind::RelayResponse;
+                i.id = Some(resp.id);
+                i.name = Some(resp.from.clone());
+                i.addr = Some(*to);
+            }
+            Message::Direct { from, .. } => {
+                i.kind = MessageKind::Direct;
+                i.name = Some(from.clone());
+            }
+        }
+        i
+    }
+
+    /// Replace member names (probe targets, update subjects, accusers, push-pull senders and
+    /// states): `f` returns the replacement, or `None` to keep the name.
+    pub fn map_names(&mut self, mut f: impl FnMut(&str) -> Option<Name>) {
+        let mut name = |n: &mut Name| {
+            if let Some(new) = f(n) {
+                *n = new;
+            }
+        };
+        match &mut self.0 {
+            Message::Ping { target, .. }
+            | Message::IndirectPing { target, .. }
+            | Message::StreamPing { target, .. } => name(target),
+            Message::Ack { .. } | Message::Nack { .. } => {}
+            Message::Alive(a) => name(&mut a.name),
+            Message::Suspect(s) | Message::Dead(s) => {
+                name(&mut s.name);
+                name(&mut s.from);
+            }
+            Message::PushPull(p) => {
+                name(&mut p.sender);
+                for s in &mut p.states {
+                    name(&mut s.name);
+                }
+            }
+            Message::LeaveIntent(x) => name(&mut x.name),
+            Message::UserEvent(_) => {}
+            Message::Query(q) => name(&mut q.from),
+            Message::QueryResponse(r) | Message::RelayResponse { resp: r, .. } => name(&mut r.from),
+            Message::Direct { from, .. } => name(from),
+        }
+    }
+
+    /// Replace every socket address the message carries.
+    pub fn map_addrs(&mut self, mut f: impl FnMut(SocketAddr) -> SocketAddr) {
+        match &mut self.0 {
+            Message::Ping { .. }
+            | Message::Ack { .. }
+            | Message::Nack { .. }
+            | Message::Suspect(_)
+            | Message::Dead(_) => {}
+            Message::IndirectPing { addr, .. } => *addr = f(*addr),
+            Message::StreamPing { reply_to, .. } => *reply_to = f(*reply_to),
+            Message::Alive(a) => a.addr = f(a.addr),
+            Message::PushPull(p) => {
+                p.reply_to = f(p.reply_to);
+                for s in &mut p.states {
+                    s.addr = f(s.addr);
+                }
+            }
+            Message::Query(q) => q.addr = f(q.addr),
+            Message::RelayResponse { to, .. } => *to = f(*to),
+            Message::LeaveIntent(_)
+            | Message::UserEvent(_)
+            | Message::QueryResponse(_)
+            | Message::Direct { .. } => {}
+        }
+    }
+
+    /// Replace every incarnation number the message carries.
+    pub fn map_incarnations(&mut self, mut f: impl FnMut(u32) -> u32) {
+        match &mut self.0 {
+            Message::Alive(a) => a.incarnation = f(a.incarnation),
+            Message::Suspect(s) | Message::Dead(s) => s.incarnation = f(s.incarnation),
+            Message::PushPull(p) => {
+                for s in &mut p.states {
+                    s.incarnation = f(s.incarnation);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The message's postcard body, without envelope.
+    pub fn encode_body(&self) -> Vec<u8> {
+        wire::encode_message(&self.0)
+    }
+}
+
+fn limits(cfg: &Config) -> Limits {
+    Limits::from_config(cfg)
+}
+
+/// Check `msg` against the protocol limits of `cfg` (name lengths, tag sizes, push-pull size):
+/// the check every decoded message passes before a node acts on it.
+pub fn validate(cfg: &Config, msg: &WireMessage) -> Result<(), DecodeError> {
+    limits(cfg).validate(&msg.0)
+}
+
+/// A complete datagram (envelope with `label`, message count, messages). No MTU is applied.
+pub fn encode_datagram(label: Option<&str>, msgs: &[WireMessage]) -> Vec<u8> {
+    let body: Vec<u8> = msgs
+        .iter()
+        .flat_map(|m| wire::encode_message(&m.0))
+        .collect();
+    wire::assemble_datagram_body(&wire::header(label), msgs.len(), &body)
+}
+
+/// A complete stream frame: length prefix, envelope with `label`, one message.
+pub fn encode_frame(label: Option<&str>, msg: &WireMessage) -> Vec<u8> {
+    wire::assemble_frame(&wire::header(label), &wire::encode_message(&msg.0))
+}
+
+/// A stream frame body (what [`crate::Node::handle_stream`] takes): envelope and message,
+/// without the length prefix.
+pub fn encode_frame_body(label: Option<&str>, msg: &WireMessage) -> Vec<u8> {
+    let mut out = wire::header(label);
+    out.extend(wire::encode_message(&msg.0));
+    out
+}
+
+/// Decode a datagram as a node configured with `cfg` does: `Ok(None)` when it carries another
+/// cluster label. (A node additionally refuses datagrams that carry a push-pull.)
+pub fn decode_datagram(cfg: &Config, data: &[u8]) -> Result<Option<Vec<WireMessage>>, DecodeError> {
+    match wire::open_envelope(data, cfg.label.as_deref())? {
+        Envelope::OtherLabel => Ok(None),
+        Envelope::Ours(body) => Ok(Some(
+            wire::decode_compound(body, &limits(cfg))?
+                .into_iter()
+                .map(WireMessage)
+                .collect(),
+        )),
+    }
+}
+
+/// Decode a stream frame body as a node configured with `cfg` does: `Ok(None)` when it carries
+/// another cluster label.
+pub fn decode_frame_body(cfg: &Config, data: &[u8]) -> Result<Option<WireMessage>, DecodeError> {
+    match wire::open_envelope(data, cfg.label.as_deref())? {
+        Envelope::OtherLabel => Ok(None),
+        Envelope::Ours(body) => Ok(Some(WireMessage(wire::decode_single(body, &limits(cfg))?))),
+    }
+}

@@ -1,0 +1,35 @@
+//! Replays every committed corpus file and every crash regression file of every fuzz target
+//! through the same functions the cargo-fuzz targets call, on stable, in every `cargo test`.
+
+use rookery_fuzz_targets::{files, run_target, TARGETS};
+
+fn replay(kind: &str, target: &str) -> usize {
+    let files = files(kind, target);
+    for f in &files {
+        let data = std::fs::read(f).expect("read corpus file");
+        let r = std::panic::catch_unwind(|| run_target(target, &data));
+        assert!(r.is_ok(), "{target}: {} fails", f.display());
+    }
+    files.len()
+}
+
+#[test]
+fn corpus_decode() {
+    assert!(replay("corpus", "decode") > 0, "no decode corpus");
+}
+
+#[test]
+fn corpus_node() {
+    assert!(replay("corpus", "node") > 0, "no node corpus");
+}
+
+#[test]
+fn corpus_cluster() {
+    assert!(replay("corpus", "cluster") > 0, "no cluster corpus");
+}
+
+#[test]
+fn crash_regressions() {
+    let n: usize = TARGETS.iter().map(|t| replay("regressions", t)).sum();
+    assert!(n > 0, "no regression files");
+}
