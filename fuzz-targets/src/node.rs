@@ -9,7 +9,7 @@
 //! Input format ([`Script`]): a header (seed, flags, optional tight bounds), then [`Op`]s until
 //! the input ends, each a tag byte and its fields (see [`Op::parse`]).
 //!
-//! Checked after every step ([`check`]):
+//! Checked after every step:
 //! - nothing panics and every call returns; while the node runs it has a deadline, and after a
 //!   timeout call (repeated, as a driver does, while the deadline is in the past: timers the
 //!   handlers schedule for `now` or earlier fire at the next call) no deadline is in the past;
