@@ -47,7 +47,8 @@ pub use bind::{advertised_addr, bind_pair, node_seed};
 pub use error::{AgentError, StartError};
 pub use options::Options;
 pub use pump::{
-    AgentStats, Command, DriverCounters, DriverStats, EventSink, Pump, Reply, ShutdownMode,
+    AgentStats, AnswerSink, Command, Delivery, DriverCounters, DriverStats, EventSink, Pump,
+    QueryAnswer, Reply, ShutdownMode,
 };
 #[cfg(feature = "async")]
 pub use runtime::Runtime;

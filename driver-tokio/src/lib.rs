@@ -42,9 +42,14 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use rookery_core as core;
-pub use rookery_core::{Config, Event, Identity, Member, MemberStatus, Tags};
-pub use rookery_driver::asynch::{AgentHandle, EventStream};
-pub use rookery_driver::{AgentError, AgentStats, DriverStats, Options, ShutdownMode, StartError};
+pub use rookery_core::{
+    ApiError, Config, Event, Identity, IncomingQuery, Member, MemberStatus, QueryHandle, QueryId,
+    QueryParams, Tags, UserEvent,
+};
+pub use rookery_driver::asynch::{AgentHandle, EventStream, QueryAnswers};
+pub use rookery_driver::{
+    AgentError, AgentStats, DriverStats, Options, QueryAnswer, ShutdownMode, StartError,
+};
 
 /// The tokio runtime, as [`rookery_driver::Runtime`] sees it.
 #[derive(Clone, Copy, Debug, Default)]
