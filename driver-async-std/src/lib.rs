@@ -10,14 +10,21 @@
 //! ([`AsyncStd`]).
 //!
 //! ```no_run
-//! use rookery_async_std::{Agent, Config, Identity, Options, ShutdownMode};
+//! use rookery_async_std::{Agent, Config, Event, Identity, Options, QueryParams, ShutdownMode};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let identity = Identity::new("node-b", "127.0.0.1:0".parse()?);
-//! let (agent, _events) = Agent::start(Config::lan(), identity, Options::default()).await?;
+//! let (agent, mut events) = Agent::start(Config::lan(), identity, Options::default()).await?;
 //! agent.join(&["127.0.0.1:7946".parse()?]).await?;
 //! for m in agent.members().await? {
 //!     println!("{} {} {:?}", m.name, m.addr, m.status);
+//! }
+//! agent.user_event("deploy", "v42", false).await?;
+//! let sent_to = agent.broadcast("hi all").await?;
+//! let answers = agent.query("load", "", QueryParams::default()).await?;
+//! println!("{sent_to} got the broadcast; answers: {:?}", answers.collect_all().await);
+//! if let Some(Event::Query(q)) = events.recv().await {
+//!     agent.respond(&q.handle, "0.3").await?;
 //! }
 //! agent.shutdown(ShutdownMode::Leave).await;
 //! # Ok(())

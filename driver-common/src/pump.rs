@@ -777,6 +777,61 @@ mod tests {
     }
 
     #[test]
+    fn query_answers_route_to_their_channel_and_end_with_done() {
+        let (mut p, _events) = pump("solo", 9005);
+        let (tx, rx) = mpsc::sync_channel(8);
+        let answers = AnswerSink::new(move |a| match tx.try_send(a) {
+            Ok(()) => Delivery::Delivered,
+            Err(mpsc::TrySendError::Full(_)) => Delivery::Full,
+            Err(mpsc::TrySendError::Disconnected(_)) => Delivery::Closed,
+        });
+        let (r, id) = answer();
+        p.command(Command::Query {
+            name: "q".into(),
+            payload: Bytes::new(),
+            params: QueryParams::default(),
+            answers,
+            reply: r,
+        });
+        assert!(id.try_recv().unwrap().is_ok());
+        let mut seen = Vec::new();
+        while let Ok(Event::Query(q)) = _events.try_recv() {
+            seen.push(q);
+        }
+        assert_eq!(seen.len(), 1, "the asker is selected too");
+        let (r, done) = answer();
+        p.command(Command::Respond {
+            handle: seen[0].handle.clone(),
+            payload: Bytes::from_static(b"me"),
+            reply: r,
+        });
+        assert_eq!(done.try_recv().unwrap(), Ok(()));
+        let got: Vec<_> = rx.try_iter().collect();
+        assert!(matches!(&got[0], QueryAnswer::Response { payload, .. } if &payload[..] == b"me"));
+        assert_eq!(
+            got.last(),
+            Some(&QueryAnswer::Done {
+                acks: 0,
+                responses: 1
+            })
+        );
+        assert!(
+            matches!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected)),
+            "the channel closes after the done"
+        );
+        // A dropped receiver never blocks: the query still runs and its channel is forgotten.
+        let (r, _id) = answer();
+        p.command(Command::Query {
+            name: "q2".into(),
+            payload: Bytes::new(),
+            params: QueryParams::default(),
+            answers: AnswerSink::new(|_| Delivery::Closed),
+            reply: r,
+        });
+        assert!(p.queries.len() <= 1);
+    }
+
+    #[test]
     fn full_sink_drops_and_counts() {
         let sink: EventSink = Box::new(|_| false);
         let counters = Arc::new(DriverCounters::default());

@@ -9,15 +9,25 @@
 //! same operation names and the same wire traffic, so mio and async agents mix in one cluster.
 //!
 //! ```no_run
-//! use rookery_mio::{Agent, Config, Identity, Options, ShutdownMode};
+//! use rookery_mio::{Agent, Config, Event, Identity, Options, QueryParams, ShutdownMode};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let identity = Identity::new("node-c", "127.0.0.1:0".parse()?);
 //! let (agent, events) = Agent::spawn(Config::lan(), identity, Options::default())?;
 //! agent.join(&["127.0.0.1:7946".parse()?])?;
 //! println!("members: {:?}", agent.members()?);
+//! agent.user_event("deploy", "v42", false)?; // every member gets Event::User
+//! agent.send("node-a", "hello")?; // node-a gets Event::Message
+//! let answers = agent.query("load", "", QueryParams::default())?;
+//! for answer in answers.iter() {
+//!     println!("{answer:?}"); // acks and responses, then QueryAnswer::Done
+//! }
 //! while let Ok(event) = events.recv_timeout(std::time::Duration::from_secs(5)) {
-//!     println!("{event:?}");
+//!     match event {
+//!         Event::Query(q) => agent.respond(&q.handle, "0.3")?,
+//!         Event::MemberFailed(m) => agent.remove_failed(&m.name, false)?,
+//!         other => println!("{other:?}"),
+//!     }
 //! }
 //! agent.shutdown(ShutdownMode::Leave);
 //! # Ok(())

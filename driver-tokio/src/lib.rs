@@ -11,7 +11,7 @@
 //! `rookery-mio` drives the same [`rookery_driver::Pump`] from a mio event loop.
 //!
 //! ```no_run
-//! use rookery_tokio::{Agent, Config, Event, Identity, Options, ShutdownMode};
+//! use rookery_tokio::{Agent, Config, Event, Identity, Options, QueryParams, ShutdownMode};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let identity = Identity::new("node-a", "127.0.0.1:0".parse()?);
@@ -19,10 +19,22 @@
 //! println!("listening on {}", agent.local_addr());
 //! let answered = agent.join(&["127.0.0.1:7946".parse()?]).await?;
 //! println!("{answered} seed(s) answered; members: {:?}", agent.members().await?);
+//! agent.user_event("deploy", "v42", false).await?; // every member gets Event::User
+//! agent.send("node-b", "hello").await?; // node-b gets Event::Message
+//! let mut answers = agent.query("load", "", QueryParams::default()).await?;
+//! while let Some(answer) = answers.recv().await {
+//!     println!("{answer:?}"); // acks and responses, then QueryAnswer::Done
+//! }
 //! while let Some(event) = events.recv().await {
-//!     if let Event::MemberFailed(m) = event {
-//!         println!("{} failed", m.name);
-//!         break;
+//!     match event {
+//!         Event::Query(q) => agent.respond(&q.handle, "0.3").await?,
+//!         Event::Message { from, payload } => println!("{from}: {payload:?}"),
+//!         Event::MemberFailed(m) => {
+//!             println!("{} failed", m.name);
+//!             agent.remove_failed(&m.name, false).await?; // left everywhere
+//!             break;
+//!         }
+//!         _ => {}
 //!     }
 //! }
 //! agent.shutdown(ShutdownMode::Leave).await;
