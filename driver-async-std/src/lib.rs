@@ -10,14 +10,21 @@
 //! ([`AsyncStd`]).
 //!
 //! ```no_run
-//! use rookery_async_std::{Agent, Config, Identity, Options, ShutdownMode};
+//! use rookery_async_std::{Agent, Config, Event, Identity, Options, QueryParams, ShutdownMode};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let identity = Identity::new("node-b", "127.0.0.1:0".parse()?);
-//! let (agent, _events) = Agent::start(Config::lan(), identity, Options::default()).await?;
+//! let (agent, mut events) = Agent::start(Config::lan(), identity, Options::default()).await?;
 //! agent.join(&["127.0.0.1:7946".parse()?]).await?;
 //! for m in agent.members().await? {
 //!     println!("{} {} {:?}", m.name, m.addr, m.status);
+//! }
+//! agent.user_event("deploy", "v42", false).await?;
+//! let sent_to = agent.broadcast("hi all").await?;
+//! let answers = agent.query("load", "", QueryParams::default()).await?;
+//! println!("{sent_to} got the broadcast; answers: {:?}", answers.collect_all().await);
+//! if let Some(Event::Query(q)) = events.recv().await {
+//!     agent.respond(&q.handle, "0.3").await?;
 //! }
 //! agent.shutdown(ShutdownMode::Leave).await;
 //! # Ok(())
@@ -34,9 +41,14 @@ use std::time::Instant;
 use async_std::io::{ReadExt, WriteExt};
 
 pub use rookery_core as core;
-pub use rookery_core::{Config, Event, Identity, Member, MemberStatus, Tags};
-pub use rookery_driver::asynch::{AgentHandle, EventStream};
-pub use rookery_driver::{AgentError, AgentStats, DriverStats, Options, ShutdownMode, StartError};
+pub use rookery_core::{
+    ApiError, Config, Event, Identity, IncomingQuery, Member, MemberStatus, QueryHandle, QueryId,
+    QueryParams, Tags, UserEvent,
+};
+pub use rookery_driver::asynch::{AgentHandle, EventStream, QueryAnswers};
+pub use rookery_driver::{
+    AgentError, AgentStats, DriverStats, Options, QueryAnswer, ShutdownMode, StartError,
+};
 
 /// The async-std runtime, as [`rookery_driver::Runtime`] sees it.
 #[derive(Clone, Copy, Debug, Default)]

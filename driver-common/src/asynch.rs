@@ -31,12 +31,17 @@ use futures_channel::{mpsc, oneshot};
 use futures_util::future::{self, Either, FutureExt, Shared};
 use futures_util::{SinkExt, Stream, StreamExt};
 use rookery_core::wire::FrameDecoder;
-use rookery_core::{Config, Event, Identity, Member, Tags, TransmitKind};
+use rookery_core::{
+    Config, Event, Identity, Member, QueryHandle, QueryId, QueryParams, Tags, TransmitKind,
+};
 
 use crate::bind::{advertised_addr, bind_pair, node_seed};
 use crate::error::{AgentError, StartError};
 use crate::options::Options;
-use crate::pump::{AgentStats, Command, DriverCounters, EventSink, Pump, Reply, ShutdownMode};
+use crate::pump::{
+    AgentStats, AnswerSink, Command, Delivery, DriverCounters, EventSink, Pump, QueryAnswer, Reply,
+    ShutdownMode,
+};
 use crate::runtime::Runtime;
 
 /// Frames and failures queued from helper tasks to the pump task.
@@ -118,6 +123,7 @@ pub async fn start<R: Runtime>(
     tracing::info!(name = %me.name, addr = %me.addr, "agent started");
     let handle = AgentHandle {
         cmds: cmd_tx,
+        query_capacity: options.query_capacity.max(1),
         addr: me.addr,
         name: Arc::from(&*me.name),
     };
@@ -481,6 +487,7 @@ async fn reader<R: Runtime>(mut stream: R::Stream, peer: SocketAddr, ctx: TaskCt
 #[derive(Clone, Debug)]
 pub struct AgentHandle {
     cmds: mpsc::UnboundedSender<Command>,
+    query_capacity: usize,
     addr: SocketAddr,
     name: Arc<str>,
 }
@@ -518,8 +525,23 @@ impl AgentHandle {
     /// Join a cluster through `seeds` (push-pull with each); returns how many answered, or
     /// [`AgentError::NobodyReached`] when none did (after at most `tcp_timeout`).
     pub async fn join(&self, seeds: &[SocketAddr]) -> Result<usize, AgentError> {
+        self.join_with(seeds, false).await
+    }
+
+    /// [`AgentHandle::join`], choosing whether to replay the cluster's recent user events
+    /// (`ignore_old` false, as `join` does) or to skip every user event older than the join.
+    pub async fn join_with(
+        &self,
+        seeds: &[SocketAddr],
+        ignore_old: bool,
+    ) -> Result<usize, AgentError> {
         let seeds = seeds.to_vec();
-        self.call(|reply| Command::Join { seeds, reply }).await?
+        self.call(|reply| Command::Join {
+            seeds,
+            ignore_old,
+            reply,
+        })
+        .await?
     }
 
     /// Leave the cluster gracefully; returns once the departure has been gossiped (or
@@ -554,9 +576,92 @@ impl AgentHandle {
         self.call(|reply| Command::Stats { reply }).await
     }
 
-    // Serf-layer operations (user_event, query, respond, send, broadcast, remove_failed) are
-    // not in rookery-core yet; each will be one method here built like `set_tags`, sending the
-    // matching `Command` variant (see `crate::pump::Command`).
+    /// Send a user event to every member: each (this one included) gets
+    /// [`Event::User`] once. With `coalesce`, receivers may keep only the latest event of
+    /// this name.
+    pub async fn user_event(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+        coalesce: bool,
+    ) -> Result<(), AgentError> {
+        let (name, payload) = (name.to_string(), payload.into());
+        self.call(|reply| Command::UserEvent {
+            name,
+            payload,
+            coalesce,
+            reply,
+        })
+        .await?
+    }
+
+    /// Ask the cluster: members that `params` selects get [`Event::Query`] and answer with
+    /// [`AgentHandle::respond`]. Returns the stream of this query's acks and responses, which
+    /// ends with [`QueryAnswer::Done`] (bounded by [`Options::query_capacity`]; dropping it
+    /// early is fine). The answers also arrive as events on the [`EventStream`].
+    pub async fn query(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+        params: QueryParams,
+    ) -> Result<QueryAnswers, AgentError> {
+        let (name, payload) = (name.to_string(), payload.into());
+        let (mut tx, rx) = mpsc::channel(self.query_capacity - 1);
+        let answers = AnswerSink::new(move |a| match tx.try_send(a) {
+            Ok(()) => Delivery::Delivered,
+            Err(e) if e.is_full() => Delivery::Full,
+            Err(_) => Delivery::Closed,
+        });
+        let id = self
+            .call(|reply| Command::Query {
+                name,
+                payload,
+                params,
+                answers,
+                reply,
+            })
+            .await??;
+        Ok(QueryAnswers { id, rx })
+    }
+
+    /// Answer a query this agent received as [`Event::Query`] (once per query, before its
+    /// deadline).
+    pub async fn respond(
+        &self,
+        handle: &QueryHandle,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), AgentError> {
+        let (handle, payload) = (handle.clone(), payload.into());
+        self.call(|reply| Command::Respond {
+            handle,
+            payload,
+            reply,
+        })
+        .await?
+    }
+
+    /// Send a direct message to the member named `to` (reliable channel); it arrives as
+    /// [`Event::Message`]. A channel that fails later is reported as [`Event::SendFailed`].
+    pub async fn send(&self, to: &str, payload: impl Into<Bytes>) -> Result<(), AgentError> {
+        let (to, payload) = (to.to_string(), payload.into());
+        self.call(|reply| Command::Send { to, payload, reply })
+            .await?
+    }
+
+    /// Send a direct message to every other live member; returns how many it went to.
+    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<usize, AgentError> {
+        let payload = payload.into();
+        self.call(|reply| Command::Broadcast { payload, reply })
+            .await?
+    }
+
+    /// Turn the failed member `name` into a left one on every member (or, with `prune`,
+    /// forget it at once).
+    pub async fn remove_failed(&self, name: &str, prune: bool) -> Result<(), AgentError> {
+        let name = name.to_string();
+        self.call(|reply| Command::RemoveFailed { name, prune, reply })
+            .await?
+    }
 }
 
 /// The agent's events, in order. Bounded by [`Options::event_capacity`]: when the application
@@ -586,6 +691,46 @@ impl Stream for EventStream {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<Event>> {
+        self.rx.poll_next_unpin(cx)
+    }
+}
+
+/// The answers to one query asked with [`AgentHandle::query`], in arrival order, ending after
+/// [`QueryAnswer::Done`]. Also a [`futures_util::Stream`].
+#[derive(Debug)]
+pub struct QueryAnswers {
+    id: QueryId,
+    rx: mpsc::Receiver<QueryAnswer>,
+}
+
+impl QueryAnswers {
+    /// The query's id (as in the query events).
+    pub fn id(&self) -> QueryId {
+        self.id
+    }
+
+    /// The next answer; `None` after the done (or once the agent stopped).
+    pub async fn recv(&mut self) -> Option<QueryAnswer> {
+        self.rx.next().await
+    }
+
+    /// Every answer until the done (the done included).
+    pub async fn collect_all(mut self) -> Vec<QueryAnswer> {
+        let mut all = Vec::new();
+        while let Some(a) = self.rx.next().await {
+            all.push(a);
+        }
+        all
+    }
+}
+
+impl Stream for QueryAnswers {
+    type Item = QueryAnswer;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<QueryAnswer>> {
         self.rx.poll_next_unpin(cx)
     }
 }

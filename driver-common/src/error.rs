@@ -73,8 +73,12 @@ pub enum AgentError {
         /// How many seeds were contacted.
         contacted: usize,
     },
-    /// The core refused the call: the node has left, no usable seed was given, the tags are
-    /// too large, ...
+    /// The core refused the call, leaving its state unchanged: the node has left (or is
+    /// leaving), no usable seed was given, the tags or a payload are too large
+    /// ([`ApiError::TooLarge`]), the member is unknown, not alive or not failed
+    /// (`send`, `remove_failed`), too many queries are running, a query filter is invalid,
+    /// the query to answer is closed, or an event or query name is empty. The
+    /// [`ApiError`] says which.
     Rejected(ApiError),
 }
 

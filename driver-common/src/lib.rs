@@ -3,7 +3,9 @@
 //! What every rookery driver shares, so that drivers only move bytes, time and calls:
 //!
 //! - [`Pump`]: the [`rookery_core::Node`] plus its clock, the [`Command`]s handles send, the
-//!   callers waiting for `join`/`leave`/`shutdown` to complete, and the event sink. Used by
+//!   callers waiting for `join`/`leave`/`shutdown` to complete, the answer channel of each
+//!   query asked through a handle ([`QueryAnswer`], keyed by query id, bounded and never
+//!   blocking the node), and the event sink. Used by
 //!   the async drivers and by the mio driver alike.
 //! - [`bind_pair`]: one UDP socket and one TCP listener on the same port (port 0 allowed).
 //! - [`Options`], the typed errors [`StartError`] and [`AgentError`], and the counters
@@ -47,7 +49,8 @@ pub use bind::{advertised_addr, bind_pair, node_seed};
 pub use error::{AgentError, StartError};
 pub use options::Options;
 pub use pump::{
-    AgentStats, Command, DriverCounters, DriverStats, EventSink, Pump, Reply, ShutdownMode,
+    AgentStats, AnswerSink, Command, Delivery, DriverCounters, DriverStats, EventSink, Pump,
+    QueryAnswer, Reply, ShutdownMode,
 };
 #[cfg(feature = "async")]
 pub use runtime::Runtime;

@@ -29,6 +29,10 @@ pub struct Options {
     /// written; beyond it a message fails at once (reported to the core as a send failure and
     /// counted in [`crate::DriverStats::send_queue_full`]). Default 256.
     pub send_queue: usize,
+    /// Capacity of the answer channel of each query asked through a handle (acks, responses
+    /// and the final done). Answers that do not fit are dropped and counted in
+    /// [`crate::DriverStats::query_answers_dropped`]. Default 256.
+    pub query_capacity: usize,
 }
 
 impl Default for Options {
@@ -40,6 +44,7 @@ impl Default for Options {
             idle_timeout: Duration::from_secs(30),
             max_inbound: 256,
             send_queue: 256,
+            query_capacity: 256,
         }
     }
 }

@@ -7,16 +7,17 @@
 //! Adding an operation is one [`Command`] variant, one arm in [`Pump::command`] and one method
 //! per handle.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rookery_core::{
-    ApiError, Config, ConfigError, Event, Identity, InputError, Member, Node, Stats, Tags,
-    Timestamp, Transmit,
+    ApiError, Config, ConfigError, Event, Identity, InputError, Member, Name, Node, QueryHandle,
+    QueryId, QueryParams, Stats, Tags, Timestamp, Transmit,
 };
 
 use crate::error::AgentError;
@@ -64,6 +65,9 @@ pub enum Command {
     Join {
         /// Seed addresses.
         seeds: Vec<SocketAddr>,
+        /// Skip user events older than the join instead of replaying them
+        /// ([`Node::join_with`]).
+        ignore_old: bool,
         /// The answer: seeds that answered (at least one), or why not.
         reply: Reply<Result<usize, AgentError>>,
     },
@@ -102,16 +106,125 @@ pub enum Command {
         /// The answer, sent after teardown.
         reply: Reply<()>,
     },
-    // ---- Serf-layer operations: NOT in rookery-core yet. ----
-    // When the core grows them, each becomes one variant here, one arm in `Pump::command` and
-    // one method on each handle (tokio/async-std `AgentHandle`, mio `AgentHandle`):
-    //   UserEvent { name, payload, coalesce, reply }        -> Node::user_event
-    //   Query { name, payload, params, responses, reply }    -> Node::query (responses: a
-    //       per-query channel the pump fills from the core's query-response events)
-    //   Respond { query, payload, reply }                    -> Node::respond
-    //   Send { to, payload, reply }                          -> Node::send
-    //   Broadcast { payload, reply }                         -> Node::broadcast
-    //   RemoveFailed { name, reply }                         -> Node::remove_failed
+    /// Send a user event to every member ([`Node::user_event`]).
+    UserEvent {
+        /// Event name (not empty).
+        name: String,
+        /// Event payload.
+        payload: Bytes,
+        /// Let receivers coalesce events of this name (latest wins).
+        coalesce: bool,
+        /// The answer.
+        reply: Reply<Result<(), AgentError>>,
+    },
+    /// Ask the cluster ([`Node::query`]). The query's acks, responses and final done go to
+    /// `answers` (and, as events, to the event sink too).
+    Query {
+        /// Query name (not empty).
+        name: String,
+        /// Query payload.
+        payload: Bytes,
+        /// Filters, ack request, relay factor, timeout.
+        params: QueryParams,
+        /// Where this query's answers go; dropped after the done.
+        answers: AnswerSink,
+        /// The answer: the query's id, or why it was refused (`answers` is then dropped).
+        reply: Reply<Result<QueryId, AgentError>>,
+    },
+    /// Answer a query this node received as [`Event::Query`] ([`Node::respond`]).
+    Respond {
+        /// The handle from the [`rookery_core::IncomingQuery`].
+        handle: QueryHandle,
+        /// The answer.
+        payload: Bytes,
+        /// The answer to the caller.
+        reply: Reply<Result<(), AgentError>>,
+    },
+    /// A direct message to one member ([`Node::send`]).
+    Send {
+        /// The member's name.
+        to: String,
+        /// The message.
+        payload: Bytes,
+        /// The answer.
+        reply: Reply<Result<(), AgentError>>,
+    },
+    /// A direct message to every live member ([`Node::broadcast`]).
+    Broadcast {
+        /// The message.
+        payload: Bytes,
+        /// The answer: how many members it was sent to.
+        reply: Reply<Result<usize, AgentError>>,
+    },
+    /// Turn a failed member into a left one, or forget it at once with `prune`
+    /// ([`Node::remove_failed`]).
+    RemoveFailed {
+        /// The failed member.
+        name: String,
+        /// Forget it at once instead of keeping it as left.
+        prune: bool,
+        /// The answer.
+        reply: Reply<Result<(), AgentError>>,
+    },
+}
+
+/// One answer to a query asked through a handle, in arrival order; [`QueryAnswer::Done`] is
+/// the last one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryAnswer {
+    /// A member acknowledged the query (only with [`QueryParams::request_ack`]).
+    Ack {
+        /// Who acknowledged.
+        from: Name,
+    },
+    /// A member answered.
+    Response {
+        /// Who answered.
+        from: Name,
+        /// The answer.
+        payload: Bytes,
+    },
+    /// The query ended (every selected member answered, or the timeout passed); the answer
+    /// channel closes after it.
+    Done {
+        /// Acks received.
+        acks: usize,
+        /// Responses received.
+        responses: usize,
+    },
+}
+
+/// What became of one [`QueryAnswer`] handed to an [`AnswerSink`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for the caller.
+    Delivered,
+    /// The caller's channel is full: this answer is dropped (and counted).
+    Full,
+    /// The caller dropped its receiver: the pump forgets the query's channel.
+    Closed,
+}
+
+/// The pump's side of one query's answer channel. Each driver wraps a bounded channel's
+/// non-blocking send in it, so a slow or vanished caller never blocks the node.
+pub struct AnswerSink(Box<dyn FnMut(QueryAnswer) -> Delivery + Send>);
+
+impl AnswerSink {
+    /// A sink that hands each answer to `f` (which must not block).
+    pub fn new(f: impl FnMut(QueryAnswer) -> Delivery + Send + 'static) -> AnswerSink {
+        AnswerSink(Box::new(f))
+    }
+
+    /// Hand over one answer.
+    pub fn deliver(&mut self, answer: QueryAnswer) -> Delivery {
+        (self.0)(answer)
+    }
+}
+
+impl fmt::Debug for AnswerSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AnswerSink")
+    }
 }
 
 /// Counters kept by a driver (the core keeps its own in [`Stats`]). Shared between the event
@@ -136,6 +249,8 @@ pub struct DriverCounters {
     pub datagram_send_errors: AtomicU64,
     /// See [`DriverStats::io_errors`].
     pub io_errors: AtomicU64,
+    /// See [`DriverStats::query_answers_dropped`].
+    pub query_answers_dropped: AtomicU64,
 }
 
 impl DriverCounters {
@@ -157,6 +272,7 @@ impl DriverCounters {
             send_queue_full: g(&self.send_queue_full),
             datagram_send_errors: g(&self.datagram_send_errors),
             io_errors: g(&self.io_errors),
+            query_answers_dropped: g(&self.query_answers_dropped),
         }
     }
 }
@@ -183,6 +299,8 @@ pub struct DriverStats {
     pub datagram_send_errors: u64,
     /// Other socket errors (receive, accept) that the driver survived.
     pub io_errors: u64,
+    /// Query answers not delivered because the query's answer channel was full.
+    pub query_answers_dropped: u64,
 }
 
 /// Everything [`Command::Stats`] reports.
@@ -207,6 +325,9 @@ pub type EventSink = Box<dyn FnMut(Event) -> bool + Send>;
 
 type JoinReply = Reply<Result<usize, AgentError>>;
 
+/// A join waiting its turn: seeds, `ignore_old`, the caller.
+type QueuedJoin = (Vec<SocketAddr>, bool, JoinReply);
+
 /// The node plus the bookkeeping every driver needs. See the module docs.
 pub struct Pump {
     node: Node,
@@ -214,7 +335,8 @@ pub struct Pump {
     sink: EventSink,
     counters: Arc<DriverCounters>,
     join_active: Option<JoinReply>,
-    join_queue: VecDeque<(Vec<SocketAddr>, JoinReply)>,
+    join_queue: VecDeque<QueuedJoin>,
+    queries: HashMap<QueryId, AnswerSink>,
     leave_waiters: Vec<Reply<Result<(), AgentError>>>,
     shutdown_waiters: Vec<Reply<()>>,
     stop: bool,
@@ -248,6 +370,7 @@ impl Pump {
             counters,
             join_active: None,
             join_queue: VecDeque::new(),
+            queries: HashMap::new(),
             leave_waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
             stop: false,
@@ -334,8 +457,12 @@ impl Pump {
     pub fn command(&mut self, cmd: Command) {
         let now = self.now();
         match cmd {
-            Command::Join { seeds, reply } => {
-                self.join_queue.push_back((seeds, reply));
+            Command::Join {
+                seeds,
+                ignore_old,
+                reply,
+            } => {
+                self.join_queue.push_back((seeds, ignore_old, reply));
                 self.start_next_join();
             }
             Command::Leave { reply } => {
@@ -350,6 +477,49 @@ impl Pump {
             Command::SetTags { tags, reply } => {
                 reply.send(self.node.set_tags(now, tags).map_err(AgentError::from));
             }
+            Command::UserEvent {
+                name,
+                payload,
+                coalesce,
+                reply,
+            } => reply.send(
+                self.node
+                    .user_event(now, &name, payload, coalesce)
+                    .map_err(AgentError::from),
+            ),
+            Command::Query {
+                name,
+                payload,
+                params,
+                answers,
+                reply,
+            } => match self.node.query(now, &name, payload, params) {
+                Ok(id) => {
+                    self.queries.insert(id, answers);
+                    reply.send(Ok(id));
+                }
+                Err(e) => reply.send(Err(e.into())),
+            },
+            Command::Respond {
+                handle,
+                payload,
+                reply,
+            } => reply.send(
+                self.node
+                    .respond(now, &handle, payload)
+                    .map_err(AgentError::from),
+            ),
+            Command::Send { to, payload, reply } => {
+                reply.send(self.node.send(now, &to, payload).map_err(AgentError::from))
+            }
+            Command::Broadcast { payload, reply } => {
+                reply.send(self.node.broadcast(now, payload).map_err(AgentError::from))
+            }
+            Command::RemoveFailed { name, prune, reply } => reply.send(
+                self.node
+                    .remove_failed(now, &name, prune)
+                    .map_err(AgentError::from),
+            ),
             Command::Members { reply } => reply.send(self.node.members()),
             Command::LocalMember { reply } => reply.send(self.node.local_member()),
             Command::Stats { reply } => reply.send(self.stats()),
@@ -388,11 +558,11 @@ impl Pump {
 
     fn start_next_join(&mut self) {
         while self.join_active.is_none() {
-            let Some((seeds, reply)) = self.join_queue.pop_front() else {
+            let Some((seeds, ignore_old, reply)) = self.join_queue.pop_front() else {
                 return;
             };
             let now = self.now();
-            match self.node.join(now, &seeds) {
+            match self.node.join_with(now, &seeds, ignore_old) {
                 Ok(()) => self.join_active = Some(reply),
                 Err(e) => reply.send(Err(AgentError::Rejected(e))),
             }
@@ -412,6 +582,40 @@ impl Pump {
                     contacted: *contacted,
                 }),
                 Event::LeaveCompleted => Some(Done::Leave),
+                Event::QueryAck { query, from } => {
+                    self.answer(*query, QueryAnswer::Ack { from: from.clone() });
+                    None
+                }
+                Event::QueryResponse {
+                    query,
+                    from,
+                    payload,
+                } => {
+                    self.answer(
+                        *query,
+                        QueryAnswer::Response {
+                            from: from.clone(),
+                            payload: payload.clone(),
+                        },
+                    );
+                    None
+                }
+                Event::QueryDone {
+                    query,
+                    acks,
+                    responses,
+                } => {
+                    self.answer(
+                        *query,
+                        QueryAnswer::Done {
+                            acks: *acks,
+                            responses: *responses,
+                        },
+                    );
+                    // The channel closes: the caller's stream ends after the done.
+                    self.queries.remove(query);
+                    None
+                }
                 _ => None,
             };
             if !(self.sink)(event) {
@@ -445,6 +649,23 @@ impl Pump {
                     self.start_next_join();
                 }
                 None => {}
+            }
+        }
+    }
+}
+
+impl Pump {
+    /// Route one answer to the channel of the query it belongs to (if asked through a handle
+    /// whose receiver is still alive).
+    fn answer(&mut self, query: QueryId, answer: QueryAnswer) {
+        let Some(sink) = self.queries.get_mut(&query) else {
+            return;
+        };
+        match sink.deliver(answer) {
+            Delivery::Delivered => {}
+            Delivery::Full => DriverCounters::bump(&self.counters.query_answers_dropped),
+            Delivery::Closed => {
+                self.queries.remove(&query);
             }
         }
     }
@@ -494,10 +715,12 @@ mod tests {
         let (r2, a2) = answer();
         p.command(Command::Join {
             seeds: vec![seed],
+            ignore_old: false,
             reply: r1,
         });
         p.command(Command::Join {
             seeds: vec![seed],
+            ignore_old: true,
             reply: r2,
         });
         let reliable: Vec<_> = std::iter::from_fn(|| p.poll_transmit())
@@ -522,6 +745,7 @@ mod tests {
         let (r3, a3) = answer();
         p.command(Command::Join {
             seeds: vec![SocketAddr::from(([127, 0, 0, 1], 9001))],
+            ignore_old: false,
             reply: r3,
         });
         assert_eq!(
@@ -550,6 +774,61 @@ mod tests {
         assert!(a.try_recv().is_err(), "answered only after teardown");
         p.finish();
         assert_eq!(a.try_recv(), Ok(()));
+    }
+
+    #[test]
+    fn query_answers_route_to_their_channel_and_end_with_done() {
+        let (mut p, _events) = pump("solo", 9005);
+        let (tx, rx) = mpsc::sync_channel(8);
+        let answers = AnswerSink::new(move |a| match tx.try_send(a) {
+            Ok(()) => Delivery::Delivered,
+            Err(mpsc::TrySendError::Full(_)) => Delivery::Full,
+            Err(mpsc::TrySendError::Disconnected(_)) => Delivery::Closed,
+        });
+        let (r, id) = answer();
+        p.command(Command::Query {
+            name: "q".into(),
+            payload: Bytes::new(),
+            params: QueryParams::default(),
+            answers,
+            reply: r,
+        });
+        assert!(id.try_recv().unwrap().is_ok());
+        let mut seen = Vec::new();
+        while let Ok(Event::Query(q)) = _events.try_recv() {
+            seen.push(q);
+        }
+        assert_eq!(seen.len(), 1, "the asker is selected too");
+        let (r, done) = answer();
+        p.command(Command::Respond {
+            handle: seen[0].handle.clone(),
+            payload: Bytes::from_static(b"me"),
+            reply: r,
+        });
+        assert_eq!(done.try_recv().unwrap(), Ok(()));
+        let got: Vec<_> = rx.try_iter().collect();
+        assert!(matches!(&got[0], QueryAnswer::Response { payload, .. } if &payload[..] == b"me"));
+        assert_eq!(
+            got.last(),
+            Some(&QueryAnswer::Done {
+                acks: 0,
+                responses: 1
+            })
+        );
+        assert!(
+            matches!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected)),
+            "the channel closes after the done"
+        );
+        // A dropped receiver never blocks: the query still runs and its channel is forgotten.
+        let (r, _id) = answer();
+        p.command(Command::Query {
+            name: "q2".into(),
+            payload: Bytes::new(),
+            params: QueryParams::default(),
+            answers: AnswerSink::new(|_| Delivery::Closed),
+            reply: r,
+        });
+        assert!(p.queries.len() <= 1);
     }
 
     #[test]

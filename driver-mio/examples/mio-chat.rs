@@ -5,14 +5,15 @@
 //! cargo run -p rookery-mio --example mio-chat -- --name bob --bind 127.0.0.1:7002 --join 127.0.0.1:7001
 //! ```
 //!
-//! Then type `/members`, `/join ADDR`, `/stats`, `/leave` or `/quit`. Chat lines and
-//! `/msg NAME TEXT` need the core's user events and direct messages, which are not there yet.
+//! Then type a line to chat (it travels as a user event, so every member prints it, the
+//! sender included), `/msg NAME TEXT` for a direct message, or `/members`, `/join ADDR`,
+//! `/stats`, `/leave` or `/quit`. Membership events print as they happen.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use rookery_mio::{Agent, Config, Identity, Options, ShutdownMode};
+use rookery_mio::{Agent, Config, Event, Identity, Options, ShutdownMode};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -34,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{} listening on {}", agent.name(), agent.local_addr());
     std::thread::spawn(move || {
         for event in events {
-            println!("* {event:?}");
+            println!("{}", describe(&event));
         }
     });
     if !args.join.is_empty() {
@@ -68,12 +69,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 return Ok(());
             }
             "/quit" => break,
-            "/msg" => {
-                println!("direct messages need Node::send, which rookery-core does not have yet")
+            "/msg" => match rest.split_once(' ') {
+                Some((to, text)) => {
+                    if let Err(e) = agent.send(to, text.to_string()) {
+                        println!("message not sent: {e}");
+                    }
+                }
+                None => println!("usage: /msg NAME TEXT"),
+            },
+            _ if cmd.starts_with('/') => println!("unknown command {cmd}"),
+            _ => {
+                let text = format!("<{}> {line}", agent.name());
+                if let Err(e) = agent.user_event("chat", text, false) {
+                    println!("chat line not sent: {e}");
+                }
             }
-            _ => println!("chat lines travel as user events, which rookery-core does not have yet"),
         }
     }
     agent.shutdown(ShutdownMode::Now);
     Ok(())
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::User(u) if &*u.name == "chat" => String::from_utf8_lossy(&u.payload).into_owned(),
+        Event::Message { from, payload } => {
+            format!("(from {from}) {}", String::from_utf8_lossy(payload))
+        }
+        Event::SendFailed { to, messages } => {
+            format!("* {messages} message(s) to {to} may not have arrived")
+        }
+        Event::MemberJoined(m) => format!("* {} joined ({})", m.name, m.addr),
+        Event::MemberUpdated(m) => format!("* {} updated: {:?}", m.name, m.tags),
+        Event::MemberLeft(m) => format!("* {} left", m.name),
+        Event::MemberFailed(m) => format!("* {} failed", m.name),
+        Event::MemberSuspected { member, by } => format!("* {} suspected by {by}", member.name),
+        Event::MemberRecovered(m) => format!("* {} recovered", m.name),
+        other => format!("* {other:?}"),
+    }
 }

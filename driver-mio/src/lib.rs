@@ -9,15 +9,25 @@
 //! same operation names and the same wire traffic, so mio and async agents mix in one cluster.
 //!
 //! ```no_run
-//! use rookery_mio::{Agent, Config, Identity, Options, ShutdownMode};
+//! use rookery_mio::{Agent, Config, Event, Identity, Options, QueryParams, ShutdownMode};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let identity = Identity::new("node-c", "127.0.0.1:0".parse()?);
 //! let (agent, events) = Agent::spawn(Config::lan(), identity, Options::default())?;
 //! agent.join(&["127.0.0.1:7946".parse()?])?;
 //! println!("members: {:?}", agent.members()?);
+//! agent.user_event("deploy", "v42", false)?; // every member gets Event::User
+//! agent.send("node-a", "hello")?; // node-a gets Event::Message
+//! let answers = agent.query("load", "", QueryParams::default())?;
+//! for answer in answers.iter() {
+//!     println!("{answer:?}"); // acks and responses, then QueryAnswer::Done
+//! }
 //! while let Ok(event) = events.recv_timeout(std::time::Duration::from_secs(5)) {
-//!     println!("{event:?}");
+//!     match event {
+//!         Event::Query(q) => agent.respond(&q.handle, "0.3")?,
+//!         Event::MemberFailed(m) => agent.remove_failed(&m.name, false)?,
+//!         other => println!("{other:?}"),
+//!     }
 //! }
 //! agent.shutdown(ShutdownMode::Leave);
 //! # Ok(())
@@ -36,12 +46,18 @@ use std::thread::JoinHandle;
 use mio::{Interest, Poll, Waker};
 
 pub use rookery_core as core;
-pub use rookery_core::{Config, Event, Identity, Member, MemberStatus, Tags};
-pub use rookery_driver::{AgentError, AgentStats, DriverStats, Options, ShutdownMode, StartError};
+pub use rookery_core::{
+    ApiError, Config, Event, Identity, IncomingQuery, Member, MemberStatus, QueryHandle, QueryId,
+    QueryParams, Tags, UserEvent,
+};
+pub use rookery_driver::{
+    AgentError, AgentStats, DriverStats, Options, QueryAnswer, ShutdownMode, StartError,
+};
 
+use bytes::Bytes;
 use rookery_driver::{
-    advertised_addr, bind_pair, node_seed, AgentStats as Stats, Command, DriverCounters, EventSink,
-    Pump, Reply,
+    advertised_addr, bind_pair, node_seed, AgentStats as Stats, AnswerSink, Command, Delivery,
+    DriverCounters, EventSink, Pump, Reply,
 };
 
 use crate::event_loop::{EventLoop, LoopConfig, LISTENER, UDP, WAKER};
@@ -68,6 +84,7 @@ impl Agent {
         let (ev_tx, ev_rx) = mpsc::sync_channel(options.event_capacity.max(1));
         let sink: EventSink = Box::new(move |e| ev_tx.try_send(e).is_ok());
         let counters = Arc::new(DriverCounters::default());
+        let query_capacity = options.query_capacity.max(1);
         let cfg = LoopConfig {
             tcp_timeout: config.tcp_timeout,
             max_stream: config.max_stream_message,
@@ -99,6 +116,7 @@ impl Agent {
             waker,
             addr: me.addr,
             name: Arc::from(&*me.name),
+            query_capacity,
             thread: Mutex::new(Some(thread)),
         };
         Ok((
@@ -117,6 +135,7 @@ struct Inner {
     waker: Arc<Waker>,
     addr: SocketAddr,
     name: Arc<str>,
+    query_capacity: usize,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -165,8 +184,18 @@ impl AgentHandle {
     /// Join a cluster through `seeds` (push-pull with each); returns how many answered, or
     /// [`AgentError::NobodyReached`] when none did (after at most `tcp_timeout`).
     pub fn join(&self, seeds: &[SocketAddr]) -> Result<usize, AgentError> {
+        self.join_with(seeds, false)
+    }
+
+    /// [`AgentHandle::join`], choosing whether to replay the cluster's recent user events
+    /// (`ignore_old` false, as `join` does) or to skip every user event older than the join.
+    pub fn join_with(&self, seeds: &[SocketAddr], ignore_old: bool) -> Result<usize, AgentError> {
         let seeds = seeds.to_vec();
-        self.call(|reply| Command::Join { seeds, reply })?
+        self.call(|reply| Command::Join {
+            seeds,
+            ignore_old,
+            reply,
+        })?
     }
 
     /// Leave the cluster gracefully; returns once the departure has been gossiped (or
@@ -211,9 +240,86 @@ impl AgentHandle {
         self.call(|reply| Command::Stats { reply })
     }
 
-    // Serf-layer operations (user_event, query, respond, send, broadcast, remove_failed) are
-    // not in rookery-core yet; each will be one blocking method here built like `set_tags`,
-    // sending the matching `Command` variant (see `rookery_driver::Command`).
+    /// Send a user event to every member: each (this one included) gets
+    /// [`Event::User`] once. With `coalesce`, receivers may keep only the latest event of
+    /// this name.
+    pub fn user_event(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+        coalesce: bool,
+    ) -> Result<(), AgentError> {
+        let (name, payload) = (name.to_string(), payload.into());
+        self.call(|reply| Command::UserEvent {
+            name,
+            payload,
+            coalesce,
+            reply,
+        })?
+    }
+
+    /// Ask the cluster: members that `params` selects get [`Event::Query`] and answer with
+    /// [`AgentHandle::respond`]. Returns a receiver of this query's acks and responses,
+    /// ending with [`QueryAnswer::Done`] after which it disconnects (bounded by
+    /// [`Options::query_capacity`]; dropping it early is fine). The answers also arrive as
+    /// events.
+    pub fn query(
+        &self,
+        name: &str,
+        payload: impl Into<Bytes>,
+        params: QueryParams,
+    ) -> Result<Receiver<QueryAnswer>, AgentError> {
+        let (name, payload) = (name.to_string(), payload.into());
+        let (tx, rx) = mpsc::sync_channel(self.inner.query_capacity);
+        let answers = AnswerSink::new(move |a| match tx.try_send(a) {
+            Ok(()) => Delivery::Delivered,
+            Err(mpsc::TrySendError::Full(_)) => Delivery::Full,
+            Err(mpsc::TrySendError::Disconnected(_)) => Delivery::Closed,
+        });
+        self.call(|reply| Command::Query {
+            name,
+            payload,
+            params,
+            answers,
+            reply,
+        })??;
+        Ok(rx)
+    }
+
+    /// Answer a query this agent received as [`Event::Query`] (once per query, before its
+    /// deadline).
+    pub fn respond(
+        &self,
+        handle: &QueryHandle,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), AgentError> {
+        let (handle, payload) = (handle.clone(), payload.into());
+        self.call(|reply| Command::Respond {
+            handle,
+            payload,
+            reply,
+        })?
+    }
+
+    /// Send a direct message to the member named `to` (reliable channel); it arrives as
+    /// [`Event::Message`]. A channel that fails later is reported as [`Event::SendFailed`].
+    pub fn send(&self, to: &str, payload: impl Into<Bytes>) -> Result<(), AgentError> {
+        let (to, payload) = (to.to_string(), payload.into());
+        self.call(|reply| Command::Send { to, payload, reply })?
+    }
+
+    /// Send a direct message to every other live member; returns how many it went to.
+    pub fn broadcast(&self, payload: impl Into<Bytes>) -> Result<usize, AgentError> {
+        let payload = payload.into();
+        self.call(|reply| Command::Broadcast { payload, reply })?
+    }
+
+    /// Turn the failed member `name` into a left one on every member (or, with `prune`,
+    /// forget it at once).
+    pub fn remove_failed(&self, name: &str, prune: bool) -> Result<(), AgentError> {
+        let name = name.to_string();
+        self.call(|reply| Command::RemoveFailed { name, prune, reply })?
+    }
 }
 
 #[cfg(test)]

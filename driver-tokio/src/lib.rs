@@ -11,7 +11,7 @@
 //! `rookery-mio` drives the same [`rookery_driver::Pump`] from a mio event loop.
 //!
 //! ```no_run
-//! use rookery_tokio::{Agent, Config, Event, Identity, Options, ShutdownMode};
+//! use rookery_tokio::{Agent, Config, Event, Identity, Options, QueryParams, ShutdownMode};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let identity = Identity::new("node-a", "127.0.0.1:0".parse()?);
@@ -19,10 +19,22 @@
 //! println!("listening on {}", agent.local_addr());
 //! let answered = agent.join(&["127.0.0.1:7946".parse()?]).await?;
 //! println!("{answered} seed(s) answered; members: {:?}", agent.members().await?);
+//! agent.user_event("deploy", "v42", false).await?; // every member gets Event::User
+//! agent.send("node-b", "hello").await?; // node-b gets Event::Message
+//! let mut answers = agent.query("load", "", QueryParams::default()).await?;
+//! while let Some(answer) = answers.recv().await {
+//!     println!("{answer:?}"); // acks and responses, then QueryAnswer::Done
+//! }
 //! while let Some(event) = events.recv().await {
-//!     if let Event::MemberFailed(m) = event {
-//!         println!("{} failed", m.name);
-//!         break;
+//!     match event {
+//!         Event::Query(q) => agent.respond(&q.handle, "0.3").await?,
+//!         Event::Message { from, payload } => println!("{from}: {payload:?}"),
+//!         Event::MemberFailed(m) => {
+//!             println!("{} failed", m.name);
+//!             agent.remove_failed(&m.name, false).await?; // left everywhere
+//!             break;
+//!         }
+//!         _ => {}
 //!     }
 //! }
 //! agent.shutdown(ShutdownMode::Leave).await;
@@ -42,9 +54,14 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use rookery_core as core;
-pub use rookery_core::{Config, Event, Identity, Member, MemberStatus, Tags};
-pub use rookery_driver::asynch::{AgentHandle, EventStream};
-pub use rookery_driver::{AgentError, AgentStats, DriverStats, Options, ShutdownMode, StartError};
+pub use rookery_core::{
+    ApiError, Config, Event, Identity, IncomingQuery, Member, MemberStatus, QueryHandle, QueryId,
+    QueryParams, Tags, UserEvent,
+};
+pub use rookery_driver::asynch::{AgentHandle, EventStream, QueryAnswers};
+pub use rookery_driver::{
+    AgentError, AgentStats, DriverStats, Options, QueryAnswer, ShutdownMode, StartError,
+};
 
 /// The tokio runtime, as [`rookery_driver::Runtime`] sees it.
 #[derive(Clone, Copy, Debug, Default)]

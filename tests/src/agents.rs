@@ -1,11 +1,15 @@
 //! One blocking interface over every driver, so each scenario is written once.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use rookery_core::{Config, Event, Identity, Member, MemberStatus};
-use rookery_driver::{AgentError, AgentStats, Options, ShutdownMode};
+use rookery_core::{
+    Config, Event, Identity, IncomingQuery, Member, MemberStatus, QueryHandle, QueryParams,
+};
+use rookery_driver::{AgentError, AgentStats, Options, QueryAnswer, ShutdownMode};
 
 /// Which driver runs an agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +67,7 @@ pub struct TestAgent {
     /// Which driver runs it.
     pub driver: Driver,
     events: Mutex<Vec<Event>>,
+    answered: Mutex<HashSet<QueryHandle>>,
 }
 
 impl std::fmt::Debug for TestAgent {
@@ -119,6 +124,7 @@ impl TestAgent {
             inner,
             driver,
             events: Mutex::new(Vec::new()),
+            answered: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -191,6 +197,124 @@ impl TestAgent {
             Inner::Tokio(h, _) => tokio_runtime().block_on(h.set_tags(tags)),
             Inner::AsyncStd(h, _) => async_std::task::block_on(h.set_tags(tags)),
             Inner::Mio(h, _) => h.set_tags(tags),
+        }
+    }
+
+    /// `join_with`.
+    pub fn join_with(&self, seeds: &[SocketAddr], ignore_old: bool) -> Result<usize, AgentError> {
+        match &self.inner {
+            Inner::Tokio(h, _) => tokio_runtime().block_on(h.join_with(seeds, ignore_old)),
+            Inner::AsyncStd(h, _) => async_std::task::block_on(h.join_with(seeds, ignore_old)),
+            Inner::Mio(h, _) => h.join_with(seeds, ignore_old),
+        }
+    }
+
+    /// `user_event`.
+    pub fn user_event(&self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), AgentError> {
+        let payload = payload.to_vec();
+        match &self.inner {
+            Inner::Tokio(h, _) => tokio_runtime().block_on(h.user_event(name, payload, coalesce)),
+            Inner::AsyncStd(h, _) => {
+                async_std::task::block_on(h.user_event(name, payload, coalesce))
+            }
+            Inner::Mio(h, _) => h.user_event(name, payload, coalesce),
+        }
+    }
+
+    /// `query`; the answers (ending with the done) arrive on a std receiver whatever the
+    /// driver (the async drivers' streams are forwarded by a task).
+    pub fn query(
+        &self,
+        name: &str,
+        payload: &[u8],
+        params: QueryParams,
+    ) -> Result<Receiver<QueryAnswer>, AgentError> {
+        let payload = payload.to_vec();
+        let (tx, rx) = std::sync::mpsc::channel();
+        match &self.inner {
+            Inner::Tokio(h, _) => {
+                let rt = tokio_runtime();
+                let mut answers = rt.block_on(h.query(name, payload, params))?;
+                rt.spawn(async move {
+                    while let Some(a) = answers.recv().await {
+                        if tx.send(a).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Inner::AsyncStd(h, _) => {
+                let mut answers = async_std::task::block_on(h.query(name, payload, params))?;
+                async_std::task::spawn(async move {
+                    while let Some(a) = answers.recv().await {
+                        if tx.send(a).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Inner::Mio(h, _) => return h.query(name, payload, params),
+        }
+        Ok(rx)
+    }
+
+    /// `respond`.
+    pub fn respond(&self, handle: &QueryHandle, payload: &[u8]) -> Result<(), AgentError> {
+        let payload = payload.to_vec();
+        match &self.inner {
+            Inner::Tokio(h, _) => tokio_runtime().block_on(h.respond(handle, payload)),
+            Inner::AsyncStd(h, _) => async_std::task::block_on(h.respond(handle, payload)),
+            Inner::Mio(h, _) => h.respond(handle, payload),
+        }
+    }
+
+    /// Answer every query event not answered yet with `answer(query)`; returns how many were
+    /// answered now.
+    pub fn answer_queries(&self, answer: impl Fn(&IncomingQuery) -> Vec<u8>) -> usize {
+        let queries: Vec<IncomingQuery> = self
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Query(q) => Some(q),
+                _ => None,
+            })
+            .collect();
+        let mut n = 0;
+        for q in queries {
+            if self.answered.lock().expect("lock").insert(q.handle.clone()) {
+                self.respond(&q.handle, &answer(&q)).expect("respond");
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// `send`.
+    pub fn send(&self, to: &str, payload: &[u8]) -> Result<(), AgentError> {
+        let payload = payload.to_vec();
+        match &self.inner {
+            Inner::Tokio(h, _) => tokio_runtime().block_on(h.send(to, payload)),
+            Inner::AsyncStd(h, _) => async_std::task::block_on(h.send(to, payload)),
+            Inner::Mio(h, _) => h.send(to, payload),
+        }
+    }
+
+    /// `broadcast`.
+    pub fn broadcast(&self, payload: &[u8]) -> Result<usize, AgentError> {
+        let payload = payload.to_vec();
+        match &self.inner {
+            Inner::Tokio(h, _) => tokio_runtime().block_on(h.broadcast(payload)),
+            Inner::AsyncStd(h, _) => async_std::task::block_on(h.broadcast(payload)),
+            Inner::Mio(h, _) => h.broadcast(payload),
+        }
+    }
+
+    /// `remove_failed`.
+    pub fn remove_failed(&self, name: &str, prune: bool) -> Result<(), AgentError> {
+        match &self.inner {
+            Inner::Tokio(h, _) => tokio_runtime().block_on(h.remove_failed(name, prune)),
+            Inner::AsyncStd(h, _) => async_std::task::block_on(h.remove_failed(name, prune)),
+            Inner::Mio(h, _) => h.remove_failed(name, prune),
         }
     }
 

@@ -5,8 +5,8 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rookery_core::{Event, MemberStatus};
-use rookery_driver::{AgentError, Options, ShutdownMode};
+use rookery_core::{Event, MemberStatus, QueryParams};
+use rookery_driver::{AgentError, Options, QueryAnswer, ShutdownMode};
 
 use crate::agents::{fast_config, wait_until, Driver, TestAgent};
 
@@ -315,4 +315,167 @@ pub fn join_nobody(prefix: &str, driver: Driver) {
     );
     assert!(a.stats().expect("stats").core.send_failures >= 1);
     a.shutdown(ShutdownMode::Leave);
+}
+
+/// A user event sent by one agent reaches every agent (the sender included) exactly once.
+pub fn user_event_reaches_all(prefix: &str, drivers: &[Driver], sender: usize) {
+    let agents = start_cluster(prefix, drivers);
+    agents[sender]
+        .user_event("deploy", b"v42", false)
+        .expect("user_event");
+    let got = |a: &TestAgent| {
+        a.events()
+            .iter()
+            .filter(|e| {
+                matches!(e, Event::User(u) if &*u.name == "deploy" && u.payload.as_ref() == b"v42")
+            })
+            .count()
+    };
+    let (ok, took) = wait_until(LIMIT, || agents.iter().all(|a| got(a) >= 1));
+    let counts: Vec<usize> = agents.iter().map(|a| got(a)).collect();
+    assert!(
+        ok,
+        "user event not delivered to all in {took:?}: {counts:?}"
+    );
+    eprintln!("{prefix}: user event reached all in {took:?}");
+    // Delivered once per node, even after more gossip rounds.
+    std::thread::sleep(Duration::from_millis(300));
+    let counts: Vec<usize> = agents.iter().map(|a| got(a)).collect();
+    assert!(counts.iter().all(|&c| c == 1), "delivered once: {counts:?}");
+    // An empty name is refused by the core, typed.
+    assert_eq!(
+        agents[sender].user_event("", b"x", false),
+        Err(AgentError::Rejected(rookery_core::ApiError::EmptyName))
+    );
+    stop_all(&agents);
+}
+
+/// A query asked by one agent is answered by every agent (each answers its query events with
+/// its own name); the answer stream carries every ack and response and ends with the done.
+pub fn query_answered_by_all(prefix: &str, drivers: &[Driver], asker: usize) {
+    let agents = start_cluster(prefix, drivers);
+    let n = agents.len();
+    let params = QueryParams {
+        request_ack: true,
+        timeout: Some(LIMIT),
+        ..QueryParams::default()
+    };
+    let answers = agents[asker].query("whoami", b"?", params).expect("query");
+    let mut got = Vec::new();
+    let (ok, took) = wait_until(LIMIT, || {
+        for a in &agents {
+            a.answer_queries(|q| {
+                assert_eq!((&*q.name, q.payload.as_ref()), ("whoami", &b"?"[..]));
+                a.name().into_bytes()
+            });
+        }
+        got.extend(answers.try_iter());
+        matches!(got.last(), Some(QueryAnswer::Done { .. }))
+    });
+    assert!(ok, "query not done in {took:?}: {got:?}");
+    eprintln!("{prefix}: query answered by all in {took:?}");
+    let mut responders: Vec<String> = got
+        .iter()
+        .filter_map(|a| match a {
+            QueryAnswer::Response { from, payload } => {
+                assert_eq!(from.as_bytes(), payload.as_ref(), "each answers its name");
+                Some(from.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    responders.sort();
+    let mut names: Vec<String> = agents.iter().map(|a| a.name()).collect();
+    names.sort();
+    assert_eq!(responders, names, "one response from every agent");
+    let acks = got
+        .iter()
+        .filter(|a| matches!(a, QueryAnswer::Ack { .. }))
+        .count();
+    assert_eq!(got.last(), Some(&QueryAnswer::Done { acks, responses: n }));
+    // The stream ends after the done.
+    assert!(answers.recv_timeout(Duration::from_secs(2)).is_err());
+    // The answers were events too.
+    assert!(agents[asker]
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::QueryDone { responses, .. } if *responses == n)));
+    stop_all(&agents);
+}
+
+/// A direct message reaches its one receiver; a broadcast reaches every other agent.
+pub fn send_and_broadcast_arrive(prefix: &str, drivers: &[Driver]) {
+    let agents = start_cluster(prefix, drivers);
+    let n = agents.len();
+    let (from, to) = (agents[1].clone(), agents[n - 1].clone());
+    from.send(&to.name(), b"psst").expect("send");
+    let caster = agents[2].clone();
+    assert_eq!(caster.broadcast(b"hear ye"), Ok(n - 1));
+    let has = |a: &TestAgent, sender: &str, text: &[u8]| {
+        a.events().iter().any(
+            |e| matches!(e, Event::Message { from, payload } if &**from == sender && payload.as_ref() == text),
+        )
+    };
+    let (ok, took) = wait_until(LIMIT, || {
+        has(&to, &from.name(), b"psst")
+            && agents
+                .iter()
+                .filter(|a| a.name() != caster.name())
+                .all(|a| has(a, &caster.name(), b"hear ye"))
+    });
+    assert!(ok, "messages not delivered in {took:?}");
+    eprintln!("{prefix}: send and broadcast arrived in {took:?}");
+    for a in &agents {
+        if a.name() != to.name() {
+            assert!(
+                !has(a, &from.name(), b"psst"),
+                "{a:?} got another's message"
+            );
+        }
+    }
+    assert!(
+        !has(&caster, &caster.name(), b"hear ye"),
+        "no echo to the caster"
+    );
+    assert!(matches!(
+        from.send("nobody-by-this-name", b"x"),
+        Err(AgentError::Rejected(rookery_core::ApiError::UnknownMember(
+            _
+        )))
+    ));
+    stop_all(&agents);
+}
+
+/// A stopped agent is detected failed; `remove_failed` on one agent turns it left on all.
+pub fn remove_failed_is_left(prefix: &str, drivers: &[Driver], victim: usize) {
+    let agents = start_cluster(prefix, drivers);
+    let dead = agents[victim].clone();
+    let name = dead.name();
+    let others: Vec<_> = agents
+        .iter()
+        .filter(|a| a.name() != name)
+        .cloned()
+        .collect();
+    // Not failed yet: refused.
+    assert!(matches!(
+        others[0].remove_failed(&name, false),
+        Err(AgentError::Rejected(rookery_core::ApiError::NotFailed(_)))
+    ));
+    dead.shutdown(ShutdownMode::Now);
+    let (ok, took) = wait_until(LIMIT, || {
+        others[0].status_of(&name) == Some(MemberStatus::Failed)
+    });
+    assert!(ok, "{name} not failed in {took:?}");
+    others[0]
+        .remove_failed(&name, false)
+        .expect("remove_failed");
+    let (ok, took) = wait_until(LIMIT, || {
+        others
+            .iter()
+            .all(|a| a.status_of(&name) == Some(MemberStatus::Left))
+    });
+    let views: Vec<_> = others.iter().map(|a| a.status_of(&name)).collect();
+    assert!(ok, "{name} not left on all in {took:?}: {views:?}");
+    eprintln!("{prefix}: {name} removed and left on all in {took:?}");
+    stop_all(&others);
 }

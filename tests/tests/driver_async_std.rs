@@ -34,3 +34,23 @@ fn async_std_tags_propagate() {
 fn async_std_join_nobody_reached() {
     scenarios::join_nobody("as-nobody", D);
 }
+
+#[test]
+fn async_std_user_event_reaches_all() {
+    scenarios::user_event_reaches_all("as-uev", &[D; 10], 3);
+}
+
+#[test]
+fn async_std_query_answered_by_all() {
+    scenarios::query_answered_by_all("as-query", &[D; 10], 2);
+}
+
+#[test]
+fn async_std_send_and_broadcast_arrive() {
+    scenarios::send_and_broadcast_arrive("as-msg", &[D; 10]);
+}
+
+#[test]
+fn async_std_remove_failed_turns_left() {
+    scenarios::remove_failed_is_left("as-rmf", &[D; 10], 6);
+}

@@ -34,3 +34,23 @@ fn mio_tags_propagate() {
 fn mio_join_nobody_reached() {
     scenarios::join_nobody("mio-nobody", D);
 }
+
+#[test]
+fn mio_user_event_reaches_all() {
+    scenarios::user_event_reaches_all("mio-uev", &[D; 10], 3);
+}
+
+#[test]
+fn mio_query_answered_by_all() {
+    scenarios::query_answered_by_all("mio-query", &[D; 10], 2);
+}
+
+#[test]
+fn mio_send_and_broadcast_arrive() {
+    scenarios::send_and_broadcast_arrive("mio-msg", &[D; 10]);
+}
+
+#[test]
+fn mio_remove_failed_turns_left() {
+    scenarios::remove_failed_is_left("mio-rmf", &[D; 10], 6);
+}

@@ -34,3 +34,23 @@ fn tokio_tags_propagate() {
 fn tokio_join_nobody_reached() {
     scenarios::join_nobody("tk-nobody", D);
 }
+
+#[test]
+fn tokio_user_event_reaches_all() {
+    scenarios::user_event_reaches_all("tk-uev", &[D; 10], 3);
+}
+
+#[test]
+fn tokio_query_answered_by_all() {
+    scenarios::query_answered_by_all("tk-query", &[D; 10], 2);
+}
+
+#[test]
+fn tokio_send_and_broadcast_arrive() {
+    scenarios::send_and_broadcast_arrive("tk-msg", &[D; 10]);
+}
+
+#[test]
+fn tokio_remove_failed_turns_left() {
+    scenarios::remove_failed_is_left("tk-rmf", &[D; 10], 6);
+}
