@@ -125,7 +125,7 @@ impl Node {
     }
 
     pub(crate) fn send_push_pull(&mut self, to: SocketAddr, id: u32, request: bool, join: bool) {
-        let msg = Message::PushPull(PushPull {
+        let mut p = PushPull {
             id,
             request,
             join,
@@ -136,8 +136,49 @@ impl Node {
             event_ltime: self.event_clock.time(),
             query_ltime: self.query_clock.time(),
             events: self.event_ring.recent(),
+        };
+        self.fit_push_pull(&mut p);
+        self.send_reliable(to, &Message::PushPull(p));
+    }
+
+    /// Keep a push-pull within `max_stream_message` (a peer with the same configuration
+    /// refuses anything larger, which would break joins through this node): when the whole
+    /// table does not fit, send this node, then live members, then tombstones, as many as
+    /// fit, and the newest user events; count the trim in `push_pulls_trimmed`.
+    fn fit_push_pull(&mut self, p: &mut PushPull) {
+        // Envelope (at most 257 bytes with a label), the clocks and ids: under 320 bytes.
+        let budget = self.cfg.max_stream_message.saturating_sub(320);
+        let size = |x: &PushState| postcard::experimental::serialized_size(x).unwrap_or(usize::MAX);
+        let total: usize = p.states.iter().map(size).sum::<usize>()
+            + p.events
+                .iter()
+                .map(|e| e.name.len() + e.payload.len() + 24)
+                .sum::<usize>();
+        if total <= budget {
+            return;
+        }
+        self.stats.push_pulls_trimmed += 1;
+        let rank = |s: &PushState| match s.status {
+            _ if s.name == self.me => 0,
+            WireStatus::Alive | WireStatus::Leaving => 1,
+            WireStatus::Suspect => 2,
+            WireStatus::Left => 3,
+            WireStatus::Dead => 4,
+        };
+        p.states.sort_by_key(rank);
+        let mut used = 0;
+        let me = self.me.clone();
+        p.states.retain(|s| {
+            used += size(s);
+            used <= budget || s.name == me
         });
-        self.send_reliable(to, &msg);
+        // Newest events first, in whatever room is left.
+        p.events.reverse();
+        p.events.retain(|e| {
+            used += e.name.len() + e.payload.len() + 24;
+            used <= budget
+        });
+        p.events.reverse();
     }
 
     pub(crate) fn on_push_pull(&mut self, p: PushPull) {

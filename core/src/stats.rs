@@ -54,6 +54,8 @@ pub struct Stats {
     pub reconnects: u64,
     /// Name conflicts this node lost (it stopped; see [`crate::Event::NameConflict`]).
     pub name_conflicts_lost: u64,
+    /// Push-pulls whose state was trimmed to fit `max_stream_message`.
+    pub push_pulls_trimmed: u64,
     /// Probes answered (directly, indirectly or over the reliable channel).
     pub probes_ok: u64,
 }
