@@ -10,7 +10,7 @@
 //!
 //! | name | what must hold |
 //! |---|---|
-//! | `no-false-failure` | a member is declared failed only if it was crashed, paused, overloaded, cut off (partition, cut, isolation, lossy link), gone, or datagrams were being lost — during the fault or within the liveness bound after it ([`NoFalseFailure`]) |
+//! | `no-false-failure` | a member is declared failed only if it was crashed, paused, overloaded, cut off (partition, cut, isolation, lossy or slow link), gone, or datagrams were being lost — during the fault or within [`verdict_grace`] after it ([`NoFalseFailure`]) |
 //! | `incarnation-monotonic` | no node's view of a member's incarnation ever goes down (per life of the observer) ([`IncarnationMonotonic`]) |
 //! | `no-self-failure` | no node sees itself suspect or failed ([`NoSelfFailure`]) |
 //! | `queue-bounds` | broadcast queue, member table, transmits and events per input stay within the configured bounds ([`QueueBounds`]) |
@@ -320,10 +320,39 @@ pub fn liveness_bound(cfg: &Config, n: usize) -> Duration {
     first_probe + susp_max + dissemination + push_pull + cfg.tcp_timeout * 2
 }
 
+/// How long after a fault ended a failed verdict it caused may still arrive: the longest
+/// suspicion timeout (a suspicion started just before the fault ended), the worst
+/// health-scaled probe interval, one dissemination round of the verdict, and a
+/// `tcp_timeout`.
+pub fn verdict_grace(cfg: &Config, n: usize) -> Duration {
+    let n = n.max(2);
+    let scale = (n as f64).log10().max(1.0);
+    let susp_max = cfg
+        .probe_interval
+        .mul_f64(cfg.suspicion_mult as f64 * scale)
+        * cfg.suspicion_max_timeout_mult;
+    let retransmits = cfg.retransmit_mult * (((n + 1) as f64).log10().ceil() as u32).max(2);
+    susp_max
+        + cfg.probe_interval * cfg.awareness_max_multiplier
+        + cfg.gossip_interval * retransmits
+        + cfg.tcp_timeout
+}
+
 /// `no-false-failure`: a [`Event::MemberFailed`] verdict about a member that is up and was
 /// never crashed, paused, overloaded, cut off, gone, nor exposed to datagram loss — neither
-/// at the time nor within [`liveness_bound`] before — is a violation. Clock drift is not an
+/// at the time nor within [`verdict_grace`] before — is a violation. Clock drift is not an
 /// excuse: the protocol must tolerate it.
+///
+/// Two refinements:
+/// - a verdict reached by an observer that was itself paused or overloaded (within the
+///   grace) is excused — a late observer acts on stale news, like a "member failed" message
+///   that waited in its backlog while the member has long since refuted. The same verdict
+///   spreading to healthy observers is still judged;
+/// - a verdict that echoes a justified one is excused: the member had an excusing fault
+///   once, and some other running node still holds it failed (the cluster has not yet
+///   learned that it is back — after a long partition, until something reconnects the
+///   halves). A verdict about a member that never had a fault is judged however many
+///   nodes already share it.
 #[derive(Clone, Debug)]
 pub struct NoFalseFailure {
     kinds: Vec<FaultKind>,
@@ -361,8 +390,33 @@ impl Invariant for NoFalseFailure {
         if cx.state(x) != NodeState::Up {
             return Ok(());
         }
-        let grace = liveness_bound(cx.config(node), cx.len());
+        let grace = verdict_grace(cx.config(node), cx.len());
         if cx.ledger().excused(x, cx.now(), grace, &self.kinds) {
+            return Ok(());
+        }
+        let late = [FaultKind::Pause, FaultKind::Overload];
+        if cx.ledger().excused(node, cx.now(), grace, &late) {
+            return Ok(());
+        }
+        let had_fault = cx
+            .ledger()
+            .touched(x, Timestamp::ZERO, cx.now(), &self.kinds)
+            || cx
+                .ledger()
+                .global()
+                .iter()
+                .any(|w| self.kinds.contains(&w.kind));
+        let echo = had_fault
+            && (0..cx.len()).any(|p| {
+                p != node
+                    && p != x
+                    && cx.state(p) == NodeState::Up
+                    && cx
+                        .node(p)
+                        .member(&m.name)
+                        .is_some_and(|v| v.status == MemberStatus::Failed)
+            });
+        if echo {
             return Ok(());
         }
         Err(format!(
@@ -610,5 +664,134 @@ where
             owed.len(),
             list.join("; ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Liveness, SimBuilder};
+    use rookery_core::Config;
+
+    fn cluster(seed: u64, n: usize) -> crate::Sim {
+        let mut sim = SimBuilder::new(seed)
+            .nodes(n, Config::local())
+            .build()
+            .unwrap();
+        sim.form(Duration::from_secs(30)).unwrap();
+        sim
+    }
+
+    #[test]
+    fn a_crash_the_ledger_does_not_know_of_is_a_false_failure() {
+        let mut sim = cluster(1, 5);
+        // Cut node 4 off behind the simulator's back: nothing excuses the verdicts.
+        sim.nodes[4].isolated = true;
+        sim.run_for(Duration::from_secs(40));
+        let v = sim.check().unwrap_err();
+        assert_eq!(v.invariant, "no-false-failure");
+        assert!(v.detail.contains("node-4"), "{v}");
+        assert!(v
+            .to_string()
+            .starts_with("invariant `no-false-failure` violated at"));
+    }
+
+    #[test]
+    fn a_known_crash_is_excused_and_liveness_holds() {
+        let mut sim = cluster(2, 5);
+        sim.crash(4);
+        sim.run_for(Duration::from_secs(40));
+        sim.check().unwrap();
+        let took = sim.heal_and_converge(&Liveness::default()).unwrap();
+        assert!(took < Duration::from_secs(1), "already converged: {took:?}");
+        assert!(sim.finish_checks().is_ok());
+    }
+
+    #[test]
+    fn a_forgotten_incarnation_is_caught() {
+        let mut sim = cluster(3, 4);
+        sim.with_node(1, |n, now| n.set_tags(now, Default::default()).unwrap());
+        sim.run_for(Duration::from_secs(2));
+        sim.check().unwrap();
+        // Swap in a fresh node behind the simulator's back (no restart recorded): its
+        // view of itself drops back to incarnation 0.
+        let fresh = rookery_core::Node::new(
+            Config::local(),
+            sim.nodes[1].identity.clone(),
+            99,
+            sim.now(),
+        )
+        .unwrap();
+        sim.nodes[1].node = fresh;
+        sim.run_for(Duration::from_secs(1));
+        let v: Vec<&str> = sim.violations().iter().map(|v| v.invariant).collect();
+        assert!(v.contains(&"incarnation-monotonic"), "{v:?}");
+    }
+
+    #[test]
+    fn a_partition_that_never_merges_fails_liveness_without_reconnect() {
+        let mut sim = cluster(4, 6);
+        let split = sim.partition(&[&[0, 1, 2], &[3, 4, 5]]);
+        sim.run_for(Duration::from_secs(60));
+        sim.heal(split);
+        let opts = Liveness {
+            reconnect_every: None,
+            bound: None,
+        };
+        let v = sim.heal_and_converge(&opts).unwrap_err();
+        assert_eq!(v.invariant, crate::LIVENESS);
+        assert!(v.detail.contains("did not converge"), "{v}");
+        // The reconnect stand-in merges the halves.
+        let took = sim.heal_and_converge(&Liveness::default()).unwrap();
+        assert!(took <= Duration::from_secs(31), "{took:?}");
+        sim.check().unwrap();
+    }
+
+    #[test]
+    fn exactly_once_reports_duplicates_and_missing_deliveries() {
+        let mut sim = SimBuilder::new(5)
+            .nodes(4, Config::local())
+            .invariants(false)
+            .build()
+            .unwrap();
+        sim.add_invariant(Box::new(ExactlyOnce::new(
+            "first-join",
+            |e: &Event| match e {
+                Event::MemberJoined(m) if &*m.name == "node-3" => Some("node-3 joined"),
+                _ => None,
+            },
+        )));
+        sim.form(Duration::from_secs(30)).unwrap();
+        // Everyone but node 3 itself heard node-3 join, once.
+        assert!(!sim.invariants_settled());
+        sim.check().unwrap();
+        // Node 3 fails and comes back: everyone hears it join a second time.
+        sim.isolate(3, true);
+        sim.run_for(Duration::from_secs(30));
+        sim.isolate(3, false);
+        sim.heal_and_converge(&Liveness {
+            bound: Some(Duration::from_secs(60)),
+            ..Liveness::default()
+        })
+        .unwrap_err();
+        let v = sim.check().unwrap_err();
+        assert_eq!(v.invariant, "first-join");
+        assert!(v.detail.contains("2 times"), "{v}");
+        let _ = sim.finish_checks();
+        let last = sim.violations().last().unwrap();
+        assert!(last.detail.contains("never reached node-3"), "{last}");
+    }
+
+    #[test]
+    fn monotonic_tracks_each_life() {
+        let mut sim = cluster(6, 3);
+        sim.add_invariant(Box::new(Monotonic::new("own-incarnation", |n| {
+            n.local_member().incarnation as u64
+        })));
+        sim.with_node(2, |n, now| n.set_tags(now, Default::default()).unwrap());
+        sim.run_for(Duration::from_secs(1));
+        sim.restart(2, &[0]).unwrap();
+        sim.run_for(Duration::from_secs(5));
+        sim.check().unwrap();
     }
 }

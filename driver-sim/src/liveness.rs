@@ -16,10 +16,13 @@ pub const LIVENESS: &str = "liveness";
 /// How the liveness phase runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Liveness {
-    /// A stand-in for Serf's reconnect timer, which the core does not have yet: every
-    /// `reconnect_every`, each live node that sees failed members joins one of them, chosen
-    /// at random. Without it two halves of a partition that declared each other failed
-    /// never talk again. `None` turns it off. Default 30 s (Serf's `reconnect_interval`).
+    /// A stand-in for Serf's reconnect timer and an agent's `retry_join`, which the core does
+    /// not have yet: every `reconnect_every`, each running node that sees failed members
+    /// joins through all of them (Serf tries one random failed member per interval; trying
+    /// all keeps the bound to one interval), and a node alone retries joining through every
+    /// other node ([`Sim::reconnect_round`]). Without it two halves of a partition that
+    /// declared each other failed never talk again. `None` turns it off. Default 30 s (Serf's
+    /// `reconnect_interval`).
     pub reconnect_every: Option<Duration>,
     /// The bound; default [`liveness_bound`] of the slowest node configuration, plus
     /// `reconnect_every`.
@@ -110,10 +113,20 @@ impl Sim {
     }
 
     /// One round of the reconnect stand-in: each running node that sees failed members
-    /// joins one of them, chosen at random.
+    /// joins through all of them; a running node that sees no other member alive retries
+    /// joining through every other node (a stand-in for an agent's `retry_join` with the
+    /// whole cluster as its seed list: a node whose join found nobody up stays alone
+    /// otherwise).
     pub fn reconnect_round(&mut self) {
         for i in 0..self.len() {
             if self.node_state(i) != NodeState::Up {
+                continue;
+            }
+            if self.node(i).alive_count() <= 1 {
+                let others: Vec<usize> = (0..self.len()).filter(|&j| j != i).collect();
+                if !others.is_empty() {
+                    let _ = self.try_join(i, &others);
+                }
                 continue;
             }
             let failed: Vec<usize> = self
@@ -123,11 +136,9 @@ impl Sim {
                 .filter(|m| m.status == MemberStatus::Failed)
                 .filter_map(|m| self.index_of(&m.name))
                 .collect();
-            if failed.is_empty() {
-                continue;
+            if !failed.is_empty() {
+                let _ = self.try_join(i, &failed);
             }
-            let k = self.random_range(0..failed.len() as u64) as usize;
-            let _ = self.try_join(i, &[failed[k]]);
         }
     }
 }

@@ -41,13 +41,15 @@ pub enum Step {
         /// The node.
         node: usize,
     },
-    /// Restart a node with fresh state, joining through `seeds` ([`Sim::restart`]).
+    /// Restart a node with fresh state ([`Sim::restart`]), joining through `seeds`, or
+    /// through every other node when `seeds` is absent (a static seed list naming the whole
+    /// cluster, as deployments usually configure it).
     Restart {
         /// The node.
         node: usize,
-        /// Nodes to join through.
-        #[serde(default)]
-        seeds: Vec<usize>,
+        /// Nodes to join through; `None`: all the others.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seeds: Option<Vec<usize>>,
     },
     /// Pause a node ([`Sim::pause`]).
     Pause {
@@ -139,7 +141,7 @@ impl Step {
             | Step::ClockRate { node, .. }
             | Step::Isolate { node, .. } => vec![*node],
             Step::Restart { node, seeds } => std::iter::once(*node)
-                .chain(seeds.iter().copied())
+                .chain(seeds.iter().flatten().copied())
                 .collect(),
             Step::Partition { groups } => groups.iter().flatten().copied().collect(),
             Step::Cut { from, to } | Step::Link { from, to, .. } => {
@@ -196,7 +198,17 @@ impl Sim {
         )?;
         match step {
             Step::Crash { node } => self.crash(*node),
-            Step::Restart { node, seeds } => self.restart(*node, seeds)?,
+            Step::Restart { node, seeds } => {
+                let all: Vec<usize>;
+                let seeds = match seeds {
+                    Some(s) => s.as_slice(),
+                    None => {
+                        all = (0..self.len()).filter(|j| j != node).collect();
+                        &all
+                    }
+                };
+                self.restart(*node, seeds)?
+            }
             Step::Pause { node } => self.pause(*node),
             Step::Resume { node } => self.resume(*node),
             Step::Overload { node, max_extra_ms } => self.set_overload(
