@@ -40,7 +40,7 @@ impl Clock {
     }
 
     /// The earliest virtual time at which the local clock shows at least `local`.
-    pub(crate) fn to_sim(&self, local: Timestamp) -> Timestamp {
+    pub(crate) fn sim_time(&self, local: Timestamp) -> Timestamp {
         let l = local.as_micros();
         if l <= self.local_anchor {
             return Timestamp::from_micros(self.sim_anchor);
@@ -70,9 +70,12 @@ mod tests {
         let mut c = Clock::new(Timestamp::from_secs(10), 1_500_000);
         assert_eq!(c.local(Timestamp::from_secs(10)), Timestamp::from_secs(10));
         assert_eq!(c.local(Timestamp::from_secs(12)), Timestamp::from_secs(13));
-        assert_eq!(c.to_sim(Timestamp::from_secs(13)), Timestamp::from_secs(12));
+        assert_eq!(
+            c.sim_time(Timestamp::from_secs(13)),
+            Timestamp::from_secs(12)
+        );
         for l in [10_000_001u64, 11_234_567, 99_999_999] {
-            let s = c.to_sim(Timestamp::from_micros(l));
+            let s = c.sim_time(Timestamp::from_micros(l));
             assert!(c.local(s).as_micros() >= l);
             assert!(
                 c.local(Timestamp::from_micros(s.as_micros() - 1))

@@ -86,6 +86,10 @@ struct Args {
     /// `churn`: seconds a crashed node stays down before it restarts.
     #[arg(long, default_value_t = 20)]
     downtime: u64,
+    /// `partition`: after healing, run the reconnect stand-in (every running node joins the
+    /// members it sees failed) every SECS seconds, as Serf's reconnect timer would.
+    #[arg(long, value_name = "SECS")]
+    reconnect: Option<u64>,
     /// `replay`: print every event (time, node, event) to stderr.
     #[arg(long)]
     events: bool,
@@ -195,6 +199,7 @@ fn main() {
         max_delay: Duration::from_millis(args.max_delay_ms),
         rate: args.rate,
         downtime: Duration::from_secs(args.downtime),
+        reconnect: args.reconnect.map(Duration::from_secs),
     };
     let (name, f): (&str, fn(&Options) -> _) = match args.scenario {
         Scenario::Demo => {

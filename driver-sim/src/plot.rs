@@ -2,9 +2,12 @@
 //! left (and, once the Serf layer has them, user events) — as they spread, and draws the
 //! fraction of nodes that know each fact over time as an SVG (`--plot FILE.svg`).
 //!
-//! A fact is "the n-th time member X was reported to have joined / failed / left": an
-//! observer's n-th `MemberJoined(X)` counts towards fact (joined, X, n), so a member that
-//! fails and comes back contributes "X failed", then "X joined #2".
+//! Facts are keyed by incarnation. The first `MemberJoined(X)` anywhere creates "X joined";
+//! a later one at a higher incarnation (X came back) creates "X joined #2", and so on; the
+//! same for failures and leaves. A node knows a join fact once it reports X alive (joined,
+//! recovered or updated) at that fact's incarnation or above, and a failure or leave fact
+//! once it reports that verdict at its incarnation or above. Each node counts once per fact,
+//! whatever restarts it went through.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -31,7 +34,8 @@ pub struct Fact {
     pub kind: FactKind,
     /// Whom (or, for custom facts, what) it is about.
     pub subject: String,
-    /// 1 for the first report of this kind about the subject, 2 for the second, …
+    /// 1 for the first fact of this kind about the subject, 2 for the second (a higher
+    /// incarnation), …
     pub nth: u32,
 }
 
@@ -56,6 +60,9 @@ impl Fact {
     }
 }
 
+/// A fact and the sorted times nodes learned it.
+pub type Picked = (Fact, Vec<Timestamp>);
+
 /// Most subjects followed (joins are sampled; failures and leaves always followed up to this).
 const MAX_SUBJECTS: usize = 256;
 
@@ -75,9 +82,31 @@ pub struct Knowledge {
     expected: usize,
     followed: HashMap<Name, Follow>,
     subjects: usize,
-    counts: HashMap<(u32, Name), [u32; 3]>,
-    facts: BTreeMap<Fact, Vec<(Timestamp, u32)>>,
+    /// The incarnation of each fact, per subject and kind, ascending.
+    incs: HashMap<(Name, FactKind), Vec<u32>>,
+    facts: BTreeMap<Fact, FactLog>,
     end: Timestamp,
+}
+
+/// Who learned a fact when.
+#[derive(Debug, Default)]
+struct FactLog {
+    times: Vec<(Timestamp, u32)>,
+    /// Bitmap of the observers in `times`.
+    seen: Vec<u64>,
+}
+
+impl FactLog {
+    fn learn(&mut self, t: Timestamp, observer: u32) {
+        let (w, b) = (observer as usize / 64, observer % 64);
+        if self.seen.len() <= w {
+            self.seen.resize(w + 1, 0);
+        }
+        if self.seen[w] & (1 << b) == 0 {
+            self.seen[w] |= 1 << b;
+            self.times.push((t, observer));
+        }
+    }
 }
 
 impl Knowledge {
@@ -136,36 +165,37 @@ impl Knowledge {
         names: &HashMap<Name, usize>,
     ) {
         self.end = self.end.max(t);
-        let (kind, m) = match event {
-            Event::MemberJoined(m) => (FactKind::Joined, m),
-            Event::MemberFailed(m) => (FactKind::Failed, m),
-            Event::MemberLeft(m) => (FactKind::Left, m),
+        // (kind, member, whether the event can create a new fact)
+        let (kind, m, creates) = match event {
+            Event::MemberJoined(m) => (FactKind::Joined, m, true),
+            Event::MemberRecovered(m) | Event::MemberUpdated(m) => (FactKind::Joined, m, false),
+            Event::MemberFailed(m) => (FactKind::Failed, m, true),
+            Event::MemberLeft(m) => (FactKind::Left, m, true),
             _ => return,
         };
         let Some(late) = self.follows(&m.name, kind, names) else {
             return;
         };
-        let c = self
-            .counts
-            .entry((observer as u32, m.name.clone()))
-            .or_default();
-        let slot = match kind {
-            FactKind::Joined => 0,
-            FactKind::Failed => 1,
-            _ => 2,
-        };
-        c[slot] += 1;
-        // A member followed from its failure on had a first join nobody counted.
-        let nth = c[slot] + u32::from(late && slot == 0);
-        let fact = Fact {
-            kind,
-            subject: m.name.to_string(),
-            nth,
-        };
-        self.facts
-            .entry(fact)
-            .or_default()
-            .push((t, observer as u32));
+        // A member followed from its failure on had a first join nobody recorded.
+        let offset = u32::from(late && kind == FactKind::Joined);
+        let incs = self.incs.entry((m.name.clone(), kind)).or_default();
+        if creates && incs.last().is_none_or(|&last| m.incarnation > last) {
+            incs.push(m.incarnation);
+        }
+        for (j, &inc) in incs.iter().enumerate() {
+            if inc > m.incarnation {
+                break;
+            }
+            let fact = Fact {
+                kind,
+                subject: m.name.to_string(),
+                nth: j as u32 + 1 + offset,
+            };
+            self.facts
+                .entry(fact)
+                .or_default()
+                .learn(t, observer as u32);
+        }
     }
 
     /// Record that `observer` learned the custom fact `what` at `t` (only its first time
@@ -177,16 +207,16 @@ impl Knowledge {
             subject: what.to_string(),
             nth: 1,
         };
-        let v = self.facts.entry(fact).or_default();
-        if !v.iter().any(|&(_, o)| o == observer as u32) {
-            v.push((t, observer as u32));
-        }
+        self.facts
+            .entry(fact)
+            .or_default()
+            .learn(t, observer as u32);
     }
 
     /// Every followed fact with the times nodes learned it, in time order.
     pub fn facts(&self) -> impl Iterator<Item = (&Fact, Vec<Timestamp>)> {
         self.facts.iter().map(|(f, v)| {
-            let mut ts: Vec<Timestamp> = v.iter().map(|&(t, _)| t).collect();
+            let mut ts: Vec<Timestamp> = v.times.iter().map(|&(t, _)| t).collect();
             ts.sort();
             (f, ts)
         })
@@ -194,8 +224,8 @@ impl Knowledge {
 
     /// At most `max` facts worth drawing: failures and leaves first, then custom facts,
     /// rejoins and first joins, evenly spread within each kind, in order of first report.
-    pub fn pick(&self, max: usize) -> Vec<(Fact, Vec<Timestamp>)> {
-        let mut groups: BTreeMap<(u8, bool), Vec<(Fact, Vec<Timestamp>)>> = BTreeMap::new();
+    pub fn pick(&self, max: usize) -> Vec<Picked> {
+        let mut groups: BTreeMap<(u8, bool), Vec<Picked>> = BTreeMap::new();
         for (f, ts) in self.facts() {
             let rank = match f.kind {
                 FactKind::Failed => 0,
@@ -406,12 +436,12 @@ mod tests {
     use rookery_core::{Member, MemberStatus};
     use std::sync::Arc;
 
-    fn member(name: &str) -> Member {
+    fn member(name: &str, incarnation: u32) -> Member {
         Member {
             name: name.into(),
             addr: "127.0.0.1:1".parse().unwrap(),
             status: MemberStatus::Alive,
-            incarnation: 0,
+            incarnation,
             tags: Arc::default(),
         }
     }
@@ -421,10 +451,13 @@ mod tests {
         let names: HashMap<Name, usize> = (0..4).map(|i| (Name::new(format!("n{i}")), i)).collect();
         let mut k = Knowledge::new(4);
         let t = Timestamp::from_millis;
-        k.observe(t(10), 0, &Event::MemberJoined(member("n3")), &names);
-        k.observe(t(20), 1, &Event::MemberJoined(member("n3")), &names);
-        k.observe(t(30), 1, &Event::MemberFailed(member("n3")), &names);
-        k.observe(t(40), 1, &Event::MemberJoined(member("n3")), &names);
+        k.observe(t(10), 0, &Event::MemberJoined(member("n3", 0)), &names);
+        k.observe(t(20), 1, &Event::MemberJoined(member("n3", 0)), &names);
+        k.observe(t(30), 1, &Event::MemberFailed(member("n3", 0)), &names);
+        k.observe(t(40), 1, &Event::MemberJoined(member("n3", 1)), &names);
+        // Node 0 restarted: seeing n3 again is no news, and n3 at incarnation 1 counts for
+        // both join facts.
+        k.observe(t(45), 0, &Event::MemberJoined(member("n3", 1)), &names);
         k.learn(t(50), 2, "event deploy");
         k.learn(t(60), 2, "event deploy");
         let facts: Vec<(Fact, Vec<Timestamp>)> = k.facts().map(|(f, ts)| (f.clone(), ts)).collect();
@@ -434,6 +467,7 @@ mod tests {
             vec!["n3 joined", "n3 joined #2", "n3 failed", "event deploy"]
         );
         assert_eq!(facts[0].1, vec![t(10), t(20)]);
+        assert_eq!(facts[1].1, vec![t(40), t(45)]);
         assert_eq!(facts[3].1.len(), 1, "a custom fact counts once per node");
         let picked = k.pick(2);
         assert_eq!(picked.len(), 2);

@@ -34,6 +34,9 @@ pub struct Options {
     pub rate: f64,
     /// `churn`: how long a crashed node stays down.
     pub downtime: Duration,
+    /// `partition`: after healing, run the reconnect stand-in this often
+    /// ([`crate::Liveness::reconnect_every`]); `None`: the core alone.
+    pub reconnect: Option<Duration>,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             max_delay: Duration::from_millis(2000),
             rate: 0.1,
             downtime: Duration::from_secs(20),
+            reconnect: None,
         }
     }
 }
@@ -65,8 +69,17 @@ pub fn new_sim(opts: &Options, net: NetConfig) -> Sim {
 
 /// Peak resident memory of this process in MiB (`VmHWM` of `/proc/self/status`), if known.
 pub fn peak_rss_mb() -> Option<f64> {
+    proc_status_mb("VmHWM:")
+}
+
+/// Resident memory of this process now, in MiB (`VmRSS`), if known.
+pub fn rss_mb() -> Option<f64> {
+    proc_status_mb("VmRSS:")
+}
+
+fn proc_status_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
@@ -85,6 +98,10 @@ pub fn wrap_up(sim: &Sim, opts: &Options, scenario: &str, m: &mut Map<String, Va
     m.insert(
         "peak_rss_mb".into(),
         json!(rss.map(|r| (r * 10.0).round() / 10.0)),
+    );
+    m.insert(
+        "rss_end_mb".into(),
+        json!(rss_mb().map(|r| (r * 10.0).round() / 10.0)),
     );
     m.insert("member_entries".into(), json!(entries));
     m.insert(
@@ -382,8 +399,11 @@ pub const HEAL_LIMIT: Duration = Duration::from_secs(600);
 
 /// `partition`: converge, split the cluster into two halves (nodes below N/2 and the rest)
 /// for `duration`, heal, and time until every node sees every node alive again
-/// (`t_heal_converge_ms`; null if not within 600 s). Also: when every node saw only its own
-/// half alive (`t_split_detect_ms`), and the failed verdicts during the split.
+/// (`t_heal_converge_ms`; null if not within 600 s, with the `stale_views` left). Also:
+/// when every node saw only its own half alive (`t_split_detect_ms`), and the failed
+/// verdicts during the split. The core has no reconnect timer yet: halves that declared each
+/// other failed longer than `gossip_to_the_dead_time` ago never talk again, unless
+/// `reconnect` runs the stand-in ([`crate::Liveness`]).
 pub fn partition(opts: &Options) -> Map<String, Value> {
     let n = opts.nodes;
     let (mut sim, formed) = formed(opts);
@@ -394,25 +414,36 @@ pub fn partition(opts: &Options) -> Map<String, Value> {
     let end = t0 + opts.duration;
     let half = |i: usize| if i < n / 2 { n / 2 } else { n - n / 2 };
     let mut detected = None;
+    let mut verdicts = 0;
     while sim.now() < end {
         let next = (sim.now() + Duration::from_millis(10)).min(end);
         sim.run_until(next);
+        verdicts += sim
+            .drain_events()
+            .filter(|(_, _, e)| matches!(e, Event::MemberFailed(_)))
+            .count();
         if detected.is_none() && (0..n).all(|i| sim.node(i).alive_count() == half(i)) {
             detected = Some(sim.now().saturating_since(t0));
         }
     }
-    let verdicts = sim
-        .drain_events()
-        .filter(|(_, _, e)| matches!(e, Event::MemberFailed(_)))
-        .count();
+    sim.set_record_events(false);
     sim.heal(split);
-    let healed = sim.form(HEAL_LIMIT).ok();
+    let healed = sim
+        .heal_and_converge(&crate::Liveness {
+            reconnect_every: opts.reconnect,
+            bound: Some(HEAL_LIMIT),
+        })
+        .ok();
     let mut m = Map::new();
     m.insert("t_converge_ms".into(), json!(formed.map(ms)));
     m.insert("partition_s".into(), json!(opts.duration.as_secs_f64()));
     m.insert("t_split_detect_ms".into(), json!(detected.map(ms)));
     m.insert("failed_verdicts".into(), json!(verdicts));
     m.insert("t_heal_converge_ms".into(), json!(healed.map(ms)));
+    m.insert(
+        "reconnect_s".into(),
+        json!(opts.reconnect.map(|d| d.as_secs_f64())),
+    );
     if healed.is_none() {
         m.insert("stale_views".into(), json!(sim.stale_views()));
     }

@@ -1096,7 +1096,7 @@ impl Sim {
         let n = &self.nodes[i];
         let next = n.node.poll_timeout().map(|at| {
             match &n.clock {
-                Some(c) => c.to_sim(at),
+                Some(c) => c.sim_time(at),
                 None => at,
             }
             .max(now)

@@ -295,7 +295,7 @@ fn swarm() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64)
         } else {
-            0x5eed_0f_5a
+            0x5eed_0f5a
         }
     });
     eprintln!("swarm: {cases} cases, ROOKERY_SWARM_SEED={seed}");
