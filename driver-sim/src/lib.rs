@@ -82,3 +82,8 @@ pub use net::{Latency, LinkEffect, NetConfig, NetStats, RuleId};
 pub use plot::Knowledge;
 pub use script::{ApiCall, Step, TimedStep};
 pub use sim::{node_addr, node_index, NodeState, Sim, SimError, ViewError, DEFAULT_BACKLOG_LIMIT};
+
+/// The workspace README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
