@@ -34,6 +34,9 @@ pub fn run(opts: &Options) {
         opts.seed
     );
     let mut sim = Sim::new(opts.seed, NetConfig::default());
+    if opts.plot.is_some() {
+        sim.enable_knowledge(n);
+    }
     let names: Vec<String> = (0..n).map(|i| format!("node-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         sim.run_until(Timestamp::from_millis(i as u64 * 100));
@@ -128,4 +131,11 @@ pub fn run(opts: &Options) {
         took.as_secs_f64(),
         sim.trace_hash()
     );
+    if let (Some(path), Some(k)) = (&opts.plot, sim.knowledge()) {
+        let title = format!("rookery-sim demo: {n} nodes, seed {}", opts.seed);
+        match std::fs::write(path, k.to_svg(&title, n, sim.now())) {
+            Ok(()) => println!("plot written to {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        }
+    }
 }

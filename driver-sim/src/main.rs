@@ -1,15 +1,19 @@
 //! The scenario runner: `cargo run --release -p rookery-sim -- <scenario> [options]`, one JSON
-//! object per line on stdout. `demo` prints a readable timeline instead.
+//! object per line on stdout. `demo` prints a readable timeline instead; `replay FILE` runs a
+//! saved swarm case again.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use rookery_core::Config;
 use rookery_sim::scenario::{self, Options};
+use rookery_sim::swarm::Case;
+use serde_json::{json, Map, Value};
 
 mod demo;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     /// A small cluster told as a story: joins, a crash detected, the news spreading.
     Demo,
@@ -25,6 +29,16 @@ enum Scenario {
     Event,
     /// Node 0 queries everyone, all answer → t_query_done_ms, responses.
     Query,
+    /// --slow-nodes overloaded by up to --max-delay-ms for --duration (default 300 s)
+    /// → false_failed_healthy, false_failed_slow.
+    Slow,
+    /// Split in two halves for --duration (default 30 s), heal → t_heal_converge_ms.
+    Partition,
+    /// Crash a node at --rate per second for --duration (default 120 s), each restarting
+    /// after --downtime → false_failed, stale_views.
+    Churn,
+    /// Run the swarm case saved in FILE again → passed, violations, trace_hash.
+    Replay,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -41,6 +55,9 @@ struct Args {
     /// Which scenario to run.
     #[arg(value_enum)]
     scenario: Scenario,
+    /// The swarm case to replay (for `replay`).
+    #[arg(required_if_eq("scenario", "replay"))]
+    file: Option<PathBuf>,
     /// Cluster size.
     #[arg(long, default_value_t = 100)]
     nodes: usize,
@@ -50,16 +67,102 @@ struct Args {
     /// Datagram loss rate in the measured phase (lossy defaults to 0.1).
     #[arg(long)]
     loss: Option<f64>,
-    /// Length of the measured phase in seconds (lossy: 300, steady: 60).
+    /// Length of the measured phase in seconds (lossy, slow: 300; steady: 60; partition:
+    /// 30; churn: 120).
     #[arg(long)]
     duration: Option<u64>,
     /// Protocol preset.
     #[arg(long, value_enum, default_value_t = Preset::Lan)]
     config: Preset,
+    /// Draw the fraction of nodes that know each fact (join, failure, leave) over time into
+    /// this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// `slow`: how many nodes are overloaded.
+    #[arg(long, default_value_t = 5)]
+    slow_nodes: usize,
+    /// `slow`: the longest extra delay of an overloaded node's input and timers, in ms.
+    #[arg(long, default_value_t = 2000)]
+    max_delay_ms: u64,
+    /// `churn`: crashes per second.
+    #[arg(long, default_value_t = 0.1)]
+    rate: f64,
+    /// `churn`: seconds a crashed node stays down before it restarts.
+    #[arg(long, default_value_t = 20)]
+    downtime: u64,
+    /// `partition`: after healing, run the reconnect stand-in (every running node joins the
+    /// members it sees failed) every SECS seconds, as Serf's reconnect timer would.
+    #[arg(long, value_name = "SECS")]
+    reconnect: Option<u64>,
+    /// `replay`: print every event (time, node, event) to stderr.
+    #[arg(long)]
+    events: bool,
+}
+
+fn replay(
+    path: &std::path::Path,
+    plot: Option<&PathBuf>,
+    events: bool,
+) -> Result<(Value, bool), String> {
+    let case = Case::load(path).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut sim = case.build(plot.is_some()).map_err(|e| e.to_string())?;
+    sim.set_record_events(events);
+    let out = case.run_on(&mut sim);
+    for (t, i, e) in sim.drain_events() {
+        eprintln!("[{t}] node-{i}: {e:?}");
+    }
+    let mut m = Map::new();
+    m.insert("scenario".into(), json!("replay"));
+    m.insert("file".into(), json!(path.display().to_string()));
+    m.insert("seed".into(), json!(case.seed));
+    m.insert("nodes".into(), json!(case.nodes));
+    m.insert("steps".into(), json!(case.script.len()));
+    m.insert("wall_s".into(), json!(start.elapsed().as_secs_f64()));
+    m.insert("passed".into(), json!(out.passed()));
+    m.insert(
+        "violations".into(),
+        json!(out
+            .violations
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()),
+    );
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+    m.insert("t_formed_ms".into(), json!(ms(out.formed_in)));
+    m.insert("t_healed_ms".into(), json!(ms(out.healed_in)));
+    m.insert("sim_s".into(), json!(out.end.as_millis() as f64 / 1e3));
+    m.insert(
+        "trace_hash".into(),
+        json!(format!("{:016x}", out.trace_hash)),
+    );
+    if let (Some(path), Some(k)) = (plot, sim.knowledge()) {
+        let title = format!(
+            "rookery-sim replay: {} nodes, seed {}",
+            case.nodes, case.seed
+        );
+        std::fs::write(path, k.to_svg(&title, sim.len(), sim.now()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        m.insert("plot".into(), json!(path.display().to_string()));
+    }
+    Ok((Value::Object(m), out.passed()))
 }
 
 fn main() {
     let args = Args::parse();
+    if args.scenario == Scenario::Replay {
+        let file = args.file.as_ref().expect("clap requires FILE for replay");
+        match replay(file, args.plot.as_ref(), args.events) {
+            Ok((out, passed)) => {
+                println!("{out}");
+                std::process::exit(if passed { 0 } else { 1 });
+            }
+            Err(e) => {
+                eprintln!("replay: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let (config, config_name) = match args.config {
         Preset::Lan => (Config::lan(), "lan"),
         Preset::Wan => (Config::wan(), "wan"),
@@ -79,10 +182,15 @@ fn main() {
         eprintln!("--loss must be within 0..=1");
         std::process::exit(2);
     }
-    let default_duration = if matches!(args.scenario, Scenario::Lossy) {
-        300
-    } else {
-        60
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        eprintln!("--rate must be positive");
+        std::process::exit(2);
+    }
+    let default_duration = match args.scenario {
+        Scenario::Lossy | Scenario::Slow => 300,
+        Scenario::Partition => 30,
+        Scenario::Churn => 120,
+        _ => 60,
     };
     let opts = Options {
         nodes: args.nodes,
@@ -90,18 +198,28 @@ fn main() {
         loss,
         duration: Duration::from_secs(args.duration.unwrap_or(default_duration)),
         config,
+        plot: args.plot.clone(),
+        slow_nodes: args.slow_nodes,
+        max_delay: Duration::from_millis(args.max_delay_ms),
+        rate: args.rate,
+        downtime: Duration::from_secs(args.downtime),
+        reconnect: args.reconnect.map(Duration::from_secs),
     };
     let (name, f): (&str, fn(&Options) -> _) = match args.scenario {
         Scenario::Demo => {
             demo::run(&opts);
             return;
         }
+        Scenario::Replay => unreachable!("handled above"),
         Scenario::Join => ("join", scenario::join),
         Scenario::Crash => ("crash", scenario::crash),
         Scenario::Lossy => ("lossy", scenario::lossy),
         Scenario::Steady => ("steady", scenario::steady),
         Scenario::Event => ("event", scenario::event),
         Scenario::Query => ("query", scenario::query),
+        Scenario::Slow => ("slow", scenario::slow),
+        Scenario::Partition => ("partition", scenario::partition),
+        Scenario::Churn => ("churn", scenario::churn),
     };
     let out = scenario::run(name, config_name, &opts, f);
     println!("{out}");

@@ -1,7 +1,9 @@
 //! The benchmark scenarios behind the runner (`cargo run --release -p rookery-sim -- <name>`):
-//! cluster formation, crash detection, false verdicts under loss, and steady-state traffic.
-//! Each returns its metrics; the runner prints them as one JSON object.
+//! cluster formation, crash detection, false verdicts under loss, steady-state traffic, slow
+//! (overloaded) nodes, a partition and its healing, and churn. Each returns its metrics; the
+//! runner prints them as one JSON object, with the process's peak memory.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rookery_core::{Config, Event, MemberStatus, Timestamp};
@@ -18,10 +20,110 @@ pub struct Options {
     pub seed: u64,
     /// Datagram loss rate during the measured phase.
     pub loss: f64,
-    /// Length of the measured phase (lossy and steady).
+    /// Length of the measured phase (lossy, steady, slow, churn; the split of `partition`).
     pub duration: Duration,
     /// Protocol configuration of every node.
     pub config: Config,
+    /// Write the knowledge plot (who knew what when) here as SVG.
+    pub plot: Option<PathBuf>,
+    /// `slow`: how many nodes are overloaded.
+    pub slow_nodes: usize,
+    /// `slow`: the longest extra delay of an overloaded node's input and timers.
+    pub max_delay: Duration,
+    /// `churn`: crashes per second (each crashed node restarts after `downtime`).
+    pub rate: f64,
+    /// `churn`: how long a crashed node stays down.
+    pub downtime: Duration,
+    /// `partition`: after healing, run the reconnect stand-in this often
+    /// ([`crate::Liveness::reconnect_every`]); `None`: the core alone.
+    pub reconnect: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nodes: 100,
+            seed: 1,
+            loss: 0.0,
+            duration: Duration::from_secs(60),
+            config: Config::lan(),
+            plot: None,
+            slow_nodes: 5,
+            max_delay: Duration::from_millis(2000),
+            rate: 0.1,
+            downtime: Duration::from_secs(20),
+            reconnect: None,
+        }
+    }
+}
+
+/// A simulation for a scenario: the seed and network of `opts`, the knowledge recorder on
+/// when a plot is asked for.
+pub fn new_sim(opts: &Options, net: NetConfig) -> Sim {
+    let mut sim = Sim::new(opts.seed, net);
+    if opts.plot.is_some() {
+        sim.enable_knowledge(opts.nodes);
+    }
+    sim
+}
+
+/// Peak resident memory of this process in MiB (`VmHWM` of `/proc/self/status`), if known.
+pub fn peak_rss_mb() -> Option<f64> {
+    proc_status_mb("VmHWM:")
+}
+
+/// Resident memory of this process now, in MiB (`VmRSS`), if known.
+pub fn rss_mb() -> Option<f64> {
+    proc_status_mb("VmRSS:")
+}
+
+fn proc_status_mb(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Add the common closing metrics: `sim_s`, `trace_hash`, memory (`peak_rss_mb`,
+/// `member_entries` — the (node, known member) pairs — and `bytes_per_member_entry`), and
+/// write the plot if one was asked for (`plot`).
+pub fn wrap_up(sim: &Sim, opts: &Options, scenario: &str, m: &mut Map<String, Value>) {
+    m.insert("sim_s".into(), json!(sim.now().as_millis() as f64 / 1e3));
+    m.insert(
+        "trace_hash".into(),
+        json!(format!("{:016x}", sim.trace_hash())),
+    );
+    let entries: usize = (0..sim.len()).map(|i| sim.node(i).num_members()).sum();
+    let rss = peak_rss_mb();
+    m.insert(
+        "peak_rss_mb".into(),
+        json!(rss.map(|r| (r * 10.0).round() / 10.0)),
+    );
+    m.insert(
+        "rss_end_mb".into(),
+        json!(rss_mb().map(|r| (r * 10.0).round() / 10.0)),
+    );
+    m.insert("member_entries".into(), json!(entries));
+    m.insert(
+        "bytes_per_member_entry".into(),
+        json!(rss
+            .filter(|_| entries > 0)
+            .map(|r| (r * 1024.0 * 1024.0 / entries as f64 * 10.0).round() / 10.0)),
+    );
+    if let (Some(path), Some(k)) = (&opts.plot, sim.knowledge()) {
+        let title = format!(
+            "rookery-sim {scenario}: {} nodes, seed {}",
+            opts.nodes, opts.seed
+        );
+        let svg = k.to_svg(&title, sim.len(), sim.now());
+        match std::fs::write(path, svg) {
+            Ok(()) => m.insert("plot".into(), json!(path.display().to_string())),
+            Err(e) => m.insert(
+                "plot_error".into(),
+                json!(format!("{}: {e}", path.display())),
+            ),
+        };
+    }
 }
 
 /// How long formation may take before a scenario gives up, in virtual time.
@@ -71,15 +173,11 @@ fn ms(d: Duration) -> f64 {
 
 /// `join`: formation time.
 pub fn join(opts: &Options) -> Map<String, Value> {
-    let mut sim = Sim::new(opts.seed, NetConfig::default());
+    let mut sim = new_sim(opts, NetConfig::default());
     let t = form_cluster(&mut sim, opts.nodes, &opts.config);
     let mut m = Map::new();
     m.insert("t_converge_ms".into(), json!(t.map(ms)));
-    m.insert("sim_s".into(), json!(sim.now().as_millis() as f64 / 1e3));
-    m.insert(
-        "trace_hash".into(),
-        json!(format!("{:016x}", sim.trace_hash())),
-    );
+    wrap_up(&sim, opts, "join", &mut m);
     m
 }
 
@@ -87,7 +185,7 @@ pub fn join(opts: &Options) -> Map<String, Value> {
 /// other node marks it failed.
 pub fn crash(opts: &Options) -> Map<String, Value> {
     let n = opts.nodes;
-    let mut sim = Sim::new(opts.seed, NetConfig::default());
+    let mut sim = new_sim(opts, NetConfig::default());
     let formed = form_cluster(&mut sim, n, &opts.config);
     sim.run_for(Duration::from_secs(10));
     sim.drain_events().for_each(drop);
@@ -121,11 +219,7 @@ pub fn crash(opts: &Options) -> Map<String, Value> {
         json!(all.then(|| ms(sim.now().saturating_since(t0)))),
     );
     m.insert("detected_by".into(), json!(count));
-    m.insert("sim_s".into(), json!(sim.now().as_millis() as f64 / 1e3));
-    m.insert(
-        "trace_hash".into(),
-        json!(format!("{:016x}", sim.trace_hash())),
-    );
+    wrap_up(&sim, opts, "crash", &mut m);
     m
 }
 
@@ -164,7 +258,7 @@ pub fn count_false_verdicts(sim: &mut Sim, d: Duration) -> FalseVerdicts {
 
 /// `lossy`: converge without loss, then run `duration` at the loss rate; nobody crashes.
 pub fn lossy(opts: &Options) -> Map<String, Value> {
-    let mut sim = Sim::new(opts.seed, NetConfig::default());
+    let mut sim = new_sim(opts, NetConfig::default());
     let formed = form_cluster(&mut sim, opts.nodes, &opts.config);
     sim.set_net(NetConfig {
         loss: opts.loss,
@@ -184,17 +278,14 @@ pub fn lossy(opts: &Options) -> Map<String, Value> {
     m.insert("false_suspect".into(), json!(v.suspect));
     m.insert("no_failed_at_end".into(), json!(alive_everywhere));
     m.insert("lost".into(), json!(sim.net_stats().lost));
-    m.insert(
-        "trace_hash".into(),
-        json!(format!("{:016x}", sim.trace_hash())),
-    );
+    wrap_up(&sim, opts, "lossy", &mut m);
     m
 }
 
 /// `steady`: converge, settle 10 s, then measure traffic sent over `duration`.
 pub fn steady(opts: &Options) -> Map<String, Value> {
     let n = opts.nodes;
-    let mut sim = Sim::new(opts.seed, NetConfig::default());
+    let mut sim = new_sim(opts, NetConfig::default());
     sim.set_record_events(false);
     let formed = form_cluster(&mut sim, n, &opts.config);
     sim.run_for(Duration::from_secs(10));
@@ -222,10 +313,267 @@ pub fn steady(opts: &Options) -> Map<String, Value> {
         "packets_per_node_s".into(),
         json!((per(p1 - p0) * 1000.0).round() / 1000.0),
     );
+    wrap_up(&sim, opts, "steady", &mut m);
+    m
+}
+
+/// Converge, settle 10 s, and drop the events so far.
+fn formed(opts: &Options) -> (Sim, Option<Duration>) {
+    let mut sim = new_sim(opts, NetConfig::default());
+    let t = form_cluster(&mut sim, opts.nodes, &opts.config);
+    sim.run_for(Duration::from_secs(10));
+    sim.drain_events().for_each(drop);
+    (sim, t)
+}
+
+/// `k` distinct node indices below `n`, drawn from the simulation's RNG, sorted.
+fn pick(sim: &mut Sim, n: usize, k: usize) -> Vec<usize> {
+    let mut pool: Vec<usize> = (0..n).collect();
+    let mut out = Vec::new();
+    for _ in 0..k.min(n) {
+        let j = sim.random_range(0..pool.len() as u64) as usize;
+        out.push(pool.swap_remove(j));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// `slow`: converge, then overload `slow_nodes` random nodes (every input and timer late by
+/// up to `max_delay`) for `duration`; nobody crashes. Counts failed and suspect verdicts
+/// about healthy and about slow members.
+pub fn slow(opts: &Options) -> Map<String, Value> {
+    let n = opts.nodes;
+    let (mut sim, formed) = formed(opts);
+    let slow = pick(&mut sim, n, opts.slow_nodes);
+    let mut is_slow = vec![false; n];
+    for &i in &slow {
+        is_slow[i] = true;
+        sim.set_overload(i, Some(opts.max_delay));
+    }
+    // [failed, suspect] × [healthy, slow]
+    let mut counts = [[0u64; 2]; 2];
+    let deadline = sim.now() + opts.duration;
+    let mut tally = |sim: &mut Sim| {
+        let events: Vec<Event> = sim.drain_events().map(|(_, _, e)| e).collect();
+        for e in events {
+            let (kind, m) = match &e {
+                Event::MemberFailed(m) => (0, m),
+                Event::MemberSuspected { member, .. } => (1, member),
+                _ => continue,
+            };
+            if let Some(x) = sim.index_of(&m.name) {
+                counts[kind][usize::from(is_slow[x])] += 1;
+            }
+        }
+    };
+    sim.run_until_pred(deadline, |sim, _| {
+        tally(sim);
+        false
+    });
+    tally(&mut sim);
+    let failed_at_end = (0..n)
+        .map(|i| {
+            sim.node(i)
+                .members()
+                .iter()
+                .filter(|m| m.status == MemberStatus::Failed)
+                .count()
+        })
+        .sum::<usize>();
+    let mut m = Map::new();
+    m.insert("t_converge_ms".into(), json!(formed.map(ms)));
+    m.insert("duration_s".into(), json!(opts.duration.as_secs_f64()));
+    m.insert("slow_nodes".into(), json!(slow.len()));
+    m.insert("max_delay_ms".into(), json!(ms(opts.max_delay)));
+    m.insert("false_failed_healthy".into(), json!(counts[0][0]));
+    m.insert("false_failed_slow".into(), json!(counts[0][1]));
+    m.insert("false_suspect_healthy".into(), json!(counts[1][0]));
+    m.insert("false_suspect_slow".into(), json!(counts[1][1]));
+    m.insert("failed_at_end".into(), json!(failed_at_end));
+    wrap_up(&sim, opts, "slow", &mut m);
+    m
+}
+
+/// How long `partition` waits for the healed cluster to converge.
+pub const HEAL_LIMIT: Duration = Duration::from_secs(600);
+
+/// `partition`: converge, split the cluster into two halves (nodes below N/2 and the rest)
+/// for `duration`, heal, and time until every node sees every node alive again
+/// (`t_heal_converge_ms`; null if not within 600 s, with the `stale_views` left). Also:
+/// when every node saw only its own half alive (`t_split_detect_ms`), and the failed
+/// verdicts during the split. The core has no reconnect timer yet: halves that declared each
+/// other failed longer than `gossip_to_the_dead_time` ago never talk again, unless
+/// `reconnect` runs the stand-in ([`crate::Liveness`]).
+pub fn partition(opts: &Options) -> Map<String, Value> {
+    let n = opts.nodes;
+    let (mut sim, formed) = formed(opts);
+    let a: Vec<usize> = (0..n / 2).collect();
+    let b: Vec<usize> = (n / 2..n).collect();
+    let split = sim.partition(&[&a, &b]);
+    let t0 = sim.now();
+    let end = t0 + opts.duration;
+    let half = |i: usize| if i < n / 2 { n / 2 } else { n - n / 2 };
+    let mut detected = None;
+    let mut verdicts = 0;
+    while sim.now() < end {
+        let next = (sim.now() + Duration::from_millis(10)).min(end);
+        sim.run_until(next);
+        verdicts += sim
+            .drain_events()
+            .filter(|(_, _, e)| matches!(e, Event::MemberFailed(_)))
+            .count();
+        if detected.is_none() && (0..n).all(|i| sim.node(i).alive_count() == half(i)) {
+            detected = Some(sim.now().saturating_since(t0));
+        }
+    }
+    sim.set_record_events(false);
+    sim.heal(split);
+    let healed = sim
+        .heal_and_converge(&crate::Liveness {
+            reconnect_every: opts.reconnect,
+            bound: Some(HEAL_LIMIT),
+        })
+        .ok();
+    let mut m = Map::new();
+    m.insert("t_converge_ms".into(), json!(formed.map(ms)));
+    m.insert("partition_s".into(), json!(opts.duration.as_secs_f64()));
+    m.insert("t_split_detect_ms".into(), json!(detected.map(ms)));
+    m.insert("failed_verdicts".into(), json!(verdicts));
+    m.insert("t_heal_converge_ms".into(), json!(healed.map(ms)));
     m.insert(
-        "trace_hash".into(),
-        json!(format!("{:016x}", sim.trace_hash())),
+        "reconnect_s".into(),
+        json!(opts.reconnect.map(|d| d.as_secs_f64())),
     );
+    if healed.is_none() {
+        m.insert("stale_views".into(), json!(sim.stale_views()));
+    }
+    wrap_up(&sim, opts, "partition", &mut m);
+    m
+}
+
+/// How long `churn` lets the cluster settle after the last crash before the final count.
+pub const CHURN_SETTLE: Duration = Duration::from_secs(60);
+
+/// `churn`: converge, then for `duration` crash a random running node at Poisson rate
+/// `rate` per second (never more than half the cluster down); each comes back `downtime`
+/// later (same name and address, fresh state) and rejoins through three running nodes.
+/// `false_failed` counts failed verdicts about a member's current life while it runs;
+/// `stale_views` is the number of wrong (live observer, member) view entries 60 s after the
+/// last restart (`stale_views_mean`/`_max`: sampled every 10 s during the churn).
+pub fn churn(opts: &Options) -> Map<String, Value> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    let n = opts.nodes;
+    let (mut sim, formed) = formed(opts);
+    let rate = opts.rate.max(1e-9);
+    let exp = |sim: &mut Sim| {
+        let u = sim.random_f64();
+        Duration::from_secs_f64((-(1.0 - u).ln() / rate).min(1e6))
+    };
+    let t0 = sim.now();
+    let end = t0 + opts.duration;
+    let mut next_crash = t0 + exp(&mut sim);
+    let mut restarts: BinaryHeap<Reverse<(Timestamp, usize)>> = BinaryHeap::new();
+    let mut down = vec![false; n];
+    // The incarnation a node had when it last crashed: verdicts at or below it are about
+    // that old life.
+    let mut floor: Vec<Option<u32>> = vec![None; n];
+    let (mut false_failed, mut true_failed, mut crashes, mut restarted) = (0u64, 0u64, 0u64, 0u64);
+    let mut samples: Vec<usize> = Vec::new();
+    let mut next_sample = t0 + Duration::from_secs(10);
+    let classify =
+        |sim: &mut Sim, down: &[bool], floor: &[Option<u32>], ff: &mut u64, tf: &mut u64| {
+            let events: Vec<Event> = sim.drain_events().map(|(_, _, e)| e).collect();
+            for e in events {
+                if let Event::MemberFailed(m) = e {
+                    if let Some(x) = sim.index_of(&m.name) {
+                        if down[x] || floor[x].is_some_and(|f| m.incarnation <= f) {
+                            *tf += 1;
+                        } else {
+                            *ff += 1;
+                        }
+                    }
+                }
+            }
+        };
+    loop {
+        let next_restart = restarts.peek().map(|Reverse((t, _))| *t);
+        let crash_due = (next_crash < end).then_some(next_crash);
+        let sample_due = (next_sample <= end).then_some(next_sample);
+        let Some(next) = [crash_due, next_restart, sample_due]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            break;
+        };
+        sim.run_until_pred(next, |sim, _| {
+            classify(sim, &down, &floor, &mut false_failed, &mut true_failed);
+            false
+        });
+        classify(&mut sim, &down, &floor, &mut false_failed, &mut true_failed);
+        if Some(next) == crash_due {
+            let up: Vec<usize> = (0..n).filter(|&i| !down[i]).collect();
+            if up.len() > n / 2 + 1 {
+                let i = up[sim.random_range(0..up.len() as u64) as usize];
+                floor[i] = Some(sim.node(i).local_member().incarnation);
+                sim.crash(i);
+                down[i] = true;
+                crashes += 1;
+                restarts.push(Reverse((sim.now() + opts.downtime, i)));
+            }
+            next_crash = next_crash + exp(&mut sim);
+        }
+        while let Some(&Reverse((t, i))) = restarts.peek() {
+            if t > sim.now() {
+                break;
+            }
+            restarts.pop();
+            let up: Vec<usize> = (0..n).filter(|&j| !down[j]).collect();
+            let seeds = pick(&mut sim, up.len(), 3);
+            let seeds: Vec<usize> = seeds.into_iter().map(|k| up[k]).collect();
+            let _ = sim.restart(i, &seeds);
+            down[i] = false;
+            restarted += 1;
+        }
+        if Some(next) == sample_due {
+            samples.push(sim.stale_views());
+            next_sample = next_sample + Duration::from_secs(10);
+        }
+    }
+    let stop = sim.now();
+    let settle_end = stop + CHURN_SETTLE;
+    sim.run_until_pred(settle_end, |sim, _| {
+        classify(sim, &down, &floor, &mut false_failed, &mut true_failed);
+        false
+    });
+    classify(&mut sim, &down, &floor, &mut false_failed, &mut true_failed);
+    let stale = sim.stale_views();
+    let mut m = Map::new();
+    m.insert("t_converge_ms".into(), json!(formed.map(ms)));
+    m.insert("duration_s".into(), json!(opts.duration.as_secs_f64()));
+    m.insert("rate_per_s".into(), json!(opts.rate));
+    m.insert("downtime_s".into(), json!(opts.downtime.as_secs_f64()));
+    m.insert("crashes".into(), json!(crashes));
+    m.insert("restarts".into(), json!(restarted));
+    m.insert("false_failed".into(), json!(false_failed));
+    m.insert("true_failed".into(), json!(true_failed));
+    m.insert("stale_views".into(), json!(stale));
+    let mean = if samples.is_empty() {
+        0.0
+    } else {
+        samples.iter().sum::<usize>() as f64 / samples.len() as f64
+    };
+    m.insert(
+        "stale_views_mean".into(),
+        json!((mean * 10.0).round() / 10.0),
+    );
+    m.insert(
+        "stale_views_max".into(),
+        json!(samples.iter().copied().max().unwrap_or(0)),
+    );
+    wrap_up(&sim, opts, "churn", &mut m);
     m
 }
 

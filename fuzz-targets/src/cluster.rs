@@ -240,7 +240,10 @@ pub fn run_script(script: &ClusterScript) -> u64 {
                 sim.set_net(net.clone());
             }
             Fault::Latency(ms) => {
-                net.latency_max = Duration::from_millis(u64::from(ms.max(1)));
+                net.latency = rookery_sim::Latency::Uniform {
+                    min: Duration::from_millis(1),
+                    max: Duration::from_millis(u64::from(ms.max(1))),
+                };
                 sim.set_net(net.clone());
             }
             Fault::AddNode(j) => {

@@ -1,0 +1,144 @@
+//! The liveness phase: once the fault script is over, heal everything, then every live node's
+//! view must converge — every live node sees every live node alive, crashed and departed
+//! nodes failed, left or not at all — and every invariant must settle, within a bound
+//! derived from the configuration ([`crate::invariant::liveness_bound`]).
+
+use std::time::Duration;
+
+use rookery_core::MemberStatus;
+
+use crate::invariant::{liveness_bound, Violation};
+use crate::sim::{NodeState, Sim};
+
+/// The name liveness failures are reported under.
+pub const LIVENESS: &str = "liveness";
+
+/// How the liveness phase runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// A stand-in for Serf's reconnect timer and an agent's `retry_join`, which the core does
+    /// not have yet: every `reconnect_every`, each running node that sees failed members
+    /// joins through all of them (Serf tries one random failed member per interval; trying
+    /// all keeps the bound to one interval), and a node alone retries joining through every
+    /// other node ([`Sim::reconnect_round`]). Without it two halves of a partition that
+    /// declared each other failed never talk again. `None` turns it off. Default 30 s (Serf's
+    /// `reconnect_interval`).
+    pub reconnect_every: Option<Duration>,
+    /// The bound; default [`liveness_bound`] of the slowest node configuration, plus
+    /// `reconnect_every`.
+    pub bound: Option<Duration>,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            reconnect_every: Some(Duration::from_secs(30)),
+            bound: None,
+        }
+    }
+}
+
+impl Sim {
+    /// The liveness bound for this cluster under `opts`.
+    pub fn liveness_bound(&self, opts: &Liveness) -> Duration {
+        if let Some(b) = opts.bound {
+            return b;
+        }
+        let n = self.len();
+        let worst = (0..n)
+            .map(|i| liveness_bound(self.config(i), n))
+            .max()
+            .unwrap_or_default();
+        worst + opts.reconnect_every.unwrap_or_default()
+    }
+
+    /// Heal everything ([`Sim::heal_all`]), then run until the views converge and the
+    /// invariants settle. Returns how long that took, or a `liveness` violation naming the
+    /// wrong views.
+    pub fn heal_and_converge(&mut self, opts: &Liveness) -> Result<Duration, Violation> {
+        self.heal_all();
+        let bound = self.liveness_bound(opts);
+        let start = self.now();
+        let deadline = start + bound;
+        let mut next_reconnect = opts.reconnect_every.map(|d| (start + d, d));
+        let poll = Duration::from_millis(10);
+        loop {
+            if self.converged() && self.invariants_settled() {
+                return Ok(self.now().saturating_since(start));
+            }
+            if self.now() >= deadline {
+                let errors = self.view_errors();
+                let sample: Vec<String> = errors
+                    .iter()
+                    .take(5)
+                    .map(|e| {
+                        format!(
+                            "{} sees {} {} as {}",
+                            self.name(e.observer),
+                            if e.live { "live" } else { "gone" },
+                            self.name(e.member),
+                            e.seen.map_or("unknown".to_string(), |s| format!("{s:?}"))
+                        )
+                    })
+                    .collect();
+                let detail = if errors.is_empty() {
+                    format!("views converged but invariants did not settle within {bound:?}")
+                } else {
+                    format!(
+                        "views did not converge within {bound:?} after healing: {} wrong \
+                         entries, e.g. {}",
+                        errors.len(),
+                        sample.join("; ")
+                    )
+                };
+                return Err(Violation {
+                    invariant: LIVENESS,
+                    at: self.now(),
+                    node: errors.first().map(|e| e.observer),
+                    detail,
+                });
+            }
+            let mut next = (self.now() + poll).min(deadline);
+            if let Some((at, every)) = next_reconnect {
+                if at <= next {
+                    next = at;
+                    self.run_until(next);
+                    self.reconnect_round();
+                    next_reconnect = Some((at + every, every));
+                    continue;
+                }
+            }
+            self.run_until(next);
+        }
+    }
+
+    /// One round of the reconnect stand-in: each running node that sees failed members
+    /// joins through all of them; a running node that sees no other member alive retries
+    /// joining through every other node (a stand-in for an agent's `retry_join` with the
+    /// whole cluster as its seed list: a node whose join found nobody up stays alone
+    /// otherwise).
+    pub fn reconnect_round(&mut self) {
+        for i in 0..self.len() {
+            if self.node_state(i) != NodeState::Up {
+                continue;
+            }
+            if self.node(i).alive_count() <= 1 {
+                let others: Vec<usize> = (0..self.len()).filter(|&j| j != i).collect();
+                if !others.is_empty() {
+                    let _ = self.try_join(i, &others);
+                }
+                continue;
+            }
+            let failed: Vec<usize> = self
+                .node(i)
+                .members()
+                .iter()
+                .filter(|m| m.status == MemberStatus::Failed)
+                .filter_map(|m| self.index_of(&m.name))
+                .collect();
+            if !failed.is_empty() {
+                let _ = self.try_join(i, &failed);
+            }
+        }
+    }
+}

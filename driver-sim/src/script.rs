@@ -1,0 +1,299 @@
+//! Fault scripts: faults and API calls as data, applied at chosen times. A script is what the
+//! swarm tests generate and shrink, what a replay file holds, and what [`Sim::schedule_script`]
+//! runs. Closures ([`Sim::call_at`]) inject anything else, at the price of not being data.
+//!
+//! In JSON a step is one flat object: `{"at_ms": 1500, "op": "crash", "node": 3}`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rookery_core::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::net::{LinkEffect, RuleId};
+use crate::sim::{Sim, SimError};
+
+/// An API call on a node, as data. More calls (user events, queries, sends) join this enum
+/// as the core grows them; anything else goes through [`Sim::with_node`] or [`Sim::call_at`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum ApiCall {
+    /// Join through the given nodes.
+    Join {
+        /// Seed node indices.
+        seeds: Vec<usize>,
+    },
+    /// Leave gracefully.
+    Leave,
+    /// Replace the node's tags.
+    SetTags {
+        /// The new tags.
+        tags: BTreeMap<String, String>,
+    },
+}
+
+/// One fault, heal or API call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Step {
+    /// Crash a node ([`Sim::crash`]).
+    Crash {
+        /// The node.
+        node: usize,
+    },
+    /// Restart a node with fresh state ([`Sim::restart`]), joining through `seeds`, or
+    /// through every other node when `seeds` is absent (a static seed list naming the whole
+    /// cluster, as deployments usually configure it).
+    Restart {
+        /// The node.
+        node: usize,
+        /// Nodes to join through; `None`: all the others.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seeds: Option<Vec<usize>>,
+    },
+    /// Pause a node ([`Sim::pause`]).
+    Pause {
+        /// The node.
+        node: usize,
+    },
+    /// Resume a paused node ([`Sim::resume`]).
+    Resume {
+        /// The node.
+        node: usize,
+    },
+    /// Overload a node: inputs and timers late by up to `max_extra_ms`; 0 ends it
+    /// ([`Sim::set_overload`]).
+    Overload {
+        /// The node.
+        node: usize,
+        /// The longest extra delay, in milliseconds.
+        max_extra_ms: u64,
+    },
+    /// Set a node's clock rate ([`Sim::set_clock_rate`]).
+    ClockRate {
+        /// The node.
+        node: usize,
+        /// Local time per unit of virtual time.
+        rate: f64,
+    },
+    /// Cut a node off the network or reconnect it ([`Sim::isolate`]).
+    Isolate {
+        /// The node.
+        node: usize,
+        /// Cut off (true) or reconnected (false).
+        on: bool,
+    },
+    /// Split the network into groups ([`Sim::partition`]).
+    Partition {
+        /// The groups.
+        groups: Vec<Vec<usize>>,
+    },
+    /// A one-way partition ([`Sim::cut`]).
+    Cut {
+        /// Senders whose messages are dropped…
+        from: Vec<usize>,
+        /// …on their way to these nodes.
+        to: Vec<usize>,
+    },
+    /// A per-link rule ([`Sim::add_link_rule`]).
+    Link {
+        /// Senders.
+        from: Vec<usize>,
+        /// Receivers.
+        to: Vec<usize>,
+        /// What happens to their messages.
+        effect: LinkEffect,
+    },
+    /// Remove one partition, cut or rule; ids count from 1 in order of creation
+    /// ([`Sim::heal`]).
+    Heal {
+        /// The rule.
+        rule: RuleId,
+    },
+    /// Remove every partition, cut and rule; reconnect isolated nodes
+    /// ([`Sim::heal_network`]).
+    HealNetwork,
+    /// Heal everything that can heal ([`Sim::heal_all`]).
+    HealAll,
+    /// Set the datagram loss rate ([`Sim::set_loss`]).
+    Loss {
+        /// 0.0 ..= 1.0.
+        rate: f64,
+    },
+    /// An API call on a node.
+    Api {
+        /// The node.
+        node: usize,
+        /// The call.
+        #[serde(flatten)]
+        call: ApiCall,
+    },
+}
+
+impl Step {
+    /// Every node index the step mentions.
+    pub fn nodes(&self) -> Vec<usize> {
+        match self {
+            Step::Crash { node }
+            | Step::Pause { node }
+            | Step::Resume { node }
+            | Step::Overload { node, .. }
+            | Step::ClockRate { node, .. }
+            | Step::Isolate { node, .. } => vec![*node],
+            Step::Restart { node, seeds } => std::iter::once(*node)
+                .chain(seeds.iter().flatten().copied())
+                .collect(),
+            Step::Partition { groups } => groups.iter().flatten().copied().collect(),
+            Step::Cut { from, to } | Step::Link { from, to, .. } => {
+                from.iter().chain(to).copied().collect()
+            }
+            Step::Heal { .. } | Step::HealNetwork | Step::HealAll | Step::Loss { .. } => vec![],
+            Step::Api { node, call } => {
+                let mut v = vec![*node];
+                if let ApiCall::Join { seeds } = call {
+                    v.extend(seeds);
+                }
+                v
+            }
+        }
+    }
+}
+
+/// A step and when it happens, in milliseconds after the script starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimedStep {
+    /// Milliseconds after the script's start.
+    pub at_ms: u64,
+    /// What happens.
+    #[serde(flatten)]
+    pub step: Step,
+}
+
+impl TimedStep {
+    /// `step` at `at_ms`.
+    pub fn new(at_ms: u64, step: Step) -> TimedStep {
+        TimedStep { at_ms, step }
+    }
+}
+
+/// Check that every step of `script` names existing nodes (of `nodes`).
+pub fn validate(script: &[TimedStep], nodes: usize) -> Result<(), SimError> {
+    for s in script {
+        if let Some(&bad) = s.step.nodes().iter().find(|&&i| i >= nodes) {
+            return Err(SimError::NoSuchNode {
+                index: bad,
+                len: nodes,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Sim {
+    /// Apply one step now.
+    pub fn apply(&mut self, step: &Step) -> Result<(), SimError> {
+        validate(
+            std::slice::from_ref(&TimedStep::new(0, step.clone())),
+            self.len(),
+        )?;
+        match step {
+            Step::Crash { node } => self.crash(*node),
+            Step::Restart { node, seeds } => {
+                let all: Vec<usize>;
+                let seeds = match seeds {
+                    Some(s) => s.as_slice(),
+                    None => {
+                        all = (0..self.len()).filter(|j| j != node).collect();
+                        &all
+                    }
+                };
+                self.restart(*node, seeds)?
+            }
+            Step::Pause { node } => self.pause(*node),
+            Step::Resume { node } => self.resume(*node),
+            Step::Overload { node, max_extra_ms } => self.set_overload(
+                *node,
+                (*max_extra_ms > 0).then(|| Duration::from_millis(*max_extra_ms)),
+            ),
+            Step::ClockRate { node, rate } => self.set_clock_rate(*node, *rate),
+            Step::Isolate { node, on } => self.isolate(*node, *on),
+            Step::Partition { groups } => {
+                let gs: Vec<&[usize]> = groups.iter().map(Vec::as_slice).collect();
+                self.partition(&gs);
+            }
+            Step::Cut { from, to } => {
+                self.cut(from, to);
+            }
+            Step::Link { from, to, effect } => {
+                self.add_link_rule(from, to, effect.clone());
+            }
+            Step::Heal { rule } => self.heal(*rule),
+            Step::HealNetwork => self.heal_network(),
+            Step::HealAll => self.heal_all(),
+            Step::Loss { rate } => self.set_loss(*rate),
+            Step::Api { node, call } => match call {
+                ApiCall::Join { seeds } => self.try_join(*node, seeds)?,
+                ApiCall::Leave => self.try_leave(*node)?,
+                ApiCall::SetTags { tags } => {
+                    let tags = tags.clone();
+                    let i = *node;
+                    self.with_node(i, |n, now| n.set_tags(now, tags))
+                        .map_err(|error| SimError::Api { node: i, error })?;
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Schedule every step of `script` at `start` + its `at_ms`.
+    pub fn schedule_script(
+        &mut self,
+        start: Timestamp,
+        script: &[TimedStep],
+    ) -> Result<(), SimError> {
+        validate(script, self.len())?;
+        for s in script {
+            self.schedule_step(start + Duration::from_millis(s.at_ms), s.step.clone());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_read_as_flat_json() {
+        let script = vec![
+            TimedStep::new(1500, Step::Crash { node: 3 }),
+            TimedStep::new(
+                2000,
+                Step::Partition {
+                    groups: vec![vec![0, 1], vec![2, 3]],
+                },
+            ),
+            TimedStep::new(
+                2500,
+                Step::Api {
+                    node: 1,
+                    call: ApiCall::Join { seeds: vec![0] },
+                },
+            ),
+            TimedStep::new(3000, Step::HealNetwork),
+        ];
+        let s = serde_json::to_string(&script).unwrap();
+        assert!(s.contains(r#"{"at_ms":1500,"op":"crash","node":3}"#), "{s}");
+        assert!(
+            s.contains(r#""op":"api","node":1,"call":"join","seeds":[0]"#),
+            "{s}"
+        );
+        let back: Vec<TimedStep> = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, script);
+        assert!(validate(&script, 4).is_ok());
+        assert_eq!(
+            validate(&script, 3),
+            Err(SimError::NoSuchNode { index: 3, len: 3 })
+        );
+    }
+}

@@ -1,0 +1,1491 @@
+//! The simulation engine: nodes, virtual time, the action heap, message routing under the
+//! network model, node faults, and the hooks invariants and recorders hang on.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rookery_core::{
+    wire, ApiError, Config, ConfigError, Event, Identity, MemberStatus, Name, Node, Timestamp,
+    TransmitKind,
+};
+
+use crate::clock::{Clock, EXACT};
+use crate::invariant::{Checks, Context, Invariant, Output, Violation};
+use crate::ledger::{FaultKind, Ledger, Scope};
+use crate::metrics::Metrics;
+use crate::net::{LinkEffect, NetConfig, NetStats, NodeSet, Rule, RuleId, Rules};
+use crate::plot::Knowledge;
+
+/// Why a simulation call failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SimError {
+    /// A node index beyond the nodes added so far.
+    NoSuchNode {
+        /// The index asked for.
+        index: usize,
+        /// How many nodes exist.
+        len: usize,
+    },
+    /// A node's configuration or identity was rejected by the core.
+    Config(ConfigError),
+    /// An API call on a node was refused by the core.
+    Api {
+        /// The node.
+        node: usize,
+        /// The core's error.
+        error: ApiError,
+    },
+    /// A wait ran out of time before its condition held.
+    Timeout {
+        /// How long it waited (virtual time).
+        waited: Duration,
+    },
+    /// An invariant was violated.
+    Violation(Violation),
+    /// A script or replay file could not be read or parsed.
+    Script(String),
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::NoSuchNode { index, len } => {
+                write!(f, "no node {index} (the simulation has {len})")
+            }
+            SimError::Config(e) => write!(f, "node configuration rejected: {e}"),
+            SimError::Api { node, error } => write!(f, "node {node} refused the call: {error}"),
+            SimError::Timeout { waited } => {
+                write!(
+                    f,
+                    "condition did not hold within {waited:?} of virtual time"
+                )
+            }
+            SimError::Violation(v) => write!(f, "{v}"),
+            SimError::Script(s) => write!(f, "bad script: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+impl From<Violation> for SimError {
+    fn from(v: Violation) -> SimError {
+        SimError::Violation(v)
+    }
+}
+
+/// A node's life-cycle state in the simulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    /// Running (possibly overloaded, drifting or cut off).
+    Up,
+    /// Crashed: receives nothing, sends nothing, until restarted.
+    Crashed,
+    /// Paused: arriving messages wait in a backlog, timers wait, until resumed.
+    Paused,
+    /// Left the cluster (or is leaving): inert until restarted.
+    Left,
+}
+
+/// What waits for a paused node.
+#[derive(Debug)]
+enum Pending {
+    Deliver {
+        from: SocketAddr,
+        kind: TransmitKind,
+        payload: Bytes,
+    },
+    SendFailed {
+        to: SocketAddr,
+    },
+}
+
+/// A scheduled call on a node's API.
+pub(crate) type NodeCall = Box<dyn FnOnce(&mut Node, Timestamp)>;
+
+enum Action {
+    Deliver {
+        to: usize,
+        from: SocketAddr,
+        kind: TransmitKind,
+        payload: Bytes,
+        /// Already delayed once by the receiver's overload.
+        late: bool,
+    },
+    SendFailed {
+        node: usize,
+        to: SocketAddr,
+        life: u32,
+    },
+    Timer {
+        node: usize,
+    },
+    Step(Box<crate::script::Step>),
+    Call {
+        node: usize,
+        f: NodeCall,
+    },
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Deliver { to, kind, .. } => write!(f, "Deliver({kind:?} to {to})"),
+            Action::SendFailed { node, to, .. } => write!(f, "SendFailed({node} -> {to})"),
+            Action::Timer { node } => write!(f, "Timer({node})"),
+            Action::Step(s) => write!(f, "Step({s:?})"),
+            Action::Call { node, .. } => write!(f, "Call({node})"),
+        }
+    }
+}
+
+/// One simulated process.
+pub(crate) struct SimNode {
+    pub(crate) node: Node,
+    pub(crate) addr: SocketAddr,
+    pub(crate) identity: Identity,
+    pub(crate) config: Arc<Config>,
+    pub(crate) crashed: bool,
+    pub(crate) isolated: bool,
+    pub(crate) paused: bool,
+    backlog: Vec<Pending>,
+    backlog_datagrams: usize,
+    /// Extra delay (uniform in 0 ..= this) on every input and timer while overloaded.
+    pub(crate) overload: Option<Duration>,
+    pub(crate) clock: Option<Clock>,
+    /// Deadline (virtual time) the pending timer action is for.
+    armed: Option<Timestamp>,
+    /// When that timer action fires (later than `armed` when overloaded).
+    fire_at: Timestamp,
+    tcp_timeout: Duration,
+    /// Starts at 0; +1 on every restart.
+    pub(crate) life: u32,
+    /// When the current life started.
+    pub(crate) started: Timestamp,
+}
+
+impl SimNode {
+    pub(crate) fn state(&self) -> NodeState {
+        if self.crashed {
+            NodeState::Crashed
+        } else if self.paused {
+            NodeState::Paused
+        } else if self.node.has_left() || self.is_leaving() {
+            NodeState::Left
+        } else {
+            NodeState::Up
+        }
+    }
+
+    fn is_leaving(&self) -> bool {
+        self.node
+            .member(&self.identity.name)
+            .is_some_and(|m| m.status == MemberStatus::Left)
+    }
+
+    pub(crate) fn backlog_len(&self) -> usize {
+        self.backlog.len()
+    }
+}
+
+/// The run trace's hash: FNV-1a's multiply-xor step applied to 8-byte words (the tail byte by
+/// byte). Stable across platforms and runs; not for adversarial input.
+#[derive(Clone, Copy, Debug)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().expect("8-byte chunk"));
+            self.0 = (self.0 ^ w).wrapping_mul(0x100_0000_01b3).rotate_left(29);
+        }
+        for b in words.remainder() {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// Datagrams a paused node's receive buffer holds before it drops more (reliable messages
+/// always wait: TCP holds them).
+pub const DEFAULT_BACKLOG_LIMIT: usize = 4096;
+
+/// Tags of isolation windows in the ledger (rule ids count up from 1).
+const ISOLATION_TAG: u64 = 1 << 62;
+
+/// A simulated cluster: nodes, a network, virtual time. See the crate docs.
+pub struct Sim {
+    now: Timestamp,
+    rng: ChaCha8Rng,
+    net: NetConfig,
+    rules: Rules,
+    next_rule: u64,
+    pub(crate) nodes: Vec<SimNode>,
+    names: HashMap<Name, usize>,
+    queue: BinaryHeap<Reverse<(Timestamp, u64, usize)>>,
+    actions: Vec<Option<Action>>,
+    free: Vec<usize>,
+    seq: u64,
+    trace: Fnv,
+    events: Vec<(Timestamp, usize, Event)>,
+    record_events: bool,
+    stats: NetStats,
+    pub(crate) ledger: Ledger,
+    checks: Option<Box<Checks>>,
+    knowledge: Option<Box<Knowledge>>,
+    metrics: Metrics,
+    backlog_limit: usize,
+    poll: Duration,
+    api_errors: u64,
+    /// Recorded inputs, when the tap is on ([`Sim::set_tap`]).
+    tap: Option<Vec<TapEntry>>,
+    /// Latest delivery time of a reliable message per (from, to): a connection delivers in
+    /// order, like TCP.
+    last_reliable: HashMap<(usize, usize), Timestamp>,
+}
+
+/// One input a node received, as recorded by the tap ([`Sim::set_tap`]): enough to replay a
+/// node's life outside the simulator (the fuzz corpus generator does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TapInput {
+    /// [`rookery_core::Node::handle_timeout`].
+    Timeout,
+    /// [`rookery_core::Node::handle_packet`] of `payload` from `from`.
+    Packet {
+        /// Sender.
+        from: SocketAddr,
+        /// The datagram.
+        payload: Bytes,
+    },
+    /// [`rookery_core::Node::handle_stream`] of `body` (a frame body) from `from`.
+    Stream {
+        /// Sender.
+        from: SocketAddr,
+        /// The frame body, length prefix removed.
+        body: Bytes,
+    },
+    /// [`rookery_core::Node::handle_send_failure`] for `to`.
+    SendFailure {
+        /// The unreachable destination.
+        to: SocketAddr,
+    },
+}
+
+/// A recorded input: when (the node's own clock), to which node, what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TapEntry {
+    /// The timestamp the node was handed.
+    pub at: Timestamp,
+    /// Index of the node that received it.
+    pub node: usize,
+    /// The input.
+    pub input: TapInput,
+}
+
+/// The address of node `i`: 127.a.b.c:7946 with a.b.c = i + 1.
+pub fn node_addr(i: usize) -> SocketAddr {
+    let n = (i + 1) as u32;
+    let ip = Ipv4Addr::new(127, (n >> 16) as u8, (n >> 8) as u8, n as u8);
+    SocketAddr::V4(SocketAddrV4::new(ip, 7946))
+}
+
+/// The node index of a simulated address (the inverse of [`node_addr`]).
+pub fn node_index(addr: SocketAddr) -> Option<usize> {
+    match addr {
+        SocketAddr::V4(v4) if v4.port() == 7946 => {
+            let o = v4.ip().octets();
+            let n = (o[1] as usize) << 16 | (o[2] as usize) << 8 | o[3] as usize;
+            (o[0] == 127 && n > 0).then(|| n - 1)
+        }
+        _ => None,
+    }
+}
+
+impl Sim {
+    /// An empty simulation at time zero.
+    pub fn new(seed: u64, net: NetConfig) -> Sim {
+        let mut trace = Fnv(0xcbf2_9ce4_8422_2325);
+        seed.hash(&mut trace);
+        let mut ledger = Ledger::default();
+        if net.loss > 0.0 {
+            ledger.open(Scope::All, FaultKind::Loss, 0, Timestamp::ZERO);
+        }
+        Sim {
+            now: Timestamp::ZERO,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            net,
+            rules: Rules::default(),
+            next_rule: 0,
+            nodes: Vec::new(),
+            names: HashMap::new(),
+            queue: BinaryHeap::new(),
+            actions: Vec::new(),
+            free: Vec::new(),
+            seq: 0,
+            trace,
+            events: Vec::new(),
+            record_events: true,
+            stats: NetStats::default(),
+            ledger,
+            checks: None,
+            knowledge: None,
+            metrics: Metrics::default(),
+            backlog_limit: DEFAULT_BACKLOG_LIMIT,
+            poll: Duration::from_millis(10),
+            api_errors: 0,
+            tap: None,
+            last_reliable: HashMap::new(),
+        }
+    }
+
+    /// Record every input handed to a node (off by default); read with [`Sim::drain_tap`].
+    /// API calls and inputs replayed from a paused node's backlog are not recorded.
+    pub fn set_tap(&mut self, on: bool) {
+        self.tap = on.then(Vec::new);
+    }
+
+    /// Inputs recorded since the last call, in the order the nodes received them.
+    pub fn drain_tap(&mut self) -> Vec<TapEntry> {
+        self.tap.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn record(&mut self, node: usize, at: Timestamp, input: TapInput) {
+        if let Some(tap) = &mut self.tap {
+            tap.push(TapEntry { at, node, input });
+        }
+    }
+
+    /// Keep events for [`Sim::drain_events`] (default) or only hash them (and show them to
+    /// invariants and the knowledge recorder).
+    pub fn set_record_events(&mut self, on: bool) {
+        self.record_events = on;
+    }
+
+    /// How often [`Sim::wait_for`] checks its condition, in virtual time. Default 10 ms.
+    pub fn set_poll_interval(&mut self, every: Duration) {
+        self.poll = every.max(Duration::from_micros(1));
+    }
+
+    /// How many datagrams a paused node's backlog holds. Default [`DEFAULT_BACKLOG_LIMIT`].
+    pub fn set_backlog_limit(&mut self, datagrams: usize) {
+        self.backlog_limit = datagrams;
+    }
+
+    /// Change the network (latency, loss, duplication, reordering, MTU) from now on.
+    pub fn set_net(&mut self, net: NetConfig) {
+        if net.loss > 0.0 {
+            self.ledger.open(Scope::All, FaultKind::Loss, 0, self.now);
+        } else {
+            self.ledger.close(Scope::All, FaultKind::Loss, 0, self.now);
+        }
+        self.hash_input(b"net", &format!("{net:?}"));
+        self.net = net;
+    }
+
+    /// Set the datagram loss rate from now on (0.0 ..= 1.0).
+    pub fn set_loss(&mut self, loss: f64) {
+        let net = NetConfig {
+            loss: loss.clamp(0.0, 1.0),
+            ..self.net.clone()
+        };
+        self.set_net(net);
+    }
+
+    /// The network settings.
+    pub fn net(&self) -> &NetConfig {
+        &self.net
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Network counters.
+    pub fn net_stats(&self) -> &NetStats {
+        &self.stats
+    }
+
+    /// A hash over every input (deliveries, timer firings, faults, API calls) and every
+    /// output (transmits, events) so far, and the seed. Same seed and calls, same hash.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.0
+    }
+
+    /// Number of nodes ever added.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when no node was added.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Start a node named `name` now, at [`node_addr`] of its index. Panics if `config` or
+    /// `name` is invalid (a simulation set-up error); [`Sim::try_add_node`] returns the error.
+    pub fn add_node(&mut self, config: Config, name: &str) -> usize {
+        self.try_add_node(config, Identity::new(name, node_addr(self.nodes.len())))
+            .expect("simulation node config must be valid")
+    }
+
+    /// Start a node with `identity` now; its address is replaced by [`node_addr`] of its
+    /// index (the simulator routes by address).
+    pub fn try_add_node(
+        &mut self,
+        config: Config,
+        mut identity: Identity,
+    ) -> Result<usize, SimError> {
+        let i = self.nodes.len();
+        let addr = node_addr(i);
+        identity.addr = addr;
+        let seed = self.rng.random();
+        let tcp_timeout = config.tcp_timeout;
+        let node = Node::new(config.clone(), identity.clone(), seed, self.now)
+            .map_err(SimError::Config)?;
+        self.names.insert(Name::new(&identity.name), i);
+        self.nodes.push(SimNode {
+            node,
+            addr,
+            identity,
+            config: Arc::new(config),
+            crashed: false,
+            isolated: false,
+            paused: false,
+            backlog: Vec::new(),
+            backlog_datagrams: 0,
+            overload: None,
+            clock: None,
+            armed: None,
+            fire_at: Timestamp::ZERO,
+            tcp_timeout,
+            life: 0,
+            started: self.now,
+        });
+        self.after_input(i);
+        Ok(i)
+    }
+
+    fn check_node(&self, i: usize) -> Result<(), SimError> {
+        if i < self.nodes.len() {
+            Ok(())
+        } else {
+            Err(SimError::NoSuchNode {
+                index: i,
+                len: self.nodes.len(),
+            })
+        }
+    }
+
+    /// The node at index `i`.
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i].node
+    }
+
+    /// The address of node `i`.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].addr
+    }
+
+    /// The name of node `i`.
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].identity.name
+    }
+
+    /// The index of the node named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.get(name).copied()
+    }
+
+    /// Whether node `i` has crashed.
+    pub fn is_crashed(&self, i: usize) -> bool {
+        self.nodes[i].crashed
+    }
+
+    /// Node `i`'s life-cycle state.
+    pub fn node_state(&self, i: usize) -> NodeState {
+        self.nodes[i].state()
+    }
+
+    /// How many times node `i` was restarted.
+    pub fn life(&self, i: usize) -> u32 {
+        self.nodes[i].life
+    }
+
+    /// The fault ledger: when each fault started and ended.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Node `i`'s local clock reading now (virtual time unless its clock drifts).
+    pub fn local_now(&self, i: usize) -> Timestamp {
+        match &self.nodes[i].clock {
+            Some(c) => c.local(self.now),
+            None => self.now,
+        }
+    }
+
+    /// Node `i` joins through the nodes `seeds`. A refusal by the core (the node has left,
+    /// or no seed other than itself) is counted and otherwise ignored; use
+    /// [`Sim::try_join`] to see it.
+    pub fn join(&mut self, i: usize, seeds: &[usize]) {
+        let _ = self.try_join(i, seeds);
+    }
+
+    /// Node `i` joins through the nodes `seeds`, reporting a refusal.
+    pub fn try_join(&mut self, i: usize, seeds: &[usize]) -> Result<(), SimError> {
+        self.check_node(i)?;
+        for &s in seeds {
+            self.check_node(s)?;
+        }
+        let addrs: Vec<SocketAddr> = seeds.iter().map(|&s| self.nodes[s].addr).collect();
+        self.hash_input(b"join", &(i, seeds));
+        let r = self.call(i, |n, now| n.join(now, &addrs));
+        r.map_err(|error| {
+            self.api_errors += 1;
+            SimError::Api { node: i, error }
+        })
+    }
+
+    /// Node `i` leaves gracefully. A refusal (already left) is counted and ignored.
+    pub fn leave(&mut self, i: usize) {
+        let _ = self.try_leave(i);
+    }
+
+    /// Node `i` leaves gracefully, reporting a refusal.
+    pub fn try_leave(&mut self, i: usize) -> Result<(), SimError> {
+        self.check_node(i)?;
+        self.hash_input(b"leave", &i);
+        let r = self.call(i, |n, now| n.leave(now));
+        if r.is_ok() {
+            self.ledger
+                .open(Scope::Node(i), FaultKind::Left, 0, self.now);
+        }
+        r.map_err(|error| {
+            self.api_errors += 1;
+            SimError::Api { node: i, error }
+        })
+    }
+
+    /// API calls refused by the core so far (joins after leaving, and the like).
+    pub fn api_errors(&self) -> u64 {
+        self.api_errors
+    }
+
+    /// Run an API call (or any access) on node `i` at the current time — the node's local
+    /// time, which differs from [`Sim::now`] when its clock drifts — then collect what it
+    /// sent and emitted. This is how any API call, present or future, is injected.
+    pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Timestamp) -> R) -> R {
+        self.hash_input(b"call", &i);
+        self.call(i, f)
+    }
+
+    fn call<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Timestamp) -> R) -> R {
+        let now = self.local_now(i);
+        let r = f(&mut self.nodes[i].node, now);
+        self.after_input(i);
+        r
+    }
+
+    /// Run `f` on node `i` at virtual time `at` (or now, if `at` has passed). Calls on a
+    /// crashed or paused node are skipped.
+    pub fn call_at(
+        &mut self,
+        at: Timestamp,
+        i: usize,
+        f: impl FnOnce(&mut Node, Timestamp) + 'static,
+    ) {
+        let at = at.max(self.now);
+        self.schedule(
+            at,
+            Action::Call {
+                node: i,
+                f: Box::new(f),
+            },
+        );
+    }
+
+    /// Apply `step` at virtual time `at` (or now, if `at` has passed).
+    pub fn schedule_step(&mut self, at: Timestamp, step: crate::script::Step) {
+        let at = at.max(self.now);
+        self.schedule(at, Action::Step(Box::new(step)));
+    }
+
+    /// Crash node `i`: from now on nothing reaches it and it sends nothing.
+    pub fn crash(&mut self, i: usize) {
+        self.hash_input(b"crash", &i);
+        let n = &mut self.nodes[i];
+        n.crashed = true;
+        n.paused = false;
+        n.backlog.clear();
+        n.backlog_datagrams = 0;
+        self.ledger
+            .open(Scope::Node(i), FaultKind::Crash, 0, self.now);
+    }
+
+    /// Restart node `i` under the same name and address with fresh protocol state (a new
+    /// process: a new seed, incarnation 0, an empty member table), then join through `seeds`
+    /// (none: it stays alone). A running node is crashed first. Overload ends; its clock
+    /// (and drift) carries on.
+    pub fn restart(&mut self, i: usize, seeds: &[usize]) -> Result<(), SimError> {
+        self.check_node(i)?;
+        for &s in seeds {
+            self.check_node(s)?;
+        }
+        if !self.nodes[i].crashed {
+            self.crash(i);
+        }
+        self.hash_input(b"restart", &(i, seeds));
+        let seed: u64 = self.rng.random();
+        let local = self.local_now(i);
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        let node = Node::new((*n.config).clone(), n.identity.clone(), seed, local)
+            .map_err(SimError::Config)?;
+        n.node = node;
+        n.crashed = false;
+        n.paused = false;
+        n.backlog.clear();
+        n.backlog_datagrams = 0;
+        n.overload = None;
+        n.armed = None;
+        n.life += 1;
+        n.started = now;
+        for kind in [
+            FaultKind::Crash,
+            FaultKind::Left,
+            FaultKind::Pause,
+            FaultKind::Overload,
+        ] {
+            self.ledger.close_kind(Scope::Node(i), kind, now);
+        }
+        self.after_input(i);
+        if !seeds.is_empty() {
+            let _ = self.try_join(i, seeds);
+        }
+        Ok(())
+    }
+
+    /// Pause node `i` (a stopped process): arriving messages wait in its backlog (datagrams
+    /// beyond the backlog limit are dropped), its timers wait, it sends nothing.
+    pub fn pause(&mut self, i: usize) {
+        self.hash_input(b"pause", &i);
+        let n = &mut self.nodes[i];
+        if n.crashed || n.paused {
+            return;
+        }
+        n.paused = true;
+        self.ledger
+            .open(Scope::Node(i), FaultKind::Pause, 0, self.now);
+    }
+
+    /// Resume a paused node: it handles its backlog in arrival order, then every timer that
+    /// came due while it was paused.
+    pub fn resume(&mut self, i: usize) {
+        self.hash_input(b"resume", &i);
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        if !n.paused {
+            return;
+        }
+        n.paused = false;
+        let life = n.life;
+        let backlog = std::mem::take(&mut n.backlog);
+        n.backlog_datagrams = 0;
+        let missed_timer = n.armed.is_some() && n.fire_at <= now;
+        if missed_timer {
+            n.fire_at = now;
+        }
+        self.ledger.close(Scope::Node(i), FaultKind::Pause, 0, now);
+        for p in backlog {
+            let action = match p {
+                Pending::Deliver {
+                    from,
+                    kind,
+                    payload,
+                } => Action::Deliver {
+                    to: i,
+                    from,
+                    kind,
+                    payload,
+                    late: true,
+                },
+                Pending::SendFailed { to } => Action::SendFailed { node: i, to, life },
+            };
+            self.schedule(now, action);
+        }
+        if missed_timer {
+            self.schedule(now, Action::Timer { node: i });
+        }
+    }
+
+    /// Overload node `i` (`Some(max)`): every message it receives is handled late by an
+    /// extra delay uniform in `0 ..= max`, and every timer fires late by such a delay.
+    /// `None` ends the overload.
+    pub fn set_overload(&mut self, i: usize, max_extra: Option<Duration>) {
+        self.hash_input(b"overload", &(i, max_extra));
+        self.nodes[i].overload = max_extra.filter(|d| !d.is_zero());
+        if self.nodes[i].overload.is_some() {
+            self.ledger
+                .open(Scope::Node(i), FaultKind::Overload, 0, self.now);
+        } else {
+            self.ledger
+                .close(Scope::Node(i), FaultKind::Overload, 0, self.now);
+        }
+    }
+
+    /// Make node `i`'s clock run `rate` times as fast as virtual time from now on (1.0: exact;
+    /// clamped to 0.01 ..= 100). Its time stays monotonic: a rate change continues from the
+    /// current reading.
+    pub fn set_clock_rate(&mut self, i: usize, rate: f64) {
+        let ppm = if rate.is_finite() {
+            (rate.clamp(0.01, 100.0) * EXACT as f64).round() as u64
+        } else {
+            EXACT
+        };
+        self.hash_input(b"drift", &(i, ppm));
+        let now = self.now;
+        match &mut self.nodes[i].clock {
+            Some(c) => c.retune(now, ppm),
+            None if ppm == EXACT => return,
+            None => self.nodes[i].clock = Some(Clock::new(now, ppm)),
+        }
+        if ppm == EXACT {
+            self.ledger.close(Scope::Node(i), FaultKind::Drift, 0, now);
+        } else {
+            self.ledger.open(Scope::Node(i), FaultKind::Drift, 0, now);
+        }
+        if !self.nodes[i].crashed {
+            // The deadline maps to another virtual time now.
+            self.nodes[i].armed = None;
+            self.after_input(i);
+        }
+    }
+
+    /// Node `i`'s clock rate (1.0 unless it drifts).
+    pub fn clock_rate(&self, i: usize) -> f64 {
+        self.nodes[i]
+            .clock
+            .map_or(1.0, |c| c.rate_ppm() as f64 / EXACT as f64)
+    }
+
+    /// Cut node `i` off the network (`true`) or reconnect it (`false`); unlike a crash its
+    /// timers keep running.
+    pub fn isolate(&mut self, i: usize, on: bool) {
+        self.hash_input(b"isolate", &(i, on));
+        self.nodes[i].isolated = on;
+        // Every node's link to `i` is cut: any of them may be declared failed by `i`, and
+        // `i`'s verdicts spread once it is back.
+        if on {
+            self.ledger.open(
+                Scope::All,
+                FaultKind::CutOff,
+                ISOLATION_TAG + i as u64,
+                self.now,
+            );
+        } else {
+            self.ledger.close(
+                Scope::All,
+                FaultKind::CutOff,
+                ISOLATION_TAG + i as u64,
+                self.now,
+            );
+        }
+    }
+
+    fn new_rule_id(&mut self) -> RuleId {
+        self.next_rule += 1;
+        RuleId(self.next_rule)
+    }
+
+    fn add_rule_inner(&mut self, id: RuleId, from: &[usize], to: &[usize], effect: LinkEffect) {
+        if effect.degrades() {
+            for &i in from.iter().chain(to) {
+                self.ledger
+                    .open(Scope::Node(i), FaultKind::CutOff, id.0, self.now);
+            }
+        }
+        self.rules.add(Rule {
+            id,
+            from: NodeSet::from_nodes(from),
+            to: NodeSet::from_nodes(to),
+            effect,
+        });
+    }
+
+    /// Split the network into `groups`: no message crosses from one group to another, in
+    /// either direction. Nodes in no group reach everyone. Heal with [`Sim::heal`].
+    pub fn partition(&mut self, groups: &[&[usize]]) -> RuleId {
+        let id = self.new_rule_id();
+        self.hash_input(b"partition", &(id.0, groups));
+        for (a, g) in groups.iter().enumerate() {
+            for (b, h) in groups.iter().enumerate() {
+                if a != b {
+                    self.add_rule_inner(id, g, h, LinkEffect::cut());
+                }
+            }
+        }
+        id
+    }
+
+    /// A one-way partition: messages from `from` to `to` are dropped (the other direction
+    /// works). Reliable messages need both directions, so they fail either way.
+    pub fn cut(&mut self, from: &[usize], to: &[usize]) -> RuleId {
+        let id = self.new_rule_id();
+        self.hash_input(b"cut", &(id.0, from, to));
+        self.add_rule_inner(id, from, to, LinkEffect::cut());
+        id
+    }
+
+    /// A per-link rule: messages from a node of `from` to a node of `to` get `effect`
+    /// (drop, extra loss, extra delay, another latency distribution).
+    pub fn add_link_rule(&mut self, from: &[usize], to: &[usize], effect: LinkEffect) -> RuleId {
+        let id = self.new_rule_id();
+        self.hash_input(b"rule", &(id.0, from, to, format!("{effect:?}")));
+        self.add_rule_inner(id, from, to, effect);
+        id
+    }
+
+    /// Remove the partition, cut or link rule `id`.
+    pub fn heal(&mut self, id: RuleId) {
+        self.hash_input(b"heal", &id.0);
+        let now = self.now;
+        for i in self.rules.remove(id) {
+            self.ledger
+                .close(Scope::Node(i), FaultKind::CutOff, id.0, now);
+        }
+    }
+
+    /// Remove every partition, cut and link rule, and reconnect isolated nodes.
+    pub fn heal_network(&mut self) {
+        for id in self.rules.ids() {
+            self.heal(id);
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].isolated {
+                self.isolate(i, false);
+            }
+        }
+    }
+
+    /// Heal everything that can heal: the network (rules, isolation, loss back to 0),
+    /// paused nodes resume, overloads end, drifting clocks run exact again. Crashed nodes
+    /// stay crashed; nodes that left stay left.
+    pub fn heal_all(&mut self) {
+        self.heal_network();
+        if self.net.loss > 0.0 {
+            self.set_loss(0.0);
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused {
+                self.resume(i);
+            }
+            if self.nodes[i].overload.is_some() {
+                self.set_overload(i, None);
+            }
+            if self.nodes[i].clock.is_some_and(|c| c.rate_ppm() != EXACT) {
+                self.set_clock_rate(i, 1.0);
+            }
+        }
+    }
+
+    /// Events collected since the last call: (time, node index, event).
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, (Timestamp, usize, Event)> {
+        self.events.drain(..)
+    }
+
+    /// Events collected and not yet drained.
+    pub fn events(&self) -> &[(Timestamp, usize, Event)] {
+        &self.events
+    }
+
+    /// Check invariants as the run goes (see [`crate::invariant`]). Violations are kept;
+    /// read them with [`Sim::violations`] or [`Sim::check`].
+    pub fn add_invariant(&mut self, inv: Box<dyn Invariant>) {
+        self.checks.get_or_insert_with(Default::default).add(inv);
+    }
+
+    /// Check the standard invariants ([`crate::invariant::standard`]).
+    pub fn add_standard_invariants(&mut self) {
+        for inv in crate::invariant::standard() {
+            self.add_invariant(inv);
+        }
+    }
+
+    /// Names of the invariants being checked.
+    pub fn invariant_names(&self) -> Vec<&'static str> {
+        self.checks.as_ref().map_or(Vec::new(), |c| c.names())
+    }
+
+    /// Every violation so far (at most 100 are kept).
+    pub fn violations(&self) -> &[Violation] {
+        self.checks.as_ref().map_or(&[], |c| c.violations())
+    }
+
+    /// The first violation, if any.
+    pub fn check(&self) -> Result<(), Violation> {
+        match self.violations().first() {
+            Some(v) => Err(v.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Run every invariant's end-of-run check (after the liveness phase); the first
+    /// violation, if any.
+    pub fn finish_checks(&mut self) -> Result<(), Violation> {
+        if let Some(c) = self.checks.as_mut() {
+            let cx = Context::new(self.now, &self.nodes, &self.ledger, &self.names);
+            c.at_end(&cx);
+        }
+        self.check()
+    }
+
+    /// Whether every invariant considers its obligations met (e.g. every user event reached
+    /// every node that must have it); the liveness phase waits for this too.
+    pub fn invariants_settled(&self) -> bool {
+        match &self.checks {
+            Some(c) => {
+                let cx = Context::new(self.now, &self.nodes, &self.ledger, &self.names);
+                c.settled(&cx)
+            }
+            None => true,
+        }
+    }
+
+    /// Record which node learned which fact when (for `--plot`); see [`Knowledge`]. Joins
+    /// of about 32 of the `expected_nodes` are followed, and every failure and leave.
+    pub fn enable_knowledge(&mut self, expected_nodes: usize) {
+        if self.knowledge.is_none() {
+            self.knowledge = Some(Box::new(Knowledge::new(expected_nodes)));
+        }
+    }
+
+    /// The knowledge recorder, when enabled.
+    pub fn knowledge(&self) -> Option<&Knowledge> {
+        self.knowledge.as_deref()
+    }
+
+    /// Metrics recorded by the user (and by scenarios).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Record metrics.
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
+
+    fn hash_input<T: Hash + ?Sized>(&mut self, tag: &[u8], x: &T) {
+        self.now.hash(&mut self.trace);
+        tag.hash(&mut self.trace);
+        x.hash(&mut self.trace);
+    }
+
+    fn schedule(&mut self, at: Timestamp, action: Action) {
+        self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.actions[s] = Some(action);
+                s
+            }
+            None => {
+                self.actions.push(Some(action));
+                self.actions.len() - 1
+            }
+        };
+        self.queue.push(Reverse((at, self.seq, slot)));
+    }
+
+    fn extra_delay(&mut self, max: Duration) -> Duration {
+        Duration::from_micros(self.rng.random_range(0..=max.as_micros() as u64))
+    }
+
+    /// Route one datagram from node `i`.
+    fn route_datagram(&mut self, i: usize, to: SocketAddr, payload: Bytes) {
+        let now = self.now;
+        let target = node_index(to).filter(|&j| j < self.nodes.len());
+        let from = self.nodes[i].addr;
+        if payload.len() > self.net.mtu {
+            self.stats.oversized += 1;
+            return;
+        }
+        let Some(j) = target else {
+            self.stats.blocked += 1;
+            return;
+        };
+        if self.nodes[i].isolated || self.nodes[j].isolated {
+            self.stats.blocked += 1;
+            return;
+        }
+        let link = (!self.rules.is_empty()).then(|| self.rules.apply(i, j));
+        if link.as_ref().is_some_and(|l| l.drop) {
+            self.stats.blocked += 1;
+            return;
+        }
+        if self.net.loss > 0.0 && self.rng.random_bool(self.net.loss.min(1.0)) {
+            self.stats.lost += 1;
+            return;
+        }
+        if let Some(l) = &link {
+            if l.loss > 0.0 && self.rng.random_bool(l.loss.min(1.0)) {
+                self.stats.lost += 1;
+                return;
+            }
+        }
+        let copies =
+            if self.net.duplicate > 0.0 && self.rng.random_bool(self.net.duplicate.min(1.0)) {
+                self.stats.duplicated += 1;
+                2
+            } else {
+                1
+            };
+        for _ in 0..copies {
+            let mut at = now + self.latency(link.as_ref());
+            if self.net.reorder > 0.0 && self.rng.random_bool(self.net.reorder.min(1.0)) {
+                self.stats.reordered += 1;
+                let w = self.net.reorder_window;
+                at = at + self.extra_delay(w);
+            }
+            self.schedule(
+                at,
+                Action::Deliver {
+                    to: j,
+                    from,
+                    kind: TransmitKind::Datagram,
+                    payload: payload.clone(),
+                    late: false,
+                },
+            );
+        }
+    }
+
+    /// One-way latency on a link, rules included.
+    fn latency(&mut self, link: Option<&crate::net::Applied>) -> Duration {
+        match link {
+            None => self.net.latency.sample(&mut self.rng),
+            Some(l) => {
+                let base = match &l.latency {
+                    Some(lat) => lat.sample(&mut self.rng),
+                    None => self.net.latency.sample(&mut self.rng),
+                };
+                base + l.delay
+            }
+        }
+    }
+
+    /// Route one reliable message from node `i`.
+    fn route_reliable(&mut self, i: usize, to: SocketAddr, payload: Bytes) {
+        let now = self.now;
+        let target = node_index(to).filter(|&j| j < self.nodes.len());
+        let from = self.nodes[i].addr;
+        let blocked = self.nodes[i].isolated
+            || target.is_none_or(|j| self.nodes[j].isolated)
+            || (!self.rules.is_empty()
+                && target.is_some_and(|j| self.rules.drops(i, j) || self.rules.drops(j, i)));
+        let up = target.is_some_and(|j| !self.nodes[j].crashed);
+        match target {
+            Some(j) if !blocked && up => {
+                let link = (!self.rules.is_empty()).then(|| self.rules.apply(i, j));
+                // Connection set-up and transfer: three one-way trips; in order per
+                // (sender, receiver), as over one TCP connection.
+                let mut at = now
+                    + self.latency(link.as_ref())
+                    + self.latency(link.as_ref())
+                    + self.latency(link.as_ref());
+                let last = self.last_reliable.entry((i, j)).or_insert(at);
+                at = at.max(*last);
+                *last = at;
+                self.schedule(
+                    at,
+                    Action::Deliver {
+                        to: j,
+                        from,
+                        kind: TransmitKind::Reliable,
+                        payload,
+                        late: false,
+                    },
+                );
+            }
+            _ => {
+                self.stats.blocked += 1;
+                let at = now + self.nodes[i].tcp_timeout;
+                let life = self.nodes[i].life;
+                self.schedule(at, Action::SendFailed { node: i, to, life });
+            }
+        }
+    }
+
+    /// Drain node `i`'s transmits and events, re-arm its timer, and run the invariants.
+    fn after_input(&mut self, i: usize) {
+        let now = self.now;
+        let mut transmits = 0;
+        while let Some(t) = self.nodes[i].node.poll_transmit() {
+            transmits += 1;
+            now.hash(&mut self.trace);
+            i.hash(&mut self.trace);
+            t.hash(&mut self.trace);
+            match t.kind {
+                TransmitKind::Datagram => self.route_datagram(i, t.to, t.payload),
+                TransmitKind::Reliable => self.route_reliable(i, t.to, t.payload),
+            }
+        }
+        let mut events = 0;
+        while let Some(e) = self.nodes[i].node.poll_event() {
+            events += 1;
+            now.hash(&mut self.trace);
+            i.hash(&mut self.trace);
+            e.hash(&mut self.trace);
+            if let Some(k) = self.knowledge.as_mut() {
+                k.observe(now, i, &e, &self.names);
+            }
+            if let Some(c) = self.checks.as_mut() {
+                let cx = Context::new(now, &self.nodes, &self.ledger, &self.names);
+                c.on_event(&cx, i, &e);
+            }
+            if self.record_events {
+                self.events.push((now, i, e));
+            }
+        }
+        // `armed` holds the deadline the pending timer action is for.
+        let n = &self.nodes[i];
+        let next = n.node.poll_timeout().map(|at| {
+            match &n.clock {
+                Some(c) => c.sim_time(at),
+                None => at,
+            }
+            .max(now)
+        });
+        if next != self.nodes[i].armed {
+            self.nodes[i].armed = next;
+            if let Some(at) = next {
+                let fire = match self.nodes[i].overload {
+                    Some(max) => at + self.extra_delay(max),
+                    None => at,
+                };
+                self.nodes[i].fire_at = fire;
+                self.schedule(fire, Action::Timer { node: i });
+            }
+        }
+        if let Some(c) = self.checks.as_mut() {
+            let cx = Context::new(now, &self.nodes, &self.ledger, &self.names);
+            c.on_input(&cx, i, &Output { transmits, events });
+        }
+    }
+
+    /// Time of the next scheduled action.
+    pub fn next_time(&self) -> Option<Timestamp> {
+        self.queue.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Process the next scheduled action. Returns the index of the node it touched (if any),
+    /// or `None` when nothing is scheduled at all.
+    pub fn step(&mut self) -> Option<Option<usize>> {
+        let Reverse((at, _, slot)) = self.queue.pop()?;
+        let action = self.actions[slot].take().expect("scheduled action present");
+        self.free.push(slot);
+        if at > self.now {
+            self.now = at;
+        }
+        let now = self.now;
+        Some(match action {
+            Action::Timer { node } => {
+                let n = &mut self.nodes[node];
+                if n.crashed || n.paused || n.armed.is_none() || n.fire_at != at {
+                    return Some(None);
+                }
+                n.armed = None;
+                let local = n.clock.as_ref().map_or(now, |c| c.local(now));
+                n.node.handle_timeout(local);
+                (now, node).hash(&mut self.trace);
+                self.record(node, local, TapInput::Timeout);
+                self.after_input(node);
+                Some(node)
+            }
+            Action::Deliver {
+                to,
+                from,
+                kind,
+                payload,
+                late,
+            } => {
+                let n = &mut self.nodes[to];
+                if n.crashed || n.isolated {
+                    self.stats.blocked += 1;
+                    return Some(None);
+                }
+                if n.paused {
+                    if kind == TransmitKind::Datagram {
+                        if n.backlog_datagrams >= self.backlog_limit {
+                            self.stats.backlog_dropped += 1;
+                            return Some(None);
+                        }
+                        n.backlog_datagrams += 1;
+                    }
+                    n.backlog.push(Pending::Deliver {
+                        from,
+                        kind,
+                        payload,
+                    });
+                    return Some(None);
+                }
+                if let (Some(max), false) = (n.overload, late) {
+                    let at = now + self.extra_delay(max);
+                    self.schedule(
+                        at,
+                        Action::Deliver {
+                            to,
+                            from,
+                            kind,
+                            payload,
+                            late: true,
+                        },
+                    );
+                    return Some(None);
+                }
+                (now, to).hash(&mut self.trace);
+                let n = &mut self.nodes[to];
+                let local = n.clock.as_ref().map_or(now, |c| c.local(now));
+                let input = match kind {
+                    TransmitKind::Datagram => {
+                        self.stats.delivered += 1;
+                        let _ = n.node.handle_packet(local, from, &payload);
+                        TapInput::Packet { from, payload }
+                    }
+                    TransmitKind::Reliable => {
+                        self.stats.reliable_delivered += 1;
+                        let body = payload.slice(wire::FRAME_HEADER_LEN.min(payload.len())..);
+                        let _ = n.node.handle_stream(local, from, &body);
+                        TapInput::Stream { from, body }
+                    }
+                };
+                if self.tap.is_some() {
+                    self.record(to, local, input);
+                }
+                self.after_input(to);
+                Some(to)
+            }
+            Action::SendFailed { node, to, life } => {
+                let n = &mut self.nodes[node];
+                if n.crashed || n.life != life {
+                    return Some(None);
+                }
+                if n.paused {
+                    n.backlog.push(Pending::SendFailed { to });
+                    return Some(None);
+                }
+                self.stats.reliable_failed += 1;
+                let local = n.clock.as_ref().map_or(now, |c| c.local(now));
+                n.node.handle_send_failure(local, to);
+                self.record(node, local, TapInput::SendFailure { to });
+                self.after_input(node);
+                Some(node)
+            }
+            Action::Step(step) => {
+                let _ = self.apply(&step);
+                None
+            }
+            Action::Call { node, f } => {
+                if node >= self.nodes.len() || self.nodes[node].crashed || self.nodes[node].paused {
+                    return Some(None);
+                }
+                self.hash_input(b"call", &node);
+                self.call(node, f);
+                Some(node)
+            }
+        })
+    }
+
+    /// Run every action scheduled up to `deadline`, then set the clock to it.
+    pub fn run_until(&mut self, deadline: Timestamp) {
+        while self.next_time().is_some_and(|t| t <= deadline) {
+            self.step();
+        }
+        if deadline > self.now {
+            self.now = deadline;
+        }
+    }
+
+    /// Run for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let deadline = self.now + d;
+        self.run_until(deadline);
+    }
+
+    /// Run until `pred` holds (checked after every step that touched a node) or `deadline`
+    /// passes. Returns whether `pred` held.
+    pub fn run_until_pred(
+        &mut self,
+        deadline: Timestamp,
+        mut pred: impl FnMut(&mut Sim, Option<usize>) -> bool,
+    ) -> bool {
+        if pred(self, None) {
+            return true;
+        }
+        while self.next_time().is_some_and(|t| t <= deadline) {
+            if let Some(Some(i)) = self.step() {
+                if pred(self, Some(i)) {
+                    return true;
+                }
+            }
+        }
+        if deadline > self.now {
+            self.now = deadline;
+        }
+        pred(self, None)
+    }
+
+    /// Run until `pred` holds, checking it every poll interval of virtual time (10 ms unless
+    /// [`Sim::set_poll_interval`] says otherwise), for at most `within`. Returns how long it
+    /// took, or [`SimError::Timeout`].
+    pub fn wait_for(
+        &mut self,
+        within: Duration,
+        mut pred: impl FnMut(&Sim) -> bool,
+    ) -> Result<Duration, SimError> {
+        let start = self.now;
+        let deadline = start + within;
+        loop {
+            if pred(self) {
+                return Ok(self.now.saturating_since(start));
+            }
+            if self.now >= deadline {
+                return Err(SimError::Timeout { waited: within });
+            }
+            let next = (self.now + self.poll).min(deadline);
+            self.run_until(next);
+        }
+    }
+
+    /// Whether node `i` counts as a live member of the cluster: not crashed, not left or
+    /// leaving. (A paused node is live: it will resume.)
+    pub fn is_live(&self, i: usize) -> bool {
+        matches!(self.nodes[i].state(), NodeState::Up | NodeState::Paused)
+    }
+
+    /// Every wrong entry in live nodes' views: a live node that does not see a live member
+    /// alive, or sees a crashed or departed member alive or suspect.
+    pub fn view_errors(&self) -> Vec<ViewError> {
+        let live: Vec<bool> = (0..self.nodes.len()).map(|i| self.is_live(i)).collect();
+        let mut out = Vec::new();
+        for (o, &lo) in live.iter().enumerate() {
+            if !lo {
+                continue;
+            }
+            let node = &self.nodes[o].node;
+            for (m, &lm) in live.iter().enumerate() {
+                let seen = node.member(&self.nodes[m].identity.name).map(|x| x.status);
+                let ok = if lm {
+                    seen == Some(MemberStatus::Alive)
+                } else {
+                    matches!(
+                        seen,
+                        None | Some(MemberStatus::Failed) | Some(MemberStatus::Left)
+                    )
+                };
+                if !ok {
+                    out.push(ViewError {
+                        observer: o,
+                        member: m,
+                        seen,
+                        live: lm,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether every live node sees every live node alive and every crashed or departed
+    /// node failed, left or not at all. Cheap when it does not hold: alive counts are
+    /// compared first.
+    pub fn converged(&self) -> bool {
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_live(i)).collect();
+        if live
+            .iter()
+            .any(|&i| self.nodes[i].node.alive_count() != live.len())
+        {
+            return false;
+        }
+        self.view_errors().is_empty()
+    }
+
+    /// How many (live observer, member) view entries are wrong (see [`Sim::view_errors`]).
+    pub fn stale_views(&self) -> usize {
+        self.view_errors().len()
+    }
+
+    /// Run until [`Sim::converged`], for at most `within`.
+    pub fn form(&mut self, within: Duration) -> Result<Duration, SimError> {
+        self.wait_for(within, Sim::converged)
+    }
+
+    /// Draw a number from the simulation's RNG (for scenario decisions that must be part of
+    /// the seeded run).
+    pub fn random_range(&mut self, range: std::ops::Range<u64>) -> u64 {
+        if range.is_empty() {
+            return range.start;
+        }
+        self.rng.random_range(range)
+    }
+
+    /// Draw a uniform float in `0.0 .. 1.0` from the simulation's RNG.
+    pub fn random_f64(&mut self) -> f64 {
+        self.rng.random()
+    }
+
+    /// The configuration node `i` was started with.
+    pub fn config(&self, i: usize) -> &Config {
+        &self.nodes[i].config
+    }
+}
+
+/// One wrong view entry (see [`Sim::view_errors`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewError {
+    /// The node whose view is wrong.
+    pub observer: usize,
+    /// The member it is wrong about.
+    pub member: usize,
+    /// What the observer sees (`None`: it does not know the member).
+    pub seen: Option<MemberStatus>,
+    /// Whether the member is live.
+    pub live: bool,
+}
+
+impl fmt::Display for ViewError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "node {} sees {} {} as {:?}",
+            self.observer,
+            if self.live { "live" } else { "gone" },
+            self.member,
+            self.seen
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip() {
+        for i in [0, 1, 254, 255, 256, 70_000] {
+            assert_eq!(node_index(node_addr(i)), Some(i));
+        }
+        assert_eq!(node_index("127.0.0.1:80".parse().unwrap()), None);
+    }
+}

@@ -1,0 +1,197 @@
+//! Swarm cases: one seeded run of a fault script against a small cluster, judged by the
+//! invariants and the liveness phase. The property tests in `tests/` generate and shrink
+//! cases; a failing case is written to a file that `rookery-sim replay FILE` runs again,
+//! byte for byte.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rookery_core::{Config, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::builder::SimBuilder;
+use crate::invariant::Violation;
+use crate::liveness::Liveness;
+use crate::net::NetConfig;
+use crate::script::{validate, TimedStep};
+use crate::sim::{Sim, SimError};
+
+/// A protocol configuration preset, by name (so it fits in a replay file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// [`Config::lan`].
+    Lan,
+    /// [`Config::wan`].
+    Wan,
+    /// [`Config::local`].
+    #[default]
+    Local,
+}
+
+impl Preset {
+    /// The configuration.
+    pub fn config(self) -> Config {
+        match self {
+            Preset::Lan => Config::lan(),
+            Preset::Wan => Config::wan(),
+            Preset::Local => Config::local(),
+        }
+    }
+}
+
+/// One swarm case: everything a run depends on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    /// The simulation seed.
+    pub seed: u64,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Protocol configuration of every node.
+    #[serde(default)]
+    pub config: Preset,
+    /// The network once the cluster has formed (the fault mix: latency distribution, loss,
+    /// duplication, reordering). Formation runs on it without its loss.
+    #[serde(default)]
+    pub net: NetConfig,
+    /// The fault script, times relative to the moment the cluster has formed.
+    pub script: Vec<TimedStep>,
+    /// Whether the liveness phase stands in for Serf's reconnect (see [`Liveness`]).
+    #[serde(default = "yes")]
+    pub reconnect: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How long formation may take before the case fails.
+pub const FORMATION_LIMIT: Duration = Duration::from_secs(120);
+/// How long the script keeps running after its last step, before healing.
+pub const SETTLE_AFTER_SCRIPT: Duration = Duration::from_secs(1);
+
+/// What a case run produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The trace hash (same case, same hash).
+    pub trace_hash: u64,
+    /// How long formation took.
+    pub formed_in: Option<Duration>,
+    /// How long the liveness phase took to converge.
+    pub healed_in: Option<Duration>,
+    /// Every violation, liveness included, in order.
+    pub violations: Vec<Violation>,
+    /// Virtual time at the end.
+    pub end: Timestamp,
+}
+
+impl Outcome {
+    /// Whether nothing was violated.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The first violation as one line, or "passed".
+    pub fn summary(&self) -> String {
+        match self.violations.first() {
+            Some(v) => v.to_string(),
+            None => "passed".into(),
+        }
+    }
+}
+
+impl Case {
+    /// Build the simulation for this case (formation scheduled, invariants on).
+    pub fn build(&self, knowledge: bool) -> Result<Sim, SimError> {
+        validate(&self.script, self.nodes)?;
+        SimBuilder::new(self.seed)
+            .net(NetConfig {
+                loss: 0.0,
+                ..self.net.clone()
+            })
+            .nodes(self.nodes, self.config.config())
+            .invariants(true)
+            .knowledge(knowledge)
+            .record_events(false)
+            .build()
+    }
+
+    /// Run the case: form, run the script, heal, check liveness and every invariant.
+    pub fn run(&self) -> Result<Outcome, SimError> {
+        let mut sim = self.build(false)?;
+        Ok(self.run_on(&mut sim))
+    }
+
+    /// Run the case on a simulation from [`Case::build`] (to inspect it afterwards).
+    pub fn run_on(&self, sim: &mut Sim) -> Outcome {
+        let mut violations = Vec::new();
+        let formed = sim.form(FORMATION_LIMIT).ok();
+        if formed.is_none() {
+            violations.push(Violation {
+                invariant: "formation",
+                at: sim.now(),
+                node: None,
+                detail: format!("the cluster did not form within {FORMATION_LIMIT:?}"),
+            });
+        }
+        let mut healed = None;
+        if formed.is_some() {
+            if self.net.loss > 0.0 {
+                sim.set_loss(self.net.loss);
+            }
+            let start = sim.now();
+            sim.schedule_script(start, &self.script)
+                .expect("validated by build");
+            let last = self.script.iter().map(|s| s.at_ms).max().unwrap_or(0);
+            let end = start + Duration::from_millis(last) + SETTLE_AFTER_SCRIPT;
+            // Stop early once something broke: the failure is already known.
+            sim.run_until_pred(end, |s, _| !s.violations().is_empty());
+            if sim.violations().is_empty() {
+                let opts = Liveness {
+                    reconnect_every: self.reconnect.then(|| Duration::from_secs(30)),
+                    bound: None,
+                };
+                match sim.heal_and_converge(&opts) {
+                    Ok(d) => healed = Some(d),
+                    Err(v) => violations.push(v),
+                }
+                let _ = sim.finish_checks();
+            }
+        }
+        let mut all: Vec<Violation> = sim.violations().to_vec();
+        all.extend(violations);
+        Outcome {
+            trace_hash: sim.trace_hash(),
+            formed_in: formed,
+            healed_in: healed,
+            violations: all,
+            end: sim.now(),
+        }
+    }
+
+    /// Write the case as pretty JSON to `path` (creating its directory).
+    pub fn save(&self, path: &Path) -> Result<(), SimError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| SimError::Script(e.to_string()))?;
+        }
+        let json =
+            serde_json::to_string_pretty(self).map_err(|e| SimError::Script(e.to_string()))?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| SimError::Script(format!("{}: {e}", path.display())))
+    }
+
+    /// Read a case from a JSON file.
+    pub fn load(path: &Path) -> Result<Case, SimError> {
+        let s = std::fs::read_to_string(path)
+            .map_err(|e| SimError::Script(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&s).map_err(|e| SimError::Script(format!("{}: {e}", path.display())))
+    }
+
+    /// The command that replays the case from `path`.
+    pub fn replay_command(path: &Path) -> String {
+        format!(
+            "cargo run --release -p rookery-sim -- replay {}",
+            path.display()
+        )
+    }
+}

@@ -1,0 +1,295 @@
+//! The simulator's faults, one by one: each does what it says, and the standard invariants
+//! and the liveness phase hold around it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rookery_core::{Config, Event, MemberStatus};
+use rookery_sim::{
+    Latency, LinkEffect, Liveness, NetConfig, NodeState, Sim, SimBuilder, Step, TimedStep,
+};
+
+fn cluster(seed: u64, n: usize, config: Config) -> Sim {
+    let mut sim = SimBuilder::new(seed).nodes(n, config).build().unwrap();
+    sim.form(Duration::from_secs(30)).unwrap();
+    sim.drain_events().for_each(drop);
+    sim
+}
+
+fn status(sim: &Sim, observer: usize, member: usize) -> Option<MemberStatus> {
+    sim.node(observer)
+        .member(sim.name(member))
+        .map(|m| m.status)
+}
+
+fn failed_about(sim: &mut Sim, member: &str) -> usize {
+    sim.drain_events()
+        .filter(|(_, _, e)| matches!(e, Event::MemberFailed(m) if &*m.name == member))
+        .count()
+}
+
+#[test]
+fn restart_brings_a_fresh_node_back_under_the_same_name() {
+    let mut sim = cluster(1, 6, Config::local());
+    let addr = sim.addr(5);
+    sim.crash(5);
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(status(&sim, 0, 5), Some(MemberStatus::Failed));
+    let old = sim.node(0).member("node-5").unwrap().incarnation;
+    sim.restart(5, &[0]).unwrap();
+    assert_eq!(sim.life(5), 1);
+    assert_eq!(sim.addr(5), addr);
+    assert_eq!(sim.node(5).num_members(), 1, "fresh state");
+    sim.wait_for(Duration::from_secs(10), Sim::converged)
+        .unwrap();
+    let back = sim.node(0).member("node-5").unwrap();
+    assert_eq!(back.status, MemberStatus::Alive);
+    assert!(back.incarnation > old, "it outbid its old life");
+    sim.check().unwrap();
+}
+
+#[test]
+fn a_paused_node_wakes_to_its_backlog_and_refutes() {
+    let mut sim = cluster(2, 6, Config::local());
+    sim.pause(3);
+    assert_eq!(sim.node_state(3), NodeState::Paused);
+    sim.run_for(Duration::from_secs(30));
+    assert_eq!(
+        status(&sim, 0, 3),
+        Some(MemberStatus::Failed),
+        "a stopped process looks dead"
+    );
+    assert!(failed_about(&mut sim, "node-3") > 0);
+    let before = sim.node(3).stats().packets_in;
+    sim.resume(3);
+    sim.run_for(Duration::from_millis(1));
+    assert!(
+        sim.node(3).stats().packets_in > before + 10,
+        "the backlog was handled at once"
+    );
+    sim.heal_and_converge(&Liveness::default()).unwrap();
+    assert!(sim.node(3).stats().refutations > 0);
+    sim.check().unwrap();
+}
+
+#[test]
+fn a_full_backlog_drops_datagrams() {
+    let mut sim = cluster(3, 5, Config::local());
+    sim.set_backlog_limit(10);
+    sim.pause(2);
+    sim.run_for(Duration::from_secs(10));
+    assert!(sim.net_stats().backlog_dropped > 0);
+}
+
+#[test]
+fn overload_delays_but_lan_tolerates_it() {
+    let mut sim = cluster(4, 8, Config::lan());
+    sim.set_overload(7, Some(Duration::from_millis(1500)));
+    let deadline = sim.now() + Duration::from_secs(120);
+    let mut suspected = 0;
+    sim.run_until_pred(deadline, |s, _| {
+        for (_, _, e) in s.drain_events() {
+            match e {
+                Event::MemberSuspected { .. } => suspected += 1,
+                Event::MemberFailed(m) => panic!("{} declared failed", m.name),
+                _ => {}
+            }
+        }
+        false
+    });
+    assert!(suspected > 0, "late acks raise suspicions");
+    sim.check().unwrap();
+    sim.set_overload(7, None);
+    sim.heal_and_converge(&Liveness::default()).unwrap();
+}
+
+#[test]
+fn clock_drift_changes_a_nodes_time_and_pace() {
+    let mut sim = cluster(5, 5, Config::local());
+    let t0 = sim.now();
+    let local0 = sim.local_now(1);
+    sim.set_clock_rate(1, 2.0);
+    sim.set_clock_rate(2, 0.5);
+    let p1 = sim.node(1).stats().probes_ok;
+    let p2 = sim.node(2).stats().probes_ok;
+    sim.run_for(Duration::from_secs(40));
+    assert_eq!(
+        sim.local_now(1).saturating_since(local0),
+        Duration::from_secs(80)
+    );
+    assert_eq!(
+        sim.local_now(0).saturating_since(t0),
+        Duration::from_secs(40)
+    );
+    let fast = sim.node(1).stats().probes_ok - p1;
+    let slow = sim.node(2).stats().probes_ok - p2;
+    assert!(fast > 3 * slow, "probes: fast {fast}, slow {slow}");
+    sim.check().unwrap();
+    // Back to an exact clock: time stays monotonic.
+    let before = sim.local_now(1);
+    sim.set_clock_rate(1, 1.0);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(
+        sim.local_now(1).saturating_since(before),
+        Duration::from_secs(1)
+    );
+}
+
+#[test]
+fn partitions_split_views_and_heal() {
+    let mut sim = cluster(6, 6, Config::local());
+    let split = sim.partition(&[&[0, 1, 2], &[3, 4, 5]]);
+    sim.wait_for(Duration::from_secs(60), |s| {
+        (0..6).all(|i| {
+            (0..6).all(|j| {
+                let want = if (i < 3) == (j < 3) {
+                    MemberStatus::Alive
+                } else {
+                    MemberStatus::Failed
+                };
+                status(s, i, j) == Some(want)
+            })
+        })
+    })
+    .unwrap();
+    assert_eq!(status(&sim, 4, 5), Some(MemberStatus::Alive));
+    sim.heal(split);
+    sim.heal_and_converge(&Liveness::default()).unwrap();
+    sim.check().unwrap();
+}
+
+#[test]
+fn a_one_way_cut_blocks_one_direction_only() {
+    let mut sim = cluster(7, 4, Config::local());
+    let delivered = sim.net_stats().delivered;
+    let blocked = sim.net_stats().blocked;
+    let cut = sim.cut(&[0], &[1]);
+    sim.run_for(Duration::from_secs(5));
+    assert!(sim.net_stats().blocked > blocked);
+    assert!(sim.net_stats().delivered > delivered);
+    // Node 1 still hears from everyone else and node 0 hears from node 1: indirect probes
+    // keep it alive in most views; healing restores everything.
+    sim.heal(cut);
+    sim.heal_and_converge(&Liveness::default()).unwrap();
+    sim.check().unwrap();
+}
+
+#[test]
+fn a_link_that_drops_everything_isolates_a_pair_only() {
+    let mut sim = cluster(8, 5, Config::local());
+    let rule = sim.add_link_rule(&[0, 1], &[0, 1], LinkEffect::cut());
+    sim.run_for(Duration::from_secs(30));
+    // Indirect probes through the other three keep 0 and 1 alive for each other.
+    assert_eq!(status(&sim, 0, 1), Some(MemberStatus::Alive));
+    assert_eq!(failed_about(&mut sim, "node-1"), 0);
+    sim.heal(rule);
+    sim.check().unwrap();
+}
+
+#[test]
+fn a_slow_link_adds_its_delay() {
+    let mut sim = cluster(9, 4, Config::lan());
+    sim.add_link_rule(&[2], &[3], LinkEffect::delay(Duration::from_millis(200)));
+    sim.add_link_rule(&[3], &[2], LinkEffect::delay(Duration::from_millis(200)));
+    sim.run_for(Duration::from_secs(60));
+    assert_eq!(status(&sim, 2, 3), Some(MemberStatus::Alive));
+    sim.check().unwrap();
+}
+
+#[test]
+fn duplication_reordering_and_the_mtu_are_applied() {
+    let net = NetConfig {
+        duplicate: 0.2,
+        reorder: 0.2,
+        reorder_window: Duration::from_millis(30),
+        latency: Latency::long_tail(
+            Duration::from_millis(1),
+            Duration::from_millis(3),
+            1.5,
+            Duration::from_millis(200),
+        ),
+        ..NetConfig::default()
+    };
+    let mut sim = SimBuilder::new(10)
+        .net(net)
+        .nodes(8, Config::local())
+        .build()
+        .unwrap();
+    sim.form(Duration::from_secs(30)).unwrap();
+    sim.run_for(Duration::from_secs(30));
+    let s = sim.net_stats().clone();
+    assert!(s.duplicated > 0 && s.reordered > 0, "{s:?}");
+    sim.check().unwrap();
+    // Datagrams above a 300-byte MTU are dropped: every one carrying the new 400-byte tags.
+    let mut net = sim.net().clone();
+    net.mtu = 300;
+    sim.set_net(net);
+    sim.with_node(0, |n, now| {
+        let tags = BTreeMap::from([("blob".to_string(), "x".repeat(400))]);
+        n.set_tags(now, tags).unwrap()
+    });
+    sim.run_for(Duration::from_secs(5));
+    assert!(sim.net_stats().oversized > 0);
+}
+
+#[test]
+fn loss_excuses_verdicts_only_while_it_lasts() {
+    let mut sim = cluster(11, 5, Config::local());
+    sim.set_loss(0.3);
+    sim.run_for(Duration::from_secs(20));
+    sim.set_loss(0.0);
+    let w = sim.ledger().global().to_vec();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].end == sim.now());
+    sim.heal_and_converge(&Liveness::default()).unwrap();
+    sim.check().unwrap();
+}
+
+#[test]
+fn a_scheduled_script_runs_at_its_times() {
+    let mut sim = cluster(12, 6, Config::local());
+    let start = sim.now();
+    let script = vec![
+        TimedStep::new(
+            1_000,
+            Step::Partition {
+                groups: vec![vec![0, 1, 2], vec![3, 4, 5]],
+            },
+        ),
+        TimedStep::new(20_000, Step::HealNetwork),
+        TimedStep::new(21_000, Step::Crash { node: 5 }),
+    ];
+    sim.schedule_script(start, &script).unwrap();
+    sim.run_for(Duration::from_millis(999));
+    assert!(sim.ledger().node(0).is_empty());
+    sim.run_for(Duration::from_millis(2));
+    assert_eq!(
+        sim.ledger().node(0).len(),
+        1,
+        "the partition started at 1 s"
+    );
+    sim.run_for(Duration::from_secs(25));
+    assert_eq!(sim.node_state(5), NodeState::Crashed);
+    sim.heal_and_converge(&Liveness::default()).unwrap();
+    sim.check().unwrap();
+    assert!(sim
+        .schedule_script(start, &[TimedStep::new(0, Step::Crash { node: 9 })])
+        .is_err());
+}
+
+#[test]
+fn calls_at_chosen_times_reach_the_node() {
+    let mut sim = cluster(13, 4, Config::local());
+    let at = sim.now() + Duration::from_secs(3);
+    sim.call_at(at, 2, |n, now| {
+        let tags = BTreeMap::from([("role".to_string(), "db".to_string())]);
+        n.set_tags(now, tags).unwrap();
+    });
+    sim.run_for(Duration::from_secs(2));
+    assert!(sim.node(0).member("node-2").unwrap().tags.is_empty());
+    sim.run_for(Duration::from_secs(3));
+    let m = sim.node(0).member("node-2").unwrap();
+    assert_eq!(m.tags.get("role").map(String::as_str), Some("db"));
+    sim.metrics_mut().set("tagged", 1);
+    assert_eq!(sim.metrics().get("tagged"), Some(&serde_json::json!(1)));
+}
