@@ -116,7 +116,9 @@ impl SimBuilder {
         self
     }
 
-    /// Check the standard invariants as the run goes (default on).
+    /// Check the standard invariants as the run goes (default on). They cost O(N) work per
+    /// input (a scan of the node's view) and O(N²) memory: right for clusters up to a few
+    /// hundred nodes; turn them off for scale runs.
     pub fn invariants(mut self, on: bool) -> SimBuilder {
         self.invariants = on;
         self

@@ -94,6 +94,10 @@ struct Args {
     /// members it sees failed) every SECS seconds, as Serf's reconnect timer would.
     #[arg(long, value_name = "SECS")]
     reconnect: Option<u64>,
+    /// `join`: stop formation (and report how far it got) once resident memory passes this
+    /// many MiB.
+    #[arg(long, value_name = "MIB")]
+    max_rss_mb: Option<f64>,
     /// `replay`: print every event (time, node, event) to stderr.
     #[arg(long)]
     events: bool,
@@ -204,6 +208,7 @@ fn main() {
         rate: args.rate,
         downtime: Duration::from_secs(args.downtime),
         reconnect: args.reconnect.map(Duration::from_secs),
+        max_rss_mb: args.max_rss_mb,
     };
     let (name, f): (&str, fn(&Options) -> _) = match args.scenario {
         Scenario::Demo => {

@@ -34,6 +34,8 @@ pub struct Options {
     pub rate: f64,
     /// `churn`: how long a crashed node stays down.
     pub downtime: Duration,
+    /// `join`: stop formation once resident memory passes this many MiB.
+    pub max_rss_mb: Option<f64>,
     /// `partition`: after healing, run the reconnect stand-in this often
     /// ([`crate::Liveness::reconnect_every`]); `None`: the core alone.
     pub reconnect: Option<Duration>,
@@ -53,6 +55,7 @@ impl Default for Options {
             rate: 0.1,
             downtime: Duration::from_secs(20),
             reconnect: None,
+            max_rss_mb: None,
         }
     }
 }
@@ -132,10 +135,39 @@ pub const FORMATION_LIMIT: Duration = Duration::from_secs(900);
 /// Start node 0, then node i at i·10 ms joining node 0; run until every node sees all N alive.
 /// Returns the time from the last start to convergence (None if it never converged).
 pub fn form_cluster(sim: &mut Sim, n: usize, config: &Config) -> Option<Duration> {
+    form_cluster_capped(sim, n, config, None).converged
+}
+
+/// How a capped formation ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Formation {
+    /// Time from the last start to convergence, if it converged.
+    pub converged: Option<Duration>,
+    /// Nodes started.
+    pub started: usize,
+    /// Whether it stopped because resident memory passed the cap.
+    pub hit_memory_cap: bool,
+}
+
+/// [`form_cluster`], stopping early (and saying so) once the process's resident memory
+/// passes `max_rss_mb` — so a scale run ends with figures instead of exhausting the machine.
+pub fn form_cluster_capped(
+    sim: &mut Sim,
+    n: usize,
+    config: &Config,
+    max_rss_mb: Option<f64>,
+) -> Formation {
+    let over = |cap: Option<f64>| cap.is_some_and(|c| rss_mb().is_some_and(|r| r > c));
+    let mut f = Formation::default();
     for i in 0..n {
         sim.run_until(Timestamp::from_millis(i as u64 * 10));
         sim.drain_events().for_each(drop);
+        if over(max_rss_mb) {
+            f.hit_memory_cap = true;
+            return f;
+        }
         let id = sim.add_node(config.clone(), &format!("node-{i}"));
+        f.started += 1;
         if i > 0 {
             sim.join(id, &[0]);
         }
@@ -149,8 +181,15 @@ pub fn form_cluster(sim: &mut Sim, n: usize, config: &Config) -> Option<Duration
             count += 1;
         }
     }
+    let mut steps = 0u64;
+    let mut capped = false;
     let ok = sim.run_until_pred(last_start + FORMATION_LIMIT, |sim, touched| {
         sim.drain_events().for_each(drop);
+        steps += 1;
+        if max_rss_mb.is_some() && steps.is_multiple_of(4096) && over(max_rss_mb) {
+            capped = true;
+            return true;
+        }
         if let Some(i) = touched {
             let now_full = sim.node(i).alive_count() == n;
             if now_full != full[i] {
@@ -164,7 +203,9 @@ pub fn form_cluster(sim: &mut Sim, n: usize, config: &Config) -> Option<Duration
         }
         count == n
     });
-    ok.then(|| sim.now().saturating_since(last_start))
+    f.hit_memory_cap = capped;
+    f.converged = (ok && !capped).then(|| sim.now().saturating_since(last_start));
+    f
 }
 
 fn ms(d: Duration) -> f64 {
@@ -174,9 +215,14 @@ fn ms(d: Duration) -> f64 {
 /// `join`: formation time.
 pub fn join(opts: &Options) -> Map<String, Value> {
     let mut sim = new_sim(opts, NetConfig::default());
-    let t = form_cluster(&mut sim, opts.nodes, &opts.config);
+    let f = form_cluster_capped(&mut sim, opts.nodes, &opts.config, opts.max_rss_mb);
     let mut m = Map::new();
-    m.insert("t_converge_ms".into(), json!(t.map(ms)));
+    m.insert("t_converge_ms".into(), json!(f.converged.map(ms)));
+    if let Some(cap) = opts.max_rss_mb {
+        m.insert("max_rss_mb".into(), json!(cap));
+        m.insert("hit_memory_cap".into(), json!(f.hit_memory_cap));
+        m.insert("nodes_started".into(), json!(f.started));
+    }
     wrap_up(&sim, opts, "join", &mut m);
     m
 }

@@ -586,7 +586,9 @@ impl Sim {
 
     /// Run an API call (or any access) on node `i` at the current time — the node's local
     /// time, which differs from [`Sim::now`] when its clock drifts — then collect what it
-    /// sent and emitted. This is how any API call, present or future, is injected.
+    /// sent and emitted. This is how any API call, present or future, is injected. On a
+    /// crashed or paused node the call runs (to read its state, say) but what it sends is
+    /// dropped.
     pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Timestamp) -> R) -> R {
         self.hash_input(b"call", &i);
         self.call(i, f)
@@ -1131,11 +1133,17 @@ impl Sim {
     fn after_input(&mut self, i: usize) {
         let now = self.now;
         let mut transmits = 0;
+        // A crashed or paused process sends nothing, whatever a direct call made it produce.
+        let mute = self.nodes[i].crashed || self.nodes[i].paused;
         while let Some(t) = self.nodes[i].node.poll_transmit() {
             transmits += 1;
             now.hash(&mut self.trace);
             i.hash(&mut self.trace);
             t.hash(&mut self.trace);
+            if mute {
+                self.stats.blocked += 1;
+                continue;
+            }
             match t.kind {
                 TransmitKind::Datagram => self.route_datagram(i, t.to, t.payload),
                 TransmitKind::Reliable => self.route_reliable(i, t.to, t.payload),
