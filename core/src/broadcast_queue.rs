@@ -6,9 +6,12 @@
 //! retransmit limit times. When the queue is full, the most-sent, oldest update is dropped and
 //! counted.
 //!
-//! Layout: one FIFO of entry ids per transmit count ("bucket"); entries are found by id, so a
-//! replaced or finished entry is dropped lazily when its stale id reaches the front of a
-//! bucket. Taking an update costs O(1).
+//! Layout: entries live in a slab (a `Vec` of slots reused through a free list) and are found
+//! by slot index; one FIFO of tickets (slot, generation) per transmit count ("bucket"). A
+//! replaced or finished entry frees its slot at once and its stale ticket is skipped when it
+//! reaches the front of a bucket. Taking an update costs O(1) and touches one slot. Once the
+//! queue drains, its memory is given back: a node's formation burst (an update per newcomer)
+//! does not stay allocated for the node's lifetime.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -18,91 +21,149 @@ use std::hash::Hash;
 type Encoded = smallvec::SmallVec<[u8; 40]>;
 
 #[derive(Debug)]
-struct Entry<K> {
-    key: K,
+struct Slot<K> {
+    /// What the update is about; `None` while the slot is free.
+    key: Option<K>,
     bytes: Encoded,
     transmits: u32,
+    /// Bumped each time the slot is freed, so tickets of its earlier occupants go stale.
+    generation: u32,
     /// The datagram that last took this update: one datagram never carries it twice.
     datagram: u64,
+}
+
+/// A place in a bucket: a slot, valid while the slot keeps this generation.
+#[derive(Clone, Copy, Debug)]
+struct Ticket {
+    slot: u32,
+    generation: u32,
 }
 
 /// Queued updates keyed by what they are about (`K`: a member name, an intent, an event).
 #[derive(Debug)]
 pub(crate) struct BroadcastQueue<K> {
-    // Both maps are only looked up, never iterated: order comes from `buckets` alone.
-    entries: HashMap<u64, Entry<K>, ahash::RandomState>,
-    by_key: HashMap<K, u64, ahash::RandomState>,
-    /// `buckets[t]`: ids of entries sent `t` times, in sending order (stale ids skipped).
-    buckets: Vec<VecDeque<u64>>,
-    next_id: u64,
+    slots: Vec<Slot<K>>,
+    free: Vec<u32>,
+    /// Only looked up, never iterated: order comes from `buckets` alone.
+    by_key: HashMap<K, u32, ahash::RandomState>,
+    /// `buckets[t]`: tickets of entries sent `t` times, in sending order (stale ones skipped).
+    buckets: Vec<VecDeque<Ticket>>,
+    /// Tickets in all buckets, stale ones included.
+    tickets: usize,
+    len: usize,
     max: usize,
     drops: u64,
+    /// Scratch space of `fill`, kept to avoid an allocation per datagram.
+    moved: Vec<(usize, Ticket)>,
+    kept: Vec<Ticket>,
 }
 
 /// A datagram stops taking updates once less room than this is left, and the scan stops after
 /// this many updates that did not fit.
 const MIN_ROOM: usize = 4;
 const MAX_MISFITS: usize = 32;
+/// A drained queue keeps at most this many slots' worth of memory.
+const IDLE_SLOTS: usize = 64;
 
 impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
-    /// An empty queue of at most `max` updates; its maps' hasher is keyed by `keys`.
+    /// An empty queue of at most `max` updates; its map's hasher is keyed by `keys`.
     pub(crate) fn new(max: usize, keys: [u64; 4]) -> BroadcastQueue<K> {
         let state = ahash::RandomState::with_seeds(keys[0], keys[1], keys[2], keys[3]);
         BroadcastQueue {
-            entries: HashMap::with_hasher(state.clone()),
+            slots: Vec::new(),
+            free: Vec::new(),
             by_key: HashMap::with_hasher(state),
             buckets: vec![VecDeque::new()],
-            next_id: 0,
+            tickets: 0,
+            len: 0,
             max,
             drops: 0,
+            moved: Vec::new(),
+            kept: Vec::new(),
         }
     }
 
     /// Queue `bytes` (one encoded message) about `key`, replacing any queued update about it.
     pub(crate) fn push(&mut self, key: K, bytes: Vec<u8>) {
         if let Some(old) = self.by_key.remove(&key) {
-            self.entries.remove(&old);
+            self.release(old);
         }
-        self.next_id += 1;
-        let id = self.next_id;
-        self.buckets[0].push_front(id);
-        self.by_key.insert(key.clone(), id);
         let bytes = Encoded::from_vec(bytes);
-        self.entries.insert(
-            id,
-            Entry {
-                key,
-                bytes,
-                transmits: 0,
-                datagram: 0,
-            },
-        );
-        while self.entries.len() > self.max {
+        let slot = match self.free.pop() {
+            Some(i) => {
+                let s = &mut self.slots[i as usize];
+                s.key = Some(key.clone());
+                s.bytes = bytes;
+                s.transmits = 0;
+                s.datagram = 0;
+                i
+            }
+            None => {
+                self.slots.push(Slot {
+                    key: Some(key.clone()),
+                    bytes,
+                    transmits: 0,
+                    generation: 0,
+                    datagram: 0,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let generation = self.slots[slot as usize].generation;
+        self.buckets[0].push_front(Ticket { slot, generation });
+        self.tickets += 1;
+        self.by_key.insert(key, slot);
+        self.len += 1;
+        while self.len > self.max {
             self.drop_most_sent();
         }
-        // Replaced entries leave stale ids behind; drop them before they outnumber the live
-        // ones, so the queue's memory stays bounded even if some bucket is never scanned.
-        if self.buckets[0].len() > 2 * self.max
-            || (id.is_multiple_of(256)
-                && self.buckets.iter().map(VecDeque::len).sum::<usize>() > 2 * self.max)
-        {
+        // Replaced entries leave stale tickets behind; drop them before they outnumber the
+        // live ones, so the queue's memory stays bounded even if some bucket is never scanned.
+        if self.tickets > 2 * self.len + IDLE_SLOTS {
             self.compact();
         }
     }
 
-    fn is_current(&self, id: u64, bucket: usize) -> bool {
-        self.entries
-            .get(&id)
-            .is_some_and(|e| e.transmits as usize == bucket)
+    /// Free a slot (its key already out of `by_key`).
+    fn release(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        s.key = None;
+        s.bytes = Encoded::new();
+        s.generation = s.generation.wrapping_add(1);
+        self.free.push(slot);
+        self.len -= 1;
+        if self.len == 0 {
+            self.reset_if_large();
+        }
+    }
+
+    /// The queue is empty: give back what a burst allocated.
+    fn reset_if_large(&mut self) {
+        if self.slots.len() > IDLE_SLOTS {
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.by_key.shrink_to(IDLE_SLOTS);
+            self.buckets = vec![VecDeque::new()];
+            self.tickets = 0;
+            self.moved = Vec::new();
+            self.kept = Vec::new();
+        }
+    }
+
+    fn is_current(&self, t: Ticket, bucket: usize) -> bool {
+        let s = &self.slots[t.slot as usize];
+        s.generation == t.generation && s.key.is_some() && s.transmits as usize == bucket
     }
 
     fn drop_most_sent(&mut self) {
-        for t in (0..self.buckets.len()).rev() {
-            while let Some(id) = self.buckets[t].pop_front() {
-                if self.is_current(id, t) {
-                    let e = self.entries.remove(&id).expect("current entry");
-                    self.by_key.remove(&e.key);
+        for b in (0..self.buckets.len()).rev() {
+            while let Some(t) = self.buckets[b].pop_front() {
+                self.tickets -= 1;
+                if self.is_current(t, b) {
+                    let key = self.slots[t.slot as usize].key.take().expect("current");
+                    self.by_key.remove(&key);
                     self.drops += 1;
+                    self.release(t.slot);
                     return;
                 }
             }
@@ -110,11 +171,12 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
     }
 
     fn compact(&mut self) {
-        for t in 0..self.buckets.len() {
-            let mut b = std::mem::take(&mut self.buckets[t]);
-            b.retain(|&id| self.is_current(id, t));
-            self.buckets[t] = b;
+        for b in 0..self.buckets.len() {
+            let mut q = std::mem::take(&mut self.buckets[b]);
+            q.retain(|&t| self.is_current(t, b));
+            self.buckets[b] = q;
         }
+        self.tickets = self.buckets.iter().map(VecDeque::len).sum();
     }
 
     /// Append queued updates to `body` while they fit in `room` bytes; each taken update counts
@@ -128,60 +190,73 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         datagram: u64,
         body: &mut Vec<u8>,
     ) -> usize {
-        if self.entries.is_empty() {
+        if self.len == 0 {
             return 0;
         }
         let mut taken = 0;
         let mut misfits = 0;
-        let mut t = 0;
+        let mut b = 0;
         // Taken updates join the next bucket only after the scan, so none goes out twice in
         // one datagram.
-        let mut moved: Vec<(usize, u64)> = Vec::new();
-        while t < self.buckets.len() && room >= MIN_ROOM && misfits < MAX_MISFITS {
-            let mut kept: Vec<u64> = Vec::new();
+        let mut moved = std::mem::take(&mut self.moved);
+        let mut kept = std::mem::take(&mut self.kept);
+        let mut finished = false;
+        while b < self.buckets.len() && room >= MIN_ROOM && misfits < MAX_MISFITS {
             while room >= MIN_ROOM && misfits < MAX_MISFITS {
-                let Some(id) = self.buckets[t].pop_front() else {
+                let Some(t) = self.buckets[b].pop_front() else {
                     break;
                 };
-                let Some(e) = self.entries.get_mut(&id) else {
-                    continue;
-                };
-                if e.transmits as usize != t {
-                    continue;
-                }
-                if e.datagram == datagram {
-                    kept.push(id);
+                let s = &mut self.slots[t.slot as usize];
+                if s.generation != t.generation || s.key.is_none() || s.transmits as usize != b {
+                    self.tickets -= 1;
                     continue;
                 }
-                if e.bytes.len() > room {
+                if s.datagram == datagram {
+                    kept.push(t);
+                    continue;
+                }
+                if s.bytes.len() > room {
                     misfits += 1;
-                    kept.push(id);
+                    kept.push(t);
                     continue;
                 }
-                e.datagram = datagram;
-                body.extend_from_slice(&e.bytes);
-                room -= e.bytes.len();
+                s.datagram = datagram;
+                body.extend_from_slice(&s.bytes);
+                room -= s.bytes.len();
                 taken += 1;
-                e.transmits += 1;
-                if e.transmits >= limit {
-                    let key = e.key.clone();
-                    self.entries.remove(&id);
+                s.transmits += 1;
+                if s.transmits >= limit {
+                    self.tickets -= 1;
+                    let key = s.key.take().expect("current");
                     self.by_key.remove(&key);
+                    let s = &mut self.slots[t.slot as usize];
+                    s.bytes = Encoded::new();
+                    s.generation = s.generation.wrapping_add(1);
+                    self.free.push(t.slot);
+                    self.len -= 1;
+                    finished |= self.len == 0;
                 } else {
-                    moved.push((t + 1, id));
+                    moved.push((b + 1, t));
                 }
             }
             // Updates that did not fit keep their place at the front of their bucket.
-            for id in kept.into_iter().rev() {
-                self.buckets[t].push_front(id);
+            for &t in kept.iter().rev() {
+                self.buckets[b].push_front(t);
             }
-            t += 1;
+            kept.clear();
+            b += 1;
         }
-        for (bucket, id) in moved {
+        for &(bucket, t) in &moved {
             if self.buckets.len() <= bucket {
                 self.buckets.resize_with(bucket + 1, VecDeque::new);
             }
-            self.buckets[bucket].push_back(id);
+            self.buckets[bucket].push_back(t);
+        }
+        moved.clear();
+        self.moved = moved;
+        self.kept = kept;
+        if finished && self.len == 0 {
+            self.reset_if_large();
         }
         taken
     }
@@ -192,11 +267,11 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// Updates dropped because the queue was full, since creation.
@@ -274,7 +349,14 @@ mod tests {
             q.push("a".into(), vec![i; 3]);
         }
         assert_eq!(q.len(), 1);
-        assert!(q.buckets[0].len() <= 9, "stale ids are compacted");
+        assert!(
+            q.tickets <= 2 * q.len + IDLE_SLOTS,
+            "stale tickets are compacted"
+        );
+        assert_eq!(
+            q.tickets,
+            q.buckets.iter().map(VecDeque::len).sum::<usize>()
+        );
         let mut body = vec![];
         assert_eq!(q.fill(100, 5, 8, &mut body), 1);
         assert_eq!(body, vec![99; 3]);
@@ -294,5 +376,41 @@ mod tests {
             !q.contains(&"a".into()),
             "the most-sent update is the one dropped"
         );
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_answer_to_its_old_ticket() {
+        let mut q = BroadcastQueue::<crate::identity::Name>::new(10, [1, 2, 3, 4]);
+        q.push("a".into(), vec![1; 4]);
+        // Replaced: "a"'s first ticket is stale, its slot free and then reused by "b".
+        q.push("a".into(), vec![2; 4]);
+        q.push("b".into(), vec![3; 4]);
+        let mut body = vec![];
+        assert_eq!(q.fill(100, 1, 1, &mut body), 2);
+        assert_eq!(body, [vec![3; 4], vec![2; 4]].concat());
+        assert!(q.is_empty());
+        assert_eq!(q.fill(100, 1, 2, &mut body), 0);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_memory_back() {
+        let mut q = BroadcastQueue::<crate::identity::Name>::new(4096, [1, 2, 3, 4]);
+        for i in 0..1000 {
+            q.push(format!("n{i}").as_str().into(), vec![7; 30]);
+        }
+        assert_eq!(q.len(), 1000);
+        let mut d = 0;
+        while !q.is_empty() {
+            d += 1;
+            let mut body = vec![];
+            q.fill(1400, 3, d, &mut body);
+        }
+        assert_eq!(d, 3 * 1000_u64.div_ceil(1400 / 30));
+        assert!(q.slots.capacity() <= IDLE_SLOTS && q.free.capacity() <= IDLE_SLOTS);
+        assert_eq!((q.tickets, q.buckets.len()), (0, 1));
+        // And it still works.
+        q.push("x".into(), vec![1; 4]);
+        let mut body = vec![];
+        assert_eq!(q.fill(100, 3, d + 1, &mut body), 1);
     }
 }

@@ -237,9 +237,12 @@ impl Node {
             self.on_user_event(e, false, true);
         }
         let sender = &sender;
+        let mut unknown = 0;
         for chunk in states.chunks(64) {
-            self.members.warm(chunk.iter().map(|s| &*s.name));
+            unknown += self.members.warm(chunk.iter().map(|s| &*s.name));
         }
+        let room = self.cfg.max_members.saturating_sub(self.members.len());
+        self.members.reserve_exact(unknown.min(room));
         for s in states {
             let leaving = matches!(s.status, WireStatus::Leaving | WireStatus::Left);
             let intent = Intent {

@@ -204,14 +204,35 @@ impl Members {
     /// Look up every name first, before any of them is used: the lookups are independent, so
     /// the processor overlaps their cache misses instead of taking them one at a time when the
     /// messages of a datagram are applied in order.
-    pub(crate) fn warm<'a>(&self, names: impl Iterator<Item = &'a str>) {
+    /// Returns how many of the names are not in the table.
+    pub(crate) fn warm<'a>(&self, names: impl Iterator<Item = &'a str>) -> usize {
         let mut acc = 0u32;
+        let mut unknown = 0;
         for name in names {
             if let Some(i) = self.position(name) {
                 acc = acc.wrapping_add(self.list[i].incarnation);
+            } else {
+                unknown += 1;
             }
         }
         std::hint::black_box(acc);
+        unknown
+    }
+
+    /// Make room for `additional` more members without over-allocating (a push-pull merge
+    /// knows how many newcomers it brings).
+    pub(crate) fn reserve_exact(&mut self, additional: usize) {
+        let (len, spare) = (self.list.len(), self.list.capacity() - self.list.len());
+        if additional > spare {
+            self.list.reserve_exact(additional.max(len / 8));
+        }
+        let Members {
+            list,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.reserve(additional, |&i| hasher.hash_one(&*list[i as usize].name));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -258,6 +279,11 @@ impl Members {
         }
         self.count(rec.status, 1);
         let last = self.list.len();
+        if last == self.list.capacity() {
+            // Grow by an eighth, not by doubling: the table is most of a node's memory, and a
+            // doubled one is up to half empty for good.
+            self.list.reserve_exact((last / 8).max(8));
+        }
         let h = self.hasher.hash_one(&*rec.name);
         self.list.push(rec);
         let Members {

@@ -116,6 +116,8 @@ pub struct Node {
     pub(crate) lagged: u64,
     header: Vec<u8>,
     limits: Limits,
+    /// The one empty tag map every member without tags shares.
+    pub(crate) no_tags: Arc<Tags>,
 }
 
 /// What an update in the Serf broadcast queue is about; a newer update replaces an older one
@@ -128,6 +130,17 @@ pub(crate) enum SerfKey {
     Event(u64, u64),
     /// One query (Lamport time, id).
     Query(u64, u32),
+}
+
+/// Output queues keep at most this much capacity once drained.
+const IDLE_QUEUE_CAPACITY: usize = 32;
+
+/// Give back the memory of a burst (a join's push-pull reports every member at once) once the
+/// queue is drained: a thousand idle nodes should not each hold their largest burst.
+fn release_burst<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > IDLE_QUEUE_CAPACITY {
+        q.shrink_to(IDLE_QUEUE_CAPACITY);
+    }
 }
 
 impl Node {
@@ -194,6 +207,7 @@ impl Node {
             told_accusers: Vec::new(),
             header,
             limits,
+            no_tags: Arc::default(),
             cfg: config,
         };
         node.next_seq = node.rng.random();
@@ -231,6 +245,15 @@ impl Node {
     pub(crate) fn advance(&mut self, now: Timestamp) {
         if now > self.now {
             self.now = now;
+        }
+    }
+
+    /// Shared tags for a member announcing `tags`: the common empty map is not allocated again.
+    pub(crate) fn share_tags(&self, tags: &Tags) -> Arc<Tags> {
+        if tags.is_empty() {
+            self.no_tags.clone()
+        } else {
+            Arc::new(tags.clone())
         }
     }
 
@@ -482,7 +505,11 @@ impl Node {
 
     /// The next bytes to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front();
+        if t.is_none() {
+            release_burst(&mut self.transmits);
+        }
+        t
     }
 
     /// The next event, if any. A [`Event::Lagged`] comes first when events were dropped.
@@ -491,7 +518,10 @@ impl Node {
             let dropped = std::mem::take(&mut self.lagged);
             return Some(Event::Lagged { dropped });
         }
-        let e = self.events.pop_front()?;
+        let Some(e) = self.events.pop_front() else {
+            release_burst(&mut self.events);
+            return None;
+        };
         if matches!(e, Event::Message { .. }) {
             self.inbox_len -= 1;
         }

@@ -56,7 +56,9 @@ type RingSlot = Option<(u64, Vec<(Name, u32)>)>;
 /// Query state: the dedup ring, this node's own queries, and the queries it answered.
 #[derive(Debug)]
 pub(crate) struct Queries {
+    /// Allocated on the first query seen.
     ring: Vec<RingSlot>,
+    ring_size: usize,
     pending: BTreeMap<u32, Pending>,
     pub(crate) next_id: u32,
     /// (asker, ltime, id) → deadline, for queries this node may still answer once.
@@ -66,7 +68,8 @@ pub(crate) struct Queries {
 impl Queries {
     pub(crate) fn new(size: usize) -> Queries {
         Queries {
-            ring: vec![None; size.max(1)],
+            ring: Vec::new(),
+            ring_size: size.max(1),
             pending: BTreeMap::new(),
             next_id: 0,
             open: BTreeMap::new(),
@@ -75,6 +78,9 @@ impl Queries {
 
     /// Record a query; false if already seen.
     fn insert(&mut self, ltime: u64, from: &Name, id: u32) -> bool {
+        if self.ring.is_empty() {
+            self.ring = vec![None; self.ring_size];
+        }
         let i = (ltime % self.ring.len() as u64) as usize;
         match &mut self.ring[i] {
             Some((t, seen)) if *t == ltime => {

@@ -11,8 +11,6 @@
 //!   incarnation cannot resurrect them (memberlist forgets them after a while, which let push-pull
 //!   revive dead members at scale).
 
-use std::sync::Arc;
-
 use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
 use crate::members::MemberRec;
@@ -40,7 +38,7 @@ impl Node {
                 name.clone(),
                 a.addr,
                 a.incarnation,
-                Arc::new(a.tags.clone()),
+                self.share_tags(&a.tags),
                 now,
             );
             self.members.insert(rec, &mut self.rng);
@@ -95,10 +93,11 @@ impl Node {
             return;
         }
         let tags_changed = *rec.tags != a.tags;
+        let tags = tags_changed.then(|| self.share_tags(&a.tags));
         let rec = self.members.get_mut(&a.name).expect("checked above");
         rec.addr = a.addr;
-        if tags_changed {
-            rec.tags = Arc::new(a.tags.clone());
+        if let Some(tags) = tags {
+            rec.tags = tags;
         }
         if !rec.is_live() {
             // A new life: the old one's leave intent does not apply to it.

@@ -25,7 +25,9 @@ struct Slot {
 /// The dedup ring.
 #[derive(Debug)]
 pub(crate) struct EventRing {
+    /// Allocated on the first event (most nodes of a big simulation never see one).
     slots: Vec<Option<Slot>>,
+    size: usize,
     /// Events below this Lamport time are ignored (set by a join with `ignore_old`).
     pub(crate) min_time: u64,
     /// The highest Lamport time of an event delivered here (or skipped by `ignore_old`).
@@ -35,7 +37,8 @@ pub(crate) struct EventRing {
 impl EventRing {
     pub(crate) fn new(size: usize) -> EventRing {
         EventRing {
-            slots: vec![None; size.max(1)],
+            slots: Vec::new(),
+            size: size.max(1),
             min_time: 0,
             latest: 0,
         }
@@ -43,6 +46,9 @@ impl EventRing {
 
     /// Record `e`; false if it was already delivered.
     fn insert(&mut self, e: &UserEventMsg) -> bool {
+        if self.slots.is_empty() {
+            self.slots = vec![None; self.size];
+        }
         let i = (e.ltime % self.slots.len() as u64) as usize;
         match &mut self.slots[i] {
             Some(slot) if slot.ltime == e.ltime => {
