@@ -41,9 +41,12 @@ impl Node {
                 .members
                 .random_members(self.cfg.gossip_nodes, &mut self.rng, |r| {
                     r.name != me
-                        && (r.is_live() || now.saturating_since(r.state_change) < dead_time)
+                        && (r.is_live()
+                            || r.since()
+                                .is_some_and(|t| now.saturating_since(t) < dead_time))
                 });
-            let addrs: Vec<SocketAddr> = targets.iter().map(|&i| self.members.at(i).addr).collect();
+            let addrs: Vec<SocketAddr> =
+                targets.iter().map(|&i| self.members.at(i).addr()).collect();
             for to in addrs {
                 if !self.send_gossip(to) {
                     break;
@@ -95,7 +98,7 @@ impl Node {
         else {
             return;
         };
-        let to = self.members.at(i).addr;
+        let to = self.members.at(i).addr();
         let id = self.rng_id();
         self.send_push_pull(to, id, true, false);
     }
@@ -109,7 +112,7 @@ impl Node {
             .iter()
             .map(|r| PushState {
                 name: r.name.clone(),
-                addr: r.addr,
+                addr: r.addr(),
                 incarnation: r.incarnation,
                 status: match r.public_status() {
                     MemberStatus::Alive => WireStatus::Alive,

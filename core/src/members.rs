@@ -2,7 +2,7 @@
 //! left members kept so stale gossip cannot revive them), in shuffled probe order, with a name
 //! index and live counts kept up to date on every status change.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 
 use rand::seq::SliceRandom;
@@ -12,6 +12,43 @@ use rand_chacha::ChaCha8Rng;
 use crate::identity::{Member, MemberStatus, Name, Tags};
 use crate::suspicion::Suspicion;
 use crate::time::Timestamp;
+
+/// A member's address in 16 bytes instead of `SocketAddr`'s 32: IPv4 inline, IPv6 (with its
+/// flow info and scope id) boxed. Most clusters are IPv4 and the record is most of a node's
+/// memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PackedAddr {
+    V4([u8; 4], u16),
+    V6(Box<SocketAddrV6>),
+}
+
+impl PackedAddr {
+    fn new(addr: SocketAddr) -> PackedAddr {
+        match addr {
+            SocketAddr::V4(a) => PackedAddr::V4(a.ip().octets(), a.port()),
+            SocketAddr::V6(a) => PackedAddr::V6(Box::new(a)),
+        }
+    }
+
+    fn get(&self) -> SocketAddr {
+        match self {
+            PackedAddr::V4(ip, port) => SocketAddr::V4(SocketAddrV4::new((*ip).into(), *port)),
+            PackedAddr::V6(a) => SocketAddr::V6(**a),
+        }
+    }
+}
+
+/// What only a member in trouble (suspect, failed or left) needs. An alive member has none,
+/// so the record every node keeps about every member stays at 72 bytes.
+#[derive(Clone, Debug)]
+struct Trouble {
+    /// When the member entered its current status.
+    since: Timestamp,
+    /// Identifies the current suspicion to its timers (a table-wide counter, so a new
+    /// suspicion never reuses an old one's number).
+    generation: u32,
+    suspicion: Option<Suspicion>,
+}
 
 /// Everything kept about one member. `repr(C)` keeps the fields every gossip message checks
 /// (name, incarnation, status, intent time) together at the head: at a thousand members
@@ -27,13 +64,10 @@ pub(crate) struct MemberRec {
     pub leaving: bool,
     /// Member Lamport time of the latest join or leave intent applied.
     pub status_ltime: u64,
-    pub addr: SocketAddr,
-    /// When `status` last changed.
-    pub state_change: Timestamp,
+    addr: PackedAddr,
     pub tags: Arc<Tags>,
-    pub suspicion: Option<Box<Suspicion>>,
-    /// Bumped whenever a suspicion starts, so stale suspicion timers are recognised.
-    pub suspicion_gen: u32,
+    /// Present while the member is not alive; written only by [`Members::set_status`].
+    trouble: Option<Box<Trouble>>,
 }
 
 impl MemberRec {
@@ -42,20 +76,59 @@ impl MemberRec {
         addr: SocketAddr,
         incarnation: u32,
         tags: Arc<Tags>,
-        now: Timestamp,
     ) -> MemberRec {
         MemberRec {
             name,
-            addr,
+            addr: PackedAddr::new(addr),
             incarnation,
             status: MemberStatus::Alive,
-            state_change: now,
             tags,
-            suspicion: None,
-            suspicion_gen: 0,
+            trouble: None,
             status_ltime: 0,
             leaving: false,
         }
+    }
+
+    /// The address the member is reached at.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr.get()
+    }
+
+    pub(crate) fn set_addr(&mut self, addr: SocketAddr) {
+        self.addr = PackedAddr::new(addr);
+    }
+
+    /// When a member that is not alive entered its status (`None` while alive).
+    pub(crate) fn since(&self) -> Option<Timestamp> {
+        self.trouble.as_ref().map(|t| t.since)
+    }
+
+    /// The current suspicion's number, while the member is suspect.
+    pub(crate) fn suspicion_generation(&self) -> Option<u32> {
+        self.trouble
+            .as_ref()
+            .filter(|_| self.status == MemberStatus::Suspect)
+            .map(|t| t.generation)
+    }
+
+    /// The current suspicion, while the member is suspect and one was installed.
+    pub(crate) fn suspicion(&self) -> Option<&Suspicion> {
+        self.trouble.as_ref().and_then(|t| t.suspicion.as_ref())
+    }
+
+    pub(crate) fn suspicion_mut(&mut self) -> Option<&mut Suspicion> {
+        self.trouble.as_mut().and_then(|t| t.suspicion.as_mut())
+    }
+
+    /// Attach `suspicion` to a suspect member; returns the suspicion's number (`None`, and
+    /// nothing attached, unless the member is suspect).
+    pub(crate) fn install_suspicion(&mut self, suspicion: Suspicion) -> Option<u32> {
+        if self.status != MemberStatus::Suspect {
+            return None;
+        }
+        let t = self.trouble.as_mut()?;
+        t.suspicion = Some(suspicion);
+        Some(t.generation)
     }
 
     pub(crate) fn status(&self) -> MemberStatus {
@@ -79,7 +152,7 @@ impl MemberRec {
     pub(crate) fn snapshot(&self) -> Member {
         Member {
             name: self.name.clone(),
-            addr: self.addr,
+            addr: self.addr(),
             status: self.public_status(),
             incarnation: self.incarnation,
             tags: self.tags.clone(),
@@ -104,6 +177,8 @@ pub(crate) struct Members {
     digest: u32,
     /// When `digest` last changed.
     digest_changed: Timestamp,
+    /// Number of the last suspicion started (see `Trouble::generation`).
+    suspicions: u32,
 }
 
 /// FNV-1a over a member's name and incarnation: its contribution to the table digest.
@@ -134,6 +209,7 @@ impl Members {
             live: 0,
             digest: 0,
             digest_changed: Timestamp::ZERO,
+            suspicions: 0,
         }
     }
 
@@ -272,10 +348,10 @@ impl Members {
     }
 
     /// Add a new member at a random position of the probe order.
-    pub(crate) fn insert(&mut self, rec: MemberRec, rng: &mut ChaCha8Rng) {
+    pub(crate) fn insert(&mut self, rec: MemberRec, now: Timestamp, rng: &mut ChaCha8Rng) {
         debug_assert!(self.position(&rec.name).is_none());
         if rec.is_live() {
-            self.toggle_digest(&rec.name, rec.incarnation, rec.state_change);
+            self.toggle_digest(&rec.name, rec.incarnation, now);
         }
         self.count(rec.status, 1);
         let last = self.list.len();
@@ -311,12 +387,19 @@ impl Members {
         self.count(old, -1);
         self.count(status, 1);
         let was_live = self.list[i].is_live();
+        if status == MemberStatus::Suspect {
+            self.suspicions = self.suspicions.wrapping_add(1);
+        }
+        let generation = self.suspicions;
         let rec = &mut self.list[i];
         rec.status = status;
-        rec.state_change = now;
-        if status != MemberStatus::Suspect {
-            rec.suspicion = None;
-        }
+        rec.trouble = (status != MemberStatus::Alive).then(|| {
+            Box::new(Trouble {
+                since: now,
+                generation,
+                suspicion: None,
+            })
+        });
         if was_live != rec.is_live() {
             let (name, inc) = (rec.name.clone(), rec.incarnation);
             self.toggle_digest(&name, inc, now);
@@ -428,14 +511,50 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn rec(name: &str, now: Timestamp) -> MemberRec {
+    fn rec(name: &str) -> MemberRec {
         MemberRec::new(
             name.into(),
             "127.0.0.1:1".parse().unwrap(),
             0,
             Arc::default(),
-            now,
         )
+    }
+
+    #[test]
+    fn the_record_stays_small() {
+        assert_eq!(std::mem::size_of::<MemberRec>(), 72);
+        let v6: SocketAddr = "[fe80::1%7]:7946".parse().unwrap();
+        let v4: SocketAddr = "10.1.2.3:7946".parse().unwrap();
+        for a in [v4, v6] {
+            let mut r = rec("x");
+            r.set_addr(a);
+            assert_eq!(r.addr(), a, "scope id and port survive packing");
+        }
+    }
+
+    #[test]
+    fn trouble_exists_only_while_not_alive() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut m = Members::new(&mut rng);
+        m.insert(rec("a"), Timestamp::ZERO, &mut rng);
+        assert_eq!(m.get("a").unwrap().since(), None);
+        m.set_status("a", MemberStatus::Suspect, Timestamp::from_secs(1));
+        let first = m.get("a").unwrap().suspicion_generation().unwrap();
+        m.set_status("a", MemberStatus::Alive, Timestamp::from_secs(2));
+        assert!(m.get("a").unwrap().trouble.is_none());
+        assert_eq!(m.get("a").unwrap().suspicion_generation(), None);
+        m.set_status("a", MemberStatus::Suspect, Timestamp::from_secs(3));
+        let second = m.get("a").unwrap().suspicion_generation().unwrap();
+        assert_ne!(
+            first, second,
+            "a stale suspicion timer cannot match a new suspicion"
+        );
+        m.set_status("a", MemberStatus::Failed, Timestamp::from_secs(4));
+        let r = m.get("a").unwrap();
+        assert_eq!(
+            (r.since(), r.suspicion_generation()),
+            (Some(Timestamp::from_secs(4)), None)
+        );
     }
 
     #[test]
@@ -443,7 +562,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut m = Members::new(&mut rng);
         for i in 0..50 {
-            m.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
+            m.insert(rec(&format!("n{i}")), Timestamp::ZERO, &mut rng);
         }
         assert_eq!((m.len(), m.alive(), m.live()), (50, 50, 50));
         for i in 0..50 {
@@ -453,7 +572,7 @@ mod tests {
         assert_eq!((m.alive(), m.live()), (49, 50));
         m.set_status("n3", MemberStatus::Failed, Timestamp::from_secs(2));
         assert_eq!((m.alive(), m.live()), (49, 49));
-        assert_eq!(m.get("n3").unwrap().state_change, Timestamp::from_secs(2));
+        assert_eq!(m.get("n3").unwrap().since(), Some(Timestamp::from_secs(2)));
     }
 
     #[test]
@@ -461,7 +580,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut m = Members::new(&mut rng);
         for i in 0..10 {
-            m.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
+            m.insert(rec(&format!("n{i}")), Timestamp::ZERO, &mut rng);
         }
         m.set_status("n5", MemberStatus::Failed, Timestamp::ZERO);
         let mut seen = vec![];
@@ -493,8 +612,8 @@ mod tests {
         let mut a = Members::new(&mut rng);
         let mut b = Members::new(&mut rng);
         for i in 0..20 {
-            a.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
-            b.insert(rec(&format!("n{}", 19 - i), Timestamp::ZERO), &mut rng);
+            a.insert(rec(&format!("n{i}")), Timestamp::ZERO, &mut rng);
+            b.insert(rec(&format!("n{}", 19 - i)), Timestamp::ZERO, &mut rng);
         }
         assert_eq!(a.digest(), b.digest());
         let full = |m: &Members| {
@@ -527,7 +646,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut m = Members::new(&mut rng);
         for i in 0..20 {
-            m.insert(rec(&format!("n{i}"), Timestamp::ZERO), &mut rng);
+            m.insert(rec(&format!("n{i}")), Timestamp::ZERO, &mut rng);
         }
         let picks = m.random_members(5, &mut rng, |r| &*r.name != "n1");
         assert_eq!(picks.len(), 5);

@@ -164,7 +164,8 @@ impl Node {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut members = Members::new(&mut rng);
         members.insert(
-            MemberRec::new(me.clone(), identity.addr, 0, Arc::new(identity.tags), now),
+            MemberRec::new(me.clone(), identity.addr, 0, Arc::new(identity.tags)),
+            now,
             &mut rng,
         );
         let header = wire::header(config.label.as_deref());
@@ -757,7 +758,7 @@ impl Node {
         Message::Alive(wire::Alive {
             incarnation: rec.incarnation,
             name: rec.name.clone(),
-            addr: rec.addr,
+            addr: rec.addr(),
             tags: (*rec.tags).clone(),
             ltime: rec.status_ltime,
         })

@@ -63,7 +63,7 @@ impl Node {
         let rec = self.members.at(i);
         let (target, addr, inc, suspect) = (
             rec.name.clone(),
-            rec.addr,
+            rec.addr(),
             rec.incarnation,
             rec.status() == MemberStatus::Suspect,
         );
@@ -113,7 +113,7 @@ impl Node {
                 r.status() == MemberStatus::Alive && r.name != me && r.name != target
             });
         let helper_addrs: Vec<SocketAddr> =
-            helpers.iter().map(|&i| self.members.at(i).addr).collect();
+            helpers.iter().map(|&i| self.members.at(i).addr()).collect();
         for h in &helper_addrs {
             let msg = Message::IndirectPing {
                 seq,
@@ -217,13 +217,10 @@ impl Node {
         let Some(rec) = self.members.get(name) else {
             return;
         };
-        if rec.status() != MemberStatus::Suspect || rec.suspicion_gen != generation {
+        if rec.suspicion_generation() != Some(generation) {
             return;
         }
-        let deadline = rec
-            .suspicion
-            .as_ref()
-            .map_or(Timestamp::ZERO, |s| s.deadline());
+        let deadline = rec.suspicion().map_or(Timestamp::ZERO, |s| s.deadline());
         if deadline > self.now {
             let name: Name = rec.name.clone();
             self.timers

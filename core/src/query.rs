@@ -256,9 +256,9 @@ impl Node {
             let relays = self
                 .members
                 .random_members(relay_factor as usize, &mut self.rng, |r| {
-                    r.status() == MemberStatus::Alive && r.name != me && r.addr != to
+                    r.status() == MemberStatus::Alive && r.name != me && r.addr() != to
                 });
-            let addrs: Vec<_> = relays.iter().map(|&i| self.members.at(i).addr).collect();
+            let addrs: Vec<_> = relays.iter().map(|&i| self.members.at(i).addr()).collect();
             for a in addrs {
                 self.send_datagram(
                     a,
@@ -326,7 +326,7 @@ impl Node {
         let Some(rec) = self.members.get(name).filter(|r| r.is_live()) else {
             return;
         };
-        let Ok(addr) = postcard::to_allocvec(&rec.addr) else {
+        let Ok(addr) = postcard::to_allocvec(&rec.addr()) else {
             return;
         };
         let resp = QueryResp {

@@ -24,8 +24,12 @@ impl Node {
             .members
             .iter()
             .filter(|r| match r.status() {
-                MemberStatus::Failed => now.saturating_since(r.state_change) > reconnect,
-                MemberStatus::Left => now.saturating_since(r.state_change) > tombstone,
+                MemberStatus::Failed => r
+                    .since()
+                    .is_some_and(|t| now.saturating_since(t) > reconnect),
+                MemberStatus::Left => r
+                    .since()
+                    .is_some_and(|t| now.saturating_since(t) > tombstone),
                 _ => false,
             })
             .filter(|r| r.name != self.me)
@@ -71,7 +75,7 @@ impl Node {
         else {
             return;
         };
-        let addr = self.members.at(i).addr;
+        let addr = self.members.at(i).addr();
         self.stats.reconnects += 1;
         let id = self.rng.random();
         self.send_push_pull(addr, id, true, false);

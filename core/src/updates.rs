@@ -39,9 +39,8 @@ impl Node {
                 a.addr,
                 a.incarnation,
                 self.share_tags(&a.tags),
-                now,
             );
-            self.members.insert(rec, &mut self.rng);
+            self.members.insert(rec, now, &mut self.rng);
             self.apply_buffered_intent(&name);
             if a.ltime > 0 {
                 let intent = Intent {
@@ -72,11 +71,11 @@ impl Node {
             }
             return;
         }
-        let reclaim = rec.addr != a.addr;
+        let reclaim = rec.addr() != a.addr;
         if reclaim && rec.is_live() {
             let ev = Event::NameConflict {
                 name: rec.name.clone(),
-                existing: rec.addr,
+                existing: rec.addr(),
                 claimed: a.addr,
             };
             self.emit(ev);
@@ -95,7 +94,7 @@ impl Node {
         let tags_changed = *rec.tags != a.tags;
         let tags = tags_changed.then(|| self.share_tags(&a.tags));
         let rec = self.members.get_mut(&a.name).expect("checked above");
-        rec.addr = a.addr;
+        rec.set_addr(a.addr);
         if let Some(tags) = tags {
             rec.tags = tags;
         }
@@ -142,7 +141,7 @@ impl Node {
             .members
             .get(&self.me)
             .expect("self is always in the table");
-        let (addr, inc) = (rec.addr, rec.incarnation);
+        let (addr, inc) = (rec.addr(), rec.incarnation);
         if a.addr != addr {
             // Someone else claims our name: report it, re-assert ourselves above the claim,
             // and ask the cluster, as Serf does, which address it holds for the name. The
@@ -183,7 +182,12 @@ impl Node {
         if *by == self.me || self.told_accusers.contains(by) || self.told_accusers.len() >= 16 {
             return;
         }
-        let Some(addr) = self.members.get(by).filter(|r| r.is_live()).map(|r| r.addr) else {
+        let Some(addr) = self
+            .members
+            .get(by)
+            .filter(|r| r.is_live())
+            .map(|r| r.addr())
+        else {
             return;
         };
         self.told_accusers.push(by.clone());
@@ -227,9 +231,11 @@ impl Node {
         match rec.status() {
             MemberStatus::Failed | MemberStatus::Left => {}
             MemberStatus::Suspect => {
-                let generation = rec.suspicion_gen;
+                let Some(generation) = rec.suspicion_generation() else {
+                    return;
+                };
                 let name = rec.name.clone();
-                let Some(susp) = rec.suspicion.as_mut() else {
+                let Some(susp) = rec.suspicion_mut() else {
                     return;
                 };
                 if susp.confirm(&s.from) {
@@ -256,13 +262,11 @@ impl Node {
                 let from: Name = s.from.clone();
                 let susp = Suspicion::new(from.clone(), now, min, max, k);
                 let deadline = susp.deadline();
-                rec.suspicion_gen += 1;
-                let generation = rec.suspicion_gen;
                 let name = rec.name.clone();
                 self.members.set_incarnation(&name, s.incarnation, now);
                 self.members.set_status(&name, MemberStatus::Suspect, now);
                 let rec = self.members.get_mut(&name).expect("present");
-                rec.suspicion = Some(Box::new(susp));
+                let generation = rec.install_suspicion(susp).expect("just made suspect");
                 let member = rec.snapshot();
                 self.timers.schedule(
                     deadline,
