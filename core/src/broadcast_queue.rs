@@ -6,30 +6,35 @@
 //! retransmit limit times. When the queue is full, the most-sent, oldest update is dropped and
 //! counted.
 //!
-//! Layout: entries live in a slab (a `Vec` of slots reused through a free list) and are found
-//! by slot index; one FIFO of tickets (slot, generation) per transmit count ("bucket"). A
-//! replaced or finished entry frees its slot at once and its stale ticket is skipped when it
-//! reaches the front of a bucket. Taking an update costs O(1) and touches one slot. Once the
-//! queue drains, its memory is given back: a node's formation burst (an update per newcomer)
-//! does not stay allocated for the node's lifetime.
+//! Layout: entries live in a slab (a `Vec` of 40-byte slots reused through a free list) and
+//! are found by slot index; their encoded bytes sit back to back in one buffer per queue
+//! (compacted once freed bytes outweigh live ones); one FIFO of tickets (slot, generation) per
+//! transmit count ("bucket"). The key is stored once, in its slot; the key index holds slot
+//! numbers only. A replaced or finished entry frees its slot at once and its stale ticket is
+//! skipped when it reaches the front of a bucket. Taking an update costs O(1). Once the queue
+//! drains its memory is given back: a node's formation burst (an update per newcomer) does not
+//! stay allocated for the node's lifetime.
+//!
+//! Overflow policy: at `max` entries the most-sent, oldest entry is dropped and counted; an
+//! update larger than 65,535 bytes (no datagram could carry it) is refused and counted the same
+//! way.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
-
-/// Typical updates (an alive message without tags is about 25 bytes) are stored inside the
-/// entry itself: one cache miss fewer per update piggybacked.
-type Encoded = smallvec::SmallVec<[u8; 40]>;
 
 #[derive(Debug)]
 struct Slot<K> {
     /// What the update is about; `None` while the slot is free.
     key: Option<K>,
-    bytes: Encoded,
-    transmits: u32,
+    /// Where the encoded update starts in `BroadcastQueue::bytes`.
+    at: u32,
+    len: u16,
+    transmits: u16,
     /// Bumped each time the slot is freed, so tickets of its earlier occupants go stale.
     generation: u32,
-    /// The datagram that last took this update: one datagram never carries it twice.
-    datagram: u64,
+    /// The (truncated) number of the datagram that last took this update: one datagram never
+    /// carries it twice.
+    datagram: u32,
 }
 
 /// A place in a bucket: a slot, valid while the slot keeps this generation.
@@ -44,8 +49,13 @@ struct Ticket {
 pub(crate) struct BroadcastQueue<K> {
     slots: Vec<Slot<K>>,
     free: Vec<u32>,
-    /// Only looked up, never iterated: order comes from `buckets` alone.
-    by_key: HashMap<K, u32, ahash::RandomState>,
+    /// Encoded updates, back to back; `garbage` of its bytes belong to freed slots.
+    bytes: Vec<u8>,
+    garbage: usize,
+    /// Slot numbers, hashed by their slot's key. Only looked up, never iterated: order comes
+    /// from `buckets` alone.
+    by_key: hashbrown::HashTable<u32>,
+    hasher: ahash::RandomState,
     /// `buckets[t]`: tickets of entries sent `t` times, in sending order (stale ones skipped).
     buckets: Vec<VecDeque<Ticket>>,
     /// Tickets in all buckets, stale ones included.
@@ -66,13 +76,15 @@ const MAX_MISFITS: usize = 32;
 const IDLE_SLOTS: usize = 64;
 
 impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
-    /// An empty queue of at most `max` updates; its map's hasher is keyed by `keys`.
+    /// An empty queue of at most `max` updates; its index's hasher is keyed by `keys`.
     pub(crate) fn new(max: usize, keys: [u64; 4]) -> BroadcastQueue<K> {
-        let state = ahash::RandomState::with_seeds(keys[0], keys[1], keys[2], keys[3]);
         BroadcastQueue {
             slots: Vec::new(),
             free: Vec::new(),
-            by_key: HashMap::with_hasher(state),
+            bytes: Vec::new(),
+            garbage: 0,
+            by_key: hashbrown::HashTable::new(),
+            hasher: ahash::RandomState::with_seeds(keys[0], keys[1], keys[2], keys[3]),
             buckets: vec![VecDeque::new()],
             tickets: 0,
             len: 0,
@@ -83,25 +95,42 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         }
     }
 
+    fn slot_of(&self, key: &K) -> Option<u32> {
+        let h = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        self.by_key
+            .find(h, |&i| slots[i as usize].key.as_ref() == Some(key))
+            .copied()
+    }
+
     /// Queue `bytes` (one encoded message) about `key`, replacing any queued update about it.
     pub(crate) fn push(&mut self, key: K, bytes: Vec<u8>) {
-        if let Some(old) = self.by_key.remove(&key) {
+        if let Some(old) = self.slot_of(&key) {
+            self.unindex(old);
             self.release(old);
         }
-        let bytes = Encoded::from_vec(bytes);
+        let Ok(len) = u16::try_from(bytes.len()) else {
+            self.drops += 1;
+            return;
+        };
+        let at = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(&bytes);
+        let h = self.hasher.hash_one(&key);
         let slot = match self.free.pop() {
             Some(i) => {
                 let s = &mut self.slots[i as usize];
-                s.key = Some(key.clone());
-                s.bytes = bytes;
+                s.key = Some(key);
+                s.at = at;
+                s.len = len;
                 s.transmits = 0;
                 s.datagram = 0;
                 i
             }
             None => {
                 self.slots.push(Slot {
-                    key: Some(key.clone()),
-                    bytes,
+                    key: Some(key),
+                    at,
+                    len,
                     transmits: 0,
                     generation: 0,
                     datagram: 0,
@@ -109,10 +138,23 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
                 (self.slots.len() - 1) as u32
             }
         };
+        let BroadcastQueue {
+            slots,
+            by_key,
+            hasher,
+            ..
+        } = self;
+        by_key.insert_unique(h, slot, |&i| {
+            hasher.hash_one(
+                slots[i as usize]
+                    .key
+                    .as_ref()
+                    .expect("indexed slots are used"),
+            )
+        });
         let generation = self.slots[slot as usize].generation;
         self.buckets[0].push_front(Ticket { slot, generation });
         self.tickets += 1;
-        self.by_key.insert(key, slot);
         self.len += 1;
         while self.len > self.max {
             self.drop_most_sent();
@@ -120,29 +162,44 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         // Replaced entries leave stale tickets behind; drop them before they outnumber the
         // live ones, so the queue's memory stays bounded even if some bucket is never scanned.
         if self.tickets > 2 * self.len + IDLE_SLOTS {
-            self.compact();
+            self.compact_tickets();
+        }
+        if self.garbage > self.bytes.len() / 2 && self.bytes.len() > 64 * IDLE_SLOTS {
+            self.compact_bytes();
         }
     }
 
-    /// Free a slot (its key already out of `by_key`).
+    /// Remove a used slot from the key index.
+    fn unindex(&mut self, slot: u32) {
+        let key = self.slots[slot as usize].key.as_ref().expect("used slot");
+        let h = self.hasher.hash_one(key);
+        if let Ok(e) = self.by_key.find_entry(h, |&i| i == slot) {
+            e.remove();
+        }
+    }
+
+    /// Free a slot (already out of the key index).
     fn release(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
         s.key = None;
-        s.bytes = Encoded::new();
         s.generation = s.generation.wrapping_add(1);
+        self.garbage += s.len as usize;
         self.free.push(slot);
         self.len -= 1;
         if self.len == 0 {
-            self.reset_if_large();
+            self.reset();
         }
     }
 
-    /// The queue is empty: give back what a burst allocated.
-    fn reset_if_large(&mut self) {
+    /// The queue is empty: start the byte buffer over, and give back what a burst allocated.
+    fn reset(&mut self) {
+        self.bytes.clear();
+        self.garbage = 0;
         if self.slots.len() > IDLE_SLOTS {
             self.slots = Vec::new();
             self.free = Vec::new();
-            self.by_key.shrink_to(IDLE_SLOTS);
+            self.bytes = Vec::new();
+            self.by_key = hashbrown::HashTable::new();
             self.buckets = vec![VecDeque::new()];
             self.tickets = 0;
             self.moved = Vec::new();
@@ -160,8 +217,7 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
             while let Some(t) = self.buckets[b].pop_front() {
                 self.tickets -= 1;
                 if self.is_current(t, b) {
-                    let key = self.slots[t.slot as usize].key.take().expect("current");
-                    self.by_key.remove(&key);
+                    self.unindex(t.slot);
                     self.drops += 1;
                     self.release(t.slot);
                     return;
@@ -170,13 +226,26 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         }
     }
 
-    fn compact(&mut self) {
+    fn compact_tickets(&mut self) {
         for b in 0..self.buckets.len() {
             let mut q = std::mem::take(&mut self.buckets[b]);
             q.retain(|&t| self.is_current(t, b));
             self.buckets[b] = q;
         }
         self.tickets = self.buckets.iter().map(VecDeque::len).sum();
+    }
+
+    /// Copy the live updates' bytes into a fresh buffer (slot order: deterministic).
+    fn compact_bytes(&mut self) {
+        let live = self.bytes.len() - self.garbage;
+        let mut fresh = Vec::with_capacity(live + live / 4);
+        for s in self.slots.iter_mut().filter(|s| s.key.is_some()) {
+            let from = s.at as usize;
+            s.at = fresh.len() as u32;
+            fresh.extend_from_slice(&self.bytes[from..from + s.len as usize]);
+        }
+        self.bytes = fresh;
+        self.garbage = 0;
     }
 
     /// Append queued updates to `body` while they fit in `room` bytes; each taken update counts
@@ -193,6 +262,10 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         if self.len == 0 {
             return 0;
         }
+        // Stamps are compared for equality only: truncating the counter can at worst keep an
+        // update out of one datagram after 2^32 of them, never put it in twice.
+        let stamp = (datagram as u32).max(1);
+        let limit = limit.clamp(1, u16::MAX as u32) as u16;
         let mut taken = 0;
         let mut misfits = 0;
         let mut b = 0;
@@ -200,7 +273,6 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         // one datagram.
         let mut moved = std::mem::take(&mut self.moved);
         let mut kept = std::mem::take(&mut self.kept);
-        let mut finished = false;
         while b < self.buckets.len() && room >= MIN_ROOM && misfits < MAX_MISFITS {
             while room >= MIN_ROOM && misfits < MAX_MISFITS {
                 let Some(t) = self.buckets[b].pop_front() else {
@@ -211,30 +283,32 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
                     self.tickets -= 1;
                     continue;
                 }
-                if s.datagram == datagram {
+                if s.datagram == stamp {
                     kept.push(t);
                     continue;
                 }
-                if s.bytes.len() > room {
+                let len = s.len as usize;
+                if len > room {
                     misfits += 1;
                     kept.push(t);
                     continue;
                 }
-                s.datagram = datagram;
-                body.extend_from_slice(&s.bytes);
-                room -= s.bytes.len();
-                taken += 1;
+                s.datagram = stamp;
                 s.transmits += 1;
-                if s.transmits >= limit {
+                let done = s.transmits >= limit;
+                let at = s.at as usize;
+                body.extend_from_slice(&self.bytes[at..at + len]);
+                room -= len;
+                taken += 1;
+                if done {
                     self.tickets -= 1;
-                    let key = s.key.take().expect("current");
-                    self.by_key.remove(&key);
+                    self.unindex(t.slot);
                     let s = &mut self.slots[t.slot as usize];
-                    s.bytes = Encoded::new();
+                    s.key = None;
                     s.generation = s.generation.wrapping_add(1);
+                    self.garbage += len;
                     self.free.push(t.slot);
                     self.len -= 1;
-                    finished |= self.len == 0;
                 } else {
                     moved.push((b + 1, t));
                 }
@@ -255,15 +329,15 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         moved.clear();
         self.moved = moved;
         self.kept = kept;
-        if finished && self.len == 0 {
-            self.reset_if_large();
+        if self.len == 0 {
+            self.reset();
         }
         taken
     }
 
     /// Whether an update about `key` is still queued.
     pub(crate) fn contains(&self, key: &K) -> bool {
-        self.by_key.contains_key(key)
+        self.slot_of(key).is_some()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -274,7 +348,7 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         self.len == 0
     }
 
-    /// Updates dropped because the queue was full, since creation.
+    /// Updates dropped because the queue was full (or the update too large), since creation.
     pub(crate) fn drops(&self) -> u64 {
         self.drops
     }
@@ -407,10 +481,35 @@ mod tests {
         }
         assert_eq!(d, 3 * 1000_u64.div_ceil(1400 / 30));
         assert!(q.slots.capacity() <= IDLE_SLOTS && q.free.capacity() <= IDLE_SLOTS);
+        assert_eq!(q.bytes.capacity(), 0);
+        assert_eq!(std::mem::size_of::<Slot<crate::identity::Name>>(), 40);
         assert_eq!((q.tickets, q.buckets.len()), (0, 1));
         // And it still works.
         q.push("x".into(), vec![1; 4]);
         let mut body = vec![];
         assert_eq!(q.fill(100, 3, d + 1, &mut body), 1);
+    }
+
+    #[test]
+    fn bytes_survive_compaction_and_oversized_updates_are_refused() {
+        let mut q = BroadcastQueue::<crate::identity::Name>::new(10_000, [1, 2, 3, 4]);
+        // Keep "keep" queued while thousands of replacements turn the buffer into garbage.
+        q.push("keep".into(), vec![42; 10]);
+        for i in 0..5000u32 {
+            q.push("churn".into(), i.to_le_bytes().to_vec());
+        }
+        assert!(
+            q.bytes.len() < 2 * 64 * IDLE_SLOTS,
+            "freed bytes are compacted away"
+        );
+        let mut body = vec![];
+        assert_eq!(q.fill(100, 5, 1, &mut body), 2);
+        assert_eq!(
+            body,
+            [4999u32.to_le_bytes().to_vec(), vec![42; 10]].concat()
+        );
+        q.push("huge".into(), vec![0; 70_000]);
+        assert!(!q.contains(&"huge".into()));
+        assert_eq!(q.drops(), 1);
     }
 }
