@@ -50,7 +50,8 @@ pub struct Config {
     /// dropped and counted in [`crate::Stats::broadcast_drops`]. Default 4096.
     pub max_broadcast_queue: usize,
     /// Most members (any status, tombstones included) held in the member table; an update that
-    /// would add more is refused and counted in [`crate::Stats::members_refused`]. Default 65,536.
+    /// would add more is refused and counted in [`crate::Stats::members_refused`]. Default 65,536;
+    /// at most 16,777,213 (the name index stores positions in 24 bits).
     pub max_members: usize,
     /// Most events held until [`crate::Node::poll_event`] drains them; beyond it the oldest
     /// is dropped and counted in [`crate::Stats::events_dropped`]. Default 65,536.
@@ -264,6 +265,11 @@ impl Config {
         if self.meta_max_size > self.mtu / 2 {
             return Err(ConfigError::MetaTooLarge {
                 meta_max_size: self.meta_max_size,
+            });
+        }
+        if self.max_members >= crate::member_index::MAX_POSITIONS {
+            return Err(ConfigError::LimitTooLarge {
+                field: "max_members",
             });
         }
         if self.max_name_len > 255 {

@@ -62,6 +62,7 @@ mod gossip;
 mod identity;
 mod intents;
 mod lamport;
+mod member_index;
 mod members;
 mod messaging;
 mod node;

@@ -10,6 +10,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::identity::{Member, MemberStatus, Name, Tags};
+use crate::member_index::{MemberIndex, PARKED};
 use crate::suspicion::Suspicion;
 use crate::time::Timestamp;
 
@@ -167,7 +168,7 @@ pub(crate) struct Members {
     /// Positions in `list`, hashed by name. Only looked up, never iterated, so its order cannot
     /// leak into outputs; the hasher is keyed from the node's seeded RNG (deterministic, and not
     /// predictable by a peer flooding crafted names). Four bytes a member, so it stays in cache.
-    index: hashbrown::HashTable<u32>,
+    index: MemberIndex,
     hasher: ahash::RandomState,
     probe_index: usize,
     alive: usize,
@@ -202,7 +203,7 @@ impl Members {
             ahash::RandomState::with_seeds(rng.random(), rng.random(), rng.random(), rng.random());
         Members {
             list: Vec::new(),
-            index: hashbrown::HashTable::new(),
+            index: MemberIndex::default(),
             hasher: state,
             probe_index: 0,
             alive: 0,
@@ -215,9 +216,7 @@ impl Members {
 
     fn position(&self, name: &str) -> Option<usize> {
         let h = self.hasher.hash_one(name);
-        self.index
-            .find(h, |&i| *self.list[i as usize].name == *name)
-            .map(|&i| i as usize)
+        self.index.find(h, |i| *self.list[i].name == *name)
     }
 
     /// Swap the members at positions `p` and `q`, keeping the index right.
@@ -228,18 +227,10 @@ impl Members {
         let hp = self.hasher.hash_one(&*self.list[p].name);
         let hq = self.hasher.hash_one(&*self.list[q].name);
         self.list.swap(p, q);
-        // Entries are found by hash and stored position; park one on a sentinel so the two
-        // updates cannot match each other's entry.
-        const PARKED: u32 = u32::MAX;
-        for (h, from, to) in [
-            (hp, p as u32, PARKED),
-            (hq, q as u32, p as u32),
-            (hp, PARKED, q as u32),
-        ] {
-            if let Some(slot) = self.index.find_mut(h, |&i| i == from) {
-                *slot = to;
-            }
-        }
+        // Park one entry so the two moves cannot match each other's.
+        self.index.repoint(hp, p, PARKED);
+        self.index.repoint(hq, q, p);
+        self.index.repoint(hp, PARKED, q);
     }
 
     /// Rebuild the index from `list`.
@@ -253,7 +244,7 @@ impl Members {
         index.clear();
         for (i, rec) in list.iter().enumerate() {
             let h = hasher.hash_one(&*rec.name);
-            index.insert_unique(h, i as u32, |&j| hasher.hash_one(&*list[j as usize].name));
+            index.insert(h, i, |j| hasher.hash_one(&*list[j].name));
         }
     }
 
@@ -263,9 +254,13 @@ impl Members {
         let last = self.list.len() - 1;
         self.swap(i, last);
         let h = self.hasher.hash_one(name);
-        if let Ok(entry) = self.index.find_entry(h, |&j| j as usize == last) {
-            entry.remove();
-        }
+        let Members {
+            list,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.remove(h, last, |j| hasher.hash_one(&*list[j].name));
         let rec = self.list.pop()?;
         self.count(rec.status, -1);
         if rec.is_live() {
@@ -308,7 +303,7 @@ impl Members {
             hasher,
             ..
         } = self;
-        index.reserve(additional, |&i| hasher.hash_one(&*list[i as usize].name));
+        index.reserve(additional, |i| hasher.hash_one(&*list[i].name));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -368,9 +363,7 @@ impl Members {
             hasher,
             ..
         } = self;
-        index.insert_unique(h, last as u32, |&i| {
-            hasher.hash_one(&*list[i as usize].name)
-        });
+        index.insert(h, last, |i| hasher.hash_one(&*list[i].name));
         let pos = rng.random_range(0..=last);
         self.swap(pos, last);
     }
