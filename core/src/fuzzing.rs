@@ -178,6 +178,7 @@ impl WireMessage {
                 },
                 tags: s.tags,
                 ltime: 0,
+                accuser: None,
             })
             .collect();
         WireMessage(Message::PushPull(PushPull {
@@ -313,6 +314,9 @@ impl WireMessage {
                 name(&mut p.sender);
                 for s in &mut p.states {
                     name(&mut s.name);
+                    if let Some(a) = &mut s.accuser {
+                        name(a);
+                    }
                 }
             }
             Message::LeaveIntent(x) => name(&mut x.name),

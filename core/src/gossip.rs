@@ -110,19 +110,28 @@ impl Node {
     fn local_state(&self) -> Vec<PushState> {
         self.members
             .iter()
-            .map(|r| PushState {
-                name: r.name.clone(),
-                addr: r.addr(),
-                incarnation: r.incarnation,
-                status: match r.public_status() {
+            .map(|r| {
+                let status = match r.public_status() {
                     MemberStatus::Alive => WireStatus::Alive,
                     MemberStatus::Suspect => WireStatus::Suspect,
                     MemberStatus::Leaving => WireStatus::Leaving,
                     MemberStatus::Failed => WireStatus::Dead,
                     MemberStatus::Left => WireStatus::Left,
-                },
-                tags: (*r.tags).clone(),
-                ltime: r.status_ltime,
+                };
+                // Only a suspect state names its accuser (the decoder refuses any other).
+                let accuser = match (status, r.suspicion()) {
+                    (WireStatus::Suspect, Some(s)) => s.accuser().filter(|a| **a != *r.name),
+                    _ => None,
+                };
+                PushState {
+                    name: r.name.clone(),
+                    addr: r.addr(),
+                    incarnation: r.incarnation,
+                    status,
+                    tags: (*r.tags).clone(),
+                    ltime: r.status_ltime,
+                    accuser: accuser.cloned(),
+                }
             })
             .collect()
     }
@@ -213,8 +222,10 @@ impl Node {
     }
 
     /// Merge a remote member table: alive as alive; suspect and dead as suspicion (a remote
-    /// node's verdict is not a death certificate here), counted as an accusation by the sender
-    /// (memberlist counts it as the receiver's own, which fakes independent confirmations);
+    /// node's verdict is not a death certificate here), counted as an accusation by the
+    /// original accuser a suspect state names, and as no confirmation at all when it names
+    /// none or names this node (memberlist counts it as the receiver's own accusation, and
+    /// counting it as the sender's would be no better: both fake independent confirmations);
     /// left as left. Each member's intent Lamport time is merged as a join or leave intent;
     /// the sender's clocks are witnessed and its recent user events replayed (not re-gossiped:
     /// the cluster already has them), or skipped when joining with `ignore_old`.
@@ -266,13 +277,13 @@ impl Node {
                     self.apply_alive(a, broadcast);
                 }
                 WireStatus::Suspect | WireStatus::Dead => {
-                    let from = sender.clone();
-                    let acc = Accusation {
-                        incarnation: s.incarnation,
-                        name: s.name,
-                        from,
-                    };
-                    self.apply_suspect(acc, broadcast);
+                    self.apply_pushed_suspicion(
+                        s.name,
+                        s.incarnation,
+                        s.accuser,
+                        sender,
+                        broadcast,
+                    );
                 }
                 WireStatus::Left => {
                     let acc = Accusation {
@@ -481,7 +492,166 @@ mod tests {
             status,
             tags: Default::default(),
             ltime: 0,
+            accuser: None,
         }
+    }
+
+    /// Node `a` (local preset) knowing b, c, d and x, all alive at incarnation 0: five live
+    /// members, so a suspicion runs from 18 s down to 3 s with one independent confirmation.
+    fn five() -> crate::Node {
+        let mut a = node("a", 1);
+        let msgs: Vec<Message> = [("b", 2), ("c", 3), ("d", 4), ("x", 9)]
+            .iter()
+            .map(|&(n, p)| alive(n, p, 0))
+            .collect();
+        deliver(&mut a, at(0), 2, &msgs);
+        assert_eq!(a.alive_count(), 5);
+        let _ = sent(&mut a);
+        let _ = events(&mut a);
+        a
+    }
+
+    /// Hand `a` a push-pull response from `sender` (port 3) carrying one state of x.
+    fn push_x(a: &mut crate::Node, now: u64, status: WireStatus, accuser: Option<&str>) {
+        let mut x = state("x", 9, status);
+        x.accuser = accuser.map(Into::into);
+        let msg = Message::PushPull(PushPull {
+            id: 77,
+            request: false,
+            join: false,
+            reply_to: addr(3),
+            sender: "c".into(),
+            states: vec![x],
+            member_ltime: 0,
+            event_ltime: 0,
+            query_ltime: 0,
+            events: vec![],
+        });
+        let frame = crate::wire::assemble_frame(
+            &crate::wire::header(None),
+            &crate::wire::encode_message(&msg),
+        );
+        a.handle_stream(at(now), addr(3), &frame[4..]).unwrap();
+    }
+
+    /// (confirmations, deadline in ms) of x's suspicion.
+    fn suspicion_of_x(a: &crate::Node) -> (u32, u64) {
+        let s = a.members.get("x").unwrap().suspicion().unwrap();
+        (s.confirmations(), s.deadline().as_micros() / 1000)
+    }
+
+    #[test]
+    fn a_suspicion_relayed_by_push_pull_is_not_the_senders_confirmation() {
+        // b suspects x at 1 s: the suspicion runs for the full 18 s.
+        let mut a = five();
+        deliver(&mut a, at(1_000), 2, &[suspect("x", 0, "b")]);
+        assert_eq!(suspicion_of_x(&a), (0, 19_000));
+        // c merely relays b's suspicion in its push-pull state, naming b: no confirmation.
+        push_x(&mut a, 1_100, WireStatus::Suspect, Some("b"));
+        assert_eq!(suspicion_of_x(&a), (0, 19_000));
+        // Nor when the state names no accuser (the sender's word is not an accusation),
+        // nor when it names this node (an echo of our own accusation), nor a dead state.
+        push_x(&mut a, 1_200, WireStatus::Suspect, None);
+        push_x(&mut a, 1_300, WireStatus::Suspect, Some("a"));
+        push_x(&mut a, 1_400, WireStatus::Dead, None);
+        assert_eq!(suspicion_of_x(&a), (0, 19_000));
+        a.handle_timeout(at(4_500));
+        assert_eq!(
+            a.member("x").map(|m| m.status),
+            Some(crate::MemberStatus::Suspect),
+            "not failed at the 3 s minimum"
+        );
+        // A state naming another accuser (d) is an independent confirmation: the timeout
+        // drops to its 3 s minimum, already past.
+        push_x(&mut a, 4_600, WireStatus::Suspect, Some("d"));
+        assert_eq!(suspicion_of_x(&a), (1, 4_000));
+        a.handle_timeout(at(4_600));
+        assert_eq!(
+            a.member("x").map(|m| m.status),
+            Some(crate::MemberStatus::Failed)
+        );
+    }
+
+    #[test]
+    fn a_suspicion_learned_by_push_pull_keeps_its_original_accuser() {
+        let mut a = five();
+        push_x(&mut a, 1_000, WireStatus::Suspect, Some("b"));
+        assert_eq!(suspicion_of_x(&a), (0, 19_000));
+        assert!(events(&mut a).iter().any(|e| matches!(e,
+            Event::MemberSuspected { member, by } if &*member.name == "x" && &**by == "b")));
+        // b's own suspect message is the same accusation, not a confirmation.
+        deliver(&mut a, at(1_100), 2, &[suspect("x", 0, "b")]);
+        assert_eq!(suspicion_of_x(&a), (0, 19_000));
+        // Another accuser named by a push-pull state confirms, and is re-gossiped in its
+        // own name.
+        let _ = sent(&mut a);
+        push_x(&mut a, 1_150, WireStatus::Suspect, Some("d"));
+        assert_eq!(suspicion_of_x(&a), (1, 4_000));
+        a.handle_timeout(at(1_160) + a.cfg.gossip_interval);
+        let gossiped: Vec<Message> = sent(&mut a).into_iter().flat_map(|(_, _, m)| m).collect();
+        assert!(
+            gossiped
+                .iter()
+                .any(|m| matches!(m, Message::Suspect(s) if &*s.name == "x" && &*s.from == "d")),
+            "{gossiped:?}"
+        );
+        // Our own table names b as the accuser.
+        let req = Message::PushPull(PushPull {
+            id: 5,
+            request: true,
+            join: false,
+            reply_to: addr(4),
+            sender: "d".into(),
+            states: vec![],
+            member_ltime: 0,
+            event_ltime: 0,
+            query_ltime: 0,
+            events: vec![],
+        });
+        let frame = crate::wire::assemble_frame(
+            &crate::wire::header(None),
+            &crate::wire::encode_message(&req),
+        );
+        let _ = sent(&mut a);
+        a.handle_stream(at(1_200), addr(4), &frame[4..]).unwrap();
+        let out = sent(&mut a);
+        let Some(Message::PushPull(p)) = out.iter().find_map(|(_, _, m)| m.first()) else {
+            panic!("no push-pull answer: {out:?}")
+        };
+        let x = p.states.iter().find(|s| &*s.name == "x").unwrap();
+        assert_eq!(
+            (x.status, x.accuser.as_deref()),
+            (WireStatus::Suspect, Some("b"))
+        );
+        assert!(p
+            .states
+            .iter()
+            .all(|s| s.accuser.is_none() || s.status == WireStatus::Suspect));
+    }
+
+    #[test]
+    fn a_dead_state_starts_a_suspicion_with_no_known_accuser() {
+        let mut a = five();
+        push_x(&mut a, 1_000, WireStatus::Dead, None);
+        assert_eq!(suspicion_of_x(&a), (0, 19_000));
+        // The suspect itself is told, so that it can refute; nobody else is (a gossiped
+        // suspicion would count as the accusation of whoever it names).
+        a.handle_timeout(at(1_000) + a.cfg.gossip_interval * 3);
+        let out = sent(&mut a);
+        let told = |m: &Message| matches!(m, Message::Suspect(s) if &*s.name == "x");
+        assert!(out.iter().any(|(to, _, m)| *to == addr(9)
+            && matches!(&m[0], Message::Suspect(s) if &*s.name == "x" && &*s.from == "a")));
+        assert!(
+            out.iter()
+                .all(|(to, _, m)| *to == addr(9) || !m.iter().any(told)),
+            "{out:?}"
+        );
+        // The first accuser heard of may be the original one: no confirmation yet.
+        deliver(&mut a, at(1_100), 2, &[suspect("x", 0, "b")]);
+        assert_eq!(suspicion_of_x(&a), (0, 19_000));
+        // A second, different accuser is one.
+        deliver(&mut a, at(1_200), 4, &[suspect("x", 0, "d")]);
+        assert_eq!(suspicion_of_x(&a), (1, 4_000));
     }
 
     #[test]

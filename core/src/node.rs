@@ -21,7 +21,7 @@ use crate::intents::RecentIntents;
 use crate::lamport::LamportClock;
 use crate::members::{MemberRec, Members};
 use crate::messaging::Outbox;
-use crate::probe::{Probe, Relay};
+use crate::probe::{Probe, RecentAcks, Relay};
 use crate::query::Queries;
 use crate::stats::Stats;
 use crate::time::Timestamp;
@@ -77,6 +77,8 @@ pub struct Node {
     /// Lifeguard local health score, 0 ..= awareness_max_multiplier − 1.
     pub(crate) awareness: u32,
     pub(crate) probe: Option<Probe>,
+    /// Members that recently answered a direct ping: preferred indirect-probe helpers.
+    pub(crate) recent_acks: RecentAcks,
     pub(crate) relays: BTreeMap<u32, Relay>,
     pub(crate) next_seq: u32,
     pub(crate) joins: BTreeMap<u32, PendingJoin>,
@@ -196,6 +198,7 @@ impl Node {
             timers: Timers::default(),
             awareness: 0,
             probe: None,
+            recent_acks: RecentAcks::default(),
             relays: BTreeMap::new(),
             next_seq: 0,
             joins: BTreeMap::new(),
@@ -368,7 +371,7 @@ impl Node {
                 }
             }
             Message::Ack { seq, digest } => self.on_ack(from, seq, digest),
-            Message::Nack { seq } => self.on_nack(seq),
+            Message::Nack { seq } => self.on_nack(from, seq),
             Message::IndirectPing { seq, target, addr } => {
                 self.on_indirect_ping(from, seq, target, addr)
             }

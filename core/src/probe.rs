@@ -5,7 +5,11 @@
 
 use std::net::SocketAddr;
 
+use rand::Rng;
+use smallvec::SmallVec;
+
 use crate::identity::{MemberStatus, Name};
+use crate::members::MemberRec;
 use crate::node::{Node, RunState};
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
@@ -20,6 +24,57 @@ pub(crate) struct Probe {
     /// Indirect pings sent (each owes a nack if it gets no ack).
     pub expected_nacks: u32,
     pub nacks: u32,
+    /// The members asked to ping the target for us, and whether each has answered (a nack,
+    /// or the target's ack relayed).
+    pub helpers: SmallVec<[Helper; 4]>,
+}
+
+/// A member asked to ping a probe's target on this node's behalf.
+#[derive(Clone, Debug)]
+pub(crate) struct Helper {
+    pub name: Name,
+    pub addr: SocketAddr,
+    pub answered: bool,
+}
+
+/// How many members that answered this node's latest request are remembered.
+pub(crate) const RECENT_ACKS: usize = 32;
+
+/// Members that answered the latest request this node sent them — an ack to a direct ping, or
+/// as an indirect-probe helper a nack or a relayed ack — distinct, newest last, at most
+/// [`RECENT_ACKS`]: the preferred indirect-probe helpers. A member that failed to answer (a
+/// direct probe that failed, a helper that sent nothing back) is forgotten until it answers
+/// again. A member that never answers (a fake member claimed by a hostile datagram, at an
+/// address nobody listens on; a member that crashed) sends no nack either, so picking it as a
+/// helper would count against this node's own health score and leave a lost ping
+/// unrescued. Fixed capacity: updates scan at most 32 names and allocate nothing once full.
+#[derive(Debug, Default)]
+pub(crate) struct RecentAcks {
+    names: std::collections::VecDeque<Name>,
+}
+
+impl RecentAcks {
+    /// `name` answered just now.
+    pub(crate) fn record(&mut self, name: &Name) {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            self.names.remove(i);
+        } else if self.names.len() >= RECENT_ACKS {
+            self.names.pop_front();
+        }
+        self.names.push_back(name.clone());
+    }
+
+    /// `name` failed to answer.
+    pub(crate) fn forget(&mut self, name: &str) {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            self.names.remove(i);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn names(&self) -> impl Iterator<Item = &Name> {
+        self.names.iter()
+    }
 }
 
 /// An indirect ping this node runs for another member.
@@ -92,6 +147,7 @@ impl Node {
             addr,
             expected_nacks: 0,
             nacks: 0,
+            helpers: SmallVec::new(),
         });
         self.timers.schedule(
             self.now + self.cfg.probe_timeout,
@@ -106,24 +162,18 @@ impl Node {
             return;
         }
         let (target, addr) = (p.target.clone(), p.addr);
-        let me = self.me.clone();
-        let helpers = self
-            .members
-            .random_members(self.cfg.indirect_checks, &mut self.rng, |r| {
-                r.status() == MemberStatus::Alive && r.name != me && r.name != target
-            });
-        let helper_addrs: Vec<SocketAddr> =
-            helpers.iter().map(|&i| self.members.at(i).addr()).collect();
-        for h in &helper_addrs {
+        let helpers = self.indirect_helpers(&target);
+        for h in &helpers {
             let msg = Message::IndirectPing {
                 seq,
                 target: target.clone(),
                 addr,
             };
-            self.send_datagram(*h, &[msg]);
+            self.send_datagram(h.addr, &[msg]);
         }
         if let Some(p) = &mut self.probe {
-            p.expected_nacks = helper_addrs.len() as u32;
+            p.expected_nacks = helpers.len() as u32;
+            p.helpers = helpers;
         }
         let ping = Message::StreamPing {
             seq,
@@ -133,8 +183,67 @@ impl Node {
         self.send_reliable(addr, &ping);
     }
 
+    /// Up to `indirect_checks` alive members (not this node, not `target`) to ping `target`
+    /// on our behalf: first, in random order, members that answered our latest request to
+    /// them ([`RecentAcks`]); then, when too few of those are alive, random members.
+    fn indirect_helpers(&mut self, target: &Name) -> SmallVec<[Helper; 4]> {
+        let k = self.cfg.indirect_checks;
+        let mut out: SmallVec<[Helper; 4]> = SmallVec::new();
+        let helper = |r: &MemberRec| Helper {
+            name: r.name.clone(),
+            addr: r.addr(),
+            answered: false,
+        };
+        let mut recent: SmallVec<[Helper; RECENT_ACKS]> = self
+            .recent_acks
+            .names
+            .iter()
+            .filter(|n| *n != target && **n != self.me)
+            .filter_map(|n| self.members.get(n))
+            .filter(|r| r.status() == MemberStatus::Alive)
+            .map(helper)
+            .collect();
+        while out.len() < k && !recent.is_empty() {
+            let i = self.rng.random_range(0..recent.len());
+            out.push(recent.swap_remove(i));
+        }
+        if out.len() < k {
+            let me = &self.me;
+            let more = self
+                .members
+                .random_members(k - out.len(), &mut self.rng, |r| {
+                    r.status() == MemberStatus::Alive
+                        && r.name != *me
+                        && r.name != *target
+                        && !out.iter().any(|h| h.name == r.name)
+                });
+            out.extend(more.iter().map(|&i| helper(self.members.at(i))));
+        }
+        out
+    }
+
+    /// If `from` is a helper of the probe in flight, it answered: true.
+    #[must_use = "false: the answer did not come from a helper"]
+    fn helper_answered(&mut self, from: SocketAddr) -> bool {
+        let Some(p) = &mut self.probe else {
+            return false;
+        };
+        let Some(h) = p.helpers.iter_mut().find(|h| h.addr == from) else {
+            return false;
+        };
+        if !h.answered {
+            h.answered = true;
+            self.recent_acks.record(&h.name);
+        }
+        true
+    }
+
     fn probe_failed(&mut self, p: Probe) {
         self.stats.probes_failed += 1;
+        self.recent_acks.forget(&p.target);
+        for h in p.helpers.iter().filter(|h| !h.answered) {
+            self.recent_acks.forget(&h.name);
+        }
         let missed = if p.expected_nacks > 0 {
             p.expected_nacks.saturating_sub(p.nacks)
         } else {
@@ -157,6 +266,14 @@ impl Node {
 
     pub(crate) fn on_ack(&mut self, from: SocketAddr, seq: u32, digest: Option<Digest>) {
         if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
+            // The target's own ack (by datagram or the reliable channel), or relayed by a
+            // helper: the helper answered, the target's path to us is in doubt.
+            if !self.helper_answered(from) {
+                if let Some(p) = &self.probe {
+                    let target = p.target.clone();
+                    self.recent_acks.record(&target);
+                }
+            }
             self.probe = None;
             self.stats.probes_ok += 1;
             self.adjust_awareness(-1);
@@ -174,9 +291,13 @@ impl Node {
         }
     }
 
-    pub(crate) fn on_nack(&mut self, seq: u32) {
+    pub(crate) fn on_nack(&mut self, from: SocketAddr, seq: u32) {
+        if self.probe.as_ref().is_none_or(|p| p.seq != seq) {
+            return;
+        }
+        let _ = self.helper_answered(from);
         if let Some(p) = &mut self.probe {
-            if p.seq == seq && p.nacks < p.expected_nacks {
+            if p.nacks < p.expected_nacks {
                 p.nacks += 1;
             }
         }
@@ -240,6 +361,7 @@ impl Node {
 mod tests {
     use std::time::Duration;
 
+    use super::{Helper, Probe, RecentAcks, RECENT_ACKS};
     use crate::config::Config;
     use crate::identity::{Identity, MemberStatus};
     use crate::node::{Node, TransmitKind};
@@ -311,6 +433,125 @@ mod tests {
         assert_eq!(a.member(target_name).unwrap().status, MemberStatus::Suspect);
         assert_eq!(a.health_score(), 1);
         assert_eq!(a.stats().probes_failed, 1);
+    }
+
+    #[test]
+    fn helpers_are_members_that_answered_their_latest_request() {
+        // b answered recently; thirty members never did (a flood of fakes).
+        let mut a = cluster_node(1);
+        let fakes: Vec<Message> = (0..30)
+            .map(|i| alive(&format!("fake-{i}"), 100 + i, 0))
+            .collect();
+        deliver(&mut a, at(0), 2, &fakes);
+        let _ = sent(&mut a);
+        a.recent_acks.record(&"b".into());
+        let target: crate::identity::Name = "fake-0".into();
+        for _ in 0..20 {
+            let h = a.indirect_helpers(&target);
+            assert_eq!(h.len(), 1);
+            assert_eq!((&*h[0].name, h[0].addr), ("b", addr(2)));
+        }
+        // With more helpers wanted than members answered: the rest are random, distinct,
+        // never this node nor the target.
+        a.cfg.indirect_checks = 3;
+        for _ in 0..20 {
+            let h = a.indirect_helpers(&target);
+            assert_eq!(h.len(), 3);
+            assert_eq!(&*h[0].name, "b");
+            assert!(h.iter().all(|x| &*x.name != "a" && x.name != target));
+            assert!(h[1].name != h[2].name && h[1].name != h[0].name && h[2].name != h[0].name);
+        }
+        // A member that is not alive is never asked, even if it answered before.
+        a.cfg.indirect_checks = 1;
+        deliver(&mut a, at(10), 3, &[suspect("b", 0, "c")]);
+        let h = a.indirect_helpers(&target);
+        assert_ne!(&*h[0].name, "b");
+    }
+
+    #[test]
+    fn a_helper_that_stays_silent_is_no_longer_preferred() {
+        let mut a = cluster_node(1);
+        let recent =
+            |a: &Node| -> Vec<String> { a.recent_acks.names().map(|n| n.to_string()).collect() };
+        // A direct ack records the target.
+        let (target, seq) = next_ping(&mut a);
+        let now = a.now;
+        deliver(&mut a, now, target, &[Message::Ack { seq, digest: None }]);
+        let name = ["b", "c", "d"][(target - 2) as usize];
+        assert_eq!(recent(&a), vec![name]);
+        a.recent_acks.record(&"b".into());
+        a.recent_acks.record(&"c".into());
+        let probe = |seq: u32, target: &str, port: u16| Probe {
+            seq,
+            target: target.into(),
+            addr: addr(port),
+            expected_nacks: 1,
+            nacks: 0,
+            helpers: [Helper {
+                name: "b".into(),
+                addr: addr(2),
+                answered: false,
+            }]
+            .into_iter()
+            .collect(),
+        };
+        // c is probed through b; b nacks (a nack from a non-helper records nobody), c stays
+        // silent: b stays preferred, c is forgotten.
+        a.probe = Some(probe(500, "c", 3));
+        let now = a.now;
+        deliver(&mut a, now, 4, &[Message::Nack { seq: 500 }]);
+        deliver(&mut a, now, 2, &[Message::Nack { seq: 500 }]);
+        assert_eq!(a.probe.as_ref().map(|p| p.nacks), Some(1));
+        a.probe_tick();
+        let r = recent(&a);
+        assert!(
+            r.contains(&"b".to_string()) && !r.contains(&"c".to_string()),
+            "{r:?}"
+        );
+        // d is probed through b; b says nothing: b is forgotten.
+        a.probe = Some(probe(501, "d", 4));
+        a.probe_tick();
+        let r = recent(&a);
+        assert!(
+            !r.contains(&"b".to_string()) && !r.contains(&"d".to_string()),
+            "{r:?}"
+        );
+        // A helper relaying the target's ack answered; the target's own path is in doubt.
+        a.probe = Some(probe(502, "c", 3));
+        let now = a.now;
+        deliver(
+            &mut a,
+            now,
+            2,
+            &[Message::Ack {
+                seq: 502,
+                digest: None,
+            }],
+        );
+        let r = recent(&a);
+        assert!(
+            r.contains(&"b".to_string()) && !r.contains(&"c".to_string()),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn recent_acks_are_bounded_distinct_and_newest_last() {
+        let mut r = RecentAcks::default();
+        for i in 0..100 {
+            r.record(&format!("m{}", i % 40).into());
+        }
+        let names: Vec<String> = r.names().map(|n| n.to_string()).collect();
+        assert_eq!(names.len(), RECENT_ACKS);
+        assert_eq!(names.last().map(String::as_str), Some("m19"));
+        let mut d = names.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), RECENT_ACKS);
+        r.record(&"m0".into());
+        r.forget("m0");
+        r.forget("nobody");
+        assert_eq!(r.names().count(), RECENT_ACKS - 1);
     }
 
     #[test]

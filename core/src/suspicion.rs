@@ -1,6 +1,12 @@
 //! Lifeguard's dynamic suspicion timeout. A suspicion starts at the longest timeout and shrinks
 //! towards the shortest as independent confirmations (suspect messages from other members)
 //! arrive: timeout = max(min, max − (max − min) · ln(c + 1) / ln(k + 1)).
+//!
+//! A suspicion knows who started it (the original accuser) when the news came from a suspect
+//! message, or from a push-pull state that names its accuser. When it does not (a dead state
+//! learned through push-pull), the first accuser heard of afterwards is taken as the original
+//! one, not as a confirmation: only accusations that are certainly independent shorten the
+//! timeout.
 
 use crate::identity::Name;
 use std::time::Duration;
@@ -31,13 +37,15 @@ pub(crate) struct Suspicion {
     min: Duration,
     max: Duration,
     k: u32,
-    /// The members that have accused, the first accuser included.
+    /// The members that have accused, the original accuser first; empty while the original
+    /// accuser is unknown.
     accusers: Vec<Name>,
 }
 
 impl Suspicion {
+    /// A suspicion started by `from` (`None`: the original accuser is unknown).
     pub(crate) fn new(
-        from: Name,
+        from: Option<Name>,
         start: Timestamp,
         min: Duration,
         max: Duration,
@@ -48,13 +56,18 @@ impl Suspicion {
             min,
             max,
             k,
-            accusers: vec![from],
+            accusers: from.into_iter().collect(),
         }
     }
 
-    /// Independent confirmations so far (accusers other than the first).
+    /// The member that started the suspicion, when known.
+    pub(crate) fn accuser(&self) -> Option<&Name> {
+        self.accusers.first()
+    }
+
+    /// Independent confirmations so far (accusers other than the original one).
     pub(crate) fn confirmations(&self) -> u32 {
-        (self.accusers.len() - 1) as u32
+        self.accusers.len().saturating_sub(1) as u32
     }
 
     /// The current timeout.
@@ -74,8 +87,13 @@ impl Suspicion {
     }
 
     /// Record an accusation from `from`. True when it is a new independent confirmation that
-    /// still shortens the timeout (and so is worth re-gossiping).
+    /// still shortens the timeout (and so is worth re-gossiping). While the original accuser
+    /// is unknown, the first accuser heard of is taken as the original one.
     pub(crate) fn confirm(&mut self, from: &str) -> bool {
+        if self.accusers.is_empty() {
+            self.accusers.push(Name::new(from));
+            return false;
+        }
         if self.confirmations() >= self.k || self.accusers.iter().any(|a| &**a == from) {
             return false;
         }
@@ -111,7 +129,7 @@ mod tests {
         let min = Duration::from_secs(8);
         let max = Duration::from_secs(48);
         let t0 = Timestamp::from_secs(100);
-        let mut s = Suspicion::new("a".into(), t0, min, max, 2);
+        let mut s = Suspicion::new(Some("a".into()), t0, min, max, 2);
         assert_eq!(s.deadline(), t0 + max);
         assert!(!s.confirm("a"), "the first accuser does not confirm itself");
         assert!(s.confirm("b"));
@@ -121,7 +139,25 @@ mod tests {
         assert!(s.confirm("c"));
         assert_eq!(s.timeout(), min);
         assert!(!s.confirm("d"), "k reached: nothing more to gain");
-        let s0 = Suspicion::new("a".into(), t0, min, max, 0);
+        let s0 = Suspicion::new(Some("a".into()), t0, min, max, 0);
         assert_eq!(s0.timeout(), min);
+    }
+
+    #[test]
+    fn an_unknown_original_accuser_is_not_confused_with_a_confirmation() {
+        let min = Duration::from_secs(3);
+        let max = Duration::from_secs(18);
+        let t0 = Timestamp::from_secs(1);
+        let mut s = Suspicion::new(None, t0, min, max, 1);
+        assert_eq!(s.accuser(), None);
+        assert_eq!(s.timeout(), max);
+        assert!(
+            !s.confirm("b"),
+            "the first accuser heard of may be the original one"
+        );
+        assert_eq!(s.accuser().map(|n| &**n), Some("b"));
+        assert_eq!((s.confirmations(), s.timeout()), (0, max));
+        assert!(s.confirm("c"));
+        assert_eq!((s.confirmations(), s.timeout()), (1, min));
     }
 }

@@ -214,12 +214,49 @@ impl Node {
         self.broadcast_self();
     }
 
-    /// Apply a suspect message.
+    /// Apply a suspect message: `s.from` accuses `s.name`.
     pub(crate) fn apply_suspect(&mut self, s: Accusation, broadcast: bool) {
         if *s.name == *self.me {
             self.accused(s.incarnation, &s.from);
             return;
         }
+        self.suspect_member(s, true, broadcast);
+    }
+
+    /// Apply a suspect (or dead) state about `name` learned through a push-pull from
+    /// `sender`, whose suspicion was started by `accuser` when the state says so. The real
+    /// accuser counts, never the sender that relayed it: that would fake an independent
+    /// confirmation and cut the suspicion short. When the accuser is unknown or is this node
+    /// itself (an echo of our own accusation), the state counts as no confirmation at all; it
+    /// starts a suspicion of a live member whose original accuser is unknown, which is not
+    /// re-gossiped (gossiping it in anyone's name would be counted as that member's
+    /// accusation), but the suspect itself is told at once so that it can refute.
+    pub(crate) fn apply_pushed_suspicion(
+        &mut self,
+        name: Name,
+        incarnation: u32,
+        accuser: Option<Name>,
+        sender: &Name,
+        broadcast: bool,
+    ) {
+        let accuser = accuser.filter(|a| *a != self.me);
+        if *name == *self.me {
+            self.accused(incarnation, accuser.as_ref().unwrap_or(sender));
+            return;
+        }
+        let known = accuser.is_some();
+        let from = accuser.unwrap_or_else(|| sender.clone());
+        let s = Accusation {
+            incarnation,
+            name,
+            from,
+        };
+        self.suspect_member(s, known, broadcast);
+    }
+
+    /// Suspect `s.name` on `s.from`'s word. With `known` false, `s.from` is only who told us
+    /// (the original accuser is unknown): no confirmation is counted and nothing is gossiped.
+    fn suspect_member(&mut self, s: Accusation, known: bool, broadcast: bool) {
         let now = self.now;
         let live = self.members.live();
         let Some(rec) = self.members.get_mut(&s.name) else {
@@ -231,6 +268,9 @@ impl Node {
         match rec.status() {
             MemberStatus::Failed | MemberStatus::Left => {}
             MemberStatus::Suspect => {
+                if !known {
+                    return;
+                }
                 let Some(generation) = rec.suspicion_generation() else {
                     return;
                 };
@@ -260,14 +300,14 @@ impl Node {
                     self.cfg.probe_interval,
                 );
                 let from: Name = s.from.clone();
-                let susp = Suspicion::new(from.clone(), now, min, max, k);
+                let susp = Suspicion::new(known.then(|| from.clone()), now, min, max, k);
                 let deadline = susp.deadline();
                 let name = rec.name.clone();
                 self.members.set_incarnation(&name, s.incarnation, now);
                 self.members.set_status(&name, MemberStatus::Suspect, now);
                 let rec = self.members.get_mut(&name).expect("present");
                 let generation = rec.install_suspicion(susp).expect("just made suspect");
-                let member = rec.snapshot();
+                let (member, addr) = (rec.snapshot(), rec.addr());
                 self.timers.schedule(
                     deadline,
                     TimerKind::Suspicion {
@@ -276,7 +316,15 @@ impl Node {
                     },
                 );
                 self.emit(Event::MemberSuspected { member, by: from });
-                if broadcast {
+                if !known {
+                    // Buddy system without gossip: only the suspect hears of it, in our name.
+                    let tell = Message::Suspect(Accusation {
+                        incarnation: s.incarnation,
+                        name,
+                        from: self.me.clone(),
+                    });
+                    self.send_datagram(addr, &[tell]);
+                } else if broadcast {
                     self.enqueue(name, &Message::Suspect(s));
                 }
             }

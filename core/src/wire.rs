@@ -182,6 +182,11 @@ pub(crate) struct PushState {
     pub tags: Tags,
     /// Member Lamport time of the member's latest join or leave intent.
     pub ltime: u64,
+    /// For a suspect member, the member that started the suspicion, when the sender knows
+    /// it: the receiver counts it, not the sender, as the accuser (a suspicion relayed by
+    /// push-pull is not an independent confirmation). Only a suspect state carries one, and
+    /// a member never accuses itself.
+    pub accuser: Option<Name>,
 }
 
 /// A push-pull exchange: the sender's whole member table.
@@ -196,7 +201,8 @@ pub(crate) struct PushPull {
     pub join: bool,
     /// Where the response goes (the sender's advertised address).
     pub reply_to: SocketAddr,
-    /// The sender's name: suspicions its table holds are counted as its accusations.
+    /// The sender's name (suspicions its table holds count as the accusations of the
+    /// accusers they name, never as the sender's own).
     pub sender: Name,
     #[serde(deserialize_with = "seq_no_prealloc")]
     pub states: Vec<PushState>,
@@ -419,6 +425,15 @@ impl Limits {
                 for s in &p.states {
                     self.name(&s.name)?;
                     self.tags(&s.tags)?;
+                    if let Some(a) = &s.accuser {
+                        self.name(a)?;
+                        if s.status != WireStatus::Suspect {
+                            return Err(DecodeError::Invalid("accuser on a state not suspect"));
+                        }
+                        if *a == s.name {
+                            return Err(DecodeError::Invalid("a member accuses itself"));
+                        }
+                    }
                 }
                 if p.events.len() > 4 * self.event_buffer {
                     return Err(DecodeError::Invalid("push-pull carries too many events"));
@@ -709,6 +724,7 @@ mod tests {
                     status: WireStatus::Suspect,
                     tags,
                     ltime: 3,
+                    accuser: Some("n3".into()),
                 }],
                 member_ltime: 4,
                 event_ltime: 5,
@@ -809,6 +825,48 @@ mod tests {
             from: "b".into(),
         });
         assert!(limits().validate(&empty).is_err());
+    }
+
+    #[test]
+    fn a_push_pull_accuser_is_validated() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let with = |status: WireStatus, accuser: &str| {
+            Message::PushPull(PushPull {
+                id: 1,
+                request: false,
+                join: false,
+                reply_to: addr,
+                sender: "n2".into(),
+                states: vec![PushState {
+                    name: "n1".into(),
+                    addr,
+                    incarnation: 1,
+                    status,
+                    tags: Tags::new(),
+                    ltime: 0,
+                    accuser: Some(accuser.into()),
+                }],
+                member_ltime: 0,
+                event_ltime: 0,
+                query_ltime: 0,
+                events: vec![],
+            })
+        };
+        let ok = with(WireStatus::Suspect, "n3");
+        assert_eq!(limits().validate(&ok), Ok(()));
+        let bytes = encode_message(&ok);
+        assert_eq!(decode_single(&bytes, &limits()), Ok(ok));
+        for bad in [
+            with(WireStatus::Alive, "n3"),
+            with(WireStatus::Dead, "n3"),
+            with(WireStatus::Suspect, "n1"),
+            with(WireStatus::Suspect, ""),
+            with(WireStatus::Suspect, &"x".repeat(200)),
+        ] {
+            assert!(limits().validate(&bad).is_err(), "{bad:?}");
+            let bytes = encode_message(&bad);
+            assert!(decode_single(&bytes, &limits()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -20,11 +20,12 @@
 //! - everything the node sends is valid by its own limits: datagrams fit the MTU and decode
 //!   (and never carry a push-pull), frames have a correct length prefix, fit
 //!   `max_stream_message` and decode;
+//! - the node's member, event and query Lamport clocks ([`Node::clocks`]) never decrease;
 //! - the node's own incarnation never decreases; a member's incarnation, as the node sees it,
 //!   decreases only when the member is re-admitted (a [`Event::MemberJoined`] in the same step:
 //!   a member that failed or left coming back from a new address);
 //! - input that is rejected (undecodable, wrong label) changes nothing: same members, queue,
-//!   health and deadline, no transmit and no event;
+//!   health, Lamport clocks and deadline, no transmit and no event;
 //! - once the node has left, it has no deadline and refuses input.
 
 use std::collections::{HashMap, VecDeque};
@@ -327,6 +328,8 @@ struct Harness {
     /// Members as of the last check.
     seen: HashMap<Name, Member>,
     self_inc: u32,
+    /// The node's (member, event, query) Lamport clocks as of the last check.
+    clocks: (u64, u64, u64),
     /// Events drained during the current step.
     step_events: Vec<Event>,
     /// Whether every event of the current step was seen (drained, none dropped).
@@ -340,6 +343,7 @@ struct Fingerprint {
     members: Vec<Member>,
     health: u32,
     queue: usize,
+    clocks: (u64, u64, u64),
     deadline: Option<Timestamp>,
     alive: usize,
     left: bool,
@@ -350,6 +354,7 @@ fn fingerprint(n: &Node) -> Fingerprint {
         members: n.members(),
         health: n.health_score(),
         queue: n.broadcast_queue_len(),
+        clocks: n.clocks(),
         deadline: n.poll_timeout(),
         alive: n.alive_count(),
         left: n.has_left(),
@@ -376,6 +381,7 @@ impl Harness {
             outbox: VecDeque::new(),
             seen: HashMap::new(),
             self_inc: 0,
+            clocks: (0, 0, 0),
             step_events: Vec::new(),
             events_complete: true,
             trace: std::hash::DefaultHasher::new(),
@@ -497,6 +503,22 @@ impl Harness {
             me.incarnation
         );
         self.self_inc = me.incarnation;
+        let clocks = n.clocks();
+        let names = ["member", "event", "query"];
+        let (old, new) = (
+            [self.clocks.0, self.clocks.1, self.clocks.2],
+            [clocks.0, clocks.1, clocks.2],
+        );
+        for k in 0..3 {
+            assert!(
+                new[k] >= old[k],
+                "{} Lamport clock went down: {} -> {}",
+                names[k],
+                old[k],
+                new[k]
+            );
+        }
+        self.clocks = clocks;
         let mut now_seen = HashMap::with_capacity(members.len());
         for m in members {
             if let Some(prev) = self.seen.get(&m.name) {
