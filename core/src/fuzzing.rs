@@ -181,7 +181,7 @@ impl WireMessage {
                 accuser: None,
             })
             .collect();
-        WireMessage(Message::PushPull(PushPull {
+        WireMessage(Message::PushPull(Box::new(PushPull {
             id,
             request,
             join,
@@ -192,7 +192,7 @@ impl WireMessage {
             event_ltime: 0,
             query_ltime: 0,
             events: Vec::new(),
-        }))
+        })))
     }
 
     /// The fields a harness needs to answer this message.

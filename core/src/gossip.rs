@@ -150,7 +150,7 @@ impl Node {
             events: self.event_ring.recent(),
         };
         self.fit_push_pull(&mut p);
-        self.send_reliable(to, &Message::PushPull(p));
+        self.send_reliable(to, &Message::PushPull(Box::new(p)));
     }
 
     /// Keep a push-pull within `max_stream_message` (a peer with the same configuration
@@ -515,7 +515,7 @@ mod tests {
     fn push_x(a: &mut crate::Node, now: u64, status: WireStatus, accuser: Option<&str>) {
         let mut x = state("x", 9, status);
         x.accuser = accuser.map(Into::into);
-        let msg = Message::PushPull(PushPull {
+        let msg = Message::PushPull(Box::new(PushPull {
             id: 77,
             request: false,
             join: false,
@@ -526,7 +526,7 @@ mod tests {
             event_ltime: 0,
             query_ltime: 0,
             events: vec![],
-        });
+        }));
         let frame = crate::wire::assemble_frame(
             &crate::wire::header(None),
             &crate::wire::encode_message(&msg),
@@ -596,7 +596,7 @@ mod tests {
             "{gossiped:?}"
         );
         // Our own table names b as the accuser.
-        let req = Message::PushPull(PushPull {
+        let req = Message::PushPull(Box::new(PushPull {
             id: 5,
             request: true,
             join: false,
@@ -607,7 +607,7 @@ mod tests {
             event_ltime: 0,
             query_ltime: 0,
             events: vec![],
-        });
+        }));
         let frame = crate::wire::assemble_frame(
             &crate::wire::header(None),
             &crate::wire::encode_message(&req),
@@ -681,7 +681,7 @@ mod tests {
             },
             other => panic!("{other:?}"),
         };
-        let reply = Message::PushPull(PushPull {
+        let reply = Message::PushPull(Box::new(PushPull {
             id,
             request: false,
             join: false,
@@ -696,7 +696,7 @@ mod tests {
             event_ltime: 0,
             query_ltime: 0,
             events: vec![],
-        });
+        }));
         let frame = crate::wire::assemble_frame(
             &crate::wire::header(None),
             &crate::wire::encode_message(&reply),
@@ -721,7 +721,7 @@ mod tests {
     #[test]
     fn a_push_pull_request_is_answered_and_merged_with_regossip() {
         let mut a = node("a", 1);
-        let req = Message::PushPull(PushPull {
+        let req = Message::PushPull(Box::new(PushPull {
             id: 9,
             request: true,
             join: true,
@@ -732,7 +732,7 @@ mod tests {
             event_ltime: 0,
             query_ltime: 0,
             events: vec![],
-        });
+        }));
         let frame = crate::wire::assemble_frame(
             &crate::wire::header(None),
             &crate::wire::encode_message(&req),

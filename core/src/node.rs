@@ -379,10 +379,10 @@ impl Node {
             Message::Suspect(s) => self.apply_suspect(s, true),
             Message::Dead(d) => self.apply_dead(d, true),
             // Datagrams carrying push-pull were rejected before anything was applied.
-            Message::PushPull(p) => self.on_push_pull(p),
+            Message::PushPull(p) => self.on_push_pull(*p),
             Message::LeaveIntent(i) => self.on_leave_intent(i, true),
             Message::UserEvent(e) => self.on_user_event(e, true, true),
-            Message::Query(q) => self.on_query(q),
+            Message::Query(q) => self.on_query(*q),
             Message::QueryResponse(r) => self.on_query_response(r),
             Message::RelayResponse { to, resp } => {
                 self.send_datagram(to, &[Message::QueryResponse(resp)]);

@@ -313,7 +313,7 @@ impl Node {
         self.timers
             .schedule(self.now + timeout, TimerKind::QueryDeadline { id });
         self.queries.insert(ltime, &self.me.clone(), id);
-        self.serf_enqueue(SerfKey::Query(ltime, id), &Message::Query(q));
+        self.serf_enqueue(SerfKey::Query(ltime, id), &Message::Query(Box::new(q)));
     }
 
     fn answer_conflict_vote(&mut self, q: &QueryMsg) {
@@ -361,7 +361,10 @@ impl Node {
             return;
         }
         // Every member passes the query on, selected or not.
-        self.serf_enqueue(SerfKey::Query(q.ltime, q.id), &Message::Query(q.clone()));
+        self.serf_enqueue(
+            SerfKey::Query(q.ltime, q.id),
+            &Message::Query(Box::new(q.clone())),
+        );
         if self.run != RunState::Running {
             return;
         }
@@ -586,7 +589,7 @@ mod tests {
             name: "q".into(),
             payload: Default::default(),
         };
-        deliver(&mut b, at(1), 3, &[Message::Query(q)]);
+        deliver(&mut b, at(1), 3, &[Message::Query(Box::new(q))]);
         let incoming = events(&mut b)
             .into_iter()
             .find_map(|e| match e {

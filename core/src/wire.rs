@@ -267,10 +267,10 @@ pub(crate) enum Message {
     Alive(Alive),
     Suspect(Accusation),
     Dead(Accusation),
-    PushPull(PushPull),
+    PushPull(Box<PushPull>),
     LeaveIntent(Intent),
     UserEvent(UserEventMsg),
-    Query(QueryMsg),
+    Query(Box<QueryMsg>),
     QueryResponse(QueryResp),
     /// Please forward `resp` to the asker at `to` (a query's relay factor).
     RelayResponse {
@@ -711,7 +711,7 @@ mod tests {
                 name: "n1".into(),
                 from: "n1".into(),
             }),
-            Message::PushPull(PushPull {
+            Message::PushPull(Box::new(PushPull {
                 id: 5,
                 request: true,
                 join: true,
@@ -735,7 +735,7 @@ mod tests {
                     payload: Bytes::from_static(b"v2"),
                     coalesce: true,
                 }],
-            }),
+            })),
         ]
     }
 
@@ -831,7 +831,7 @@ mod tests {
     fn a_push_pull_accuser_is_validated() {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let with = |status: WireStatus, accuser: &str| {
-            Message::PushPull(PushPull {
+            Message::PushPull(Box::new(PushPull {
                 id: 1,
                 request: false,
                 join: false,
@@ -850,7 +850,7 @@ mod tests {
                 event_ltime: 0,
                 query_ltime: 0,
                 events: vec![],
-            })
+            }))
         };
         let ok = with(WireStatus::Suspect, "n3");
         assert_eq!(limits().validate(&ok), Ok(()));
@@ -873,7 +873,7 @@ mod tests {
     fn huge_claimed_sequence_does_not_preallocate() {
         // A push-pull claiming 2^28 states in a tiny buffer fails fast with Truncated.
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let pp = Message::PushPull(PushPull {
+        let pp = Message::PushPull(Box::new(PushPull {
             id: 1,
             request: true,
             join: false,
@@ -884,7 +884,7 @@ mod tests {
             event_ltime: 0,
             query_ltime: 0,
             events: vec![],
-        });
+        }));
         let mut b = encode_message(&pp);
         b.pop(); // the empty-vec length
         b.extend([0xff, 0xff, 0xff, 0x7f]);
