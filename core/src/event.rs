@@ -26,7 +26,8 @@ pub enum Event {
     MemberSuspected {
         /// The suspected member.
         member: Member,
-        /// Who first suspected it, as far as this node knows.
+        /// Who first suspected it, as far as this node knows (for a suspicion learnt by
+        /// push-pull from a state naming no accuser, the member that passed it on).
         by: Name,
     },
     /// A suspected member refuted the suspicion and is alive again.

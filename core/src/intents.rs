@@ -89,7 +89,8 @@ impl Node {
         };
         rec.status_ltime = ltime;
         rec.leaving = false;
-        let inc = rec.incarnation.wrapping_add(1);
+        // Saturates, as every raise of our own incarnation does (see `Node::refute`).
+        let inc = rec.incarnation.saturating_add(1);
         self.members.set_incarnation(&me, inc, now);
         self.broadcast_self();
     }

@@ -561,7 +561,8 @@ impl Node {
 
     /// Members alive at the failure-detection level — status [`crate::MemberStatus::Alive`], or
     /// [`crate::MemberStatus::Leaving`] while the departure goes out — this node included while it
-    /// runs.
+    /// runs. A leaving member that is also suspected is listed as `Leaving` by
+    /// [`Node::members`] but is not counted here: it is not alive at that level.
     pub fn alive_count(&self) -> usize {
         self.members.alive()
     }

@@ -85,3 +85,18 @@ fn own_incarnation_saturates_instead_of_wrapping() {
     a.set_tags(now, Default::default()).unwrap();
     assert_eq!(a.local_member().incarnation, u32::MAX);
 }
+
+/// Joining announces the join intent with a new incarnation, computed with `wrapping_add(1)`:
+/// a node pushed to `u32::MAX` by an accusation (forged, or gossiped by a buggy peer) that
+/// then joined went back to incarnation 0 (`node` target, input
+/// `regressions/node/join-wraps-own-incarnation`). It saturates like every other raise now.
+#[test]
+fn joining_at_the_incarnation_ceiling_does_not_wrap() {
+    let now = Timestamp::ZERO;
+    let mut a = Node::new(Config::local(), Identity::new("a", addr(1)), 1, now).unwrap();
+    a.handle_packet(now, addr(2), &suspect_datagram(u32::MAX, "a", "b"))
+        .unwrap();
+    assert_eq!(a.local_member().incarnation, u32::MAX);
+    a.join(now, &[addr(2)]).unwrap();
+    assert_eq!(a.local_member().incarnation, u32::MAX);
+}
