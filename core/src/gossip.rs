@@ -512,16 +512,22 @@ mod tests {
     }
 
     /// Hand `a` a push-pull response from `sender` (port 3) carrying one state of x.
-    fn push_x(a: &mut crate::Node, now: u64, status: WireStatus, accuser: Option<&str>) {
-        let mut x = state("x", 9, status);
-        x.accuser = accuser.map(Into::into);
+    /// The stream frame body (after the length prefix) of a push-pull from `sender` at
+    /// `addr(port)`.
+    fn push_pull_frame(
+        id: u32,
+        (request, join): (bool, bool),
+        sender: &str,
+        port: u16,
+        states: Vec<PushState>,
+    ) -> Vec<u8> {
         let msg = Message::PushPull(Box::new(PushPull {
-            id: 77,
-            request: false,
-            join: false,
-            reply_to: addr(3),
-            sender: "c".into(),
-            states: vec![x],
+            id,
+            request,
+            join,
+            reply_to: addr(port),
+            sender: sender.into(),
+            states,
             member_ltime: 0,
             event_ltime: 0,
             query_ltime: 0,
@@ -531,7 +537,14 @@ mod tests {
             &crate::wire::header(None),
             &crate::wire::encode_message(&msg),
         );
-        a.handle_stream(at(now), addr(3), &frame[4..]).unwrap();
+        frame[4..].to_vec()
+    }
+
+    fn push_x(a: &mut crate::Node, now: u64, status: WireStatus, accuser: Option<&str>) {
+        let mut x = state("x", 9, status);
+        x.accuser = accuser.map(Into::into);
+        let frame = push_pull_frame(77, (false, false), "c", 3, vec![x]);
+        a.handle_stream(at(now), addr(3), &frame).unwrap();
     }
 
     /// (confirmations, deadline in ms) of x's suspicion.
@@ -596,24 +609,9 @@ mod tests {
             "{gossiped:?}"
         );
         // Our own table names b as the accuser.
-        let req = Message::PushPull(Box::new(PushPull {
-            id: 5,
-            request: true,
-            join: false,
-            reply_to: addr(4),
-            sender: "d".into(),
-            states: vec![],
-            member_ltime: 0,
-            event_ltime: 0,
-            query_ltime: 0,
-            events: vec![],
-        }));
-        let frame = crate::wire::assemble_frame(
-            &crate::wire::header(None),
-            &crate::wire::encode_message(&req),
-        );
+        let frame = push_pull_frame(5, (true, false), "d", 4, vec![]);
         let _ = sent(&mut a);
-        a.handle_stream(at(1_200), addr(4), &frame[4..]).unwrap();
+        a.handle_stream(at(1_200), addr(4), &frame).unwrap();
         let out = sent(&mut a);
         let Some(Message::PushPull(p)) = out.iter().find_map(|(_, _, m)| m.first()) else {
             panic!("no push-pull answer: {out:?}")
@@ -681,27 +679,13 @@ mod tests {
             },
             other => panic!("{other:?}"),
         };
-        let reply = Message::PushPull(Box::new(PushPull {
-            id,
-            request: false,
-            join: false,
-            reply_to: addr(2),
-            sender: "b".into(),
-            states: vec![
-                state("b", 2, WireStatus::Alive),
-                state("c", 3, WireStatus::Alive),
-                state("d", 4, WireStatus::Dead),
-            ],
-            member_ltime: 0,
-            event_ltime: 0,
-            query_ltime: 0,
-            events: vec![],
-        }));
-        let frame = crate::wire::assemble_frame(
-            &crate::wire::header(None),
-            &crate::wire::encode_message(&reply),
-        );
-        a.handle_stream(at(5), addr(2), &frame[4..]).unwrap();
+        let states = vec![
+            state("b", 2, WireStatus::Alive),
+            state("c", 3, WireStatus::Alive),
+            state("d", 4, WireStatus::Dead),
+        ];
+        let frame = push_pull_frame(id, (false, false), "b", 2, states);
+        a.handle_stream(at(5), addr(2), &frame).unwrap();
         let ev = events(&mut a);
         assert!(ev.contains(&Event::JoinCompleted {
             answered: 1,
@@ -721,23 +705,9 @@ mod tests {
     #[test]
     fn a_push_pull_request_is_answered_and_merged_with_regossip() {
         let mut a = node("a", 1);
-        let req = Message::PushPull(Box::new(PushPull {
-            id: 9,
-            request: true,
-            join: true,
-            reply_to: addr(2),
-            sender: "b".into(),
-            states: vec![state("b", 2, WireStatus::Alive)],
-            member_ltime: 0,
-            event_ltime: 0,
-            query_ltime: 0,
-            events: vec![],
-        }));
-        let frame = crate::wire::assemble_frame(
-            &crate::wire::header(None),
-            &crate::wire::encode_message(&req),
-        );
-        a.handle_stream(at(1), addr(40000), &frame[4..]).unwrap();
+        let states = vec![state("b", 2, WireStatus::Alive)];
+        let frame = push_pull_frame(9, (true, true), "b", 2, states);
+        a.handle_stream(at(1), addr(40000), &frame).unwrap();
         let out = sent(&mut a);
         assert!(matches!(&out[..], [(to, TransmitKind::Reliable, m)]
             if *to == addr(2) && matches!(&m[0], Message::PushPull(p) if !p.request && p.id == 9 && p.states.len() == 1)));
