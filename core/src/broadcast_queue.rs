@@ -178,14 +178,19 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         }
     }
 
-    /// Free a slot (already out of the key index).
-    fn release(&mut self, slot: u32) {
+    /// Free a slot (already out of the key index); the caller resets a queue it emptied.
+    fn free_slot(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
         s.key = None;
         s.generation = s.generation.wrapping_add(1);
         self.garbage += s.len as usize;
         self.free.push(slot);
         self.len -= 1;
+    }
+
+    /// Free a slot (already out of the key index), resetting the queue if it is now empty.
+    fn release(&mut self, slot: u32) {
+        self.free_slot(slot);
         if self.len == 0 {
             self.reset();
         }
@@ -301,14 +306,10 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
                 room -= len;
                 taken += 1;
                 if done {
+                    // Reset (if this emptied the queue) only after the scan.
                     self.tickets -= 1;
                     self.unindex(t.slot);
-                    let s = &mut self.slots[t.slot as usize];
-                    s.key = None;
-                    s.generation = s.generation.wrapping_add(1);
-                    self.garbage += len;
-                    self.free.push(t.slot);
-                    self.len -= 1;
+                    self.free_slot(t.slot);
                 } else {
                     moved.push((b + 1, t));
                 }

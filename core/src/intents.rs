@@ -112,6 +112,17 @@ impl Node {
     }
 
     /// A join intent (carried by an alive message or a push-pull state).
+    /// The join intent an alive message about `name` carries (`ltime` 0: none).
+    pub(crate) fn on_alive_intent(&mut self, name: Name, ltime: u64) {
+        if ltime > 0 {
+            self.on_join_intent(Intent {
+                ltime,
+                name,
+                prune: false,
+            });
+        }
+    }
+
     pub(crate) fn on_join_intent(&mut self, i: Intent) {
         self.member_clock.witness(i.ltime);
         let Some(rec) = self.members.get_mut(&i.name) else {

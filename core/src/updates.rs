@@ -17,7 +17,7 @@ use crate::members::MemberRec;
 use crate::node::{Node, RunState};
 use crate::suspicion::{self, Suspicion};
 use crate::timers::TimerKind;
-use crate::wire::{Accusation, Alive, Intent, Message};
+use crate::wire::{Accusation, Alive, Message};
 
 impl Node {
     /// Apply an alive message; `broadcast` re-gossips it when it was news.
@@ -42,14 +42,7 @@ impl Node {
             );
             self.members.insert(rec, now, &mut self.rng);
             self.apply_buffered_intent(&name);
-            if a.ltime > 0 {
-                let intent = Intent {
-                    ltime: a.ltime,
-                    name: name.clone(),
-                    prune: false,
-                };
-                self.on_join_intent(intent);
-            }
+            self.on_alive_intent(name.clone(), a.ltime);
             let snap = self.members.get(&name).expect("just inserted").snapshot();
             self.emit(Event::MemberJoined(snap));
             if broadcast {
@@ -63,11 +56,7 @@ impl Node {
         // another address is not a threat: it changes nothing, and the owner refutes it.
         if a.incarnation <= rec.incarnation && rec.is_live() {
             if a.ltime > rec.status_ltime {
-                self.on_join_intent(Intent {
-                    ltime: a.ltime,
-                    name: a.name,
-                    prune: false,
-                });
+                self.on_alive_intent(a.name, a.ltime);
             }
             return;
         }
@@ -83,11 +72,7 @@ impl Node {
         }
         if !reclaim && a.incarnation <= rec.incarnation {
             if a.ltime > rec.status_ltime {
-                self.on_join_intent(Intent {
-                    ltime: a.ltime,
-                    name: a.name,
-                    prune: false,
-                });
+                self.on_alive_intent(a.name, a.ltime);
             }
             return;
         }
@@ -105,14 +90,7 @@ impl Node {
         let name = rec.name.clone();
         self.members.set_incarnation(&name, a.incarnation, now);
         self.members.set_status(&name, MemberStatus::Alive, now);
-        if a.ltime > 0 {
-            let intent = Intent {
-                ltime: a.ltime,
-                name: name.clone(),
-                prune: false,
-            };
-            self.on_join_intent(intent);
-        }
+        self.on_alive_intent(name.clone(), a.ltime);
         let snap = self.members.get(&name).expect("present").snapshot();
         match prev {
             MemberStatus::Failed | MemberStatus::Left => self.emit(Event::MemberJoined(snap)),
