@@ -196,3 +196,133 @@ pub struct QueryParams {
     /// How long to wait; default gossip_interval · query_timeout_mult · ceil(log10(n + 1)).
     pub timeout: Option<Duration>,
 }
+
+/// Payload bytes for a one-line description: UTF-8 (lossy) when short, else a byte count.
+fn payload_text(p: &Bytes) -> String {
+    if p.len() <= 64 {
+        format!("{:?}", String::from_utf8_lossy(p))
+    } else {
+        format!("<{} bytes>", p.len())
+    }
+}
+
+/// A one-line, human-readable description (for logs and examples); `Debug` has every field.
+impl core::fmt::Display for Event {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Event::MemberJoined(m) => write!(f, "{} joined ({})", m.name, m.addr),
+            Event::MemberUpdated(m) => write!(f, "{} updated: {:?}", m.name, m.tags),
+            Event::MemberLeft(m) => write!(f, "{} left", m.name),
+            Event::MemberFailed(m) => write!(f, "{} failed", m.name),
+            Event::MemberSuspected { member, by } => {
+                write!(f, "{} suspected by {by}", member.name)
+            }
+            Event::MemberRecovered(m) => write!(f, "{} recovered", m.name),
+            Event::JoinCompleted {
+                answered,
+                contacted,
+            } => write!(f, "join completed: {answered}/{contacted} seeds answered"),
+            Event::NameConflict {
+                name,
+                existing,
+                claimed,
+            } => write!(f, "name {name} held by {existing} is claimed by {claimed}"),
+            Event::LeaveCompleted => f.write_str("leave completed"),
+            Event::MemberReaped(m) => write!(f, "{} reaped", m.name),
+            Event::MemberBatch { kind, members } => {
+                write!(f, "{} member(s) {kind:?}:", members.len())?;
+                for m in members {
+                    write!(f, " {}", m.name)?;
+                }
+                Ok(())
+            }
+            Event::User(u) => write!(f, "user event {} {}", u.name, payload_text(&u.payload)),
+            Event::Query(q) => {
+                let p = payload_text(&q.payload);
+                write!(f, "query {} from {} {p}", q.name, q.from)
+            }
+            Event::QueryAck { query, from } => write!(f, "query {} acked by {from}", query.0),
+            Event::QueryResponse {
+                query,
+                from,
+                payload,
+            } => write!(
+                f,
+                "query {} answered by {from}: {}",
+                query.0,
+                payload_text(payload)
+            ),
+            Event::QueryDone {
+                query,
+                acks,
+                responses,
+            } => write!(
+                f,
+                "query {} done: {acks} acks, {responses} responses",
+                query.0
+            ),
+            Event::Message { from, payload } => {
+                write!(f, "message from {from}: {}", payload_text(payload))
+            }
+            Event::SendFailed { to, messages } => {
+                write!(f, "{messages} message(s) to {to} may not have arrived")
+            }
+            Event::Lagged { dropped } => write!(f, "lagged: {dropped} event(s) dropped"),
+            Event::QueueDepthWarning { depth } => write!(f, "broadcast queue depth {depth}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn events_read_as_one_line() {
+        let m = Member {
+            name: "web-1".into(),
+            addr: "10.0.0.1:7946".parse().unwrap(),
+            status: crate::MemberStatus::Alive,
+            incarnation: 3,
+            tags: Default::default(),
+        };
+        let cases = [
+            (
+                Event::MemberJoined(m.clone()),
+                "web-1 joined (10.0.0.1:7946)",
+            ),
+            (
+                Event::MemberSuspected {
+                    member: m.clone(),
+                    by: "db-2".into(),
+                },
+                "web-1 suspected by db-2",
+            ),
+            (
+                Event::Message {
+                    from: "db-2".into(),
+                    payload: Bytes::from_static(b"hi"),
+                },
+                "message from db-2: \"hi\"",
+            ),
+            (
+                Event::Message {
+                    from: "db-2".into(),
+                    payload: Bytes::from(vec![0u8; 100]),
+                },
+                "message from db-2: <100 bytes>",
+            ),
+            (
+                Event::MemberBatch {
+                    kind: MemberEventKind::Failed,
+                    members: vec![m.clone(), m],
+                },
+                "2 member(s) Failed: web-1 web-1",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), want);
+            assert!(!want.contains('\n'));
+        }
+    }
+}

@@ -93,21 +93,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Chat lines as they are; everything else as the core describes it.
 fn describe(event: &Event) -> String {
     match event {
         Event::User(u) if &*u.name == "chat" => String::from_utf8_lossy(&u.payload).into_owned(),
-        Event::Message { from, payload } => {
-            format!("(from {from}) {}", String::from_utf8_lossy(payload))
-        }
-        Event::SendFailed { to, messages } => {
-            format!("* {messages} message(s) to {to} may not have arrived")
-        }
-        Event::MemberJoined(m) => format!("* {} joined ({})", m.name, m.addr),
-        Event::MemberUpdated(m) => format!("* {} updated: {:?}", m.name, m.tags),
-        Event::MemberLeft(m) => format!("* {} left", m.name),
-        Event::MemberFailed(m) => format!("* {} failed", m.name),
-        Event::MemberSuspected { member, by } => format!("* {} suspected by {by}", member.name),
-        Event::MemberRecovered(m) => format!("* {} recovered", m.name),
-        other => format!("* {other:?}"),
+        other => format!("* {other}"),
     }
 }
