@@ -623,17 +623,24 @@ pub fn churn(opts: &Options) -> Map<String, Value> {
     m
 }
 
-/// `event`: converge, settle 5 s, node 0 fires a user event; time until every node has it.
-pub fn event(opts: &Options) -> Map<String, Value> {
-    let n = opts.nodes;
+/// A formed cluster of `opts.nodes` under `opts.loss`, settled 5 s, its events drained (for the
+/// scenarios that then measure one action); with the formation time.
+fn settled_cluster(opts: &Options) -> (Sim, Option<Duration>) {
     let mut sim = Sim::new(opts.seed, NetConfig::default());
-    let formed = form_cluster(&mut sim, n, &opts.config);
+    let formed = form_cluster(&mut sim, opts.nodes, &opts.config);
     sim.set_net(NetConfig {
         loss: opts.loss,
         ..NetConfig::default()
     });
     sim.run_for(Duration::from_secs(5));
     sim.drain_events().for_each(drop);
+    (sim, formed)
+}
+
+/// `event`: converge, settle 5 s, node 0 fires a user event; time until every node has it.
+pub fn event(opts: &Options) -> Map<String, Value> {
+    let n = opts.nodes;
+    let (mut sim, formed) = settled_cluster(opts);
     let t0 = sim.now();
     sim.with_node(0, |node, now| {
         node.user_event(now, "bench", &b"payload"[..], false)
@@ -667,15 +674,7 @@ pub fn event(opts: &Options) -> Map<String, Value> {
 /// `query`: converge, settle 5 s, node 0 asks everyone (default timeout); every node answers
 /// as soon as it sees the query. Time until the asker's query is done, and how many answered.
 pub fn query(opts: &Options) -> Map<String, Value> {
-    let n = opts.nodes;
-    let mut sim = Sim::new(opts.seed, NetConfig::default());
-    let formed = form_cluster(&mut sim, n, &opts.config);
-    sim.set_net(NetConfig {
-        loss: opts.loss,
-        ..NetConfig::default()
-    });
-    sim.run_for(Duration::from_secs(5));
-    sim.drain_events().for_each(drop);
+    let (mut sim, formed) = settled_cluster(opts);
     let t0 = sim.now();
     let id = sim
         .with_node(0, |node, now| {
