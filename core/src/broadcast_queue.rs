@@ -75,6 +75,15 @@ const MAX_MISFITS: usize = 32;
 /// A drained queue keeps at most this many slots' worth of memory.
 const IDLE_SLOTS: usize = 64;
 
+/// Give back most of a bucket's capacity once it holds under a quarter of it. Every update
+/// passes through every bucket, so without this each bucket would keep room for the largest
+/// backlog it ever held (a formation's) for as long as the queue is not empty.
+fn trim(bucket: &mut VecDeque<Ticket>) {
+    if bucket.capacity() > IDLE_SLOTS && bucket.len() < bucket.capacity() / 4 {
+        bucket.shrink_to(bucket.len() * 2);
+    }
+}
+
 impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
     /// An empty queue of at most `max` updates; its index's hasher is keyed by `keys`.
     pub(crate) fn new(max: usize, keys: [u64; 4]) -> BroadcastQueue<K> {
@@ -161,7 +170,7 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         }
         // Replaced entries leave stale tickets behind; drop them before they outnumber the
         // live ones, so the queue's memory stays bounded even if some bucket is never scanned.
-        if self.tickets > 2 * self.len + IDLE_SLOTS {
+        if self.tickets > self.len + self.len / 2 + IDLE_SLOTS {
             self.compact_tickets();
         }
         if self.garbage > self.bytes.len() / 2 && self.bytes.len() > 64 * IDLE_SLOTS {
@@ -319,6 +328,7 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
                 self.buckets[b].push_front(t);
             }
             kept.clear();
+            trim(&mut self.buckets[b]);
             b += 1;
         }
         for &(bucket, t) in &moved {

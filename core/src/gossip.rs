@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use crate::event::Event;
 use crate::identity::MemberStatus;
 use crate::node::{Node, RunState, SerfKey};
+use crate::short_name::ShortName;
 use crate::timers::TimerKind;
 use crate::wire::{Accusation, Alive, Digest, Intent, Message, PushPull, PushState, WireStatus};
 use rand::Rng;
@@ -59,7 +60,7 @@ impl Node {
                 1 if !self.serf_queue.contains(&SerfKey::Intent(me.clone())) => {
                     self.leave_deadline(1)
                 }
-                2 if !self.queue.contains(&me) => self.leave_deadline(2),
+                2 if !self.queue.contains(&ShortName::new(&me)) => self.leave_deadline(2),
                 _ => {}
             }
         }
@@ -124,11 +125,11 @@ impl Node {
                     _ => None,
                 };
                 PushState {
-                    name: r.name.clone(),
+                    name: r.name.to_name(),
                     addr: r.addr(),
                     incarnation: r.incarnation,
                     status,
-                    tags: (*r.tags).clone(),
+                    tags: (**self.members.tags(r)).clone(),
                     ltime: r.status_ltime,
                     accuser: accuser.cloned(),
                 }

@@ -160,7 +160,7 @@ impl Node {
             return;
         }
         rec.status_ltime = rec.status_ltime.max(i.ltime);
-        let name = rec.name.clone();
+        let name = rec.name.to_name();
         match rec.status() {
             MemberStatus::Alive | MemberStatus::Suspect | MemberStatus::Leaving => {
                 rec.leaving = true;
@@ -168,15 +168,15 @@ impl Node {
             MemberStatus::Failed => {
                 // Serf: a failed member that is (force-)removed has left.
                 self.members.set_status(&name, MemberStatus::Left, now);
-                let snap = self.members.get(&name).expect("present").snapshot();
+                let snap = self.members.member(&name).expect("present");
                 self.emit(Event::MemberLeft(snap));
             }
             MemberStatus::Left => {}
         }
         if i.prune {
-            if let Some(rec) = self.members.remove(&name, now) {
-                if !rec.is_live() {
-                    self.emit(Event::MemberReaped(rec.snapshot()));
+            if let Some(last) = self.members.remove(&name, now) {
+                if matches!(last.status, MemberStatus::Failed | MemberStatus::Left) {
+                    self.emit(Event::MemberReaped(last));
                 }
             }
         }

@@ -52,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 mod broadcast_queue;
+mod chunked;
 mod coalesce;
 mod config;
 mod error;
@@ -69,6 +70,7 @@ mod node;
 mod probe;
 mod query;
 mod reaper;
+mod short_name;
 mod stats;
 mod suspicion;
 #[cfg(test)]

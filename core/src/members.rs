@@ -5,42 +5,26 @@
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 
-use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::chunked::Chunked;
 use crate::identity::{Member, MemberStatus, Name, Tags};
 use crate::member_index::{MemberIndex, PARKED};
+use crate::short_name::ShortName;
 use crate::suspicion::Suspicion;
 use crate::time::Timestamp;
 
-/// A member's address in 16 bytes instead of `SocketAddr`'s 32: IPv4 inline, IPv6 (with its
-/// flow info and scope id) boxed. Most clusters are IPv4 and the record is most of a node's
-/// memory.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum PackedAddr {
-    V4([u8; 4], u16),
-    V6(Box<SocketAddrV6>),
+/// What only some members need: an IPv6 address, and — while the member is not alive — when
+/// it entered its status and its suspicion. A member alive at an IPv4 address has none, so the
+/// record every node keeps about every member stays at 48 bytes.
+#[derive(Clone, Debug, Default)]
+struct Cold {
+    addr6: Option<SocketAddrV6>,
+    trouble: Option<Trouble>,
 }
 
-impl PackedAddr {
-    fn new(addr: SocketAddr) -> PackedAddr {
-        match addr {
-            SocketAddr::V4(a) => PackedAddr::V4(a.ip().octets(), a.port()),
-            SocketAddr::V6(a) => PackedAddr::V6(Box::new(a)),
-        }
-    }
-
-    fn get(&self) -> SocketAddr {
-        match self {
-            PackedAddr::V4(ip, port) => SocketAddr::V4(SocketAddrV4::new((*ip).into(), *port)),
-            PackedAddr::V6(a) => SocketAddr::V6(**a),
-        }
-    }
-}
-
-/// What only a member in trouble (suspect, failed or left) needs. An alive member has none,
-/// so the record every node keeps about every member stays at 72 bytes.
+/// The part of [`Cold`] a member has while it is suspect, failed or left.
 #[derive(Clone, Debug)]
 struct Trouble {
     /// When the member entered its current status.
@@ -48,77 +32,110 @@ struct Trouble {
     /// Identifies the current suspicion to its timers (a table-wide counter, so a new
     /// suspicion never reuses an old one's number).
     generation: u32,
-    suspicion: Option<Suspicion>,
+    suspicion: Option<Box<Suspicion>>,
 }
 
 /// Everything kept about one member. `repr(C)` keeps the fields every gossip message checks
 /// (name, incarnation, status, intent time) together at the head: at a thousand members
 /// per node the table does not fit in cache, and one line per lookup matters.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 #[repr(C)]
 pub(crate) struct MemberRec {
-    pub name: Name,
+    pub name: ShortName,
+    /// Member Lamport time of the latest join or leave intent applied.
+    pub status_ltime: u64,
     /// Read freely; write only through [`Members::set_incarnation`], which keeps the digest.
     pub incarnation: u32,
     status: MemberStatus,
     /// A leave intent was seen for the member's current life.
     pub leaving: bool,
-    /// Member Lamport time of the latest join or leave intent applied.
-    pub status_ltime: u64,
-    addr: PackedAddr,
-    pub tags: Arc<Tags>,
-    /// Present while the member is not alive; written only by [`Members::set_status`].
-    trouble: Option<Box<Trouble>>,
+    /// The port, and the IPv4 address unless `cold` holds an IPv6 one.
+    port: u16,
+    ip4: [u8; 4],
+    /// Where the member's tags are in [`Members`]' tag slab (0: no tags).
+    tags: u32,
+    /// Present while the member is not alive or has an IPv6 address.
+    cold: Option<Box<Cold>>,
 }
 
 impl MemberRec {
-    pub(crate) fn new(
-        name: Name,
-        addr: SocketAddr,
-        incarnation: u32,
-        tags: Arc<Tags>,
-    ) -> MemberRec {
-        MemberRec {
-            name,
-            addr: PackedAddr::new(addr),
+    /// A record of an alive member; [`Members::insert`] gives it its tags.
+    pub(crate) fn new(name: Name, addr: SocketAddr, incarnation: u32) -> MemberRec {
+        let mut rec = MemberRec {
+            name: ShortName::new(&name),
             incarnation,
             status: MemberStatus::Alive,
-            tags,
-            trouble: None,
-            status_ltime: 0,
             leaving: false,
+            port: 0,
+            ip4: [0; 4],
+            status_ltime: 0,
+            tags: 0,
+            cold: None,
+        };
+        rec.set_addr(addr);
+        rec
+    }
+
+    fn trouble(&self) -> Option<&Trouble> {
+        self.cold.as_ref()?.trouble.as_ref()
+    }
+
+    fn trouble_mut(&mut self) -> Option<&mut Trouble> {
+        self.cold.as_mut()?.trouble.as_mut()
+    }
+
+    /// Update the cold part, dropping it once it holds nothing.
+    fn edit_cold(&mut self, edit: impl FnOnce(&mut Cold)) {
+        let cold = self.cold.get_or_insert_with(Box::default);
+        edit(cold);
+        if cold.addr6.is_none() && cold.trouble.is_none() {
+            self.cold = None;
         }
     }
 
     /// The address the member is reached at.
     pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr.get()
+        match self.cold.as_ref().and_then(|c| c.addr6) {
+            Some(a) => SocketAddr::V6(a),
+            None => SocketAddr::V4(SocketAddrV4::new(self.ip4.into(), self.port)),
+        }
     }
 
     pub(crate) fn set_addr(&mut self, addr: SocketAddr) {
-        self.addr = PackedAddr::new(addr);
+        self.port = addr.port();
+        match addr {
+            SocketAddr::V4(a) => {
+                self.ip4 = a.ip().octets();
+                if self.cold.as_ref().is_some_and(|c| c.addr6.is_some()) {
+                    self.edit_cold(|c| c.addr6 = None);
+                }
+            }
+            SocketAddr::V6(a) => {
+                self.ip4 = [0; 4];
+                self.edit_cold(|c| c.addr6 = Some(a));
+            }
+        }
     }
 
     /// When a member that is not alive entered its status (`None` while alive).
     pub(crate) fn since(&self) -> Option<Timestamp> {
-        self.trouble.as_ref().map(|t| t.since)
+        self.trouble().map(|t| t.since)
     }
 
     /// The current suspicion's number, while the member is suspect.
     pub(crate) fn suspicion_generation(&self) -> Option<u32> {
-        self.trouble
-            .as_ref()
+        self.trouble()
             .filter(|_| self.status == MemberStatus::Suspect)
             .map(|t| t.generation)
     }
 
     /// The current suspicion, while the member is suspect and one was installed.
     pub(crate) fn suspicion(&self) -> Option<&Suspicion> {
-        self.trouble.as_ref().and_then(|t| t.suspicion.as_ref())
+        self.trouble()?.suspicion.as_deref()
     }
 
     pub(crate) fn suspicion_mut(&mut self) -> Option<&mut Suspicion> {
-        self.trouble.as_mut().and_then(|t| t.suspicion.as_mut())
+        self.trouble_mut()?.suspicion.as_deref_mut()
     }
 
     /// Attach `suspicion` to a suspect member; returns the suspicion's number (`None`, and
@@ -127,8 +144,8 @@ impl MemberRec {
         if self.status != MemberStatus::Suspect {
             return None;
         }
-        let t = self.trouble.as_mut()?;
-        t.suspicion = Some(suspicion);
+        let t = self.trouble_mut()?;
+        t.suspicion = Some(Box::new(suspicion));
         Some(t.generation)
     }
 
@@ -149,22 +166,13 @@ impl MemberRec {
             self.status
         }
     }
-
-    pub(crate) fn snapshot(&self) -> Member {
-        Member {
-            name: self.name.clone(),
-            addr: self.addr(),
-            status: self.public_status(),
-            incarnation: self.incarnation,
-            tags: self.tags.clone(),
-        }
-    }
 }
 
 /// The table, in probe order.
 #[derive(Debug)]
 pub(crate) struct Members {
-    list: Vec<MemberRec>,
+    /// In chunks: growing never copies the table.
+    list: Chunked<MemberRec>,
     /// Positions in `list`, hashed by name. Only looked up, never iterated, so its order cannot
     /// leak into outputs; the hasher is keyed from the node's seeded RNG (deterministic, and not
     /// predictable by a peer flooding crafted names). Four bytes a member, so it stays in cache.
@@ -180,6 +188,52 @@ pub(crate) struct Members {
     digest_changed: Timestamp,
     /// Number of the last suspicion started (see `Trouble::generation`).
     suspicions: u32,
+    tag_sets: TagSlab,
+}
+
+/// The tag maps of members that have tags, found by the number their record holds (0: none).
+/// A number in the record instead of an `Arc` keeps the record at 48 bytes; a member without
+/// tags costs nothing here, one with tags a pointer.
+#[derive(Debug, Default)]
+struct TagSlab {
+    /// `sets[h - 1]` for number `h`; freed entries hold `empty` until reused.
+    sets: Vec<Arc<Tags>>,
+    free: Vec<u32>,
+    /// What a member without tags reports.
+    empty: Arc<Tags>,
+}
+
+impl TagSlab {
+    fn get(&self, h: u32) -> &Arc<Tags> {
+        match h {
+            0 => &self.empty,
+            h => &self.sets[h as usize - 1],
+        }
+    }
+
+    /// Keep `tags`; returns their number (0 for none, which keeps nothing).
+    fn add(&mut self, tags: Arc<Tags>) -> u32 {
+        if tags.is_empty() {
+            return 0;
+        }
+        match self.free.pop() {
+            Some(h) => {
+                self.sets[h as usize - 1] = tags;
+                h
+            }
+            None => {
+                self.sets.push(tags);
+                self.sets.len() as u32
+            }
+        }
+    }
+
+    fn release(&mut self, h: u32) {
+        if h != 0 {
+            self.sets[h as usize - 1] = self.empty.clone();
+            self.free.push(h);
+        }
+    }
 }
 
 /// FNV-1a over a member's name and incarnation: its contribution to the table digest.
@@ -202,7 +256,7 @@ impl Members {
         let state =
             ahash::RandomState::with_seeds(rng.random(), rng.random(), rng.random(), rng.random());
         Members {
-            list: Vec::new(),
+            list: Chunked::default(),
             index: MemberIndex::default(),
             hasher: state,
             probe_index: 0,
@@ -211,12 +265,16 @@ impl Members {
             digest: 0,
             digest_changed: Timestamp::ZERO,
             suspicions: 0,
+            tag_sets: TagSlab::default(),
         }
     }
 
     fn position(&self, name: &str) -> Option<usize> {
-        let h = self.hasher.hash_one(name);
-        self.index.find(h, |i| *self.list[i].name == *name)
+        let h = self.hasher.hash_one(name.as_bytes());
+        match ShortName::inline(name) {
+            Some(key) => self.index.find(h, |i| self.list[i].name == key),
+            None => self.index.find(h, |i| self.list[i].name == *name),
+        }
     }
 
     /// Swap the members at positions `p` and `q`, keeping the index right.
@@ -224,8 +282,8 @@ impl Members {
         if p == q {
             return;
         }
-        let hp = self.hasher.hash_one(&*self.list[p].name);
-        let hq = self.hasher.hash_one(&*self.list[q].name);
+        let hp = self.hasher.hash_one(self.list[p].name.bytes());
+        let hq = self.hasher.hash_one(self.list[q].name.bytes());
         self.list.swap(p, q);
         // Park one entry so the two moves cannot match each other's.
         self.index.repoint(hp, p, PARKED);
@@ -243,24 +301,24 @@ impl Members {
         } = self;
         index.clear();
         for (i, rec) in list.iter().enumerate() {
-            let h = hasher.hash_one(&*rec.name);
-            index.insert(h, i, |j| hasher.hash_one(&*list[j].name));
+            let h = hasher.hash_one(rec.name.bytes());
+            index.insert(h, i, |j| hasher.hash_one(list[j].name.bytes()));
         }
     }
 
-    /// Erase a member (reaped or pruned), returning its record.
-    pub(crate) fn remove(&mut self, name: &str, now: Timestamp) -> Option<MemberRec> {
+    /// Erase a member (reaped or pruned), returning what it last was.
+    pub(crate) fn remove(&mut self, name: &str, now: Timestamp) -> Option<Member> {
         let i = self.position(name)?;
         let last = self.list.len() - 1;
         self.swap(i, last);
-        let h = self.hasher.hash_one(name);
+        let h = self.hasher.hash_one(name.as_bytes());
         let Members {
             list,
             index,
             hasher,
             ..
         } = self;
-        index.remove(h, last, |j| hasher.hash_one(&*list[j].name));
+        index.remove(h, last, |j| hasher.hash_one(list[j].name.bytes()));
         let rec = self.list.pop()?;
         self.count(rec.status, -1);
         if rec.is_live() {
@@ -269,7 +327,9 @@ impl Members {
         if self.probe_index > self.list.len() {
             self.probe_index = self.list.len();
         }
-        Some(rec)
+        let last = self.snapshot(&rec);
+        self.tag_sets.release(rec.tags);
+        Some(last)
     }
 
     /// Look up every name first, before any of them is used: the lookups are independent, so
@@ -290,20 +350,16 @@ impl Members {
         unknown
     }
 
-    /// Make room for `additional` more members without over-allocating (a push-pull merge
-    /// knows how many newcomers it brings).
+    /// Make room in the name index for `additional` more members (a push-pull merge knows
+    /// how many newcomers it brings; the records themselves grow a chunk at a time).
     pub(crate) fn reserve_exact(&mut self, additional: usize) {
-        let (len, spare) = (self.list.len(), self.list.capacity() - self.list.len());
-        if additional > spare {
-            self.list.reserve_exact(additional.max(len / 8));
-        }
         let Members {
             list,
             index,
             hasher,
             ..
         } = self;
-        index.reserve(additional, |i| hasher.hash_one(&*list[i].name));
+        index.reserve(additional, |i| hasher.hash_one(list[i].name.bytes()));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -329,6 +385,37 @@ impl Members {
         Some(&mut self.list[i])
     }
 
+    /// A member's tags.
+    pub(crate) fn tags(&self, rec: &MemberRec) -> &Arc<Tags> {
+        self.tag_sets.get(rec.tags)
+    }
+
+    /// Replace a member's tags.
+    pub(crate) fn set_tags(&mut self, name: &str, tags: Arc<Tags>) {
+        let Some(i) = self.position(name) else {
+            return;
+        };
+        let old = self.list[i].tags;
+        self.tag_sets.release(old);
+        self.list[i].tags = self.tag_sets.add(tags);
+    }
+
+    /// The member as the application sees it.
+    pub(crate) fn snapshot(&self, rec: &MemberRec) -> Member {
+        Member {
+            name: rec.name.to_name(),
+            addr: rec.addr(),
+            status: rec.public_status(),
+            incarnation: rec.incarnation,
+            tags: self.tags(rec).clone(),
+        }
+    }
+
+    /// The member called `name`, as the application sees it.
+    pub(crate) fn member(&self, name: &str) -> Option<Member> {
+        self.get(name).map(|rec| self.snapshot(rec))
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &MemberRec> {
         self.list.iter()
     }
@@ -342,20 +429,22 @@ impl Members {
         }
     }
 
-    /// Add a new member at a random position of the probe order.
-    pub(crate) fn insert(&mut self, rec: MemberRec, now: Timestamp, rng: &mut ChaCha8Rng) {
+    /// Add a new member with `tags` at a random position of the probe order.
+    pub(crate) fn insert(
+        &mut self,
+        mut rec: MemberRec,
+        tags: Arc<Tags>,
+        now: Timestamp,
+        rng: &mut ChaCha8Rng,
+    ) {
+        rec.tags = self.tag_sets.add(tags);
         debug_assert!(self.position(&rec.name).is_none());
         if rec.is_live() {
             self.toggle_digest(&rec.name, rec.incarnation, now);
         }
         self.count(rec.status, 1);
         let last = self.list.len();
-        if last == self.list.capacity() {
-            // Grow by an eighth, not by doubling: the table is most of a node's memory, and a
-            // doubled one is up to half empty for good.
-            self.list.reserve_exact((last / 8).max(8));
-        }
-        let h = self.hasher.hash_one(&*rec.name);
+        let h = self.hasher.hash_one(rec.name.bytes());
         self.list.push(rec);
         let Members {
             list,
@@ -363,7 +452,7 @@ impl Members {
             hasher,
             ..
         } = self;
-        index.insert(h, last, |i| hasher.hash_one(&*list[i].name));
+        index.insert(h, last, |i| hasher.hash_one(list[i].name.bytes()));
         let pos = rng.random_range(0..=last);
         self.swap(pos, last);
     }
@@ -386,8 +475,8 @@ impl Members {
         let generation = self.suspicions;
         let rec = &mut self.list[i];
         rec.status = status;
-        rec.trouble = (status != MemberStatus::Alive).then(|| {
-            Box::new(Trouble {
+        rec.edit_cold(|c| {
+            c.trouble = (status != MemberStatus::Alive).then_some(Trouble {
                 since: now,
                 generation,
                 suspicion: None,
@@ -505,17 +594,12 @@ mod tests {
     use rand::SeedableRng;
 
     fn rec(name: &str) -> MemberRec {
-        MemberRec::new(
-            name.into(),
-            "127.0.0.1:1".parse().unwrap(),
-            0,
-            Arc::default(),
-        )
+        MemberRec::new(name.into(), "127.0.0.1:1".parse().unwrap(), 0)
     }
 
     #[test]
     fn the_record_stays_small() {
-        assert_eq!(std::mem::size_of::<MemberRec>(), 72);
+        assert_eq!(std::mem::size_of::<MemberRec>(), 48);
         let v6: SocketAddr = "[fe80::1%7]:7946".parse().unwrap();
         let v4: SocketAddr = "10.1.2.3:7946".parse().unwrap();
         for a in [v4, v6] {
@@ -526,15 +610,42 @@ mod tests {
     }
 
     #[test]
+    fn tags_follow_their_member_through_changes_and_removal() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut m = Members::new(&mut rng);
+        let tagged = |v: &str| Arc::new(Tags::from([("role".to_string(), v.to_string())]));
+        m.insert(rec("a"), tagged("db"), Timestamp::ZERO, &mut rng);
+        m.insert(rec("b"), Arc::default(), Timestamp::ZERO, &mut rng);
+        m.insert(rec("c"), tagged("web"), Timestamp::ZERO, &mut rng);
+        let tags_of = |m: &Members, n: &str| m.member(n).unwrap().tags;
+        assert_eq!(tags_of(&m, "a"), tagged("db"));
+        assert!(tags_of(&m, "b").is_empty());
+        assert_eq!(m.get("b").unwrap().tags, 0, "no tags, no slab entry");
+        m.set_tags("b", tagged("cache"));
+        m.set_tags("a", Arc::default());
+        assert!(tags_of(&m, "a").is_empty());
+        assert_eq!(tags_of(&m, "b"), tagged("cache"));
+        let gone = m.remove("c", Timestamp::ZERO).unwrap();
+        assert_eq!((&*gone.name, gone.tags), ("c", tagged("web")));
+        // Freed numbers are reused, and never shared by two live members.
+        m.insert(rec("d"), tagged("queue"), Timestamp::ZERO, &mut rng);
+        m.insert(rec("e"), tagged("log"), Timestamp::ZERO, &mut rng);
+        assert_eq!(m.tag_sets.sets.len(), 3);
+        assert_eq!(tags_of(&m, "b"), tagged("cache"));
+        assert_eq!(tags_of(&m, "d"), tagged("queue"));
+        assert_eq!(tags_of(&m, "e"), tagged("log"));
+    }
+
+    #[test]
     fn trouble_exists_only_while_not_alive() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut m = Members::new(&mut rng);
-        m.insert(rec("a"), Timestamp::ZERO, &mut rng);
+        m.insert(rec("a"), Arc::default(), Timestamp::ZERO, &mut rng);
         assert_eq!(m.get("a").unwrap().since(), None);
         m.set_status("a", MemberStatus::Suspect, Timestamp::from_secs(1));
         let first = m.get("a").unwrap().suspicion_generation().unwrap();
         m.set_status("a", MemberStatus::Alive, Timestamp::from_secs(2));
-        assert!(m.get("a").unwrap().trouble.is_none());
+        assert!(m.get("a").unwrap().cold.is_none());
         assert_eq!(m.get("a").unwrap().suspicion_generation(), None);
         m.set_status("a", MemberStatus::Suspect, Timestamp::from_secs(3));
         let second = m.get("a").unwrap().suspicion_generation().unwrap();
@@ -555,7 +666,12 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut m = Members::new(&mut rng);
         for i in 0..50 {
-            m.insert(rec(&format!("n{i}")), Timestamp::ZERO, &mut rng);
+            m.insert(
+                rec(&format!("n{i}")),
+                Arc::default(),
+                Timestamp::ZERO,
+                &mut rng,
+            );
         }
         assert_eq!((m.len(), m.alive(), m.live()), (50, 50, 50));
         for i in 0..50 {
@@ -573,7 +689,12 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut m = Members::new(&mut rng);
         for i in 0..10 {
-            m.insert(rec(&format!("n{i}")), Timestamp::ZERO, &mut rng);
+            m.insert(
+                rec(&format!("n{i}")),
+                Arc::default(),
+                Timestamp::ZERO,
+                &mut rng,
+            );
         }
         m.set_status("n5", MemberStatus::Failed, Timestamp::ZERO);
         let mut seen = vec![];
@@ -605,8 +726,18 @@ mod tests {
         let mut a = Members::new(&mut rng);
         let mut b = Members::new(&mut rng);
         for i in 0..20 {
-            a.insert(rec(&format!("n{i}")), Timestamp::ZERO, &mut rng);
-            b.insert(rec(&format!("n{}", 19 - i)), Timestamp::ZERO, &mut rng);
+            a.insert(
+                rec(&format!("n{i}")),
+                Arc::default(),
+                Timestamp::ZERO,
+                &mut rng,
+            );
+            b.insert(
+                rec(&format!("n{}", 19 - i)),
+                Arc::default(),
+                Timestamp::ZERO,
+                &mut rng,
+            );
         }
         assert_eq!(a.digest(), b.digest());
         let full = |m: &Members| {
@@ -639,7 +770,12 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut m = Members::new(&mut rng);
         for i in 0..20 {
-            m.insert(rec(&format!("n{i}")), Timestamp::ZERO, &mut rng);
+            m.insert(
+                rec(&format!("n{i}")),
+                Arc::default(),
+                Timestamp::ZERO,
+                &mut rng,
+            );
         }
         let picks = m.random_members(5, &mut rng, |r| &*r.name != "n1");
         assert_eq!(picks.len(), 5);

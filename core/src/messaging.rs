@@ -76,7 +76,7 @@ impl Node {
         if !rec.is_live() || rec.leaving {
             return Err(ApiError::NotAlive(to.to_string()));
         }
-        let (name, addr) = (rec.name.clone(), rec.addr());
+        let (name, addr) = (rec.name.to_name(), rec.addr());
         if name == self.me {
             self.push_event(Event::Message {
                 from: name,
@@ -101,7 +101,7 @@ impl Node {
             .members
             .iter()
             .filter(|r| r.is_live() && !r.leaving && r.name != self.me)
-            .map(|r| (r.name.clone(), r.addr()))
+            .map(|r| (r.name.to_name(), r.addr()))
             .collect();
         let n = targets.len();
         for (name, addr) in targets {

@@ -23,6 +23,7 @@ use crate::members::{MemberRec, Members};
 use crate::messaging::Outbox;
 use crate::probe::{Probe, RecentAcks, Relay};
 use crate::query::Queries;
+use crate::short_name::ShortName;
 use crate::stats::Stats;
 use crate::time::Timestamp;
 use crate::timers::{TimerKind, Timers};
@@ -72,7 +73,7 @@ pub struct Node {
     pub(crate) now: Timestamp,
     pub(crate) run: RunState,
     pub(crate) members: Members,
-    pub(crate) queue: BroadcastQueue<Name>,
+    pub(crate) queue: BroadcastQueue<ShortName>,
     pub(crate) timers: Timers,
     /// Lifeguard local health score, 0 ..= awareness_max_multiplier − 1.
     pub(crate) awareness: u32,
@@ -134,14 +135,12 @@ pub(crate) enum SerfKey {
     Query(u64, u32),
 }
 
-/// Output queues keep at most this much capacity once drained.
-const IDLE_QUEUE_CAPACITY: usize = 32;
-
-/// Give back the memory of a burst (a join's push-pull reports every member at once) once the
-/// queue is drained: a thousand idle nodes should not each hold their largest burst.
+/// Give back a drained output queue's memory: a burst (a join's push-pull reports every
+/// member at once) should not stay allocated, and a thousand idle nodes in one simulation
+/// should not each hold even a small queue (their events are drained after every input).
 fn release_burst<T>(q: &mut VecDeque<T>) {
-    if q.is_empty() && q.capacity() > IDLE_QUEUE_CAPACITY {
-        q.shrink_to(IDLE_QUEUE_CAPACITY);
+    if q.is_empty() && q.capacity() > 0 {
+        *q = VecDeque::new();
     }
 }
 
@@ -166,7 +165,8 @@ impl Node {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut members = Members::new(&mut rng);
         members.insert(
-            MemberRec::new(me.clone(), identity.addr, 0, Arc::new(identity.tags)),
+            MemberRec::new(me.clone(), identity.addr, 0),
+            Arc::new(identity.tags),
             now,
             &mut rng,
         );
@@ -495,11 +495,8 @@ impl Node {
         }
         let me = self.me.clone();
         let now = self.now;
-        let rec = self
-            .members
-            .get_mut(&me)
-            .expect("self is always in the table");
-        rec.tags = Arc::new(tags);
+        self.members.set_tags(&me, Arc::new(tags));
+        let rec = self.members.get(&me).expect("self is always in the table");
         // Incarnations never wrap: at u32::MAX the node stays there (see `refute`).
         let inc = rec.incarnation.saturating_add(1);
         self.members.set_incarnation(&me, inc, now);
@@ -543,20 +540,22 @@ impl Node {
 
     /// Every member this node knows, itself included, failed and left tombstones included.
     pub fn members(&self) -> Vec<Member> {
-        self.members.iter().map(MemberRec::snapshot).collect()
+        self.members
+            .iter()
+            .map(|r| self.members.snapshot(r))
+            .collect()
     }
 
     /// One member by name.
     pub fn member(&self, name: &str) -> Option<Member> {
-        self.members.get(name).map(MemberRec::snapshot)
+        self.members.member(name)
     }
 
     /// This node as the cluster sees it.
     pub fn local_member(&self) -> Member {
         self.members
-            .get(&self.me)
+            .member(&self.me)
             .expect("self is always in the table")
-            .snapshot()
     }
 
     /// Members alive at the failure-detection level — status [`crate::MemberStatus::Alive`], or
@@ -749,7 +748,8 @@ impl Node {
     /// Queue an update about `key` for dissemination.
     pub(crate) fn enqueue(&mut self, key: Name, msg: &Message) {
         let before = self.queue.drops();
-        self.queue.push(key, wire::encode_message(msg));
+        self.queue
+            .push(ShortName::new(&key), wire::encode_message(msg));
         self.stats.broadcast_drops += self.queue.drops() - before;
     }
 
@@ -761,9 +761,9 @@ impl Node {
             .expect("self is always in the table");
         Message::Alive(wire::Alive {
             incarnation: rec.incarnation,
-            name: rec.name.clone(),
+            name: rec.name.to_name(),
             addr: rec.addr(),
-            tags: (*rec.tags).clone(),
+            tags: (**self.members.tags(rec)).clone(),
             ltime: rec.status_ltime,
         })
     }

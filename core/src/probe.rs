@@ -117,7 +117,7 @@ impl Node {
         };
         let rec = self.members.at(i);
         let (target, addr, inc, suspect) = (
-            rec.name.clone(),
+            rec.name.to_name(),
             rec.addr(),
             rec.incarnation,
             rec.status() == MemberStatus::Suspect,
@@ -190,7 +190,7 @@ impl Node {
         let k = self.cfg.indirect_checks;
         let mut out: SmallVec<[Helper; 4]> = SmallVec::new();
         let helper = |r: &MemberRec| Helper {
-            name: r.name.clone(),
+            name: r.name.to_name(),
             addr: r.addr(),
             answered: false,
         };
@@ -215,7 +215,7 @@ impl Node {
                     r.status() == MemberStatus::Alive
                         && r.name != *me
                         && r.name != *target
-                        && !out.iter().any(|h| h.name == r.name)
+                        && !out.iter().any(|h| r.name == h.name)
                 });
             out.extend(more.iter().map(|&i| helper(self.members.at(i))));
         }
@@ -343,14 +343,14 @@ impl Node {
         }
         let deadline = rec.suspicion().map_or(Timestamp::ZERO, |s| s.deadline());
         if deadline > self.now {
-            let name: Name = rec.name.clone();
+            let name: Name = rec.name.to_name();
             self.timers
                 .schedule(deadline, TimerKind::Suspicion { name, generation });
             return;
         }
         let d = Accusation {
             incarnation: rec.incarnation,
-            name: rec.name.clone(),
+            name: rec.name.to_name(),
             from: self.me.clone(),
         };
         self.apply_dead(d, true);

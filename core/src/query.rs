@@ -191,8 +191,10 @@ impl Node {
         let expected = self
             .members
             .iter()
-            .filter(|r| r.status() == MemberStatus::Alive && filters.selects(&r.name, &r.tags))
-            .map(|r| r.name.clone())
+            .filter(|r| {
+                r.status() == MemberStatus::Alive && filters.selects(&r.name, self.members.tags(r))
+            })
+            .map(|r| r.name.to_name())
             .collect();
         let pending = Pending {
             ltime,
@@ -375,7 +377,7 @@ impl Node {
         let tags = self
             .members
             .get(&self.me)
-            .map(|r| r.tags.clone())
+            .map(|r| self.members.tags(r).clone())
             .unwrap_or_default();
         let Ok(filters) = Filters::compile(&q.filter_nodes, &q.filter_tags) else {
             return;

@@ -33,11 +33,11 @@ impl Node {
                 _ => false,
             })
             .filter(|r| r.name != self.me)
-            .map(|r| r.name.clone())
+            .map(|r| r.name.to_name())
             .collect();
         for name in doomed {
-            if let Some(rec) = self.members.remove(&name, now) {
-                self.emit(Event::MemberReaped(rec.snapshot()));
+            if let Some(last) = self.members.remove(&name, now) {
+                self.emit(Event::MemberReaped(last));
             }
         }
         let cutoff = Timestamp::from_micros(
@@ -104,7 +104,7 @@ impl Node {
         let ltime = self.member_clock.increment();
         let i = Intent {
             ltime,
-            name: rec.name.clone(),
+            name: rec.name.to_name(),
             prune,
         };
         self.on_leave_intent(i, true);

@@ -34,16 +34,12 @@ impl Node {
                 return;
             }
             let name: Name = a.name.clone();
-            let rec = MemberRec::new(
-                name.clone(),
-                a.addr,
-                a.incarnation,
-                self.share_tags(&a.tags),
-            );
-            self.members.insert(rec, now, &mut self.rng);
+            let rec = MemberRec::new(name.clone(), a.addr, a.incarnation);
+            let tags = self.share_tags(&a.tags);
+            self.members.insert(rec, tags, now, &mut self.rng);
             self.apply_buffered_intent(&name);
             self.on_alive_intent(name.clone(), a.ltime);
-            let snap = self.members.get(&name).expect("just inserted").snapshot();
+            let snap = self.members.member(&name).expect("just inserted");
             self.emit(Event::MemberJoined(snap));
             if broadcast {
                 self.enqueue(name, &Message::Alive(a));
@@ -63,7 +59,7 @@ impl Node {
         let reclaim = rec.addr() != a.addr;
         if reclaim && rec.is_live() {
             let ev = Event::NameConflict {
-                name: rec.name.clone(),
+                name: rec.name.to_name(),
                 existing: rec.addr(),
                 claimed: a.addr,
             };
@@ -76,22 +72,22 @@ impl Node {
             }
             return;
         }
-        let tags_changed = *rec.tags != a.tags;
-        let tags = tags_changed.then(|| self.share_tags(&a.tags));
+        let tags_changed = **self.members.tags(rec) != a.tags;
+        if tags_changed {
+            let tags = self.share_tags(&a.tags);
+            self.members.set_tags(&a.name, tags);
+        }
         let rec = self.members.get_mut(&a.name).expect("checked above");
         rec.set_addr(a.addr);
-        if let Some(tags) = tags {
-            rec.tags = tags;
-        }
         if !rec.is_live() {
             // A new life: the old one's leave intent does not apply to it.
             rec.leaving = false;
         }
-        let name = rec.name.clone();
+        let name = rec.name.to_name();
         self.members.set_incarnation(&name, a.incarnation, now);
         self.members.set_status(&name, MemberStatus::Alive, now);
         self.on_alive_intent(name.clone(), a.ltime);
-        let snap = self.members.get(&name).expect("present").snapshot();
+        let snap = self.members.member(&name).expect("present");
         match prev {
             MemberStatus::Failed | MemberStatus::Left => self.emit(Event::MemberJoined(snap)),
             MemberStatus::Suspect => {
@@ -139,7 +135,7 @@ impl Node {
         }
         // Our own state from an earlier life (a restart), or a forged one: outbid it.
         if a.incarnation > rec.incarnation
-            || (a.incarnation == rec.incarnation && a.tags != *rec.tags)
+            || (a.incarnation == rec.incarnation && a.tags != **self.members.tags(rec))
         {
             self.refute(a.incarnation);
         }
@@ -252,7 +248,7 @@ impl Node {
                 let Some(generation) = rec.suspicion_generation() else {
                     return;
                 };
-                let name = rec.name.clone();
+                let name = rec.name.to_name();
                 let Some(susp) = rec.suspicion_mut() else {
                     return;
                 };
@@ -280,12 +276,13 @@ impl Node {
                 let from: Name = s.from.clone();
                 let susp = Suspicion::new(known.then(|| from.clone()), now, min, max, k);
                 let deadline = susp.deadline();
-                let name = rec.name.clone();
+                let name = rec.name.to_name();
                 self.members.set_incarnation(&name, s.incarnation, now);
                 self.members.set_status(&name, MemberStatus::Suspect, now);
                 let rec = self.members.get_mut(&name).expect("present");
                 let generation = rec.install_suspicion(susp).expect("just made suspect");
-                let (member, addr) = (rec.snapshot(), rec.addr());
+                let addr = rec.addr();
+                let member = self.members.member(&name).expect("present");
                 self.timers.schedule(
                     deadline,
                     TimerKind::Suspicion {
@@ -327,7 +324,7 @@ impl Node {
         if d.incarnation < rec.incarnation || !(rec.is_live() || late_leave) {
             return;
         }
-        let name = rec.name.clone();
+        let name = rec.name.to_name();
         self.members.set_incarnation(&name, d.incarnation, now);
         let status = if left {
             MemberStatus::Left
@@ -335,7 +332,7 @@ impl Node {
             MemberStatus::Failed
         };
         self.members.set_status(&name, status, now);
-        let snap = self.members.get(&name).expect("present").snapshot();
+        let snap = self.members.member(&name).expect("present");
         self.emit(if left {
             Event::MemberLeft(snap)
         } else {

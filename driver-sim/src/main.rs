@@ -2,8 +2,9 @@
 //! object per line on stdout. `demo` prints a readable timeline instead; `replay FILE` runs a
 //! saved swarm case again.
 
-/// The simulator keeps a thousand member tables that grow by small steps; mimalloc reuses
-/// their old buffers far better than the system allocator does (see BENCHMARKS.md).
+/// With the `mimalloc` feature: a faster allocator for the runner, at the cost of more
+/// resident memory (see BENCHMARKS.md, "Scale").
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
