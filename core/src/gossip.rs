@@ -254,7 +254,11 @@ impl Node {
         let sender = &sender;
         let mut unknown = 0;
         for chunk in states.chunks(64) {
-            unknown += self.members.warm(chunk.iter().map(|s| &*s.name));
+            self.members.warm(chunk.iter().map(|s| &*s.name));
+            unknown += chunk
+                .iter()
+                .filter(|s| self.members.get(&s.name).is_none())
+                .count();
         }
         let room = self.cfg.max_members.saturating_sub(self.members.len());
         self.members.reserve_exact(unknown.min(room));
