@@ -77,6 +77,14 @@ impl ShortName {
         Some(ShortName::Inline(InlineLen::ALL[len], b))
     }
 
+    /// The byte that tells the two forms apart (for touching a record's first cache line).
+    pub(crate) fn first_byte(&self) -> u8 {
+        match self {
+            ShortName::Inline(len, _) => *len as u8,
+            ShortName::Boxed(_) => u8::MAX,
+        }
+    }
+
     /// The name's bytes (what the member index hashes).
     pub(crate) fn bytes(&self) -> &[u8] {
         match self {
