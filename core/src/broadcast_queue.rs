@@ -6,10 +6,11 @@
 //! retransmit limit times. When the queue is full, the most-sent, oldest update is dropped and
 //! counted.
 //!
-//! Layout: entries live in a slab (a `Vec` of 40-byte slots reused through a free list) and
-//! are found by slot index; their encoded bytes sit back to back in one buffer per queue
-//! (compacted once freed bytes outweigh live ones); one FIFO of tickets (slot, generation) per
-//! transmit count ("bucket"). The key is stored once, in its slot; the key index holds slot
+//! Layout: entries live in a slab (a `Vec` of slots, 32 bytes for a membership update, reused
+//! through a free list) and are found by slot index; their encoded bytes sit back to back in
+//! one buffer per queue (compacted once freed bytes pass a quarter of it); one FIFO of tickets
+//! (slot, generation) per transmit count ("bucket"), whose spare room is given back once it is
+//! under a quarter full. The key is stored once, in its slot; the key index holds slot
 //! numbers only. A replaced or finished entry frees its slot at once and its stale ticket is
 //! skipped when it reaches the front of a bucket. Taking an update costs O(1). Once the queue
 //! drains its memory is given back: a node's formation burst (an update per newcomer) does not
@@ -173,7 +174,7 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
         if self.tickets > self.len + self.len / 2 + IDLE_SLOTS {
             self.compact_tickets();
         }
-        if self.garbage > self.bytes.len() / 2 && self.bytes.len() > 64 * IDLE_SLOTS {
+        if self.garbage > self.bytes.len() / 4 && self.bytes.len() > 64 * IDLE_SLOTS {
             self.compact_bytes();
         }
     }

@@ -127,8 +127,8 @@ mod tests {
     #[test]
     fn member_events_flush_as_one_batch_after_quiet() {
         let mut a = node("a", 1);
-        a.cfg.coalesce_period = Duration::from_secs(3);
-        a.cfg.quiescent_period = Duration::from_secs(1);
+        std::sync::Arc::make_mut(&mut a.cfg).coalesce_period = Duration::from_secs(3);
+        std::sync::Arc::make_mut(&mut a.cfg).quiescent_period = Duration::from_secs(1);
         for (i, t) in [(2u16, 100u64), (3, 200), (4, 300), (5, 400), (6, 500)] {
             deliver(&mut a, at(t), i, &[alive(&format!("n{i}"), i, 0)]);
         }
@@ -149,8 +149,8 @@ mod tests {
     #[test]
     fn the_period_caps_the_wait_and_user_events_keep_the_latest_per_name() {
         let mut a = node("a", 1);
-        a.cfg.user_coalesce_period = Duration::from_secs(2);
-        a.cfg.user_quiescent_period = Duration::from_secs(1);
+        std::sync::Arc::make_mut(&mut a.cfg).user_coalesce_period = Duration::from_secs(2);
+        std::sync::Arc::make_mut(&mut a.cfg).user_quiescent_period = Duration::from_secs(1);
         for t in 0..5u64 {
             a.user_event(at(t * 500), "deploy", format!("v{t}").into_bytes(), true)
                 .unwrap();

@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn intents_about_unknown_members_wait_in_a_bounded_buffer() {
         let mut a = node("a", 1);
-        a.cfg.max_recent_intents = 2;
+        std::sync::Arc::make_mut(&mut a.cfg).max_recent_intents = 2;
         deliver(&mut a, at(1), 2, &[leave("x", 4), leave("y", 4)]);
         deliver(&mut a, at(2), 2, &[leave("z", 4)]);
         assert_eq!(a.intents.len(), 2);

@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn the_inbox_is_bounded_and_lag_is_reported() {
         let mut b = node("b", 2);
-        b.cfg.max_inbox = 3;
+        std::sync::Arc::make_mut(&mut b.cfg).max_inbox = 3;
         for i in 0..5u8 {
             let m = Message::Direct {
                 from: "a".into(),

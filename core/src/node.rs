@@ -66,7 +66,7 @@ pub(crate) enum RunState {
 /// One cluster member's protocol state machine. See the crate docs for the driving loop.
 #[derive(Debug)]
 pub struct Node {
-    pub(crate) cfg: Config,
+    pub(crate) cfg: Arc<Config>,
     pub(crate) me: Name,
     pub(crate) addr: SocketAddr,
     pub(crate) rng: ChaCha8Rng,
@@ -77,7 +77,7 @@ pub struct Node {
     pub(crate) timers: Timers,
     /// Lifeguard local health score, 0 ..= awareness_max_multiplier − 1.
     pub(crate) awareness: u32,
-    pub(crate) probe: Option<Probe>,
+    pub(crate) probe: Option<Box<Probe>>,
     /// Members that recently answered a direct ping: preferred indirect-probe helpers.
     pub(crate) recent_acks: RecentAcks,
     pub(crate) relays: BTreeMap<u32, Relay>,
@@ -146,13 +146,15 @@ fn release_burst<T>(q: &mut VecDeque<T>) {
 
 impl Node {
     /// Create a node. It knows only itself until [`Node::join`]; its timers start at `now`
-    /// (staggered randomly so that nodes started together do not tick together).
+    /// (staggered randomly so that nodes started together do not tick together). `config` is
+    /// a [`Config`] or an `Arc<Config>` (nodes simulated together can share one).
     pub fn new(
-        config: Config,
+        config: impl Into<Arc<Config>>,
         identity: Identity,
         seed: u64,
         now: Timestamp,
     ) -> Result<Node, ConfigError> {
+        let config: Arc<Config> = config.into();
         config.validate()?;
         if identity.name.is_empty() || identity.name.len() > config.max_name_len {
             return Err(ConfigError::BadName);

@@ -103,7 +103,7 @@ impl Node {
     /// Close the previous probe (failed if still open), then start the next one.
     pub(crate) fn probe_tick(&mut self) {
         if let Some(p) = self.probe.take() {
-            self.probe_failed(p);
+            self.probe_failed(*p);
         }
         if self.run != RunState::Running {
             return;
@@ -141,14 +141,14 @@ impl Node {
         } else {
             self.send_datagram(addr, &[ping]);
         }
-        self.probe = Some(Probe {
+        self.probe = Some(Box::new(Probe {
             seq,
             target,
             addr,
             expected_nacks: 0,
             nacks: 0,
             helpers: SmallVec::new(),
-        });
+        }));
         self.timers.schedule(
             self.now + self.cfg.probe_timeout,
             TimerKind::ProbeTimeout { seq },
@@ -453,7 +453,7 @@ mod tests {
         }
         // With more helpers wanted than members answered: the rest are random, distinct,
         // never this node nor the target.
-        a.cfg.indirect_checks = 3;
+        std::sync::Arc::make_mut(&mut a.cfg).indirect_checks = 3;
         for _ in 0..20 {
             let h = a.indirect_helpers(&target);
             assert_eq!(h.len(), 3);
@@ -462,7 +462,7 @@ mod tests {
             assert!(h[1].name != h[2].name && h[1].name != h[0].name && h[2].name != h[0].name);
         }
         // A member that is not alive is never asked, even if it answered before.
-        a.cfg.indirect_checks = 1;
+        std::sync::Arc::make_mut(&mut a.cfg).indirect_checks = 1;
         deliver(&mut a, at(10), 3, &[suspect("b", 0, "c")]);
         let h = a.indirect_helpers(&target);
         assert_ne!(&*h[0].name, "b");
@@ -497,7 +497,7 @@ mod tests {
         };
         // c is probed through b; b nacks (a nack from a non-helper records nobody), c stays
         // silent: b stays preferred, c is forgotten.
-        a.probe = Some(probe(500, "c", 3));
+        a.probe = Some(Box::new(probe(500, "c", 3)));
         let now = a.now;
         deliver(&mut a, now, 4, &[Message::Nack { seq: 500 }]);
         deliver(&mut a, now, 2, &[Message::Nack { seq: 500 }]);
@@ -509,7 +509,7 @@ mod tests {
             "{r:?}"
         );
         // d is probed through b; b says nothing: b is forgotten.
-        a.probe = Some(probe(501, "d", 4));
+        a.probe = Some(Box::new(probe(501, "d", 4)));
         a.probe_tick();
         let r = recent(&a);
         assert!(
@@ -517,7 +517,7 @@ mod tests {
             "{r:?}"
         );
         // A helper relaying the target's ack answered; the target's own path is in doubt.
-        a.probe = Some(probe(502, "c", 3));
+        a.probe = Some(Box::new(probe(502, "c", 3)));
         let now = a.now;
         deliver(
             &mut a,

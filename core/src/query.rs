@@ -651,7 +651,7 @@ mod tests {
             a.query(at(1), "q", &b""[..], bad),
             Err(ApiError::BadFilter(_))
         ));
-        a.cfg.max_pending_queries = 1;
+        std::sync::Arc::make_mut(&mut a.cfg).max_pending_queries = 1;
         a.query(at(1), "q", &b""[..], QueryParams::default())
             .unwrap();
         events(&mut a);

@@ -124,8 +124,8 @@ mod tests {
     #[test]
     fn failed_and_left_members_are_reaped_after_their_timeouts() {
         let mut a = node("a", 1);
-        a.cfg.reconnect_timeout = Duration::from_secs(100);
-        a.cfg.tombstone_timeout = Duration::from_secs(200);
+        std::sync::Arc::make_mut(&mut a.cfg).reconnect_timeout = Duration::from_secs(100);
+        std::sync::Arc::make_mut(&mut a.cfg).tombstone_timeout = Duration::from_secs(200);
         deliver(
             &mut a,
             at(0),
@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn reconnect_tries_a_failed_member() {
         let mut a = node("a", 1);
-        a.cfg.reconnect_interval = Duration::from_secs(1);
+        std::sync::Arc::make_mut(&mut a.cfg).reconnect_interval = Duration::from_secs(1);
         deliver(&mut a, at(0), 2, &[alive("b", 2, 0), dead("b", 0, "x")]);
         sent(&mut a);
         // failed/alive = 1/1: every tick tries.

@@ -254,6 +254,9 @@ pub struct Sim {
     /// Latest delivery time of a reliable message per (from, to): a connection delivers in
     /// order, like TCP.
     last_reliable: HashMap<(usize, usize), Timestamp>,
+    /// The config the last node was added with: nodes with the same config share it (half a
+    /// kilobyte a node).
+    last_config: Option<Arc<Config>>,
 }
 
 /// One input a node received, as recorded by the tap ([`Sim::set_tap`]): enough to replay a
@@ -347,6 +350,7 @@ impl Sim {
             api_errors: 0,
             tap: None,
             last_reliable: HashMap::new(),
+            last_config: None,
         }
     }
 
@@ -453,14 +457,19 @@ impl Sim {
         identity.addr = addr;
         let seed = self.rng.random();
         let tcp_timeout = config.tcp_timeout;
+        let config = match &self.last_config {
+            Some(c) if **c == config => c.clone(),
+            _ => Arc::new(config),
+        };
         let node = Node::new(config.clone(), identity.clone(), seed, self.now)
             .map_err(SimError::Config)?;
+        self.last_config = Some(config.clone());
         self.names.insert(Name::new(&identity.name), i);
         self.nodes.push(SimNode {
             node,
             addr,
             identity,
-            config: Arc::new(config),
+            config,
             crashed: false,
             isolated: false,
             paused: false,
@@ -654,7 +663,7 @@ impl Sim {
         let local = self.local_now(i);
         let now = self.now;
         let n = &mut self.nodes[i];
-        let node = Node::new((*n.config).clone(), n.identity.clone(), seed, local)
+        let node = Node::new(n.config.clone(), n.identity.clone(), seed, local)
             .map_err(SimError::Config)?;
         n.node = node;
         n.crashed = false;
@@ -1495,5 +1504,23 @@ mod tests {
             assert_eq!(node_index(node_addr(i)), Some(i));
         }
         assert_eq!(node_index("127.0.0.1:80".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn nodes_added_with_the_same_config_share_it() {
+        let mut sim = Sim::new(1, NetConfig::default());
+        let a = sim.add_node(Config::local(), "a");
+        let b = sim.add_node(Config::local(), "b");
+        let c = sim.add_node(Config::lan(), "c");
+        let d = sim.add_node(Config::lan(), "d");
+        let cfg = |sim: &Sim, i: usize| sim.nodes[i].config.clone();
+        assert!(Arc::ptr_eq(&cfg(&sim, a), &cfg(&sim, b)));
+        assert!(Arc::ptr_eq(&cfg(&sim, c), &cfg(&sim, d)));
+        assert!(!Arc::ptr_eq(&cfg(&sim, b), &cfg(&sim, c)));
+        sim.restart(a, &[b]).expect("restart");
+        assert!(
+            Arc::ptr_eq(&cfg(&sim, a), &cfg(&sim, b)),
+            "a restart keeps the shared config"
+        );
     }
 }
