@@ -11,7 +11,7 @@ use rand::Rng;
 
 /// A sequence in chunks of [`Chunked::PER_CHUNK`] elements; every chunk but the last is full
 /// and none is empty.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Chunked<T> {
     chunks: Vec<Vec<T>>,
     len: usize,

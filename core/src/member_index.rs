@@ -45,26 +45,6 @@ impl MemberIndex {
         self.slots[self.home(hash)]
     }
 
-    /// The first position whose fingerprint matches `hash` (the entry [`MemberIndex::find`]
-    /// most likely returns), without checking it: for loading records ahead of their use.
-    pub(crate) fn candidate(&self, hash: u64) -> Option<usize> {
-        if self.len == 0 {
-            return None;
-        }
-        let fp = fingerprint(hash);
-        let mut i = self.home(hash);
-        loop {
-            let v = self.slots[i];
-            if v == 0 {
-                return None;
-            }
-            if v >> 24 == fp {
-                return Some((v & POS_MASK) as usize - 1);
-            }
-            i = (i + 1) & self.mask();
-        }
-    }
-
     /// The position of the entry with `hash` for which `is` holds.
     pub(crate) fn find(&self, hash: u64, mut is: impl FnMut(usize) -> bool) -> Option<usize> {
         if self.len == 0 {

@@ -218,10 +218,11 @@ impl TagSlab {
     }
 
     /// Keep `tags`; returns their number (0 for none, which keeps nothing).
-    fn add(&mut self, tags: Arc<Tags>) -> u32 {
+    fn add(&mut self, tags: &Tags) -> u32 {
         if tags.is_empty() {
             return 0;
         }
+        let tags = Arc::new(tags.clone());
         match self.free.pop() {
             Some(h) => {
                 self.sets[h as usize - 1] = tags;
@@ -299,17 +300,24 @@ impl Members {
 
     /// Rebuild the index from `list`.
     fn reindex(&mut self) {
+        let n = self.list.len();
+        let (index, hash_at) = self.index_and_hash_at();
+        index.clear();
+        for i in 0..n {
+            index.insert(hash_at(i), i, &hash_at);
+        }
+    }
+
+    /// The index, with what it asks when it moves entries: the hash of the name at a position.
+    fn index_and_hash_at(&mut self) -> (&mut MemberIndex, impl Fn(usize) -> u64 + '_) {
         let Members {
             list,
             index,
             hasher,
             ..
         } = self;
-        index.clear();
-        for (i, rec) in list.iter().enumerate() {
-            let h = hasher.hash_one(rec.name.bytes());
-            index.insert(h, i, |j| hasher.hash_one(list[j].name.bytes()));
-        }
+        let (list, hasher) = (&*list, &*hasher);
+        (index, move |i| hasher.hash_one(list[i].name.bytes()))
     }
 
     /// Erase a member (reaped or pruned), returning what it last was.
@@ -318,13 +326,8 @@ impl Members {
         let last = self.list.len() - 1;
         self.swap(i, last);
         let h = self.hasher.hash_one(name.as_bytes());
-        let Members {
-            list,
-            index,
-            hasher,
-            ..
-        } = self;
-        index.remove(h, last, |j| hasher.hash_one(list[j].name.bytes()));
+        let (index, hash_at) = self.index_and_hash_at();
+        index.remove(h, last, hash_at);
         let rec = self.list.pop()?;
         self.count(rec.status, -1);
         if rec.is_live() {
@@ -354,7 +357,8 @@ impl Members {
             n += 1;
         }
         for &h in &hashes[..n] {
-            if let Some(i) = self.index.candidate(h).filter(|&i| i < self.list.len()) {
+            // The first fingerprint match, unchecked: the record the lookup will most likely want.
+            if let Some(i) = self.index.find(h, |_| true) {
                 acc ^= self.list[i].touch();
             }
         }
@@ -364,13 +368,8 @@ impl Members {
     /// Make room in the name index for `additional` more members (a push-pull merge knows
     /// how many newcomers it brings; the records themselves grow a chunk at a time).
     pub(crate) fn reserve_exact(&mut self, additional: usize) {
-        let Members {
-            list,
-            index,
-            hasher,
-            ..
-        } = self;
-        index.reserve(additional, |i| hasher.hash_one(list[i].name.bytes()));
+        let (index, hash_at) = self.index_and_hash_at();
+        index.reserve(additional, hash_at);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -402,7 +401,7 @@ impl Members {
     }
 
     /// Replace a member's tags.
-    pub(crate) fn set_tags(&mut self, name: &str, tags: Arc<Tags>) {
+    pub(crate) fn set_tags(&mut self, name: &str, tags: &Tags) {
         let Some(i) = self.position(name) else {
             return;
         };
@@ -444,7 +443,7 @@ impl Members {
     pub(crate) fn insert(
         &mut self,
         mut rec: MemberRec,
-        tags: Arc<Tags>,
+        tags: &Tags,
         now: Timestamp,
         rng: &mut ChaCha8Rng,
     ) {
@@ -457,13 +456,8 @@ impl Members {
         let last = self.list.len();
         let h = self.hasher.hash_one(rec.name.bytes());
         self.list.push(rec);
-        let Members {
-            list,
-            index,
-            hasher,
-            ..
-        } = self;
-        index.insert(h, last, |i| hasher.hash_one(list[i].name.bytes()));
+        let (index, hash_at) = self.index_and_hash_at();
+        index.insert(h, last, hash_at);
         let pos = rng.random_range(0..=last);
         self.swap(pos, last);
     }
@@ -624,23 +618,23 @@ mod tests {
     fn tags_follow_their_member_through_changes_and_removal() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let mut m = Members::new(&mut rng);
-        let tagged = |v: &str| Arc::new(Tags::from([("role".to_string(), v.to_string())]));
-        m.insert(rec("a"), tagged("db"), Timestamp::ZERO, &mut rng);
-        m.insert(rec("b"), Arc::default(), Timestamp::ZERO, &mut rng);
-        m.insert(rec("c"), tagged("web"), Timestamp::ZERO, &mut rng);
-        let tags_of = |m: &Members, n: &str| m.member(n).unwrap().tags;
+        let tagged = |v: &str| Tags::from([("role".to_string(), v.to_string())]);
+        m.insert(rec("a"), &tagged("db"), Timestamp::ZERO, &mut rng);
+        m.insert(rec("b"), &Tags::new(), Timestamp::ZERO, &mut rng);
+        m.insert(rec("c"), &tagged("web"), Timestamp::ZERO, &mut rng);
+        let tags_of = |m: &Members, n: &str| (*m.member(n).unwrap().tags).clone();
         assert_eq!(tags_of(&m, "a"), tagged("db"));
         assert!(tags_of(&m, "b").is_empty());
         assert_eq!(m.get("b").unwrap().tags, 0, "no tags, no slab entry");
-        m.set_tags("b", tagged("cache"));
-        m.set_tags("a", Arc::default());
+        m.set_tags("b", &tagged("cache"));
+        m.set_tags("a", &Tags::new());
         assert!(tags_of(&m, "a").is_empty());
         assert_eq!(tags_of(&m, "b"), tagged("cache"));
         let gone = m.remove("c", Timestamp::ZERO).unwrap();
-        assert_eq!((&*gone.name, gone.tags), ("c", tagged("web")));
+        assert_eq!((&*gone.name, &*gone.tags), ("c", &tagged("web")));
         // Freed numbers are reused, and never shared by two live members.
-        m.insert(rec("d"), tagged("queue"), Timestamp::ZERO, &mut rng);
-        m.insert(rec("e"), tagged("log"), Timestamp::ZERO, &mut rng);
+        m.insert(rec("d"), &tagged("queue"), Timestamp::ZERO, &mut rng);
+        m.insert(rec("e"), &tagged("log"), Timestamp::ZERO, &mut rng);
         assert_eq!(m.tag_sets.sets.len(), 3);
         assert_eq!(tags_of(&m, "b"), tagged("cache"));
         assert_eq!(tags_of(&m, "d"), tagged("queue"));
@@ -651,7 +645,7 @@ mod tests {
     fn trouble_exists_only_while_not_alive() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut m = Members::new(&mut rng);
-        m.insert(rec("a"), Arc::default(), Timestamp::ZERO, &mut rng);
+        m.insert(rec("a"), &Tags::new(), Timestamp::ZERO, &mut rng);
         assert_eq!(m.get("a").unwrap().since(), None);
         m.set_status("a", MemberStatus::Suspect, Timestamp::from_secs(1));
         let first = m.get("a").unwrap().suspicion_generation().unwrap();
@@ -679,7 +673,7 @@ mod tests {
         for i in 0..50 {
             m.insert(
                 rec(&format!("n{i}")),
-                Arc::default(),
+                &Tags::new(),
                 Timestamp::ZERO,
                 &mut rng,
             );
@@ -702,7 +696,7 @@ mod tests {
         for i in 0..10 {
             m.insert(
                 rec(&format!("n{i}")),
-                Arc::default(),
+                &Tags::new(),
                 Timestamp::ZERO,
                 &mut rng,
             );
@@ -739,13 +733,13 @@ mod tests {
         for i in 0..20 {
             a.insert(
                 rec(&format!("n{i}")),
-                Arc::default(),
+                &Tags::new(),
                 Timestamp::ZERO,
                 &mut rng,
             );
             b.insert(
                 rec(&format!("n{}", 19 - i)),
-                Arc::default(),
+                &Tags::new(),
                 Timestamp::ZERO,
                 &mut rng,
             );
@@ -783,7 +777,7 @@ mod tests {
         for i in 0..20 {
             m.insert(
                 rec(&format!("n{i}")),
-                Arc::default(),
+                &Tags::new(),
                 Timestamp::ZERO,
                 &mut rng,
             );

@@ -119,8 +119,6 @@ pub struct Node {
     pub(crate) lagged: u64,
     header: Vec<u8>,
     limits: Limits,
-    /// The one empty tag map every member without tags shares.
-    pub(crate) no_tags: Arc<Tags>,
 }
 
 /// What an update in the Serf broadcast queue is about; a newer update replaces an older one
@@ -168,7 +166,7 @@ impl Node {
         let mut members = Members::new(&mut rng);
         members.insert(
             MemberRec::new(me.clone(), identity.addr, 0),
-            Arc::new(identity.tags),
+            &identity.tags,
             now,
             &mut rng,
         );
@@ -213,7 +211,6 @@ impl Node {
             told_accusers: Vec::new(),
             header,
             limits,
-            no_tags: Arc::default(),
             cfg: config,
         };
         node.next_seq = node.rng.random();
@@ -251,15 +248,6 @@ impl Node {
     pub(crate) fn advance(&mut self, now: Timestamp) {
         if now > self.now {
             self.now = now;
-        }
-    }
-
-    /// Shared tags for a member announcing `tags`: the common empty map is not allocated again.
-    pub(crate) fn share_tags(&self, tags: &Tags) -> Arc<Tags> {
-        if tags.is_empty() {
-            self.no_tags.clone()
-        } else {
-            Arc::new(tags.clone())
         }
     }
 
@@ -497,7 +485,7 @@ impl Node {
         }
         let me = self.me.clone();
         let now = self.now;
-        self.members.set_tags(&me, Arc::new(tags));
+        self.members.set_tags(&me, &tags);
         let rec = self.members.get(&me).expect("self is always in the table");
         // Incarnations never wrap: at u32::MAX the node stays there (see `refute`).
         let inc = rec.incarnation.saturating_add(1);

@@ -156,12 +156,6 @@ impl PartialEq<str> for ShortName {
     }
 }
 
-impl PartialEq<&str> for ShortName {
-    fn eq(&self, other: &&str) -> bool {
-        *self == **other
-    }
-}
-
 impl PartialEq<Name> for ShortName {
     fn eq(&self, other: &Name) -> bool {
         *self == **other
@@ -171,12 +165,6 @@ impl PartialEq<Name> for ShortName {
 impl fmt::Debug for ShortName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for ShortName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -199,7 +187,7 @@ mod tests {
             let n = ShortName::new(s);
             assert_eq!((n.as_str(), n.bytes()), (s, s.as_bytes()));
             assert_eq!(n.to_name(), Name::new(s));
-            assert!(n == *s && n == s && n == Name::new(s));
+            assert!(n == *s && n == Name::new(s));
             assert_eq!(matches!(n, ShortName::Inline(..)), s.len() <= 15, "{s}");
         }
     }

@@ -35,8 +35,7 @@ impl Node {
             }
             let name: Name = a.name.clone();
             let rec = MemberRec::new(name.clone(), a.addr, a.incarnation);
-            let tags = self.share_tags(&a.tags);
-            self.members.insert(rec, tags, now, &mut self.rng);
+            self.members.insert(rec, &a.tags, now, &mut self.rng);
             self.apply_buffered_intent(&name);
             self.on_alive_intent(name.clone(), a.ltime);
             let snap = self.members.member(&name).expect("just inserted");
@@ -74,8 +73,7 @@ impl Node {
         }
         let tags_changed = **self.members.tags(rec) != a.tags;
         if tags_changed {
-            let tags = self.share_tags(&a.tags);
-            self.members.set_tags(&a.name, tags);
+            self.members.set_tags(&a.name, &a.tags);
         }
         let rec = self.members.get_mut(&a.name).expect("checked above");
         rec.set_addr(a.addr);
