@@ -114,17 +114,26 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
     }
 
     /// Queue `bytes` (one encoded message) about `key`, replacing any queued update about it.
+    #[cfg(test)]
     pub(crate) fn push(&mut self, key: K, bytes: Vec<u8>) {
+        self.push_with(key, |out| out.extend_from_slice(&bytes));
+    }
+
+    /// Queue the message `encode` appends to the buffer it is given (one encoded message)
+    /// about `key`, replacing any queued update about it.
+    pub(crate) fn push_with(&mut self, key: K, encode: impl FnOnce(&mut Vec<u8>)) {
         if let Some(old) = self.slot_of(&key) {
             self.unindex(old);
             self.release(old);
         }
-        let Ok(len) = u16::try_from(bytes.len()) else {
+        let at = self.bytes.len();
+        encode(&mut self.bytes);
+        let Ok(len) = u16::try_from(self.bytes.len() - at) else {
+            self.bytes.truncate(at);
             self.drops += 1;
             return;
         };
-        let at = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(&bytes);
+        let at = at as u32;
         let h = self.hasher.hash_one(&key);
         let slot = match self.free.pop() {
             Some(i) => {

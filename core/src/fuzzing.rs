@@ -394,7 +394,7 @@ pub fn encode_datagram(label: Option<&str>, msgs: &[WireMessage]) -> Vec<u8> {
 
 /// A complete stream frame: length prefix, envelope with `label`, one message.
 pub fn encode_frame(label: Option<&str>, msg: &WireMessage) -> Vec<u8> {
-    wire::assemble_frame(&wire::header(label), &wire::encode_message(&msg.0))
+    wire::frame_message(&wire::header(label), &msg.0)
 }
 
 /// A stream frame body (what [`crate::Node::handle_stream`] takes): envelope and message,
@@ -403,6 +403,25 @@ pub fn encode_frame_body(label: Option<&str>, msg: &WireMessage) -> Vec<u8> {
     let mut out = wire::header(label);
     out.extend(wire::encode_message(&msg.0));
     out
+}
+
+/// Check the decoder's fast path for alive messages against the general decoder on `data`
+/// (bytes starting where a message starts): whatever the fast path accepts, the general
+/// decoder accepts too, as the same message with the same bytes left over.
+///
+/// # Panics
+/// On any disagreement (that is the finding).
+pub fn check_fast_path(data: &[u8]) {
+    if let Some((alive, rest)) = crate::wire_fast::take_alive(data) {
+        let (msg, tail) = postcard::take_from_bytes::<wire::Message>(data)
+            .expect("the general decoder accepts what the fast path accepts");
+        assert_eq!(
+            msg,
+            wire::Message::Alive(alive.to_alive()),
+            "fast path message"
+        );
+        assert_eq!(tail, rest, "fast path remaining bytes");
+    }
 }
 
 /// Decode a datagram as a node configured with `cfg` does: `Ok(None)` when it carries another

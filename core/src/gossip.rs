@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 
 use crate::event::Event;
 use crate::identity::MemberStatus;
+use crate::members::NO_HINT;
 use crate::node::{Node, RunState, SerfKey};
 use crate::short_name::ShortName;
 use crate::timers::TimerKind;
@@ -253,16 +254,20 @@ impl Node {
         }
         let sender = &sender;
         let mut unknown = 0;
+        let mut hints = Vec::with_capacity(states.len());
         for chunk in states.chunks(64) {
-            self.members.warm(chunk.iter().map(|s| &*s.name));
-            unknown += chunk
-                .iter()
-                .filter(|s| self.members.get(&s.name).is_none())
-                .count();
+            let from = hints.len();
+            self.members
+                .warm(chunk.iter().map(|s| Some(s.name.as_bytes())), &mut hints);
+            for (s, &hint) in chunk.iter().zip(&hints[from..]) {
+                self.members.set_hint(hint);
+                unknown += usize::from(self.members.get(&s.name).is_none());
+            }
         }
         let room = self.cfg.max_members.saturating_sub(self.members.len());
         self.members.reserve_exact(unknown.min(room));
-        for s in states {
+        for (s, hint) in states.into_iter().zip(hints) {
+            self.members.set_hint(hint);
             let leaving = matches!(s.status, WireStatus::Leaving | WireStatus::Left);
             let intent = Intent {
                 ltime: s.ltime,
@@ -307,6 +312,7 @@ impl Node {
                 }
             }
         }
+        self.members.set_hint(NO_HINT);
     }
 
     /// How long a view must stay unchanged to count as settled: about the time an update
@@ -538,10 +544,7 @@ mod tests {
             query_ltime: 0,
             events: vec![],
         }));
-        let frame = crate::wire::assemble_frame(
-            &crate::wire::header(None),
-            &crate::wire::encode_message(&msg),
-        );
+        let frame = crate::wire::frame_message(&crate::wire::header(None), &msg);
         frame[4..].to_vec()
     }
 

@@ -79,6 +79,7 @@ mod timers;
 mod updates;
 mod user_events;
 pub mod wire;
+mod wire_fast;
 
 pub use config::{Config, ConfigError};
 pub use error::{ApiError, InputError};

@@ -195,7 +195,14 @@ pub(crate) struct Members {
     /// Number of the last suspicion started (see `Trouble::generation`).
     suspicions: u32,
     tag_sets: TagSlab,
+    /// Where the member a message is about most likely sits, as [`Members::warm`] found it
+    /// ([`NO_HINT`]: nowhere). Every lookup checks it against the record's name first, so a
+    /// stale hint (the table changed since) costs one comparison and is never wrong.
+    hint: u32,
 }
+
+/// "No position known" in [`Members::warm`]'s hints.
+pub(crate) const NO_HINT: u32 = u32::MAX;
 
 /// The tag maps of members that have tags, found by the number their record holds (0: none).
 /// A number in the record instead of an `Arc` keeps the record at 48 bytes; a member without
@@ -273,15 +280,39 @@ impl Members {
             digest_changed: Timestamp::ZERO,
             suspicions: 0,
             tag_sets: TagSlab::default(),
+            hint: NO_HINT,
         }
     }
 
     fn position(&self, name: &str) -> Option<usize> {
-        let h = self.hasher.hash_one(name.as_bytes());
-        match ShortName::inline(name) {
-            Some(key) => self.index.find(h, |i| self.list[i].name == key),
-            None => self.index.find(h, |i| self.list[i].name == *name),
+        self.position_of_bytes(name.as_bytes())
+    }
+
+    /// Where the member whose name has these bytes sits.
+    fn position_of_bytes(&self, name: &[u8]) -> Option<usize> {
+        let key = ShortName::inline_bytes(name);
+        let is = |i: usize| match (&key, &self.list[i].name) {
+            (Some(key), rec) => rec == key,
+            (None, ShortName::Boxed(rec)) => rec.as_bytes() == name,
+            (None, ShortName::Inline(..)) => false,
+        };
+        let hint = self.hint as usize;
+        if hint < self.list.len() && is(hint) {
+            return Some(hint);
         }
+        let h = self.hasher.hash_one(name);
+        self.index.find(h, is)
+    }
+
+    /// The member whose name has these bytes (a name not yet read as a `str`).
+    pub(crate) fn get_by_bytes(&self, name: &[u8]) -> Option<&MemberRec> {
+        self.position_of_bytes(name).map(|i| &self.list[i])
+    }
+
+    /// Tell the lookups that follow where the member they are about most likely sits (one of
+    /// [`Members::warm`]'s hints, or [`NO_HINT`]).
+    pub(crate) fn set_hint(&mut self, hint: u32) {
+        self.hint = hint;
     }
 
     /// Swap the members at positions `p` and `q`, keeping the index right.
@@ -341,27 +372,48 @@ impl Members {
         Some(last)
     }
 
-    /// Bring the index slots and records of up to 64 names into cache before any of them is
-    /// used, with loads that do not wait on each other — first every slot, then every record
-    /// the slots point to — so that the processor overlaps their cache misses instead of
-    /// taking them one at a time as the messages of a datagram are applied in order. Changes
-    /// nothing and answers nothing.
-    pub(crate) fn warm<'a>(&self, names: impl Iterator<Item = &'a str>) {
-        let mut hashes = [0u64; 64];
+    /// Bring the index slots and records of the named members into cache before any of them is
+    /// used, 64 names at a time, with loads that do not wait on each other — first every slot,
+    /// then every record the slots point to — so that the processor overlaps their cache misses
+    /// instead of taking them one at a time as the messages of a datagram are applied in
+    /// order. Changes nothing; appends to `hints` one entry per item, the position the lookup
+    /// will most likely want (unchecked: pass it to [`Members::set_hint`], which lookups verify)
+    /// or [`NO_HINT`] for an item without a name or a name not found.
+    pub(crate) fn warm<'a>(
+        &self,
+        names: impl Iterator<Item = Option<&'a [u8]>>,
+        hints: &mut Vec<u32>,
+    ) {
+        const BATCH: usize = 64;
+        let mut hashes = [None::<u64>; BATCH];
         let mut n = 0;
         let mut acc = 0u64;
-        for name in names.take(hashes.len()) {
-            let h = self.hasher.hash_one(name.as_bytes());
-            acc ^= self.index.touch(h) as u64;
-            hashes[n] = h;
+        let mut flush = |hashes: &[Option<u64>], acc: &mut u64| {
+            for h in hashes {
+                // The first fingerprint match, unchecked: the record the lookup will most
+                // likely want.
+                match h.and_then(|h| self.index.find(h, |_| true)) {
+                    Some(i) => {
+                        *acc ^= self.list[i].touch();
+                        hints.push(i as u32);
+                    }
+                    None => hints.push(NO_HINT),
+                }
+            }
+        };
+        for name in names {
+            hashes[n] = name.map(|name| {
+                let h = self.hasher.hash_one(name);
+                acc ^= self.index.touch(h) as u64;
+                h
+            });
             n += 1;
-        }
-        for &h in &hashes[..n] {
-            // The first fingerprint match, unchecked: the record the lookup will most likely want.
-            if let Some(i) = self.index.find(h, |_| true) {
-                acc ^= self.list[i].touch();
+            if n == BATCH {
+                flush(&hashes, &mut acc);
+                n = 0;
             }
         }
+        flush(&hashes[..n], &mut acc);
         std::hint::black_box(acc);
     }
 

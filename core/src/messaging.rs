@@ -185,12 +185,12 @@ mod tests {
         assert_eq!(direct, vec![2, 2, 3]);
         // Delivery on the other side.
         let mut b = node("b", 2);
-        let frame = crate::wire::assemble_frame(
+        let frame = crate::wire::frame_message(
             &crate::wire::header(None),
-            &crate::wire::encode_message(&Message::Direct {
+            &Message::Direct {
                 from: "a".into(),
                 payload: (&b"hi"[..]).into(),
-            }),
+            },
         );
         b.handle_stream(at(2), addr(1), &frame[4..]).unwrap();
         assert!(events(&mut b).contains(&Event::Message {
@@ -227,10 +227,7 @@ mod tests {
                 from: "a".into(),
                 payload: vec![i].into(),
             };
-            let frame = crate::wire::assemble_frame(
-                &crate::wire::header(None),
-                &crate::wire::encode_message(&m),
-            );
+            let frame = crate::wire::frame_message(&crate::wire::header(None), &m);
             b.handle_stream(at(1), addr(1), &frame[4..]).unwrap();
         }
         b.user_event(at(2), "membership-like", &b""[..], false)

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -19,7 +19,7 @@ use crate::gossip::PendingJoin;
 use crate::identity::{Identity, Member, Name, Tags};
 use crate::intents::RecentIntents;
 use crate::lamport::LamportClock;
-use crate::members::{MemberRec, Members};
+use crate::members::{MemberRec, Members, NO_HINT};
 use crate::messaging::Outbox;
 use crate::probe::{Probe, RecentAcks, Relay};
 use crate::query::Queries;
@@ -28,7 +28,7 @@ use crate::stats::Stats;
 use crate::time::Timestamp;
 use crate::timers::{TimerKind, Timers};
 use crate::user_events::EventRing;
-use crate::wire::{self, Envelope, Limits, Message};
+use crate::wire::{self, Decoded, Envelope, Limits, Message};
 
 /// How a transmit must travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -117,6 +117,9 @@ pub struct Node {
     pub(crate) inbox_len: usize,
     /// Events dropped since the last [`Event::Lagged`].
     pub(crate) lagged: u64,
+    /// Scratch space for the member positions [`Members::warm`] finds for a datagram's
+    /// messages (kept to avoid an allocation per datagram).
+    hints: Vec<u32>,
     header: Vec<u8>,
     limits: Limits,
 }
@@ -209,6 +212,7 @@ impl Node {
             stats: Stats::default(),
             last_repair: None,
             told_accusers: Vec::new(),
+            hints: Vec::new(),
             header,
             limits,
             cfg: config,
@@ -273,22 +277,42 @@ impl Node {
             }));
         }
         let body = self.open(data)?;
-        let msgs = wire::decode_compound(body, &self.limits).map_err(|e| self.rejected(e))?;
-        if msgs.iter().any(|m| matches!(m, Message::PushPull(_))) {
+        let msgs = wire::decode_datagram(body, &self.limits).map_err(|e| self.rejected(e))?;
+        if msgs
+            .iter()
+            .any(|m| matches!(m, Decoded::Message(Message::PushPull(_))))
+        {
             let e = wire::DecodeError::Invalid("push-pull in a datagram");
             return Err(self.rejected(e));
         }
-        if msgs.len() > 4 {
-            self.members.warm(msgs.iter().filter_map(|m| match m {
-                Message::Alive(a) => Some(&*a.name),
-                Message::Suspect(s) | Message::Dead(s) => Some(&*s.name),
-                _ => None,
-            }));
+        if msgs.len() <= 4 {
+            for msg in msgs {
+                self.handle_decoded(from, msg);
+            }
+            return Ok(());
         }
-        for msg in msgs {
-            self.handle_message(from, msg);
+        let mut hints = std::mem::take(&mut self.hints);
+        hints.clear();
+        self.members
+            .warm(msgs.iter().map(Decoded::member_name), &mut hints);
+        for (msg, &hint) in msgs.into_iter().zip(&hints) {
+            self.members.set_hint(hint);
+            self.handle_decoded(from, msg);
         }
+        self.members.set_hint(NO_HINT);
+        self.hints = hints;
         Ok(())
+    }
+
+    fn handle_decoded(&mut self, from: SocketAddr, msg: Decoded<'_>) {
+        match msg {
+            Decoded::Message(msg) => self.handle_message(from, msg),
+            Decoded::Alive(a) => {
+                if !self.alive_is_known(&a) {
+                    self.apply_alive(a.to_alive(), true);
+                }
+            }
+        }
     }
 
     /// Handle one complete reliable message (a frame body, without the length prefix) from
@@ -656,22 +680,36 @@ impl Node {
 
     /// Send `msgs` in one datagram to `to`, filled up to the MTU with queued updates.
     pub(crate) fn send_datagram(&mut self, to: SocketAddr, msgs: &[Message]) {
-        let mut body = Vec::with_capacity(self.cfg.mtu);
+        let mut buf = self.datagram_buf();
         for m in msgs {
-            body.extend(wire::encode_message(m));
+            wire::encode_message_into(m, &mut buf);
         }
-        let used = self.header.len() + wire::COUNT_RESERVE + body.len();
-        let extra = self.piggyback(self.cfg.mtu.saturating_sub(used), &mut body);
-        self.finish_datagram(to, msgs.len() + extra, &body);
+        let used = self.header.len() + wire::COUNT_RESERVE + buf.len() - self.datagram_front();
+        let extra = self.piggyback(self.cfg.mtu.saturating_sub(used), &mut buf);
+        self.finish_datagram(to, msgs.len() + extra, buf);
+    }
+
+    /// A datagram being built: room for the envelope header and the longest message count in
+    /// front of the messages, which [`Node::finish_datagram`] fills in place.
+    fn datagram_buf(&self) -> Vec<u8> {
+        let front = self.datagram_front();
+        let mut buf = Vec::with_capacity(front + self.cfg.mtu);
+        buf.resize(front, 0);
+        buf
+    }
+
+    /// Where the messages start in a [`Node::datagram_buf`].
+    fn datagram_front(&self) -> usize {
+        self.header.len() + wire::COUNT_MAX_LEN
     }
 
     /// Send only queued updates to `to`; false when there was nothing to send.
     pub(crate) fn send_gossip(&mut self, to: SocketAddr) -> bool {
-        let mut body = Vec::with_capacity(self.cfg.mtu);
+        let mut buf = self.datagram_buf();
         let room = self.cfg.mtu - self.header.len() - wire::COUNT_RESERVE;
-        let n = self.piggyback(room, &mut body);
+        let n = self.piggyback(room, &mut buf);
         if n > 0 {
-            self.finish_datagram(to, n, &body);
+            self.finish_datagram(to, n, buf);
         }
         n > 0
     }
@@ -701,7 +739,8 @@ impl Node {
     /// Queue a Serf-layer update (intent, user event, query) for dissemination.
     pub(crate) fn serf_enqueue(&mut self, key: SerfKey, msg: &Message) {
         let before = self.serf_queue.drops();
-        self.serf_queue.push(key, wire::encode_message(msg));
+        self.serf_queue
+            .push_with(key, |out| wire::encode_message_into(msg, out));
         self.stats.broadcast_drops += self.serf_queue.drops() - before;
         let depth = self.serf_queue.len();
         if depth > self.cfg.queue_depth_warning && !self.depth_warned {
@@ -712,20 +751,28 @@ impl Node {
         }
     }
 
-    fn finish_datagram(&mut self, to: SocketAddr, count: usize, body: &[u8]) {
-        let payload = wire::assemble_datagram_body(&self.header, count, body);
+    /// Complete a datagram from [`Node::datagram_buf`] holding `count` messages: the count
+    /// and the header go right before the messages, and the datagram starts where they do
+    /// (the unused front bytes are skipped, not copied over).
+    fn finish_datagram(&mut self, to: SocketAddr, count: usize, mut buf: Vec<u8>) {
+        let messages = self.datagram_front();
+        let (count, len) = wire::encode_count(count);
+        let header_at = messages - len - self.header.len();
+        buf[messages - len..messages].copy_from_slice(&count[..len]);
+        buf[header_at..header_at + self.header.len()].copy_from_slice(&self.header);
+        let mut payload = Bytes::from(buf);
+        payload.advance(header_at);
         self.stats.packets_out += 1;
         self.stats.bytes_out += payload.len() as u64;
         self.push_transmit(Transmit {
             to,
             kind: TransmitKind::Datagram,
-            payload: payload.into(),
+            payload,
         });
     }
 
     pub(crate) fn send_reliable(&mut self, to: SocketAddr, msg: &Message) {
-        let body = wire::encode_message(msg);
-        let frame = wire::assemble_frame(&self.header, &body);
+        let frame = wire::frame_message(&self.header, msg);
         self.stats.streams_out += 1;
         self.stats.stream_bytes_out += frame.len() as u64;
         self.push_transmit(Transmit {
@@ -738,8 +785,9 @@ impl Node {
     /// Queue an update about `key` for dissemination.
     pub(crate) fn enqueue(&mut self, key: Name, msg: &Message) {
         let before = self.queue.drops();
-        self.queue
-            .push(ShortName::new(&key), wire::encode_message(msg));
+        self.queue.push_with(ShortName::new(&key), |out| {
+            wire::encode_message_into(msg, out)
+        });
         self.stats.broadcast_drops += self.queue.drops() - before;
     }
 

@@ -57,7 +57,12 @@ impl ShortName {
     /// fixed-size (overlapping) copies rather than one of variable length: every member
     /// lookup builds one.
     pub(crate) fn inline(name: &str) -> Option<ShortName> {
-        let s = name.as_bytes();
+        ShortName::inline_bytes(name.as_bytes())
+    }
+
+    /// [`ShortName::inline`] of a name still in bytes (a lookup key only: such a value is
+    /// never read back as a `str` unless the bytes came from one).
+    pub(crate) fn inline_bytes(s: &[u8]) -> Option<ShortName> {
         let len = s.len();
         if len > INLINE {
             return None;

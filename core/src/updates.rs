@@ -18,9 +18,28 @@ use crate::node::{Node, RunState};
 use crate::suspicion::{self, Suspicion};
 use crate::timers::TimerKind;
 use crate::wire::{Accusation, Alive, Message};
+use crate::wire_fast::RawAlive;
 
 impl Node {
     /// Apply an alive message; `broadcast` re-gossips it when it was news.
+    /// Whether an alive message (still in its datagram's bytes) tells this node nothing new —
+    /// the copy of a live member's current state that gossip delivers many times over — and
+    /// if so, apply it: [`Node::apply_alive`] would only witness its Lamport time. Checked
+    /// before the message is built, since most alive messages a node receives are such copies.
+    pub(crate) fn alive_is_known(&mut self, a: &RawAlive<'_>) -> bool {
+        let Some(rec) = self.members.get_by_bytes(a.name) else {
+            return false;
+        };
+        let known = a.incarnation <= rec.incarnation
+            && rec.is_live()
+            && a.ltime <= rec.status_ltime
+            && rec.name != *self.me;
+        if known {
+            self.member_clock.witness(a.ltime);
+        }
+        known
+    }
+
     pub(crate) fn apply_alive(&mut self, a: Alive, broadcast: bool) {
         self.member_clock.witness(a.ltime);
         if *a.name == *self.me {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::identity::{Name, Tags};
+use crate::wire_fast::RawAlive;
 
 /// Protocol version carried in the first byte of every datagram and frame.
 pub const VERSION: u8 = 1;
@@ -380,8 +381,22 @@ pub(crate) fn tags_encoded_len(tags: &Tags) -> usize {
 
 impl Limits {
     fn name(&self, name: &str) -> Result<(), DecodeError> {
+        self.name_bytes(name.as_bytes())
+    }
+
+    fn name_bytes(&self, name: &[u8]) -> Result<(), DecodeError> {
         if name.is_empty() || name.len() > self.max_name_len {
             return Err(DecodeError::Invalid("member name length"));
+        }
+        Ok(())
+    }
+
+    /// What [`Limits::validate`] checks of the alive message `a` stands for (its tags are
+    /// empty: one byte encoded).
+    fn raw_alive(&self, a: &RawAlive<'_>) -> Result<(), DecodeError> {
+        self.name_bytes(a.name)?;
+        if self.meta_max_size < varint_len(0) {
+            return Err(DecodeError::Invalid("tags exceed meta_max_size"));
         }
         Ok(())
     }
@@ -476,9 +491,45 @@ impl Limits {
 }
 
 /// Encode one message body (no envelope).
+#[cfg(any(test, feature = "arbitrary"))]
 pub(crate) fn encode_message(msg: &Message) -> Vec<u8> {
-    // Serializing these plain data types into a Vec cannot fail.
-    postcard::to_allocvec(msg).unwrap_or_default()
+    let mut out = Vec::new();
+    encode_message_into(msg, &mut out);
+    out
+}
+
+/// Append one message body (no envelope) to `out`: a datagram, a frame or a queue's buffer
+/// is written in place, without a buffer of its own per message.
+pub(crate) fn encode_message_into(msg: &Message, out: &mut Vec<u8>) {
+    let start = out.len();
+    // Serializing these plain data types into a Vec cannot fail; should it ever, nothing of
+    // the message is left behind.
+    if postcard::serialize_with_flavor(msg, Append(out)).is_err() {
+        out.truncate(start);
+    }
+}
+
+/// A postcard output that appends to a borrowed `Vec`.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Envelope header: version and label.
@@ -495,28 +546,45 @@ pub(crate) fn header(label: Option<&str>) -> Vec<u8> {
 /// datagram holds fewer than 16384 messages).
 pub(crate) const COUNT_RESERVE: usize = 2;
 
-/// Assemble a compound datagram from a header, a message count and the concatenated
-/// message bodies.
-pub(crate) fn assemble_datagram_body(header: &[u8], count: usize, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(header.len() + COUNT_RESERVE + body.len());
-    out.extend_from_slice(header);
+/// Longest encoding of a datagram's message count: a varint of a count below 2²¹ (a
+/// datagram of at most 65,507 bytes holds fewer messages than that).
+pub(crate) const COUNT_MAX_LEN: usize = 3;
+
+/// A datagram's message count as it is encoded (a varint), and how many of the bytes it uses.
+pub(crate) fn encode_count(count: usize) -> ([u8; COUNT_MAX_LEN], usize) {
+    let mut out = [0; COUNT_MAX_LEN];
     let mut n = count;
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
+    let mut len = 0;
+    while n >= 0x80 && len < COUNT_MAX_LEN - 1 {
+        out[len] = (n as u8 & 0x7f) | 0x80;
         n >>= 7;
+        len += 1;
     }
-    out.push(n as u8);
+    out[len] = n as u8;
+    (out, len + 1)
+}
+
+/// Assemble a compound datagram from a header, a message count and the concatenated
+/// message bodies (a node builds its datagrams in place instead).
+#[cfg(any(test, feature = "arbitrary"))]
+pub(crate) fn assemble_datagram_body(header: &[u8], count: usize, body: &[u8]) -> Vec<u8> {
+    let (count, len) = encode_count(count);
+    let mut out = Vec::with_capacity(header.len() + len + body.len());
+    out.extend_from_slice(header);
+    out.extend_from_slice(&count[..len]);
     out.extend_from_slice(body);
     out
 }
 
-/// Assemble a stream frame: length prefix, envelope header, one message.
-pub(crate) fn assemble_frame(header: &[u8], body: &[u8]) -> Vec<u8> {
-    let len = header.len() + body.len();
-    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + len);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
+/// A stream frame of one message: length prefix, envelope header, the message, encoded in
+/// place.
+pub(crate) fn frame_message(header: &[u8], msg: &Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + header.len() + 64);
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
     out.extend_from_slice(header);
-    out.extend_from_slice(body);
+    encode_message_into(msg, &mut out);
+    let len = (out.len() - FRAME_HEADER_LEN) as u32;
+    out[..FRAME_HEADER_LEN].copy_from_slice(&len.to_be_bytes());
     out
 }
 
@@ -562,8 +630,43 @@ fn read_varint(data: &[u8]) -> Result<(usize, &[u8]), DecodeError> {
     }
 }
 
-/// Decode the messages of a datagram body (after the envelope), validating each.
-pub(crate) fn decode_compound(body: &[u8], limits: &Limits) -> Result<Vec<Message>, DecodeError> {
+/// One message of a datagram as [`decode_datagram`] gives it.
+#[derive(Debug)]
+pub(crate) enum Decoded<'a> {
+    /// Any message.
+    Message(Message),
+    /// An alive message in its most common shape, its name still in the datagram's bytes.
+    Alive(RawAlive<'a>),
+}
+
+impl Decoded<'_> {
+    /// The message itself.
+    #[cfg(any(test, feature = "arbitrary"))]
+    pub(crate) fn into_message(self) -> Message {
+        match self {
+            Decoded::Message(m) => m,
+            Decoded::Alive(a) => Message::Alive(a.to_alive()),
+        }
+    }
+
+    /// The bytes of the member name a membership update is about.
+    pub(crate) fn member_name(&self) -> Option<&[u8]> {
+        match self {
+            Decoded::Alive(a) => Some(a.name),
+            Decoded::Message(Message::Alive(a)) => Some(a.name.as_bytes()),
+            Decoded::Message(Message::Suspect(s) | Message::Dead(s)) => Some(s.name.as_bytes()),
+            Decoded::Message(_) => None,
+        }
+    }
+}
+
+/// Decode the messages of a datagram body (after the envelope), validating each: alive
+/// messages in their common shape are left with their names in `body` (see
+/// [`crate::wire_fast`]).
+pub(crate) fn decode_datagram<'a>(
+    body: &'a [u8],
+    limits: &Limits,
+) -> Result<Vec<Decoded<'a>>, DecodeError> {
     let (count, mut rest) = read_varint(body)?;
     // Every message takes at least two bytes (kind and one field).
     if count == 0 || count > rest.len() / 2 {
@@ -571,15 +674,30 @@ pub(crate) fn decode_compound(body: &[u8], limits: &Limits) -> Result<Vec<Messag
     }
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
+        if let Some((alive, tail)) = crate::wire_fast::take_alive(rest) {
+            limits.raw_alive(&alive)?;
+            out.push(Decoded::Alive(alive));
+            rest = tail;
+            continue;
+        }
         let (msg, tail) = postcard::take_from_bytes::<Message>(rest)?;
         limits.validate(&msg)?;
-        out.push(msg);
+        out.push(Decoded::Message(msg));
         rest = tail;
     }
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes);
     }
     Ok(out)
+}
+
+/// Decode the messages of a datagram body (after the envelope), validating each.
+#[cfg(any(test, feature = "arbitrary"))]
+pub(crate) fn decode_compound(body: &[u8], limits: &Limits) -> Result<Vec<Message>, DecodeError> {
+    Ok(decode_datagram(body, limits)?
+        .into_iter()
+        .map(Decoded::into_message)
+        .collect())
 }
 
 /// Decode one stream message body (after the envelope), validating it.
@@ -897,19 +1015,19 @@ mod tests {
     #[test]
     fn frame_decoder_splits_and_bounds() {
         let h = header(None);
-        let f1 = assemble_frame(
+        let f1 = frame_message(
             &h,
-            &encode_message(&Message::Ack {
+            &Message::Ack {
                 seq: 1,
                 digest: None,
-            }),
+            },
         );
-        let f2 = assemble_frame(
+        let f2 = frame_message(
             &h,
-            &encode_message(&Message::Ack {
+            &Message::Ack {
                 seq: 2,
                 digest: None,
-            }),
+            },
         );
         let mut all = f1.clone();
         all.extend(&f2);

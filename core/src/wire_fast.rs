@@ -1,0 +1,230 @@
+//! The decoder's fast path for the message a cluster receives most: an `Alive` about a member
+//! with an IPv4 address and no tags. During formation every node receives each newcomer's
+//! alive message `retransmit_mult · ⌈log10(n+1)⌉` times, so this shape is most of what a
+//! datagram carries; reading it field by field here skips the general (serde) decoder's
+//! per-field dispatch and the construction and drop of an empty tag map.
+//!
+//! The fast path accepts only byte strings the general decoder accepts, and yields the same
+//! message and the same remaining bytes (tested against it here, and by the `decode` fuzz
+//! target on every input). Anything else — another message kind, an IPv6 address, tags, a
+//! name that is not UTF-8, malformed bytes — is left to the general decoder, which also
+//! produces the error.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use crate::identity::{Name, Tags};
+use crate::wire::Alive;
+
+/// Postcard's variant index of `Message::Alive` (checked by a test against the encoder).
+const ALIVE_TAG: u8 = 5;
+/// Postcard's variant index of `SocketAddr::V4`.
+const V4_TAG: u8 = 0;
+
+/// A postcard varint of an unsigned type `bits` wide (16, 32 or 64): at most `⌈bits/7⌉`
+/// bytes, the last of which, if all are used, may only carry the remaining `bits mod 7` bits.
+/// `None` exactly where postcard fails. One byte (the usual case) takes the first branch.
+#[inline(always)]
+fn varint(data: &[u8], bits: u32) -> Option<(u64, &[u8])> {
+    match data {
+        [b, rest @ ..] if *b < 0x80 => Some((u64::from(*b), rest)),
+        [b0, b1, rest @ ..] if *b1 < 0x80 => {
+            // Two bytes carry 14 bits: within every width used here.
+            Some((u64::from(b0 & 0x7f) | u64::from(*b1) << 7, rest))
+        }
+        _ => varint_long(data, bits),
+    }
+}
+
+#[inline(never)]
+fn varint_long(data: &[u8], bits: u32) -> Option<(u64, &[u8])> {
+    let max_len = bits.div_ceil(7) as usize;
+    let last_max = (1u8 << (bits % 7)) - 1;
+    let mut out = 0u64;
+    for (i, &b) in data.iter().enumerate().take(max_len) {
+        out |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            if i == max_len - 1 && b > last_max {
+                return None;
+            }
+            return Some((out, &data[i + 1..]));
+        }
+    }
+    None
+}
+
+/// An `Alive` message in its common shape — IPv4 address, no tags — with its name still in
+/// the datagram's bytes: a node checks whether it already knows all it says before building
+/// anything (see `Node::alive_is_known`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawAlive<'a> {
+    pub incarnation: u32,
+    /// The name's bytes, valid UTF-8 (checked when decoded).
+    pub name: &'a [u8],
+    pub addr: SocketAddrV4,
+    pub ltime: u64,
+}
+
+impl RawAlive<'_> {
+    /// The message itself.
+    pub(crate) fn to_alive(self) -> Alive {
+        // The bytes were checked to be UTF-8, so this borrows and replaces nothing.
+        let name = String::from_utf8_lossy(self.name);
+        Alive {
+            incarnation: self.incarnation,
+            name: Name::new(&*name),
+            addr: SocketAddr::V4(self.addr),
+            tags: Tags::new(),
+            ltime: self.ltime,
+        }
+    }
+}
+
+/// Decode one `Alive` message in its common shape from the front of `data`; the remaining
+/// bytes with it. `None`: not that shape (the general decoder decides).
+pub(crate) fn take_alive(data: &[u8]) -> Option<(RawAlive<'_>, &[u8])> {
+    let (&tag, rest) = data.split_first()?;
+    if tag != ALIVE_TAG {
+        return None;
+    }
+    let (incarnation, rest) = varint(rest, 32)?;
+    let (len, rest) = varint(rest, 64)?;
+    let len = usize::try_from(len).ok()?;
+    if rest.len() < len {
+        return None;
+    }
+    let (name, rest) = rest.split_at(len);
+    if !name.is_ascii() && std::str::from_utf8(name).is_err() {
+        return None;
+    }
+    let (&[family, a, b, c, d], rest) = rest.split_first_chunk::<5>()?;
+    if family != V4_TAG {
+        return None;
+    }
+    let (port, rest) = varint(rest, 16)?;
+    let (&tags, rest) = rest.split_first()?;
+    if tags != 0 {
+        return None;
+    }
+    let (ltime, rest) = varint(rest, 64)?;
+    let alive = RawAlive {
+        incarnation: incarnation as u32,
+        name,
+        addr: SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), port as u16),
+        ltime,
+    };
+    Some((alive, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{encode_message, Message};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use std::net::SocketAddrV6;
+
+    fn general(data: &[u8]) -> Option<(Message, &[u8])> {
+        postcard::take_from_bytes::<Message>(data).ok()
+    }
+
+    /// Whatever the fast path accepts, the general decoder accepts too, with the same result.
+    fn agrees(data: &[u8]) -> bool {
+        match take_alive(data) {
+            None => false,
+            Some((a, rest)) => {
+                let (msg, tail) = general(data).expect("the general decoder accepts it");
+                assert_eq!(msg, Message::Alive(a.to_alive()));
+                assert_eq!(tail, rest);
+                true
+            }
+        }
+    }
+
+    fn alive(name: &str, incarnation: u32, addr: SocketAddr, tags: Tags, ltime: u64) -> Vec<u8> {
+        let a = Alive {
+            incarnation,
+            name: name.into(),
+            addr,
+            tags,
+            ltime,
+        };
+        encode_message(&Message::Alive(a))
+    }
+
+    #[test]
+    fn the_tags_match_the_encoder() {
+        let v4 = "10.0.0.1:7946".parse().unwrap();
+        let bytes = alive("n", 0, v4, Tags::new(), 0);
+        assert_eq!(bytes[0], ALIVE_TAG);
+        assert_eq!(bytes[4], V4_TAG);
+    }
+
+    #[test]
+    fn common_shapes_take_the_fast_path_and_agree() {
+        let long = "a-member-name-longer-than-twenty-three-bytes";
+        for name in ["n", "node-17", "exactly-23-bytes-long!!", long] {
+            for incarnation in [0, 1, 127, 128, 300, (1 << 21) - 1, 1 << 28, u32::MAX] {
+                for port in [0, 1, 127, 128, 7946, 16383, 16384, 65535] {
+                    for ltime in [0, 1, 1 << 40, (1 << 63) - 1, 1 << 63, u64::MAX] {
+                        let addr = SocketAddr::from(([10, 1, 2, 3], port));
+                        let mut bytes = alive(name, incarnation, addr, Tags::new(), ltime);
+                        bytes.extend_from_slice(&[7, 7]);
+                        assert!(agrees(&bytes), "{name} {incarnation} {port} {ltime}");
+                        assert_eq!(take_alive(&bytes).unwrap().1, [7, 7]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_shapes_are_left_to_the_general_decoder() {
+        let v4 = SocketAddr::from(([10, 1, 2, 3], 7946));
+        let v6 = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7946, 0, 0));
+        let mut tags = Tags::new();
+        tags.insert("role".into(), "web".into());
+        let cases = [
+            alive("n", 0, v6, Tags::new(), 0),
+            alive("n", 0, v4, tags, 0),
+            encode_message(&Message::Nack { seq: 5 }),
+        ];
+        for bytes in cases {
+            assert!(general(&bytes).is_some());
+            assert!(take_alive(&bytes).is_none(), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn damaged_bytes_never_take_the_fast_path_wrongly() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let v4 = SocketAddr::from(([192, 168, 0, 9], 7946));
+        let base = alive("node-42", 300, v4, Tags::new(), 1 << 20);
+        let mut fast = 0;
+        for _ in 0..200_000 {
+            let mut bytes = base.clone();
+            for _ in 0..rng.random_range(1..4) {
+                match rng.random_range(0..3) {
+                    0 => {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes[i] = rng.random();
+                    }
+                    1 => {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes.truncate(i);
+                    }
+                    _ => {
+                        let i = rng.random_range(0..=bytes.len());
+                        bytes.insert(i, rng.random());
+                    }
+                }
+                if bytes.is_empty() {
+                    bytes.push(ALIVE_TAG);
+                }
+            }
+            bytes[0] = ALIVE_TAG;
+            fast += usize::from(agrees(&bytes));
+        }
+        // The damage leaves many inputs in the fast path's shape: the comparison did run.
+        assert!(fast > 10_000, "only {fast} inputs took the fast path");
+    }
+}
