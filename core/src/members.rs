@@ -667,6 +667,45 @@ mod tests {
     }
 
     #[test]
+    fn lookups_are_right_whatever_the_hint() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut m = Members::new(&mut rng);
+        let long = "a-name-too-long-to-be-kept-inline";
+        let names = ["a", "node-7", long, "exactly-15-byte"];
+        for n in names {
+            m.insert(rec(n), &Tags::new(), Timestamp::ZERO, &mut rng);
+        }
+        let mut hints = Vec::new();
+        m.warm(
+            names.iter().map(|n| Some(n.as_bytes())).chain([None]),
+            &mut hints,
+        );
+        assert_eq!(hints.len(), names.len() + 1, "one hint per item");
+        assert_eq!(hints[names.len()], NO_HINT);
+        let right: Vec<u32> = names
+            .iter()
+            .map(|n| m.position(n).unwrap() as u32)
+            .collect();
+        assert_eq!(
+            hints[..names.len()],
+            right[..],
+            "no fingerprint collision among four"
+        );
+        // Every hint — right, another member's, out of range, none — gives the same answer.
+        for h in right.iter().copied().chain([NO_HINT, 99]) {
+            m.set_hint(h);
+            for (n, &pos) in names.iter().zip(&right) {
+                assert_eq!(m.position(n), Some(pos as usize));
+                assert_eq!(*m.get_by_bytes(n.as_bytes()).unwrap().name, **n);
+            }
+            assert!(m.get("node-8").is_none());
+            assert!(m
+                .get_by_bytes(b"a-name-too-long-to-be-kept-inlinX")
+                .is_none());
+        }
+    }
+
+    #[test]
     fn tags_follow_their_member_through_changes_and_removal() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let mut m = Members::new(&mut rng);

@@ -372,6 +372,44 @@ mod tests {
         (m.status, m.incarnation)
     }
 
+    fn alive_at(name: &str, port: u16, incarnation: u32, ltime: u64) -> crate::wire::Message {
+        let mut m = alive(name, port, incarnation);
+        if let crate::wire::Message::Alive(a) = &mut m {
+            a.ltime = ltime;
+        }
+        m
+    }
+
+    /// Copies of what a node knows take the shortcut (only their Lamport time is witnessed);
+    /// a copy carrying a newer join intent does not — alone in a datagram or among many.
+    #[test]
+    fn alive_copies_change_nothing_but_a_newer_intent_applies() {
+        for crowd in [0u16, 8] {
+            let mut a = node("a", 1);
+            let others: Vec<_> = (0..crowd)
+                .map(|i| alive(&format!("o{i}"), 10 + i, 1))
+                .collect();
+            let with = |m: crate::wire::Message| {
+                let mut v = others.clone();
+                v.push(m);
+                v
+            };
+            deliver(&mut a, at(1), 2, &with(alive_at("b", 2, 3, 4)));
+            assert_eq!(a.members.get("b").unwrap().status_ltime, 4);
+            events(&mut a);
+            let clock = a.clocks().0;
+            deliver(&mut a, at(2), 3, &with(alive_at("b", 2, 3, 4)));
+            deliver(&mut a, at(3), 3, &with(alive_at("b", 2, 2, 1)));
+            assert!(events(&mut a).is_empty(), "copies are not news");
+            assert_eq!(a.clocks().0, clock, "times already witnessed");
+            assert_eq!(a.members.get("b").unwrap().status_ltime, 4);
+            deliver(&mut a, at(4), 3, &with(alive_at("b", 2, 3, 9)));
+            assert_eq!(a.members.get("b").unwrap().status_ltime, 9, "crowd {crowd}");
+            assert!(a.clocks().0 > 9);
+            assert_eq!(status(&a, "b"), (MemberStatus::Alive, 3));
+        }
+    }
+
     #[test]
     fn alive_adds_once_and_newer_incarnations_win() {
         let mut a = node("a", 1);
