@@ -10,13 +10,16 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use crate::event::Event;
-use crate::identity::MemberStatus;
-use crate::members::NO_HINT;
+use crate::identity::{MemberStatus, Name, Tags};
+use crate::members::{MemberRec, NO_HINT};
 use crate::node::{Node, RunState, SerfKey};
 use crate::short_name::ShortName;
 use crate::timers::TimerKind;
-use crate::wire::{Accusation, Alive, Digest, Intent, Message, PushPull, PushState, WireStatus};
+use crate::wire::{
+    self, Accusation, Alive, Digest, Intent, Message, PushPull, PushState, WireStatus,
+};
 use rand::Rng;
+use serde::Serialize;
 
 /// A join waiting for its seeds.
 #[derive(Clone, Debug)]
@@ -29,6 +32,29 @@ pub(crate) struct PendingJoin {
     had_peers: bool,
     /// Skip the cluster's user events older than the join.
     ignore_old: bool,
+}
+
+/// A member's push-pull state borrowed from the table: encodes exactly as the `PushState`
+/// built from the same record (the fields in the same order, the name's bytes as a string's).
+#[derive(Serialize)]
+struct StateOut<'a> {
+    name: NameBytes<'a>,
+    addr: SocketAddr,
+    incarnation: u32,
+    status: WireStatus,
+    tags: &'a Tags,
+    ltime: u64,
+    accuser: Option<&'a Name>,
+}
+
+/// A member name's bytes, encoded as the string they are (postcard writes a string and a byte
+/// string alike: length, then bytes).
+struct NameBytes<'a>(&'a [u8]);
+
+impl Serialize for NameBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
 }
 
 impl Node {
@@ -110,35 +136,85 @@ impl Node {
     }
 
     fn local_state(&self) -> Vec<PushState> {
-        self.members
+        let mut states = Vec::with_capacity(self.members.len());
+        states.extend(self.members.iter().map(|r| {
+            let s = self.state_of(r);
+            PushState {
+                name: r.name.to_name(),
+                addr: s.addr,
+                incarnation: s.incarnation,
+                status: s.status,
+                tags: s.tags.clone(),
+                ltime: s.ltime,
+                accuser: s.accuser.cloned(),
+            }
+        }));
+        states
+    }
+
+    /// What a push-pull says about the member `r`, borrowed from the table.
+    fn state_of<'a>(&'a self, r: &'a MemberRec) -> StateOut<'a> {
+        let status = match r.public_status() {
+            MemberStatus::Alive => WireStatus::Alive,
+            MemberStatus::Suspect => WireStatus::Suspect,
+            MemberStatus::Leaving => WireStatus::Leaving,
+            MemberStatus::Failed => WireStatus::Dead,
+            MemberStatus::Left => WireStatus::Left,
+        };
+        // Only a suspect state names its accuser (the decoder refuses any other).
+        let accuser = match (status, r.suspicion()) {
+            (WireStatus::Suspect, Some(s)) => s.accuser().filter(|a| **a != *r.name),
+            _ => None,
+        };
+        StateOut {
+            name: NameBytes(r.name.bytes()),
+            addr: r.addr(),
+            incarnation: r.incarnation,
+            status,
+            tags: self.members.tags(r),
+            ltime: r.status_ltime,
+            accuser,
+        }
+    }
+
+    /// The frame of a push-pull carrying the whole table, encoded straight from the table (no
+    /// `PushState` built per member), or `None` when the table does not fit in
+    /// `max_stream_message` and must be trimmed (see [`Node::fit_push_pull`], whose size
+    /// reckoning this repeats). Byte for byte what encoding the `PushPull` message gives
+    /// (tested).
+    fn push_pull_frame(&self, id: u32, request: bool, join: bool) -> Option<Vec<u8>> {
+        let events = self.event_ring.recent();
+        let budget = self.cfg.max_stream_message.saturating_sub(320);
+        let mut used: usize = events
             .iter()
-            .map(|r| {
-                let status = match r.public_status() {
-                    MemberStatus::Alive => WireStatus::Alive,
-                    MemberStatus::Suspect => WireStatus::Suspect,
-                    MemberStatus::Leaving => WireStatus::Leaving,
-                    MemberStatus::Failed => WireStatus::Dead,
-                    MemberStatus::Left => WireStatus::Left,
-                };
-                // Only a suspect state names its accuser (the decoder refuses any other).
-                let accuser = match (status, r.suspicion()) {
-                    (WireStatus::Suspect, Some(s)) => s.accuser().filter(|a| **a != *r.name),
-                    _ => None,
-                };
-                PushState {
-                    name: r.name.to_name(),
-                    addr: r.addr(),
-                    incarnation: r.incarnation,
-                    status,
-                    tags: (**self.members.tags(r)).clone(),
-                    ltime: r.status_ltime,
-                    accuser: accuser.cloned(),
-                }
-            })
-            .collect()
+            .map(|e| e.name.len() + e.payload.len() + 24)
+            .sum();
+        let mut out = wire::frame_start(&self.header);
+        wire::encode_into(&wire::PUSH_PULL_VARIANT, &mut out);
+        wire::encode_into(&(id, request, join, self.addr, &*self.me), &mut out);
+        wire::encode_into(&self.members.len(), &mut out);
+        for r in self.members.iter() {
+            let before = out.len();
+            wire::encode_into(&self.state_of(r), &mut out);
+            used += out.len() - before;
+            if used > budget {
+                return None;
+            }
+        }
+        let clocks = (
+            self.member_clock.time(),
+            self.event_clock.time(),
+            self.query_clock.time(),
+        );
+        wire::encode_into(&(clocks, &events), &mut out);
+        Some(wire::frame_finish(out))
     }
 
     pub(crate) fn send_push_pull(&mut self, to: SocketAddr, id: u32, request: bool, join: bool) {
+        if let Some(frame) = self.push_pull_frame(id, request, join) {
+            self.send_frame(to, frame);
+            return;
+        }
         let mut p = PushPull {
             id,
             request,
@@ -505,6 +581,74 @@ mod tests {
             ltime: 0,
             accuser: None,
         }
+    }
+
+    /// The push-pull frame built straight from the table is byte for byte the encoding of the
+    /// `PushPull` message built state by state — for every kind of member: alive, suspect
+    /// (with its accuser), failed, left, leaving, with tags, at an IPv6 address, with a long
+    /// name — and with user events in the ring; and a table too large for
+    /// `max_stream_message` is left to the trimming path.
+    #[test]
+    fn push_pull_from_the_table_encodes_as_the_message() {
+        let mut a = node("a", 1);
+        let v6: std::net::SocketAddr = "[fe80::7]:7946".parse().unwrap();
+        let mut tagged = crate::wire::Alive {
+            incarnation: 3,
+            name: "tagged".into(),
+            addr: addr(5),
+            tags: Default::default(),
+            ltime: 7,
+        };
+        tagged.tags.insert("role".into(), "db".into());
+        let six = crate::wire::Alive {
+            incarnation: 1,
+            name: "a-member-with-a-rather-long-name".into(),
+            addr: v6,
+            tags: Default::default(),
+            ltime: 0,
+        };
+        let mut msgs = vec![Message::Alive(tagged), Message::Alive(six)];
+        msgs.extend(
+            [("b", 2), ("c", 3), ("d", 4), ("e", 6), ("f", 7)].map(|(n, p)| alive(n, p, 1)),
+        );
+        deliver(&mut a, at(0), 2, &msgs);
+        deliver(&mut a, at(10), 3, &[suspect("c", 1, "b")]);
+        deliver(&mut a, at(20), 4, &[dead("d", 1, "b")]);
+        deliver(&mut a, at(30), 6, &[dead("e", 1, "e")]);
+        a.user_event(at(40), "deploy", &b"v2"[..], false).unwrap();
+        let _ = (sent(&mut a), events(&mut a));
+        let statuses: Vec<_> = a.local_state().iter().map(|s| s.status).collect();
+        for want in [
+            WireStatus::Alive,
+            WireStatus::Suspect,
+            WireStatus::Dead,
+            WireStatus::Left,
+        ] {
+            assert!(statuses.contains(&want), "{want:?} in {statuses:?}");
+        }
+        for (id, request, join) in [(1, true, true), (9, false, false)] {
+            let slow = PushPull {
+                id,
+                request,
+                join,
+                reply_to: a.addr,
+                sender: a.me.clone(),
+                states: a.local_state(),
+                member_ltime: a.member_clock.time(),
+                event_ltime: a.event_clock.time(),
+                query_ltime: a.query_clock.time(),
+                events: a.event_ring.recent(),
+            };
+            assert!(!slow.events.is_empty());
+            let want = crate::wire::frame_message(&a.header, &Message::PushPull(Box::new(slow)));
+            assert_eq!(a.push_pull_frame(id, request, join), Some(want));
+        }
+        std::sync::Arc::make_mut(&mut a.cfg).max_stream_message = 400;
+        assert_eq!(
+            a.push_pull_frame(1, true, false),
+            None,
+            "too large: trimmed instead"
+        );
     }
 
     /// Node `a` (local preset) knowing b, c, d and x, all alive at incarnation 0: five live

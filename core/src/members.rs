@@ -251,13 +251,9 @@ impl TagSlab {
 }
 
 /// FNV-1a over a member's name and incarnation: its contribution to the table digest.
-fn member_hash(name: &str, incarnation: u32) -> u32 {
+fn member_hash(name: &[u8], incarnation: u32) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
-    for b in name
-        .as_bytes()
-        .iter()
-        .chain(incarnation.to_le_bytes().iter())
-    {
+    for b in name.iter().chain(incarnation.to_le_bytes().iter()) {
         h ^= *b as u32;
         h = h.wrapping_mul(0x0100_0193);
     }
@@ -362,7 +358,7 @@ impl Members {
         let rec = self.list.pop()?;
         self.count(rec.status, -1);
         if rec.is_live() {
-            self.toggle_digest(&rec.name, rec.incarnation, now);
+            self.toggle_digest(rec.name.bytes(), rec.incarnation, now);
         }
         if self.probe_index > self.list.len() {
             self.probe_index = self.list.len();
@@ -502,7 +498,7 @@ impl Members {
         rec.tags = self.tag_sets.add(tags);
         debug_assert!(self.position(&rec.name).is_none());
         if rec.is_live() {
-            self.toggle_digest(&rec.name, rec.incarnation, now);
+            self.toggle_digest(rec.name.bytes(), rec.incarnation, now);
         }
         self.count(rec.status, 1);
         let last = self.list.len();
@@ -540,8 +536,8 @@ impl Members {
             })
         });
         if was_live != rec.is_live() {
-            let (name, inc) = (rec.name.clone(), rec.incarnation);
-            self.toggle_digest(&name, inc, now);
+            let hash = member_hash(rec.name.bytes(), rec.incarnation);
+            self.flip_digest(hash, now);
         }
     }
 
@@ -557,14 +553,18 @@ impl Members {
         }
         rec.incarnation = incarnation;
         if rec.is_live() {
-            let name = rec.name.clone();
-            self.toggle_digest(&name, old, now);
-            self.toggle_digest(&name, incarnation, now);
+            let hash =
+                member_hash(rec.name.bytes(), old) ^ member_hash(rec.name.bytes(), incarnation);
+            self.flip_digest(hash, now);
         }
     }
 
-    fn toggle_digest(&mut self, name: &str, incarnation: u32, now: Timestamp) {
-        self.digest ^= member_hash(name, incarnation);
+    fn toggle_digest(&mut self, name: &[u8], incarnation: u32, now: Timestamp) {
+        self.flip_digest(member_hash(name, incarnation), now);
+    }
+
+    fn flip_digest(&mut self, hash: u32, now: Timestamp) {
+        self.digest ^= hash;
         self.digest_changed = now;
     }
 
@@ -582,6 +582,7 @@ impl Members {
     /// The next member to probe: round-robin over the shuffled list, reshuffled at each wrap,
     /// skipping `me` and members that are not live.
     pub(crate) fn next_probe_target(&mut self, me: &str, rng: &mut ChaCha8Rng) -> Option<usize> {
+        let me = ShortName::new(me);
         if self.live <= 1 {
             return None;
         }
@@ -593,7 +594,7 @@ impl Members {
             let i = self.probe_index;
             self.probe_index += 1;
             let rec = &self.list[i];
-            if rec.is_live() && &*rec.name != me {
+            if rec.is_live() && rec.name != me {
                 return Some(i);
             }
         }
@@ -839,7 +840,7 @@ mod tests {
         let full = |m: &Members| {
             m.iter()
                 .filter(|r| r.is_live())
-                .fold(0, |acc, r| acc ^ member_hash(&r.name, r.incarnation))
+                .fold(0, |acc, r| acc ^ member_hash(r.name.bytes(), r.incarnation))
         };
         assert_eq!(a.digest(), full(&a));
         a.set_incarnation("n4", 1, Timestamp::from_secs(3));

@@ -120,7 +120,7 @@ pub struct Node {
     /// Scratch space for the member positions [`Members::warm`] finds for a datagram's
     /// messages (kept to avoid an allocation per datagram).
     hints: Vec<u32>,
-    header: Vec<u8>,
+    pub(crate) header: Vec<u8>,
     limits: Limits,
 }
 
@@ -773,6 +773,11 @@ impl Node {
 
     pub(crate) fn send_reliable(&mut self, to: SocketAddr, msg: &Message) {
         let frame = wire::frame_message(&self.header, msg);
+        self.send_frame(to, frame);
+    }
+
+    /// Send a complete stream frame (see [`wire::frame_message`]).
+    pub(crate) fn send_frame(&mut self, to: SocketAddr, frame: Vec<u8>) {
         self.stats.streams_out += 1;
         self.stats.stream_bytes_out += frame.len() as u64;
         self.push_transmit(Transmit {

@@ -501,12 +501,9 @@ pub(crate) fn encode_message(msg: &Message) -> Vec<u8> {
 /// Append one message body (no envelope) to `out`: a datagram, a frame or a queue's buffer
 /// is written in place, without a buffer of its own per message.
 pub(crate) fn encode_message_into(msg: &Message, out: &mut Vec<u8>) {
-    let start = out.len();
     // Serializing these plain data types into a Vec cannot fail; should it ever, nothing of
     // the message is left behind.
-    if postcard::serialize_with_flavor(msg, Append(out)).is_err() {
-        out.truncate(start);
-    }
+    encode_into(msg, out);
 }
 
 /// A postcard output that appends to a borrowed `Vec`.
@@ -579,13 +576,39 @@ pub(crate) fn assemble_datagram_body(header: &[u8], count: usize, body: &[u8]) -
 /// A stream frame of one message: length prefix, envelope header, the message, encoded in
 /// place.
 pub(crate) fn frame_message(header: &[u8], msg: &Message) -> Vec<u8> {
+    let mut out = frame_start(header);
+    encode_message_into(msg, &mut out);
+    frame_finish(out)
+}
+
+/// A stream frame being built: room for the length prefix, then the envelope header; the
+/// message is appended, then [`frame_finish`] writes the length.
+pub(crate) fn frame_start(header: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + header.len() + 64);
     out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
     out.extend_from_slice(header);
-    encode_message_into(msg, &mut out);
-    let len = (out.len() - FRAME_HEADER_LEN) as u32;
-    out[..FRAME_HEADER_LEN].copy_from_slice(&len.to_be_bytes());
     out
+}
+
+/// Write the length prefix of a frame from [`frame_start`].
+pub(crate) fn frame_finish(mut frame: Vec<u8>) -> Vec<u8> {
+    let len = (frame.len() - FRAME_HEADER_LEN) as u32;
+    frame[..FRAME_HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+    frame
+}
+
+/// Postcard's variant index of [`Message::PushPull`] (checked by a test against the encoder):
+/// a push-pull built straight from the member table starts with it.
+pub(crate) const PUSH_PULL_VARIANT: u32 = 8;
+
+/// Append the postcard encoding of any value — a message, or a part of one: postcard writes a
+/// struct as its fields one after the other, so the parts of a message encoded in order give
+/// the message's bytes.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let start = out.len();
+    if postcard::serialize_with_flavor(value, Append(out)).is_err() {
+        out.truncate(start);
+    }
 }
 
 /// Result of reading the envelope: the rest of the input, or a label mismatch.
