@@ -106,7 +106,10 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
     }
 
     fn slot_of(&self, key: &K) -> Option<u32> {
-        let h = self.hasher.hash_one(key);
+        self.slot_of_hashed(key, self.hasher.hash_one(key))
+    }
+
+    fn slot_of_hashed(&self, key: &K, h: u64) -> Option<u32> {
         let slots = &self.slots;
         self.by_key
             .find(h, |&i| slots[i as usize].key.as_ref() == Some(key))
@@ -122,7 +125,8 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
     /// Queue the message `encode` appends to the buffer it is given (one encoded message)
     /// about `key`, replacing any queued update about it.
     pub(crate) fn push_with(&mut self, key: K, encode: impl FnOnce(&mut Vec<u8>)) {
-        if let Some(old) = self.slot_of(&key) {
+        let h = self.hasher.hash_one(&key);
+        if let Some(old) = self.slot_of_hashed(&key, h) {
             self.unindex(old);
             self.release(old);
         }
@@ -134,7 +138,6 @@ impl<K: Hash + Eq + Clone> BroadcastQueue<K> {
             return;
         };
         let at = at as u32;
-        let h = self.hasher.hash_one(&key);
         let slot = match self.free.pop() {
             Some(i) => {
                 let s = &mut self.slots[i as usize];

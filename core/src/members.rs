@@ -313,11 +313,16 @@ impl Members {
 
     /// Swap the members at positions `p` and `q`, keeping the index right.
     fn swap(&mut self, p: usize, q: usize) {
+        let hq = self.hasher.hash_one(self.list[q].name.bytes());
+        self.swap_hashed(p, q, hq);
+    }
+
+    /// [`Members::swap`] when the hash of the name at `q` is already known.
+    fn swap_hashed(&mut self, p: usize, q: usize, hq: u64) {
         if p == q {
             return;
         }
         let hp = self.hasher.hash_one(self.list[p].name.bytes());
-        let hq = self.hasher.hash_one(self.list[q].name.bytes());
         self.list.swap(p, q);
         // Park one entry so the two moves cannot match each other's.
         self.index.repoint(hp, p, PARKED);
@@ -460,8 +465,13 @@ impl Members {
 
     /// The member as the application sees it.
     pub(crate) fn snapshot(&self, rec: &MemberRec) -> Member {
+        self.snapshot_named(rec, rec.name.to_name())
+    }
+
+    /// [`Members::snapshot`] given the member's name (saves building it from the record).
+    fn snapshot_named(&self, rec: &MemberRec, name: Name) -> Member {
         Member {
-            name: rec.name.to_name(),
+            name,
             addr: rec.addr(),
             status: rec.public_status(),
             incarnation: rec.incarnation,
@@ -471,7 +481,8 @@ impl Members {
 
     /// The member called `name`, as the application sees it.
     pub(crate) fn member(&self, name: &str) -> Option<Member> {
-        self.get(name).map(|rec| self.snapshot(rec))
+        self.get(name)
+            .map(|rec| self.snapshot_named(rec, Name::new(name)))
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &MemberRec> {
@@ -507,7 +518,10 @@ impl Members {
         let (index, hash_at) = self.index_and_hash_at();
         index.insert(h, last, hash_at);
         let pos = rng.random_range(0..=last);
-        self.swap(pos, last);
+        self.swap_hashed(pos, last, h);
+        // What follows an insert (the member's intent, its snapshot for the event) looks the
+        // new member up: point the lookups at it.
+        self.hint = pos as u32;
     }
 
     /// Change a member's status, keeping counts and the state-change time.
