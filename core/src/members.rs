@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::chunked::Chunked;
 use crate::identity::{Member, MemberStatus, Name, Tags};
 use crate::member_index::{MemberIndex, PARKED};
-use crate::short_name::ShortName;
+use crate::short_name::{InlineKey, ShortName};
 use crate::suspicion::Suspicion;
 use crate::time::Timestamp;
 
@@ -286,9 +286,9 @@ impl Members {
 
     /// Where the member whose name has these bytes sits.
     fn position_of_bytes(&self, name: &[u8]) -> Option<usize> {
-        let key = ShortName::inline_bytes(name);
+        let key = InlineKey::new(name);
         let is = |i: usize| match (&key, &self.list[i].name) {
-            (Some(key), rec) => rec == key,
+            (Some(key), rec) => rec.matches(key),
             (None, ShortName::Boxed(rec)) => rec.as_bytes() == name,
             (None, ShortName::Inline(..)) => false,
         };
@@ -389,25 +389,29 @@ impl Members {
         let mut hashes = [None::<u64>; BATCH];
         let mut n = 0;
         let mut acc = 0u64;
+        // Passes per batch, each a loop of independent loads: the hashes first (no loads), so
+        // that the loop touching the index slots is a few instructions per name and the
+        // processor keeps many of its misses in flight at once; then the positions the slots
+        // give, then the records at those positions.
         let mut flush = |hashes: &[Option<u64>], acc: &mut u64| {
-            for h in hashes {
-                // The first fingerprint match, unchecked: the record the lookup will most
-                // likely want.
-                match h.and_then(|h| self.index.find(h, |_| true)) {
-                    Some(i) => {
-                        *acc ^= self.list[i].touch();
-                        hints.push(i as u32);
-                    }
-                    None => hints.push(NO_HINT),
+            for h in hashes.iter().flatten() {
+                *acc ^= self.index.touch(*h) as u64;
+            }
+            // The first fingerprint match, unchecked: the record the lookup will most likely
+            // want.
+            let from = hints.len();
+            hints.extend(hashes.iter().map(|h| {
+                h.and_then(|h| self.index.find(h, |_| true))
+                    .map_or(NO_HINT, |i| i as u32)
+            }));
+            for &i in &hints[from..] {
+                if i != NO_HINT {
+                    *acc ^= self.list[i as usize].touch();
                 }
             }
         };
         for name in names {
-            hashes[n] = name.map(|name| {
-                let h = self.hasher.hash_one(name);
-                acc ^= self.index.touch(h) as u64;
-                h
-            });
+            hashes[n] = name.map(|name| self.hasher.hash_one(name));
             n += 1;
             if n == BATCH {
                 flush(&hashes, &mut acc);

@@ -61,25 +61,15 @@ impl ShortName {
     }
 
     /// [`ShortName::inline`] of a name still in bytes (a lookup key only: such a value is
-    /// never read back as a `str` unless the bytes came from one).
+    /// never read back as a `str` unless the bytes came from one). Written as the two words
+    /// comparisons read (the second overlaps the first by one byte, of the same value), so
+    /// that a comparison right after finds each word where one store put it.
     pub(crate) fn inline_bytes(s: &[u8]) -> Option<ShortName> {
-        let len = s.len();
-        if len > INLINE {
-            return None;
-        }
+        let key = InlineKey::new(s)?;
         let mut b = [0u8; INLINE];
-        if len >= 8 {
-            b[..8].copy_from_slice(&s[..8]);
-            b[len - 8..len].copy_from_slice(&s[len - 8..]);
-        } else if len >= 4 {
-            b[..4].copy_from_slice(&s[..4]);
-            b[len - 4..len].copy_from_slice(&s[len - 4..]);
-        } else {
-            for (d, c) in b.iter_mut().zip(s) {
-                *d = *c;
-            }
-        }
-        Some(ShortName::Inline(InlineLen::ALL[len], b))
+        b[..8].copy_from_slice(&key.lo.to_le_bytes());
+        b[INLINE - 8..].copy_from_slice(&key.hi.to_le_bytes());
+        Some(ShortName::Inline(key.len, b))
     }
 
     /// The byte that tells the two forms apart (for touching a record's first cache line).
@@ -116,7 +106,60 @@ impl ShortName {
 fn words(b: &[u8; INLINE]) -> (u64, u64) {
     let lo: [u8; 8] = b[..8].try_into().expect("8 of 15 bytes");
     let hi: [u8; 8] = b[INLINE - 8..].try_into().expect("8 of 15 bytes");
-    (u64::from_ne_bytes(lo), u64::from_ne_bytes(hi))
+    (u64::from_le_bytes(lo), u64::from_le_bytes(hi))
+}
+
+/// What a lookup compares records against: a name of at most 15 bytes as [`words`] reads its
+/// inline form, computed from the bytes directly. Building the zero-padded copy instead costs
+/// a stall on every lookup: the processor cannot forward its overlapping stores to the word
+/// loads that follow.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InlineKey {
+    len: InlineLen,
+    lo: u64,
+    hi: u64,
+}
+
+impl InlineKey {
+    /// The key of `name`, if it is short enough to be stored inline.
+    pub(crate) fn new(name: &[u8]) -> Option<InlineKey> {
+        let len = name.len();
+        if len > INLINE {
+            return None;
+        }
+        let le8 = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let le4 = |b: &[u8]| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")));
+        let (lo, hi) = if len >= 8 {
+            // The high word starts at byte 7: the last 8 bytes, shifted past those beyond
+            // the name's end (zero in the padded form).
+            (
+                le8(&name[..8]),
+                le8(&name[len - 8..]) >> (8 * (INLINE - len)),
+            )
+        } else if len >= 4 {
+            (
+                le4(&name[..4]) | le4(&name[len - 4..]) << (8 * (len - 4)),
+                0,
+            )
+        } else {
+            (name.iter().rev().fold(0, |w, &b| w << 8 | u64::from(b)), 0)
+        };
+        Some(InlineKey {
+            len: InlineLen::ALL[len],
+            lo,
+            hi,
+        })
+    }
+}
+
+impl ShortName {
+    /// Whether this is the inline name `key` stands for.
+    pub(crate) fn matches(&self, key: &InlineKey) -> bool {
+        match self {
+            ShortName::Inline(len, b) => *len == key.len && words(b) == (key.lo, key.hi),
+            ShortName::Boxed(_) => false,
+        }
+    }
 }
 
 impl PartialEq for ShortName {
@@ -153,8 +196,8 @@ impl Deref for ShortName {
 
 impl PartialEq<str> for ShortName {
     fn eq(&self, other: &str) -> bool {
-        match (self, ShortName::inline(other)) {
-            (ShortName::Inline(..), Some(o)) => *self == o,
+        match (self, InlineKey::new(other.as_bytes())) {
+            (ShortName::Inline(..), Some(key)) => self.matches(&key),
             (ShortName::Boxed(s), None) => ***s == *other,
             _ => false,
         }
@@ -176,6 +219,43 @@ impl fmt::Debug for ShortName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_match_exactly_the_inline_names_they_stand_for() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for len in 0..=INLINE {
+            for _ in 0..200 {
+                let name: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                let key = InlineKey::new(&name).unwrap();
+                assert!(
+                    ShortName::inline_bytes(&name).unwrap().matches(&key),
+                    "{name:?}"
+                );
+                // Any other name of any length, and a boxed name, do not match.
+                let mut other = name.clone();
+                match next() % 3 {
+                    0 if len > 0 => other[next() as usize % len] ^= 1 + (next() % 255) as u8,
+                    1 if len > 0 => {
+                        other.pop();
+                    }
+                    _ => other.push(next() as u8),
+                }
+                if let Some(o) = ShortName::inline_bytes(&other) {
+                    assert!(!o.matches(&key), "{other:?} matched {name:?}");
+                }
+            }
+        }
+        assert!(InlineKey::new(&[b'x'; INLINE + 1]).is_none());
+        assert!(
+            !ShortName::new("a-name-longer-than-fifteen").matches(&InlineKey::new(b"a").unwrap())
+        );
+    }
 
     #[test]
     fn sixteen_bytes_and_round_trips() {
