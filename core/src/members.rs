@@ -195,8 +195,8 @@ pub(crate) struct Members {
     /// Number of the last suspicion started (see `Trouble::generation`).
     suspicions: u32,
     tag_sets: TagSlab,
-    /// Where the member a message is about most likely sits, as [`Members::warm`] found it
-    /// ([`NO_HINT`]: nowhere). Every lookup checks it against the record's name first, so a
+    /// Where the member a message is about most likely sits, as [`Members::warm`] found it or
+    /// where the last insert put the new member ([`NO_HINT`]: nowhere). Every lookup checks it against the record's name first, so a
     /// stale hint (the table changed since) costs one comparison and is never wrong.
     hint: u32,
 }

@@ -1,7 +1,8 @@
 //! [`ShortName`]: a member name as the member table stores it, in 16 bytes — up to 15 bytes
 //! inline, a longer name behind one pointer. The table holds one per known member on every
 //! node, so these 8 bytes less than [`Name`]'s 24 are a ninth of the record; an inline name
-//! compares as two fixed-size words, with no call to `memcmp`.
+//! compares as two fixed-size words, with no call to `memcmp`; a lookup computes those words
+//! from the name's bytes ([`InlineKey`]) and compares records against them.
 
 use std::fmt;
 use std::ops::Deref;
@@ -53,23 +54,29 @@ impl ShortName {
         ShortName::inline(name).unwrap_or_else(|| ShortName::Boxed(Box::new(name.into())))
     }
 
-    /// The inline form of `name`, if it is short enough (never allocates). Built with a few
-    /// fixed-size (overlapping) copies rather than one of variable length: every member
-    /// lookup builds one.
+    /// The inline form of `name`, if it is short enough (never allocates).
     pub(crate) fn inline(name: &str) -> Option<ShortName> {
         ShortName::inline_bytes(name.as_bytes())
     }
 
-    /// [`ShortName::inline`] of a name still in bytes (a lookup key only: such a value is
-    /// never read back as a `str` unless the bytes came from one). Written as the two words
-    /// comparisons read (the second overlaps the first by one byte, of the same value), so
-    /// that a comparison right after finds each word where one store put it.
+    /// [`ShortName::inline`] of a name in bytes (read back as a `str` only when the bytes
+    /// came from one). Written as the two words comparisons read (the second overlaps the
+    /// first by one byte, of the same value), each with one store, so that a comparison right
+    /// after finds each word where one store put it.
     pub(crate) fn inline_bytes(s: &[u8]) -> Option<ShortName> {
         let key = InlineKey::new(s)?;
         let mut b = [0u8; INLINE];
         b[..8].copy_from_slice(&key.lo.to_le_bytes());
         b[INLINE - 8..].copy_from_slice(&key.hi.to_le_bytes());
         Some(ShortName::Inline(key.len, b))
+    }
+
+    /// Whether this is the inline name `key` stands for.
+    pub(crate) fn matches(&self, key: &InlineKey) -> bool {
+        match self {
+            ShortName::Inline(len, b) => *len == key.len && words(b) == (key.lo, key.hi),
+            ShortName::Boxed(_) => false,
+        }
     }
 
     /// The byte that tells the two forms apart (for touching a record's first cache line).
@@ -149,16 +156,6 @@ impl InlineKey {
             lo,
             hi,
         })
-    }
-}
-
-impl ShortName {
-    /// Whether this is the inline name `key` stands for.
-    pub(crate) fn matches(&self, key: &InlineKey) -> bool {
-        match self {
-            ShortName::Inline(len, b) => *len == key.len && words(b) == (key.lo, key.hi),
-            ShortName::Boxed(_) => false,
-        }
     }
 }
 
