@@ -11,10 +11,8 @@
 //! that hashes the name at a position whenever the table must recompute one (growth, removal).
 
 /// Positions are stored plus one in 24 bits (0 marks an empty slot); positions run below
-/// this, and this one is [`PARKED`].
+/// this.
 pub(crate) const MAX_POSITIONS: usize = (1 << 24) - 2;
-/// A position no member has, for moving two entries past each other.
-pub(crate) const PARKED: usize = MAX_POSITIONS;
 const POS_MASK: u32 = (1 << 24) - 1;
 
 #[derive(Debug, Default)]
@@ -116,10 +114,15 @@ impl MemberIndex {
         self.len += 1;
     }
 
-    /// The entry for position `from` (name hash `hash`) now stands for position `to`.
-    pub(crate) fn repoint(&mut self, hash: u64, from: usize, to: usize) {
-        if let Some(i) = self.slot_of(hash, from) {
-            self.slots[i] = (self.slots[i] & !POS_MASK) | ((to as u32 + 1) & POS_MASK);
+    /// The entries for positions `p` (name hash `hp`) and `q` (name hash `hq`) trade
+    /// positions: both slots are found first, so neither search can meet the other's
+    /// rewritten entry.
+    pub(crate) fn swap(&mut self, hp: u64, p: usize, hq: u64, q: usize) {
+        let (sp, sq) = (self.slot_of(hp, p), self.slot_of(hq, q));
+        for (slot, to) in [(sp, q), (sq, p)] {
+            if let Some(i) = slot {
+                self.slots[i] = (self.slots[i] & !POS_MASK) | ((to as u32 + 1) & POS_MASK);
+            }
         }
     }
 
@@ -195,9 +198,7 @@ mod tests {
                     if p != q {
                         let (hp, hq) = (h(list[p]), h(list[q]));
                         list.swap(p, q);
-                        idx.repoint(hp, p, PARKED);
-                        idx.repoint(hq, q, p);
-                        idx.repoint(hp, PARKED, q);
+                        idx.swap(hp, p, hq, q);
                     }
                 }
                 7..=8 if !list.is_empty() => {
@@ -207,9 +208,7 @@ mod tests {
                     let (hi, hl) = (h(list[i]), h(list[last]));
                     if i != last {
                         list.swap(i, last);
-                        idx.repoint(hi, i, PARKED);
-                        idx.repoint(hl, last, i);
-                        idx.repoint(hi, PARKED, last);
+                        idx.swap(hi, i, hl, last);
                     }
                     idx.remove(hi, last, |p| h(list[p]));
                     list.pop();

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::chunked::Chunked;
 use crate::identity::{Member, MemberStatus, Name, Tags};
-use crate::member_index::{MemberIndex, PARKED};
+use crate::member_index::MemberIndex;
 use crate::short_name::{InlineKey, ShortName};
 use crate::suspicion::Suspicion;
 use crate::time::Timestamp;
@@ -324,10 +324,7 @@ impl Members {
         }
         let hp = self.hasher.hash_one(self.list[p].name.bytes());
         self.list.swap(p, q);
-        // Park one entry so the two moves cannot match each other's.
-        self.index.repoint(hp, p, PARKED);
-        self.index.repoint(hq, q, p);
-        self.index.repoint(hp, PARKED, q);
+        self.index.swap(hp, p, hq, q);
     }
 
     /// Rebuild the index from `list`.
