@@ -16,7 +16,7 @@ use crate::node::{Node, RunState, SerfKey};
 use crate::short_name::ShortName;
 use crate::timers::TimerKind;
 use crate::wire::{
-    self, Accusation, Alive, Digest, Intent, Message, PushPull, PushState, WireStatus,
+    self, Accusation, Alive, Digest, Intent, Message, PushPull, PushState, UserEventMsg, WireStatus,
 };
 use rand::Rng;
 use serde::Serialize;
@@ -32,6 +32,12 @@ pub(crate) struct PendingJoin {
     had_peers: bool,
     /// Skip the cluster's user events older than the join.
     ignore_old: bool,
+}
+
+/// What a user event is reckoned to take in a push-pull (name, payload and at most 24 bytes
+/// of fields and lengths).
+fn event_room(e: &UserEventMsg) -> usize {
+    e.name.len() + e.payload.len() + 24
 }
 
 /// A member's push-pull state borrowed from the table: encodes exactly as the `PushState`
@@ -179,16 +185,13 @@ impl Node {
 
     /// The frame of a push-pull carrying the whole table, encoded straight from the table (no
     /// `PushState` built per member), or `None` when the table does not fit in
-    /// `max_stream_message` and must be trimmed (see [`Node::fit_push_pull`], whose size
-    /// reckoning this repeats). Byte for byte what encoding the `PushPull` message gives
+    /// `max_stream_message` and must be trimmed (see [`Node::trim_push_pull`], whose size
+    /// reckoning it shares). Byte for byte what encoding the `PushPull` message gives
     /// (tested).
     fn push_pull_frame(&self, id: u32, request: bool, join: bool) -> Option<Vec<u8>> {
         let events = self.event_ring.recent();
-        let budget = self.cfg.max_stream_message.saturating_sub(320);
-        let mut used: usize = events
-            .iter()
-            .map(|e| e.name.len() + e.payload.len() + 24)
-            .sum();
+        let budget = self.push_pull_budget();
+        let mut used: usize = events.iter().map(event_room).sum();
         let mut out = wire::frame_start(&self.header);
         wire::encode_into(&wire::PUSH_PULL_VARIANT, &mut out);
         wire::encode_into(&(id, request, join, self.addr, &*self.me), &mut out);
@@ -227,26 +230,24 @@ impl Node {
             query_ltime: self.query_clock.time(),
             events: self.event_ring.recent(),
         };
-        self.fit_push_pull(&mut p);
+        self.trim_push_pull(&mut p);
         self.send_reliable(to, &Message::PushPull(Box::new(p)));
     }
 
-    /// Keep a push-pull within `max_stream_message` (a peer with the same configuration
-    /// refuses anything larger, which would break joins through this node): when the whole
-    /// table does not fit, send this node, then live members, then tombstones, as many as
-    /// fit, and the newest user events; count the trim in `push_pulls_trimmed`.
-    fn fit_push_pull(&mut self, p: &mut PushPull) {
-        // Envelope (at most 257 bytes with a label), the clocks and ids: under 320 bytes.
-        let budget = self.cfg.max_stream_message.saturating_sub(320);
+    /// Room for member states and user events in a push-pull: a peer with the same
+    /// configuration refuses a frame over `max_stream_message`, which would break joins
+    /// through this node. The envelope (at most 257 bytes with a label), the clocks and ids
+    /// take under 320 bytes.
+    fn push_pull_budget(&self) -> usize {
+        self.cfg.max_stream_message.saturating_sub(320)
+    }
+
+    /// Cut a push-pull whose table does not fit [`Node::push_pull_budget`] (what
+    /// [`Node::push_pull_frame`] found): send this node, then live members, then tombstones,
+    /// as many as fit, and the newest user events; count the trim in `push_pulls_trimmed`.
+    fn trim_push_pull(&mut self, p: &mut PushPull) {
+        let budget = self.push_pull_budget();
         let size = |x: &PushState| postcard::experimental::serialized_size(x).unwrap_or(usize::MAX);
-        let total: usize = p.states.iter().map(size).sum::<usize>()
-            + p.events
-                .iter()
-                .map(|e| e.name.len() + e.payload.len() + 24)
-                .sum::<usize>();
-        if total <= budget {
-            return;
-        }
         self.stats.push_pulls_trimmed += 1;
         let rank = |s: &PushState| match s.status {
             _ if s.name == self.me => 0,
@@ -265,7 +266,7 @@ impl Node {
         // Newest events first, in whatever room is left.
         p.events.reverse();
         p.events.retain(|e| {
-            used += e.name.len() + e.payload.len() + 24;
+            used += event_room(e);
             used <= budget
         });
         p.events.reverse();
@@ -341,7 +342,7 @@ impl Node {
             }
         }
         let room = self.cfg.max_members.saturating_sub(self.members.len());
-        self.members.reserve_exact(unknown.min(room));
+        self.members.reserve_index(unknown.min(room));
         for (s, hint) in states.into_iter().zip(hints) {
             self.members.set_hint(hint);
             let leaving = matches!(s.status, WireStatus::Leaving | WireStatus::Left);
@@ -649,6 +650,26 @@ mod tests {
             None,
             "too large: trimmed instead"
         );
+        // The trimming path: counted, within the limit, this node first, then live members.
+        a.send_push_pull(addr(2), 1, true, false);
+        assert_eq!(a.stats.push_pulls_trimmed, 1);
+        let t = a.poll_transmit().expect("a push-pull frame");
+        assert!(t.payload.len() <= 400, "{} bytes", t.payload.len());
+        let Some(Message::PushPull(p)) = sent_message(&t.payload) else {
+            panic!("not a push-pull");
+        };
+        let sent: Vec<_> = p.states.iter().map(|s| (&*s.name, s.status)).collect();
+        assert_eq!(sent[0], ("a", WireStatus::Alive), "{sent:?}");
+        assert!(sent.len() < statuses.len(), "{sent:?}");
+        assert!(sent.iter().all(|s| s.1 == WireStatus::Alive), "{sent:?}");
+    }
+
+    fn sent_message(frame: &[u8]) -> Option<Message> {
+        let body = &frame[crate::wire::FRAME_HEADER_LEN..];
+        match crate::wire::open_envelope(body, None).ok()? {
+            crate::wire::Envelope::Ours(rest) => crate::wire::decode_single(rest, &limits()).ok(),
+            crate::wire::Envelope::OtherLabel => None,
+        }
     }
 
     /// Node `a` (local preset) knowing b, c, d and x, all alive at incarnation 0: five live

@@ -196,8 +196,9 @@ pub(crate) struct Members {
     suspicions: u32,
     tag_sets: TagSlab,
     /// Where the member a message is about most likely sits, as [`Members::warm`] found it or
-    /// where the last insert put the new member ([`NO_HINT`]: nowhere). Every lookup checks it against the record's name first, so a
-    /// stale hint (the table changed since) costs one comparison and is never wrong.
+    /// where the last insert put the new member ([`NO_HINT`]: nowhere). Every lookup checks
+    /// it against the record's name first, so a stale hint (the table changed since) costs one
+    /// comparison and is never wrong.
     hint: u32,
 }
 
@@ -421,7 +422,7 @@ impl Members {
 
     /// Make room in the name index for `additional` more members (a push-pull merge knows
     /// how many newcomers it brings; the records themselves grow a chunk at a time).
-    pub(crate) fn reserve_exact(&mut self, additional: usize) {
+    pub(crate) fn reserve_index(&mut self, additional: usize) {
         let (index, hash_at) = self.index_and_hash_at();
         index.reserve(additional, hash_at);
     }

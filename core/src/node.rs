@@ -285,18 +285,15 @@ impl Node {
             let e = wire::DecodeError::Invalid("push-pull in a datagram");
             return Err(self.rejected(e));
         }
-        if msgs.len() <= 4 {
-            for msg in msgs {
-                self.handle_decoded(from, msg);
-            }
-            return Ok(());
-        }
         let mut hints = std::mem::take(&mut self.hints);
         hints.clear();
-        self.members
-            .warm(msgs.iter().map(Decoded::member_name), &mut hints);
-        for (msg, &hint) in msgs.into_iter().zip(&hints) {
-            self.members.set_hint(hint);
+        if msgs.len() > 4 {
+            self.members
+                .warm(msgs.iter().map(Decoded::member_name), &mut hints);
+        }
+        for (i, msg) in msgs.into_iter().enumerate() {
+            self.members
+                .set_hint(hints.get(i).copied().unwrap_or(NO_HINT));
             self.handle_decoded(from, msg);
         }
         self.members.set_hint(NO_HINT);
@@ -682,10 +679,9 @@ impl Node {
     pub(crate) fn send_datagram(&mut self, to: SocketAddr, msgs: &[Message]) {
         let mut buf = self.datagram_buf();
         for m in msgs {
-            wire::encode_message_into(m, &mut buf);
+            wire::encode_into(m, &mut buf);
         }
-        let used = self.header.len() + wire::COUNT_RESERVE + buf.len() - self.datagram_front();
-        let extra = self.piggyback(self.cfg.mtu.saturating_sub(used), &mut buf);
+        let extra = self.piggyback(self.datagram_room(&buf), &mut buf);
         self.finish_datagram(to, msgs.len() + extra, buf);
     }
 
@@ -698,6 +694,13 @@ impl Node {
         buf
     }
 
+    /// Bytes still free for messages in a [`Node::datagram_buf`] within the MTU (the count is
+    /// reckoned at [`wire::COUNT_RESERVE`] bytes).
+    fn datagram_room(&self, buf: &[u8]) -> usize {
+        let used = self.header.len() + wire::COUNT_RESERVE + buf.len() - self.datagram_front();
+        self.cfg.mtu.saturating_sub(used)
+    }
+
     /// Where the messages start in a [`Node::datagram_buf`].
     fn datagram_front(&self) -> usize {
         self.header.len() + wire::COUNT_MAX_LEN
@@ -706,8 +709,7 @@ impl Node {
     /// Send only queued updates to `to`; false when there was nothing to send.
     pub(crate) fn send_gossip(&mut self, to: SocketAddr) -> bool {
         let mut buf = self.datagram_buf();
-        let room = self.cfg.mtu - self.header.len() - wire::COUNT_RESERVE;
-        let n = self.piggyback(room, &mut buf);
+        let n = self.piggyback(self.datagram_room(&buf), &mut buf);
         if n > 0 {
             self.finish_datagram(to, n, buf);
         }
@@ -740,7 +742,7 @@ impl Node {
     pub(crate) fn serf_enqueue(&mut self, key: SerfKey, msg: &Message) {
         let before = self.serf_queue.drops();
         self.serf_queue
-            .push_with(key, |out| wire::encode_message_into(msg, out));
+            .push_with(key, |out| wire::encode_into(msg, out));
         self.stats.broadcast_drops += self.serf_queue.drops() - before;
         let depth = self.serf_queue.len();
         if depth > self.cfg.queue_depth_warning && !self.depth_warned {
@@ -790,9 +792,8 @@ impl Node {
     /// Queue an update about `key` for dissemination.
     pub(crate) fn enqueue(&mut self, key: Name, msg: &Message) {
         let before = self.queue.drops();
-        self.queue.push_with(ShortName::new(&key), |out| {
-            wire::encode_message_into(msg, out)
-        });
+        self.queue
+            .push_with(ShortName::new(&key), |out| wire::encode_into(msg, out));
         self.stats.broadcast_drops += self.queue.drops() - before;
     }
 

@@ -496,16 +496,8 @@ impl Limits {
 #[cfg(any(test, feature = "arbitrary"))]
 pub(crate) fn encode_message(msg: &Message) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_message_into(msg, &mut out);
+    encode_into(msg, &mut out);
     out
-}
-
-/// Append one message body (no envelope) to `out`: a datagram, a frame or a queue's buffer
-/// is written in place, without a buffer of its own per message.
-pub(crate) fn encode_message_into(msg: &Message, out: &mut Vec<u8>) {
-    // Serializing these plain data types into a Vec cannot fail; should it ever, nothing of
-    // the message is left behind.
-    encode_into(msg, out);
 }
 
 /// A postcard output that appends to a borrowed `Vec`.
@@ -579,7 +571,7 @@ pub(crate) fn assemble_datagram_body(header: &[u8], count: usize, body: &[u8]) -
 /// place.
 pub(crate) fn frame_message(header: &[u8], msg: &Message) -> Vec<u8> {
     let mut out = frame_start(header);
-    encode_message_into(msg, &mut out);
+    encode_into(msg, &mut out);
     frame_finish(out)
 }
 
@@ -605,8 +597,11 @@ pub(crate) const PUSH_PULL_VARIANT: u32 = 8;
 
 /// Append the postcard encoding of any value — a message, or a part of one: postcard writes a
 /// struct as its fields one after the other, so the parts of a message encoded in order give
-/// the message's bytes.
+/// the message's bytes. A datagram, a frame or a queue's buffer is written in place, without
+/// a buffer of its own per message.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Serializing these plain data types into a Vec cannot fail; should it ever, nothing of
+    // the value is left behind.
     let start = out.len();
     if postcard::serialize_with_flavor(value, Append(out)).is_err() {
         out.truncate(start);
