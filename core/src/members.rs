@@ -187,6 +187,10 @@ pub(crate) struct Members {
     probe_index: usize,
     alive: usize,
     live: usize,
+    /// Members failed, and members left: the reaper and the reconnect timer skip their scans
+    /// of the whole table while there are none (the usual case).
+    failed: usize,
+    left: usize,
     /// XOR of [`member_hash`] over live members, kept up to date by every change of
     /// liveness or incarnation.
     digest: u32,
@@ -273,6 +277,8 @@ impl Members {
             probe_index: 0,
             alive: 0,
             live: 0,
+            failed: 0,
+            left: 0,
             digest: 0,
             digest_changed: Timestamp::ZERO,
             suspicions: 0,
@@ -441,6 +447,16 @@ impl Members {
         self.live
     }
 
+    /// Members with status failed.
+    pub(crate) fn failed(&self) -> usize {
+        self.failed
+    }
+
+    /// Members with status left.
+    pub(crate) fn left(&self) -> usize {
+        self.left
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&MemberRec> {
         self.position(name).map(|i| &self.list[i])
     }
@@ -497,6 +513,11 @@ impl Members {
         }
         if matches!(status, MemberStatus::Alive | MemberStatus::Suspect) {
             self.live = self.live.wrapping_add_signed(delta);
+        }
+        match status {
+            MemberStatus::Failed => self.failed = self.failed.wrapping_add_signed(delta),
+            MemberStatus::Left => self.left = self.left.wrapping_add_signed(delta),
+            _ => {}
         }
     }
 
@@ -795,6 +816,41 @@ mod tests {
         m.set_status("n3", MemberStatus::Failed, Timestamp::from_secs(2));
         assert_eq!((m.alive(), m.live()), (49, 49));
         assert_eq!(m.get("n3").unwrap().since(), Some(Timestamp::from_secs(2)));
+    }
+
+    #[test]
+    fn status_counts_match_a_scan_through_any_history() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut m = Members::new(&mut rng);
+        let statuses = [
+            MemberStatus::Alive,
+            MemberStatus::Suspect,
+            MemberStatus::Leaving,
+            MemberStatus::Failed,
+            MemberStatus::Left,
+        ];
+        let count = |m: &Members, s: MemberStatus| m.iter().filter(|r| r.status() == s).count();
+        for step in 0..5_000 {
+            let name = format!("n{}", rng.random_range(0..60));
+            let t = Timestamp::from_secs(step);
+            match rng.random_range(0..4) {
+                0 if m.get(&name).is_none() => {
+                    m.insert(rec(&name), &Tags::new(), t, &mut rng);
+                }
+                1 => {
+                    m.remove(&name, t);
+                }
+                _ => {
+                    let s = statuses[rng.random_range(0..statuses.len())];
+                    m.set_status(&name, s, t);
+                }
+            }
+            assert_eq!(m.alive(), count(&m, MemberStatus::Alive), "step {step}");
+            assert_eq!(m.failed(), count(&m, MemberStatus::Failed), "step {step}");
+            assert_eq!(m.left(), count(&m, MemberStatus::Left), "step {step}");
+            let live = count(&m, MemberStatus::Alive) + count(&m, MemberStatus::Suspect);
+            assert_eq!(m.live(), live, "step {step}");
+        }
     }
 
     #[test]

@@ -20,9 +20,12 @@ impl Node {
             .schedule(self.now + self.cfg.reap_interval, TimerKind::ReapTick);
         let now = self.now;
         let (reconnect, tombstone) = (self.cfg.reconnect_timeout, self.cfg.tombstone_timeout);
+        // Nothing failed or left (the usual case): no scan of the whole table.
+        let any = self.members.failed() + self.members.left() > 0;
         let doomed: Vec<Name> = self
             .members
             .iter()
+            .take(if any { usize::MAX } else { 0 })
             .filter(|r| match r.status() {
                 MemberStatus::Failed => r
                     .since()
@@ -55,11 +58,7 @@ impl Node {
         if self.run != RunState::Running {
             return;
         }
-        let failed = self
-            .members
-            .iter()
-            .filter(|r| r.status() == MemberStatus::Failed)
-            .count();
+        let failed = self.members.failed();
         if failed == 0 {
             return;
         }
