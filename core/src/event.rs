@@ -172,13 +172,20 @@ pub struct IncomingQuery {
 /// What [`crate::Node::respond`] needs to answer a query.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct QueryHandle {
-    pub(crate) origin: Name,
-    pub(crate) addr: SocketAddr,
-    pub(crate) ltime: u64,
-    pub(crate) id: u32,
-    pub(crate) relay_factor: u8,
+    /// Boxed: every event is as large as the largest kind, and member events are the many.
+    pub(crate) origin: Box<QueryOrigin>,
     /// Answers after this are refused.
     pub deadline: Timestamp,
+}
+
+/// Which query an answer is for and where it goes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct QueryOrigin {
+    pub name: Name,
+    pub addr: SocketAddr,
+    pub ltime: u64,
+    pub id: u32,
+    pub relay_factor: u8,
 }
 
 /// Options of [`crate::Node::query`].

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use regex::Regex;
 
 use crate::error::ApiError;
-use crate::event::{Event, IncomingQuery, QueryHandle, QueryId, QueryParams};
+use crate::event::{Event, IncomingQuery, QueryHandle, QueryId, QueryOrigin, QueryParams};
 use crate::identity::{MemberStatus, Name, Tags};
 use crate::node::{Node, RunState, SerfKey};
 use crate::time::Timestamp;
@@ -231,7 +231,8 @@ impl Node {
                 limit,
             });
         }
-        let key = (query.origin.clone(), query.ltime, query.id);
+        let query = &*query.origin;
+        let key = (query.name.clone(), query.ltime, query.id);
         match self.queries.open.get(&key) {
             Some(deadline) if *deadline >= self.now => {}
             _ => return Err(ApiError::QueryClosed),
@@ -410,11 +411,13 @@ impl Node {
             self.send_query_resp(q.addr, q.relay_factor, ack);
         }
         let handle = QueryHandle {
-            origin: q.from.clone(),
-            addr: q.addr,
-            ltime: q.ltime,
-            id: q.id,
-            relay_factor: q.relay_factor,
+            origin: Box::new(QueryOrigin {
+                name: q.from.clone(),
+                addr: q.addr,
+                ltime: q.ltime,
+                id: q.id,
+                relay_factor: q.relay_factor,
+            }),
             deadline,
         };
         self.emit(Event::Query(IncomingQuery {
@@ -662,11 +665,13 @@ mod tests {
             Err(ApiError::TooManyQueries)
         );
         let incoming = crate::event::QueryHandle {
-            origin: "z".into(),
-            addr: addr(9),
-            ltime: 1,
-            id: 1,
-            relay_factor: 0,
+            origin: Box::new(crate::event::QueryOrigin {
+                name: "z".into(),
+                addr: addr(9),
+                ltime: 1,
+                id: 1,
+                relay_factor: 0,
+            }),
             deadline: at(5),
         };
         assert_eq!(
