@@ -18,6 +18,7 @@ use crate::timers::TimerKind;
 use crate::wire::{
     self, Accusation, Alive, Digest, Intent, Message, PushPull, PushState, UserEventMsg, WireStatus,
 };
+use crate::wire_fast::{self, PlainState};
 use rand::Rng;
 use serde::Serialize;
 
@@ -198,7 +199,20 @@ impl Node {
         wire::encode_into(&self.members.len(), &mut out);
         for r in self.members.iter() {
             let before = out.len();
-            wire::encode_into(&self.state_of(r), &mut out);
+            let state = self.state_of(r);
+            match (state.addr, state.tags.is_empty(), state.accuser) {
+                (SocketAddr::V4(addr), true, None) => {
+                    let plain = PlainState {
+                        name: state.name.0,
+                        addr,
+                        incarnation: state.incarnation,
+                        status: state.status as u8,
+                        ltime: state.ltime,
+                    };
+                    wire_fast::put_state(&plain, &mut out);
+                }
+                _ => wire::encode_into(&state, &mut out),
+            }
             used += out.len() - before;
             if used > budget {
                 return None;

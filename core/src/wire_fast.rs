@@ -4,6 +4,10 @@
 //! datagram carries; reading it field by field here skips the general (serde) decoder's
 //! per-field dispatch and the construction and drop of an empty tag map.
 //!
+//! The encoder's fast path, [`put_state`], writes a push-pull member state of the same common
+//! shape (IPv4, no tags, no accuser) as postcard would: a join's push-pull carries the whole
+//! member table.
+//!
 //! The fast path accepts only byte strings the general decoder accepts, and yields the same
 //! message and the same remaining bytes (tested against it here, and by the `decode` fuzz
 //! target on every input). Anything else — another message kind, an IPv6 address, tags, a
@@ -115,6 +119,41 @@ pub(crate) fn take_alive(data: &[u8]) -> Option<(RawAlive<'_>, &[u8])> {
     Some((alive, rest))
 }
 
+/// Append `n` as a postcard (LEB128) varint.
+#[inline(always)]
+fn put_varint(mut n: u64, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A push-pull member state in its common shape — IPv4 address, no tags, no accuser — with
+/// the wire status as its variant index (the fields of `PushState` in its order).
+pub(crate) struct PlainState<'a> {
+    pub name: &'a [u8],
+    pub addr: SocketAddrV4,
+    pub incarnation: u32,
+    pub status: u8,
+    pub ltime: u64,
+}
+
+/// Append `s` exactly as postcard encodes the `PushState` it stands for (tested against it).
+pub(crate) fn put_state(s: &PlainState<'_>, out: &mut Vec<u8>) {
+    put_varint(s.name.len() as u64, out);
+    out.extend_from_slice(s.name);
+    out.push(V4_TAG);
+    out.extend_from_slice(&s.addr.ip().octets());
+    put_varint(u64::from(s.addr.port()), out);
+    put_varint(u64::from(s.incarnation), out);
+    put_varint(u64::from(s.status), out);
+    // An empty tag map, the ltime, no accuser.
+    out.push(0);
+    put_varint(s.ltime, out);
+    out.push(0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +210,51 @@ mod tests {
                         bytes.extend_from_slice(&[7, 7]);
                         assert!(agrees(&bytes), "{name} {incarnation} {port} {ltime}");
                         assert_eq!(take_alive(&bytes).unwrap().1, [7, 7]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_states_encode_as_postcard_does() {
+        use crate::wire::{PushState, WireStatus};
+        let long = "n".repeat(200);
+        let statuses = [
+            WireStatus::Alive,
+            WireStatus::Suspect,
+            WireStatus::Dead,
+            WireStatus::Left,
+            WireStatus::Leaving,
+        ];
+        for name in ["n", "node-17", long.as_str()] {
+            for incarnation in [0, 127, 128, 16384, u32::MAX] {
+                for port in [0, 127, 128, 7946, 65535] {
+                    for ltime in [0, 1, 127, 128, 1 << 40, u64::MAX] {
+                        for status in statuses {
+                            let addr = SocketAddrV4::new(Ipv4Addr::new(10, 1, 2, 3), port);
+                            let state = PushState {
+                                name: name.into(),
+                                addr: SocketAddr::V4(addr),
+                                incarnation,
+                                status,
+                                tags: Tags::new(),
+                                ltime,
+                                accuser: None,
+                            };
+                            let plain = PlainState {
+                                name: name.as_bytes(),
+                                addr,
+                                incarnation,
+                                status: status as u8,
+                                ltime,
+                            };
+                            let mut out = vec![9];
+                            put_state(&plain, &mut out);
+                            let mut want = Vec::new();
+                            crate::wire::encode_into(&state, &mut want);
+                            assert_eq!(out[1..], want[..], "{name} {incarnation} {port} {ltime}");
+                        }
                     }
                 }
             }
