@@ -405,8 +405,8 @@ pub fn encode_frame_body(label: Option<&str>, msg: &WireMessage) -> Vec<u8> {
     out
 }
 
-/// Check the decoder's fast path for alive messages against the general decoder on `data`
-/// (bytes starting where a message starts): whatever the fast path accepts, the general
+/// Check the decoder's fast paths (alive messages, push-pulls) against the general decoder on
+/// `data` (bytes starting where a message starts): whatever a fast path accepts, the general
 /// decoder accepts too, as the same message with the same bytes left over.
 ///
 /// # Panics
@@ -421,6 +421,16 @@ pub fn check_fast_path(data: &[u8]) {
             "fast path message"
         );
         assert_eq!(tail, rest, "fast path remaining bytes");
+    }
+    if let Some((p, rest)) = crate::wire_fast::take_push_pull(data) {
+        let (msg, tail) = postcard::take_from_bytes::<wire::Message>(data)
+            .expect("the general decoder accepts what the push-pull fast path accepts");
+        assert_eq!(
+            msg,
+            wire::Message::PushPull(Box::new(p)),
+            "push-pull fast path message"
+        );
+        assert_eq!(tail, rest, "push-pull fast path remaining bytes");
     }
 }
 

@@ -728,7 +728,10 @@ pub(crate) fn decode_compound(body: &[u8], limits: &Limits) -> Result<Vec<Messag
 
 /// Decode one stream message body (after the envelope), validating it.
 pub(crate) fn decode_single(body: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
-    let (msg, rest) = postcard::take_from_bytes::<Message>(body)?;
+    let (msg, rest) = match crate::wire_fast::take_push_pull(body) {
+        Some((p, rest)) => (Message::PushPull(Box::new(p)), rest),
+        None => postcard::take_from_bytes::<Message>(body)?,
+    };
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes);
     }

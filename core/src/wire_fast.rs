@@ -4,6 +4,10 @@
 //! datagram carries; reading it field by field here skips the general (serde) decoder's
 //! per-field dispatch and the construction and drop of an empty tag map.
 //!
+//! [`take_push_pull`] does the same for a push-pull whose member states all have that shape and
+//! which carries no user events: a joiner decodes the whole table of the member it joins
+//! through.
+//!
 //! The encoder's fast path, [`put_state`], writes a push-pull member state of the same common
 //! shape (IPv4, no tags, no accuser) as postcard would: a join's push-pull carries the whole
 //! member table.
@@ -17,7 +21,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use crate::identity::{Name, Tags};
-use crate::wire::Alive;
+use crate::wire::{Alive, PushPull, PushState, WireStatus, PUSH_PULL_VARIANT};
 
 /// Postcard's variant index of `Message::Alive` (checked by a test against the encoder).
 const ALIVE_TAG: u8 = 5;
@@ -117,6 +121,120 @@ pub(crate) fn take_alive(data: &[u8]) -> Option<(RawAlive<'_>, &[u8])> {
         ltime,
     };
     Some((alive, rest))
+}
+
+/// A postcard `bool`: one byte, 0 or 1.
+fn take_bool(data: &[u8]) -> Option<(bool, &[u8])> {
+    match data.split_first()? {
+        (0, rest) => Some((false, rest)),
+        (1, rest) => Some((true, rest)),
+        _ => None,
+    }
+}
+
+/// A postcard string: its length, then that many bytes of UTF-8.
+fn take_str(data: &[u8]) -> Option<(&str, &[u8])> {
+    let (len, rest) = varint(data, 64)?;
+    let len = usize::try_from(len).ok()?;
+    if rest.len() < len {
+        return None;
+    }
+    let (s, rest) = rest.split_at(len);
+    Some((std::str::from_utf8(s).ok()?, rest))
+}
+
+/// A postcard `SocketAddr` holding an IPv4 address.
+fn take_v4(data: &[u8]) -> Option<(SocketAddrV4, &[u8])> {
+    let (&[family, a, b, c, d], rest) = data.split_first_chunk::<5>()?;
+    if family != V4_TAG {
+        return None;
+    }
+    let (port, rest) = varint(rest, 16)?;
+    Some((
+        SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), port as u16),
+        rest,
+    ))
+}
+
+/// The fewest bytes a member state of the common shape takes (an empty name, one-byte
+/// varints): a claimed count of states preallocates no more than the bytes could hold.
+const MIN_STATE_LEN: usize = 12;
+
+/// One member state of the common shape.
+fn take_state(data: &[u8]) -> Option<(PushState, &[u8])> {
+    let (name, rest) = take_str(data)?;
+    let (addr, rest) = take_v4(rest)?;
+    let (incarnation, rest) = varint(rest, 32)?;
+    let (&[status, tags], rest) = rest.split_first_chunk::<2>()?;
+    let status = match status {
+        0 => WireStatus::Alive,
+        1 => WireStatus::Suspect,
+        2 => WireStatus::Dead,
+        3 => WireStatus::Left,
+        4 => WireStatus::Leaving,
+        _ => return None,
+    };
+    if tags != 0 {
+        return None;
+    }
+    let (ltime, rest) = varint(rest, 64)?;
+    let (&accuser, rest) = rest.split_first()?;
+    if accuser != 0 {
+        return None;
+    }
+    let state = PushState {
+        name: Name::new(name),
+        addr: SocketAddr::V4(addr),
+        incarnation: incarnation as u32,
+        status,
+        tags: Tags::new(),
+        ltime,
+        accuser: None,
+    };
+    Some((state, rest))
+}
+
+/// Decode a push-pull message (its variant tag first) whose reply address is IPv4, whose
+/// member states all have the common shape and which carries no user events; the remaining
+/// bytes with it. `None`: anything else (the general decoder decides).
+pub(crate) fn take_push_pull(data: &[u8]) -> Option<(PushPull, &[u8])> {
+    let (&tag, rest) = data.split_first()?;
+    if u32::from(tag) != PUSH_PULL_VARIANT {
+        return None;
+    }
+    let (id, rest) = varint(rest, 32)?;
+    let (request, rest) = take_bool(rest)?;
+    let (join, rest) = take_bool(rest)?;
+    let (reply_to, rest) = take_v4(rest)?;
+    let (sender, rest) = take_str(rest)?;
+    let (count, mut rest) = varint(rest, 64)?;
+    let count = usize::try_from(count).ok()?;
+    let mut states = Vec::with_capacity(count.min(rest.len() / MIN_STATE_LEN));
+    for _ in 0..count {
+        let (state, tail) = take_state(rest)?;
+        states.push(state);
+        rest = tail;
+    }
+    let (member_ltime, rest) = varint(rest, 64)?;
+    let (event_ltime, rest) = varint(rest, 64)?;
+    let (query_ltime, rest) = varint(rest, 64)?;
+    let (&events, rest) = rest.split_first()?;
+    if events != 0 {
+        return None;
+    }
+    let p = PushPull {
+        id: id as u32,
+        request,
+        join,
+        reply_to: SocketAddr::V4(reply_to),
+        sender: Name::new(sender),
+        states,
+        member_ltime,
+        event_ltime,
+        query_ltime,
+        events: Vec::new(),
+    };
+    Some((p, rest))
 }
 
 /// Append `n` as a postcard (LEB128) varint.
@@ -310,5 +428,153 @@ mod tests {
         }
         // The damage leaves many inputs in the fast path's shape: the comparison did run.
         assert!(fast > 10_000, "only {fast} inputs took the fast path");
+    }
+
+    use crate::wire::{PushState, UserEventMsg, WireStatus};
+
+    /// Whatever the push-pull fast path accepts, the general decoder accepts too, with the
+    /// same result.
+    fn push_pull_agrees(data: &[u8]) -> bool {
+        match take_push_pull(data) {
+            None => false,
+            Some((p, rest)) => {
+                let (msg, tail) = general(data).expect("the general decoder accepts it");
+                assert_eq!(msg, Message::PushPull(Box::new(p)));
+                assert_eq!(tail, rest);
+                true
+            }
+        }
+    }
+
+    fn state(name: &str, incarnation: u32, port: u16, status: WireStatus, ltime: u64) -> PushState {
+        PushState {
+            name: name.into(),
+            addr: SocketAddr::from(([10, 0, 0, 7], port)),
+            incarnation,
+            status,
+            tags: Tags::new(),
+            ltime,
+            accuser: None,
+        }
+    }
+
+    fn push_pull(
+        reply_to: SocketAddr,
+        states: Vec<PushState>,
+        events: Vec<UserEventMsg>,
+    ) -> Vec<u8> {
+        encode_message(&Message::PushPull(Box::new(PushPull {
+            id: 300,
+            request: true,
+            join: false,
+            reply_to,
+            sender: "node-1".into(),
+            states,
+            member_ltime: 1 << 35,
+            event_ltime: 7,
+            query_ltime: 128,
+            events,
+        })))
+    }
+
+    fn every_state_shape() -> Vec<PushState> {
+        let long = "m".repeat(150);
+        let mut out = Vec::new();
+        for (i, status) in [
+            WireStatus::Alive,
+            WireStatus::Suspect,
+            WireStatus::Dead,
+            WireStatus::Left,
+            WireStatus::Leaving,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for (j, incarnation) in [0, 127, 128, u32::MAX].into_iter().enumerate() {
+                let name = if j == 3 {
+                    long.clone()
+                } else {
+                    format!("n{i}-{j}")
+                };
+                let port = [0, 127, 128, 65535][j];
+                let ltime = [0, 127, 1 << 40, u64::MAX][(i + j) % 4];
+                out.push(state(&name, incarnation, port, status, ltime));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn common_push_pulls_take_the_fast_path_and_agree() {
+        let v4 = SocketAddr::from(([192, 168, 1, 2], 7946));
+        for states in [Vec::new(), every_state_shape()] {
+            let mut bytes = push_pull(v4, states, Vec::new());
+            bytes.extend_from_slice(&[7, 7]);
+            assert!(push_pull_agrees(&bytes));
+            assert_eq!(take_push_pull(&bytes).unwrap().1, [7, 7]);
+        }
+    }
+
+    #[test]
+    fn other_push_pulls_are_left_to_the_general_decoder() {
+        let v4 = SocketAddr::from(([192, 168, 1, 2], 7946));
+        let v6 = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7946, 0, 0));
+        let mut tagged = state("t", 1, 2, WireStatus::Alive, 3);
+        tagged.tags.insert("role".into(), "web".into());
+        let mut accused = state("s", 1, 2, WireStatus::Suspect, 3);
+        accused.accuser = Some("a".into());
+        let mut six = state("six", 1, 2, WireStatus::Alive, 3);
+        six.addr = v6;
+        let event = UserEventMsg {
+            ltime: 1,
+            name: "deploy".into(),
+            payload: bytes::Bytes::from_static(b"x"),
+            coalesce: false,
+        };
+        let plain = || state("p", 1, 2, WireStatus::Alive, 3);
+        let cases = [
+            push_pull(v6, vec![plain()], Vec::new()),
+            push_pull(v4, vec![plain(), tagged], Vec::new()),
+            push_pull(v4, vec![accused, plain()], Vec::new()),
+            push_pull(v4, vec![six], Vec::new()),
+            push_pull(v4, vec![plain()], vec![event]),
+        ];
+        for bytes in cases {
+            assert!(general(&bytes).is_some());
+            assert!(take_push_pull(&bytes).is_none(), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn damaged_push_pulls_never_take_the_fast_path_wrongly() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let v4 = SocketAddr::from(([192, 168, 1, 2], 7946));
+        let base = push_pull(v4, every_state_shape()[..4].to_vec(), Vec::new());
+        let mut fast = 0;
+        for _ in 0..100_000 {
+            let mut bytes = base.clone();
+            for _ in 0..rng.random_range(1..3) {
+                match rng.random_range(0..3) {
+                    0 => {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes[i] = rng.random();
+                    }
+                    1 => {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes.truncate(i);
+                    }
+                    _ => {
+                        let i = rng.random_range(0..=bytes.len());
+                        bytes.insert(i, rng.random());
+                    }
+                }
+                if bytes.is_empty() {
+                    bytes.push(PUSH_PULL_VARIANT as u8);
+                }
+            }
+            bytes[0] = PUSH_PULL_VARIANT as u8;
+            fast += usize::from(push_pull_agrees(&bytes));
+        }
+        assert!(fast > 5_000, "only {fast} inputs took the fast path");
     }
 }
