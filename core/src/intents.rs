@@ -184,20 +184,6 @@ impl Node {
             self.serf_enqueue(SerfKey::Intent(name), &Message::LeaveIntent(i));
         }
     }
-
-    /// A member just became known: apply any intent that arrived before it did.
-    pub(crate) fn apply_buffered_intent(&mut self, name: &str) {
-        let Some((leave, ltime)) = self.intents.take(name) else {
-            return;
-        };
-        let Some(rec) = self.members.get_mut(name) else {
-            return;
-        };
-        if ltime > rec.status_ltime {
-            rec.status_ltime = ltime;
-            rec.leaving = leave;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -497,6 +497,12 @@ impl Members {
         }
     }
 
+    /// The member at position `pos`, called `name`, as the application sees it.
+    pub(crate) fn member_at(&self, pos: usize, name: Name) -> Member {
+        debug_assert!(*self.list[pos].name == *name);
+        self.snapshot_named(&self.list[pos], name)
+    }
+
     /// The member called `name`, as the application sees it.
     pub(crate) fn member(&self, name: &str) -> Option<Member> {
         self.get(name)
@@ -521,14 +527,14 @@ impl Members {
         }
     }
 
-    /// Add a new member with `tags` at a random position of the probe order.
+    /// Add a new member with `tags` at a random position of the probe order; that position.
     pub(crate) fn insert(
         &mut self,
         mut rec: MemberRec,
         tags: &Tags,
         now: Timestamp,
         rng: &mut ChaCha8Rng,
-    ) {
+    ) -> usize {
         rec.tags = self.tag_sets.add(tags);
         debug_assert!(self.position(&rec.name).is_none());
         if rec.is_live() {
@@ -542,9 +548,9 @@ impl Members {
         index.insert(h, last, hash_at);
         let pos = rng.random_range(0..=last);
         self.swap_hashed(pos, last, h);
-        // What follows an insert (the member's intent, its snapshot for the event) looks the
-        // new member up: point the lookups at it.
+        // Lookups that follow an insert are most likely about the new member.
         self.hint = pos as u32;
+        pos
     }
 
     /// Change a member's status, keeping counts and the state-change time.

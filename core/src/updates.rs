@@ -53,14 +53,25 @@ impl Node {
                 return;
             }
             let name: Name = a.name.clone();
-            let rec = MemberRec::new(name.clone(), a.addr, a.incarnation);
-            self.members.insert(rec, &a.tags, now, &mut self.rng);
-            self.apply_buffered_intent(&name);
-            self.on_alive_intent(name.clone(), a.ltime);
-            let snap = self.members.member(&name).expect("just inserted");
+            let mut rec = MemberRec::new(name.clone(), a.addr, a.incarnation);
+            // The member's intents, applied before the record goes in: one buffered while it
+            // was unknown first, then the join intent the message carries (as
+            // `on_alive_intent` would; the clock has seen `a.ltime` above).
+            if let Some((leave, ltime)) = self.intents.take(&name) {
+                if ltime > rec.status_ltime {
+                    rec.status_ltime = ltime;
+                    rec.leaving = leave;
+                }
+            }
+            if a.ltime > rec.status_ltime {
+                rec.status_ltime = a.ltime;
+                rec.leaving = false;
+            }
+            let pos = self.members.insert(rec, &a.tags, now, &mut self.rng);
+            let snap = self.members.member_at(pos, name.clone());
             self.emit(Event::MemberJoined(snap));
             if broadcast {
-                self.enqueue(name, &Message::Alive(a));
+                self.enqueue_alive(name, a);
             }
             return;
         };
@@ -120,7 +131,7 @@ impl Node {
             }
         }
         if broadcast {
-            self.enqueue(name, &Message::Alive(a));
+            self.enqueue_alive(name, a);
         }
     }
 
