@@ -527,7 +527,8 @@ impl Members {
         }
     }
 
-    /// Add a new member with `tags` at a random position of the probe order; that position.
+    /// Add a new member with `tags` at a random position of the probe order, and return that
+    /// position.
     pub(crate) fn insert(
         &mut self,
         mut rec: MemberRec,

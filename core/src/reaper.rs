@@ -21,23 +21,24 @@ impl Node {
         let now = self.now;
         let (reconnect, tombstone) = (self.cfg.reconnect_timeout, self.cfg.tombstone_timeout);
         // Nothing failed or left (the usual case): no scan of the whole table.
-        let any = self.members.failed() + self.members.left() > 0;
-        let doomed: Vec<Name> = self
-            .members
-            .iter()
-            .take(if any { usize::MAX } else { 0 })
-            .filter(|r| match r.status() {
-                MemberStatus::Failed => r
-                    .since()
-                    .is_some_and(|t| now.saturating_since(t) > reconnect),
-                MemberStatus::Left => r
-                    .since()
-                    .is_some_and(|t| now.saturating_since(t) > tombstone),
-                _ => false,
-            })
-            .filter(|r| r.name != self.me)
-            .map(|r| r.name.to_name())
-            .collect();
+        let doomed: Vec<Name> = if self.members.failed() + self.members.left() == 0 {
+            Vec::new()
+        } else {
+            self.members
+                .iter()
+                .filter(|r| match r.status() {
+                    MemberStatus::Failed => r
+                        .since()
+                        .is_some_and(|t| now.saturating_since(t) > reconnect),
+                    MemberStatus::Left => r
+                        .since()
+                        .is_some_and(|t| now.saturating_since(t) > tombstone),
+                    _ => false,
+                })
+                .filter(|r| r.name != self.me)
+                .map(|r| r.name.to_name())
+                .collect()
+        };
         for name in doomed {
             if let Some(last) = self.members.remove(&name, now) {
                 self.emit(Event::MemberReaped(last));
