@@ -351,12 +351,17 @@ pub fn user_event_reaches_all(prefix: &str, drivers: &[Driver], sender: usize) {
 }
 
 /// A query asked by one agent is answered by every agent (each answers its query events with
-/// its own name); the answer stream carries every ack and response and ends with the done.
+/// its own name); the answer stream carries every ack and response, once each, and ends with
+/// the done. Answers also travel through two relaying members (Serf's relay factor): an answer
+/// is a single datagram, and with direct answers only, three of about twenty runs on a loaded
+/// 2-core VM missed one agent's answer (most likely a datagram dropped while the machine
+/// starved a receiving thread). Relayed copies of an answer are counted once.
 pub fn query_answered_by_all(prefix: &str, drivers: &[Driver], asker: usize) {
     let agents = start_cluster(prefix, drivers);
     let n = agents.len();
     let params = QueryParams {
         request_ack: true,
+        relay_factor: 2,
         timeout: Some(LIMIT),
         ..QueryParams::default()
     };
@@ -387,11 +392,18 @@ pub fn query_answered_by_all(prefix: &str, drivers: &[Driver], asker: usize) {
     responders.sort();
     let mut names: Vec<String> = agents.iter().map(|a| a.name()).collect();
     names.sort();
-    assert_eq!(responders, names, "one response from every agent");
-    let acks = got
+    let ackers: Vec<String> = got
         .iter()
-        .filter(|a| matches!(a, QueryAnswer::Ack { .. }))
-        .count();
+        .filter_map(|a| match a {
+            QueryAnswer::Ack { from } => Some(from.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        responders, names,
+        "one response from every agent (acks from {ackers:?})"
+    );
+    let acks = ackers.len();
     assert_eq!(got.last(), Some(&QueryAnswer::Done { acks, responses: n }));
     // The stream ends after the done.
     assert!(answers.recv_timeout(Duration::from_secs(2)).is_err());
