@@ -413,6 +413,33 @@ mod tests {
         }
     }
 
+    /// `base` with 1 to `edits` random edits (a byte overwritten, the tail cut, a byte
+    /// inserted), its first byte (the message kind) kept as `tag`.
+    fn damaged(rng: &mut ChaCha8Rng, base: &[u8], edits: usize, tag: u8) -> Vec<u8> {
+        let mut bytes = base.to_vec();
+        for _ in 0..rng.random_range(1..=edits) {
+            match rng.random_range(0..3) {
+                0 => {
+                    let i = rng.random_range(0..bytes.len());
+                    bytes[i] = rng.random();
+                }
+                1 => {
+                    let i = rng.random_range(0..bytes.len());
+                    bytes.truncate(i);
+                }
+                _ => {
+                    let i = rng.random_range(0..=bytes.len());
+                    bytes.insert(i, rng.random());
+                }
+            }
+            if bytes.is_empty() {
+                bytes.push(tag);
+            }
+        }
+        bytes[0] = tag;
+        bytes
+    }
+
     #[test]
     fn damaged_bytes_never_take_the_fast_path_wrongly() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -420,27 +447,7 @@ mod tests {
         let base = alive("node-42", 300, v4, Tags::new(), 1 << 20);
         let mut fast = 0;
         for _ in 0..200_000 {
-            let mut bytes = base.clone();
-            for _ in 0..rng.random_range(1..4) {
-                match rng.random_range(0..3) {
-                    0 => {
-                        let i = rng.random_range(0..bytes.len());
-                        bytes[i] = rng.random();
-                    }
-                    1 => {
-                        let i = rng.random_range(0..bytes.len());
-                        bytes.truncate(i);
-                    }
-                    _ => {
-                        let i = rng.random_range(0..=bytes.len());
-                        bytes.insert(i, rng.random());
-                    }
-                }
-                if bytes.is_empty() {
-                    bytes.push(ALIVE_TAG);
-                }
-            }
-            bytes[0] = ALIVE_TAG;
+            let bytes = damaged(&mut rng, &base, 3, ALIVE_TAG);
             fast += usize::from(agrees(&bytes));
         }
         // The damage leaves many inputs in the fast path's shape: the comparison did run.
@@ -569,27 +576,7 @@ mod tests {
         let base = push_pull(v4, every_state_shape()[..4].to_vec(), Vec::new());
         let mut fast = 0;
         for _ in 0..100_000 {
-            let mut bytes = base.clone();
-            for _ in 0..rng.random_range(1..3) {
-                match rng.random_range(0..3) {
-                    0 => {
-                        let i = rng.random_range(0..bytes.len());
-                        bytes[i] = rng.random();
-                    }
-                    1 => {
-                        let i = rng.random_range(0..bytes.len());
-                        bytes.truncate(i);
-                    }
-                    _ => {
-                        let i = rng.random_range(0..=bytes.len());
-                        bytes.insert(i, rng.random());
-                    }
-                }
-                if bytes.is_empty() {
-                    bytes.push(PUSH_PULL_VARIANT as u8);
-                }
-            }
-            bytes[0] = PUSH_PULL_VARIANT as u8;
+            let bytes = damaged(&mut rng, &base, 2, PUSH_PULL_VARIANT as u8);
             fast += usize::from(push_pull_agrees(&bytes));
         }
         assert!(fast > 5_000, "only {fast} inputs took the fast path");
