@@ -8,9 +8,10 @@
 //! Decoding is bounded and total: any byte string either decodes to messages that pass
 //! validation or yields a [`DecodeError`]; nothing panics, and no allocation exceeds what the
 //! input's own length justifies (sequence lengths are checked against the bytes left, and
-//! sequences are never preallocated from a claimed length). The commonest message, an alive
-//! message with an IPv4 address and no tags, has a hand-written fast path
-//! (`wire_fast`) that accepts only what postcard accepts, with the same result.
+//! sequences are never preallocated beyond what the bytes left could hold). The commonest
+//! messages — an alive message with an IPv4 address and no tags, a push-pull of such members —
+//! have hand-written fast paths (`wire_fast`) that accept only what postcard accepts, with the
+//! same result.
 
 use std::net::SocketAddr;
 
@@ -126,10 +127,10 @@ pub(crate) struct QueryMsg {
     pub from: Name,
     pub addr: SocketAddr,
     /// Only these members answer (empty: no name filter).
-    #[serde(deserialize_with = "seq_capped_prealloc")]
+    #[serde(deserialize_with = "seq_no_prealloc")]
     pub filter_nodes: Vec<Name>,
     /// Only members whose tag `.0` matches the regular expression `.1` answer.
-    #[serde(deserialize_with = "seq_capped_prealloc")]
+    #[serde(deserialize_with = "seq_no_prealloc")]
     pub filter_tags: Vec<(String, String)>,
     pub ack: bool,
     pub relay_factor: u8,
@@ -207,14 +208,14 @@ pub(crate) struct PushPull {
     /// The sender's name (suspicions its table holds count as the accusations of the
     /// accusers they name, never as the sender's own).
     pub sender: Name,
-    #[serde(deserialize_with = "seq_capped_prealloc")]
+    #[serde(deserialize_with = "seq_no_prealloc")]
     pub states: Vec<PushState>,
     /// The sender's member, event and query Lamport clocks.
     pub member_ltime: u64,
     pub event_ltime: u64,
     pub query_ltime: u64,
     /// The sender's recent user events (its dedup ring), so joiners replay them.
-    #[serde(deserialize_with = "seq_capped_prealloc")]
+    #[serde(deserialize_with = "seq_no_prealloc")]
     pub events: Vec<UserEventMsg>,
 }
 
@@ -295,10 +296,8 @@ fn arbitrary_bytes(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Byt
     Ok(Bytes::from(Vec::<u8>::arbitrary(u)?))
 }
 
-/// Deserialize a sequence trusting its claimed length for preallocation only up to
-/// [`PREALLOC_BYTES`] of elements: a false length costs at most that, and only while the
-/// message is decoded; a true one (a push-pull's member table) is read without regrowing.
-fn seq_capped_prealloc<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+/// Deserialize a sequence without trusting its claimed length for preallocation.
+fn seq_no_prealloc<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -310,8 +309,7 @@ where
             f.write_str("a sequence")
         }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let cap = PREALLOC_BYTES / core::mem::size_of::<T>().max(1);
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(cap));
+            let mut out = Vec::new();
             while let Some(x) = seq.next_element()? {
                 out.push(x);
             }
@@ -320,9 +318,6 @@ where
     }
     d.deserialize_seq(V(core::marker::PhantomData))
 }
-
-/// The most a decoded sequence preallocates on the word of its claimed length.
-const PREALLOC_BYTES: usize = 256 * 1024;
 
 /// Limits applied when validating decoded messages.
 #[derive(Clone, Copy, Debug)]
