@@ -26,6 +26,7 @@ pub struct SimBuilder {
     knowledge: bool,
     record_events: bool,
     poll: Duration,
+    threads: usize,
 }
 
 impl SimBuilder {
@@ -43,6 +44,7 @@ impl SimBuilder {
             knowledge: false,
             record_events: true,
             poll: Duration::from_millis(10),
+            threads: 1,
         }
     }
 
@@ -142,12 +144,20 @@ impl SimBuilder {
         self
     }
 
+    /// Threads the run may use ([`Sim::set_threads`]; default 1). The run is the same byte
+    /// for byte whatever the number; windows are not used while invariants are on.
+    pub fn threads(mut self, threads: usize) -> SimBuilder {
+        self.threads = threads;
+        self
+    }
+
     /// Create the simulation: every node started, joins scheduled. Fails on a configuration
     /// or name the core rejects.
     pub fn build(self) -> Result<Sim, SimError> {
         let mut sim = Sim::new(self.seed, self.net);
         sim.set_record_events(self.record_events);
         sim.set_poll_interval(self.poll);
+        sim.set_threads(self.threads);
         if self.invariants {
             sim.add_standard_invariants();
         }

@@ -139,7 +139,8 @@ impl<'a> Context<'a> {
 
 /// A property checked as the run goes. Return `Err(detail)` when it is violated; the
 /// simulator records a [`Violation`] with the invariant's name, the time and the node.
-pub trait Invariant {
+/// Invariants are `Send`: a simulation may run on a worker thread ([`crate::Sim::set_threads`]).
+pub trait Invariant: Send {
     /// The name failure reports print.
     fn name(&self) -> &'static str;
 
@@ -549,7 +550,7 @@ impl<F: Fn(&Node) -> u64> Monotonic<F> {
     }
 }
 
-impl<F: Fn(&Node) -> u64> Invariant for Monotonic<F> {
+impl<F: Fn(&Node) -> u64 + Send> Invariant for Monotonic<F> {
     fn name(&self) -> &'static str {
         self.name
     }
@@ -622,8 +623,8 @@ where
 
 impl<K, F> Invariant for ExactlyOnce<K, F>
 where
-    K: Clone + Eq + Hash + fmt::Debug,
-    F: Fn(&Event) -> Option<K>,
+    K: Clone + Eq + Hash + fmt::Debug + Send,
+    F: Fn(&Event) -> Option<K> + Send,
 {
     fn name(&self) -> &'static str {
         self.name

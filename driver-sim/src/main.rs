@@ -104,6 +104,10 @@ struct Args {
     /// many MiB.
     #[arg(long, value_name = "MIB")]
     max_rss_mb: Option<f64>,
+    /// Threads the simulation may use (the run, its trace hash included, is the same
+    /// whatever the number; windows fall back to one thread while a node is overloaded).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// `replay`: print every event (time, node, event) to stderr.
     #[arg(long)]
     events: bool,
@@ -215,6 +219,7 @@ fn main() {
         downtime: Duration::from_secs(args.downtime),
         reconnect: args.reconnect.map(Duration::from_secs),
         max_rss_mb: args.max_rss_mb,
+        threads: args.threads,
     };
     let (name, f): (&str, fn(&Options) -> _) = match args.scenario {
         Scenario::Demo => {

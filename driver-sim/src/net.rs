@@ -82,6 +82,16 @@ impl Latency {
         }
     }
 
+    /// The shortest latency this distribution can produce (at the microsecond granularity
+    /// of [`Latency::sample`]).
+    pub fn min(&self) -> Duration {
+        match *self {
+            Latency::Uniform { min, .. } | Latency::LongTail { min, .. } => {
+                Duration::from_micros(min.as_micros() as u64)
+            }
+        }
+    }
+
     /// Draw one latency.
     pub(crate) fn sample(&self, rng: &mut ChaCha8Rng) -> Duration {
         match *self {
@@ -337,6 +347,14 @@ impl Rules {
         }
         out.loss = 1.0 - keep;
         out
+    }
+
+    /// The shortest latency of any rule's own distribution (rules' delays only add).
+    pub(crate) fn min_latency(&self) -> Option<Duration> {
+        self.rules
+            .iter()
+            .filter_map(|r| r.effect.latency.as_ref().map(Latency::min))
+            .min()
     }
 
     /// Whether any rule drops messages from `a` to `b`.

@@ -39,6 +39,9 @@ pub struct Options {
     /// `partition`: after healing, run the reconnect stand-in this often
     /// ([`crate::Liveness::reconnect_every`]); `None`: the core alone.
     pub reconnect: Option<Duration>,
+    /// Threads the simulation may use ([`Sim::set_threads`]); the run is the same whatever
+    /// the number.
+    pub threads: usize,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             downtime: Duration::from_secs(20),
             reconnect: None,
             max_rss_mb: None,
+            threads: 1,
         }
     }
 }
@@ -64,6 +68,7 @@ impl Default for Options {
 /// when a plot is asked for.
 pub fn new_sim(opts: &Options, net: NetConfig) -> Sim {
     let mut sim = Sim::new(opts.seed, net);
+    sim.set_threads(opts.threads);
     if opts.plot.is_some() {
         sim.enable_knowledge(opts.nodes);
     }

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rookery_core::{
     wire, ApiError, Config, ConfigError, Event, Identity, MemberStatus, Name, Node, Timestamp,
-    TransmitKind,
+    Transmit, TransmitKind,
 };
 
 use crate::clock::{Clock, EXACT};
@@ -23,6 +23,8 @@ use crate::ledger::{FaultKind, Ledger, Scope};
 use crate::metrics::Metrics;
 use crate::net::{LinkEffect, NetConfig, NetStats, NodeSet, Rule, RuleId, Rules};
 use crate::plot::Knowledge;
+
+mod window;
 
 /// Why a simulation call failed.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,7 +111,7 @@ enum Pending {
 }
 
 /// A scheduled call on a node's API.
-pub(crate) type NodeCall = Box<dyn FnOnce(&mut Node, Timestamp)>;
+pub(crate) type NodeCall = Box<dyn FnOnce(&mut Node, Timestamp) + Send>;
 
 enum Action {
     Deliver {
@@ -257,6 +259,17 @@ pub struct Sim {
     /// The config the last node was added with: nodes with the same config share it (half a
     /// kilobyte a node).
     last_config: Option<Arc<Config>>,
+    /// Threads [`Sim::run_until`] may use (1: step by step on the calling thread).
+    threads: usize,
+    /// The worker threads, when there are several.
+    pool: Option<Arc<rayon::ThreadPool>>,
+    /// Windows run, and of those the ones shared among threads (for tests).
+    windows: (u64, u64),
+    /// Nodes overloaded now (windows need none).
+    overloaded: usize,
+    /// The shortest TCP timeout of any node (a failed reliable send is reported this long
+    /// after it was made).
+    min_tcp_timeout: Duration,
 }
 
 /// One input a node received, as recorded by the tap ([`Sim::set_tap`]): enough to replay a
@@ -351,7 +364,39 @@ impl Sim {
             tap: None,
             last_reliable: HashMap::new(),
             last_config: None,
+            threads: 1,
+            pool: None,
+            windows: (0, 0),
+            overloaded: 0,
+            min_tcp_timeout: Duration::MAX,
         }
+    }
+
+    /// Let [`Sim::run_until`] (and so [`Sim::run_for`], [`Sim::wait_for`] and the builder's
+    /// formation) spread the nodes' work over `threads` threads (1, the default: all on the
+    /// calling thread). The run is the same byte for byte whatever the number — same trace
+    /// hash, events and counters — because the threads only compute what each node does
+    /// within a window shorter than the network's shortest latency, and everything shared
+    /// is applied afterwards in the sequential order. Windows are skipped (the run steps
+    /// sequentially) while invariants or the tap are on, a node is overloaded, or the
+    /// latency floor is zero.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+        self.pool = (self.threads > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(self.threads)
+                    .thread_name(|i| format!("rookery-sim-{i}"))
+                    .build()
+                    .ok()
+            })
+            .flatten()
+            .map(Arc::new);
+    }
+
+    /// Threads [`Sim::run_until`] may use.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Record every input handed to a node (off by default); read with [`Sim::drain_tap`].
@@ -457,6 +502,7 @@ impl Sim {
         identity.addr = addr;
         let seed = self.rng.random();
         let tcp_timeout = config.tcp_timeout;
+        self.min_tcp_timeout = self.min_tcp_timeout.min(tcp_timeout);
         let config = match &self.last_config {
             Some(c) if **c == config => c.clone(),
             _ => Arc::new(config),
@@ -616,7 +662,7 @@ impl Sim {
         &mut self,
         at: Timestamp,
         i: usize,
-        f: impl FnOnce(&mut Node, Timestamp) + 'static,
+        f: impl FnOnce(&mut Node, Timestamp) + Send + 'static,
     ) {
         let at = at.max(self.now);
         self.schedule(
@@ -670,7 +716,9 @@ impl Sim {
         n.paused = false;
         n.backlog.clear();
         n.backlog_datagrams = 0;
-        n.overload = None;
+        if n.overload.take().is_some() {
+            self.overloaded -= 1;
+        }
         n.armed = None;
         n.life += 1;
         n.started = now;
@@ -747,7 +795,13 @@ impl Sim {
     /// `None` ends the overload.
     pub fn set_overload(&mut self, i: usize, max_extra: Option<Duration>) {
         self.hash_input(b"overload", &(i, max_extra));
+        let was = self.nodes[i].overload.is_some();
         self.nodes[i].overload = max_extra.filter(|d| !d.is_zero());
+        match (was, self.nodes[i].overload.is_some()) {
+            (false, true) => self.overloaded += 1,
+            (true, false) => self.overloaded -= 1,
+            _ => {}
+        }
         if self.nodes[i].overload.is_some() {
             self.ledger
                 .open(Scope::Node(i), FaultKind::Overload, 0, self.now);
@@ -1138,6 +1192,40 @@ impl Sim {
         }
     }
 
+    /// Hash a transmit of node `i` into the trace and route it (a mute node's is blocked).
+    fn emit_transmit(&mut self, i: usize, t: Transmit, mute: bool) {
+        self.now.hash(&mut self.trace);
+        i.hash(&mut self.trace);
+        t.hash(&mut self.trace);
+        if mute {
+            self.stats.blocked += 1;
+            return;
+        }
+        match t.kind {
+            TransmitKind::Datagram => self.route_datagram(i, t.to, t.payload),
+            TransmitKind::Reliable => self.route_reliable(i, t.to, t.payload),
+        }
+    }
+
+    /// Hash an event of node `i` into the trace, show it to the knowledge recorder and the
+    /// invariants, and keep it if events are recorded.
+    fn emit_event(&mut self, i: usize, e: Event) {
+        let now = self.now;
+        now.hash(&mut self.trace);
+        i.hash(&mut self.trace);
+        e.hash(&mut self.trace);
+        if let Some(k) = self.knowledge.as_mut() {
+            k.observe(now, i, &e, &self.names);
+        }
+        if let Some(c) = self.checks.as_mut() {
+            let cx = Context::new(now, &self.nodes, &self.ledger, &self.names);
+            c.on_event(&cx, i, &e);
+        }
+        if self.record_events {
+            self.events.push((now, i, e));
+        }
+    }
+
     /// Drain node `i`'s transmits and events, re-arm its timer, and run the invariants.
     fn after_input(&mut self, i: usize) {
         let now = self.now;
@@ -1146,34 +1234,12 @@ impl Sim {
         let mute = self.nodes[i].crashed || self.nodes[i].paused;
         while let Some(t) = self.nodes[i].node.poll_transmit() {
             transmits += 1;
-            now.hash(&mut self.trace);
-            i.hash(&mut self.trace);
-            t.hash(&mut self.trace);
-            if mute {
-                self.stats.blocked += 1;
-                continue;
-            }
-            match t.kind {
-                TransmitKind::Datagram => self.route_datagram(i, t.to, t.payload),
-                TransmitKind::Reliable => self.route_reliable(i, t.to, t.payload),
-            }
+            self.emit_transmit(i, t, mute);
         }
         let mut events = 0;
         while let Some(e) = self.nodes[i].node.poll_event() {
             events += 1;
-            now.hash(&mut self.trace);
-            i.hash(&mut self.trace);
-            e.hash(&mut self.trace);
-            if let Some(k) = self.knowledge.as_mut() {
-                k.observe(now, i, &e, &self.names);
-            }
-            if let Some(c) = self.checks.as_mut() {
-                let cx = Context::new(now, &self.nodes, &self.ledger, &self.names);
-                c.on_event(&cx, i, &e);
-            }
-            if self.record_events {
-                self.events.push((now, i, e));
-            }
+            self.emit_event(i, e);
         }
         // `armed` holds the deadline the pending timer action is for.
         let n = &self.nodes[i];
@@ -1326,11 +1392,23 @@ impl Sim {
 
     /// Run every action scheduled up to `deadline`, then set the clock to it.
     pub fn run_until(&mut self, deadline: Timestamp) {
-        while self.next_time().is_some_and(|t| t <= deadline) {
-            self.step();
+        match self.pool.clone() {
+            // The run goes on inside the pool, so that a window's work is shared with a
+            // worker without the calling thread sleeping and waking every window.
+            Some(pool) => pool.install(|| self.advance(deadline)),
+            None => self.advance(deadline),
         }
         if deadline > self.now {
             self.now = deadline;
+        }
+    }
+
+    /// Every action scheduled up to `deadline`, in windows when they can be used.
+    fn advance(&mut self, deadline: Timestamp) {
+        while self.next_time().is_some_and(|t| t <= deadline) {
+            if self.threads < 2 || !self.run_window(deadline) {
+                self.step();
+            }
         }
     }
 

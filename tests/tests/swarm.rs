@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestError, TestRng, TestRunner};
-use rookery_sim::swarm::{Case, Preset};
-use rookery_sim::{ApiCall, Latency, LinkEffect, NetConfig, Step, TimedStep};
+use rookery_sim::swarm::{Case, Preset, FORMATION_LIMIT};
+use rookery_sim::{ApiCall, Latency, LinkEffect, NetConfig, NetStats, SimBuilder, Step, TimedStep};
 
 /// Fault families a case may draw steps from (a bit each).
 const CRASH: u32 = 1 << 0;
@@ -584,5 +584,67 @@ fn core_issues_found_by_the_swarm_stay_fixed() {
     for (path, case) in cases {
         let out = case.run().unwrap();
         assert!(out.passed(), "{}: {}", path.display(), out.summary());
+    }
+}
+
+/// A swarm case run without invariants (windows are not used while they are on) on
+/// `threads` threads: formation, the script, healing, 20 s more. What the run produced: its
+/// trace hash, network counters and every event.
+fn run_unchecked(case: &Case, threads: usize) -> (u64, NetStats, Vec<String>) {
+    let mut sim = SimBuilder::new(case.seed)
+        .net(NetConfig {
+            loss: 0.0,
+            ..case.net.clone()
+        })
+        .nodes(case.nodes, case.config.config())
+        .invariants(false)
+        .threads(threads)
+        .build()
+        .expect("valid case");
+    let _ = sim.form(FORMATION_LIMIT);
+    if case.net.loss > 0.0 {
+        sim.set_loss(case.net.loss);
+    }
+    let start = sim.now();
+    sim.schedule_script(start, &case.script)
+        .expect("valid script");
+    let last = case.script.iter().map(|s| s.at_ms).max().unwrap_or(0);
+    sim.run_until(start + Duration::from_millis(last + 1000));
+    sim.heal_all();
+    sim.run_for(Duration::from_secs(20));
+    let events = sim
+        .drain_events()
+        .map(|(t, i, e)| format!("{t:?} {i} {e:?}"))
+        .collect();
+    (sim.trace_hash(), sim.net_stats().clone(), events)
+}
+
+/// The simulator's threads (`Sim::set_threads`) change nothing: random swarm cases —
+/// faults, overloads (which switch windows off while they last), API calls — give the same
+/// trace hash, counters and events on one, two and three threads.
+/// `ROOKERY_THREADS_CASES=N` runs more cases (default 300).
+#[test]
+fn threads_change_nothing() {
+    let cases = env_u64("ROOKERY_THREADS_CASES").unwrap_or(300) as u32;
+    let config = PtConfig {
+        cases,
+        failure_persistence: None,
+        ..PtConfig::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &[9; 32]));
+    let result = runner.run(&case(), |case| {
+        let one = run_unchecked(&case, 1);
+        prop_assert!(!one.2.is_empty(), "the run produced events");
+        for threads in [2, 3] {
+            let many = run_unchecked(&case, threads);
+            prop_assert_eq!(one.0, many.0, "trace hash with {} threads", threads);
+            prop_assert_eq!(&one.1, &many.1, "counters with {} threads", threads);
+            prop_assert_eq!(&one.2, &many.2, "events with {} threads", threads);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
