@@ -42,7 +42,7 @@ use std::time::Duration;
 use rookery_core::{Config, Event, MemberStatus, Name, Node, Timestamp};
 
 use crate::ledger::{FaultKind, Ledger};
-use crate::sim::{NodeState, SimNode};
+use crate::sim::{NodeState, Nodes};
 
 /// What an input made a node produce.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub struct Output {
 /// A read-only view of the simulation for invariants.
 pub struct Context<'a> {
     now: Timestamp,
-    nodes: &'a [SimNode],
+    nodes: &'a Nodes,
     ledger: &'a Ledger,
     names: &'a HashMap<Name, usize>,
 }
@@ -64,7 +64,7 @@ pub struct Context<'a> {
 impl<'a> Context<'a> {
     pub(crate) fn new(
         now: Timestamp,
-        nodes: &'a [SimNode],
+        nodes: &'a Nodes,
         ledger: &'a Ledger,
         names: &'a HashMap<Name, usize>,
     ) -> Context<'a> {
@@ -139,8 +139,7 @@ impl<'a> Context<'a> {
 
 /// A property checked as the run goes. Return `Err(detail)` when it is violated; the
 /// simulator records a [`Violation`] with the invariant's name, the time and the node.
-/// Invariants are `Send`: a simulation may run on a worker thread ([`crate::Sim::set_threads`]).
-pub trait Invariant: Send {
+pub trait Invariant {
     /// The name failure reports print.
     fn name(&self) -> &'static str;
 
@@ -550,7 +549,7 @@ impl<F: Fn(&Node) -> u64> Monotonic<F> {
     }
 }
 
-impl<F: Fn(&Node) -> u64 + Send> Invariant for Monotonic<F> {
+impl<F: Fn(&Node) -> u64> Invariant for Monotonic<F> {
     fn name(&self) -> &'static str {
         self.name
     }
@@ -623,8 +622,8 @@ where
 
 impl<K, F> Invariant for ExactlyOnce<K, F>
 where
-    K: Clone + Eq + Hash + fmt::Debug + Send,
-    F: Fn(&Event) -> Option<K> + Send,
+    K: Clone + Eq + Hash + fmt::Debug,
+    F: Fn(&Event) -> Option<K>,
 {
     fn name(&self) -> &'static str {
         self.name

@@ -26,6 +26,12 @@
 //!   ([`Sim::metrics_mut`]), and who knew what when ([`Knowledge`], drawn as an SVG).
 //! - **Judge** it: named [invariants](invariant) checked as the run goes, and a liveness
 //!   phase ([`Sim::heal_and_converge`]) after the faults.
+//! - **Scale** it: [`Sim::set_threads`] (or [`SimBuilder::threads`]) spreads a big run over
+//!   several threads and changes nothing in it — the trace hash is the same on any number of
+//!   threads. No message arrives sooner than the network's latency floor, so the nodes'
+//!   work within a window that short is independent; each window's shared effects (routing,
+//!   random draws, hashing, events) are then applied in the sequential order. Windows wait
+//!   while invariants or the tap are on or a node is overloaded.
 //!
 //! A 50-node cluster split in two for 20 seconds, then healed:
 //!

@@ -82,8 +82,8 @@ impl Latency {
         }
     }
 
-    /// The shortest latency this distribution can produce (at the microsecond granularity
-    /// of [`Latency::sample`]).
+    /// The shortest latency this distribution can produce (latencies are drawn in whole
+    /// microseconds).
     pub fn min(&self) -> Duration {
         match *self {
             Latency::Uniform { min, .. } | Latency::LongTail { min, .. } => {

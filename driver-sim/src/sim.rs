@@ -111,7 +111,7 @@ enum Pending {
 }
 
 /// A scheduled call on a node's API.
-pub(crate) type NodeCall = Box<dyn FnOnce(&mut Node, Timestamp) + Send>;
+pub(crate) type NodeCall = Box<dyn FnOnce(&mut Node, Timestamp)>;
 
 enum Action {
     Deliver {
@@ -198,6 +198,50 @@ impl SimNode {
     }
 }
 
+/// The simulated processes. Each is boxed so that a window can lend it to a worker thread and
+/// take it back ([`window`]); between windows every node is in place, and indexing a lent one
+/// panics.
+#[derive(Default)]
+pub(crate) struct Nodes(Vec<Option<Box<SimNode>>>);
+
+impl Nodes {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn push(&mut self, n: SimNode) {
+        self.0.push(Some(Box::new(n)));
+    }
+
+    /// Lend node `i` out.
+    fn lend(&mut self, i: usize) -> Box<SimNode> {
+        self.0[i].take().expect("node lent twice")
+    }
+
+    /// Take node `i` back.
+    fn restore(&mut self, i: usize, n: Box<SimNode>) {
+        debug_assert!(self.0[i].is_none());
+        self.0[i] = Some(n);
+    }
+}
+
+impl std::ops::Index<usize> for Nodes {
+    type Output = SimNode;
+    fn index(&self, i: usize) -> &SimNode {
+        self.0[i].as_deref().expect("node in place")
+    }
+}
+
+impl std::ops::IndexMut<usize> for Nodes {
+    fn index_mut(&mut self, i: usize) -> &mut SimNode {
+        self.0[i].as_deref_mut().expect("node in place")
+    }
+}
+
 /// The run trace's hash: FNV-1a's multiply-xor step applied to 8-byte words (the tail byte by
 /// byte). Stable across platforms and runs; not for adversarial input.
 #[derive(Clone, Copy, Debug)]
@@ -234,7 +278,7 @@ pub struct Sim {
     net: NetConfig,
     rules: Rules,
     next_rule: u64,
-    pub(crate) nodes: Vec<SimNode>,
+    pub(crate) nodes: Nodes,
     names: HashMap<Name, usize>,
     queue: BinaryHeap<Reverse<(Timestamp, u64, usize)>>,
     actions: Vec<Option<Action>>,
@@ -262,7 +306,7 @@ pub struct Sim {
     /// Threads [`Sim::run_until`] may use (1: step by step on the calling thread).
     threads: usize,
     /// The worker threads, when there are several.
-    pool: Option<Arc<rayon::ThreadPool>>,
+    workers: Option<window::Workers>,
     /// Windows run, and of those the ones shared among threads (for tests).
     windows: (u64, u64),
     /// Nodes overloaded now (windows need none).
@@ -344,7 +388,7 @@ impl Sim {
             net,
             rules: Rules::default(),
             next_rule: 0,
-            nodes: Vec::new(),
+            nodes: Nodes::default(),
             names: HashMap::new(),
             queue: BinaryHeap::new(),
             actions: Vec::new(),
@@ -365,33 +409,25 @@ impl Sim {
             last_reliable: HashMap::new(),
             last_config: None,
             threads: 1,
-            pool: None,
+            workers: None,
             windows: (0, 0),
             overloaded: 0,
             min_tcp_timeout: Duration::MAX,
         }
     }
 
-    /// Let [`Sim::run_until`] (and so [`Sim::run_for`], [`Sim::wait_for`] and the builder's
-    /// formation) spread the nodes' work over `threads` threads (1, the default: all on the
-    /// calling thread). The run is the same byte for byte whatever the number — same trace
-    /// hash, events and counters — because the threads only compute what each node does
-    /// within a window shorter than the network's shortest latency, and everything shared
-    /// is applied afterwards in the sequential order. Windows are skipped (the run steps
-    /// sequentially) while invariants or the tap are on, a node is overloaded, or the
-    /// latency floor is zero.
+    /// Let [`Sim::run_until`] (and so [`Sim::run_for`], [`Sim::wait_for`] and formation)
+    /// spread the nodes' work over `threads` threads: the calling thread and `threads − 1`
+    /// workers (1, the default: everything on the calling thread). The run is the same byte
+    /// for byte whatever the number — same trace hash, events and counters — because the
+    /// threads only compute what each node does within a window shorter than the network's
+    /// shortest latency, and everything shared is applied afterwards in the sequential order.
+    /// Windows are skipped (the run steps sequentially) while invariants or the tap are on, a
+    /// node is overloaded, or the latency floor is zero. Idle workers spin for up to 2 ms
+    /// between windows: use no more threads than free cores.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
-        self.pool = (self.threads > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(self.threads)
-                    .thread_name(|i| format!("rookery-sim-{i}"))
-                    .build()
-                    .ok()
-            })
-            .flatten()
-            .map(Arc::new);
+        self.workers = (self.threads > 1).then(|| window::Workers::start(self.threads - 1));
     }
 
     /// Threads [`Sim::run_until`] may use.
@@ -420,6 +456,11 @@ impl Sim {
     /// invariants and the knowledge recorder).
     pub fn set_record_events(&mut self, on: bool) {
         self.record_events = on;
+    }
+
+    /// Whether events are kept for [`Sim::drain_events`].
+    pub fn records_events(&self) -> bool {
+        self.record_events
     }
 
     /// How often [`Sim::wait_for`] checks its condition, in virtual time. Default 10 ms.
@@ -662,7 +703,7 @@ impl Sim {
         &mut self,
         at: Timestamp,
         i: usize,
-        f: impl FnOnce(&mut Node, Timestamp) + Send + 'static,
+        f: impl FnOnce(&mut Node, Timestamp) + 'static,
     ) {
         let at = at.max(self.now);
         self.schedule(
@@ -1392,23 +1433,13 @@ impl Sim {
 
     /// Run every action scheduled up to `deadline`, then set the clock to it.
     pub fn run_until(&mut self, deadline: Timestamp) {
-        match self.pool.clone() {
-            // The run goes on inside the pool, so that a window's work is shared with a
-            // worker without the calling thread sleeping and waking every window.
-            Some(pool) => pool.install(|| self.advance(deadline)),
-            None => self.advance(deadline),
-        }
-        if deadline > self.now {
-            self.now = deadline;
-        }
-    }
-
-    /// Every action scheduled up to `deadline`, in windows when they can be used.
-    fn advance(&mut self, deadline: Timestamp) {
         while self.next_time().is_some_and(|t| t <= deadline) {
             if self.threads < 2 || !self.run_window(deadline) {
                 self.step();
             }
+        }
+        if deadline > self.now {
+            self.now = deadline;
         }
     }
 

@@ -7,22 +7,26 @@
 //! when the window opens: the only new input a node can get inside it is its own timer. A
 //! window is run in two phases:
 //!
-//! 1. **Nodes, in parallel.** Every node with inputs in the window handles them — and any
-//!    timer it arms that comes due inside the window — in exactly the order the sequential
-//!    engine would, on one of the worker threads, and keeps what came out (transmits, events,
-//!    the timer it armed).
-//! 2. **The shared effects, in order, on the calling thread.** The outputs are replayed in
-//!    the sequential engine's global order (time, then scheduling sequence number; a timer
-//!    armed inside the window gets its sequence number here, when the input that armed it is
-//!    replayed): trace hashing, routing (every random draw of the network model), scheduling,
-//!    events, counters.
+//! 1. **Nodes, in parallel.** Every node with inputs in the window is lent, with its inputs,
+//!    to whichever thread takes it first (the calling thread and the [`Workers`], heaviest
+//!    share first). The thread handles the inputs — and any timer the node arms that comes
+//!    due inside the window — in exactly the order the sequential engine would, and keeps
+//!    what came out: transmits, events, the timer it armed.
+//! 2. **The shared effects, in order, on the calling thread.** The nodes are taken back and
+//!    their outputs replayed in the sequential engine's global order (time, then scheduling
+//!    sequence number; a timer armed inside the window gets its sequence number here, when
+//!    the input that armed it is replayed): trace hashing, routing (every random draw of the
+//!    network model), scheduling, events, counters.
 //!
 //! The result is the sequential run's, byte for byte — same trace hash, same counters, same
-//! events — whatever the thread count (tested in `tests`). Windows are used only when nothing
-//! needs the shared state *during* a node's input: no invariants (they read every node's
-//! view at every event), no tap, no overloaded node (its extra delays are drawn from the
-//! shared random stream as inputs arrive), and a latency floor above zero. Otherwise
-//! [`Sim::run_until`] steps sequentially.
+//! events — whatever the thread count (tested here and by a swarm property test). Windows
+//! are used only when nothing needs the shared state *during* a node's input: no invariants
+//! (they read every node's view at every event), no tap, no overloaded node (its extra delays
+//! are drawn from the shared random stream as inputs arrive), and a latency floor above zero.
+//! Otherwise [`Sim::run_until`] steps sequentially.
+//!
+//! Idle workers spin for up to [`SPIN`] waiting for the next window (yielding the processor
+//! after a few hundred spins), then sleep until one comes.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -30,8 +34,12 @@ use std::hash::Hash;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
 use bytes::Bytes;
-use rayon::prelude::*;
 use rookery_core::{wire, Event, Timestamp, Transmit, TransmitKind};
 
 use super::{Action, Pending, Sim, SimNode};
@@ -96,7 +104,10 @@ struct Record {
     at: Timestamp,
     order: Order,
     what: What,
+    /// How many of the node's transmits in this window came out of this input (they follow
+    /// the earlier inputs' in [`Work::transmits`]).
     transmits: u32,
+    /// How many of its events did (likewise, in [`Work::events`]).
     events: u32,
     /// When the timer this input armed fires, if it armed one.
     armed: Option<Timestamp>,
@@ -220,20 +231,31 @@ impl Sim {
                 .push((at, seq, input));
         }
         let limit = self.backlog_limit;
-        let mut pairs = pair_up(&mut self.nodes, &mut works);
         self.windows.0 += 1;
-        match &self.pool {
-            Some(pool) if total >= MIN_SPLIT => {
+        match &self.workers {
+            Some(workers) if total >= MIN_SPLIT => {
                 self.windows.1 += 1;
-                pool.install(|| {
-                    pairs
-                        .par_iter_mut()
-                        .for_each(|(n, w)| run_node(n, w, end, limit))
-                })
+                // Lend the nodes out; the heaviest shares go first.
+                let mut jobs: Vec<Job> = works
+                    .into_iter()
+                    .map(|w| Job {
+                        node: self.nodes.lend(w.node),
+                        work: w,
+                    })
+                    .collect();
+                jobs.sort_by_key(|j| j.weight());
+                let done = workers.run(jobs, end, limit);
+                works = Vec::with_capacity(done.len());
+                for j in done {
+                    self.nodes.restore(j.work.node, j.node);
+                    works.push(j.work);
+                }
             }
-            _ => pairs
-                .iter_mut()
-                .for_each(|(n, w)| run_node(n, w, end, limit)),
+            _ => {
+                for w in &mut works {
+                    run_node(&mut self.nodes[w.node], w, end, limit);
+                }
+            }
         }
         self.replay(works, end);
         true
@@ -324,22 +346,184 @@ impl Sim {
     }
 }
 
-/// Each work with its node (works are sorted by node, one per node).
-fn pair_up<'a>(
-    nodes: &'a mut [SimNode],
-    works: &'a mut [Work],
-) -> Vec<(&'a mut SimNode, &'a mut Work)> {
-    let mut out = Vec::with_capacity(works.len());
-    let mut rest = nodes;
-    let mut base = 0;
-    for w in works.iter_mut() {
-        let (_, tail) = std::mem::take(&mut rest).split_at_mut(w.node - base);
-        let (n, tail) = tail.split_first_mut().expect("a work's node exists");
-        base = w.node + 1;
-        out.push((n, w));
-        rest = tail;
+/// A node lent to a worker with its share of the window.
+struct Job {
+    node: Box<SimNode>,
+    work: Work,
+}
+
+impl Job {
+    /// A guess at the work, for handing out the heaviest first: a reliable message (a
+    /// push-pull: a whole member table) weighs as much as many datagrams.
+    fn weight(&self) -> usize {
+        self.work
+            .inputs
+            .iter()
+            .map(|(_, _, i)| match i {
+                Input::Deliver {
+                    kind: TransmitKind::Reliable,
+                    payload,
+                    ..
+                } => 1 + payload.len() / 64,
+                _ => 1,
+            })
+            .sum()
     }
-    out
+}
+
+/// How long an idle worker spins for the next window before it sleeps.
+const SPIN: Duration = Duration::from_millis(2);
+
+/// The worker threads of a simulation: they wait for a window's jobs (spinning a little,
+/// then sleeping), take jobs one at a time alongside the calling thread, and hand them back.
+pub(super) struct Workers {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What the calling thread and the workers share.
+struct Shared {
+    batch: Mutex<Batch>,
+    /// Rung when a batch is published (or the workers must stop).
+    bell: Condvar,
+    /// Bumped (under the lock) when a batch is published.
+    epoch: AtomicU64,
+    /// Jobs of the current batch not finished yet.
+    left: AtomicUsize,
+}
+
+/// One window's jobs.
+#[derive(Default)]
+struct Batch {
+    /// Still to take, heaviest last (taken from the end).
+    todo: Vec<Job>,
+    done: Vec<Job>,
+    end: Option<End>,
+    limit: usize,
+    stop: bool,
+    /// A worker's panic, to be raised again on the calling thread.
+    panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Workers {
+    /// Start `n` worker threads.
+    pub(super) fn start(n: usize) -> Workers {
+        let shared = Arc::new(Shared {
+            batch: Mutex::new(Batch::default()),
+            bell: Condvar::new(),
+            epoch: AtomicU64::new(0),
+            left: AtomicUsize::new(0),
+        });
+        let threads = (0..n)
+            .map(|i| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("rookery-sim-{i}"))
+                    .spawn(move || work(&shared))
+                    .expect("spawn a simulator worker thread")
+            })
+            .collect();
+        Workers { shared, threads }
+    }
+
+    /// Run `jobs` on the workers and this thread; every job back, finished, in no order.
+    fn run(&self, jobs: Vec<Job>, end: End, limit: usize) -> Vec<Job> {
+        let s = &*self.shared;
+        {
+            let mut b = s.batch.lock().expect("simulator batch lock");
+            s.left.store(jobs.len(), Ordering::Release);
+            b.todo = jobs;
+            b.end = Some(end);
+            b.limit = limit;
+            s.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        s.bell.notify_all();
+        take_jobs(s);
+        // The workers finish the jobs they took.
+        let mut spins = 0u32;
+        while s.left.load(Ordering::Acquire) != 0 {
+            pause(&mut spins);
+        }
+        let mut b = s.batch.lock().expect("simulator batch lock");
+        if let Some(p) = b.panic.take() {
+            std::panic::resume_unwind(p);
+        }
+        std::mem::take(&mut b.done)
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        if let Ok(mut b) = self.shared.batch.lock() {
+            b.stop = true;
+            self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        self.shared.bell.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A worker thread: wait for a batch, take its jobs, repeat until told to stop.
+fn work(s: &Shared) {
+    let mut seen = 0;
+    loop {
+        let spin_until = Instant::now() + SPIN;
+        let mut spins = 0u32;
+        while s.epoch.load(Ordering::Acquire) == seen {
+            if !spins.is_multiple_of(64) || Instant::now() < spin_until {
+                pause(&mut spins);
+                continue;
+            }
+            let mut b = s.batch.lock().expect("simulator batch lock");
+            while s.epoch.load(Ordering::Acquire) == seen && !b.stop {
+                b = s.bell.wait(b).expect("simulator batch lock");
+            }
+            break;
+        }
+        seen = s.epoch.load(Ordering::Acquire);
+        if s.batch.lock().map_or(true, |b| b.stop) {
+            return;
+        }
+        take_jobs(s);
+    }
+}
+
+/// One round of waiting for another thread: a few hundred spins, then yields, so that a
+/// thread that has the work gets the processor when there are more threads than cores.
+fn pause(spins: &mut u32) {
+    *spins = spins.wrapping_add(1);
+    if *spins < 512 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Take jobs off the current batch until none is left.
+fn take_jobs(s: &Shared) {
+    loop {
+        let (job, end, limit) = {
+            let mut b = s.batch.lock().expect("simulator batch lock");
+            match (b.todo.pop(), b.end) {
+                (Some(j), Some(end)) => (j, end, b.limit),
+                _ => return,
+            }
+        };
+        let mut job = job;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_node(&mut job.node, &mut job.work, end, limit)
+        }));
+        {
+            let mut b = s.batch.lock().expect("simulator batch lock");
+            if let Err(p) = ran {
+                b.panic.get_or_insert(p);
+            }
+            b.done.push(job);
+        }
+        s.left.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Phase 1 for one node: handle its inputs and the timers it arms inside the window, in the
