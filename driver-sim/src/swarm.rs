@@ -101,15 +101,21 @@ impl Outcome {
 }
 
 impl Case {
-    /// Build the simulation for this case (formation scheduled, invariants on).
-    pub fn build(&self, knowledge: bool) -> Result<Sim, SimError> {
+    /// The builder of this case's simulation — seed, nodes, configuration, and the network
+    /// without its loss (formation runs without it) — once the script is found valid.
+    pub fn builder(&self) -> Result<SimBuilder, SimError> {
         validate(&self.script, self.nodes)?;
-        SimBuilder::new(self.seed)
+        Ok(SimBuilder::new(self.seed)
             .net(NetConfig {
                 loss: 0.0,
                 ..self.net.clone()
             })
-            .nodes(self.nodes, self.config.config())
+            .nodes(self.nodes, self.config.config()))
+    }
+
+    /// Build the simulation for this case (formation scheduled, invariants on).
+    pub fn build(&self, knowledge: bool) -> Result<Sim, SimError> {
+        self.builder()?
             .invariants(true)
             .knowledge(knowledge)
             .record_events(false)

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestError, TestRng, TestRunner};
 use rookery_sim::swarm::{Case, Preset, FORMATION_LIMIT};
-use rookery_sim::{ApiCall, Latency, LinkEffect, NetConfig, NetStats, SimBuilder, Step, TimedStep};
+use rookery_sim::{ApiCall, Latency, LinkEffect, NetConfig, NetStats, Step, TimedStep};
 
 /// Fault families a case may draw steps from (a bit each).
 const CRASH: u32 = 1 << 0;
@@ -591,12 +591,9 @@ fn core_issues_found_by_the_swarm_stay_fixed() {
 /// `threads` threads: formation, the script, healing, 20 s more. What the run produced: its
 /// trace hash, network counters and every event.
 fn run_unchecked(case: &Case, threads: usize) -> (u64, NetStats, Vec<String>) {
-    let mut sim = SimBuilder::new(case.seed)
-        .net(NetConfig {
-            loss: 0.0,
-            ..case.net.clone()
-        })
-        .nodes(case.nodes, case.config.config())
+    let mut sim = case
+        .builder()
+        .expect("valid case")
         .invariants(false)
         .threads(threads)
         .build()
