@@ -31,7 +31,10 @@
 //!   threads. No message arrives sooner than the network's latency floor, so the nodes'
 //!   work within a window that short is independent; each window's shared effects (routing,
 //!   random draws, hashing, events) are then applied in the sequential order. Windows wait
-//!   while invariants or the tap are on or a node is overloaded.
+//!   while invariants or the tap are on or a node is overloaded. [`Sim::run_until_every`]
+//!   runs until a test holds for every node and can use windows too (a predicate over the
+//!   whole simulation, [`Sim::run_until_pred`], cannot); [`Sim::window_stats`] says where a
+//!   parallel run's time went.
 //!
 //! A 50-node cluster split in two for 20 seconds, then healed:
 //!
@@ -88,7 +91,7 @@ pub use net::{Latency, LinkEffect, NetConfig, NetStats, RuleId};
 pub use plot::Knowledge;
 pub use script::{ApiCall, Step, TimedStep};
 pub use sim::{
-    node_addr, node_index, NodeState, Sim, SimError, TapEntry, TapInput, ViewError,
+    node_addr, node_index, NodeState, Sim, SimError, TapEntry, TapInput, ViewError, WindowStats,
     DEFAULT_BACKLOG_LIMIT,
 };
 

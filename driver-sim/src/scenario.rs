@@ -112,6 +112,22 @@ pub fn wrap_up(sim: &Sim, opts: &Options, scenario: &str, m: &mut Map<String, Va
         json!(rss_mb().map(|r| (r * 10.0).round() / 10.0)),
     );
     m.insert("member_entries".into(), json!(entries));
+    if sim.threads() > 1 {
+        let w = sim.window_stats();
+        let s = |d: Duration| (d.as_secs_f64() * 1e3).round() / 1e3;
+        m.insert(
+            "windows".into(),
+            json!({
+                "threads": sim.threads(),
+                "windows": w.windows,
+                "shared": w.shared,
+                "refused": w.refused,
+                "taking_s": s(w.taking),
+                "nodes_s": s(w.nodes),
+                "replay_s": s(w.replay),
+            }),
+        );
+    }
     m.insert(
         "bytes_per_member_entry".into(),
         json!(rss
@@ -183,35 +199,28 @@ pub fn form_cluster_capped(
         }
     }
     let last_start = sim.now();
-    let mut full = vec![false; n];
-    let mut count = 0;
-    for (i, f) in full.iter_mut().enumerate() {
-        if sim.node(i).alive_count() == n {
-            *f = true;
-            count += 1;
-        }
-    }
-    let mut steps = 0u64;
+    let end = last_start + FORMATION_LIMIT;
+    // Run in slices, checking the memory cap between them (a slice boundary changes nothing:
+    // the run stops at the same step).
+    let slice = if max_rss_mb.is_some() {
+        Duration::from_millis(100)
+    } else {
+        FORMATION_LIMIT
+    };
     let mut capped = false;
-    let ok = sim.run_until_pred(last_start + FORMATION_LIMIT, |sim, touched| {
-        steps += 1;
-        if max_rss_mb.is_some() && steps.is_multiple_of(4096) && over(max_rss_mb) {
+    let ok = loop {
+        let until = (sim.now() + slice).min(end);
+        if sim.run_until_every(until, |node| node.alive_count() == n) {
+            break true;
+        }
+        if until >= end {
+            break false;
+        }
+        if over(max_rss_mb) {
             capped = true;
-            return true;
+            break true;
         }
-        if let Some(i) = touched {
-            let now_full = sim.node(i).alive_count() == n;
-            if now_full != full[i] {
-                full[i] = now_full;
-                if now_full {
-                    count += 1;
-                } else {
-                    count -= 1;
-                }
-            }
-        }
-        count == n
-    });
+    };
     sim.set_record_events(recording);
     f.hit_memory_cap = capped;
     f.converged = (ok && !capped).then(|| sim.now().saturating_since(last_start));

@@ -25,6 +25,8 @@ use crate::net::{LinkEffect, NetConfig, NetStats, NodeSet, Rule, RuleId, Rules};
 use crate::plot::Knowledge;
 
 mod window;
+pub use window::WindowStats;
+use window::{Gate, Window};
 
 /// Why a simulation call failed.
 #[derive(Clone, Debug, PartialEq)]
@@ -307,8 +309,10 @@ pub struct Sim {
     threads: usize,
     /// The worker threads, when there are several.
     workers: Option<window::Workers>,
-    /// Windows run, and of those the ones shared among threads (for tests).
-    windows: (u64, u64),
+    /// What the parallel windows did and where their time went.
+    windows: WindowStats,
+    /// Buffers the windows reuse.
+    spare: window::Spare,
     /// Nodes overloaded now (windows need none).
     overloaded: usize,
     /// The shortest TCP timeout of any node (a failed reliable send is reported this long
@@ -410,7 +414,8 @@ impl Sim {
             last_config: None,
             threads: 1,
             workers: None,
-            windows: (0, 0),
+            windows: WindowStats::default(),
+            spare: window::Spare::default(),
             overloaded: 0,
             min_tcp_timeout: Duration::MAX,
         }
@@ -456,6 +461,12 @@ impl Sim {
     /// invariants and the knowledge recorder).
     pub fn set_record_events(&mut self, on: bool) {
         self.record_events = on;
+    }
+
+    /// What the parallel windows did so far, and the wall time they took (all zero on one
+    /// thread).
+    pub fn window_stats(&self) -> &WindowStats {
+        &self.windows
     }
 
     /// Whether events are kept for [`Sim::drain_events`].
@@ -1101,6 +1112,11 @@ impl Sim {
 
     fn schedule(&mut self, at: Timestamp, action: Action) {
         self.seq += 1;
+        self.enqueue(at, self.seq, action);
+    }
+
+    /// Put `action` on the heap at `(at, seq)`.
+    fn enqueue(&mut self, at: Timestamp, seq: u64, action: Action) {
         let slot = match self.free.pop() {
             Some(s) => {
                 self.actions[s] = Some(action);
@@ -1111,7 +1127,7 @@ impl Sim {
                 self.actions.len() - 1
             }
         };
-        self.queue.push(Reverse((at, self.seq, slot)));
+        self.queue.push(Reverse((at, seq, slot)));
     }
 
     fn extra_delay(&mut self, max: Duration) -> Duration {
@@ -1434,7 +1450,7 @@ impl Sim {
     /// Run every action scheduled up to `deadline`, then set the clock to it.
     pub fn run_until(&mut self, deadline: Timestamp) {
         while self.next_time().is_some_and(|t| t <= deadline) {
-            if self.threads < 2 || !self.run_window(deadline) {
+            if self.threads < 2 || !matches!(self.run_window(deadline, None), Window::Ran) {
                 self.step();
             }
         }
@@ -1470,6 +1486,50 @@ impl Sim {
             self.now = deadline;
         }
         pred(self, None)
+    }
+
+    /// Run until `pred` holds for every node (asked of a node after every step that touched
+    /// it) or `deadline` passes. Returns whether it held. The run stops exactly where
+    /// [`Sim::run_until_pred`] with the same test over all nodes would, but it can use
+    /// parallel windows ([`Sim::set_threads`]): a window is run in parallel when some node
+    /// that fails `pred` has no input in it, and stepped otherwise.
+    pub fn run_until_every(
+        &mut self,
+        deadline: Timestamp,
+        mut pred: impl FnMut(&Node) -> bool,
+    ) -> bool {
+        let ok: Vec<bool> = (0..self.nodes.len())
+            .map(|i| pred(&self.nodes[i].node))
+            .collect();
+        let bad = ok.iter().filter(|&&o| !o).count();
+        let mut gate = Gate {
+            pred: &mut pred,
+            ok,
+            bad,
+        };
+        let mut stepped_until = None;
+        while gate.bad > 0 {
+            let Some(next) = self.next_time().filter(|&t| t <= deadline) else {
+                break;
+            };
+            if self.threads >= 2 && stepped_until.is_none_or(|u| next >= u) {
+                match self.run_window(deadline, Some(&mut gate)) {
+                    Window::Ran => continue,
+                    Window::Refused(until) => {
+                        self.windows.refused += 1;
+                        stepped_until = Some(until);
+                    }
+                    Window::Unusable => {}
+                }
+            }
+            if let Some(Some(i)) = self.step() {
+                gate.update(i, &self.nodes[i].node);
+            }
+        }
+        if gate.bad > 0 && deadline > self.now {
+            self.now = deadline;
+        }
+        gate.bad == 0
     }
 
     /// Run until `pred` holds, checking it every poll interval of virtual time (10 ms unless

@@ -25,6 +25,12 @@
 //! are drawn from the shared random stream as inputs arrive), and a latency floor above zero.
 //! Otherwise [`Sim::run_until`] steps sequentially.
 //!
+//! [`Sim::run_until_every`] stops at the first step after which a per-node predicate holds
+//! for every node. A window cannot contain that step while some node that fails the
+//! predicate has no input in it (a node's state changes only through its inputs), so such a
+//! window runs in parallel; one in which every failing node has an input is put back and
+//! stepped sequentially.
+//!
 //! Idle workers spin for up to [`SPIN`] waiting for the next window (yielding the processor
 //! after a few hundred spins), then sleep until one comes.
 
@@ -72,6 +78,7 @@ enum Input {
         from: SocketAddr,
         kind: TransmitKind,
         payload: Bytes,
+        late: bool,
     },
     SendFailed {
         to: SocketAddr,
@@ -113,6 +120,69 @@ struct Record {
     armed: Option<Timestamp>,
 }
 
+/// What the parallel windows of a simulation did ([`Sim::window_stats`]), and where their
+/// wall time went: how the run divides between work spread over threads and work only the
+/// calling thread does. Wall times are measured, so they vary from run to run; the counts do
+/// not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// Windows run.
+    pub windows: u64,
+    /// Of those, the windows whose nodes were shared among threads (the others were too small
+    /// and ran on the calling thread).
+    pub shared: u64,
+    /// Windows [`Sim::run_until_every`] refused (the predicate might have come to hold inside
+    /// them) and stepped instead.
+    pub refused: u64,
+    /// Wall time spent taking windows' inputs off the action heap (calling thread alone).
+    pub taking: Duration,
+    /// Wall time the nodes' work took, spread over the threads.
+    pub nodes: Duration,
+    /// Wall time spent replaying windows' outputs in order (calling thread alone).
+    pub replay: Duration,
+}
+
+/// What [`Sim::run_window`] did.
+pub(super) enum Window {
+    /// Windows cannot be used now; nothing changed.
+    Unusable,
+    /// The gate refused the window; nothing changed. Step sequentially until this time.
+    Refused(Timestamp),
+    /// A window ran.
+    Ran,
+}
+
+/// [`Sim::run_until_every`]'s per-node predicate and what it says of each node.
+pub(super) struct Gate<'a> {
+    pub(super) pred: &'a mut dyn FnMut(&rookery_core::Node) -> bool,
+    /// Whether each node satisfies the predicate now.
+    pub(super) ok: Vec<bool>,
+    /// How many do not.
+    pub(super) bad: usize,
+}
+
+impl Gate<'_> {
+    /// Ask the predicate again about node `i` after it changed.
+    pub(super) fn update(&mut self, i: usize, node: &rookery_core::Node) {
+        let now = (self.pred)(node);
+        if now != self.ok[i] {
+            self.ok[i] = now;
+            if now {
+                self.bad -= 1;
+            } else {
+                self.bad += 1;
+            }
+        }
+    }
+
+    /// Whether a window touching exactly `nodes` (distinct) leaves some failing node
+    /// untouched, so that the predicate cannot come to hold for every node inside it.
+    fn admits(&self, nodes: impl Iterator<Item = usize>) -> bool {
+        let touched_bad = nodes.filter(|&i| !self.ok[i]).count();
+        touched_bad < self.bad
+    }
+}
+
 /// One node's share of a window: its inputs, then its records and outputs.
 struct Work {
     node: usize,
@@ -136,7 +206,44 @@ impl Work {
             backlog_dropped: 0,
         }
     }
+
+    /// Emptied for another window (its buffers' room kept, unless a burst made it large).
+    fn recycle(&mut self) {
+        fn keep<T>(v: &mut Vec<T>) {
+            v.clear();
+            if v.capacity() > SPARE_ROOM {
+                *v = Vec::new();
+            }
+        }
+        keep(&mut self.inputs);
+        keep(&mut self.records);
+        keep(&mut self.transmits);
+        keep(&mut self.events);
+        self.blocked = 0;
+        self.backlog_dropped = 0;
+    }
 }
+
+/// Room a spare [`Work`]'s buffers keep between windows, in elements; a larger burst (a
+/// joiner's join events) gives its memory back.
+const SPARE_ROOM: usize = 64;
+
+/// Buffers kept from one window to the next, so that a window allocates nothing in the
+/// common case.
+#[derive(Default)]
+pub(super) struct Spare {
+    /// Empty works, ready for a node.
+    pool: Vec<Work>,
+    /// Room for a window's works and its jobs.
+    works: Vec<Work>,
+    jobs: Vec<Job>,
+    /// Each node's place in `works` while a window is taken off the heap ([`NO_WORK`] for
+    /// none); all [`NO_WORK`] between windows.
+    work_of: Vec<u32>,
+}
+
+/// A node without work in the window being taken.
+const NO_WORK: u32 = u32::MAX;
 
 impl Sim {
     /// The shortest time between an output and the input it causes at another node; zero
@@ -158,15 +265,21 @@ impl Sim {
     }
 
     /// Run one window starting at the next scheduled action, bounded by `deadline`
-    /// (inclusive). Returns false, having changed nothing, when windows cannot be used.
-    pub(super) fn run_window(&mut self, deadline: Timestamp) -> bool {
+    /// (inclusive). With a `gate`, a window in which the gate's predicate could come to hold
+    /// for every node is refused, and the gate is told about every node the window touched.
+    pub(super) fn run_window(
+        &mut self,
+        deadline: Timestamp,
+        mut gate: Option<&mut Gate<'_>>,
+    ) -> Window {
         let l = self.lookahead();
         let Some(t0) = self.next_time() else {
-            return false;
+            return Window::Unusable;
         };
         if l.is_zero() || t0 > deadline {
-            return false;
+            return Window::Unusable;
         }
+        let started = Instant::now();
         let mut end = End { at: t0 + l, seq: 0 };
         if deadline < end.at {
             end = End {
@@ -174,9 +287,12 @@ impl Sim {
                 seq: u64::MAX,
             };
         }
-        // Take the window's inputs off the heap, in order; a scripted step or API call ends
-        // the window just before it.
-        let mut taken: Vec<(usize, Timestamp, u64, Input)> = Vec::new();
+        // Take the window's inputs off the heap, in order, straight into each node's work; a
+        // scripted step or API call ends the window just before it.
+        let mut works = std::mem::take(&mut self.spare.works);
+        let mut work_of = std::mem::take(&mut self.spare.work_of);
+        work_of.resize(self.nodes.len(), NO_WORK);
+        let mut total = 0;
         while let Some(&Reverse((at, seq, slot))) = self.queue.peek() {
             if (at, seq) >= (end.at, end.seq) {
                 break;
@@ -197,59 +313,71 @@ impl Sim {
                     from,
                     kind,
                     payload,
-                    late: _,
+                    late,
                 } => (
                     to,
                     Input::Deliver {
                         from,
                         kind,
                         payload,
+                        late,
                     },
                 ),
                 Action::SendFailed { node, to, life } => (node, Input::SendFailed { to, life }),
                 Action::Timer { node } => (node, Input::Timer),
                 Action::Step(_) | Action::Call { .. } => unreachable!("checked above"),
             };
-            taken.push((node, at, seq, input));
+            if work_of[node] == NO_WORK {
+                work_of[node] = works.len() as u32;
+                let mut w = self.spare.pool.pop().unwrap_or_else(|| Work::new(node));
+                w.node = node;
+                works.push(w);
+            }
+            works[work_of[node] as usize].inputs.push((at, seq, input));
+            total += 1;
         }
-        let total = taken.len();
+        for w in &works {
+            work_of[w.node] = NO_WORK;
+        }
+        self.spare.work_of = work_of;
         if total == 0 {
             // The window would end before its first action (a scripted step or API call).
-            return false;
+            self.spare.works = works;
+            return Window::Unusable;
         }
-        // Group by node, keeping each node's inputs in order (the sort is stable).
-        taken.sort_by_key(|t| t.0);
-        let mut works: Vec<Work> = Vec::new();
-        for (node, at, seq, input) in taken {
-            if works.last().is_none_or(|w| w.node != node) {
-                works.push(Work::new(node));
+        if gate
+            .as_deref()
+            .is_some_and(|g| !g.admits(works.iter().map(|w| w.node)))
+        {
+            for mut w in works.drain(..) {
+                for (at, seq, input) in w.inputs.drain(..) {
+                    self.put_back(w.node, at, seq, input);
+                }
+                self.spare.pool.push(w);
             }
-            works
-                .last_mut()
-                .expect("just pushed")
-                .inputs
-                .push((at, seq, input));
+            self.spare.works = works;
+            return Window::Refused(end.at);
         }
         let limit = self.backlog_limit;
-        self.windows.0 += 1;
+        self.windows.windows += 1;
+        let taken = Instant::now();
+        self.windows.taking += taken - started;
         match &self.workers {
             Some(workers) if total >= MIN_SPLIT => {
-                self.windows.1 += 1;
+                self.windows.shared += 1;
                 // Lend the nodes out; the heaviest shares go first.
-                let mut jobs: Vec<Job> = works
-                    .into_iter()
-                    .map(|w| Job {
-                        node: self.nodes.lend(w.node),
-                        work: w,
-                    })
-                    .collect();
+                let mut jobs = std::mem::take(&mut self.spare.jobs);
+                jobs.extend(works.drain(..).map(|w| Job {
+                    node: self.nodes.lend(w.node),
+                    work: w,
+                }));
                 jobs.sort_by_key(|j| j.weight());
-                let done = workers.run(jobs, end, limit);
-                works = Vec::with_capacity(done.len());
-                for j in done {
+                workers.run(&mut jobs, end, limit);
+                for j in jobs.drain(..) {
                     self.nodes.restore(j.work.node, j.node);
                     works.push(j.work);
                 }
+                self.spare.jobs = jobs;
             }
             _ => {
                 for w in &mut works {
@@ -257,27 +385,60 @@ impl Sim {
                 }
             }
         }
-        self.replay(works, end);
-        true
+        let ran = Instant::now();
+        self.windows.nodes += ran - taken;
+        self.replay(&mut works, end);
+        for mut w in works.drain(..) {
+            if let Some(g) = gate.as_deref_mut() {
+                g.update(w.node, &self.nodes[w.node].node);
+            }
+            w.recycle();
+            self.spare.pool.push(w);
+        }
+        self.spare.works = works;
+        self.windows.replay += ran.elapsed();
+        Window::Ran
     }
 
-    /// Phase 2: apply the window's outputs in the sequential engine's order.
-    fn replay(&mut self, works: Vec<Work>, end: End) {
-        struct Cursor {
+    /// Return an input taken off the heap to it, with its place in the order.
+    fn put_back(&mut self, node: usize, at: Timestamp, seq: u64, input: Input) {
+        let action = match input {
+            Input::Deliver {
+                from,
+                kind,
+                payload,
+                late,
+            } => Action::Deliver {
+                to: node,
+                from,
+                kind,
+                payload,
+                late,
+            },
+            Input::SendFailed { to, life } => Action::SendFailed { node, to, life },
+            Input::Timer => Action::Timer { node },
+        };
+        self.enqueue(at, seq, action);
+    }
+
+    /// Phase 2: apply the window's outputs in the sequential engine's order (the works'
+    /// outputs are drained; their buffers stay).
+    fn replay(&mut self, works: &mut [Work], end: End) {
+        struct Cursor<'a> {
             node: usize,
-            records: std::vec::IntoIter<Record>,
+            records: std::vec::Drain<'a, Record>,
             next: Option<Record>,
-            transmits: std::vec::IntoIter<Transmit>,
-            events: std::vec::IntoIter<Event>,
+            transmits: std::vec::Drain<'a, Transmit>,
+            events: std::vec::Drain<'a, Event>,
             /// Sequence numbers of this window's armings, in order.
             seqs: Vec<u64>,
         }
         let mut heap = BinaryHeap::with_capacity(works.len());
         let mut cursors = Vec::with_capacity(works.len());
-        for w in works {
+        for w in works.iter_mut() {
             self.stats.blocked += w.blocked;
             self.stats.backlog_dropped += w.backlog_dropped;
-            let mut records = w.records.into_iter();
+            let mut records = w.records.drain(..);
             let next = records.next();
             if let Some(r) = &next {
                 let Order::Queued(seq) = r.order else {
@@ -289,8 +450,8 @@ impl Sim {
                 node: w.node,
                 records,
                 next,
-                transmits: w.transmits.into_iter(),
-                events: w.events.into_iter(),
+                transmits: w.transmits.drain(..),
+                events: w.events.drain(..),
                 seqs: Vec::new(),
             });
         }
@@ -426,13 +587,14 @@ impl Workers {
         Workers { shared, threads }
     }
 
-    /// Run `jobs` on the workers and this thread; every job back, finished, in no order.
-    fn run(&self, jobs: Vec<Job>, end: End, limit: usize) -> Vec<Job> {
+    /// Run `jobs` on the workers and this thread; every job back in `jobs`, finished, in no
+    /// order.
+    fn run(&self, jobs: &mut Vec<Job>, end: End, limit: usize) {
         let s = &*self.shared;
         {
             let mut b = s.batch.lock().expect("simulator batch lock");
             s.left.store(jobs.len(), Ordering::Release);
-            b.todo = jobs;
+            std::mem::swap(&mut b.todo, jobs);
             b.end = Some(end);
             b.limit = limit;
             s.epoch.fetch_add(1, Ordering::AcqRel);
@@ -448,7 +610,7 @@ impl Workers {
         if let Some(p) = b.panic.take() {
             std::panic::resume_unwind(p);
         }
-        std::mem::take(&mut b.done)
+        std::mem::swap(&mut b.done, jobs);
     }
 }
 
@@ -533,7 +695,8 @@ fn run_node(n: &mut SimNode, w: &mut Work, end: End, backlog_limit: usize) {
     // Timers armed inside the window that come due inside it: (time, arming number).
     let mut due: BinaryHeap<Reverse<(Timestamp, u32)>> = BinaryHeap::new();
     let mut armings: u32 = 0;
-    let mut inputs = std::mem::take(&mut w.inputs).into_iter().peekable();
+    let mut taken = std::mem::take(&mut w.inputs);
+    let mut inputs = taken.drain(..).peekable();
     loop {
         // At the same instant, an input queued before the window goes first: its sequence
         // number is lower than that of any timer armed inside it.
@@ -565,6 +728,7 @@ fn run_node(n: &mut SimNode, w: &mut Work, end: End, backlog_limit: usize) {
                 from,
                 kind,
                 payload,
+                late: _,
             } => {
                 if n.crashed || n.isolated {
                     w.blocked += 1;
@@ -647,6 +811,8 @@ fn run_node(n: &mut SimNode, w: &mut Work, end: End, backlog_limit: usize) {
             armed,
         });
     }
+    drop(inputs);
+    w.inputs = taken;
 }
 
 #[cfg(test)]
@@ -720,7 +886,7 @@ mod tests {
             sim.net_stats().clone(),
             events,
             sim.now(),
-            sim.windows,
+            (sim.windows.windows, sim.windows.shared),
         )
     }
 
@@ -739,6 +905,88 @@ mod tests {
             assert!(
                 shared > 100 && windows > 2 * shared,
                 "windows used, some shared, some not: {windows}, {shared}"
+            );
+        }
+    }
+
+    /// Run until `test` holds for every node: with `run_until_every`, or (`by_pred`) with
+    /// `run_until_pred` and the counting done by hand. Where it stopped and the trace there.
+    fn until_all(
+        sim: &mut Sim,
+        by_pred: bool,
+        test: impl Fn(&rookery_core::Node) -> bool,
+    ) -> (bool, Timestamp, u64) {
+        let deadline = sim.now() + Duration::from_secs(60);
+        let ok = if by_pred {
+            let mut ok: Vec<bool> = (0..sim.len()).map(|i| test(sim.node(i))).collect();
+            sim.run_until_pred(deadline, |sim, touched| {
+                if let Some(i) = touched {
+                    ok[i] = test(sim.node(i));
+                }
+                ok.iter().all(|&o| o)
+            })
+        } else {
+            sim.run_until_every(deadline, test)
+        };
+        (ok, sim.now(), sim.trace_hash())
+    }
+
+    /// Formation of `n` nodes until every node knows all, then a crash until every other node
+    /// has declared it failed: where each stopped, and the window counters (run, shared,
+    /// refused) of the waits.
+    #[allow(clippy::type_complexity)]
+    fn converge(
+        threads: usize,
+        n: usize,
+        by_pred: bool,
+    ) -> (
+        (bool, Timestamp, u64),
+        (bool, Timestamp, u64),
+        (u64, u64, u64),
+    ) {
+        let mut sim = Sim::new(5, NetConfig::default());
+        sim.set_threads(threads);
+        for i in 0..n {
+            sim.run_until(Timestamp::from_millis(i as u64 * 10));
+            let id = sim.add_node(Config::lan(), &format!("node-{i}"));
+            if id > 0 {
+                sim.join(id, &[0]);
+            }
+        }
+        let before = sim.window_stats().clone();
+        let formed = until_all(&mut sim, by_pred, |node| node.alive_count() == n);
+        sim.crash(7);
+        let failed = until_all(&mut sim, by_pred, |node| {
+            node.local_member().name.as_str() == "node-7"
+                || node
+                    .member("node-7")
+                    .is_some_and(|m| m.status == rookery_core::MemberStatus::Failed)
+        });
+        let w = sim.window_stats();
+        let counts = (
+            w.windows - before.windows,
+            w.shared - before.shared,
+            w.refused - before.refused,
+        );
+        (formed, failed, counts)
+    }
+
+    #[test]
+    fn every_stops_where_the_predicate_would() {
+        let n = 150;
+        let reference = converge(1, n, true);
+        assert!(reference.0 .0 && reference.1 .0, "converged, and detected");
+        let one = converge(1, n, false);
+        assert_eq!(one.2, (0, 0, 0), "one thread: no windows");
+        assert_eq!((reference.0, reference.1), (one.0, one.1));
+        for threads in [2, 3] {
+            let many = converge(threads, n, false);
+            assert_eq!((one.0, one.1), (many.0, many.1), "{threads} threads");
+            let (ran, shared, refused) = many.2;
+            assert!(
+                ran > 1000 && shared > 100 && refused > 1,
+                "the waits ran in windows, some shared, and the last ones were stepped: {:?}",
+                many.2
             );
         }
     }
