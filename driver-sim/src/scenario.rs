@@ -352,7 +352,9 @@ pub fn steady(opts: &Options) -> Map<String, Value> {
     let n = opts.nodes;
     let mut sim = new_sim(opts, NetConfig::default());
     sim.set_record_events(false);
+    let started = Instant::now();
     let formed = form_cluster(&mut sim, n, &opts.config);
+    let formation_wall = started.elapsed();
     sim.run_for(Duration::from_secs(10));
     let totals = |sim: &Sim| {
         (0..n).fold((0u64, 0u64), |(b, p), i| {
@@ -364,12 +366,26 @@ pub fn steady(opts: &Options) -> Map<String, Value> {
         })
     };
     let (b0, p0) = totals(&sim);
+    let measured = Instant::now();
     sim.run_for(opts.duration);
+    let steady_wall = measured.elapsed();
     let (b1, p1) = totals(&sim);
     let per = |x: u64| x as f64 / n as f64 / opts.duration.as_secs_f64();
     let mut m = Map::new();
     m.insert("t_converge_ms".into(), json!(formed.map(ms)));
     m.insert("duration_s".into(), json!(opts.duration.as_secs_f64()));
+    // How fast the simulator runs a formed cluster at rest, against formation (wall time).
+    m.insert(
+        "formation_wall_s".into(),
+        json!((formation_wall.as_secs_f64() * 1e3).round() / 1e3),
+    );
+    m.insert(
+        "steady_x_real_time".into(),
+        json!(
+            (opts.duration.as_secs_f64() / steady_wall.as_secs_f64().max(1e-9) * 10.0).round()
+                / 10.0
+        ),
+    );
     m.insert(
         "bytes_per_node_s".into(),
         json!((per(b1 - b0) * 10.0).round() / 10.0),

@@ -313,6 +313,8 @@ pub struct Sim {
     windows: WindowStats,
     /// Buffers the windows reuse.
     spare: window::Spare,
+    /// Scripted steps applied so far (a step can change any node: a crash, a restart).
+    steps_applied: u64,
     /// Nodes overloaded now (windows need none).
     overloaded: usize,
     /// The shortest TCP timeout of any node (a failed reliable send is reported this long
@@ -416,6 +418,7 @@ impl Sim {
             workers: None,
             windows: WindowStats::default(),
             spare: window::Spare::default(),
+            steps_applied: 0,
             overloaded: 0,
             min_tcp_timeout: Duration::MAX,
         }
@@ -1434,6 +1437,7 @@ impl Sim {
             }
             Action::Step(step) => {
                 let _ = self.apply(&step);
+                self.steps_applied += 1;
                 None
             }
             Action::Call { node, f } => {
@@ -1489,24 +1493,22 @@ impl Sim {
     }
 
     /// Run until `pred` holds for every node (asked of a node after every step that touched
-    /// it) or `deadline` passes. Returns whether it held. The run stops exactly where
-    /// [`Sim::run_until_pred`] with the same test over all nodes would, but it can use
-    /// parallel windows ([`Sim::set_threads`]): a window is run in parallel when some node
-    /// that fails `pred` has no input in it, and stepped otherwise.
+    /// it, and of every node after a scripted step) or `deadline` passes. Returns whether it
+    /// held. The run stops exactly where [`Sim::run_until_pred`] asking the same of the
+    /// touched node (and of all after a scripted step) would, but it can use parallel windows
+    /// ([`Sim::set_threads`]): a window is run in parallel when some node that fails `pred`
+    /// has no input in it, and stepped otherwise.
     pub fn run_until_every(
         &mut self,
         deadline: Timestamp,
         mut pred: impl FnMut(&Node) -> bool,
     ) -> bool {
-        let ok: Vec<bool> = (0..self.nodes.len())
-            .map(|i| pred(&self.nodes[i].node))
-            .collect();
-        let bad = ok.iter().filter(|&&o| !o).count();
         let mut gate = Gate {
             pred: &mut pred,
-            ok,
-            bad,
+            ok: vec![false; self.nodes.len()],
+            bad: self.nodes.len(),
         };
+        self.ask_all(&mut gate);
         let mut stepped_until = None;
         while gate.bad > 0 {
             let Some(next) = self.next_time().filter(|&t| t <= deadline) else {
@@ -1522,14 +1524,30 @@ impl Sim {
                     Window::Unusable => {}
                 }
             }
+            let steps = self.steps_applied;
             if let Some(Some(i)) = self.step() {
                 gate.update(i, &self.nodes[i].node);
+            }
+            if self.steps_applied != steps {
+                self.ask_all(&mut gate);
             }
         }
         if gate.bad > 0 && deadline > self.now {
             self.now = deadline;
         }
         gate.bad == 0
+    }
+
+    /// Ask `gate`'s predicate about every node (nodes added since it was made included).
+    fn ask_all(&self, gate: &mut Gate<'_>) {
+        let n = self.nodes.len();
+        if gate.ok.len() < n {
+            gate.bad += n - gate.ok.len();
+            gate.ok.resize(n, false);
+        }
+        for i in 0..n {
+            gate.update(i, &self.nodes[i].node);
+        }
     }
 
     /// Run until `pred` holds, checking it every poll interval of virtual time (10 ms unless

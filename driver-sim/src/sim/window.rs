@@ -910,7 +910,8 @@ mod tests {
     }
 
     /// Run until `test` holds for every node: with `run_until_every`, or (`by_pred`) with
-    /// `run_until_pred` and the counting done by hand. Where it stopped and the trace there.
+    /// `run_until_pred` asking every node after every step. Where it stopped and the trace
+    /// there.
     fn until_all(
         sim: &mut Sim,
         by_pred: bool,
@@ -918,13 +919,7 @@ mod tests {
     ) -> (bool, Timestamp, u64) {
         let deadline = sim.now() + Duration::from_secs(60);
         let ok = if by_pred {
-            let mut ok: Vec<bool> = (0..sim.len()).map(|i| test(sim.node(i))).collect();
-            sim.run_until_pred(deadline, |sim, touched| {
-                if let Some(i) = touched {
-                    ok[i] = test(sim.node(i));
-                }
-                ok.iter().all(|&o| o)
-            })
+            sim.run_until_pred(deadline, |sim, _| (0..sim.len()).all(|i| test(sim.node(i))))
         } else {
             sim.run_until_every(deadline, test)
         };
@@ -932,7 +927,7 @@ mod tests {
     }
 
     /// Formation of `n` nodes until every node knows all, then a crash until every other node
-    /// has declared it failed: where each stopped, and the window counters (run, shared,
+    /// has declared it failed: where each wait stopped, and the window counters (run, shared,
     /// refused) of the waits.
     #[allow(clippy::type_complexity)]
     fn converge(
@@ -988,6 +983,30 @@ mod tests {
                 "the waits ran in windows, some shared, and the last ones were stepped: {:?}",
                 many.2
             );
+        }
+    }
+
+    #[test]
+    fn every_asks_every_node_again_after_a_scripted_step() {
+        for threads in [1, 2] {
+            let mut sim = Sim::new(3, NetConfig::default());
+            sim.set_threads(threads);
+            sim.add_node(Config::lan(), "a");
+            sim.add_node(Config::lan(), "b");
+            sim.join(1, &[0]);
+            sim.run_for(Duration::from_secs(3));
+            assert_eq!(sim.node(0).alive_count(), 2);
+            // Both restarted without seeds: each knows only itself from that step on, before
+            // any input reaches either.
+            let at = sim.now() + Duration::from_millis(10);
+            let restarts: Vec<TimedStep> = (0..2)
+                .map(|node| TimedStep::new(10, Step::Restart { node, seeds: None }))
+                .collect();
+            sim.schedule_script(sim.now(), &restarts).unwrap();
+            let alone =
+                sim.run_until_every(at + Duration::from_secs(5), |node| node.alive_count() == 1);
+            assert!(alone, "{threads} threads");
+            assert_eq!(sim.now(), at, "stopped at the restarts, {threads} threads");
         }
     }
 
