@@ -104,6 +104,9 @@ struct Args {
     /// many MiB.
     #[arg(long, value_name = "MIB")]
     max_rss_mb: Option<f64>,
+    /// `join`: milliseconds between two nodes' starts.
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    join_every_ms: u64,
     /// Threads the simulation may use (the run, its trace hash included, is the same
     /// whatever the number; windows fall back to one thread while a node is overloaded).
     #[arg(long, default_value_t = 1)]
@@ -219,6 +222,7 @@ fn main() {
         downtime: Duration::from_secs(args.downtime),
         reconnect: args.reconnect.map(Duration::from_secs),
         max_rss_mb: args.max_rss_mb,
+        join_every: Duration::from_millis(args.join_every_ms.max(1)),
         threads: args.threads,
     };
     let (name, f): (&str, fn(&Options) -> _) = match args.scenario {

@@ -36,6 +36,9 @@ pub struct Options {
     pub downtime: Duration,
     /// `join`: stop formation once resident memory passes this many MiB.
     pub max_rss_mb: Option<f64>,
+    /// `join`: time between two nodes' starts ([`JOIN_EVERY`] by default, as in every other
+    /// scenario's formation).
+    pub join_every: Duration,
     /// `partition`: after healing, run the reconnect stand-in this often
     /// ([`crate::Liveness::reconnect_every`]); `None`: the core alone.
     pub reconnect: Option<Duration>,
@@ -59,6 +62,7 @@ impl Default for Options {
             downtime: Duration::from_secs(20),
             reconnect: None,
             max_rss_mb: None,
+            join_every: JOIN_EVERY,
             threads: 1,
         }
     }
@@ -156,8 +160,11 @@ pub const FORMATION_LIMIT: Duration = Duration::from_secs(900);
 /// Start node 0, then node i at i·10 ms joining node 0; run until every node sees all N alive.
 /// Returns the time from the last start to convergence (None if it never converged).
 pub fn form_cluster(sim: &mut Sim, n: usize, config: &Config) -> Option<Duration> {
-    form_cluster_capped(sim, n, config, None).converged
+    form_cluster_capped(sim, n, config, JOIN_EVERY, None).converged
 }
+
+/// Time between two nodes' starts in a formation: node i starts at i · 10 ms.
+pub const JOIN_EVERY: Duration = Duration::from_millis(10);
 
 /// How a capped formation ended.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -176,6 +183,7 @@ pub fn form_cluster_capped(
     sim: &mut Sim,
     n: usize,
     config: &Config,
+    every: Duration,
     max_rss_mb: Option<f64>,
 ) -> Formation {
     let over = |cap: Option<f64>| cap.is_some_and(|c| rss_mb().is_some_and(|r| r > c));
@@ -186,7 +194,7 @@ pub fn form_cluster_capped(
     sim.drain_events().for_each(drop);
     let mut f = Formation::default();
     for i in 0..n {
-        sim.run_until(Timestamp::from_millis(i as u64 * 10));
+        sim.run_until(Timestamp::ZERO + every * i as u32);
         if over(max_rss_mb) {
             f.hit_memory_cap = true;
             sim.set_record_events(recording);
@@ -234,7 +242,13 @@ fn ms(d: Duration) -> f64 {
 /// `join`: formation time.
 pub fn join(opts: &Options) -> Map<String, Value> {
     let mut sim = new_sim(opts, NetConfig::default());
-    let f = form_cluster_capped(&mut sim, opts.nodes, &opts.config, opts.max_rss_mb);
+    let f = form_cluster_capped(
+        &mut sim,
+        opts.nodes,
+        &opts.config,
+        opts.join_every,
+        opts.max_rss_mb,
+    );
     let mut m = Map::new();
     m.insert("t_converge_ms".into(), json!(f.converged.map(ms)));
     if let Some(cap) = opts.max_rss_mb {
