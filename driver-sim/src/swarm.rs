@@ -128,6 +128,19 @@ impl Case {
         Ok(self.run_on(&mut sim))
     }
 
+    /// After formation: switch the case's loss on and schedule its script from now. Returns
+    /// when the script's last step falls.
+    pub fn start_script(&self, sim: &mut Sim) -> Timestamp {
+        if self.net.loss > 0.0 {
+            sim.set_loss(self.net.loss);
+        }
+        let start = sim.now();
+        sim.schedule_script(start, &self.script)
+            .expect("a script validated by Case::builder");
+        let last = self.script.iter().map(|s| s.at_ms).max().unwrap_or(0);
+        start + Duration::from_millis(last)
+    }
+
     /// Run the case on a simulation from [`Case::build`] (to inspect it afterwards).
     pub fn run_on(&self, sim: &mut Sim) -> Outcome {
         let mut violations = Vec::new();
@@ -142,14 +155,7 @@ impl Case {
         }
         let mut healed = None;
         if formed.is_some() {
-            if self.net.loss > 0.0 {
-                sim.set_loss(self.net.loss);
-            }
-            let start = sim.now();
-            sim.schedule_script(start, &self.script)
-                .expect("validated by build");
-            let last = self.script.iter().map(|s| s.at_ms).max().unwrap_or(0);
-            let end = start + Duration::from_millis(last) + SETTLE_AFTER_SCRIPT;
+            let end = self.start_script(sim) + SETTLE_AFTER_SCRIPT;
             // Stop early once something broke: the failure is already known.
             sim.run_until_pred(end, |s, _| !s.violations().is_empty());
             if sim.violations().is_empty() {

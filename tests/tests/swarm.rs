@@ -599,14 +599,8 @@ fn run_unchecked(case: &Case, threads: usize) -> (u64, NetStats, Vec<String>) {
         .build()
         .expect("valid case");
     let _ = sim.form(FORMATION_LIMIT);
-    if case.net.loss > 0.0 {
-        sim.set_loss(case.net.loss);
-    }
-    let start = sim.now();
-    sim.schedule_script(start, &case.script)
-        .expect("valid script");
-    let last = case.script.iter().map(|s| s.at_ms).max().unwrap_or(0);
-    sim.run_until(start + Duration::from_millis(last + 1000));
+    let last = case.start_script(&mut sim);
+    sim.run_until(last + Duration::from_secs(1));
     sim.heal_all();
     sim.run_for(Duration::from_secs(20));
     let events = sim
