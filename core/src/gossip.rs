@@ -101,13 +101,7 @@ impl Node {
     }
 
     fn push_pull_period(&self) -> std::time::Duration {
-        let n = self.members.live();
-        let mut period = self.cfg.push_pull_interval;
-        if n > 32 {
-            let mult = ((n as f64).log2() - 5.0).ceil().max(0.0) as u32 + 1;
-            period *= mult;
-        }
-        period
+        crate::formulas::push_pull_period(&self.cfg, self.members.live())
     }
 
     pub(crate) fn push_pull_tick(&mut self) {
@@ -410,10 +404,7 @@ impl Node {
     /// takes to reach the whole cluster by gossip. Each gossip round multiplies the informed
     /// members by about fanout + 1 (4 by default), so log4(n + 1) rounds, plus one.
     fn settle_window(&self) -> std::time::Duration {
-        let n = self.members.live().max(2) as f64;
-        let growth = (self.cfg.gossip_nodes as f64 + 1.0).log2();
-        let rounds = ((n + 1.0).log2() / growth).ceil() as u32 + 1;
-        self.cfg.gossip_interval * rounds
+        crate::formulas::settle_window(&self.cfg, self.members.live())
     }
 
     /// This node's digest for an ack.

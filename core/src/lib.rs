@@ -13,7 +13,7 @@
 //! same seed and inputs always give the same outputs, byte for byte.
 //!
 //! ```
-//! use rookery_core::{wire, Config, Event, Identity, Node, Timestamp, TransmitKind};
+//! use rookery_core::{Config, Event, Identity, Input, Node, Timestamp};
 //!
 //! // Hand every transmit of `src` to `dst` (a perfect network with no delay).
 //! fn deliver(src: &mut Node, dst: &mut Node, now: Timestamp) -> bool {
@@ -21,12 +21,7 @@
 //!     let mut moved = false;
 //!     while let Some(t) = src.poll_transmit() {
 //!         moved = true;
-//!         let _ = match t.kind {
-//!             TransmitKind::Datagram => dst.handle_packet(now, from, &t.payload),
-//!             TransmitKind::Reliable => {
-//!                 dst.handle_stream(now, from, &t.payload[wire::FRAME_HEADER_LEN..])
-//!             }
-//!         };
+//!         let _ = dst.handle(now, Input::from_transmit(from, t));
 //!     }
 //!     moved
 //! }
@@ -48,6 +43,27 @@
 //! // The driver re-arms its single timer here:
 //! assert!(a.poll_timeout().is_some());
 //! ```
+//!
+//! Every input can also be handed over as data: [`Input`] (a datagram, a stream frame's body,
+//! a send failure, a timeout, or an API [`Call`]) through [`Node::handle`]. The simulator, its
+//! traces, the fuzz targets and replay files use that one vocabulary.
+//!
+//! ## Panic policy
+//!
+//! - **Bytes from the network never panic the core.** Decoding is bounded and total: a datagram
+//!   or frame is either a valid message or refused with an [`InputError`], counted in
+//!   [`Stats`], and changes nothing else. The decode, node and cluster fuzz targets hold the
+//!   core to this.
+//! - **API misuse never panics**: it returns a typed [`ApiError`] and changes nothing.
+//! - **Time never panics**: [`Timestamp`] arithmetic saturates, a `now` earlier than the last
+//!   one is taken as the last one, and every timer fires at most once per
+//!   [`Node::handle_timeout`] call, even at [`Timestamp::MAX`].
+//! - **Counters saturate or wrap by design**, never overflow-panic: incarnations and Lamport
+//!   clocks saturate; sequence numbers wrap.
+//! - A panic is reserved for a broken internal invariant the core established itself (for
+//!   example "this node is always in its own member table"): it is a bug in rookery, not a
+//!   condition a caller or a peer can cause. Such sites use `expect` with the invariant's
+//!   statement.
 
 #![forbid(unsafe_code)]
 
@@ -57,10 +73,12 @@ mod coalesce;
 mod config;
 mod error;
 mod event;
+pub mod formulas;
 #[cfg(feature = "arbitrary")]
 pub mod fuzzing;
 mod gossip;
 mod identity;
+mod input;
 mod intents;
 mod lamport;
 mod member_index;
@@ -87,6 +105,7 @@ pub use event::{
     Event, IncomingQuery, MemberEventKind, QueryHandle, QueryId, QueryParams, UserEvent,
 };
 pub use identity::{Identity, Member, MemberStatus, Name, Tags};
+pub use input::{Call, HandleError, Handled, Input};
 pub use node::{Node, Transmit, TransmitKind};
 pub use stats::Stats;
 pub use time::Timestamp;

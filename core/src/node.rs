@@ -17,6 +17,7 @@ use crate::error::{ApiError, InputError};
 use crate::event::Event;
 use crate::gossip::PendingJoin;
 use crate::identity::{Identity, Member, Name, Tags};
+use crate::input::{Call, HandleError, Handled, Input};
 use crate::intents::RecentIntents;
 use crate::lamport::LamportClock;
 use crate::members::{MemberRec, Members, NO_HINT};
@@ -253,6 +254,44 @@ impl Node {
         if now > self.now {
             self.now = now;
         }
+    }
+
+    /// Hand the node one [`Input`]: the single entry point every input can take (the typed
+    /// methods below are its parts). Outputs wait in the poll queues as after any input.
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Result<Handled, HandleError> {
+        match input {
+            Input::Datagram { from, payload } => self.handle_packet(now, from, &payload)?,
+            Input::Stream { from, body } => self.handle_stream(now, from, &body)?,
+            Input::SendFailed { to } => self.handle_send_failure(now, to),
+            Input::Timeout => self.handle_timeout(now),
+            Input::Call(call) => return self.call(now, call),
+        }
+        Ok(Handled::Done)
+    }
+
+    fn call(&mut self, now: Timestamp, call: Call) -> Result<Handled, HandleError> {
+        match call {
+            Call::Join { seeds, ignore_old } => self.join_with(now, &seeds, ignore_old)?,
+            Call::Leave => self.leave(now)?,
+            Call::SetTags(tags) => self.set_tags(now, tags)?,
+            Call::UserEvent {
+                name,
+                payload,
+                coalesce,
+            } => self.user_event(now, &name, payload, coalesce)?,
+            Call::Query {
+                name,
+                payload,
+                params,
+            } => return Ok(Handled::Query(self.query(now, &name, payload, params)?)),
+            Call::Respond { query, payload } => self.respond(now, &query, payload)?,
+            Call::Send { to, payload } => self.send(now, &to, payload)?,
+            Call::Broadcast { payload } => {
+                return Ok(Handled::Broadcast(self.broadcast(now, payload)?))
+            }
+            Call::RemoveFailed { name, prune } => self.remove_failed(now, &name, prune)?,
+        }
+        Ok(Handled::Done)
     }
 
     /// Handle one datagram received from `from`. Undecodable input is counted and ignored
@@ -668,11 +707,7 @@ impl Node {
     }
 
     pub(crate) fn retransmit_limit(&self) -> u32 {
-        let n = self.members.live() as f64;
-        // memberlist's mult·ceil(log10(n + 1)), with the log factor at least 2: below ten
-        // members memberlist sends an update only `mult` times, and a member misses it with
-        // a probability near e^-mult.
-        self.cfg.retransmit_mult * ((n + 1.0).log10().ceil() as u32).max(2)
+        crate::formulas::retransmit_limit(&self.cfg, self.members.live())
     }
 
     /// Send `msgs` in one datagram to `to`, filled up to the MTU with queued updates.
@@ -726,7 +761,7 @@ impl Node {
     /// membership update no probe ever corrects a missed intent, event or query.
     fn piggyback(&mut self, room: usize, body: &mut Vec<u8>) -> usize {
         let limit = self.retransmit_limit();
-        let serf_limit = limit.max(limit / self.cfg.retransmit_mult * 4);
+        let serf_limit = crate::formulas::serf_retransmit_limit(&self.cfg, self.members.live());
         self.datagrams += 1;
         let d = self.datagrams;
         let start = body.len();

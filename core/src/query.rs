@@ -131,9 +131,7 @@ impl Filters {
 impl Node {
     /// The default query timeout: gossip_interval · query_timeout_mult · ceil(log10(n + 1)).
     pub fn default_query_timeout(&self) -> Duration {
-        let n = self.members.live() as f64;
-        let scale = ((n + 1.0).log10().ceil() as u32).max(1);
-        self.cfg.gossip_interval * self.cfg.query_timeout_mult * scale
+        crate::formulas::query_timeout(&self.cfg, self.members.live())
     }
 
     /// Ask the cluster: the query is gossiped to every member; those `params` selects see

@@ -13,23 +13,6 @@ use std::time::Duration;
 
 use crate::time::Timestamp;
 
-/// The (min, max, k) of a new suspicion in a cluster of `n` live members.
-pub(crate) fn parameters(
-    n: usize,
-    suspicion_mult: u32,
-    max_mult: u32,
-    probe_interval: Duration,
-) -> (Duration, Duration, u32) {
-    let scale = (n.max(1) as f64).log10().max(1.0);
-    let min = probe_interval.mul_f64(suspicion_mult as f64 * scale);
-    let max = min * max_mult;
-    let mut k = suspicion_mult.saturating_sub(2);
-    if (n as u64) < k as u64 + 2 {
-        k = 0;
-    }
-    (min, max, k)
-}
-
 /// One member's suspicion: when it started, its bounds and who confirmed it.
 #[derive(Clone, Debug)]
 pub(crate) struct Suspicion {
@@ -105,24 +88,6 @@ impl Suspicion {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parameters_match_memberlist_examples() {
-        let p = Duration::from_secs(1);
-        let (min, max, k) = parameters(100, 4, 6, p);
-        assert_eq!(
-            (min, max, k),
-            (Duration::from_secs(8), Duration::from_secs(48), 2)
-        );
-        let (min, max, _) = parameters(10_000, 4, 6, p);
-        assert_eq!(
-            (min, max),
-            (Duration::from_secs(16), Duration::from_secs(96))
-        );
-        // Tiny clusters: log10 floor of 1, and no confirmations expected.
-        let (min, _, k) = parameters(3, 4, 6, p);
-        assert_eq!((min, k), (Duration::from_secs(4), 0));
-    }
 
     #[test]
     fn timeout_shrinks_with_confirmations() {

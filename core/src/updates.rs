@@ -15,7 +15,7 @@ use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
 use crate::members::MemberRec;
 use crate::node::{Node, RunState};
-use crate::suspicion::{self, Suspicion};
+use crate::suspicion::Suspicion;
 use crate::timers::TimerKind;
 use crate::wire::{Accusation, Alive, Message};
 use crate::wire_fast::RawAlive;
@@ -295,12 +295,7 @@ impl Node {
                 }
             }
             MemberStatus::Alive | MemberStatus::Leaving => {
-                let (min, max, k) = suspicion::parameters(
-                    live,
-                    self.cfg.suspicion_mult,
-                    self.cfg.suspicion_max_timeout_mult,
-                    self.cfg.probe_interval,
-                );
+                let (min, max, k) = crate::formulas::suspicion_bounds(&self.cfg, live);
                 let from: Name = s.from.clone();
                 let susp = Suspicion::new(known.then(|| from.clone()), now, min, max, k);
                 let deadline = susp.deadline();
