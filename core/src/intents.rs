@@ -60,7 +60,7 @@ impl RecentIntents {
         self.map.retain(|_, v| v.2 >= cutoff);
     }
 
-    #[cfg(test)]
+    /// Intents held.
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }

@@ -107,7 +107,7 @@ pub use event::{
 pub use identity::{Identity, Member, MemberStatus, Name, Tags};
 pub use input::{Call, HandleError, Handled, Input};
 pub use node::{Node, Transmit, TransmitKind};
-pub use stats::Stats;
+pub use stats::{QueueDepths, Stats};
 pub use time::Timestamp;
 
 mod time;

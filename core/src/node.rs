@@ -25,7 +25,7 @@ use crate::messaging::Outbox;
 use crate::probe::{Probe, RecentAcks, Relay};
 use crate::query::Queries;
 use crate::short_name::ShortName;
-use crate::stats::Stats;
+use crate::stats::{QueueDepths, Stats};
 use crate::time::Timestamp;
 use crate::timers::{TimerKind, Timers};
 use crate::user_events::EventRing;
@@ -624,6 +624,22 @@ impl Node {
     /// Traffic and drop counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// How full each bounded queue is, with its bound.
+    pub fn queue_depths(&self) -> QueueDepths {
+        let c = &self.cfg;
+        QueueDepths {
+            broadcast: (self.queue.len(), c.max_broadcast_queue),
+            serf: (self.serf_queue.len(), c.max_queue_depth),
+            events: (self.events.len(), c.max_pending_events),
+            inbox: (self.inbox_len, c.max_inbox),
+            transmits: (self.transmits.len(), c.max_pending_transmits),
+            intents: (self.intents.len(), c.max_recent_intents),
+            event_ring: (self.event_ring.times_held(), c.event_buffer.max(1)),
+            pending_queries: (self.queries.pending_len(), c.max_pending_queries),
+            relays: (self.relays.len(), c.max_indirect_relays),
+        }
     }
 
     /// Lifeguard's local health score: 0 is healthy; each point stretches the probe interval.

@@ -76,6 +76,11 @@ impl Queries {
         }
     }
 
+    /// This node's own queries still collecting answers.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Record a query; false if already seen.
     fn insert(&mut self, ltime: u64, from: &Name, id: u32) -> bool {
         if self.ring.is_empty() {

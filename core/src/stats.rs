@@ -59,3 +59,28 @@ pub struct Stats {
     /// Probes answered (directly, indirectly or over the reliable channel).
     pub probes_ok: u64,
 }
+
+/// How full each of the node's bounded queues is, with its bound, read with
+/// [`crate::Node::queue_depths`]: each field is `(held now, most it may hold)`. A checker can
+/// hold every queue to its bound without knowing the node's insides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct QueueDepths {
+    /// Membership updates waiting to be piggybacked (`max_broadcast_queue`).
+    pub broadcast: (usize, usize),
+    /// Serf-layer updates waiting to be piggybacked (`max_queue_depth`).
+    pub serf: (usize, usize),
+    /// Events not yet drained by `poll_event` (`max_pending_events`).
+    pub events: (usize, usize),
+    /// Direct messages among those events (`max_inbox`).
+    pub inbox: (usize, usize),
+    /// Transmits not yet drained by `poll_transmit` (`max_pending_transmits`).
+    pub transmits: (usize, usize),
+    /// Join and leave intents buffered for members not yet known (`max_recent_intents`).
+    pub intents: (usize, usize),
+    /// Lamport times with delivered user events remembered for dedup (`event_buffer`).
+    pub event_ring: (usize, usize),
+    /// This node's own queries still collecting answers (`max_pending_queries`).
+    pub pending_queries: (usize, usize),
+    /// Indirect probes this node relays for others (`max_indirect_relays`).
+    pub relays: (usize, usize),
+}

@@ -72,6 +72,11 @@ impl EventRing {
         true
     }
 
+    /// Lamport times with remembered events (at most the ring's size).
+    pub(crate) fn times_held(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+
     /// Every remembered event, oldest first.
     pub(crate) fn recent(&self) -> Vec<UserEventMsg> {
         let mut slots: Vec<&Slot> = self.slots.iter().flatten().collect();
