@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use crate::event::Event;
-use crate::identity::{MemberStatus, Name, Tags};
+use crate::identity::MemberStatus;
 use crate::members::{MemberRec, NO_HINT};
 use crate::node::{Node, RunState, SerfKey};
 use crate::short_name::ShortName;
@@ -18,9 +18,7 @@ use crate::timers::TimerKind;
 use crate::wire::{
     self, Accusation, Alive, Digest, Intent, Message, PushPull, PushState, UserEventMsg, WireStatus,
 };
-use crate::wire_fast::{self, PlainState};
 use rand::Rng;
-use serde::Serialize;
 
 /// A join waiting for its seeds.
 #[derive(Clone, Debug)]
@@ -39,29 +37,6 @@ pub(crate) struct PendingJoin {
 /// of fields and lengths).
 fn event_room(e: &UserEventMsg) -> usize {
     e.name.len() + e.payload.len() + 24
-}
-
-/// A member's push-pull state borrowed from the table: encodes exactly as the `PushState`
-/// built from the same record (the fields in the same order, the name's bytes as a string's).
-#[derive(Serialize)]
-struct StateOut<'a> {
-    name: NameBytes<'a>,
-    addr: SocketAddr,
-    incarnation: u32,
-    status: WireStatus,
-    tags: &'a Tags,
-    ltime: u64,
-    accuser: Option<&'a Name>,
-}
-
-/// A member name's bytes, encoded as the string they are (postcard writes a string and a byte
-/// string alike: length, then bytes).
-struct NameBytes<'a>(&'a [u8]);
-
-impl Serialize for NameBytes<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
-    }
 }
 
 impl Node {
@@ -154,7 +129,7 @@ impl Node {
     }
 
     /// What a push-pull says about the member `r`, borrowed from the table.
-    fn state_of<'a>(&'a self, r: &'a MemberRec) -> StateOut<'a> {
+    fn state_of<'a>(&'a self, r: &'a MemberRec) -> wire::StateRef<'a> {
         let status = match r.public_status() {
             MemberStatus::Alive => WireStatus::Alive,
             MemberStatus::Suspect => WireStatus::Suspect,
@@ -167,8 +142,8 @@ impl Node {
             (WireStatus::Suspect, Some(s)) => s.accuser().filter(|a| **a != *r.name),
             _ => None,
         };
-        StateOut {
-            name: NameBytes(r.name.bytes()),
+        wire::StateRef {
+            name: wire::NameBytes(r.name.bytes()),
             addr: r.addr(),
             incarnation: r.incarnation,
             status,
@@ -187,27 +162,17 @@ impl Node {
         let events = self.event_ring.recent();
         let budget = self.push_pull_budget();
         let mut used: usize = events.iter().map(event_room).sum();
-        let mut out = wire::frame_start(&self.header);
-        wire::encode_into(&wire::PUSH_PULL_VARIANT, &mut out);
-        wire::encode_into(&(id, request, join, self.addr, &*self.me), &mut out);
-        wire::encode_into(&self.members.len(), &mut out);
+        let mut w = wire::PushPullWriter::new(
+            &self.header,
+            id,
+            request,
+            join,
+            self.addr,
+            &self.me,
+            self.members.len(),
+        );
         for r in self.members.iter() {
-            let before = out.len();
-            let state = self.state_of(r);
-            match (state.addr, state.tags.is_empty(), state.accuser) {
-                (SocketAddr::V4(addr), true, None) => {
-                    let plain = PlainState {
-                        name: state.name.0,
-                        addr,
-                        incarnation: state.incarnation,
-                        status: state.status as u8,
-                        ltime: state.ltime,
-                    };
-                    wire_fast::put_state(&plain, &mut out);
-                }
-                _ => wire::encode_into(&state, &mut out),
-            }
-            used += out.len() - before;
+            used += w.state(&self.state_of(r));
             if used > budget {
                 return None;
             }
@@ -217,8 +182,7 @@ impl Node {
             self.event_clock.time(),
             self.query_clock.time(),
         );
-        wire::encode_into(&(clocks, &events), &mut out);
-        Some(wire::frame_finish(out))
+        Some(w.finish(clocks, &events))
     }
 
     pub(crate) fn send_push_pull(&mut self, to: SocketAddr, id: u32, request: bool, join: bool) {

@@ -97,7 +97,6 @@ mod timers;
 mod updates;
 mod user_events;
 pub mod wire;
-mod wire_fast;
 
 pub use config::{Config, ConfigError};
 pub use error::{ApiError, InputError};

@@ -848,25 +848,11 @@ impl Node {
         self.stats.broadcast_drops += self.queue.drops() - before;
     }
 
-    /// Queue an alive message about `key` for dissemination (the common shape, IPv4 and no
-    /// tags, encoded by hand: every newcomer's alive is queued by every member).
+    /// Queue an alive message about `key` for dissemination.
     pub(crate) fn enqueue_alive(&mut self, key: Name, a: wire::Alive) {
-        let std::net::SocketAddr::V4(addr) = a.addr else {
-            return self.enqueue(key, &Message::Alive(a));
-        };
-        if !a.tags.is_empty() {
-            return self.enqueue(key, &Message::Alive(a));
-        }
-        let raw = crate::wire_fast::RawAlive {
-            incarnation: a.incarnation,
-            name: a.name.as_bytes(),
-            addr,
-            ltime: a.ltime,
-        };
         let before = self.queue.drops();
-        self.queue.push_with(ShortName::new(&key), |out| {
-            crate::wire_fast::put_alive(&raw, out)
-        });
+        self.queue
+            .push_with(ShortName::new(&key), |out| wire::encode_alive_into(&a, out));
         self.stats.broadcast_drops += self.queue.drops() - before;
     }
 

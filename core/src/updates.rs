@@ -17,8 +17,8 @@ use crate::members::MemberRec;
 use crate::node::{Node, RunState};
 use crate::suspicion::Suspicion;
 use crate::timers::TimerKind;
+use crate::wire::RawAlive;
 use crate::wire::{Accusation, Alive, Message};
-use crate::wire_fast::RawAlive;
 
 impl Node {
     /// Apply an alive message; `broadcast` re-gossips it when it was news.
