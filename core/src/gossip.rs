@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use crate::event::Event;
 use crate::identity::MemberStatus;
-use crate::members::{MemberRec, NO_HINT};
+use crate::members::{MemberRec, Prefetched};
 use crate::node::{Node, RunState, SerfKey};
 use crate::short_name::ShortName;
 use crate::timers::TimerKind;
@@ -303,20 +303,18 @@ impl Node {
         }
         let sender = &sender;
         let mut unknown = 0;
-        let mut hints = Vec::with_capacity(states.len());
+        let mut found = Prefetched::default();
         for chunk in states.chunks(64) {
-            let from = hints.len();
             self.members
-                .warm(chunk.iter().map(|s| Some(s.name.as_bytes())), &mut hints);
-            for (s, &hint) in chunk.iter().zip(&hints[from..]) {
-                self.members.set_hint(hint);
-                unknown += usize::from(self.members.get(&s.name).is_none());
+                .prefetch(chunk.iter().map(|s| Some(s.name.as_bytes())), &mut found);
+            for (i, s) in chunk.iter().enumerate() {
+                let near = found.near(i);
+                unknown += usize::from(self.members.get_near(s.name.as_bytes(), near).is_none());
             }
         }
         let room = self.cfg.max_members.saturating_sub(self.members.len());
         self.members.reserve_index(unknown.min(room));
-        for (s, hint) in states.into_iter().zip(hints) {
-            self.members.set_hint(hint);
+        for s in states {
             let leaving = matches!(s.status, WireStatus::Leaving | WireStatus::Left);
             let intent = Intent {
                 ltime: s.ltime,
@@ -361,7 +359,6 @@ impl Node {
                 }
             }
         }
-        self.members.set_hint(NO_HINT);
     }
 
     /// How long a view must stay unchanged to count as settled: about the time an update

@@ -20,7 +20,7 @@ use crate::identity::{Identity, Member, Name, Tags};
 use crate::input::{Call, HandleError, Handled, Input};
 use crate::intents::RecentIntents;
 use crate::lamport::LamportClock;
-use crate::members::{MemberRec, Members, NO_HINT};
+use crate::members::{MemberRec, Members, Near, Prefetched};
 use crate::messaging::Outbox;
 use crate::probe::{Probe, RecentAcks, Relay};
 use crate::query::Queries;
@@ -118,9 +118,8 @@ pub struct Node {
     pub(crate) inbox_len: usize,
     /// Events dropped since the last [`Event::Lagged`].
     pub(crate) lagged: u64,
-    /// Scratch space for the member positions [`Members::warm`] finds for a datagram's
-    /// messages (kept to avoid an allocation per datagram).
-    hints: Vec<u32>,
+    /// Where [`Members::prefetch`] found a datagram's members (kept to reuse its memory).
+    prefetched: Prefetched,
     pub(crate) header: Vec<u8>,
     limits: Limits,
 }
@@ -213,7 +212,7 @@ impl Node {
             stats: Stats::default(),
             last_repair: None,
             told_accusers: Vec::new(),
-            hints: Vec::new(),
+            prefetched: Prefetched::default(),
             header,
             limits,
             cfg: config,
@@ -324,27 +323,23 @@ impl Node {
             let e = wire::DecodeError::Invalid("push-pull in a datagram");
             return Err(self.rejected(e));
         }
-        let mut hints = std::mem::take(&mut self.hints);
-        hints.clear();
+        let mut found = std::mem::take(&mut self.prefetched);
         if msgs.len() > 4 {
             self.members
-                .warm(msgs.iter().map(Decoded::member_name), &mut hints);
+                .prefetch(msgs.iter().map(Decoded::member_name), &mut found);
         }
         for (i, msg) in msgs.into_iter().enumerate() {
-            self.members
-                .set_hint(hints.get(i).copied().unwrap_or(NO_HINT));
-            self.handle_decoded(from, msg);
+            self.handle_decoded(from, msg, found.near(i));
         }
-        self.members.set_hint(NO_HINT);
-        self.hints = hints;
+        self.prefetched = found;
         Ok(())
     }
 
-    fn handle_decoded(&mut self, from: SocketAddr, msg: Decoded<'_>) {
+    fn handle_decoded(&mut self, from: SocketAddr, msg: Decoded<'_>, near: Near) {
         match msg {
             Decoded::Message(msg) => self.handle_message(from, msg),
             Decoded::Alive(a) => {
-                if !self.alive_is_known(&a) {
+                if !self.alive_is_known(&a, near) {
                     self.apply_alive(a.to_alive(), true);
                 }
             }

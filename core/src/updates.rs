@@ -13,7 +13,7 @@
 
 use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
-use crate::members::MemberRec;
+use crate::members::{MemberRec, Near};
 use crate::node::{Node, RunState};
 use crate::suspicion::Suspicion;
 use crate::timers::TimerKind;
@@ -26,8 +26,8 @@ impl Node {
     /// the copy of a live member's current state that gossip delivers many times over — and
     /// if so, apply it: [`Node::apply_alive`] would only witness its Lamport time. Checked
     /// before the message is built, since most alive messages a node receives are such copies.
-    pub(crate) fn alive_is_known(&mut self, a: &RawAlive<'_>) -> bool {
-        let Some(rec) = self.members.get_by_bytes(a.name) else {
+    pub(crate) fn alive_is_known(&mut self, a: &RawAlive<'_>, near: Near) -> bool {
+        let Some(rec) = self.members.get_near(a.name, near) else {
             return false;
         };
         let known = a.incarnation <= rec.incarnation
