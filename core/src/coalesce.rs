@@ -55,7 +55,7 @@ impl Node {
                 let w = c.members_window.get_or_insert((now, now));
                 w.1 = now;
                 let at = due_at(*w, self.cfg.coalesce_period, self.cfg.quiescent_period);
-                self.timers.schedule(at, TimerKind::CoalesceFlush);
+                self.fx.timers.schedule(at, TimerKind::CoalesceFlush);
                 return None;
             }
         }
@@ -74,7 +74,7 @@ impl Node {
                         self.cfg.user_coalesce_period,
                         self.cfg.user_quiescent_period,
                     );
-                    self.timers.schedule(at, TimerKind::CoalesceFlush);
+                    self.fx.timers.schedule(at, TimerKind::CoalesceFlush);
                     return None;
                 }
             }

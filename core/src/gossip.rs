@@ -41,9 +41,10 @@ fn event_room(e: &UserEventMsg) -> usize {
 
 impl Node {
     pub(crate) fn gossip_tick(&mut self) {
-        self.timers
+        self.fx
+            .timers
             .schedule(self.now + self.cfg.gossip_interval, TimerKind::GossipTick);
-        if !self.queue.is_empty() || !self.serf_queue.is_empty() {
+        if !self.fx.queue.is_empty() || !self.fx.serf_queue.is_empty() {
             let me = self.me.clone();
             let now = self.now;
             let dead_time = self.cfg.gossip_to_the_dead_time;
@@ -66,10 +67,10 @@ impl Node {
         if self.run == RunState::Leaving {
             let me = self.me.clone();
             match self.leave_phase {
-                1 if !self.serf_queue.contains(&SerfKey::Intent(me.clone())) => {
+                1 if !self.fx.serf_queue.contains(&SerfKey::Intent(me.clone())) => {
                     self.leave_deadline(1)
                 }
-                2 if !self.queue.contains(&ShortName::new(&me)) => self.leave_deadline(2),
+                2 if !self.fx.queue.contains(&ShortName::new(&me)) => self.leave_deadline(2),
                 _ => {}
             }
         }
@@ -82,7 +83,8 @@ impl Node {
     pub(crate) fn push_pull_tick(&mut self) {
         let next = self.now + self.push_pull_period();
         let generation = self.push_pull_gen;
-        self.timers
+        self.fx
+            .timers
             .schedule(next, TimerKind::PushPullTick { generation });
         self.push_pull_random();
     }
@@ -163,7 +165,7 @@ impl Node {
         let budget = self.push_pull_budget();
         let mut used: usize = events.iter().map(event_room).sum();
         let mut w = wire::PushPullWriter::new(
-            &self.header,
+            &self.fx.header,
             id,
             request,
             join,
@@ -220,7 +222,7 @@ impl Node {
     fn trim_push_pull(&mut self, p: &mut PushPull) {
         let budget = self.push_pull_budget();
         let size = |x: &PushState| postcard::experimental::serialized_size(x).unwrap_or(usize::MAX);
-        self.stats.push_pulls_trimmed += 1;
+        self.fx.stats.push_pulls_trimmed += 1;
         let rank = |s: &PushState| match s.status {
             _ if s.name == self.me => 0,
             WireStatus::Alive | WireStatus::Leaving => 1,
@@ -368,18 +370,6 @@ impl Node {
         crate::formulas::settle_window(&self.cfg, self.members.live())
     }
 
-    /// This node's digest for an ack.
-    pub(crate) fn view_digest(&self) -> Digest {
-        let changed = self.members.digest_changed().max(self.events_changed);
-        let settled = self.now.saturating_since(changed);
-        Digest {
-            hash: self.members.digest().to_le_bytes(),
-            live: self.members.live() as u32,
-            events: self.event_ring.latest,
-            stable: settled >= self.settle_window(),
-        }
-    }
-
     /// Digest-triggered repair. A peer whose view has settled (unchanged for a dissemination
     /// window) and differs from ours means gossip has missed something — and a member that
     /// missed an update entirely stays wrong until the next periodic push-pull, minutes away
@@ -394,7 +384,7 @@ impl Node {
         if !theirs.stable || self.run != RunState::Running {
             return;
         }
-        let mine = self.view_digest();
+        let mine = self.cx().view_digest();
         let window = self.settle_window();
         let due = self
             .last_repair
@@ -403,7 +393,7 @@ impl Node {
         let differ = mine.hash != theirs.hash || theirs.events > mine.events;
         if (mine.stable || behind) && differ && due {
             self.last_repair = Some(self.now);
-            self.stats.digest_repairs += 1;
+            self.fx.stats.digest_repairs += 1;
             let id = self.rng_id();
             self.send_push_pull(peer, id, true, false);
         }
@@ -427,7 +417,7 @@ impl Node {
             ignore_old,
         };
         self.joins.insert(j, pj);
-        self.timers.schedule(
+        self.fx.timers.schedule(
             self.now + self.cfg.tcp_timeout,
             TimerKind::JoinDeadline { join: j },
         );
@@ -468,7 +458,8 @@ impl Node {
                 let period = self.push_pull_period().as_micros().max(1) as u64;
                 let at =
                     self.now + std::time::Duration::from_micros(self.rng.random_range(0..period));
-                self.timers
+                self.fx
+                    .timers
                     .schedule(at, TimerKind::PushPullTick { generation });
             }
         }
@@ -479,7 +470,7 @@ impl Node {
     /// when its message has been sent the retransmit limit or after `broadcast_timeout`.
     pub(crate) fn start_leave(&mut self) {
         self.run = RunState::Leaving;
-        self.probe = None;
+        self.swim.stop_probing();
         self.announce_leave();
         if self.members.live() <= 1 {
             self.finish_leave();
@@ -487,7 +478,8 @@ impl Node {
         }
         self.leave_phase = 1;
         let at = self.now + self.cfg.broadcast_timeout;
-        self.timers
+        self.fx
+            .timers
             .schedule(at, TimerKind::LeaveDeadline { phase: 1 });
     }
 
@@ -511,7 +503,8 @@ impl Node {
         });
         self.enqueue(me, &msg);
         let at = self.now + self.cfg.broadcast_timeout;
-        self.timers
+        self.fx
+            .timers
             .schedule(at, TimerKind::LeaveDeadline { phase: 2 });
     }
 
@@ -522,9 +515,8 @@ impl Node {
         let me = self.me.clone();
         self.members.set_status(&me, MemberStatus::Left, self.now);
         self.run = RunState::Left;
-        self.timers.clear();
-        self.probe = None;
-        self.relays.clear();
+        self.fx.timers.clear();
+        self.swim.stop();
         self.emit(Event::LeaveCompleted);
     }
 }
@@ -607,7 +599,7 @@ mod tests {
                 events: a.event_ring.recent(),
             };
             assert!(!slow.events.is_empty());
-            let want = crate::wire::frame_message(&a.header, &Message::PushPull(Box::new(slow)));
+            let want = crate::wire::frame_message(&a.fx.header, &Message::PushPull(Box::new(slow)));
             assert_eq!(a.push_pull_frame(id, request, join), Some(want));
         }
         std::sync::Arc::make_mut(&mut a.cfg).max_stream_message = 400;
@@ -618,7 +610,7 @@ mod tests {
         );
         // The trimming path: counted, within the limit, this node first, then live members.
         a.send_push_pull(addr(2), 1, true, false);
-        assert_eq!(a.stats.push_pulls_trimmed, 1);
+        assert_eq!(a.fx.stats.push_pulls_trimmed, 1);
         let t = a.poll_transmit().expect("a push-pull frame");
         assert!(t.payload.len() <= 400, "{} bytes", t.payload.len());
         let Some(Message::PushPull(p)) = sent_message(&t.payload) else {
@@ -836,7 +828,7 @@ mod tests {
             "a remote verdict about an unknown member is not taken on trust"
         );
         assert!(
-            !a.queue.contains(&"b".into()) && !a.queue.contains(&"c".into()),
+            !a.fx.queue.contains(&"b".into()) && !a.fx.queue.contains(&"c".into()),
             "pulled state is not re-gossiped"
         );
     }
@@ -851,7 +843,7 @@ mod tests {
         assert!(matches!(&out[..], [(to, TransmitKind::Reliable, m)]
             if *to == addr(2) && matches!(&m[0], Message::PushPull(p) if !p.request && p.id == 9 && p.states.len() == 1)));
         assert!(
-            a.queue.contains(&"b".into()),
+            a.fx.queue.contains(&"b".into()),
             "the newcomer is gossiped by its seed"
         );
     }

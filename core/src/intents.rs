@@ -73,7 +73,7 @@ impl Node {
             .intents
             .remember(i.name.clone(), leave, i.ltime, self.now, max)
         {
-            self.stats.intents_dropped += 1;
+            self.fx.stats.intents_dropped += 1;
         }
     }
 
@@ -258,7 +258,7 @@ mod tests {
         );
         assert!(!rec.leaving);
         assert!(
-            a.queue.contains(&"a".into()),
+            a.fx.queue.contains(&"a".into()),
             "the refutation rides on a new alive"
         );
     }

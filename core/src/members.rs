@@ -13,7 +13,7 @@ use crate::chunked::Chunked;
 use crate::identity::{Member, MemberStatus, Name, Tags};
 use crate::member_index::MemberIndex;
 use crate::short_name::{InlineKey, ShortName};
-use crate::suspicion::Suspicion;
+use crate::swim::suspicion::Suspicion;
 use crate::time::Timestamp;
 
 /// What only some members need: an IPv6 address, and — while the member is not alive — when

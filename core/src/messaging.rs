@@ -127,7 +127,7 @@ impl Node {
             .filter(|t| now.saturating_since(**t) <= window)
             .count();
         if messages > 0 {
-            self.stats.messages_failed += messages as u64;
+            self.fx.stats.messages_failed += messages as u64;
             self.push_event(Event::SendFailed { to: name, messages });
         }
     }

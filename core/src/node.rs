@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::broadcast_queue::BroadcastQueue;
 use crate::coalesce::Coalescer;
 use crate::config::{Config, ConfigError};
+use crate::ctx::{Cx, Effects};
 use crate::error::{ApiError, InputError};
 use crate::event::Event;
 use crate::gossip::PendingJoin;
@@ -22,14 +22,36 @@ use crate::intents::RecentIntents;
 use crate::lamport::LamportClock;
 use crate::members::{MemberRec, Members, Near, Prefetched};
 use crate::messaging::Outbox;
-use crate::probe::{Probe, RecentAcks, Relay};
 use crate::query::Queries;
-use crate::short_name::ShortName;
+use crate::swim::{FailureDetector, SwimTimer, Verdict};
+
 use crate::stats::{QueueDepths, Stats};
 use crate::time::Timestamp;
-use crate::timers::{TimerKind, Timers};
+use crate::timers::TimerKind;
 use crate::user_events::EventRing;
 use crate::wire::{self, Decoded, Envelope, Limits, Message};
+
+/// The narrow context ([`Cx`]) of node `$n`, borrowing only the shared fields, so that a part
+/// (another field of the node) can be called with it: `self.swim.on_ack(.., &mut cx!(self))`.
+macro_rules! cx {
+    ($n:expr) => {
+        $crate::ctx::Cx {
+            now: $n.now,
+            cfg: &$n.cfg,
+            me: &$n.me,
+            addr: $n.addr,
+            rng: &mut $n.rng,
+            members: &mut $n.members,
+            fx: &mut $n.fx,
+            events: $crate::ctx::EventMark {
+                changed: $n.events_changed,
+                latest: $n.event_ring.latest,
+            },
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use cx;
 
 /// How a transmit must travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,32 +96,19 @@ pub struct Node {
     pub(crate) now: Timestamp,
     pub(crate) run: RunState,
     pub(crate) members: Members,
-    pub(crate) queue: BroadcastQueue<ShortName>,
-    pub(crate) timers: Timers,
-    /// Lifeguard local health score, 0 ..= awareness_max_multiplier − 1.
-    pub(crate) awareness: u32,
-    pub(crate) probe: Option<Box<Probe>>,
-    /// Members that recently answered a direct ping: preferred indirect-probe helpers.
-    pub(crate) recent_acks: RecentAcks,
-    pub(crate) relays: BTreeMap<u32, Relay>,
-    pub(crate) next_seq: u32,
+    /// Outputs, timers, broadcast queues and counters: where every part's effects go.
+    pub(crate) fx: Effects,
+    /// SWIM failure detection with Lifeguard.
+    pub(crate) swim: FailureDetector,
     pub(crate) joins: BTreeMap<u32, PendingJoin>,
     /// Generation of the live periodic push-pull timer.
     pub(crate) push_pull_gen: u32,
     pub(crate) next_join: u32,
-    pub(crate) transmits: VecDeque<Transmit>,
-    pub(crate) events: VecDeque<Event>,
-    pub(crate) stats: Stats,
     /// Accusers told of the current incarnation directly (at most 16; cleared on refutation).
     pub(crate) told_accusers: Vec<Name>,
     /// When the last digest-triggered push-pull started.
     pub(crate) last_repair: Option<Timestamp>,
     // ---- Serf layer ----
-    /// Intents, user events and queries waiting to be piggybacked (kept apart from membership
-    /// updates so that neither starves the other).
-    pub(crate) serf_queue: BroadcastQueue<SerfKey>,
-    /// Whether the depth warning has fired since the Serf queue was last below half of it.
-    pub(crate) depth_warned: bool,
     pub(crate) member_clock: LamportClock,
     pub(crate) event_clock: LamportClock,
     pub(crate) query_clock: LamportClock,
@@ -112,15 +121,8 @@ pub struct Node {
     pub(crate) leave_phase: u8,
     /// When this node last delivered a new user event (part of its digest's settledness).
     pub(crate) events_changed: Timestamp,
-    /// Datagrams filled so far (tags each fill so no update goes twice into one datagram).
-    pub(crate) datagrams: u64,
-    /// Direct messages waiting in `events`.
-    pub(crate) inbox_len: usize,
-    /// Events dropped since the last [`Event::Lagged`].
-    pub(crate) lagged: u64,
     /// Where [`Members::prefetch`] found a datagram's members (kept to reuse its memory).
     prefetched: Prefetched,
-    pub(crate) header: Vec<u8>,
     limits: Limits,
 }
 
@@ -173,12 +175,11 @@ impl Node {
             now,
             &mut rng,
         );
-        let header = wire::header(config.label.as_deref());
         let limits = Limits::from_config(&config);
+        let fx = Effects::new(&config, &mut rng);
         let mut node = Node {
-            queue: BroadcastQueue::new(config.max_broadcast_queue, rng.random()),
-            serf_queue: BroadcastQueue::new(config.max_queue_depth, rng.random()),
-            depth_warned: false,
+            fx,
+            swim: FailureDetector::new(0),
             member_clock: LamportClock::default(),
             event_clock: LamportClock::default(),
             query_clock: LamportClock::default(),
@@ -188,36 +189,23 @@ impl Node {
             coalescer: Coalescer::default(),
             outbox: Outbox::default(),
             leave_phase: 0,
-            datagrams: 0,
             events_changed: now,
-            inbox_len: 0,
-            lagged: 0,
             me,
             addr: identity.addr,
             rng,
             now,
             run: RunState::Running,
             members,
-            timers: Timers::default(),
-            awareness: 0,
-            probe: None,
-            recent_acks: RecentAcks::default(),
-            relays: BTreeMap::new(),
-            next_seq: 0,
             joins: BTreeMap::new(),
             push_pull_gen: 0,
             next_join: 0,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            stats: Stats::default(),
             last_repair: None,
             told_accusers: Vec::new(),
             prefetched: Prefetched::default(),
-            header,
             limits,
             cfg: config,
         };
-        node.next_seq = node.rng.random();
+        node.swim = FailureDetector::new(node.rng.random());
         node.broadcast_self();
         let stagger = |n: &mut Node, d: std::time::Duration| {
             let micros = d.as_micros().max(1) as u64;
@@ -230,21 +218,22 @@ impl Node {
             node.cfg.push_pull_interval,
         );
         let at = stagger(&mut node, probe);
-        node.timers.schedule(at, TimerKind::ProbeTick);
+        FailureDetector::arm(&mut cx!(node), at);
         let at = stagger(&mut node, gossip);
-        node.timers.schedule(at, TimerKind::GossipTick);
+        node.fx.timers.schedule(at, TimerKind::GossipTick);
         if !push_pull.is_zero() {
             let at = stagger(&mut node, push_pull);
-            node.timers
+            node.fx
+                .timers
                 .schedule(at, TimerKind::PushPullTick { generation: 0 });
         }
         let reap = node.cfg.reap_interval;
         let at = stagger(&mut node, reap);
-        node.timers.schedule(at, TimerKind::ReapTick);
+        node.fx.timers.schedule(at, TimerKind::ReapTick);
         let reconnect = node.cfg.reconnect_interval;
         if !reconnect.is_zero() {
             let at = stagger(&mut node, reconnect);
-            node.timers.schedule(at, TimerKind::ReconnectTick);
+            node.fx.timers.schedule(at, TimerKind::ReconnectTick);
         }
         Ok(node)
     }
@@ -305,8 +294,8 @@ impl Node {
         if self.run == RunState::Left {
             return Err(InputError::NotRunning);
         }
-        self.stats.packets_in += 1;
-        self.stats.bytes_in += data.len() as u64;
+        self.fx.stats.packets_in += 1;
+        self.fx.stats.bytes_in += data.len() as u64;
         if data.len() > wire::MAX_DATAGRAM {
             let max = wire::MAX_DATAGRAM;
             return Err(self.rejected(wire::DecodeError::TooLarge {
@@ -358,8 +347,8 @@ impl Node {
         if self.run == RunState::Left {
             return Err(InputError::NotRunning);
         }
-        self.stats.streams_in += 1;
-        self.stats.stream_bytes_in += frame.len() as u64;
+        self.fx.stats.streams_in += 1;
+        self.fx.stats.stream_bytes_in += frame.len() as u64;
         if frame.len() > self.cfg.max_stream_message {
             let max = self.cfg.max_stream_message;
             return Err(self.rejected(wire::DecodeError::TooLarge {
@@ -375,7 +364,7 @@ impl Node {
 
     /// Count a decode failure and turn it into the input error.
     fn rejected(&mut self, e: wire::DecodeError) -> InputError {
-        self.stats.decode_errors += 1;
+        self.fx.stats.decode_errors += 1;
         InputError::Decode(e)
     }
 
@@ -384,7 +373,7 @@ impl Node {
         match wire::open_envelope(data, self.cfg.label.as_deref()) {
             Ok(Envelope::Ours(body)) => Ok(body),
             Ok(Envelope::OtherLabel) => {
-                self.stats.label_mismatches += 1;
+                self.fx.stats.label_mismatches += 1;
                 Err(InputError::LabelMismatch)
             }
             Err(e) => Err(self.rejected(e)),
@@ -396,29 +385,31 @@ impl Node {
             Message::Ping {
                 seq,
                 target,
-                digest: theirs,
+                digest,
             } => {
-                if *target == *self.me {
-                    let digest = Some(self.view_digest());
-                    self.send_datagram(from, &[Message::Ack { seq, digest }]);
-                    if let Some(d) = theirs {
-                        self.compare_digest(from, d);
-                    }
+                let theirs = self
+                    .swim
+                    .on_ping(from, seq, &target, digest, &mut cx!(self));
+                if let Some(d) = theirs {
+                    self.compare_digest(from, d);
                 }
             }
             Message::StreamPing {
                 seq,
                 target,
                 reply_to,
-            } => {
-                if *target == *self.me {
-                    self.send_reliable(reply_to, &Message::Ack { seq, digest: None });
+            } => self
+                .swim
+                .on_stream_ping(seq, &target, reply_to, &mut cx!(self)),
+            Message::Ack { seq, digest } => {
+                if let Some(d) = self.swim.on_ack(from, seq, digest, &mut cx!(self)) {
+                    self.compare_digest(from, d);
                 }
             }
-            Message::Ack { seq, digest } => self.on_ack(from, seq, digest),
-            Message::Nack { seq } => self.on_nack(from, seq),
+            Message::Nack { seq } => self.swim.on_nack(from, seq),
             Message::IndirectPing { seq, target, addr } => {
-                self.on_indirect_ping(from, seq, target, addr)
+                self.swim
+                    .on_indirect_ping(from, seq, target, addr, &mut cx!(self))
             }
             Message::Alive(a) => self.apply_alive(a, true),
             Message::Suspect(s) => self.apply_suspect(s, true),
@@ -440,7 +431,7 @@ impl Node {
     /// failed, or timed out).
     pub fn handle_send_failure(&mut self, now: Timestamp, to: SocketAddr) {
         self.advance(now);
-        self.stats.send_failures += 1;
+        self.fx.stats.send_failures += 1;
         self.join_seed_failed(to);
         self.direct_send_failed(to);
     }
@@ -452,24 +443,19 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.advance(now);
         // Only timers due when the call began: re-armed ones wait for the next call.
-        let mark = self.timers.mark();
-        while let Some(kind) = self.timers.pop_due(self.now, mark) {
+        let mark = self.fx.timers.mark();
+        while let Some(kind) = self.fx.timers.pop_due(self.now, mark) {
             if self.run == RunState::Left {
                 return;
             }
             match kind {
-                TimerKind::ProbeTick => self.probe_tick(),
-                TimerKind::ProbeTimeout { seq } => self.probe_timeout(seq),
+                TimerKind::Swim(t) => self.on_swim_timer(t),
                 TimerKind::GossipTick => self.gossip_tick(),
                 TimerKind::PushPullTick { generation } => {
                     if generation == self.push_pull_gen {
                         self.push_pull_tick();
                     }
                 }
-                TimerKind::Suspicion { name, generation } => {
-                    self.suspicion_timeout(&name, generation)
-                }
-                TimerKind::Relay { seq } => self.relay_timeout(seq),
                 TimerKind::JoinDeadline { join } => self.join_deadline(join),
                 TimerKind::LeaveDeadline { phase } => self.leave_deadline(phase),
                 TimerKind::ReapTick => self.reap_tick(),
@@ -477,6 +463,20 @@ impl Node {
                 TimerKind::QueryDeadline { id } => self.query_deadline(id),
                 TimerKind::CoalesceFlush => self.coalesce_flush(),
             }
+        }
+    }
+
+    /// A failure-detection timer fired: the detector decides (and recognises stale timers);
+    /// its verdict is applied here, then the next probe starts while the node runs.
+    pub(crate) fn on_swim_timer(&mut self, t: SwimTimer) {
+        let out = self.swim.on_timer(t, &mut cx!(self));
+        match out.verdict {
+            Some(Verdict::Suspect(s)) => self.apply_suspect(s, true),
+            Some(Verdict::Dead(d)) => self.apply_dead(d, true),
+            None => {}
+        }
+        if out.next_probe && self.run == RunState::Running {
+            self.swim.start_probe(&mut cx!(self));
         }
     }
 
@@ -551,25 +551,25 @@ impl Node {
 
     /// The next bytes to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let t = self.transmits.pop_front();
+        let t = self.fx.transmits.pop_front();
         if t.is_none() {
-            release_burst(&mut self.transmits);
+            release_burst(&mut self.fx.transmits);
         }
         t
     }
 
     /// The next event, if any. A [`Event::Lagged`] comes first when events were dropped.
     pub fn poll_event(&mut self) -> Option<Event> {
-        if self.lagged > 0 {
-            let dropped = std::mem::take(&mut self.lagged);
+        if self.fx.lagged > 0 {
+            let dropped = std::mem::take(&mut self.fx.lagged);
             return Some(Event::Lagged { dropped });
         }
-        let Some(e) = self.events.pop_front() else {
-            release_burst(&mut self.events);
+        let Some(e) = self.fx.events.pop_front() else {
+            release_burst(&mut self.fx.events);
             return None;
         };
         if matches!(e, Event::Message { .. }) {
-            self.inbox_len -= 1;
+            self.fx.inbox_len -= 1;
         }
         Some(e)
     }
@@ -580,7 +580,7 @@ impl Node {
         if self.run == RunState::Left {
             return None;
         }
-        self.timers.next_deadline()
+        self.fx.timers.next_deadline()
     }
 
     /// Every member this node knows, itself included, failed and left tombstones included.
@@ -618,38 +618,38 @@ impl Node {
 
     /// Traffic and drop counters.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.fx.stats
     }
 
     /// How full each bounded queue is, with its bound.
     pub fn queue_depths(&self) -> QueueDepths {
         let c = &self.cfg;
         QueueDepths {
-            broadcast: (self.queue.len(), c.max_broadcast_queue),
-            serf: (self.serf_queue.len(), c.max_queue_depth),
-            events: (self.events.len(), c.max_pending_events),
-            inbox: (self.inbox_len, c.max_inbox),
-            transmits: (self.transmits.len(), c.max_pending_transmits),
+            broadcast: (self.fx.queue.len(), c.max_broadcast_queue),
+            serf: (self.fx.serf_queue.len(), c.max_queue_depth),
+            events: (self.fx.events.len(), c.max_pending_events),
+            inbox: (self.fx.inbox_len, c.max_inbox),
+            transmits: (self.fx.transmits.len(), c.max_pending_transmits),
             intents: (self.intents.len(), c.max_recent_intents),
             event_ring: (self.event_ring.times_held(), c.event_buffer.max(1)),
             pending_queries: (self.queries.pending_len(), c.max_pending_queries),
-            relays: (self.relays.len(), c.max_indirect_relays),
+            relays: (self.swim.relays_len(), c.max_indirect_relays),
         }
     }
 
     /// Lifeguard's local health score: 0 is healthy; each point stretches the probe interval.
     pub fn health_score(&self) -> u32 {
-        self.awareness
+        self.swim.health()
     }
 
     /// Updates waiting in the membership broadcast queue.
     pub fn broadcast_queue_len(&self) -> usize {
-        self.queue.len()
+        self.fx.queue.len()
     }
 
     /// Updates waiting in the Serf broadcast queue (intents, user events, queries).
     pub fn serf_queue_len(&self) -> usize {
-        self.serf_queue.len()
+        self.fx.serf_queue.len()
     }
 
     /// The member, event and query Lamport clocks.
@@ -675,200 +675,58 @@ impl Node {
         }
     }
 
-    /// Queue an event for the application. Overflow policy: received direct messages beyond
-    /// `max_inbox` drop the oldest message; a full queue drops the oldest direct message, or
-    /// failing that the oldest event. Every drop is counted and reported by `Lagged`.
+    /// The narrow context a part works in, borrowed from this node's shared state.
+    pub(crate) fn cx(&mut self) -> Cx<'_> {
+        cx!(self)
+    }
+
+    /// [`Cx::push_event`].
     pub(crate) fn push_event(&mut self, event: Event) {
-        let is_message = matches!(event, Event::Message { .. });
-        if is_message && self.inbox_len >= self.cfg.max_inbox {
-            self.drop_oldest_message();
-        }
-        if self.events.len() >= self.cfg.max_pending_events && !self.drop_oldest_message() {
-            self.events.pop_front();
-            self.stats.events_dropped += 1;
-            self.lagged += 1;
-        }
-        if is_message {
-            self.inbox_len += 1;
-        }
-        self.events.push_back(event);
+        self.cx().push_event(event)
     }
 
-    fn drop_oldest_message(&mut self) -> bool {
-        let Some(i) = self
-            .events
-            .iter()
-            .position(|e| matches!(e, Event::Message { .. }))
-        else {
-            return false;
-        };
-        self.events.remove(i);
-        self.inbox_len -= 1;
-        self.stats.messages_dropped += 1;
-        self.lagged += 1;
-        true
-    }
-
-    fn push_transmit(&mut self, t: Transmit) {
-        if self.transmits.len() >= self.cfg.max_pending_transmits {
-            self.transmits.pop_front();
-            self.stats.transmits_dropped += 1;
-        }
-        self.transmits.push_back(t);
-    }
-
-    pub(crate) fn retransmit_limit(&self) -> u32 {
-        crate::formulas::retransmit_limit(&self.cfg, self.members.live())
-    }
-
-    /// Send `msgs` in one datagram to `to`, filled up to the MTU with queued updates.
+    /// [`Cx::send_datagram`].
     pub(crate) fn send_datagram(&mut self, to: SocketAddr, msgs: &[Message]) {
-        let mut buf = self.datagram_buf();
-        for m in msgs {
-            wire::encode_into(m, &mut buf);
-        }
-        let extra = self.piggyback(self.datagram_room(&buf), &mut buf);
-        self.finish_datagram(to, msgs.len() + extra, buf);
+        self.cx().send_datagram(to, msgs)
     }
 
-    /// A datagram being built: room for the envelope header and the longest message count in
-    /// front of the messages, which [`Node::finish_datagram`] fills in place.
-    fn datagram_buf(&self) -> Vec<u8> {
-        let front = self.datagram_front();
-        let mut buf = Vec::with_capacity(front + self.cfg.mtu);
-        buf.resize(front, 0);
-        buf
-    }
-
-    /// Bytes still free for messages in a [`Node::datagram_buf`] within the MTU (the count is
-    /// reckoned at [`wire::COUNT_RESERVE`] bytes).
-    fn datagram_room(&self, buf: &[u8]) -> usize {
-        let used = self.header.len() + wire::COUNT_RESERVE + buf.len() - self.datagram_front();
-        self.cfg.mtu.saturating_sub(used)
-    }
-
-    /// Where the messages start in a [`Node::datagram_buf`].
-    fn datagram_front(&self) -> usize {
-        self.header.len() + wire::COUNT_MAX_LEN
-    }
-
-    /// Send only queued updates to `to`; false when there was nothing to send.
+    /// [`Cx::send_gossip`].
     pub(crate) fn send_gossip(&mut self, to: SocketAddr) -> bool {
-        let mut buf = self.datagram_buf();
-        let n = self.piggyback(self.datagram_room(&buf), &mut buf);
-        if n > 0 {
-            self.finish_datagram(to, n, buf);
-        }
-        n > 0
+        self.cx().send_gossip(to)
     }
 
-    /// Fill `room` bytes from both queues. The Serf queue (intents, user events, queries) may
-    /// take half the room first, membership updates the rest, then the Serf queue what is
-    /// left: neither kind starves the other (memberlist's user broadcasts starved behind
-    /// membership traffic at ~1000 nodes).
-    ///
-    /// Serf-layer updates are sent at least as often as with a retransmit multiplier of 4
-    /// (the LAN default), whatever `retransmit_mult` says: they are rare, and unlike a missed
-    /// membership update no probe ever corrects a missed intent, event or query.
-    fn piggyback(&mut self, room: usize, body: &mut Vec<u8>) -> usize {
-        let limit = self.retransmit_limit();
-        let serf_limit = crate::formulas::serf_retransmit_limit(&self.cfg, self.members.live());
-        self.datagrams += 1;
-        let d = self.datagrams;
-        let start = body.len();
-        let mut n = self.serf_queue.fill(room / 2, serf_limit, d, body);
-        n += self.queue.fill(room - (body.len() - start), limit, d, body);
-        n += self
-            .serf_queue
-            .fill(room - (body.len() - start), serf_limit, d, body);
-        n
-    }
-
-    /// Queue a Serf-layer update (intent, user event, query) for dissemination.
+    /// [`Cx::serf_enqueue`].
     pub(crate) fn serf_enqueue(&mut self, key: SerfKey, msg: &Message) {
-        let before = self.serf_queue.drops();
-        self.serf_queue
-            .push_with(key, |out| wire::encode_into(msg, out));
-        self.stats.broadcast_drops += self.serf_queue.drops() - before;
-        let depth = self.serf_queue.len();
-        if depth > self.cfg.queue_depth_warning && !self.depth_warned {
-            self.depth_warned = true;
-            self.push_event(Event::QueueDepthWarning { depth });
-        } else if depth <= self.cfg.queue_depth_warning / 2 {
-            self.depth_warned = false;
-        }
+        self.cx().serf_enqueue(key, msg)
     }
 
-    /// Complete a datagram from [`Node::datagram_buf`] holding `count` messages: the count
-    /// and the header go right before the messages, and the datagram starts where they do
-    /// (the unused front bytes are skipped, not copied over).
-    fn finish_datagram(&mut self, to: SocketAddr, count: usize, mut buf: Vec<u8>) {
-        let messages = self.datagram_front();
-        let (count, len) = wire::encode_count(count);
-        let header_at = messages - len - self.header.len();
-        buf[messages - len..messages].copy_from_slice(&count[..len]);
-        buf[header_at..header_at + self.header.len()].copy_from_slice(&self.header);
-        let mut payload = Bytes::from(buf);
-        payload.advance(header_at);
-        self.stats.packets_out += 1;
-        self.stats.bytes_out += payload.len() as u64;
-        self.push_transmit(Transmit {
-            to,
-            kind: TransmitKind::Datagram,
-            payload,
-        });
-    }
-
+    /// [`Cx::send_reliable`].
     pub(crate) fn send_reliable(&mut self, to: SocketAddr, msg: &Message) {
-        let frame = wire::frame_message(&self.header, msg);
-        self.send_frame(to, frame);
+        self.cx().send_reliable(to, msg)
     }
 
-    /// Send a complete stream frame (see [`wire::frame_message`]).
+    /// [`Cx::send_frame`].
     pub(crate) fn send_frame(&mut self, to: SocketAddr, frame: Vec<u8>) {
-        self.stats.streams_out += 1;
-        self.stats.stream_bytes_out += frame.len() as u64;
-        self.push_transmit(Transmit {
-            to,
-            kind: TransmitKind::Reliable,
-            payload: frame.into(),
-        });
+        self.cx().send_frame(to, frame)
     }
 
-    /// Queue an update about `key` for dissemination.
+    /// [`Cx::enqueue`].
     pub(crate) fn enqueue(&mut self, key: Name, msg: &Message) {
-        let before = self.queue.drops();
-        self.queue
-            .push_with(ShortName::new(&key), |out| wire::encode_into(msg, out));
-        self.stats.broadcast_drops += self.queue.drops() - before;
+        self.cx().enqueue(key, msg)
     }
 
-    /// Queue an alive message about `key` for dissemination.
+    /// [`Cx::enqueue_alive`].
     pub(crate) fn enqueue_alive(&mut self, key: Name, a: wire::Alive) {
-        let before = self.queue.drops();
-        self.queue
-            .push_with(ShortName::new(&key), |out| wire::encode_alive_into(&a, out));
-        self.stats.broadcast_drops += self.queue.drops() - before;
+        self.cx().enqueue_alive(key, a)
     }
 
-    /// This node's own alive message.
-    pub(crate) fn self_alive(&self) -> Message {
-        let rec = self
-            .members
-            .get(&self.me)
-            .expect("self is always in the table");
-        Message::Alive(wire::Alive {
-            incarnation: rec.incarnation,
-            name: rec.name.to_name(),
-            addr: rec.addr(),
-            tags: (**self.members.tags(rec)).clone(),
-            ltime: rec.status_ltime,
-        })
+    /// [`Cx::self_alive`].
+    pub(crate) fn self_alive(&mut self) -> Message {
+        self.cx().self_alive()
     }
 
-    /// Queue this node's own alive message.
+    /// [`Cx::broadcast_self`].
     pub(crate) fn broadcast_self(&mut self) {
-        let msg = self.self_alive();
-        self.enqueue(self.me.clone(), &msg);
+        self.cx().broadcast_self()
     }
 }

@@ -207,7 +207,8 @@ impl Node {
             conflict: None,
         };
         self.queries.pending.insert(id, pending);
-        self.timers
+        self.fx
+            .timers
             .schedule(self.now + timeout, TimerKind::QueryDeadline { id });
         // The asker is a member too: it may be selected and answer its own query.
         self.on_query(q);
@@ -316,7 +317,8 @@ impl Node {
             conflict: Some(vote),
         };
         self.queries.pending.insert(id, pending);
-        self.timers
+        self.fx
+            .timers
             .schedule(self.now + timeout, TimerKind::QueryDeadline { id });
         self.queries.insert(ltime, &self.me.clone(), id);
         self.serf_enqueue(SerfKey::Query(ltime, id), &Message::Query(Box::new(q)));
@@ -351,7 +353,7 @@ impl Node {
         let lose = vote.for_them > vote.for_us
             || (vote.for_them == vote.for_us && vote.for_us > 0 && vote.theirs < self.addr);
         if lose && self.run == RunState::Running {
-            self.stats.name_conflicts_lost += 1;
+            self.fx.stats.name_conflicts_lost += 1;
             self.finish_leave();
         }
     }

@@ -16,7 +16,8 @@ use crate::wire::Intent;
 
 impl Node {
     pub(crate) fn reap_tick(&mut self) {
-        self.timers
+        self.fx
+            .timers
             .schedule(self.now + self.cfg.reap_interval, TimerKind::ReapTick);
         let now = self.now;
         let (reconnect, tombstone) = (self.cfg.reconnect_timeout, self.cfg.tombstone_timeout);
@@ -52,7 +53,7 @@ impl Node {
     }
 
     pub(crate) fn reconnect_tick(&mut self) {
-        self.timers.schedule(
+        self.fx.timers.schedule(
             self.now + self.cfg.reconnect_interval,
             TimerKind::ReconnectTick,
         );
@@ -76,7 +77,7 @@ impl Node {
             return;
         };
         let addr = self.members.at(i).addr();
-        self.stats.reconnects += 1;
+        self.fx.stats.reconnects += 1;
         let id = self.rng.random();
         self.send_push_pull(addr, id, true, false);
     }

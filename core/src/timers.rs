@@ -3,7 +3,7 @@
 //! never removed early: a handler checks that the timer is still current when it fires (lazy
 //! cancellation), so a stale entry costs at most one spurious wake-up.
 
-use crate::identity::Name;
+use crate::swim::SwimTimer;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -12,19 +12,13 @@ use crate::time::Timestamp;
 /// What a timer is for.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKind {
-    /// Start the next probe (and close the previous one).
-    ProbeTick,
-    /// The direct ping of probe `seq` went unanswered: go indirect.
-    ProbeTimeout { seq: u32 },
+    /// The failure detector's timers (see [`SwimTimer`]).
+    Swim(SwimTimer),
     /// Send queued updates to a few random members.
     GossipTick,
     /// Exchange full state with one random member (generation `generation`: the tick is
     /// re-armed when a join changes the cluster size).
     PushPullTick { generation: u32 },
-    /// Suspicion of `name` (generation `generation`) may have expired.
-    Suspicion { name: Name, generation: u32 },
-    /// Indirect ping relayed under `seq` got no ack in time: nack the origin.
-    Relay { seq: u32 },
     /// Join number `join` has waited long enough for its seeds.
     JoinDeadline { join: u32 },
     /// Leave phase `phase` has had `broadcast_timeout` to go out.
@@ -92,7 +86,10 @@ mod tests {
     fn pops_in_deadline_then_insertion_order() {
         let mut t = Timers::default();
         t.schedule(Timestamp::from_millis(20), TimerKind::GossipTick);
-        t.schedule(Timestamp::from_millis(10), TimerKind::ProbeTick);
+        t.schedule(
+            Timestamp::from_millis(10),
+            TimerKind::Swim(SwimTimer::ProbeTick),
+        );
         t.schedule(
             Timestamp::from_millis(10),
             TimerKind::PushPullTick { generation: 0 },
@@ -102,7 +99,7 @@ mod tests {
         assert_eq!(t.pop_due(Timestamp::from_millis(5), m), None);
         assert_eq!(
             t.pop_due(Timestamp::from_millis(15), m),
-            Some(TimerKind::ProbeTick)
+            Some(TimerKind::Swim(SwimTimer::ProbeTick))
         );
         assert_eq!(
             t.pop_due(Timestamp::from_millis(15), m),

@@ -15,8 +15,7 @@ use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
 use crate::members::{MemberRec, Near};
 use crate::node::{Node, RunState};
-use crate::suspicion::Suspicion;
-use crate::timers::TimerKind;
+use crate::swim::suspicion::{self, Suspicion};
 use crate::wire::RawAlive;
 use crate::wire::{Accusation, Alive, Message};
 
@@ -49,7 +48,7 @@ impl Node {
         let now = self.now;
         let Some(rec) = self.members.get(&a.name) else {
             if self.members.len() >= self.cfg.max_members {
-                self.stats.members_refused += 1;
+                self.fx.stats.members_refused += 1;
                 return;
             }
             let name: Name = a.name.clone();
@@ -210,9 +209,9 @@ impl Node {
         let now = self.now;
         self.members
             .set_incarnation(&me, inc.max(accused).saturating_add(1), now);
-        self.stats.refutations += 1;
+        self.fx.stats.refutations += 1;
         self.told_accusers.clear();
-        self.health_penalty();
+        self.swim.refuted(&self.cfg);
         self.broadcast_self();
     }
 
@@ -282,13 +281,7 @@ impl Node {
                 };
                 if susp.confirm(&s.from) {
                     let deadline = susp.deadline();
-                    self.timers.schedule(
-                        deadline,
-                        TimerKind::Suspicion {
-                            name: name.clone(),
-                            generation,
-                        },
-                    );
+                    suspicion::arm(&mut self.fx.timers, deadline, name.clone(), generation);
                     if broadcast {
                         self.enqueue(name, &Message::Suspect(s));
                     }
@@ -306,13 +299,7 @@ impl Node {
                 let generation = rec.install_suspicion(susp).expect("just made suspect");
                 let addr = rec.addr();
                 let member = self.members.member(&name).expect("present");
-                self.timers.schedule(
-                    deadline,
-                    TimerKind::Suspicion {
-                        name: name.clone(),
-                        generation,
-                    },
-                );
+                suspicion::arm(&mut self.fx.timers, deadline, name.clone(), generation);
                 self.emit(Event::MemberSuspected { member, by: from });
                 if !known {
                     // Buddy system without gossip: only the suspect hears of it, in our name.
@@ -421,7 +408,7 @@ mod tests {
         let mut a = node("a", 1);
         deliver(&mut a, at(1), 2, &[alive("b", 2, 3)]);
         assert!(matches!(&events(&mut a)[..], [Event::MemberJoined(m)] if &*m.name == "b"));
-        assert!(a.queue.contains(&"b".into()), "news is re-gossiped");
+        assert!(a.fx.queue.contains(&"b".into()), "news is re-gossiped");
         deliver(&mut a, at(2), 2, &[alive("b", 2, 3), alive("b", 2, 2)]);
         assert!(
             events(&mut a).is_empty(),
