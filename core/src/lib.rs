@@ -72,16 +72,17 @@ mod chunked;
 mod coalesce;
 mod config;
 mod ctx;
+mod dissemination;
 mod error;
 mod event;
 pub mod formulas;
 #[cfg(feature = "arbitrary")]
 pub mod fuzzing;
-mod gossip;
 mod identity;
 mod input;
 mod intents;
 mod lamport;
+mod lifecycle;
 mod member_index;
 mod members;
 mod messaging;

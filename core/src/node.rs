@@ -2,7 +2,7 @@
 //! queue, the timer queue, the RNG and the output queues; it decodes inputs, dispatches
 //! messages to the protocol modules (`probe`, `updates`, `gossip`) and encodes what they send.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -13,13 +13,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::coalesce::Coalescer;
 use crate::config::{Config, ConfigError};
 use crate::ctx::{Cx, Effects};
+use crate::dissemination::{push_pull, DissTimer, Dissemination, SerfShare};
 use crate::error::{ApiError, InputError};
 use crate::event::Event;
-use crate::gossip::PendingJoin;
-use crate::identity::{Identity, Member, Name, Tags};
+use crate::identity::{Identity, Member, MemberStatus, Name, Tags};
 use crate::input::{Call, HandleError, Handled, Input};
 use crate::intents::RecentIntents;
 use crate::lamport::LamportClock;
+use crate::lifecycle::{self, JoinDone, Lifecycle};
 use crate::members::{MemberRec, Members, Near, Prefetched};
 use crate::messaging::Outbox;
 use crate::query::Queries;
@@ -29,7 +30,7 @@ use crate::stats::{QueueDepths, Stats};
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
 use crate::user_events::EventRing;
-use crate::wire::{self, Decoded, Envelope, Limits, Message};
+use crate::wire::{self, Decoded, Digest, Envelope, Limits, Message};
 
 /// The narrow context ([`Cx`]) of node `$n`, borrowing only the shared fields, so that a part
 /// (another field of the node) can be called with it: `self.swim.on_ack(.., &mut cx!(self))`.
@@ -76,15 +77,7 @@ pub struct Transmit {
     pub payload: Bytes,
 }
 
-/// Whether the node takes part in the cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RunState {
-    Running,
-    /// Announcing its departure until the announcement is out or the deadline passes.
-    Leaving,
-    /// Gone: ignores every input.
-    Left,
-}
+pub(crate) use crate::lifecycle::RunState;
 
 /// One cluster member's protocol state machine. See the crate docs for the driving loop.
 #[derive(Debug)]
@@ -100,14 +93,12 @@ pub struct Node {
     pub(crate) fx: Effects,
     /// SWIM failure detection with Lifeguard.
     pub(crate) swim: FailureDetector,
-    pub(crate) joins: BTreeMap<u32, PendingJoin>,
-    /// Generation of the live periodic push-pull timer.
-    pub(crate) push_pull_gen: u32,
-    pub(crate) next_join: u32,
+    /// Gossip, push-pull and digest repair.
+    pub(crate) diss: Dissemination,
+    /// Joining and the graceful leave.
+    pub(crate) life: Lifecycle,
     /// Accusers told of the current incarnation directly (at most 16; cleared on refutation).
     pub(crate) told_accusers: Vec<Name>,
-    /// When the last digest-triggered push-pull started.
-    pub(crate) last_repair: Option<Timestamp>,
     // ---- Serf layer ----
     pub(crate) member_clock: LamportClock,
     pub(crate) event_clock: LamportClock,
@@ -117,8 +108,6 @@ pub struct Node {
     pub(crate) queries: Queries,
     pub(crate) coalescer: Coalescer,
     pub(crate) outbox: Outbox,
-    /// Leaving: 1 while the leave intent goes out, 2 while the SWIM departure goes out.
-    pub(crate) leave_phase: u8,
     /// When this node last delivered a new user event (part of its digest's settledness).
     pub(crate) events_changed: Timestamp,
     /// Where [`Members::prefetch`] found a datagram's members (kept to reuse its memory).
@@ -188,7 +177,6 @@ impl Node {
             queries: Queries::new(config.query_buffer),
             coalescer: Coalescer::default(),
             outbox: Outbox::default(),
-            leave_phase: 0,
             events_changed: now,
             me,
             addr: identity.addr,
@@ -196,10 +184,8 @@ impl Node {
             now,
             run: RunState::Running,
             members,
-            joins: BTreeMap::new(),
-            push_pull_gen: 0,
-            next_join: 0,
-            last_repair: None,
+            diss: Dissemination::default(),
+            life: Lifecycle::default(),
             told_accusers: Vec::new(),
             prefetched: Prefetched::default(),
             limits,
@@ -219,14 +205,9 @@ impl Node {
         );
         let at = stagger(&mut node, probe);
         FailureDetector::arm(&mut cx!(node), at);
-        let at = stagger(&mut node, gossip);
-        node.fx.timers.schedule(at, TimerKind::GossipTick);
-        if !push_pull.is_zero() {
-            let at = stagger(&mut node, push_pull);
-            node.fx
-                .timers
-                .schedule(at, TimerKind::PushPullTick { generation: 0 });
-        }
+        let gossip_at = stagger(&mut node, gossip);
+        let push_pull_at = (!push_pull.is_zero()).then(|| stagger(&mut node, push_pull));
+        Dissemination::arm(&mut cx!(node), gossip_at, push_pull_at);
         let reap = node.cfg.reap_interval;
         let at = stagger(&mut node, reap);
         node.fx.timers.schedule(at, TimerKind::ReapTick);
@@ -432,7 +413,9 @@ impl Node {
     pub fn handle_send_failure(&mut self, now: Timestamp, to: SocketAddr) {
         self.advance(now);
         self.fx.stats.send_failures += 1;
-        self.join_seed_failed(to);
+        for done in self.life.seed_failed(to) {
+            self.join_completed(done);
+        }
         self.direct_send_failed(to);
     }
 
@@ -450,14 +433,11 @@ impl Node {
             }
             match kind {
                 TimerKind::Swim(t) => self.on_swim_timer(t),
-                TimerKind::GossipTick => self.gossip_tick(),
-                TimerKind::PushPullTick { generation } => {
-                    if generation == self.push_pull_gen {
-                        self.push_pull_tick();
-                    }
+                TimerKind::Dissemination(t) => self.on_diss_timer(t),
+                TimerKind::Lifecycle(t) => {
+                    let out = self.life.on_timer(t, self.run, &mut cx!(self));
+                    self.on_life_outcome(out);
                 }
-                TimerKind::JoinDeadline { join } => self.join_deadline(join),
-                TimerKind::LeaveDeadline { phase } => self.leave_deadline(phase),
                 TimerKind::ReapTick => self.reap_tick(),
                 TimerKind::ReconnectTick => self.reconnect_tick(),
                 TimerKind::QueryDeadline { id } => self.query_deadline(id),
@@ -478,6 +458,97 @@ impl Node {
         if out.next_probe && self.run == RunState::Running {
             self.swim.start_probe(&mut cx!(self));
         }
+    }
+
+    /// A dissemination timer fired: a push-pull it asks for is sent with the Serf layer's
+    /// share; after a gossip tick a graceful leave may have sent its announcement out.
+    fn on_diss_timer(&mut self, t: DissTimer) {
+        let gossip = t == DissTimer::GossipTick;
+        let running = self.run == RunState::Running;
+        if let Some(r) = self.diss.on_timer(t, running, &mut cx!(self)) {
+            self.send_push_pull(r.to, r.id, true, false);
+        }
+        if gossip {
+            let out = self.life.leave_progress(self.run, &mut cx!(self));
+            self.on_life_outcome(out);
+        }
+    }
+
+    /// Act on what the lifecycle part concluded.
+    fn on_life_outcome(&mut self, out: lifecycle::Outcome) {
+        match out {
+            lifecycle::Outcome::Nothing => {}
+            lifecycle::Outcome::Joined(done) => self.join_completed(done),
+            lifecycle::Outcome::Left => self.finish_leave(),
+        }
+    }
+
+    /// A join completed: report it; when a seed answered, the cluster's size is known and
+    /// periodic push-pull is re-armed for it.
+    pub(crate) fn join_completed(&mut self, done: JoinDone) {
+        self.emit(Event::JoinCompleted {
+            answered: done.answered,
+            contacted: done.contacted,
+        });
+        if done.answered > 0 {
+            self.diss.rearm_push_pull(&mut cx!(self));
+        }
+    }
+
+    /// What a push-pull carries of the Serf layer.
+    pub(crate) fn serf_share(&self) -> SerfShare {
+        SerfShare {
+            clocks: (
+                self.member_clock.time(),
+                self.event_clock.time(),
+                self.query_clock.time(),
+            ),
+            events: self.event_ring.recent(),
+        }
+    }
+
+    /// Send this node's table to `to` in a push-pull.
+    pub(crate) fn send_push_pull(&mut self, to: SocketAddr, id: u32, request: bool, join: bool) {
+        let share = self.serf_share();
+        push_pull::send(&mut cx!(self), &share, to, id, request, join);
+    }
+
+    /// A peer's view digest arrived: maybe repair (see `dissemination::repair`).
+    pub(crate) fn compare_digest(&mut self, peer: SocketAddr, theirs: Digest) {
+        let running = self.run == RunState::Running;
+        if let Some(r) = self
+            .diss
+            .compare_digest(peer, theirs, running, &mut cx!(self))
+        {
+            self.send_push_pull(r.to, r.id, true, false);
+        }
+    }
+
+    /// Leave gracefully: announce the leave intent, stop probing, and run the leave's phases
+    /// (at once done when no other member is live).
+    fn start_leave(&mut self) {
+        self.run = RunState::Leaving;
+        self.swim.stop_probing();
+        self.announce_leave();
+        if self.members.live() <= 1 {
+            self.finish_leave();
+            return;
+        }
+        self.life.leave_started(&mut cx!(self));
+    }
+
+    /// The node is gone: it marks itself left, stops every timer and ignores input from now
+    /// on. Reached at the end of a graceful leave, or when this node lost its name.
+    pub(crate) fn finish_leave(&mut self) {
+        if self.run == RunState::Left {
+            return;
+        }
+        let me = self.me.clone();
+        self.members.set_status(&me, MemberStatus::Left, self.now);
+        self.run = RunState::Left;
+        self.fx.timers.clear();
+        self.swim.stop();
+        self.emit(Event::LeaveCompleted);
     }
 
     /// Join a cluster through `seeds`: a push-pull exchange with each (this node's own address
@@ -509,7 +580,9 @@ impl Node {
         // The join intent (a new incarnation of our alive) first, so that the push-pull
         // carries it and the seeds do not gossip the old incarnation as news.
         self.announce_join();
-        self.start_join(seeds, ignore_old);
+        for r in self.life.start_join(&seeds, ignore_old, &mut cx!(self)) {
+            self.send_push_pull(r.to, r.id, true, true);
+        }
         Ok(())
     }
 
@@ -690,11 +763,6 @@ impl Node {
         self.cx().send_datagram(to, msgs)
     }
 
-    /// [`Cx::send_gossip`].
-    pub(crate) fn send_gossip(&mut self, to: SocketAddr) -> bool {
-        self.cx().send_gossip(to)
-    }
-
     /// [`Cx::serf_enqueue`].
     pub(crate) fn serf_enqueue(&mut self, key: SerfKey, msg: &Message) {
         self.cx().serf_enqueue(key, msg)
@@ -703,11 +771,6 @@ impl Node {
     /// [`Cx::send_reliable`].
     pub(crate) fn send_reliable(&mut self, to: SocketAddr, msg: &Message) {
         self.cx().send_reliable(to, msg)
-    }
-
-    /// [`Cx::send_frame`].
-    pub(crate) fn send_frame(&mut self, to: SocketAddr, frame: Vec<u8>) {
-        self.cx().send_frame(to, frame)
     }
 
     /// [`Cx::enqueue`].

@@ -3,6 +3,8 @@
 //! never removed early: a handler checks that the timer is still current when it fires (lazy
 //! cancellation), so a stale entry costs at most one spurious wake-up.
 
+use crate::dissemination::DissTimer;
+use crate::lifecycle::LifeTimer;
 use crate::swim::SwimTimer;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -14,15 +16,10 @@ use crate::time::Timestamp;
 pub(crate) enum TimerKind {
     /// The failure detector's timers (see [`SwimTimer`]).
     Swim(SwimTimer),
-    /// Send queued updates to a few random members.
-    GossipTick,
-    /// Exchange full state with one random member (generation `generation`: the tick is
-    /// re-armed when a join changes the cluster size).
-    PushPullTick { generation: u32 },
-    /// Join number `join` has waited long enough for its seeds.
-    JoinDeadline { join: u32 },
-    /// Leave phase `phase` has had `broadcast_timeout` to go out.
-    LeaveDeadline { phase: u8 },
+    /// Dissemination's timers (see [`DissTimer`]).
+    Dissemination(DissTimer),
+    /// The lifecycle's timers (see [`LifeTimer`]).
+    Lifecycle(LifeTimer),
     /// Reap failed and left members past their timeouts.
     ReapTick,
     /// Maybe reconnect to one failed member.
@@ -85,14 +82,17 @@ mod tests {
     #[test]
     fn pops_in_deadline_then_insertion_order() {
         let mut t = Timers::default();
-        t.schedule(Timestamp::from_millis(20), TimerKind::GossipTick);
+        t.schedule(
+            Timestamp::from_millis(20),
+            TimerKind::Dissemination(DissTimer::GossipTick),
+        );
         t.schedule(
             Timestamp::from_millis(10),
             TimerKind::Swim(SwimTimer::ProbeTick),
         );
         t.schedule(
             Timestamp::from_millis(10),
-            TimerKind::PushPullTick { generation: 0 },
+            TimerKind::Dissemination(DissTimer::PushPullTick { generation: 0 }),
         );
         assert_eq!(t.next_deadline(), Some(Timestamp::from_millis(10)));
         let m = t.mark();
@@ -103,16 +103,21 @@ mod tests {
         );
         assert_eq!(
             t.pop_due(Timestamp::from_millis(15), m),
-            Some(TimerKind::PushPullTick { generation: 0 })
+            Some(TimerKind::Dissemination(DissTimer::PushPullTick {
+                generation: 0
+            }))
         );
         assert_eq!(t.pop_due(Timestamp::from_millis(15), m), None);
         assert_eq!(t.len(), 1);
         // A timer scheduled after the mark waits, even when due.
-        t.schedule(Timestamp::from_millis(1), TimerKind::GossipTick);
+        t.schedule(
+            Timestamp::from_millis(1),
+            TimerKind::Dissemination(DissTimer::GossipTick),
+        );
         assert_eq!(t.pop_due(Timestamp::from_millis(15), m), None);
         assert_eq!(
             t.pop_due(Timestamp::from_millis(15), t.mark()),
-            Some(TimerKind::GossipTick)
+            Some(TimerKind::Dissemination(DissTimer::GossipTick))
         );
         t.clear();
         assert_eq!(t.next_deadline(), None);

@@ -13,11 +13,11 @@
 
 use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
-use crate::members::{MemberRec, Near};
+use crate::members::{MemberRec, Near, Prefetched};
 use crate::node::{Node, RunState};
 use crate::swim::suspicion::{self, Suspicion};
 use crate::wire::RawAlive;
-use crate::wire::{Accusation, Alive, Message};
+use crate::wire::{Accusation, Alive, Intent, Message, PushPull, WireStatus};
 
 impl Node {
     /// Apply an alive message; `broadcast` re-gossips it when it was news.
@@ -350,6 +350,117 @@ impl Node {
         });
         if broadcast {
             self.enqueue(name, &Message::Dead(d));
+        }
+    }
+
+    /// A push-pull arrived: a request is answered with our table (as it was before merging
+    /// theirs); an answer may complete a pending join. Either way the table is merged.
+    pub(crate) fn on_push_pull(&mut self, p: PushPull) {
+        if p.request {
+            if self.run == RunState::Running {
+                // Answer with our table as it was before merging theirs.
+                self.send_push_pull(p.reply_to, p.id, false, false);
+            }
+            self.merge(p, true, false);
+            return;
+        }
+        match self.life.push_pull_answered(p.id) {
+            Some(a) => {
+                self.merge(p, a.rebroadcast, a.ignore_old);
+                if let Some(done) = self.life.join_over_if_done(a.join) {
+                    self.join_completed(done);
+                }
+            }
+            None => self.merge(p, true, false),
+        }
+    }
+
+    /// Merge a remote member table: alive as alive; suspect and dead as suspicion (a remote
+    /// node's verdict is not a death certificate here), counted as an accusation by the
+    /// original accuser a suspect state names, and as no confirmation at all when it names
+    /// none or names this node (memberlist counts it as the receiver's own accusation, and
+    /// counting it as the sender's would be no better: both fake independent confirmations);
+    /// left as left. Each member's intent Lamport time is merged as a join or leave intent;
+    /// the sender's clocks are witnessed and its recent user events replayed (not re-gossiped:
+    /// the cluster already has them), or skipped when joining with `ignore_old`.
+    fn merge(&mut self, p: PushPull, broadcast: bool, ignore_old: bool) {
+        let PushPull {
+            sender,
+            states,
+            member_ltime,
+            event_ltime,
+            query_ltime,
+            events,
+            ..
+        } = p;
+        self.member_clock.witness(member_ltime);
+        self.query_clock.witness(query_ltime);
+        if ignore_old {
+            self.event_ring.min_time = self.event_ring.min_time.max(event_ltime);
+            let newest = events.iter().map(|e| e.ltime).max().unwrap_or(0);
+            self.event_ring.latest = self.event_ring.latest.max(newest);
+        }
+        self.event_clock.witness(event_ltime);
+        for e in events {
+            self.on_user_event(e, false, true);
+        }
+        let sender = &sender;
+        let mut unknown = 0;
+        let mut found = Prefetched::default();
+        for chunk in states.chunks(64) {
+            self.members
+                .prefetch(chunk.iter().map(|s| Some(s.name.as_bytes())), &mut found);
+            for (i, s) in chunk.iter().enumerate() {
+                let near = found.near(i);
+                unknown += usize::from(self.members.get_near(s.name.as_bytes(), near).is_none());
+            }
+        }
+        let room = self.cfg.max_members.saturating_sub(self.members.len());
+        self.members.reserve_index(unknown.min(room));
+        for s in states {
+            let leaving = matches!(s.status, WireStatus::Leaving | WireStatus::Left);
+            let intent = Intent {
+                ltime: s.ltime,
+                name: s.name.clone(),
+                prune: false,
+            };
+            match s.status {
+                WireStatus::Alive | WireStatus::Leaving => {
+                    // The intent time is applied below, as a join or a leave intent.
+                    let a = Alive {
+                        incarnation: s.incarnation,
+                        name: s.name,
+                        addr: s.addr,
+                        tags: s.tags,
+                        ltime: 0,
+                    };
+                    self.apply_alive(a, broadcast);
+                }
+                WireStatus::Suspect | WireStatus::Dead => {
+                    self.apply_pushed_suspicion(
+                        s.name,
+                        s.incarnation,
+                        s.accuser,
+                        sender,
+                        broadcast,
+                    );
+                }
+                WireStatus::Left => {
+                    let acc = Accusation {
+                        incarnation: s.incarnation,
+                        from: s.name.clone(),
+                        name: s.name,
+                    };
+                    self.apply_dead(acc, broadcast);
+                }
+            }
+            if s.ltime > 0 {
+                if leaving {
+                    self.on_leave_intent(intent, false);
+                } else {
+                    self.on_join_intent(intent);
+                }
+            }
         }
     }
 }
