@@ -69,7 +69,6 @@
 
 mod broadcast_queue;
 mod chunked;
-mod coalesce;
 mod config;
 mod ctx;
 mod dissemination;
@@ -80,15 +79,11 @@ pub mod formulas;
 pub mod fuzzing;
 mod identity;
 mod input;
-mod intents;
-mod lamport;
 mod lifecycle;
 mod member_index;
 mod members;
-mod messaging;
 mod node;
-mod query;
-mod reaper;
+mod serf;
 mod short_name;
 mod stats;
 mod swim;
@@ -96,7 +91,6 @@ mod swim;
 mod testkit;
 mod timers;
 mod updates;
-mod user_events;
 pub mod wire;
 
 pub use config::{Config, ConfigError};

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::coalesce::Coalescer;
 use crate::config::{Config, ConfigError};
 use crate::ctx::{Cx, Effects};
 use crate::dissemination::{push_pull, DissTimer, Dissemination, SerfShare};
@@ -18,18 +17,14 @@ use crate::error::{ApiError, InputError};
 use crate::event::Event;
 use crate::identity::{Identity, Member, MemberStatus, Name, Tags};
 use crate::input::{Call, HandleError, Handled, Input};
-use crate::intents::RecentIntents;
-use crate::lamport::LamportClock;
 use crate::lifecycle::{self, JoinDone, Lifecycle};
 use crate::members::{MemberRec, Members, Near, Prefetched};
-use crate::messaging::Outbox;
-use crate::query::Queries;
 use crate::swim::{FailureDetector, SwimTimer, Verdict};
 
+use crate::serf::Serf;
 use crate::stats::{QueueDepths, Stats};
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
-use crate::user_events::EventRing;
 use crate::wire::{self, Decoded, Digest, Envelope, Limits, Message};
 
 /// The narrow context ([`Cx`]) of node `$n`, borrowing only the shared fields, so that a part
@@ -45,8 +40,8 @@ macro_rules! cx {
             members: &mut $n.members,
             fx: &mut $n.fx,
             events: $crate::ctx::EventMark {
-                changed: $n.events_changed,
-                latest: $n.event_ring.latest,
+                changed: $n.serf.events_changed,
+                latest: $n.serf.event_ring.latest,
             },
         }
     };
@@ -99,17 +94,8 @@ pub struct Node {
     pub(crate) life: Lifecycle,
     /// Accusers told of the current incarnation directly (at most 16; cleared on refutation).
     pub(crate) told_accusers: Vec<Name>,
-    // ---- Serf layer ----
-    pub(crate) member_clock: LamportClock,
-    pub(crate) event_clock: LamportClock,
-    pub(crate) query_clock: LamportClock,
-    pub(crate) intents: RecentIntents,
-    pub(crate) event_ring: EventRing,
-    pub(crate) queries: Queries,
-    pub(crate) coalescer: Coalescer,
-    pub(crate) outbox: Outbox,
-    /// When this node last delivered a new user event (part of its digest's settledness).
-    pub(crate) events_changed: Timestamp,
+    /// The Serf layer.
+    pub(crate) serf: Serf,
     /// Where [`Members::prefetch`] found a datagram's members (kept to reuse its memory).
     prefetched: Prefetched,
     limits: Limits,
@@ -169,15 +155,7 @@ impl Node {
         let mut node = Node {
             fx,
             swim: FailureDetector::new(0),
-            member_clock: LamportClock::default(),
-            event_clock: LamportClock::default(),
-            query_clock: LamportClock::default(),
-            intents: RecentIntents::default(),
-            event_ring: EventRing::new(config.event_buffer),
-            queries: Queries::new(config.query_buffer),
-            coalescer: Coalescer::default(),
-            outbox: Outbox::default(),
-            events_changed: now,
+            serf: Serf::new(&config, now),
             me,
             addr: identity.addr,
             rng,
@@ -499,11 +477,11 @@ impl Node {
     pub(crate) fn serf_share(&self) -> SerfShare {
         SerfShare {
             clocks: (
-                self.member_clock.time(),
-                self.event_clock.time(),
-                self.query_clock.time(),
+                self.serf.member_clock.time(),
+                self.serf.event_clock.time(),
+                self.serf.query_clock.time(),
             ),
-            events: self.event_ring.recent(),
+            events: self.serf.event_ring.recent(),
         }
     }
 
@@ -703,9 +681,9 @@ impl Node {
             events: (self.fx.events.len(), c.max_pending_events),
             inbox: (self.fx.inbox_len, c.max_inbox),
             transmits: (self.fx.transmits.len(), c.max_pending_transmits),
-            intents: (self.intents.len(), c.max_recent_intents),
-            event_ring: (self.event_ring.times_held(), c.event_buffer.max(1)),
-            pending_queries: (self.queries.pending_len(), c.max_pending_queries),
+            intents: (self.serf.intents.len(), c.max_recent_intents),
+            event_ring: (self.serf.event_ring.times_held(), c.event_buffer.max(1)),
+            pending_queries: (self.serf.queries.pending_len(), c.max_pending_queries),
             relays: (self.swim.relays_len(), c.max_indirect_relays),
         }
     }
@@ -728,9 +706,9 @@ impl Node {
     /// The member, event and query Lamport clocks.
     pub fn clocks(&self) -> (u64, u64, u64) {
         (
-            self.member_clock.time(),
-            self.event_clock.time(),
-            self.query_clock.time(),
+            self.serf.member_clock.time(),
+            self.serf.event_clock.time(),
+            self.serf.query_clock.time(),
         )
     }
 

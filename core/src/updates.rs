@@ -34,13 +34,13 @@ impl Node {
             && a.ltime <= rec.status_ltime
             && rec.name != *self.me;
         if known {
-            self.member_clock.witness(a.ltime);
+            self.serf.member_clock.witness(a.ltime);
         }
         known
     }
 
     pub(crate) fn apply_alive(&mut self, a: Alive, broadcast: bool) {
-        self.member_clock.witness(a.ltime);
+        self.serf.member_clock.witness(a.ltime);
         if *a.name == *self.me {
             self.alive_about_self(a);
             return;
@@ -56,7 +56,7 @@ impl Node {
             // The member's intents, applied before the record goes in: one buffered while it
             // was unknown first, then the join intent the message carries (as
             // `on_alive_intent` would; the clock has seen `a.ltime` above).
-            if let Some((leave, ltime)) = self.intents.take(&name) {
+            if let Some((leave, ltime)) = self.serf.intents.take(&name) {
                 if ltime > rec.status_ltime {
                     rec.status_ltime = ltime;
                     rec.leaving = leave;
@@ -393,14 +393,14 @@ impl Node {
             events,
             ..
         } = p;
-        self.member_clock.witness(member_ltime);
-        self.query_clock.witness(query_ltime);
+        self.serf.member_clock.witness(member_ltime);
+        self.serf.query_clock.witness(query_ltime);
         if ignore_old {
-            self.event_ring.min_time = self.event_ring.min_time.max(event_ltime);
+            self.serf.event_ring.min_time = self.serf.event_ring.min_time.max(event_ltime);
             let newest = events.iter().map(|e| e.ltime).max().unwrap_or(0);
-            self.event_ring.latest = self.event_ring.latest.max(newest);
+            self.serf.event_ring.latest = self.serf.event_ring.latest.max(newest);
         }
-        self.event_clock.witness(event_ltime);
+        self.serf.event_clock.witness(event_ltime);
         for e in events {
             self.on_user_event(e, false, true);
         }
@@ -638,7 +638,7 @@ mod tests {
         assert!(
             matches!(events(&mut a).first(), Some(Event::NameConflict { claimed, .. }) if *claimed == addr(9))
         );
-        let (ltime, id) = (a.query_clock.time() - 1, a.queries.next_id);
+        let (ltime, id) = (a.serf.query_clock.time() - 1, a.serf.queries.next_id);
         let vote = |from: &str, port: u16| {
             Message::QueryResponse(QueryResp {
                 ltime,

@@ -50,7 +50,7 @@ impl Node {
         let now = self.now;
         if !self.cfg.coalesce_period.is_zero() {
             if let Some((kind, m)) = member_kind(&event) {
-                let c = &mut self.coalescer;
+                let c = &mut self.serf.coalescer;
                 c.members.insert(m.name.clone(), (kind, m.clone()));
                 let w = c.members_window.get_or_insert((now, now));
                 w.1 = now;
@@ -62,7 +62,7 @@ impl Node {
         if !self.cfg.user_coalesce_period.is_zero() {
             if let Event::User(u) = &event {
                 if u.coalesce {
-                    let c = &mut self.coalescer;
+                    let c = &mut self.serf.coalescer;
                     let newer = c.users.get(&u.name).is_none_or(|old| old.ltime < u.ltime);
                     if newer {
                         c.users.insert(u.name.clone(), u.clone());
@@ -85,10 +85,10 @@ impl Node {
     /// Flush whatever is due.
     pub(crate) fn coalesce_flush(&mut self) {
         let now = self.now;
-        if let Some(w) = self.coalescer.members_window {
+        if let Some(w) = self.serf.coalescer.members_window {
             if due_at(w, self.cfg.coalesce_period, self.cfg.quiescent_period) <= now {
-                self.coalescer.members_window = None;
-                let held = std::mem::take(&mut self.coalescer.members);
+                self.serf.coalescer.members_window = None;
+                let held = std::mem::take(&mut self.serf.coalescer.members);
                 let mut batches: BTreeMap<MemberEventKind, Vec<Member>> = BTreeMap::new();
                 for (_, (kind, m)) in held {
                     batches.entry(kind).or_default().push(m);
@@ -98,15 +98,15 @@ impl Node {
                 }
             }
         }
-        if let Some(w) = self.coalescer.users_window {
+        if let Some(w) = self.serf.coalescer.users_window {
             if due_at(
                 w,
                 self.cfg.user_coalesce_period,
                 self.cfg.user_quiescent_period,
             ) <= now
             {
-                self.coalescer.users_window = None;
-                let held = std::mem::take(&mut self.coalescer.users);
+                self.serf.coalescer.users_window = None;
+                let held = std::mem::take(&mut self.serf.coalescer.users);
                 let mut latest: Vec<UserEvent> = held.into_values().collect();
                 latest.sort_by_key(|u| u.ltime);
                 for u in latest {

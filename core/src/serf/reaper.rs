@@ -49,7 +49,7 @@ impl Node {
             now.as_micros()
                 .saturating_sub(self.cfg.recent_intent_timeout.as_micros() as u64),
         );
-        self.intents.expire(cutoff);
+        self.serf.intents.expire(cutoff);
     }
 
     pub(crate) fn reconnect_tick(&mut self) {
@@ -102,7 +102,7 @@ impl Node {
         if !removable {
             return Err(ApiError::NotFailed(name.to_string()));
         }
-        let ltime = self.member_clock.increment();
+        let ltime = self.serf.member_clock.increment();
         let i = Intent {
             ltime,
             name: rec.name.to_name(),

@@ -156,7 +156,7 @@ impl Node {
         if name.is_empty() {
             return Err(ApiError::EmptyName);
         }
-        if self.queries.pending.len() >= self.cfg.max_pending_queries {
+        if self.serf.queries.pending.len() >= self.cfg.max_pending_queries {
             return Err(ApiError::TooManyQueries);
         }
         let filter_nodes: Vec<Name> = params.filter_nodes.iter().map(Name::new).collect();
@@ -165,9 +165,9 @@ impl Node {
         let timeout = params
             .timeout
             .unwrap_or_else(|| self.default_query_timeout());
-        self.queries.next_id = self.queries.next_id.wrapping_add(1);
-        let id = self.queries.next_id;
-        let ltime = self.query_clock.time();
+        self.serf.queries.next_id = self.serf.queries.next_id.wrapping_add(1);
+        let id = self.serf.queries.next_id;
+        let ltime = self.serf.query_clock.time();
         let q = QueryMsg {
             ltime,
             id,
@@ -190,7 +190,7 @@ impl Node {
                 limit,
             });
         }
-        self.query_clock.increment();
+        self.serf.query_clock.increment();
         let expected = self
             .members
             .iter()
@@ -206,7 +206,7 @@ impl Node {
             responses: BTreeSet::new(),
             conflict: None,
         };
-        self.queries.pending.insert(id, pending);
+        self.serf.queries.pending.insert(id, pending);
         self.fx
             .timers
             .schedule(self.now + timeout, TimerKind::QueryDeadline { id });
@@ -237,11 +237,11 @@ impl Node {
         }
         let query = &*query.origin;
         let key = (query.name.clone(), query.ltime, query.id);
-        match self.queries.open.get(&key) {
+        match self.serf.queries.open.get(&key) {
             Some(deadline) if *deadline >= self.now => {}
             _ => return Err(ApiError::QueryClosed),
         }
-        self.queries.open.remove(&key);
+        self.serf.queries.open.remove(&key);
         let resp = QueryResp {
             ltime: query.ltime,
             id: query.id,
@@ -283,13 +283,19 @@ impl Node {
     /// holds for the name (one vote at a time). A single forged packet cannot make a node give
     /// up its name: the members that know it answer with its address.
     pub(crate) fn start_conflict_vote(&mut self, theirs: SocketAddr) {
-        if self.queries.pending.values().any(|p| p.conflict.is_some()) {
+        if self
+            .serf
+            .queries
+            .pending
+            .values()
+            .any(|p| p.conflict.is_some())
+        {
             return;
         }
-        self.queries.next_id = self.queries.next_id.wrapping_add(1);
-        let id = self.queries.next_id;
-        let ltime = self.query_clock.time();
-        self.query_clock.increment();
+        self.serf.queries.next_id = self.serf.queries.next_id.wrapping_add(1);
+        let id = self.serf.queries.next_id;
+        let ltime = self.serf.query_clock.time();
+        self.serf.query_clock.increment();
         let timeout = self.default_query_timeout();
         let q = QueryMsg {
             ltime,
@@ -316,11 +322,11 @@ impl Node {
             responses: BTreeSet::new(),
             conflict: Some(vote),
         };
-        self.queries.pending.insert(id, pending);
+        self.serf.queries.pending.insert(id, pending);
         self.fx
             .timers
             .schedule(self.now + timeout, TimerKind::QueryDeadline { id });
-        self.queries.insert(ltime, &self.me.clone(), id);
+        self.serf.queries.insert(ltime, &self.me.clone(), id);
         self.serf_enqueue(SerfKey::Query(ltime, id), &Message::Query(Box::new(q)));
     }
 
@@ -359,13 +365,13 @@ impl Node {
     }
 
     pub(crate) fn on_query(&mut self, q: QueryMsg) {
-        self.query_clock.witness(q.ltime);
+        self.serf.query_clock.witness(q.ltime);
         let buffer = self.cfg.query_buffer as u64;
-        let now_t = self.query_clock.time();
+        let now_t = self.serf.query_clock.time();
         if now_t > buffer && q.ltime < now_t - buffer {
             return;
         }
-        if !self.queries.insert(q.ltime, &q.from, q.id) {
+        if !self.serf.queries.insert(q.ltime, &q.from, q.id) {
             return;
         }
         // Every member passes the query on, selected or not.
@@ -394,15 +400,16 @@ impl Node {
         let deadline = self.now + Duration::from_millis(q.timeout_ms as u64);
         // Bound the answers this node keeps open: forget expired ones, then the oldest.
         let now = self.now;
-        self.queries.open.retain(|_, d| *d >= now);
-        while self.queries.open.len() >= self.cfg.query_buffer {
-            let first = self.queries.open.keys().next().cloned();
+        self.serf.queries.open.retain(|_, d| *d >= now);
+        while self.serf.queries.open.len() >= self.cfg.query_buffer {
+            let first = self.serf.queries.open.keys().next().cloned();
             match first {
-                Some(k) => self.queries.open.remove(&k),
+                Some(k) => self.serf.queries.open.remove(&k),
                 None => break,
             };
         }
-        self.queries
+        self.serf
+            .queries
             .open
             .insert((q.from.clone(), q.ltime, q.id), deadline);
         if q.ack {
@@ -434,7 +441,7 @@ impl Node {
     }
 
     pub(crate) fn on_query_response(&mut self, r: QueryResp) {
-        let Some(p) = self.queries.pending.get_mut(&r.id) else {
+        let Some(p) = self.serf.queries.pending.get_mut(&r.id) else {
             return;
         };
         if p.ltime != r.ltime {
@@ -475,7 +482,7 @@ impl Node {
     }
 
     pub(crate) fn query_deadline(&mut self, id: u32) {
-        if let Some(p) = self.queries.pending.remove(&id) {
+        if let Some(p) = self.serf.queries.pending.remove(&id) {
             if let Some(vote) = p.conflict {
                 self.conflict_vote_done(vote);
                 return;
@@ -550,7 +557,7 @@ mod tests {
         };
         let q = a.query(at(1), "x", &b""[..], params).unwrap();
         assert!(events(&mut a).is_empty(), "a is not selected");
-        let ltime = a.query_clock.time() - 1;
+        let ltime = a.serf.query_clock.time() - 1;
         let ack = QueryResp {
             ltime,
             id: q.0,

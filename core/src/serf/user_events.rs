@@ -123,8 +123,8 @@ impl Node {
                 limit,
             });
         }
-        let ltime = self.event_clock.time();
-        self.event_clock.increment();
+        let ltime = self.serf.event_clock.time();
+        self.serf.event_clock.increment();
         let e = UserEventMsg {
             ltime,
             name: Name::new(name),
@@ -137,20 +137,20 @@ impl Node {
 
     /// Deliver `e` if it is new; `broadcast` re-gossips it, `deliver` emits it.
     pub(crate) fn on_user_event(&mut self, e: UserEventMsg, broadcast: bool, deliver: bool) {
-        self.event_clock.witness(e.ltime);
-        if e.ltime < self.event_ring.min_time {
+        self.serf.event_clock.witness(e.ltime);
+        if e.ltime < self.serf.event_ring.min_time {
             return;
         }
         let buffer = self.cfg.event_buffer as u64;
-        let now = self.event_clock.time();
+        let now = self.serf.event_clock.time();
         if now > buffer && e.ltime < now - buffer {
             self.fx.stats.events_too_old += 1;
             return;
         }
-        if !self.event_ring.insert(&e) {
+        if !self.serf.event_ring.insert(&e) {
             return;
         }
-        self.events_changed = self.now;
+        self.serf.events_changed = self.now;
         if deliver {
             let ev = UserEvent {
                 ltime: e.ltime,
@@ -189,7 +189,7 @@ mod tests {
         a.user_event(at(1), "deploy", &b"v1"[..], false).unwrap();
         let got = events(&mut a);
         assert!(matches!(&got[..], [Event::User(u)] if u.name == "deploy" && u.ltime == 1));
-        assert_eq!(a.event_clock.time(), 2);
+        assert_eq!(a.serf.event_clock.time(), 2);
         deliver(
             &mut a,
             at(2),
@@ -202,13 +202,13 @@ mod tests {
             2,
             "duplicate dropped, same time other name kept: {got:?}"
         );
-        assert_eq!(a.event_clock.time(), 6);
+        assert_eq!(a.serf.event_clock.time(), 6);
     }
 
     #[test]
     fn too_old_and_too_large_are_refused() {
         let mut a = node("a", 1);
-        a.event_clock.witness(10_000);
+        a.serf.event_clock.witness(10_000);
         deliver(&mut a, at(1), 2, &[ev(10, "old", b"")]);
         assert!(events(&mut a).is_empty());
         assert_eq!(a.stats().events_too_old, 1);
@@ -250,7 +250,7 @@ mod tests {
         for t in [3u64, 1, 2] {
             deliver(&mut a, at(t), 2, &[ev(t, "e", b"")]);
         }
-        let times: Vec<u64> = a.event_ring.recent().iter().map(|e| e.ltime).collect();
+        let times: Vec<u64> = a.serf.event_ring.recent().iter().map(|e| e.ltime).collect();
         assert_eq!(times, vec![1, 2, 3]);
     }
 }

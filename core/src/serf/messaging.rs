@@ -45,6 +45,7 @@ impl Node {
         let now = self.now;
         let window = self.cfg.tcp_timeout;
         let e = self
+            .serf
             .outbox
             .recent
             .entry(addr)
@@ -119,7 +120,7 @@ impl Node {
     pub(crate) fn direct_send_failed(&mut self, to: SocketAddr) {
         let now = self.now;
         let window = self.cfg.tcp_timeout * 2;
-        let Some((name, times)) = self.outbox.recent.remove(&to) else {
+        let Some((name, times)) = self.serf.outbox.recent.remove(&to) else {
             return;
         };
         let messages = times

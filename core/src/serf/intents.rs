@@ -70,6 +70,7 @@ impl Node {
     fn remember_intent(&mut self, i: &Intent, leave: bool) {
         let max = self.cfg.max_recent_intents;
         if self
+            .serf
             .intents
             .remember(i.name.clone(), leave, i.ltime, self.now, max)
         {
@@ -81,7 +82,7 @@ impl Node {
     /// on this node's own alive message (with a new incarnation, so everyone takes it as
     /// news): Serf gossips it separately, which doubles the traffic of a join storm.
     pub(crate) fn announce_join(&mut self) {
-        let ltime = self.member_clock.increment();
+        let ltime = self.serf.member_clock.increment();
         let me = self.me.clone();
         let now = self.now;
         let Some(rec) = self.members.get_mut(&me) else {
@@ -97,7 +98,7 @@ impl Node {
 
     /// Announce that this node is leaving.
     pub(crate) fn announce_leave(&mut self) {
-        let ltime = self.member_clock.increment();
+        let ltime = self.serf.member_clock.increment();
         let me = self.me.clone();
         if let Some(rec) = self.members.get_mut(&me) {
             rec.status_ltime = ltime;
@@ -124,7 +125,7 @@ impl Node {
     }
 
     pub(crate) fn on_join_intent(&mut self, i: Intent) {
-        self.member_clock.witness(i.ltime);
+        self.serf.member_clock.witness(i.ltime);
         let Some(rec) = self.members.get_mut(&i.name) else {
             self.remember_intent(&i, false);
             return;
@@ -137,7 +138,7 @@ impl Node {
     }
 
     pub(crate) fn on_leave_intent(&mut self, i: Intent, broadcast: bool) {
-        self.member_clock.witness(i.ltime);
+        self.serf.member_clock.witness(i.ltime);
         if i.name == self.me {
             // A leave intent about us while we are not leaving (an old one from an earlier
             // life, or a force-remove): refute it with a newer join intent.
@@ -226,7 +227,7 @@ mod tests {
         );
         assert_eq!(a.member("c").unwrap().status, MemberStatus::Leaving);
         assert!(
-            a.member_clock.time() > 7,
+            a.serf.member_clock.time() > 7,
             "the member clock witnessed every intent"
         );
     }
@@ -237,19 +238,19 @@ mod tests {
         std::sync::Arc::make_mut(&mut a.cfg).max_recent_intents = 2;
         deliver(&mut a, at(1), 2, &[leave("x", 4), leave("y", 4)]);
         deliver(&mut a, at(2), 2, &[leave("z", 4)]);
-        assert_eq!(a.intents.len(), 2);
+        assert_eq!(a.serf.intents.len(), 2);
         assert_eq!(a.stats().intents_dropped, 1);
         deliver(&mut a, at(3), 2, &[alive("z", 9, 0)]);
         assert_eq!(a.member("z").unwrap().status, MemberStatus::Leaving);
-        a.intents.expire(at(10));
-        assert_eq!(a.intents.len(), 0);
+        a.serf.intents.expire(at(10));
+        assert_eq!(a.serf.intents.len(), 0);
     }
 
     #[test]
     fn a_stale_leave_intent_about_self_is_refuted() {
         let mut a = node("a", 1);
         deliver(&mut a, at(1), 2, &[alive("b", 2, 0)]);
-        let before = a.member_clock.time();
+        let before = a.serf.member_clock.time();
         deliver(&mut a, at(2), 2, &[leave("a", before + 3)]);
         let rec = a.members.get("a").unwrap();
         assert!(
