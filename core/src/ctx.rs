@@ -86,6 +86,8 @@ pub(crate) struct Cx<'a> {
     pub members: &'a mut Members,
     pub fx: &'a mut Effects,
     pub events: EventMark,
+    /// Whether the node runs (neither leaving nor gone).
+    pub running: bool,
 }
 
 impl Cx<'_> {

@@ -14,14 +14,14 @@ use crate::config::{Config, ConfigError};
 use crate::ctx::{Cx, Effects};
 use crate::dissemination::{push_pull, DissTimer, Dissemination, SerfShare};
 use crate::error::{ApiError, InputError};
-use crate::event::Event;
+use crate::event::{Event, QueryHandle, QueryId, QueryParams};
 use crate::identity::{Identity, Member, MemberStatus, Name, Tags};
 use crate::input::{Call, HandleError, Handled, Input};
 use crate::lifecycle::{self, JoinDone, Lifecycle};
 use crate::members::{MemberRec, Members, Near, Prefetched};
 use crate::swim::{FailureDetector, SwimTimer, Verdict};
 
-use crate::serf::Serf;
+use crate::serf::{self, Serf};
 use crate::stats::{QueueDepths, Stats};
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
@@ -43,10 +43,10 @@ macro_rules! cx {
                 changed: $n.serf.events_changed,
                 latest: $n.serf.event_ring.latest,
             },
+            running: $n.run == $crate::node::RunState::Running,
         }
     };
 }
-#[cfg(test)]
 pub(crate) use cx;
 
 /// How a transmit must travel.
@@ -186,14 +186,10 @@ impl Node {
         let gossip_at = stagger(&mut node, gossip);
         let push_pull_at = (!push_pull.is_zero()).then(|| stagger(&mut node, push_pull));
         Dissemination::arm(&mut cx!(node), gossip_at, push_pull_at);
-        let reap = node.cfg.reap_interval;
-        let at = stagger(&mut node, reap);
-        node.fx.timers.schedule(at, TimerKind::ReapTick);
-        let reconnect = node.cfg.reconnect_interval;
-        if !reconnect.is_zero() {
-            let at = stagger(&mut node, reconnect);
-            node.fx.timers.schedule(at, TimerKind::ReconnectTick);
-        }
+        let (reap, reconnect) = (node.cfg.reap_interval, node.cfg.reconnect_interval);
+        let reap_at = stagger(&mut node, reap);
+        let reconnect_at = (!reconnect.is_zero()).then(|| stagger(&mut node, reconnect));
+        Serf::arm(&mut cx!(node), reap_at, reconnect_at);
         Ok(node)
     }
 
@@ -375,14 +371,17 @@ impl Node {
             Message::Dead(d) => self.apply_dead(d, true),
             // Datagrams carrying push-pull were rejected before anything was applied.
             Message::PushPull(p) => self.on_push_pull(*p),
-            Message::LeaveIntent(i) => self.on_leave_intent(i, true),
-            Message::UserEvent(e) => self.on_user_event(e, true, true),
-            Message::Query(q) => self.on_query(*q),
-            Message::QueryResponse(r) => self.on_query_response(r),
+            Message::LeaveIntent(i) => self.serf.on_leave_intent(i, true, &mut cx!(self)),
+            Message::UserEvent(e) => self.serf.on_user_event(e, true, true, &mut cx!(self)),
+            Message::Query(q) => self.serf.on_query(*q, &mut cx!(self)),
+            Message::QueryResponse(r) => {
+                let out = self.serf.on_query_response(r, &mut cx!(self));
+                self.on_serf_outcome(out);
+            }
             Message::RelayResponse { to, resp } => {
                 self.send_datagram(to, &[Message::QueryResponse(resp)]);
             }
-            Message::Direct { from, payload } => self.on_direct(from, payload),
+            Message::Direct { from, payload } => self.serf.on_direct(from, payload, &mut cx!(self)),
         }
     }
 
@@ -394,7 +393,7 @@ impl Node {
         for done in self.life.seed_failed(to) {
             self.join_completed(done);
         }
-        self.direct_send_failed(to);
+        self.serf.direct_send_failed(to, &mut cx!(self));
     }
 
     /// Fire every internal timer due at `now`. Call when the deadline from
@@ -416,10 +415,10 @@ impl Node {
                     let out = self.life.on_timer(t, self.run, &mut cx!(self));
                     self.on_life_outcome(out);
                 }
-                TimerKind::ReapTick => self.reap_tick(),
-                TimerKind::ReconnectTick => self.reconnect_tick(),
-                TimerKind::QueryDeadline { id } => self.query_deadline(id),
-                TimerKind::CoalesceFlush => self.coalesce_flush(),
+                TimerKind::Serf(t) => {
+                    let out = self.serf.on_timer(t, &mut cx!(self));
+                    self.on_serf_outcome(out);
+                }
             }
         }
     }
@@ -475,13 +474,15 @@ impl Node {
 
     /// What a push-pull carries of the Serf layer.
     pub(crate) fn serf_share(&self) -> SerfShare {
-        SerfShare {
-            clocks: (
-                self.serf.member_clock.time(),
-                self.serf.event_clock.time(),
-                self.serf.query_clock.time(),
-            ),
-            events: self.serf.event_ring.recent(),
+        self.serf.share()
+    }
+
+    /// Act on what the Serf layer concluded.
+    fn on_serf_outcome(&mut self, out: serf::Outcome) {
+        match out {
+            serf::Outcome::Nothing => {}
+            serf::Outcome::NameLost => self.finish_leave(),
+            serf::Outcome::PushPull(r) => self.send_push_pull(r.to, r.id, true, false),
         }
     }
 
@@ -507,7 +508,7 @@ impl Node {
     fn start_leave(&mut self) {
         self.run = RunState::Leaving;
         self.swim.stop_probing();
-        self.announce_leave();
+        self.serf.announce_leave(&mut cx!(self));
         if self.members.live() <= 1 {
             self.finish_leave();
             return;
@@ -557,7 +558,7 @@ impl Node {
         }
         // The join intent (a new incarnation of our alive) first, so that the push-pull
         // carries it and the seeds do not gossip the old incarnation as news.
-        self.announce_join();
+        self.serf.announce_join(&mut cx!(self));
         for r in self.life.start_join(&seeds, ignore_old, &mut cx!(self)) {
             self.send_push_pull(r.to, r.id, true, true);
         }
@@ -598,6 +599,104 @@ impl Node {
         self.members.set_incarnation(&me, inc, now);
         self.broadcast_self();
         Ok(())
+    }
+
+    /// Fire a user event: every member (this one included) receives it once, as
+    /// [`Event::User`]. `coalesce` lets receivers that coalesce user events keep only the
+    /// latest per name. Name plus payload may not exceed `user_event_size_limit`.
+    pub fn user_event(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        payload: impl Into<Bytes>,
+        coalesce: bool,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf
+            .user_event(name, payload.into(), coalesce, &mut cx!(self))
+    }
+
+    /// The default query timeout: gossip_interval · query_timeout_mult · ceil(log10(n + 1)).
+    pub fn default_query_timeout(&self) -> std::time::Duration {
+        crate::formulas::query_timeout(&self.cfg, self.members.live())
+    }
+
+    /// Ask the cluster: the query is gossiped to every member; those `params` selects see
+    /// [`Event::Query`]. Answers arrive as [`Event::QueryAck`] and [`Event::QueryResponse`];
+    /// [`Event::QueryDone`] ends it.
+    pub fn query(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        payload: impl Into<Bytes>,
+        params: QueryParams,
+    ) -> Result<QueryId, ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf
+            .query(name, payload.into(), params, &mut cx!(self))
+    }
+
+    /// Answer a query this node was selected by (once, before its deadline; also while
+    /// leaving).
+    pub fn respond(
+        &mut self,
+        now: Timestamp,
+        query: &QueryHandle,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run == RunState::Left {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf.respond(query, payload.into(), &mut cx!(self))
+    }
+
+    /// Send `payload` reliably to the member named `to` (alive or suspect).
+    pub fn send(
+        &mut self,
+        now: Timestamp,
+        to: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf.send(to, payload.into(), &mut cx!(self))
+    }
+
+    /// Send `payload` reliably to every other live member; returns how many it went to.
+    pub fn broadcast(
+        &mut self,
+        now: Timestamp,
+        payload: impl Into<Bytes>,
+    ) -> Result<usize, ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf.broadcast(payload.into(), &mut cx!(self))
+    }
+
+    /// Force a failed member to left across the cluster (a leave intent on its behalf); with
+    /// `prune` every member also erases it at once instead of keeping a tombstone.
+    pub fn remove_failed(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        prune: bool,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf.remove_failed(name, prune, &mut cx!(self))
     }
 
     /// The next bytes to send, if any.
@@ -721,9 +820,7 @@ impl Node {
 
     /// Report an event, through the coalescer when coalescing is on.
     pub(crate) fn emit(&mut self, event: Event) {
-        if let Some(event) = self.coalesce(event) {
-            self.push_event(event);
-        }
+        self.serf.emit(event, &mut cx!(self));
     }
 
     /// The narrow context a part works in, borrowed from this node's shared state.
@@ -731,24 +828,9 @@ impl Node {
         cx!(self)
     }
 
-    /// [`Cx::push_event`].
-    pub(crate) fn push_event(&mut self, event: Event) {
-        self.cx().push_event(event)
-    }
-
     /// [`Cx::send_datagram`].
     pub(crate) fn send_datagram(&mut self, to: SocketAddr, msgs: &[Message]) {
         self.cx().send_datagram(to, msgs)
-    }
-
-    /// [`Cx::serf_enqueue`].
-    pub(crate) fn serf_enqueue(&mut self, key: SerfKey, msg: &Message) {
-        self.cx().serf_enqueue(key, msg)
-    }
-
-    /// [`Cx::send_reliable`].
-    pub(crate) fn send_reliable(&mut self, to: SocketAddr, msg: &Message) {
-        self.cx().send_reliable(to, msg)
     }
 
     /// [`Cx::enqueue`].

@@ -5,6 +5,7 @@
 
 use crate::dissemination::DissTimer;
 use crate::lifecycle::LifeTimer;
+use crate::serf::SerfTimer;
 use crate::swim::SwimTimer;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -20,14 +21,8 @@ pub(crate) enum TimerKind {
     Dissemination(DissTimer),
     /// The lifecycle's timers (see [`LifeTimer`]).
     Lifecycle(LifeTimer),
-    /// Reap failed and left members past their timeouts.
-    ReapTick,
-    /// Maybe reconnect to one failed member.
-    ReconnectTick,
-    /// This node's query `id` times out.
-    QueryDeadline { id: u32 },
-    /// Flush coalesced events that are due.
-    CoalesceFlush,
+    /// The Serf layer's timers (see [`SerfTimer`]).
+    Serf(SerfTimer),
 }
 
 /// A min-heap of (deadline, insertion order, kind); ties fire in insertion order.

@@ -14,7 +14,7 @@
 use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
 use crate::members::{MemberRec, Near, Prefetched};
-use crate::node::{Node, RunState};
+use crate::node::{cx, Node, RunState};
 use crate::swim::suspicion::{self, Suspicion};
 use crate::wire::RawAlive;
 use crate::wire::{Accusation, Alive, Intent, Message, PushPull, WireStatus};
@@ -80,7 +80,7 @@ impl Node {
         // another address is not a threat: it changes nothing, and the owner refutes it.
         if a.incarnation <= rec.incarnation && rec.is_live() {
             if a.ltime > rec.status_ltime {
-                self.on_alive_intent(a.name, a.ltime);
+                self.serf.on_alive_intent(a.name, a.ltime, &mut cx!(self));
             }
             return;
         }
@@ -96,7 +96,7 @@ impl Node {
         }
         if !reclaim && a.incarnation <= rec.incarnation {
             if a.ltime > rec.status_ltime {
-                self.on_alive_intent(a.name, a.ltime);
+                self.serf.on_alive_intent(a.name, a.ltime, &mut cx!(self));
             }
             return;
         }
@@ -113,7 +113,8 @@ impl Node {
         let name = rec.name.to_name();
         self.members.set_incarnation(&name, a.incarnation, now);
         self.members.set_status(&name, MemberStatus::Alive, now);
-        self.on_alive_intent(name.clone(), a.ltime);
+        self.serf
+            .on_alive_intent(name.clone(), a.ltime, &mut cx!(self));
         let snap = self.members.member(&name).expect("present");
         match prev {
             MemberStatus::Failed | MemberStatus::Left => self.emit(Event::MemberJoined(snap)),
@@ -157,7 +158,7 @@ impl Node {
             if a.incarnation >= inc {
                 self.refute(a.incarnation);
             }
-            self.start_conflict_vote(a.addr);
+            self.serf.start_conflict_vote(a.addr, &mut cx!(self));
             return;
         }
         // Our own state from an earlier life (a restart), or a forged one: outbid it.
@@ -402,7 +403,7 @@ impl Node {
         }
         self.serf.event_clock.witness(event_ltime);
         for e in events {
-            self.on_user_event(e, false, true);
+            self.serf.on_user_event(e, false, true, &mut cx!(self));
         }
         let sender = &sender;
         let mut unknown = 0;
@@ -456,9 +457,9 @@ impl Node {
             }
             if s.ltime > 0 {
                 if leaving {
-                    self.on_leave_intent(intent, false);
+                    self.serf.on_leave_intent(intent, false, &mut cx!(self));
                 } else {
-                    self.on_join_intent(intent);
+                    self.serf.on_join_intent(intent, &mut cx!(self));
                 }
             }
         }

@@ -55,7 +55,7 @@ pub(crate) struct SerfShare {
 }
 
 /// A push-pull request the router must send (with a [`SerfShare`]) to `to` under `id`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PushPullTo {
     pub to: SocketAddr,
     pub id: u32,

@@ -8,11 +8,12 @@ use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
 
+use super::Serf;
+use crate::ctx::Cx;
 use crate::error::ApiError;
 use crate::event::{Event, UserEvent};
 use crate::identity::Name;
-use crate::node::{Node, RunState, SerfKey};
-use crate::time::Timestamp;
+use crate::node::SerfKey;
 use crate::wire::{self, Message, UserEventMsg};
 
 /// One slot: the events delivered at one Lamport time.
@@ -95,62 +96,63 @@ fn event_key(e: &UserEventMsg) -> SerfKey {
     SerfKey::Event(e.ltime, h.finish())
 }
 
-impl Node {
+impl Serf {
     /// Fire a user event: every member (this one included) receives it once, as
     /// [`Event::User`]. `coalesce` lets receivers that coalesce user events keep only the
     /// latest per name. Name plus payload may not exceed `user_event_size_limit`.
-    pub fn user_event(
+    pub(crate) fn user_event(
         &mut self,
-        now: Timestamp,
         name: &str,
-        payload: impl Into<Bytes>,
+        payload: Bytes,
         coalesce: bool,
+        cx: &mut Cx<'_>,
     ) -> Result<(), ApiError> {
-        self.advance(now);
-        if self.run != RunState::Running {
-            return Err(ApiError::NotRunning);
-        }
         if name.is_empty() {
             return Err(ApiError::EmptyName);
         }
-        let payload = payload.into();
         let size = wire::user_event_size(name, &payload);
-        if size > self.cfg.user_event_size_limit {
-            let limit = self.cfg.user_event_size_limit;
+        if size > cx.cfg.user_event_size_limit {
+            let limit = cx.cfg.user_event_size_limit;
             return Err(ApiError::TooLarge {
                 what: "user event",
                 size,
                 limit,
             });
         }
-        let ltime = self.serf.event_clock.time();
-        self.serf.event_clock.increment();
+        let ltime = self.event_clock.time();
+        self.event_clock.increment();
         let e = UserEventMsg {
             ltime,
             name: Name::new(name),
             payload,
             coalesce,
         };
-        self.on_user_event(e, true, true);
+        self.on_user_event(e, true, true, cx);
         Ok(())
     }
 
     /// Deliver `e` if it is new; `broadcast` re-gossips it, `deliver` emits it.
-    pub(crate) fn on_user_event(&mut self, e: UserEventMsg, broadcast: bool, deliver: bool) {
-        self.serf.event_clock.witness(e.ltime);
-        if e.ltime < self.serf.event_ring.min_time {
+    pub(crate) fn on_user_event(
+        &mut self,
+        e: UserEventMsg,
+        broadcast: bool,
+        deliver: bool,
+        cx: &mut Cx<'_>,
+    ) {
+        self.event_clock.witness(e.ltime);
+        if e.ltime < self.event_ring.min_time {
             return;
         }
-        let buffer = self.cfg.event_buffer as u64;
-        let now = self.serf.event_clock.time();
+        let buffer = cx.cfg.event_buffer as u64;
+        let now = self.event_clock.time();
         if now > buffer && e.ltime < now - buffer {
-            self.fx.stats.events_too_old += 1;
+            cx.fx.stats.events_too_old += 1;
             return;
         }
-        if !self.serf.event_ring.insert(&e) {
+        if !self.event_ring.insert(&e) {
             return;
         }
-        self.serf.events_changed = self.now;
+        self.events_changed = cx.now;
         if deliver {
             let ev = UserEvent {
                 ltime: e.ltime,
@@ -158,11 +160,11 @@ impl Node {
                 payload: e.payload.clone(),
                 coalesce: e.coalesce,
             };
-            self.emit(Event::User(ev));
+            self.emit(Event::User(ev), cx);
         }
         if broadcast {
             let key = event_key(&e);
-            self.serf_enqueue(key, &Message::UserEvent(e));
+            cx.serf_enqueue(key, &Message::UserEvent(e));
         }
     }
 }
