@@ -11,14 +11,14 @@ use std::net::SocketAddr;
 use bytes::{Buf, Bytes};
 use rand_chacha::ChaCha8Rng;
 
-use crate::broadcast_queue::BroadcastQueue;
 use crate::config::Config;
+use crate::dissemination::broadcast_queue::BroadcastQueue;
 use crate::event::Event;
 use crate::formulas;
 use crate::identity::Name;
+use crate::members::short_name::ShortName;
 use crate::members::Members;
 use crate::node::{SerfKey, Transmit, TransmitKind};
-use crate::short_name::ShortName;
 use crate::stats::Stats;
 use crate::time::Timestamp;
 use crate::timers::Timers;

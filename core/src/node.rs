@@ -1,6 +1,11 @@
-//! The [`Node`]: the public face of the state machine. It owns the member table, the broadcast
-//! queue, the timer queue, the RNG and the output queues; it decodes inputs, dispatches
-//! messages to the protocol modules (`probe`, `updates`, `gossip`) and encodes what they send.
+//! The [`Node`]: the public face of the state machine and the router over its parts. It owns
+//! what every part shares — the configuration, identity, RNG, clock, member table and the
+//! effects sink — and the parts themselves (`swim`, `dissemination`, `lifecycle`, `serf`). It
+//! checks and decodes inputs, hands each message or timer to the part that owns it with the
+//! narrow context ([`Cx`], built by `cx!`), and acts on the outcomes parts return: a verdict to
+//! apply as a membership update (`membership`), a push-pull to send with the Serf layer's
+//! share, a join completed, the node gone. The public API methods check the run state and call
+//! the part that owns the operation.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

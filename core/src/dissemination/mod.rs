@@ -10,6 +10,7 @@
 //! membership, the Serf layer and pending joins). The part owns its timers ([`DissTimer`]) and
 //! their staleness rule ([`Dissemination::on_timer`]).
 
+pub(crate) mod broadcast_queue;
 pub(crate) mod push_pull;
 mod repair;
 #[cfg(test)]

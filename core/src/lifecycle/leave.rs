@@ -6,8 +6,8 @@
 use super::{LifeTimer, Lifecycle, Outcome, RunState};
 use crate::ctx::Cx;
 use crate::identity::MemberStatus;
+use crate::members::short_name::ShortName;
 use crate::node::SerfKey;
-use crate::short_name::ShortName;
 use crate::timers::TimerKind;
 use crate::wire::{Accusation, Message};
 

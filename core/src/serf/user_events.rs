@@ -232,7 +232,8 @@ mod tests {
     fn a_deep_serf_queue_warns_once_and_stays_bounded() {
         let mut a = node("a", 1);
         std::sync::Arc::make_mut(&mut a.cfg).queue_depth_warning = 10;
-        a.fx.serf_queue = crate::broadcast_queue::BroadcastQueue::new(20, [1, 2, 3, 4]);
+        a.fx.serf_queue =
+            crate::dissemination::broadcast_queue::BroadcastQueue::new(20, [1, 2, 3, 4]);
         for i in 0..30u32 {
             a.user_event(at(1), "e", i.to_le_bytes().to_vec(), false)
                 .unwrap();

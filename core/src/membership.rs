@@ -1,5 +1,8 @@
 //! Applying membership updates — alive, suspect, dead/left — under SWIM's incarnation rules,
-//! refuting accusations about this node, and the events each transition reports.
+//! refuting accusations about this node, merging a push-pull's table, and the events each
+//! transition reports. This is the router's own logic, not a part: every update touches the
+//! member table all parts share, and coordinates them (a suspicion's timer is the failure
+//! detector's, intents and clocks are the Serf layer's, news is queued for dissemination).
 //!
 //! Rules (memberlist's, with two deliberate differences noted):
 //! - alive wins over any state of a lower incarnation; suspect and dead need an incarnation at

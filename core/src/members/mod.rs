@@ -2,6 +2,10 @@
 //! left members kept so stale gossip cannot revive them), in shuffled probe order, with a name
 //! index and live counts kept up to date on every status change.
 
+mod chunked;
+pub(crate) mod index;
+pub(crate) mod short_name;
+
 use std::cell::Cell;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
@@ -9,12 +13,12 @@ use std::sync::Arc;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::chunked::Chunked;
 use crate::identity::{Member, MemberStatus, Name, Tags};
-use crate::member_index::MemberIndex;
-use crate::short_name::{InlineKey, ShortName};
 use crate::swim::suspicion::Suspicion;
 use crate::time::Timestamp;
+use chunked::Chunked;
+use index::MemberIndex;
+use short_name::{InlineKey, ShortName};
 
 /// What only some members need: an IPv6 address, and — while the member is not alive — when
 /// it entered its status and its suspicion. A member alive at an IPv4 address has none, so the
