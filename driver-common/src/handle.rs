@@ -431,3 +431,106 @@ macro_rules! answers_operations {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rookery_core::{Config, Identity, QueryParams};
+
+    use super::*;
+    use crate::blocking::{AgentHandle, EventStream};
+    use crate::pump::{Pump, ShutdownMode};
+
+    /// An agent whose event loop (on its own thread) carries out commands and nothing else;
+    /// the counter says how often the handles woke it.
+    fn agent() -> (AgentHandle, EventStream, Arc<AtomicUsize>) {
+        let (ends, LoopEnds { sink, mut commands }) = channels(&Options::default());
+        let identity = Identity::new("solo", SocketAddr::from(([127, 0, 0, 1], 9100)));
+        let mut pump = Pump::new(Config::local(), identity, 1, sink, Arc::default()).unwrap();
+        let me = pump.node().local_member();
+        let thread = std::thread::spawn(move || {
+            while let Some(cmd) = futures_util::StreamExt::next(&mut commands).wait() {
+                pump.command(cmd);
+                while pump.poll_transmit().is_some() {}
+                if pump.should_stop() {
+                    break;
+                }
+            }
+            commands.close();
+            pump.finish();
+        });
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = woken.clone();
+        let wake = move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        };
+        let (handle, events) = ends.blocking(&me, wake, thread);
+        (handle, events, woken)
+    }
+
+    #[test]
+    fn blocking_calls_query_answers_and_shutdown() {
+        let (handle, mut events, woken) = agent();
+        assert_eq!((handle.name(), handle.local_addr().port()), ("solo", 9100));
+        assert_eq!(handle.members().unwrap().len(), 1);
+        assert_eq!(handle.stats().unwrap().members, 1);
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            2,
+            "each command woke the loop"
+        );
+
+        let mut answers = handle
+            .query("q", "?", QueryParams::default())
+            .expect("query");
+        let Some(Event::Query(q)) = events.recv() else {
+            panic!("the asker is selected too");
+        };
+        assert_eq!(&*q.name, "q");
+        handle.respond(&q.handle, "me").expect("respond");
+        let got: Vec<QueryAnswer> = answers.by_ref().collect();
+        assert!(matches!(&got[0], QueryAnswer::Response { payload, .. } if &payload[..] == b"me"));
+        assert_eq!(
+            got.last(),
+            Some(&QueryAnswer::Done {
+                acks: 0,
+                responses: 1
+            })
+        );
+        assert_eq!(answers.try_recv(), Err(TryRecvError::Closed));
+        // The answers were events too (the done reaches the event stream just after the
+        // answers' channel closes).
+        let done = events.by_ref().find_map(|e| match e {
+            Event::QueryDone { query, .. } => Some(query),
+            _ => None,
+        });
+        assert_eq!(done, Some(answers.id()));
+        assert_eq!(events.try_recv(), Err(TryRecvError::Empty));
+
+        handle.shutdown(ShutdownMode::Now);
+        assert!(handle.is_stopped());
+        assert_eq!(handle.members(), Err(AgentError::Stopped));
+        assert_eq!(
+            events.try_recv(),
+            Err(TryRecvError::Closed),
+            "the loop has ended"
+        );
+        handle.shutdown(ShutdownMode::Now); // harmless
+    }
+
+    #[test]
+    fn dropping_every_handle_stops_the_loop() {
+        let (handle, events, woken) = agent();
+        let clone = handle.clone();
+        drop(handle);
+        assert_eq!(woken.load(Ordering::Relaxed), 0);
+        drop(clone);
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            1,
+            "the last drop woke the loop"
+        );
+        assert_eq!(events.collect::<Vec<_>>(), vec![], "the stream ends");
+    }
+}
