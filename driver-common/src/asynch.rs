@@ -41,7 +41,7 @@ use rookery_core::{
 
 use crate::bind::{advertised_addr, bind_pair, node_seed};
 use crate::error::{AgentError, StartError, TryRecvError};
-use crate::handle::{channels, CommandReceiver, Link, LoopEnds};
+use crate::handle::{channels, finish, CommandReceiver, Link, LoopEnds};
 use crate::options::Options;
 use crate::pump::{AgentStats, Command, DriverCounters, Pump, QueryAnswer, Reply, ShutdownMode};
 use crate::runtime::Runtime;
@@ -229,13 +229,7 @@ async fn pump_loop<R: Runtime>(
     while done_rx.next().await.is_some() {}
     drop(udp);
     let name = pump.node().local_member().name;
-    pump.finish();
-    cmds.close();
-    while let Ok(cmd) = cmds.try_recv() {
-        if let Command::Shutdown { reply, .. } = cmd {
-            reply.send(());
-        }
-    }
+    finish(pump, &mut cmds);
     tracing::info!(%name, "agent stopped");
 }
 

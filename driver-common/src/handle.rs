@@ -21,7 +21,7 @@ use rookery_core::{Event, Member};
 
 use crate::error::{AgentError, TryRecvError};
 use crate::options::Options;
-use crate::pump::{AnswerSink, Command, Delivery, EventSink, QueryAnswer, Reply};
+use crate::pump::{AnswerSink, Command, Delivery, EventSink, Pump, QueryAnswer, Reply};
 
 /// The event loop's end of the command channel: every handle operation arrives here as one
 /// [`Command`] for [`crate::Pump::command`]. `try_recv` tells an empty channel from one whose
@@ -195,6 +195,20 @@ impl Link {
             .take();
         if let Some(thread) = thread {
             let _ = thread.join();
+        }
+    }
+}
+
+/// The end of an event loop's teardown (every task or connection ended, every socket closed):
+/// close the command channel, so that every handle reports the agent stopped, answer the
+/// shutdown callers ([`Pump::finish`]) and the shutdowns that raced them; other commands still
+/// queued are dropped, so their callers get [`AgentError::Stopped`].
+pub fn finish(pump: Pump, commands: &mut CommandReceiver) {
+    commands.close();
+    pump.finish();
+    while let Ok(cmd) = commands.try_recv() {
+        if let Command::Shutdown { reply, .. } = cmd {
+            reply.send(());
         }
     }
 }
@@ -440,7 +454,7 @@ mod tests {
 
     use super::*;
     use crate::blocking::{AgentHandle, EventStream};
-    use crate::pump::{Pump, ShutdownMode};
+    use crate::pump::ShutdownMode;
 
     /// An agent whose event loop (on its own thread) carries out commands and nothing else;
     /// the counter says how often the handles woke it.
@@ -457,8 +471,7 @@ mod tests {
                     break;
                 }
             }
-            commands.close();
-            pump.finish();
+            finish(pump, &mut commands);
         });
         let woken = Arc::new(AtomicUsize::new(0));
         let counter = woken.clone();

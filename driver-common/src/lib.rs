@@ -81,7 +81,7 @@ mod runtime;
 
 pub use bind::{advertised_addr, bind_pair, node_seed};
 pub use error::{AgentError, StartError, TryRecvError};
-pub use handle::{channels, CommandReceiver, HandleEnds, LoopEnds};
+pub use handle::{channels, finish, CommandReceiver, HandleEnds, LoopEnds};
 pub use options::Options;
 pub use pump::{
     AgentStats, AnswerSink, Command, Delivery, DriverCounters, DriverStats, EventSink, Pump,

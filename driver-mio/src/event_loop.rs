@@ -204,15 +204,7 @@ impl EventLoop {
         drop(udp);
         drop(listener);
         let name = pump.node().local_member().name;
-        pump.finish();
-        // Commands that raced the shutdown: answer other shutdowns, drop the rest (their
-        // callers see `AgentError::Stopped`).
-        cmds.close();
-        while let Ok(cmd) = cmds.try_recv() {
-            if let Command::Shutdown { reply, .. } = cmd {
-                reply.send(());
-            }
-        }
+        rookery_driver::finish(pump, &mut cmds);
         tracing::info!(%name, "agent stopped");
     }
 
