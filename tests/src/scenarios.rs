@@ -3,6 +3,7 @@
 //! and run per driver (and on mixed clusters).
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::ops::Deref;
@@ -688,4 +689,76 @@ pub fn remove_failed_is_left(prefix: &str, drivers: &[Driver], victim: usize) {
     assert!(ok, "{name} not left on all in {took:?}: {views:?}");
     eprintln!("{prefix}: {name} removed and left on all in {took:?}");
     stop_all(&others);
+}
+
+/// The async flavor itself, on two agents of an async driver started with `start` (its
+/// `Agent::start`; the scenarios above use the blocking flavor): one joins the other, which
+/// asks a query that both answer from their event streams, the answers end with the done, and
+/// both stop.
+pub async fn async_flavor<F>(prefix: &str, start: impl Fn(Config, Identity, Options) -> F)
+where
+    F: Future<
+        Output = Result<
+            (
+                rookery_driver::asynch::AgentHandle,
+                rookery_driver::asynch::EventStream,
+            ),
+            StartError,
+        >,
+    >,
+{
+    let identity = |i: usize| Identity::new(format!("{prefix}-{i}"), localhost());
+    let start = |i| start(fast_config(), identity(i), Options::default());
+    let (a, mut a_events) = start(0).await.expect("agent starts");
+    let (b, mut b_events) = start(1).await.expect("agent starts");
+    assert_eq!(a_events.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(b.join(&[a.local_addr()]).await, Ok(1));
+    // `a` knows `b` once its join arrived (`b` knew `a` before its join returned).
+    while let Some(e) = a_events.recv().await {
+        if matches!(&e, Event::MemberJoined(m) if &*m.name == b.name()) {
+            break;
+        }
+    }
+    assert_eq!(a.stats().await.map(|s| s.alive), Ok(2));
+    let params = QueryParams {
+        timeout: Some(LIMIT),
+        ..QueryParams::default()
+    };
+    let answers = a.query("whoami", "?", params).await.expect("query");
+    for (agent, events) in [(&a, &mut a_events), (&b, &mut b_events)] {
+        while let Some(e) = events.recv().await {
+            if let Event::Query(q) = e {
+                agent
+                    .respond(&q.handle, agent.name().to_string())
+                    .await
+                    .expect("respond");
+                break;
+            }
+        }
+    }
+    let id = answers.id();
+    let got = answers.collect_all().await;
+    let mut from: Vec<String> = got
+        .iter()
+        .filter_map(|a| match a {
+            QueryAnswer::Response { from, payload } => {
+                assert_eq!(from.as_bytes(), payload.as_ref(), "each answers its name");
+                Some(from.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    from.sort();
+    assert_eq!(from, [a.name(), b.name()], "{id:?}: {got:?}");
+    assert_eq!(
+        got.last(),
+        Some(&QueryAnswer::Done {
+            acks: 0,
+            responses: 2
+        })
+    );
+    b.shutdown(ShutdownMode::Now).await;
+    a.shutdown(ShutdownMode::Leave).await;
+    assert!(a.is_stopped() && b.is_stopped());
+    assert_eq!(a.members().await, Err(AgentError::Stopped));
 }
