@@ -578,17 +578,7 @@ pub fn query_answered_by_all(prefix: &str, drivers: &[Driver], asker: usize) {
     });
     assert!(ok, "query not done in {took:?}: {got:?}");
     eprintln!("{prefix}: query answered by all in {took:?}");
-    let mut responders: Vec<String> = got
-        .iter()
-        .filter_map(|a| match a {
-            QueryAnswer::Response { from, payload } => {
-                assert_eq!(from.as_bytes(), payload.as_ref(), "each answers its name");
-                Some(from.to_string())
-            }
-            _ => None,
-        })
-        .collect();
-    responders.sort();
+    let responders = responders(&got);
     let mut names: Vec<String> = agents.iter().map(|a| a.name().to_string()).collect();
     names.sort();
     let ackers: Vec<String> = got
@@ -615,6 +605,22 @@ pub fn query_answered_by_all(prefix: &str, drivers: &[Driver], asker: usize) {
         .iter()
         .any(|e| matches!(e, Event::QueryDone { responses, .. } if *responses == n)));
     stop_all(&agents);
+}
+
+/// Who responded among `answers`, sorted; each must have answered with its own name.
+fn responders(answers: &[QueryAnswer]) -> Vec<String> {
+    let mut from: Vec<String> = answers
+        .iter()
+        .filter_map(|a| match a {
+            QueryAnswer::Response { from, payload } => {
+                assert_eq!(from.as_bytes(), payload.as_ref(), "each answers its name");
+                Some(from.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    from.sort();
+    from
 }
 
 /// A direct message reaches its one receiver; a broadcast reaches every other agent.
@@ -738,18 +744,7 @@ where
     }
     let id = answers.id();
     let got = answers.collect_all().await;
-    let mut from: Vec<String> = got
-        .iter()
-        .filter_map(|a| match a {
-            QueryAnswer::Response { from, payload } => {
-                assert_eq!(from.as_bytes(), payload.as_ref(), "each answers its name");
-                Some(from.to_string())
-            }
-            _ => None,
-        })
-        .collect();
-    from.sort();
-    assert_eq!(from, [a.name(), b.name()], "{id:?}: {got:?}");
+    assert_eq!(responders(&got), [a.name(), b.name()], "{id:?}: {got:?}");
     assert_eq!(
         got.last(),
         Some(&QueryAnswer::Done {
