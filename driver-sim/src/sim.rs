@@ -593,7 +593,8 @@ impl Sim {
     }
 
     /// Record every input handed to a node (off by default); read with [`Sim::drain_tap`].
-    /// API calls and inputs replayed from a paused node's backlog are not recorded.
+    /// API calls are not recorded; what waited in a paused node's backlog is recorded when the
+    /// node takes it, on resuming.
     pub fn set_tap(&mut self, on: bool) {
         self.tap = on.then(Vec::new);
     }
@@ -1739,6 +1740,45 @@ mod tests {
             assert_eq!(node_index(node_addr(i)), Some(i));
         }
         assert_eq!(node_index("127.0.0.1:80".parse().unwrap()), None);
+    }
+
+    /// The tap records what a node was handed, as the core's inputs: a fresh node with the
+    /// same seed, handed node 0's recorded inputs through `Node::handle`, ends where node 0
+    /// did — push-pulls (frames) and a pause's backlog included.
+    #[test]
+    fn the_tap_replays_a_node() {
+        let mut sim = Sim::new(21, NetConfig::default());
+        sim.set_tap(true);
+        for i in 0..4 {
+            sim.add_node(Config::local(), &format!("node-{i}"));
+        }
+        for i in 1..4 {
+            sim.join(i, &[0]);
+        }
+        sim.run_for(Duration::from_secs(3));
+        sim.pause(0);
+        sim.run_for(Duration::from_millis(1500));
+        assert!(sim.nodes[0].backlog_len() > 0, "a backlog waits");
+        sim.resume(0);
+        sim.run_for(Duration::from_secs(20));
+        let tap: Vec<TapEntry> = sim
+            .drain_tap()
+            .into_iter()
+            .filter(|e| e.node == 0)
+            .collect();
+        assert!(tap.iter().any(|e| matches!(e.input, Input::Stream { .. })));
+        let seed = ChaCha8Rng::seed_from_u64(21).random();
+        let me = Identity::new("node-0", node_addr(0));
+        let mut node = Node::new(Config::local(), me, seed, Timestamp::ZERO).expect("node");
+        for e in tap {
+            node.handle(e.at, e.input).expect("taken");
+            while node.poll_transmit().is_some() {}
+            while node.poll_event().is_some() {}
+        }
+        let sim_node = sim.node(0);
+        assert_eq!(node.stats(), sim_node.stats());
+        assert_eq!(node.members(), sim_node.members());
+        assert_eq!(node.poll_timeout(), sim_node.poll_timeout());
     }
 
     #[test]
