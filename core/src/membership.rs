@@ -14,6 +14,7 @@
 //!   incarnation cannot resurrect them (memberlist forgets them after a while, which let push-pull
 //!   revive dead members at scale).
 
+use crate::dissemination::SerfShare;
 use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
 use crate::members::{MemberRec, Near, Prefetched};
@@ -37,13 +38,13 @@ impl Node {
             && a.ltime <= rec.status_ltime
             && rec.name != *self.me;
         if known {
-            self.serf.member_clock.witness(a.ltime);
+            self.serf.witness_member_time(a.ltime);
         }
         known
     }
 
     pub(crate) fn apply_alive(&mut self, a: Alive, broadcast: bool) {
-        self.serf.member_clock.witness(a.ltime);
+        self.serf.witness_member_time(a.ltime);
         if *a.name == *self.me {
             self.alive_about_self(a);
             return;
@@ -59,7 +60,7 @@ impl Node {
             // The member's intents, applied before the record goes in: one buffered while it
             // was unknown first, then the join intent the message carries (as
             // `on_alive_intent` would; the clock has seen `a.ltime` above).
-            if let Some((leave, ltime)) = self.serf.intents.take(&name) {
+            if let Some((leave, ltime)) = self.serf.take_intent(&name) {
                 if ltime > rec.status_ltime {
                     rec.status_ltime = ltime;
                     rec.leaving = leave;
@@ -397,17 +398,11 @@ impl Node {
             events,
             ..
         } = p;
-        self.serf.member_clock.witness(member_ltime);
-        self.serf.query_clock.witness(query_ltime);
-        if ignore_old {
-            self.serf.event_ring.min_time = self.serf.event_ring.min_time.max(event_ltime);
-            let newest = events.iter().map(|e| e.ltime).max().unwrap_or(0);
-            self.serf.event_ring.latest = self.serf.event_ring.latest.max(newest);
-        }
-        self.serf.event_clock.witness(event_ltime);
-        for e in events {
-            self.serf.on_user_event(e, false, true, &mut cx!(self));
-        }
+        let share = SerfShare {
+            clocks: (member_ltime, event_ltime, query_ltime),
+            events,
+        };
+        self.serf.merge_share(share, ignore_old, &mut cx!(self));
         let sender = &sender;
         let mut unknown = 0;
         let mut found = Prefetched::default();
@@ -642,7 +637,7 @@ mod tests {
         assert!(
             matches!(events(&mut a).first(), Some(Event::NameConflict { claimed, .. }) if *claimed == addr(9))
         );
-        let (ltime, id) = (a.serf.query_clock.time() - 1, a.serf.queries.next_id);
+        let (ltime, id) = (a.clocks().2 - 1, a.serf.last_query_id());
         let vote = |from: &str, port: u16| {
             Message::QueryResponse(QueryResp {
                 ltime,

@@ -44,10 +44,7 @@ macro_rules! cx {
             rng: &mut $n.rng,
             members: &mut $n.members,
             fx: &mut $n.fx,
-            events: $crate::ctx::EventMark {
-                changed: $n.serf.events_changed,
-                latest: $n.serf.event_ring.latest,
-            },
+            events: $n.serf.event_mark(),
             running: $n.run == $crate::node::RunState::Running,
         }
     };
@@ -779,15 +776,16 @@ impl Node {
     /// How full each bounded queue is, with its bound.
     pub fn queue_depths(&self) -> QueueDepths {
         let c = &self.cfg;
+        let [intents, event_ring, pending_queries] = self.serf.depths(c);
         QueueDepths {
             broadcast: (self.fx.queue.len(), c.max_broadcast_queue),
             serf: (self.fx.serf_queue.len(), c.max_queue_depth),
             events: (self.fx.events.len(), c.max_pending_events),
             inbox: (self.fx.inbox_len, c.max_inbox),
             transmits: (self.fx.transmits.len(), c.max_pending_transmits),
-            intents: (self.serf.intents.len(), c.max_recent_intents),
-            event_ring: (self.serf.event_ring.times_held(), c.event_buffer.max(1)),
-            pending_queries: (self.serf.queries.pending_len(), c.max_pending_queries),
+            intents,
+            event_ring,
+            pending_queries,
             relays: (self.swim.relays_len(), c.max_indirect_relays),
         }
     }
@@ -809,11 +807,7 @@ impl Node {
 
     /// The member, event and query Lamport clocks.
     pub fn clocks(&self) -> (u64, u64, u64) {
-        (
-            self.serf.member_clock.time(),
-            self.serf.event_clock.time(),
-            self.serf.query_clock.time(),
-        )
+        self.serf.clocks()
     }
 
     /// True once the node has left and ignores input.

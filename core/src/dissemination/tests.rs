@@ -79,10 +79,10 @@ fn push_pull_from_the_table_encodes_as_the_message() {
             reply_to: a.addr,
             sender: a.me.clone(),
             states: local_state(&mut a),
-            member_ltime: a.serf.member_clock.time(),
-            event_ltime: a.serf.event_clock.time(),
-            query_ltime: a.serf.query_clock.time(),
-            events: a.serf.event_ring.recent(),
+            member_ltime: a.clocks().0,
+            event_ltime: a.clocks().1,
+            query_ltime: a.clocks().2,
+            events: a.serf_share().events,
         };
         assert!(!slow.events.is_empty());
         let want = crate::wire::frame_message(&a.fx.header, &Message::PushPull(Box::new(slow)));

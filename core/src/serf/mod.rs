@@ -36,23 +36,23 @@ use user_events::EventRing;
 #[derive(Debug)]
 pub(crate) struct Serf {
     /// Orders join and leave intents.
-    pub member_clock: LamportClock,
+    pub(super) member_clock: LamportClock,
     /// Orders user events.
-    pub event_clock: LamportClock,
+    pub(super) event_clock: LamportClock,
     /// Orders queries.
-    pub query_clock: LamportClock,
+    pub(super) query_clock: LamportClock,
     /// Intents about members not yet known.
-    pub intents: RecentIntents,
+    pub(super) intents: RecentIntents,
     /// User events delivered, for dedup (and for push-pull).
-    pub event_ring: EventRing,
+    pub(super) event_ring: EventRing,
     /// Queries seen, this node's own in flight, and those it may still answer.
-    pub queries: Queries,
+    pub(super) queries: Queries,
     /// Events held for coalescing.
-    pub coalescer: Coalescer,
+    pub(super) coalescer: Coalescer,
     /// Direct messages recently sent, for failure reports.
-    pub outbox: Outbox,
+    pub(super) outbox: Outbox,
     /// When this node last delivered a new user event (part of its digest's settledness).
-    pub events_changed: Timestamp,
+    pub(super) events_changed: Timestamp,
 }
 
 impl Serf {
@@ -133,14 +133,76 @@ impl Serf {
         }
     }
 
+    /// What the view digest needs of this layer (see [`crate::ctx::EventMark`]).
+    pub(crate) fn event_mark(&self) -> crate::ctx::EventMark {
+        crate::ctx::EventMark {
+            changed: self.events_changed,
+            latest: self.event_ring.latest,
+        }
+    }
+
+    /// The member, event and query Lamport clocks.
+    pub(crate) fn clocks(&self) -> (u64, u64, u64) {
+        (
+            self.member_clock.time(),
+            self.event_clock.time(),
+            self.query_clock.time(),
+        )
+    }
+
+    /// Fill and bounds of the layer's queues: buffered intents, the event ring's Lamport
+    /// times, this node's pending queries.
+    pub(crate) fn depths(&self, cfg: &Config) -> [(usize, usize); 3] {
+        [
+            (self.intents.len(), cfg.max_recent_intents),
+            (self.event_ring.times_held(), cfg.event_buffer.max(1)),
+            (self.queries.pending_len(), cfg.max_pending_queries),
+        ]
+    }
+
+    /// A membership update carried member Lamport time `t` (a join intent's time).
+    pub(crate) fn witness_member_time(&mut self, t: u64) {
+        self.member_clock.witness(t);
+    }
+
+    /// The intent buffered about `name` while it was unknown, if any: (leave?, Lamport time).
+    pub(crate) fn take_intent(&mut self, name: &str) -> Option<(bool, u64)> {
+        self.intents.take(name)
+    }
+
+    /// The Serf layer's half of merging a push-pull (before its member states): witness the
+    /// sender's clocks and replay its recent user events (not re-gossiped: the cluster already
+    /// has them) — or, joining with `ignore_old`, skip every event up to the sender's clock.
+    pub(crate) fn merge_share(
+        &mut self,
+        share: crate::dissemination::SerfShare,
+        ignore_old: bool,
+        cx: &mut Cx<'_>,
+    ) {
+        let (member_ltime, event_ltime, query_ltime) = share.clocks;
+        self.member_clock.witness(member_ltime);
+        self.query_clock.witness(query_ltime);
+        if ignore_old {
+            self.event_ring.min_time = self.event_ring.min_time.max(event_ltime);
+            let newest = share.events.iter().map(|e| e.ltime).max().unwrap_or(0);
+            self.event_ring.latest = self.event_ring.latest.max(newest);
+        }
+        self.event_clock.witness(event_ltime);
+        for e in share.events {
+            self.on_user_event(e, false, true, cx);
+        }
+    }
+
+    /// The id of the latest query this node asked.
+    #[cfg(test)]
+    pub(crate) fn last_query_id(&self) -> u32 {
+        self.queries.last_id()
+    }
+
     /// What a push-pull carries of this layer.
     pub(crate) fn share(&self) -> crate::dissemination::SerfShare {
         crate::dissemination::SerfShare {
-            clocks: (
-                self.member_clock.time(),
-                self.event_clock.time(),
-                self.query_clock.time(),
-            ),
+            clocks: self.clocks(),
             events: self.event_ring.recent(),
         }
     }

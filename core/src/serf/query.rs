@@ -78,6 +78,12 @@ impl Queries {
         }
     }
 
+    /// The id of the latest query this node asked (tests answer it).
+    #[cfg(test)]
+    pub(crate) fn last_id(&self) -> u32 {
+        self.next_id
+    }
+
     /// This node's own queries still collecting answers.
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.len()
