@@ -43,8 +43,9 @@ pub enum Input {
     },
     /// The deadline from [`crate::Node::poll_timeout`] passed ([`crate::Node::handle_timeout`]).
     Timeout,
-    /// The application called the API.
-    Call(Call),
+    /// The application called the API (boxed: calls are rare, and every datagram's input
+    /// would otherwise be as large as the largest call). `Input::from(call)` boxes it.
+    Call(Box<Call>),
 }
 
 /// An API call as data: each variant names the [`crate::Node`] method it stands for.
@@ -150,6 +151,12 @@ impl core::fmt::Display for HandleError {
 }
 
 impl std::error::Error for HandleError {}
+
+impl From<Call> for Input {
+    fn from(call: Call) -> Input {
+        Input::Call(Box::new(call))
+    }
+}
 
 impl Input {
     /// The input that receiving `payload` of `kind` from `from` makes, when the transport hands

@@ -43,14 +43,15 @@ impl Node {
         known
     }
 
-    pub(crate) fn apply_alive(&mut self, a: Alive, broadcast: bool) {
+    /// Apply an alive message; `near` is where a prefetch found its member, if one did.
+    pub(crate) fn apply_alive(&mut self, a: Alive, broadcast: bool, near: Near) {
         self.serf.witness_member_time(a.ltime);
         if *a.name == *self.me {
             self.alive_about_self(a);
             return;
         }
         let now = self.now;
-        let Some(rec) = self.members.get(&a.name) else {
+        let Some(rec) = self.members.get_near(a.name.as_bytes(), near) else {
             if self.members.len() >= self.cfg.max_members {
                 self.fx.stats.members_refused += 1;
                 return;
@@ -221,12 +222,12 @@ impl Node {
     }
 
     /// Apply a suspect message: `s.from` accuses `s.name`.
-    pub(crate) fn apply_suspect(&mut self, s: Accusation, broadcast: bool) {
+    pub(crate) fn apply_suspect(&mut self, s: Accusation, broadcast: bool, near: Near) {
         if *s.name == *self.me {
             self.accused(s.incarnation, &s.from);
             return;
         }
-        self.suspect_member(s, true, broadcast);
+        self.suspect_member(s, true, broadcast, near);
     }
 
     /// Apply a suspect (or dead) state about `name` learned through a push-pull from
@@ -244,6 +245,7 @@ impl Node {
         accuser: Option<Name>,
         sender: &Name,
         broadcast: bool,
+        near: Near,
     ) {
         let accuser = accuser.filter(|a| *a != self.me);
         if *name == *self.me {
@@ -257,15 +259,15 @@ impl Node {
             name,
             from,
         };
-        self.suspect_member(s, known, broadcast);
+        self.suspect_member(s, known, broadcast, near);
     }
 
     /// Suspect `s.name` on `s.from`'s word. With `known` false, `s.from` is only who told us
     /// (the original accuser is unknown): no confirmation is counted and nothing is gossiped.
-    fn suspect_member(&mut self, s: Accusation, known: bool, broadcast: bool) {
+    fn suspect_member(&mut self, s: Accusation, known: bool, broadcast: bool, near: Near) {
         let now = self.now;
         let live = self.members.live();
-        let Some(rec) = self.members.get_mut(&s.name) else {
+        let Some(rec) = self.members.get_mut_near(s.name.as_bytes(), near) else {
             return;
         };
         if s.incarnation < rec.incarnation {
@@ -322,13 +324,13 @@ impl Node {
     }
 
     /// Apply a dead message (a graceful leave when it comes from the member itself).
-    pub(crate) fn apply_dead(&mut self, d: Accusation, broadcast: bool) {
+    pub(crate) fn apply_dead(&mut self, d: Accusation, broadcast: bool, near: Near) {
         if *d.name == *self.me {
             self.accused(d.incarnation, &d.from);
             return;
         }
         let now = self.now;
-        let Some(rec) = self.members.get_mut(&d.name) else {
+        let Some(rec) = self.members.get_mut_near(d.name.as_bytes(), near) else {
             return;
         };
         // A member that announced it was leaving and then stops answering has left (Serf).
@@ -406,17 +408,19 @@ impl Node {
         let sender = &sender;
         let mut unknown = 0;
         let mut found = Prefetched::default();
+        let mut nears = Vec::with_capacity(states.len());
         for chunk in states.chunks(64) {
             self.members
                 .prefetch(chunk.iter().map(|s| Some(s.name.as_bytes())), &mut found);
             for (i, s) in chunk.iter().enumerate() {
                 let near = found.near(i);
+                nears.push(near);
                 unknown += usize::from(self.members.get_near(s.name.as_bytes(), near).is_none());
             }
         }
         let room = self.cfg.max_members.saturating_sub(self.members.len());
         self.members.reserve_index(unknown.min(room));
-        for s in states {
+        for (s, near) in states.into_iter().zip(nears) {
             let leaving = matches!(s.status, WireStatus::Leaving | WireStatus::Left);
             let intent = Intent {
                 ltime: s.ltime,
@@ -433,7 +437,7 @@ impl Node {
                         tags: s.tags,
                         ltime: 0,
                     };
-                    self.apply_alive(a, broadcast);
+                    self.apply_alive(a, broadcast, near);
                 }
                 WireStatus::Suspect | WireStatus::Dead => {
                     self.apply_pushed_suspicion(
@@ -442,6 +446,7 @@ impl Node {
                         s.accuser,
                         sender,
                         broadcast,
+                        near,
                     );
                 }
                 WireStatus::Left => {
@@ -450,7 +455,7 @@ impl Node {
                         from: s.name.clone(),
                         name: s.name,
                     };
-                    self.apply_dead(acc, broadcast);
+                    self.apply_dead(acc, broadcast, near);
                 }
             }
             if s.ltime > 0 {

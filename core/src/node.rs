@@ -209,7 +209,7 @@ impl Node {
             Input::Stream { from, body } => self.handle_stream(now, from, &body)?,
             Input::SendFailed { to } => self.handle_send_failure(now, to),
             Input::Timeout => self.handle_timeout(now),
-            Input::Call(call) => return self.call(now, call),
+            Input::Call(call) => return self.call(now, *call),
         }
         Ok(Handled::Done)
     }
@@ -283,10 +283,10 @@ impl Node {
 
     fn handle_decoded(&mut self, from: SocketAddr, msg: Decoded<'_>, near: Near) {
         match msg {
-            Decoded::Message(msg) => self.handle_message(from, msg),
+            Decoded::Message(msg) => self.handle_message(from, msg, near),
             Decoded::Alive(a) => {
                 if !self.alive_is_known(&a, near) {
-                    self.apply_alive(a.to_alive(), true);
+                    self.apply_alive(a.to_alive(), true, near);
                 }
             }
         }
@@ -315,7 +315,7 @@ impl Node {
         }
         let body = self.open(frame)?;
         let msg = wire::decode_single(body, &self.limits).map_err(|e| self.rejected(e))?;
-        self.handle_message(from, msg);
+        self.handle_message(from, msg, Near::UNKNOWN);
         Ok(())
     }
 
@@ -337,7 +337,8 @@ impl Node {
         }
     }
 
-    fn handle_message(&mut self, from: SocketAddr, msg: Message) {
+    /// Route one message; `near` is where a prefetch found the member it is about, if any.
+    fn handle_message(&mut self, from: SocketAddr, msg: Message, near: Near) {
         match msg {
             Message::Ping {
                 seq,
@@ -368,9 +369,9 @@ impl Node {
                 self.swim
                     .on_indirect_ping(from, seq, target, addr, &mut cx!(self))
             }
-            Message::Alive(a) => self.apply_alive(a, true),
-            Message::Suspect(s) => self.apply_suspect(s, true),
-            Message::Dead(d) => self.apply_dead(d, true),
+            Message::Alive(a) => self.apply_alive(a, true, near),
+            Message::Suspect(s) => self.apply_suspect(s, true, near),
+            Message::Dead(d) => self.apply_dead(d, true, near),
             // Datagrams carrying push-pull were rejected before anything was applied.
             Message::PushPull(p) => self.on_push_pull(*p),
             Message::LeaveIntent(i) => self.serf.on_leave_intent(i, true, &mut cx!(self)),
@@ -430,8 +431,8 @@ impl Node {
     pub(crate) fn on_swim_timer(&mut self, t: SwimTimer) {
         let out = self.swim.on_timer(t, &mut cx!(self));
         match out.verdict {
-            Some(Verdict::Suspect(s)) => self.apply_suspect(s, true),
-            Some(Verdict::Dead(d)) => self.apply_dead(d, true),
+            Some(Verdict::Suspect(s)) => self.apply_suspect(s, true, Near::UNKNOWN),
+            Some(Verdict::Dead(d)) => self.apply_dead(d, true, Near::UNKNOWN),
             None => {}
         }
         if out.next_probe && self.run == RunState::Running {

@@ -232,7 +232,7 @@ pub fn run_script(script: &ClusterScript) -> u64 {
                 let i = pick(i);
                 if !fates[i].crashed {
                     let tags: Tags = [("v".to_string(), v.to_string())].into();
-                    let call = Input::Call(Call::SetTags(tags));
+                    let call = Input::from(Call::SetTags(tags));
                     let _ = sim.with_node(i, |n, now| n.handle(now, call));
                 }
             }

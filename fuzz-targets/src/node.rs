@@ -743,14 +743,14 @@ impl Harness {
             Op::Join(seeds) => {
                 let seeds: Vec<SocketAddr> = seeds.iter().map(|&s| addr_of(s)).collect();
                 let ignore_old = false;
-                let _ = self.input(Input::Call(Call::Join { seeds, ignore_old }));
+                let _ = self.input(Input::from(Call::Join { seeds, ignore_old }));
             }
             Op::Leave => {
-                let _ = self.input(Input::Call(Call::Leave));
+                let _ = self.input(Input::from(Call::Leave));
             }
             Op::SetTags(b) => {
                 let tags = Tags::arbitrary(&mut Unstructured::new(b)).unwrap_or_default();
-                let _ = self.input(Input::Call(Call::SetTags(tags)));
+                let _ = self.input(Input::from(Call::SetTags(tags)));
             }
             Op::SendFailure(a) => {
                 let _ = self.input(Input::SendFailed { to: addr_of(*a) });

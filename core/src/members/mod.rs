@@ -205,10 +205,12 @@ pub(crate) struct Members {
     suspicions: u32,
     tag_sets: TagSlab,
     /// Where the latest lookup found its member, or the latest insert put one (`u32::MAX`:
-    /// nowhere). The handling of one message looks the same member up several times; every
-    /// lookup tries this position first, checking the record's name, so a stale entry (the
-    /// table changed since) costs one comparison and is never wrong. Only the table itself
-    /// sets it: no caller hints or resets anything.
+    /// nowhere). The handling of one message looks the same member up several times: a
+    /// lookup by name ([`Members::get`], [`Members::get_mut`], ...) tries this position first,
+    /// checking the record's name, so a stale entry (the table changed since) costs one
+    /// comparison and is never wrong. A lookup with a prefetch's guess ([`Members::get_near`])
+    /// tries that instead. Only the table itself sets it: no caller hints or resets
+    /// anything.
     last: Cell<u32>,
 }
 
@@ -317,26 +319,37 @@ impl Members {
         self.position_of_bytes(name.as_bytes())
     }
 
-    /// Where the member whose name has these bytes sits.
+    /// Where the member whose name has these bytes sits: a follow-up lookup, most likely of
+    /// the member the latest lookup found, so that position is tried before the index.
     fn position_of_bytes(&self, name: &[u8]) -> Option<usize> {
-        self.position_near(name, Near::UNKNOWN)
+        self.find(name, self.last.get())
     }
 
-    /// Where the member whose name has these bytes sits, trying `near`, then the latest
-    /// lookup's position, before the index.
+    /// Where the member whose name has these bytes sits, trying `near` (where a prefetch found
+    /// the name) — or, without one, the latest lookup's position — before the index.
     fn position_near(&self, name: &[u8], near: Near) -> Option<usize> {
+        let guess = if near == Near::UNKNOWN {
+            self.last.get()
+        } else {
+            near.0
+        };
+        self.find(name, guess)
+    }
+
+    /// Where the member whose name has these bytes sits, trying `guess` before the index; the
+    /// position found becomes the latest lookup's.
+    #[inline(always)]
+    fn find(&self, name: &[u8], guess: u32) -> Option<usize> {
         let key = InlineKey::new(name);
         let is = |i: usize| match (&key, &self.list[i].name) {
             (Some(key), rec) => rec.matches(key),
             (None, ShortName::Boxed(rec)) => rec.as_bytes() == name,
             (None, ShortName::Inline(..)) => false,
         };
-        let len = self.list.len();
-        for guess in [near.0, self.last.get()] {
-            if (guess as usize) < len && is(guess as usize) {
-                self.last.set(guess);
-                return Some(guess as usize);
-            }
+        let guess = guess as usize;
+        if guess < self.list.len() && is(guess) {
+            self.last.set(guess as u32);
+            return Some(guess);
         }
         let h = self.hasher.hash_one(name);
         let found = self.index.find(h, is);
@@ -499,7 +512,12 @@ impl Members {
     }
 
     pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut MemberRec> {
-        let i = self.position(name)?;
+        self.get_mut_near(name.as_bytes(), Near::UNKNOWN)
+    }
+
+    /// [`Members::get_mut`], trying first where a [`Members::prefetch`] found the name.
+    pub(crate) fn get_mut_near(&mut self, name: &[u8], near: Near) -> Option<&mut MemberRec> {
+        let i = self.position_near(name, near)?;
         Some(&mut self.list[i])
     }
 

@@ -84,7 +84,7 @@ impl Runner {
         let tags = arbitrary::Arbitrary::arbitrary(&mut arbitrary::Unstructured::new(&bytes))
             .unwrap_or_else(|_| Tags::new());
         self.api(i, Op::SetTags(bytes));
-        let call = Input::Call(Call::SetTags(tags));
+        let call = Input::from(Call::SetTags(tags));
         let _ = self.sim.with_node(i, |n, now| n.handle(now, call));
     }
 
