@@ -1,8 +1,11 @@
 //! Swarm property tests: each case draws a seed, a fault mix (protocol preset, latency
 //! distribution, duplication, reordering, background loss) and a fault script (partitions,
 //! one-way cuts, link rules, isolation, crashes, restarts, pauses, overloads, clock drift,
-//! loss bursts, joins, leaves, tag changes), runs it on a small simulated cluster, heals
-//! everything and checks every invariant and liveness. Proptest shrinks the script.
+//! loss bursts, joins, leaves, tag changes, and the rest of the API: user events, queries —
+//! which the nodes they reach answer —, direct messages, broadcasts, force-removes), runs it
+//! on a small simulated cluster, heals everything — in a quarter of the cases leaving a
+//! minority cut off at first, which the rest must declare failed and which must rejoin once
+//! that heals too — and checks every invariant and liveness. Proptest shrinks the script.
 //!
 //! A failure writes the minimal case to `target/swarm-failures/` and prints one line to
 //! replay it: `cargo run --release -p rookery-sim -- replay FILE`.
@@ -36,7 +39,8 @@ const PARTITION: u32 = 1 << 4;
 const LINK: u32 = 1 << 5;
 const LOSS: u32 = 1 << 6;
 const API: u32 = 1 << 7;
-const FAMILIES: u32 = 8;
+const SERF: u32 = 1 << 8;
+const FAMILIES: u32 = 9;
 
 /// The fault mix: which fault families the script draws from, the protocol preset and the
 /// network (latency distribution, duplication, reordering, and background loss when the
@@ -44,7 +48,8 @@ const FAMILIES: u32 = 8;
 /// that `no-false-failure` judges every verdict about a member that was not itself hurt.
 fn mix() -> impl Strategy<Value = (u32, Preset, NetConfig)> {
     let families = prop_oneof![
-        1 => (1u32..(1 << FAMILIES)).prop_map(|f| f & (CRASH | PAUSE | OVERLOAD | DRIFT | API)),
+        1 => (1u32..(1 << FAMILIES))
+            .prop_map(|f| f & (CRASH | PAUSE | OVERLOAD | DRIFT | API | SERF)),
         2 => 1u32..(1 << FAMILIES),
     ]
     .prop_map(|f| if f == 0 { CRASH } else { f });
@@ -206,7 +211,7 @@ fn step(n: usize, families: u32) -> BoxedStrategy<Step> {
     add(
         API,
         2,
-        (node, 0u8..4)
+        (node.clone(), 0u8..4)
             .prop_map(|(node, v)| {
                 let tags = BTreeMap::from([("v".to_string(), v.to_string())]);
                 Step::Api {
@@ -216,7 +221,93 @@ fn step(n: usize, families: u32) -> BoxedStrategy<Step> {
             })
             .boxed(),
     );
+    // The rest of the API. Payloads are numbered per script afterwards (`number_payloads`),
+    // so that the invariants can tell each message and query apart.
+    add(
+        SERF,
+        2,
+        (node.clone(), 0u8..6)
+            .prop_map(|(node, c)| Step::Api {
+                node,
+                call: ApiCall::UserEvent {
+                    name: "deploy".into(),
+                    payload: String::new(),
+                    coalesce: c == 0,
+                },
+            })
+            .boxed(),
+    );
+    let filter = prop_oneof![2 => Just(Vec::new()), 1 => subset(n)];
+    let timeout = prop_oneof![1 => Just(None), 3 => (2_000u64..8_000).prop_map(Some)];
+    add(
+        SERF,
+        2,
+        (node.clone(), filter, any::<bool>(), 0u8..3, timeout)
+            .prop_map(|(node, filter, ack, relay_factor, timeout_ms)| Step::Api {
+                node,
+                call: ApiCall::Query {
+                    name: "status".into(),
+                    payload: String::new(),
+                    filter,
+                    ack,
+                    relay_factor,
+                    timeout_ms,
+                },
+            })
+            .boxed(),
+    );
+    add(
+        SERF,
+        3,
+        (node.clone(), node.clone())
+            .prop_map(|(node, to)| Step::Api {
+                node,
+                call: ApiCall::Send {
+                    to,
+                    payload: String::new(),
+                },
+            })
+            .boxed(),
+    );
+    add(
+        SERF,
+        1,
+        node.clone()
+            .prop_map(|node| Step::Api {
+                node,
+                call: ApiCall::Broadcast {
+                    payload: String::new(),
+                },
+            })
+            .boxed(),
+    );
+    add(
+        SERF,
+        1,
+        (node.clone(), node, any::<bool>())
+            .prop_map(|(node, member, prune)| Step::Api {
+                node,
+                call: ApiCall::RemoveFailed { member, prune },
+            })
+            .boxed(),
+    );
     proptest::strategy::Union::new_weighted(options).boxed()
+}
+
+/// Give every user event, query and message of `script` its own payload (`p0`, `p1`, … in
+/// script order).
+fn number_payloads(script: &mut [TimedStep]) {
+    for (k, s) in script.iter_mut().enumerate() {
+        if let Step::Api { call, .. } = &mut s.step {
+            match call {
+                ApiCall::UserEvent { payload, .. }
+                | ApiCall::Query { payload, .. }
+                | ApiCall::Send { payload, .. }
+                | ApiCall::Broadcast { payload } => *payload = format!("p{k}"),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Longest script, in steps and in time.
@@ -236,9 +327,23 @@ fn case() -> impl Strategy<Value = Case> {
                     .prop_map(|(at_ms, step)| TimedStep::new(at_ms, step)),
                 0..MAX_STEPS,
             );
-            (Just(seed), Just(nodes), Just(config), Just(net), script).prop_map(
-                |(seed, nodes, config, net, mut script)| {
+            // A quarter of the cases leave a minority cut off in the liveness phase.
+            let cut_off = prop_oneof![
+                3 => Just(Vec::new()),
+                1 => prop::sample::subsequence((0..nodes).collect::<Vec<_>>(), 1..=(nodes - 1) / 2),
+            ]
+            .no_shrink();
+            (
+                Just(seed),
+                Just(nodes),
+                Just(config),
+                Just(net),
+                script,
+                cut_off,
+            )
+                .prop_map(|(seed, nodes, config, net, mut script, cut_off)| {
                     script.sort_by_key(|s| s.at_ms);
+                    number_payloads(&mut script);
                     Case {
                         seed,
                         nodes,
@@ -246,9 +351,9 @@ fn case() -> impl Strategy<Value = Case> {
                         net,
                         script,
                         reconnect: true,
+                        cut_off,
                     }
-                },
-            )
+                })
         })
 }
 
@@ -350,7 +455,8 @@ fn swarm() {
     }
 }
 
-/// A case exercising every kind of fault at once.
+/// A case exercising every kind of fault and API call at once, leaving node 6 cut off at
+/// first in the liveness phase.
 fn everything_case(seed: u64) -> Case {
     let steps = vec![
         (
@@ -403,7 +509,61 @@ fn everything_case(seed: u64) -> Case {
                 },
             },
         ),
+        (
+            17_500,
+            Step::Api {
+                node: 2,
+                call: ApiCall::UserEvent {
+                    name: "deploy".into(),
+                    payload: "v2".into(),
+                    coalesce: false,
+                },
+            },
+        ),
+        (
+            17_600,
+            Step::Api {
+                node: 1,
+                call: ApiCall::Query {
+                    name: "status".into(),
+                    payload: "q1".into(),
+                    filter: Vec::new(),
+                    ack: true,
+                    relay_factor: 1,
+                    timeout_ms: Some(3_000),
+                },
+            },
+        ),
+        (
+            17_700,
+            Step::Api {
+                node: 3,
+                call: ApiCall::Send {
+                    to: 6,
+                    payload: "hello".into(),
+                },
+            },
+        ),
+        (
+            17_800,
+            Step::Api {
+                node: 4,
+                call: ApiCall::Broadcast {
+                    payload: "all".into(),
+                },
+            },
+        ),
         (18_000, Step::Isolate { node: 6, on: true }),
+        (
+            23_000,
+            Step::Api {
+                node: 1,
+                call: ApiCall::RemoveFailed {
+                    member: 6,
+                    prune: false,
+                },
+            },
+        ),
         (20_000, Step::Loss { rate: 0.0 }),
         (
             22_000,
@@ -434,6 +594,7 @@ fn everything_case(seed: u64) -> Case {
             .map(|(at, step)| TimedStep::new(at, step))
             .collect(),
         reconnect: true,
+        cut_off: vec![6],
     }
 }
 
@@ -501,6 +662,7 @@ fn a_failure_is_saved_and_replays_identically() {
             TimedStep::new(2_000, Step::HealNetwork),
         ],
         reconnect: true,
+        cut_off: Vec::new(),
     };
     let out = case.run().unwrap();
     assert!(!out.passed());
