@@ -429,10 +429,13 @@ pub const LOSS_EXCUSE_RATE: f64 = 0.1;
 ///
 /// **Left and leaving.** An [`Event::MemberLeft`] verdict, or a member shown as
 /// [`MemberStatus::Leaving`] in an observer's view, about a member that is up is a violation
-/// unless the member left (its leave window, within [`verdict_grace`] after it ended — a
-/// restart ends it) or was force-removed (`remove_failed`) in its current life or within
-/// [`verdict_grace`] before it began (a force-remove is an operator's verdict: its echoes are
-/// not judged; the liveness phase judges whether the member comes back).
+/// unless the member left (called `leave`) or was force-removed (`remove_failed`) at some
+/// time before. A departure in an earlier life still excuses: a restarted process starts
+/// again from incarnation 0 and from a fresh member clock, so its earlier life's departure
+/// (a "dead" message at an equal incarnation, a leave intent with a later Lamport time) can
+/// apply to the new life until the member refutes it — memberlist's and Serf's behaviour; the
+/// liveness phase judges that it does refute. What is judged is a member that never left and
+/// was never removed, declared left or shown leaving.
 ///
 /// Refinements, for every verdict:
 /// - a verdict reached by an observer that was itself paused or overloaded (within the
@@ -524,9 +527,10 @@ impl NoFalseFailure {
             return Ok(());
         }
         if verdict != Verdict::Failed {
-            let left = cx.ledger().excused(x, now, grace, &[FaultKind::Left]);
-            let removed = cx.ledger().removed(x, cx.started(x) - grace, now);
-            if left || removed {
+            let left = cx
+                .ledger()
+                .touched(x, Timestamp::ZERO, now, &[FaultKind::Left]);
+            if left || cx.ledger().removed(x, Timestamp::ZERO, now) {
                 return Ok(());
             }
             return Err(format!(
@@ -777,8 +781,11 @@ impl<F: Fn(&Node) -> u64> Invariant for Monotonic<F> {
 /// Keyed events (e.g. user events, keyed by Lamport time and name) must reach every node that
 /// stays up, each exactly once per life of the node. A node must have a key when its current
 /// life began before the key was first emitted anywhere and it has not crashed, paused or
-/// left since. A second delivery is a violation at once; a missing one is reported by
-/// [`Invariant::at_end`], and the liveness phase waits until none is missing.
+/// left since — as long as some node that has the key is still up in the life it got it in
+/// (when every holder crashed, restarted or left before passing it on — the originator cut
+/// off, say, then gone — nobody can deliver it any more). A second delivery is a violation
+/// at once; a missing one is reported by [`Invariant::at_end`], and the liveness phase waits
+/// until none is missing.
 pub struct ExactlyOnce<K, F> {
     name: &'static str,
     key: F,
@@ -805,6 +812,12 @@ where
     fn owed(&self, cx: &Context<'_>) -> Vec<(K, usize)> {
         let mut out = Vec::new();
         for (k, &t) in &self.first {
+            let held = (0..cx.len()).any(|h| {
+                cx.state(h) == NodeState::Up && self.got.contains_key(&(k.clone(), h, cx.life(h)))
+            });
+            if !held {
+                continue;
+            }
             for i in 0..cx.len() {
                 let must = cx.state(i) == NodeState::Up
                     && cx.started(i) <= t

@@ -3,7 +3,7 @@
 //! one-way cuts, link rules, isolation, crashes, restarts, pauses, overloads, clock drift,
 //! loss bursts, joins, leaves, tag changes, and the rest of the API: user events, queries —
 //! which the nodes they reach answer —, direct messages, broadcasts, force-removes), runs it
-//! on a small simulated cluster, heals everything — in a quarter of the cases leaving a
+//! on a small simulated cluster, heals everything — in one case in eight leaving a
 //! minority cut off at first, which the rest must declare failed and which must rejoin once
 //! that heals too — and checks every invariant and liveness. Proptest shrinks the script.
 //!
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestError, TestRng, TestRunner};
+use rookery_core::{Event, MemberStatus};
 use rookery_sim::swarm::{Case, Preset, FORMATION_LIMIT};
 use rookery_sim::{ApiCall, Latency, LinkEffect, NetConfig, NetStats, Step, TimedStep};
 
@@ -327,9 +328,10 @@ fn case() -> impl Strategy<Value = Case> {
                     .prop_map(|(at_ms, step)| TimedStep::new(at_ms, step)),
                 0..MAX_STEPS,
             );
-            // A quarter of the cases leave a minority cut off in the liveness phase.
+            // One case in eight leaves a minority cut off in the liveness phase (such a case
+            // runs about twice as long: detection, then a reconnect interval to rejoin).
             let cut_off = prop_oneof![
-                3 => Just(Vec::new()),
+                7 => Just(Vec::new()),
                 1 => prop::sample::subsequence((0..nodes).collect::<Vec<_>>(), 1..=(nodes - 1) / 2),
             ]
             .no_shrink();
@@ -746,6 +748,52 @@ fn core_issues_found_by_the_swarm_stay_fixed() {
     for (path, case) in cases {
         let out = case.run().unwrap();
         assert!(out.passed(), "{}: {}", path.display(), out.summary());
+    }
+}
+
+/// Core issues the swarm found and the core has not fixed yet (the core is another
+/// engineer's to change): each case shows the issue today and must not once the core is
+/// fixed; then it moves to `core-issues-fixed/` and this test loses its `#[ignore]`. Replay
+/// each with `cargo run --release -p rookery-sim -- replay FILE --events`.
+///
+/// - `restarted-member-shown-leaving-after-force-remove.json`: node-3 crashes, is declared
+///   failed and force-removed (`remove_failed`: a leave intent at the remover's member clock);
+///   node-1, restarted meanwhile, holds that leave intent in its intent buffer. When node-3
+///   restarts and joins, its join intent carries the fresh process's member clock, lower than
+///   the old leave intent, so node-1 reports `MemberJoined` with status `Leaving` (at
+///   53.458930 s): the new life of a member, just announced, is shown leaving until it
+///   refutes. Serf avoids it by witnessing the cluster's member clock (the join's push-pull)
+///   before it broadcasts the join intent; the core announces the join intent before its
+///   push-pull (`Node::join_with`), with the clock it has. The swarm saw the same after a
+///   graceful leave and restart. `no-false-failure` excuses it (a departure in an earlier
+///   life may apply to the new one until refuted, as incarnations do in memberlist), so this
+///   test checks the symptom itself: no `MemberJoined` event shows a member leaving.
+#[test]
+#[ignore = "open core issue: fails until the core is fixed"]
+fn open_core_issues_found_by_the_swarm() {
+    for (path, case) in cases_in("core-issues-open") {
+        let mut sim = case
+            .builder()
+            .unwrap()
+            .invariants(true)
+            .record_events(true)
+            .build()
+            .unwrap();
+        let out = case.run_on(&mut sim);
+        assert!(out.passed(), "{}: {}", path.display(), out.summary());
+        let joined_leaving: Vec<String> = sim
+            .events()
+            .iter()
+            .filter(|(_, _, e)| {
+                matches!(e, Event::MemberJoined(m) if m.status == MemberStatus::Leaving)
+            })
+            .map(|(t, i, e)| format!("{t} node-{i}: {e:?}"))
+            .collect();
+        assert!(
+            joined_leaving.is_empty(),
+            "{}: {joined_leaving:?}",
+            path.display()
+        );
     }
 }
 
