@@ -40,6 +40,8 @@
 //! })));
 //! ```
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
@@ -70,6 +72,9 @@ pub struct Context<'a> {
     nodes: &'a Nodes,
     ledger: &'a Ledger,
     names: &'a HashMap<Name, usize>,
+    /// The first view asked for ([`Context::view`]): several invariants read the view of
+    /// the node that just handled an input, and a snapshot is the costly part.
+    view: OnceCell<(usize, Vec<Member>)>,
 }
 
 impl<'a> Context<'a> {
@@ -84,6 +89,18 @@ impl<'a> Context<'a> {
             nodes,
             ledger,
             names,
+            view: OnceCell::new(),
+        }
+    }
+
+    /// Node `i`'s view: every member it knows ([`Node::members`]), taken once per context
+    /// for the first node asked about.
+    pub fn view(&self, i: usize) -> Cow<'_, [Member]> {
+        let (j, members) = self.view.get_or_init(|| (i, self.node(i).members()));
+        if *j == i {
+            Cow::Borrowed(members)
+        } else {
+            Cow::Owned(self.node(i).members())
         }
     }
 
@@ -597,7 +614,7 @@ impl Invariant for NoFalseFailure {
     fn on_input(&mut self, cx: &Context<'_>, node: usize, _: &Output) -> Result<(), String> {
         let life = cx.life(node);
         let mut result = Ok(());
-        for m in cx.node(node).members() {
+        for m in cx.view(node).iter() {
             let Some(x) = cx.index_of(&m.name) else {
                 continue;
             };
@@ -609,7 +626,7 @@ impl Invariant for NoFalseFailure {
                 continue;
             }
             if self.leaving.insert(key) && result.is_ok() {
-                result = self.judge(cx, node, &m, Verdict::Leaving);
+                result = self.judge(cx, node, m, Verdict::Leaving);
             }
         }
         result
@@ -639,7 +656,7 @@ impl Invariant for IncarnationMonotonic {
             map.clear();
         }
         let mut err = None;
-        for m in cx.node(node).members() {
+        for m in cx.view(node).iter() {
             match map.get_mut(&m.name) {
                 Some(v) => {
                     if m.incarnation < *v && err.is_none() {
@@ -654,7 +671,7 @@ impl Invariant for IncarnationMonotonic {
                     *v = m.incarnation;
                 }
                 None => {
-                    map.insert(m.name, m.incarnation);
+                    map.insert(m.name.clone(), m.incarnation);
                 }
             }
         }
@@ -985,8 +1002,7 @@ impl Invariant for MessageDelivery {
             (Call::Broadcast { payload }, Ok(Handled::Broadcast(k))) => {
                 let me = cx.name(node);
                 let targets: Vec<usize> = cx
-                    .node(node)
-                    .members()
+                    .view(node)
                     .iter()
                     .filter(|m| {
                         matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect)
