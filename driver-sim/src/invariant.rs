@@ -1382,6 +1382,106 @@ mod tests {
     }
 
     #[test]
+    fn a_short_loss_burst_does_not_excuse_a_failure_verdict() {
+        // Node 4 is cut off behind the simulator's back during a 1 s burst of 30 % loss:
+        // shorter than the shortest suspicion timeout, the burst cannot excuse the verdicts.
+        let mut sim = cluster(7, 5);
+        sim.set_loss(0.3);
+        sim.nodes[4].isolated = true;
+        sim.run_for(Duration::from_secs(1));
+        sim.set_loss(0.0);
+        sim.run_for(Duration::from_secs(40));
+        let v = sim.check().unwrap_err();
+        assert_eq!(v.invariant, "no-false-failure");
+        assert!(v.detail.contains("node-4 failed"), "{v}");
+        // A long heavy loss does excuse them.
+        let mut sim = cluster(7, 5);
+        sim.set_loss(0.3);
+        sim.nodes[4].isolated = true;
+        sim.run_for(Duration::from_secs(40));
+        sim.check().unwrap();
+    }
+
+    #[test]
+    fn a_departure_the_ledger_does_not_know_of_is_a_false_left_verdict() {
+        let mut sim = cluster(8, 4);
+        // Leave behind the simulator's back: no leave window excuses the verdicts.
+        sim.with_node(3, |n, now| n.leave(now).unwrap());
+        sim.run_for(Duration::from_secs(10));
+        let v: Vec<&str> = sim.violations().iter().map(|v| v.detail.as_str()).collect();
+        assert!(
+            v.iter()
+                .any(|d| d.contains("node-3 leaving") || d.contains("node-3 left")),
+            "{v:?}"
+        );
+        // The same leave, known to the simulator, is excused.
+        let mut sim = cluster(8, 4);
+        sim.leave(3);
+        sim.run_for(Duration::from_secs(10));
+        sim.check().unwrap();
+    }
+
+    #[test]
+    fn scripted_messages_events_and_queries_are_followed() {
+        use crate::script::{ApiCall, Step};
+        let mut sim = cluster(9, 4);
+        sim.set_answer_queries(true);
+        let api = |node, call| Step::Api { node, call };
+        let steps = [
+            api(
+                0,
+                ApiCall::Send {
+                    to: 1,
+                    payload: "m".into(),
+                },
+            ),
+            api(
+                1,
+                ApiCall::Broadcast {
+                    payload: "b".into(),
+                },
+            ),
+            api(
+                2,
+                ApiCall::UserEvent {
+                    name: "e".into(),
+                    payload: "u".into(),
+                    coalesce: false,
+                },
+            ),
+            api(
+                3,
+                ApiCall::Query {
+                    name: "q".into(),
+                    payload: "q".into(),
+                    filter: Vec::new(),
+                    ack: true,
+                    relay_factor: 1,
+                    timeout_ms: Some(3_000),
+                },
+            ),
+        ];
+        for s in &steps {
+            sim.apply(s).unwrap();
+        }
+        // A message to a crashed member is reported lost.
+        sim.crash(2);
+        sim.apply(&api(
+            0,
+            ApiCall::Send {
+                to: 2,
+                payload: "lost".into(),
+            },
+        ))
+        .unwrap();
+        assert!(!sim.invariants_settled(), "deliveries and answers are owed");
+        sim.run_for(Duration::from_secs(5));
+        sim.check().unwrap();
+        assert!(sim.invariants_settled());
+        sim.finish_checks().unwrap();
+    }
+
+    #[test]
     fn a_known_crash_is_excused_and_liveness_holds() {
         let mut sim = cluster(2, 5);
         sim.crash(4);

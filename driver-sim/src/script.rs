@@ -433,6 +433,36 @@ mod tests {
         );
         let back: Vec<TimedStep> = serde_json::from_str(&s).unwrap();
         assert_eq!(back, script);
+        let calls = [
+            r#"{"at_ms":1,"op":"api","node":0,"call":"user_event","name":"e","payload":"p","coalesce":false}"#,
+            r#"{"at_ms":2,"op":"api","node":0,"call":"query","name":"q","payload":"p","filter":[1],"ack":true,"relay_factor":1,"timeout_ms":3000}"#,
+            r#"{"at_ms":3,"op":"api","node":0,"call":"send","to":2,"payload":"p"}"#,
+            r#"{"at_ms":4,"op":"api","node":0,"call":"broadcast","payload":"p"}"#,
+            r#"{"at_ms":5,"op":"api","node":0,"call":"remove_failed","member":3,"prune":true}"#,
+        ];
+        for c in calls {
+            let step: TimedStep = serde_json::from_str(c).unwrap();
+            assert_eq!(serde_json::to_string(&step).unwrap(), c);
+        }
+        let short: TimedStep = serde_json::from_str(
+            r#"{"at_ms":0,"op":"api","node":0,"call":"query","name":"q","payload":"p"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            short.step,
+            Step::Api {
+                call: ApiCall::Query {
+                    ack: false,
+                    relay_factor: 0,
+                    timeout_ms: None,
+                    ..
+                },
+                ..
+            }
+        ));
+        let send: TimedStep = serde_json::from_str(calls[2]).unwrap();
+        assert_eq!(send.step.nodes(), vec![0, 2]);
+        assert!(validate(&[send], 2).is_err());
         assert!(validate(&script, 4).is_ok());
         assert_eq!(
             validate(&script, 3),
