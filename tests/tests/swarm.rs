@@ -299,14 +299,16 @@ fn step(n: usize, families: u32) -> BoxedStrategy<Step> {
 /// script order).
 fn number_payloads(script: &mut [TimedStep]) {
     for (k, s) in script.iter_mut().enumerate() {
-        if let Step::Api { call, .. } = &mut s.step {
-            match call {
+        if let Step::Api {
+            call:
                 ApiCall::UserEvent { payload, .. }
                 | ApiCall::Query { payload, .. }
                 | ApiCall::Send { payload, .. }
-                | ApiCall::Broadcast { payload } => *payload = format!("p{k}"),
-                _ => {}
-            }
+                | ApiCall::Broadcast { payload },
+            ..
+        } = &mut s.step
+        {
+            *payload = format!("p{k}");
         }
     }
 }
