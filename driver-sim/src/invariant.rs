@@ -884,20 +884,11 @@ where
     }
 
     fn at_end(&mut self, cx: &Context<'_>) -> Result<(), String> {
-        let owed = self.owed(cx);
-        if owed.is_empty() {
-            return Ok(());
-        }
-        let list: Vec<String> = owed
-            .iter()
-            .take(5)
-            .map(|(k, i)| format!("{k:?} never reached {}", cx.name(*i)))
-            .collect();
-        Err(format!(
-            "{} missing deliveries: {}",
-            owed.len(),
-            list.join("; ")
-        ))
+        let owed = self.owed(cx).into_iter();
+        unmet(
+            "missing deliveries",
+            owed.map(|(k, i)| format!("{k:?} never reached {}", cx.name(i))),
+        )
     }
 }
 
@@ -1073,26 +1064,16 @@ impl Invariant for MessageDelivery {
     }
 
     fn at_end(&mut self, cx: &Context<'_>) -> Result<(), String> {
-        let owed: Vec<String> = self
-            .owed(cx)
-            .map(|s| {
-                format!(
-                    "{:?} from {} to {} at {} neither delivered nor reported lost",
-                    s.payload,
-                    cx.name(s.from),
-                    cx.name(s.to),
-                    s.at
-                )
-            })
-            .collect();
-        if owed.is_empty() {
-            return Ok(());
-        }
-        Err(format!(
-            "{} messages silently dropped: {}",
-            owed.len(),
-            owed[..owed.len().min(5)].join("; ")
-        ))
+        let owed = self.owed(cx).map(|s| {
+            format!(
+                "{:?} from {} to {} at {} neither delivered nor reported lost",
+                s.payload,
+                cx.name(s.from),
+                cx.name(s.to),
+                s.at
+            )
+        });
+        unmet("messages silently dropped", owed)
     }
 }
 
@@ -1337,19 +1318,22 @@ impl Invariant for QueryAnswers {
     }
 
     fn at_end(&mut self, cx: &Context<'_>) -> Result<(), String> {
-        let open: Vec<String> = self
+        let open = self
             .unfinished(cx)
-            .map(|q| format!("query {} of {} at {}", q.id, cx.name(q.asker), q.at))
-            .collect();
-        if open.is_empty() {
-            return Ok(());
-        }
-        Err(format!(
-            "{} queries never ended: {}",
-            open.len(),
-            open.join("; ")
-        ))
+            .map(|q| format!("query {} of {} at {}", q.id, cx.name(q.asker), q.at));
+        unmet("queries never ended", open)
     }
+}
+
+/// What [`Invariant::at_end`] reports for obligations still unmet: nothing when there are
+/// none, else how many and the first five.
+fn unmet(what: &str, items: impl Iterator<Item = String>) -> Result<(), String> {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        return Ok(());
+    }
+    let first = items[..items.len().min(5)].join("; ");
+    Err(format!("{} {what}: {first}", items.len()))
 }
 
 #[cfg(test)]

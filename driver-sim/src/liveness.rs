@@ -14,7 +14,7 @@ use rookery_core::MemberStatus;
 
 use crate::invariant::{liveness_bound, Violation};
 use crate::net::RuleId;
-use crate::sim::{NodeState, Sim};
+use crate::sim::{view_ok, NodeState, Sim};
 
 /// The name liveness failures are reported under.
 pub const LIVENESS: &str = "liveness";
@@ -186,15 +186,7 @@ impl Sim {
         for o in (0..self.len()).filter(|&o| up(o)) {
             for m in 0..self.len() {
                 let seen = self.node(o).member(self.name(m)).map(|x| x.status);
-                let ok = if up(m) {
-                    seen == Some(MemberStatus::Alive)
-                } else {
-                    matches!(
-                        seen,
-                        None | Some(MemberStatus::Failed) | Some(MemberStatus::Left)
-                    )
-                };
-                if !ok {
+                if !view_ok(up(m), seen) {
                     out.push((o, m, seen));
                 }
             }

@@ -287,6 +287,19 @@ pub fn answer_payload(name: &str, payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Whether an observer's view of a member is right once the cluster has converged: a live
+/// member alive, a crashed or departed one failed, left or not known at all.
+pub(crate) fn view_ok(live: bool, seen: Option<MemberStatus>) -> bool {
+    if live {
+        seen == Some(MemberStatus::Alive)
+    } else {
+        matches!(
+            seen,
+            None | Some(MemberStatus::Failed) | Some(MemberStatus::Left)
+        )
+    }
+}
+
 /// A simulated cluster: nodes, a network, virtual time. See the crate docs.
 pub struct Sim {
     now: Timestamp,
@@ -1644,15 +1657,7 @@ impl Sim {
             let node = &self.nodes[o].node;
             for (m, &lm) in live.iter().enumerate() {
                 let seen = node.member(&self.nodes[m].identity.name).map(|x| x.status);
-                let ok = if lm {
-                    seen == Some(MemberStatus::Alive)
-                } else {
-                    matches!(
-                        seen,
-                        None | Some(MemberStatus::Failed) | Some(MemberStatus::Left)
-                    )
-                };
-                if !ok {
+                if !view_ok(lm, seen) {
                     out.push(ViewError {
                         observer: o,
                         member: m,
