@@ -267,7 +267,7 @@ impl Config {
                 meta_max_size: self.meta_max_size,
             });
         }
-        if self.max_members >= crate::member_index::MAX_POSITIONS {
+        if self.max_members >= crate::members::index::MAX_POSITIONS {
             return Err(ConfigError::LimitTooLarge {
                 field: "max_members",
             });

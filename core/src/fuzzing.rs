@@ -412,7 +412,7 @@ pub fn encode_frame_body(label: Option<&str>, msg: &WireMessage) -> Vec<u8> {
 /// # Panics
 /// On any disagreement (that is the finding).
 pub fn check_fast_path(data: &[u8]) {
-    if let Some((alive, rest)) = crate::wire_fast::take_alive(data) {
+    if let Some((alive, rest)) = crate::wire::take_alive(data) {
         let (msg, tail) = postcard::take_from_bytes::<wire::Message>(data)
             .expect("the general decoder accepts what the fast path accepts");
         assert_eq!(
@@ -422,7 +422,7 @@ pub fn check_fast_path(data: &[u8]) {
         );
         assert_eq!(tail, rest, "fast path remaining bytes");
     }
-    if let Some((p, rest)) = crate::wire_fast::take_push_pull(data) {
+    if let Some((p, rest)) = crate::wire::take_push_pull(data) {
         let (msg, tail) = postcard::take_from_bytes::<wire::Message>(data)
             .expect("the general decoder accepts what the push-pull fast path accepts");
         assert_eq!(

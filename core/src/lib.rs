@@ -48,6 +48,24 @@
 //! a send failure, a timeout, or an API [`Call`]) through [`Node::handle`]. The simulator, its
 //! traces, the fuzz targets and replay files use that one vocabulary.
 //!
+//! ## How the core is laid out
+//!
+//! [`Node`] (`node.rs`) is the router: it decodes inputs, hands each message and timer to the
+//! part that owns it, and acts on what the parts return. The parts own their state and timers
+//! and see only a narrow context (`ctx.rs`: now, config, identity, RNG, the member table and the
+//! effects sink of transmits, events, timers, broadcast queues and counters):
+//!
+//! | folder | what it owns |
+//! |---|---|
+//! | `swim/` | SWIM failure detection with Lifeguard: the probe cycle, indirect probes and relays, the local health score (awareness), suspicion expiry |
+//! | `dissemination/` | the broadcast queues' policy, the gossip tick, push-pull anti-entropy and digest repair |
+//! | `lifecycle/` | joining through seeds and the graceful leave's phases |
+//! | `serf/` | the Serf layer: Lamport clocks, intents, user events, queries and the name-conflict vote, coalescing, direct messages, reaping and reconnects |
+//! | `members/` | the member table (probe order, name index, prefetching lookups) |
+//! | `membership.rs` | the router's membership state machine: alive/suspect/dead under incarnation rules, refutation, push-pull merges |
+//! | `wire/` | message types, the postcard codec with its fast paths, the push-pull writer, stream framing |
+//! | `input.rs`, `formulas.rs` | the one input vocabulary ([`Input`]) and the size-dependent formulas ([`formulas`]) |
+//!
 //! ## Panic policy
 //!
 //! - **Bytes from the network never panic the core.** Decoding is bounded and total: a datagram
@@ -67,37 +85,27 @@
 
 #![forbid(unsafe_code)]
 
-mod broadcast_queue;
-mod chunked;
-mod coalesce;
 mod config;
+mod ctx;
+mod dissemination;
 mod error;
 mod event;
 pub mod formulas;
 #[cfg(feature = "arbitrary")]
 pub mod fuzzing;
-mod gossip;
 mod identity;
 mod input;
-mod intents;
-mod lamport;
-mod member_index;
+mod lifecycle;
 mod members;
-mod messaging;
+mod membership;
 mod node;
-mod probe;
-mod query;
-mod reaper;
-mod short_name;
+mod serf;
 mod stats;
-mod suspicion;
+mod swim;
 #[cfg(test)]
 mod testkit;
 mod timers;
-mod updates;
-mod user_events;
 pub mod wire;
-mod wire_fast;
 
 pub use config::{Config, ConfigError};
 pub use error::{ApiError, InputError};

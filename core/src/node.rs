@@ -1,35 +1,58 @@
-//! The [`Node`]: the public face of the state machine. It owns the member table, the broadcast
-//! queue, the timer queue, the RNG and the output queues; it decodes inputs, dispatches
-//! messages to the protocol modules (`probe`, `updates`, `gossip`) and encodes what they send.
+//! The [`Node`]: the public face of the state machine and the router over its parts. It owns
+//! what every part shares — the configuration, identity, RNG, clock, member table and the
+//! effects sink — and the parts themselves (`swim`, `dissemination`, `lifecycle`, `serf`). It
+//! checks and decodes inputs, hands each message or timer to the part that owns it with the
+//! narrow context ([`Cx`], built by `cx!`), and acts on the outcomes parts return: a verdict to
+//! apply as a membership update (`membership`), a push-pull to send with the Serf layer's
+//! share, a join completed, the node gone. The public API methods check the run state and call
+//! the part that owns the operation.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::broadcast_queue::BroadcastQueue;
-use crate::coalesce::Coalescer;
 use crate::config::{Config, ConfigError};
+use crate::ctx::{Cx, Effects};
+use crate::dissemination::{push_pull, DissTimer, Dissemination, SerfShare};
 use crate::error::{ApiError, InputError};
-use crate::event::Event;
-use crate::gossip::PendingJoin;
-use crate::identity::{Identity, Member, Name, Tags};
+use crate::event::{Event, QueryHandle, QueryId, QueryParams};
+use crate::identity::{Identity, Member, MemberStatus, Name, Tags};
 use crate::input::{Call, HandleError, Handled, Input};
-use crate::intents::RecentIntents;
-use crate::lamport::LamportClock;
-use crate::members::{MemberRec, Members, NO_HINT};
-use crate::messaging::Outbox;
-use crate::probe::{Probe, RecentAcks, Relay};
-use crate::query::Queries;
-use crate::short_name::ShortName;
+use crate::lifecycle::{self, JoinDone, Lifecycle};
+use crate::members::{MemberRec, Members, Near, Prefetched};
+use crate::swim::{FailureDetector, SwimTimer, Verdict};
+
+use crate::serf::{self, Serf};
 use crate::stats::{QueueDepths, Stats};
 use crate::time::Timestamp;
-use crate::timers::{TimerKind, Timers};
-use crate::user_events::EventRing;
-use crate::wire::{self, Decoded, Envelope, Limits, Message};
+use crate::timers::TimerKind;
+use crate::wire::{self, Decoded, Digest, Envelope, Limits, Message};
+
+/// The narrow context ([`Cx`]) of node `$n`, borrowing only the shared fields, so that a part
+/// (another field of the node) can be called with it: `self.swim.on_ack(.., &mut cx!(self))`.
+macro_rules! cx {
+    ($n:expr) => {
+        $crate::ctx::Cx {
+            now: $n.now,
+            cfg: &$n.cfg,
+            me: &$n.me,
+            addr: $n.addr,
+            rng: &mut $n.rng,
+            members: &mut $n.members,
+            fx: &mut $n.fx,
+            events: $crate::ctx::EventMark {
+                changed: $n.serf.events_changed,
+                latest: $n.serf.event_ring.latest,
+            },
+            running: $n.run == $crate::node::RunState::Running,
+        }
+    };
+}
+pub(crate) use cx;
 
 /// How a transmit must travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,15 +77,7 @@ pub struct Transmit {
     pub payload: Bytes,
 }
 
-/// Whether the node takes part in the cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RunState {
-    Running,
-    /// Announcing its departure until the announcement is out or the deadline passes.
-    Leaving,
-    /// Gone: ignores every input.
-    Left,
-}
+pub(crate) use crate::lifecycle::RunState;
 
 /// One cluster member's protocol state machine. See the crate docs for the driving loop.
 #[derive(Debug)]
@@ -74,54 +89,20 @@ pub struct Node {
     pub(crate) now: Timestamp,
     pub(crate) run: RunState,
     pub(crate) members: Members,
-    pub(crate) queue: BroadcastQueue<ShortName>,
-    pub(crate) timers: Timers,
-    /// Lifeguard local health score, 0 ..= awareness_max_multiplier − 1.
-    pub(crate) awareness: u32,
-    pub(crate) probe: Option<Box<Probe>>,
-    /// Members that recently answered a direct ping: preferred indirect-probe helpers.
-    pub(crate) recent_acks: RecentAcks,
-    pub(crate) relays: BTreeMap<u32, Relay>,
-    pub(crate) next_seq: u32,
-    pub(crate) joins: BTreeMap<u32, PendingJoin>,
-    /// Generation of the live periodic push-pull timer.
-    pub(crate) push_pull_gen: u32,
-    pub(crate) next_join: u32,
-    pub(crate) transmits: VecDeque<Transmit>,
-    pub(crate) events: VecDeque<Event>,
-    pub(crate) stats: Stats,
+    /// Outputs, timers, broadcast queues and counters: where every part's effects go.
+    pub(crate) fx: Effects,
+    /// SWIM failure detection with Lifeguard.
+    pub(crate) swim: FailureDetector,
+    /// Gossip, push-pull and digest repair.
+    pub(crate) diss: Dissemination,
+    /// Joining and the graceful leave.
+    pub(crate) life: Lifecycle,
     /// Accusers told of the current incarnation directly (at most 16; cleared on refutation).
     pub(crate) told_accusers: Vec<Name>,
-    /// When the last digest-triggered push-pull started.
-    pub(crate) last_repair: Option<Timestamp>,
-    // ---- Serf layer ----
-    /// Intents, user events and queries waiting to be piggybacked (kept apart from membership
-    /// updates so that neither starves the other).
-    pub(crate) serf_queue: BroadcastQueue<SerfKey>,
-    /// Whether the depth warning has fired since the Serf queue was last below half of it.
-    pub(crate) depth_warned: bool,
-    pub(crate) member_clock: LamportClock,
-    pub(crate) event_clock: LamportClock,
-    pub(crate) query_clock: LamportClock,
-    pub(crate) intents: RecentIntents,
-    pub(crate) event_ring: EventRing,
-    pub(crate) queries: Queries,
-    pub(crate) coalescer: Coalescer,
-    pub(crate) outbox: Outbox,
-    /// Leaving: 1 while the leave intent goes out, 2 while the SWIM departure goes out.
-    pub(crate) leave_phase: u8,
-    /// When this node last delivered a new user event (part of its digest's settledness).
-    pub(crate) events_changed: Timestamp,
-    /// Datagrams filled so far (tags each fill so no update goes twice into one datagram).
-    pub(crate) datagrams: u64,
-    /// Direct messages waiting in `events`.
-    pub(crate) inbox_len: usize,
-    /// Events dropped since the last [`Event::Lagged`].
-    pub(crate) lagged: u64,
-    /// Scratch space for the member positions [`Members::warm`] finds for a datagram's
-    /// messages (kept to avoid an allocation per datagram).
-    hints: Vec<u32>,
-    pub(crate) header: Vec<u8>,
+    /// The Serf layer.
+    pub(crate) serf: Serf,
+    /// Where [`Members::prefetch`] found a datagram's members (kept to reuse its memory).
+    prefetched: Prefetched,
     limits: Limits,
 }
 
@@ -174,51 +155,26 @@ impl Node {
             now,
             &mut rng,
         );
-        let header = wire::header(config.label.as_deref());
         let limits = Limits::from_config(&config);
+        let fx = Effects::new(&config, &mut rng);
         let mut node = Node {
-            queue: BroadcastQueue::new(config.max_broadcast_queue, rng.random()),
-            serf_queue: BroadcastQueue::new(config.max_queue_depth, rng.random()),
-            depth_warned: false,
-            member_clock: LamportClock::default(),
-            event_clock: LamportClock::default(),
-            query_clock: LamportClock::default(),
-            intents: RecentIntents::default(),
-            event_ring: EventRing::new(config.event_buffer),
-            queries: Queries::new(config.query_buffer),
-            coalescer: Coalescer::default(),
-            outbox: Outbox::default(),
-            leave_phase: 0,
-            datagrams: 0,
-            events_changed: now,
-            inbox_len: 0,
-            lagged: 0,
+            fx,
+            swim: FailureDetector::new(0),
+            serf: Serf::new(&config, now),
             me,
             addr: identity.addr,
             rng,
             now,
             run: RunState::Running,
             members,
-            timers: Timers::default(),
-            awareness: 0,
-            probe: None,
-            recent_acks: RecentAcks::default(),
-            relays: BTreeMap::new(),
-            next_seq: 0,
-            joins: BTreeMap::new(),
-            push_pull_gen: 0,
-            next_join: 0,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            stats: Stats::default(),
-            last_repair: None,
+            diss: Dissemination::default(),
+            life: Lifecycle::default(),
             told_accusers: Vec::new(),
-            hints: Vec::new(),
-            header,
+            prefetched: Prefetched::default(),
             limits,
             cfg: config,
         };
-        node.next_seq = node.rng.random();
+        node.swim = FailureDetector::new(node.rng.random());
         node.broadcast_self();
         let stagger = |n: &mut Node, d: std::time::Duration| {
             let micros = d.as_micros().max(1) as u64;
@@ -231,22 +187,14 @@ impl Node {
             node.cfg.push_pull_interval,
         );
         let at = stagger(&mut node, probe);
-        node.timers.schedule(at, TimerKind::ProbeTick);
-        let at = stagger(&mut node, gossip);
-        node.timers.schedule(at, TimerKind::GossipTick);
-        if !push_pull.is_zero() {
-            let at = stagger(&mut node, push_pull);
-            node.timers
-                .schedule(at, TimerKind::PushPullTick { generation: 0 });
-        }
-        let reap = node.cfg.reap_interval;
-        let at = stagger(&mut node, reap);
-        node.timers.schedule(at, TimerKind::ReapTick);
-        let reconnect = node.cfg.reconnect_interval;
-        if !reconnect.is_zero() {
-            let at = stagger(&mut node, reconnect);
-            node.timers.schedule(at, TimerKind::ReconnectTick);
-        }
+        FailureDetector::arm(&mut cx!(node), at);
+        let gossip_at = stagger(&mut node, gossip);
+        let push_pull_at = (!push_pull.is_zero()).then(|| stagger(&mut node, push_pull));
+        Dissemination::arm(&mut cx!(node), gossip_at, push_pull_at);
+        let (reap, reconnect) = (node.cfg.reap_interval, node.cfg.reconnect_interval);
+        let reap_at = stagger(&mut node, reap);
+        let reconnect_at = (!reconnect.is_zero()).then(|| stagger(&mut node, reconnect));
+        Serf::arm(&mut cx!(node), reap_at, reconnect_at);
         Ok(node)
     }
 
@@ -306,8 +254,8 @@ impl Node {
         if self.run == RunState::Left {
             return Err(InputError::NotRunning);
         }
-        self.stats.packets_in += 1;
-        self.stats.bytes_in += data.len() as u64;
+        self.fx.stats.packets_in += 1;
+        self.fx.stats.bytes_in += data.len() as u64;
         if data.len() > wire::MAX_DATAGRAM {
             let max = wire::MAX_DATAGRAM;
             return Err(self.rejected(wire::DecodeError::TooLarge {
@@ -324,27 +272,23 @@ impl Node {
             let e = wire::DecodeError::Invalid("push-pull in a datagram");
             return Err(self.rejected(e));
         }
-        let mut hints = std::mem::take(&mut self.hints);
-        hints.clear();
+        let mut found = std::mem::take(&mut self.prefetched);
         if msgs.len() > 4 {
             self.members
-                .warm(msgs.iter().map(Decoded::member_name), &mut hints);
+                .prefetch(msgs.iter().map(Decoded::member_name), &mut found);
         }
         for (i, msg) in msgs.into_iter().enumerate() {
-            self.members
-                .set_hint(hints.get(i).copied().unwrap_or(NO_HINT));
-            self.handle_decoded(from, msg);
+            self.handle_decoded(from, msg, found.near(i));
         }
-        self.members.set_hint(NO_HINT);
-        self.hints = hints;
+        self.prefetched = found;
         Ok(())
     }
 
-    fn handle_decoded(&mut self, from: SocketAddr, msg: Decoded<'_>) {
+    fn handle_decoded(&mut self, from: SocketAddr, msg: Decoded<'_>, near: Near) {
         match msg {
             Decoded::Message(msg) => self.handle_message(from, msg),
             Decoded::Alive(a) => {
-                if !self.alive_is_known(&a) {
+                if !self.alive_is_known(&a, near) {
                     self.apply_alive(a.to_alive(), true);
                 }
             }
@@ -363,8 +307,8 @@ impl Node {
         if self.run == RunState::Left {
             return Err(InputError::NotRunning);
         }
-        self.stats.streams_in += 1;
-        self.stats.stream_bytes_in += frame.len() as u64;
+        self.fx.stats.streams_in += 1;
+        self.fx.stats.stream_bytes_in += frame.len() as u64;
         if frame.len() > self.cfg.max_stream_message {
             let max = self.cfg.max_stream_message;
             return Err(self.rejected(wire::DecodeError::TooLarge {
@@ -380,7 +324,7 @@ impl Node {
 
     /// Count a decode failure and turn it into the input error.
     fn rejected(&mut self, e: wire::DecodeError) -> InputError {
-        self.stats.decode_errors += 1;
+        self.fx.stats.decode_errors += 1;
         InputError::Decode(e)
     }
 
@@ -389,7 +333,7 @@ impl Node {
         match wire::open_envelope(data, self.cfg.label.as_deref()) {
             Ok(Envelope::Ours(body)) => Ok(body),
             Ok(Envelope::OtherLabel) => {
-                self.stats.label_mismatches += 1;
+                self.fx.stats.label_mismatches += 1;
                 Err(InputError::LabelMismatch)
             }
             Err(e) => Err(self.rejected(e)),
@@ -401,43 +345,48 @@ impl Node {
             Message::Ping {
                 seq,
                 target,
-                digest: theirs,
+                digest,
             } => {
-                if *target == *self.me {
-                    let digest = Some(self.view_digest());
-                    self.send_datagram(from, &[Message::Ack { seq, digest }]);
-                    if let Some(d) = theirs {
-                        self.compare_digest(from, d);
-                    }
+                let theirs = self
+                    .swim
+                    .on_ping(from, seq, &target, digest, &mut cx!(self));
+                if let Some(d) = theirs {
+                    self.compare_digest(from, d);
                 }
             }
             Message::StreamPing {
                 seq,
                 target,
                 reply_to,
-            } => {
-                if *target == *self.me {
-                    self.send_reliable(reply_to, &Message::Ack { seq, digest: None });
+            } => self
+                .swim
+                .on_stream_ping(seq, &target, reply_to, &mut cx!(self)),
+            Message::Ack { seq, digest } => {
+                if let Some(d) = self.swim.on_ack(from, seq, digest, &mut cx!(self)) {
+                    self.compare_digest(from, d);
                 }
             }
-            Message::Ack { seq, digest } => self.on_ack(from, seq, digest),
-            Message::Nack { seq } => self.on_nack(from, seq),
+            Message::Nack { seq } => self.swim.on_nack(from, seq),
             Message::IndirectPing { seq, target, addr } => {
-                self.on_indirect_ping(from, seq, target, addr)
+                self.swim
+                    .on_indirect_ping(from, seq, target, addr, &mut cx!(self))
             }
             Message::Alive(a) => self.apply_alive(a, true),
             Message::Suspect(s) => self.apply_suspect(s, true),
             Message::Dead(d) => self.apply_dead(d, true),
             // Datagrams carrying push-pull were rejected before anything was applied.
             Message::PushPull(p) => self.on_push_pull(*p),
-            Message::LeaveIntent(i) => self.on_leave_intent(i, true),
-            Message::UserEvent(e) => self.on_user_event(e, true, true),
-            Message::Query(q) => self.on_query(*q),
-            Message::QueryResponse(r) => self.on_query_response(r),
+            Message::LeaveIntent(i) => self.serf.on_leave_intent(i, true, &mut cx!(self)),
+            Message::UserEvent(e) => self.serf.on_user_event(e, true, true, &mut cx!(self)),
+            Message::Query(q) => self.serf.on_query(*q, &mut cx!(self)),
+            Message::QueryResponse(r) => {
+                let out = self.serf.on_query_response(r, &mut cx!(self));
+                self.on_serf_outcome(out);
+            }
             Message::RelayResponse { to, resp } => {
                 self.send_datagram(to, &[Message::QueryResponse(resp)]);
             }
-            Message::Direct { from, payload } => self.on_direct(from, payload),
+            Message::Direct { from, payload } => self.serf.on_direct(from, payload, &mut cx!(self)),
         }
     }
 
@@ -445,9 +394,11 @@ impl Node {
     /// failed, or timed out).
     pub fn handle_send_failure(&mut self, now: Timestamp, to: SocketAddr) {
         self.advance(now);
-        self.stats.send_failures += 1;
-        self.join_seed_failed(to);
-        self.direct_send_failed(to);
+        self.fx.stats.send_failures += 1;
+        for done in self.life.seed_failed(to) {
+            self.join_completed(done);
+        }
+        self.serf.direct_send_failed(to, &mut cx!(self));
     }
 
     /// Fire every internal timer due at `now`. Call when the deadline from
@@ -457,32 +408,131 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.advance(now);
         // Only timers due when the call began: re-armed ones wait for the next call.
-        let mark = self.timers.mark();
-        while let Some(kind) = self.timers.pop_due(self.now, mark) {
+        let mark = self.fx.timers.mark();
+        while let Some(kind) = self.fx.timers.pop_due(self.now, mark) {
             if self.run == RunState::Left {
                 return;
             }
             match kind {
-                TimerKind::ProbeTick => self.probe_tick(),
-                TimerKind::ProbeTimeout { seq } => self.probe_timeout(seq),
-                TimerKind::GossipTick => self.gossip_tick(),
-                TimerKind::PushPullTick { generation } => {
-                    if generation == self.push_pull_gen {
-                        self.push_pull_tick();
-                    }
+                TimerKind::Swim(t) => self.on_swim_timer(t),
+                TimerKind::Dissemination(t) => self.on_diss_timer(t),
+                TimerKind::Lifecycle(t) => {
+                    let out = self.life.on_timer(t, self.run, &mut cx!(self));
+                    self.on_life_outcome(out);
                 }
-                TimerKind::Suspicion { name, generation } => {
-                    self.suspicion_timeout(&name, generation)
+                TimerKind::Serf(t) => {
+                    let out = self.serf.on_timer(t, &mut cx!(self));
+                    self.on_serf_outcome(out);
                 }
-                TimerKind::Relay { seq } => self.relay_timeout(seq),
-                TimerKind::JoinDeadline { join } => self.join_deadline(join),
-                TimerKind::LeaveDeadline { phase } => self.leave_deadline(phase),
-                TimerKind::ReapTick => self.reap_tick(),
-                TimerKind::ReconnectTick => self.reconnect_tick(),
-                TimerKind::QueryDeadline { id } => self.query_deadline(id),
-                TimerKind::CoalesceFlush => self.coalesce_flush(),
             }
         }
+    }
+
+    /// A failure-detection timer fired: the detector decides (and recognises stale timers);
+    /// its verdict is applied here, then the next probe starts while the node runs.
+    pub(crate) fn on_swim_timer(&mut self, t: SwimTimer) {
+        let out = self.swim.on_timer(t, &mut cx!(self));
+        match out.verdict {
+            Some(Verdict::Suspect(s)) => self.apply_suspect(s, true),
+            Some(Verdict::Dead(d)) => self.apply_dead(d, true),
+            None => {}
+        }
+        if out.next_probe && self.run == RunState::Running {
+            self.swim.start_probe(&mut cx!(self));
+        }
+    }
+
+    /// A dissemination timer fired: a push-pull it asks for is sent with the Serf layer's
+    /// share; after a gossip tick a graceful leave may have sent its announcement out.
+    fn on_diss_timer(&mut self, t: DissTimer) {
+        let gossip = t == DissTimer::GossipTick;
+        let running = self.run == RunState::Running;
+        if let Some(r) = self.diss.on_timer(t, running, &mut cx!(self)) {
+            self.send_push_pull(r.to, r.id, true, false);
+        }
+        if gossip {
+            let out = self.life.leave_progress(self.run, &mut cx!(self));
+            self.on_life_outcome(out);
+        }
+    }
+
+    /// Act on what the lifecycle part concluded.
+    fn on_life_outcome(&mut self, out: lifecycle::Outcome) {
+        match out {
+            lifecycle::Outcome::Nothing => {}
+            lifecycle::Outcome::Joined(done) => self.join_completed(done),
+            lifecycle::Outcome::Left => self.finish_leave(),
+        }
+    }
+
+    /// A join completed: report it; when a seed answered, the cluster's size is known and
+    /// periodic push-pull is re-armed for it.
+    pub(crate) fn join_completed(&mut self, done: JoinDone) {
+        self.emit(Event::JoinCompleted {
+            answered: done.answered,
+            contacted: done.contacted,
+        });
+        if done.answered > 0 {
+            self.diss.rearm_push_pull(&mut cx!(self));
+        }
+    }
+
+    /// What a push-pull carries of the Serf layer.
+    pub(crate) fn serf_share(&self) -> SerfShare {
+        self.serf.share()
+    }
+
+    /// Act on what the Serf layer concluded.
+    fn on_serf_outcome(&mut self, out: serf::Outcome) {
+        match out {
+            serf::Outcome::Nothing => {}
+            serf::Outcome::NameLost => self.finish_leave(),
+            serf::Outcome::PushPull(r) => self.send_push_pull(r.to, r.id, true, false),
+        }
+    }
+
+    /// Send this node's table to `to` in a push-pull.
+    pub(crate) fn send_push_pull(&mut self, to: SocketAddr, id: u32, request: bool, join: bool) {
+        let share = self.serf_share();
+        push_pull::send(&mut cx!(self), &share, to, id, request, join);
+    }
+
+    /// A peer's view digest arrived: maybe repair (see `dissemination::repair`).
+    pub(crate) fn compare_digest(&mut self, peer: SocketAddr, theirs: Digest) {
+        let running = self.run == RunState::Running;
+        if let Some(r) = self
+            .diss
+            .compare_digest(peer, theirs, running, &mut cx!(self))
+        {
+            self.send_push_pull(r.to, r.id, true, false);
+        }
+    }
+
+    /// Leave gracefully: announce the leave intent, stop probing, and run the leave's phases
+    /// (at once done when no other member is live).
+    fn start_leave(&mut self) {
+        self.run = RunState::Leaving;
+        self.swim.stop_probing();
+        self.serf.announce_leave(&mut cx!(self));
+        if self.members.live() <= 1 {
+            self.finish_leave();
+            return;
+        }
+        self.life.leave_started(&mut cx!(self));
+    }
+
+    /// The node is gone: it marks itself left, stops every timer and ignores input from now
+    /// on. Reached at the end of a graceful leave, or when this node lost its name.
+    pub(crate) fn finish_leave(&mut self) {
+        if self.run == RunState::Left {
+            return;
+        }
+        let me = self.me.clone();
+        self.members.set_status(&me, MemberStatus::Left, self.now);
+        self.run = RunState::Left;
+        self.fx.timers.clear();
+        self.swim.stop();
+        self.emit(Event::LeaveCompleted);
     }
 
     /// Join a cluster through `seeds`: a push-pull exchange with each (this node's own address
@@ -513,8 +563,10 @@ impl Node {
         }
         // The join intent (a new incarnation of our alive) first, so that the push-pull
         // carries it and the seeds do not gossip the old incarnation as news.
-        self.announce_join();
-        self.start_join(seeds, ignore_old);
+        self.serf.announce_join(&mut cx!(self));
+        for r in self.life.start_join(&seeds, ignore_old, &mut cx!(self)) {
+            self.send_push_pull(r.to, r.id, true, true);
+        }
         Ok(())
     }
 
@@ -554,27 +606,125 @@ impl Node {
         Ok(())
     }
 
+    /// Fire a user event: every member (this one included) receives it once, as
+    /// [`Event::User`]. `coalesce` lets receivers that coalesce user events keep only the
+    /// latest per name. Name plus payload may not exceed `user_event_size_limit`.
+    pub fn user_event(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        payload: impl Into<Bytes>,
+        coalesce: bool,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf
+            .user_event(name, payload.into(), coalesce, &mut cx!(self))
+    }
+
+    /// The default query timeout: gossip_interval · query_timeout_mult · ceil(log10(n + 1)).
+    pub fn default_query_timeout(&self) -> std::time::Duration {
+        crate::formulas::query_timeout(&self.cfg, self.members.live())
+    }
+
+    /// Ask the cluster: the query is gossiped to every member; those `params` selects see
+    /// [`Event::Query`]. Answers arrive as [`Event::QueryAck`] and [`Event::QueryResponse`];
+    /// [`Event::QueryDone`] ends it.
+    pub fn query(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        payload: impl Into<Bytes>,
+        params: QueryParams,
+    ) -> Result<QueryId, ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf
+            .query(name, payload.into(), params, &mut cx!(self))
+    }
+
+    /// Answer a query this node was selected by (once, before its deadline; also while
+    /// leaving).
+    pub fn respond(
+        &mut self,
+        now: Timestamp,
+        query: &QueryHandle,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run == RunState::Left {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf.respond(query, payload.into(), &mut cx!(self))
+    }
+
+    /// Send `payload` reliably to the member named `to` (alive or suspect).
+    pub fn send(
+        &mut self,
+        now: Timestamp,
+        to: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf.send(to, payload.into(), &mut cx!(self))
+    }
+
+    /// Send `payload` reliably to every other live member; returns how many it went to.
+    pub fn broadcast(
+        &mut self,
+        now: Timestamp,
+        payload: impl Into<Bytes>,
+    ) -> Result<usize, ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf.broadcast(payload.into(), &mut cx!(self))
+    }
+
+    /// Force a failed member to left across the cluster (a leave intent on its behalf); with
+    /// `prune` every member also erases it at once instead of keeping a tombstone.
+    pub fn remove_failed(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        prune: bool,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf.remove_failed(name, prune, &mut cx!(self))
+    }
+
     /// The next bytes to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let t = self.transmits.pop_front();
+        let t = self.fx.transmits.pop_front();
         if t.is_none() {
-            release_burst(&mut self.transmits);
+            release_burst(&mut self.fx.transmits);
         }
         t
     }
 
     /// The next event, if any. A [`Event::Lagged`] comes first when events were dropped.
     pub fn poll_event(&mut self) -> Option<Event> {
-        if self.lagged > 0 {
-            let dropped = std::mem::take(&mut self.lagged);
+        if self.fx.lagged > 0 {
+            let dropped = std::mem::take(&mut self.fx.lagged);
             return Some(Event::Lagged { dropped });
         }
-        let Some(e) = self.events.pop_front() else {
-            release_burst(&mut self.events);
+        let Some(e) = self.fx.events.pop_front() else {
+            release_burst(&mut self.fx.events);
             return None;
         };
         if matches!(e, Event::Message { .. }) {
-            self.inbox_len -= 1;
+            self.fx.inbox_len -= 1;
         }
         Some(e)
     }
@@ -585,7 +735,7 @@ impl Node {
         if self.run == RunState::Left {
             return None;
         }
-        self.timers.next_deadline()
+        self.fx.timers.next_deadline()
     }
 
     /// Every member this node knows, itself included, failed and left tombstones included.
@@ -623,46 +773,46 @@ impl Node {
 
     /// Traffic and drop counters.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.fx.stats
     }
 
     /// How full each bounded queue is, with its bound.
     pub fn queue_depths(&self) -> QueueDepths {
         let c = &self.cfg;
         QueueDepths {
-            broadcast: (self.queue.len(), c.max_broadcast_queue),
-            serf: (self.serf_queue.len(), c.max_queue_depth),
-            events: (self.events.len(), c.max_pending_events),
-            inbox: (self.inbox_len, c.max_inbox),
-            transmits: (self.transmits.len(), c.max_pending_transmits),
-            intents: (self.intents.len(), c.max_recent_intents),
-            event_ring: (self.event_ring.times_held(), c.event_buffer.max(1)),
-            pending_queries: (self.queries.pending_len(), c.max_pending_queries),
-            relays: (self.relays.len(), c.max_indirect_relays),
+            broadcast: (self.fx.queue.len(), c.max_broadcast_queue),
+            serf: (self.fx.serf_queue.len(), c.max_queue_depth),
+            events: (self.fx.events.len(), c.max_pending_events),
+            inbox: (self.fx.inbox_len, c.max_inbox),
+            transmits: (self.fx.transmits.len(), c.max_pending_transmits),
+            intents: (self.serf.intents.len(), c.max_recent_intents),
+            event_ring: (self.serf.event_ring.times_held(), c.event_buffer.max(1)),
+            pending_queries: (self.serf.queries.pending_len(), c.max_pending_queries),
+            relays: (self.swim.relays_len(), c.max_indirect_relays),
         }
     }
 
     /// Lifeguard's local health score: 0 is healthy; each point stretches the probe interval.
     pub fn health_score(&self) -> u32 {
-        self.awareness
+        self.swim.health()
     }
 
     /// Updates waiting in the membership broadcast queue.
     pub fn broadcast_queue_len(&self) -> usize {
-        self.queue.len()
+        self.fx.queue.len()
     }
 
     /// Updates waiting in the Serf broadcast queue (intents, user events, queries).
     pub fn serf_queue_len(&self) -> usize {
-        self.serf_queue.len()
+        self.fx.serf_queue.len()
     }
 
     /// The member, event and query Lamport clocks.
     pub fn clocks(&self) -> (u64, u64, u64) {
         (
-            self.member_clock.time(),
-            self.event_clock.time(),
-            self.query_clock.time(),
+            self.serf.member_clock.time(),
+            self.serf.event_clock.time(),
+            self.serf.query_clock.time(),
         )
     }
 
@@ -675,219 +825,36 @@ impl Node {
 
     /// Report an event, through the coalescer when coalescing is on.
     pub(crate) fn emit(&mut self, event: Event) {
-        if let Some(event) = self.coalesce(event) {
-            self.push_event(event);
-        }
+        self.serf.emit(event, &mut cx!(self));
     }
 
-    /// Queue an event for the application. Overflow policy: received direct messages beyond
-    /// `max_inbox` drop the oldest message; a full queue drops the oldest direct message, or
-    /// failing that the oldest event. Every drop is counted and reported by `Lagged`.
-    pub(crate) fn push_event(&mut self, event: Event) {
-        let is_message = matches!(event, Event::Message { .. });
-        if is_message && self.inbox_len >= self.cfg.max_inbox {
-            self.drop_oldest_message();
-        }
-        if self.events.len() >= self.cfg.max_pending_events && !self.drop_oldest_message() {
-            self.events.pop_front();
-            self.stats.events_dropped += 1;
-            self.lagged += 1;
-        }
-        if is_message {
-            self.inbox_len += 1;
-        }
-        self.events.push_back(event);
+    /// The narrow context a part works in, borrowed from this node's shared state.
+    pub(crate) fn cx(&mut self) -> Cx<'_> {
+        cx!(self)
     }
 
-    fn drop_oldest_message(&mut self) -> bool {
-        let Some(i) = self
-            .events
-            .iter()
-            .position(|e| matches!(e, Event::Message { .. }))
-        else {
-            return false;
-        };
-        self.events.remove(i);
-        self.inbox_len -= 1;
-        self.stats.messages_dropped += 1;
-        self.lagged += 1;
-        true
-    }
-
-    fn push_transmit(&mut self, t: Transmit) {
-        if self.transmits.len() >= self.cfg.max_pending_transmits {
-            self.transmits.pop_front();
-            self.stats.transmits_dropped += 1;
-        }
-        self.transmits.push_back(t);
-    }
-
-    pub(crate) fn retransmit_limit(&self) -> u32 {
-        crate::formulas::retransmit_limit(&self.cfg, self.members.live())
-    }
-
-    /// Send `msgs` in one datagram to `to`, filled up to the MTU with queued updates.
+    /// [`Cx::send_datagram`].
     pub(crate) fn send_datagram(&mut self, to: SocketAddr, msgs: &[Message]) {
-        let mut buf = self.datagram_buf();
-        for m in msgs {
-            wire::encode_into(m, &mut buf);
-        }
-        let extra = self.piggyback(self.datagram_room(&buf), &mut buf);
-        self.finish_datagram(to, msgs.len() + extra, buf);
+        self.cx().send_datagram(to, msgs)
     }
 
-    /// A datagram being built: room for the envelope header and the longest message count in
-    /// front of the messages, which [`Node::finish_datagram`] fills in place.
-    fn datagram_buf(&self) -> Vec<u8> {
-        let front = self.datagram_front();
-        let mut buf = Vec::with_capacity(front + self.cfg.mtu);
-        buf.resize(front, 0);
-        buf
-    }
-
-    /// Bytes still free for messages in a [`Node::datagram_buf`] within the MTU (the count is
-    /// reckoned at [`wire::COUNT_RESERVE`] bytes).
-    fn datagram_room(&self, buf: &[u8]) -> usize {
-        let used = self.header.len() + wire::COUNT_RESERVE + buf.len() - self.datagram_front();
-        self.cfg.mtu.saturating_sub(used)
-    }
-
-    /// Where the messages start in a [`Node::datagram_buf`].
-    fn datagram_front(&self) -> usize {
-        self.header.len() + wire::COUNT_MAX_LEN
-    }
-
-    /// Send only queued updates to `to`; false when there was nothing to send.
-    pub(crate) fn send_gossip(&mut self, to: SocketAddr) -> bool {
-        let mut buf = self.datagram_buf();
-        let n = self.piggyback(self.datagram_room(&buf), &mut buf);
-        if n > 0 {
-            self.finish_datagram(to, n, buf);
-        }
-        n > 0
-    }
-
-    /// Fill `room` bytes from both queues. The Serf queue (intents, user events, queries) may
-    /// take half the room first, membership updates the rest, then the Serf queue what is
-    /// left: neither kind starves the other (memberlist's user broadcasts starved behind
-    /// membership traffic at ~1000 nodes).
-    ///
-    /// Serf-layer updates are sent at least as often as with a retransmit multiplier of 4
-    /// (the LAN default), whatever `retransmit_mult` says: they are rare, and unlike a missed
-    /// membership update no probe ever corrects a missed intent, event or query.
-    fn piggyback(&mut self, room: usize, body: &mut Vec<u8>) -> usize {
-        let limit = self.retransmit_limit();
-        let serf_limit = crate::formulas::serf_retransmit_limit(&self.cfg, self.members.live());
-        self.datagrams += 1;
-        let d = self.datagrams;
-        let start = body.len();
-        let mut n = self.serf_queue.fill(room / 2, serf_limit, d, body);
-        n += self.queue.fill(room - (body.len() - start), limit, d, body);
-        n += self
-            .serf_queue
-            .fill(room - (body.len() - start), serf_limit, d, body);
-        n
-    }
-
-    /// Queue a Serf-layer update (intent, user event, query) for dissemination.
-    pub(crate) fn serf_enqueue(&mut self, key: SerfKey, msg: &Message) {
-        let before = self.serf_queue.drops();
-        self.serf_queue
-            .push_with(key, |out| wire::encode_into(msg, out));
-        self.stats.broadcast_drops += self.serf_queue.drops() - before;
-        let depth = self.serf_queue.len();
-        if depth > self.cfg.queue_depth_warning && !self.depth_warned {
-            self.depth_warned = true;
-            self.push_event(Event::QueueDepthWarning { depth });
-        } else if depth <= self.cfg.queue_depth_warning / 2 {
-            self.depth_warned = false;
-        }
-    }
-
-    /// Complete a datagram from [`Node::datagram_buf`] holding `count` messages: the count
-    /// and the header go right before the messages, and the datagram starts where they do
-    /// (the unused front bytes are skipped, not copied over).
-    fn finish_datagram(&mut self, to: SocketAddr, count: usize, mut buf: Vec<u8>) {
-        let messages = self.datagram_front();
-        let (count, len) = wire::encode_count(count);
-        let header_at = messages - len - self.header.len();
-        buf[messages - len..messages].copy_from_slice(&count[..len]);
-        buf[header_at..header_at + self.header.len()].copy_from_slice(&self.header);
-        let mut payload = Bytes::from(buf);
-        payload.advance(header_at);
-        self.stats.packets_out += 1;
-        self.stats.bytes_out += payload.len() as u64;
-        self.push_transmit(Transmit {
-            to,
-            kind: TransmitKind::Datagram,
-            payload,
-        });
-    }
-
-    pub(crate) fn send_reliable(&mut self, to: SocketAddr, msg: &Message) {
-        let frame = wire::frame_message(&self.header, msg);
-        self.send_frame(to, frame);
-    }
-
-    /// Send a complete stream frame (see [`wire::frame_message`]).
-    pub(crate) fn send_frame(&mut self, to: SocketAddr, frame: Vec<u8>) {
-        self.stats.streams_out += 1;
-        self.stats.stream_bytes_out += frame.len() as u64;
-        self.push_transmit(Transmit {
-            to,
-            kind: TransmitKind::Reliable,
-            payload: frame.into(),
-        });
-    }
-
-    /// Queue an update about `key` for dissemination.
+    /// [`Cx::enqueue`].
     pub(crate) fn enqueue(&mut self, key: Name, msg: &Message) {
-        let before = self.queue.drops();
-        self.queue
-            .push_with(ShortName::new(&key), |out| wire::encode_into(msg, out));
-        self.stats.broadcast_drops += self.queue.drops() - before;
+        self.cx().enqueue(key, msg)
     }
 
-    /// Queue an alive message about `key` for dissemination (the common shape, IPv4 and no
-    /// tags, encoded by hand: every newcomer's alive is queued by every member).
+    /// [`Cx::enqueue_alive`].
     pub(crate) fn enqueue_alive(&mut self, key: Name, a: wire::Alive) {
-        let std::net::SocketAddr::V4(addr) = a.addr else {
-            return self.enqueue(key, &Message::Alive(a));
-        };
-        if !a.tags.is_empty() {
-            return self.enqueue(key, &Message::Alive(a));
-        }
-        let raw = crate::wire_fast::RawAlive {
-            incarnation: a.incarnation,
-            name: a.name.as_bytes(),
-            addr,
-            ltime: a.ltime,
-        };
-        let before = self.queue.drops();
-        self.queue.push_with(ShortName::new(&key), |out| {
-            crate::wire_fast::put_alive(&raw, out)
-        });
-        self.stats.broadcast_drops += self.queue.drops() - before;
+        self.cx().enqueue_alive(key, a)
     }
 
-    /// This node's own alive message.
-    pub(crate) fn self_alive(&self) -> Message {
-        let rec = self
-            .members
-            .get(&self.me)
-            .expect("self is always in the table");
-        Message::Alive(wire::Alive {
-            incarnation: rec.incarnation,
-            name: rec.name.to_name(),
-            addr: rec.addr(),
-            tags: (**self.members.tags(rec)).clone(),
-            ltime: rec.status_ltime,
-        })
+    /// [`Cx::self_alive`].
+    pub(crate) fn self_alive(&mut self) -> Message {
+        self.cx().self_alive()
     }
 
-    /// Queue this node's own alive message.
+    /// [`Cx::broadcast_self`].
     pub(crate) fn broadcast_self(&mut self) {
-        let msg = self.self_alive();
-        self.enqueue(self.me.clone(), &msg);
+        self.cx().broadcast_self()
     }
 }

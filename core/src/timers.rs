@@ -3,7 +3,10 @@
 //! never removed early: a handler checks that the timer is still current when it fires (lazy
 //! cancellation), so a stale entry costs at most one spurious wake-up.
 
-use crate::identity::Name;
+use crate::dissemination::DissTimer;
+use crate::lifecycle::LifeTimer;
+use crate::serf::SerfTimer;
+use crate::swim::SwimTimer;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -12,31 +15,14 @@ use crate::time::Timestamp;
 /// What a timer is for.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKind {
-    /// Start the next probe (and close the previous one).
-    ProbeTick,
-    /// The direct ping of probe `seq` went unanswered: go indirect.
-    ProbeTimeout { seq: u32 },
-    /// Send queued updates to a few random members.
-    GossipTick,
-    /// Exchange full state with one random member (generation `generation`: the tick is
-    /// re-armed when a join changes the cluster size).
-    PushPullTick { generation: u32 },
-    /// Suspicion of `name` (generation `generation`) may have expired.
-    Suspicion { name: Name, generation: u32 },
-    /// Indirect ping relayed under `seq` got no ack in time: nack the origin.
-    Relay { seq: u32 },
-    /// Join number `join` has waited long enough for its seeds.
-    JoinDeadline { join: u32 },
-    /// Leave phase `phase` has had `broadcast_timeout` to go out.
-    LeaveDeadline { phase: u8 },
-    /// Reap failed and left members past their timeouts.
-    ReapTick,
-    /// Maybe reconnect to one failed member.
-    ReconnectTick,
-    /// This node's query `id` times out.
-    QueryDeadline { id: u32 },
-    /// Flush coalesced events that are due.
-    CoalesceFlush,
+    /// The failure detector's timers (see [`SwimTimer`]).
+    Swim(SwimTimer),
+    /// Dissemination's timers (see [`DissTimer`]).
+    Dissemination(DissTimer),
+    /// The lifecycle's timers (see [`LifeTimer`]).
+    Lifecycle(LifeTimer),
+    /// The Serf layer's timers (see [`SerfTimer`]).
+    Serf(SerfTimer),
 }
 
 /// A min-heap of (deadline, insertion order, kind); ties fire in insertion order.
@@ -91,31 +77,42 @@ mod tests {
     #[test]
     fn pops_in_deadline_then_insertion_order() {
         let mut t = Timers::default();
-        t.schedule(Timestamp::from_millis(20), TimerKind::GossipTick);
-        t.schedule(Timestamp::from_millis(10), TimerKind::ProbeTick);
+        t.schedule(
+            Timestamp::from_millis(20),
+            TimerKind::Dissemination(DissTimer::GossipTick),
+        );
         t.schedule(
             Timestamp::from_millis(10),
-            TimerKind::PushPullTick { generation: 0 },
+            TimerKind::Swim(SwimTimer::ProbeTick),
+        );
+        t.schedule(
+            Timestamp::from_millis(10),
+            TimerKind::Dissemination(DissTimer::PushPullTick { generation: 0 }),
         );
         assert_eq!(t.next_deadline(), Some(Timestamp::from_millis(10)));
         let m = t.mark();
         assert_eq!(t.pop_due(Timestamp::from_millis(5), m), None);
         assert_eq!(
             t.pop_due(Timestamp::from_millis(15), m),
-            Some(TimerKind::ProbeTick)
+            Some(TimerKind::Swim(SwimTimer::ProbeTick))
         );
         assert_eq!(
             t.pop_due(Timestamp::from_millis(15), m),
-            Some(TimerKind::PushPullTick { generation: 0 })
+            Some(TimerKind::Dissemination(DissTimer::PushPullTick {
+                generation: 0
+            }))
         );
         assert_eq!(t.pop_due(Timestamp::from_millis(15), m), None);
         assert_eq!(t.len(), 1);
         // A timer scheduled after the mark waits, even when due.
-        t.schedule(Timestamp::from_millis(1), TimerKind::GossipTick);
+        t.schedule(
+            Timestamp::from_millis(1),
+            TimerKind::Dissemination(DissTimer::GossipTick),
+        );
         assert_eq!(t.pop_due(Timestamp::from_millis(15), m), None);
         assert_eq!(
             t.pop_due(Timestamp::from_millis(15), t.mark()),
-            Some(TimerKind::GossipTick)
+            Some(TimerKind::Dissemination(DissTimer::GossipTick))
         );
         t.clear();
         assert_eq!(t.next_deadline(), None);

@@ -3,7 +3,10 @@
 //! The async-std driver for [`rookery_core`]: the same agent as `rookery-tokio` — one UDP
 //! socket and one TCP listener on the same port, one task owning the node with one timer,
 //! TCP with connect/write timeouts, connection reuse and idle close, failed sends reported to
-//! the core, a bounded event stream — with the same operation names.
+//! the core, a bounded event stream — with the same API shape (`Agent::start`,
+//! [`AgentHandle`], [`EventStream`], [`QueryAnswers`], [`AgentStats`]); `rookery-mio` offers
+//! its [`blocking`] flavor, which every handle and stream here also becomes with
+//! `into_blocking`.
 //!
 //! No pump logic lives here: the agent is written once in [`rookery_driver::asynch`], generic
 //! over [`rookery_driver::Runtime`], and this crate only implements that trait for async-std
@@ -46,8 +49,10 @@ pub use rookery_core::{
     QueryParams, Tags, UserEvent,
 };
 pub use rookery_driver::asynch::{AgentHandle, EventStream, QueryAnswers};
+pub use rookery_driver::blocking;
 pub use rookery_driver::{
     AgentError, AgentStats, DriverStats, Options, QueryAnswer, ShutdownMode, StartError,
+    TryRecvError,
 };
 
 /// The async-std runtime, as [`rookery_driver::Runtime`] sees it.

@@ -13,6 +13,10 @@
 //!   `tcp_timeout`), reuses the connection and closes it after `idle_timeout`; a frame it
 //!   cannot deliver is reported back to the pump, which tells the core.
 //!
+//! The agent's handle, event stream and query answers are the async flavor of the one API
+//! shape every driver offers ([`crate::blocking`] is the blocking one; `into_blocking` turns
+//! one into the other).
+//!
 //! Every helper task holds a "done" token and races a shared stop signal, so shutdown fires the
 //! signal and then waits until every token is gone: when [`AgentHandle::shutdown`] returns,
 //! every task has ended and every socket is closed.
@@ -36,12 +40,10 @@ use rookery_core::{
 };
 
 use crate::bind::{advertised_addr, bind_pair, node_seed};
-use crate::error::{AgentError, StartError};
+use crate::error::{AgentError, StartError, TryRecvError};
+use crate::handle::{channels, finish, CommandReceiver, Link, LoopEnds};
 use crate::options::Options;
-use crate::pump::{
-    AgentStats, AnswerSink, Command, Delivery, DriverCounters, EventSink, Pump, QueryAnswer, Reply,
-    ShutdownMode,
-};
+use crate::pump::{AgentStats, Command, DriverCounters, Pump, QueryAnswer, Reply, ShutdownMode};
 use crate::runtime::Runtime;
 
 /// Frames and failures queued from helper tasks to the pump task.
@@ -89,8 +91,7 @@ pub async fn start<R: Runtime>(
     let bound = udp.local_addr().map_err(StartError::Io)?;
     identity.addr = advertised_addr(bound, &options)?;
     let seed = node_seed(&options);
-    let (mut ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1) - 1);
-    let sink: EventSink = Box::new(move |e| ev_tx.try_send(e).is_ok());
+    let (ends, LoopEnds { sink, commands }) = channels(&options);
     let counters = Arc::new(DriverCounters::default());
     let tcp_timeout = config.tcp_timeout;
     let max_stream = config.max_stream_message;
@@ -99,7 +100,6 @@ pub async fn start<R: Runtime>(
     let udp = R::udp(udp).map_err(StartError::Io)?;
     let listener = R::listener(listener).map_err(StartError::Io)?;
 
-    let (cmd_tx, cmd_rx) = mpsc::unbounded();
     let (net_tx, net_rx) = mpsc::channel(NET_QUEUE);
     let (stop_tx, stop_rx) = oneshot::channel();
     let (done_tx, done_rx) = mpsc::channel(0);
@@ -118,16 +118,11 @@ pub async fn start<R: Runtime>(
     };
     spawn_task::<R>(&ctx, accept_loop::<R>(listener, ctx.clone()));
     R::spawn(pump_loop::<R>(
-        pump, udp, cmd_rx, net_rx, ctx, stop_tx, done_rx,
+        pump, udp, commands, net_rx, ctx, stop_tx, done_rx,
     ));
     tracing::info!(name = %me.name, addr = %me.addr, "agent started");
-    let handle = AgentHandle {
-        cmds: cmd_tx,
-        query_capacity: options.query_capacity.max(1),
-        addr: me.addr,
-        name: Arc::from(&*me.name),
-    };
-    Ok((handle, EventStream { rx: ev_rx }))
+    let (link, rx) = ends.link(&me, None, None);
+    Ok((AgentHandle { link }, EventStream { rx }))
 }
 
 /// Spawn a helper task that ends when its body does or when the stop signal fires, and holds a
@@ -163,7 +158,7 @@ enum Wake {
 async fn pump_loop<R: Runtime>(
     mut pump: Pump,
     udp: R::Udp,
-    mut cmds: mpsc::UnboundedReceiver<Command>,
+    mut cmds: CommandReceiver,
     mut net_rx: mpsc::Receiver<NetInput>,
     ctx: TaskCtx,
     stop_tx: oneshot::Sender<()>,
@@ -234,13 +229,7 @@ async fn pump_loop<R: Runtime>(
     while done_rx.next().await.is_some() {}
     drop(udp);
     let name = pump.node().local_member().name;
-    pump.finish();
-    cmds.close();
-    while let Ok(cmd) = cmds.try_recv() {
-        if let Command::Shutdown { reply, .. } = cmd {
-            reply.send(());
-        }
-    }
+    finish(pump, &mut cmds);
     tracing::info!(%name, "agent stopped");
 }
 
@@ -482,205 +471,39 @@ async fn reader<R: Runtime>(mut stream: R::Stream, peer: SocketAddr, ctx: TaskCt
     }
 }
 
-/// A handle on a running agent: cheap to clone, `Send + Sync`; every operation is a message to
-/// the agent's pump task. When every handle is dropped the agent stops (without leaving).
+/// A handle on a running agent, async flavor: cheap to clone, `Send + Sync`; every operation
+/// is a message to the agent's pump task. When every handle (of either flavor) is dropped the
+/// agent stops (without leaving).
 #[derive(Clone, Debug)]
 pub struct AgentHandle {
-    cmds: mpsc::UnboundedSender<Command>,
-    query_capacity: usize,
-    addr: SocketAddr,
-    name: Arc<str>,
+    link: Arc<Link>,
 }
 
 impl AgentHandle {
-    /// The address this agent is reached at (UDP and TCP, the same port).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
+    handle_operations!(async; .await);
 
-    /// This agent's member name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// True once the agent has stopped.
-    pub fn is_stopped(&self) -> bool {
-        self.cmds.is_closed()
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Command,
-    ) -> Result<T, AgentError> {
-        let (tx, rx) = oneshot::channel();
-        let cmd = make(Reply::new(move |v| {
-            let _ = tx.send(v);
-        }));
-        self.cmds
-            .unbounded_send(cmd)
-            .map_err(|_| AgentError::Stopped)?;
-        rx.await.map_err(|_| AgentError::Stopped)
-    }
-
-    /// Join a cluster through `seeds` (push-pull with each); returns how many answered, or
-    /// [`AgentError::NobodyReached`] when none did (after at most `tcp_timeout`).
-    pub async fn join(&self, seeds: &[SocketAddr]) -> Result<usize, AgentError> {
-        self.join_with(seeds, false).await
-    }
-
-    /// [`AgentHandle::join`], choosing whether to replay the cluster's recent user events
-    /// (`ignore_old` false, as `join` does) or to skip every user event older than the join.
-    pub async fn join_with(
-        &self,
-        seeds: &[SocketAddr],
-        ignore_old: bool,
-    ) -> Result<usize, AgentError> {
-        let seeds = seeds.to_vec();
-        self.call(|reply| Command::Join {
-            seeds,
-            ignore_old,
-            reply,
-        })
-        .await?
-    }
-
-    /// Leave the cluster gracefully; returns once the departure has been gossiped (or
-    /// `tcp_timeout` passed). The agent keeps running, inert, until [`AgentHandle::shutdown`].
-    pub async fn leave(&self) -> Result<(), AgentError> {
-        self.call(|reply| Command::Leave { reply }).await?
-    }
-
-    /// Stop the agent: leave first if `mode` says so, then end every task and close every
-    /// socket; returns when that is done (at once if the agent had already stopped).
-    pub async fn shutdown(&self, mode: ShutdownMode) {
-        let _ = self.call(|reply| Command::Shutdown { mode, reply }).await;
-    }
-
-    /// Every member this agent knows, itself included, failed and left members included.
-    pub async fn members(&self) -> Result<Vec<Member>, AgentError> {
-        self.call(|reply| Command::Members { reply }).await
-    }
-
-    /// This agent as the cluster sees it.
-    pub async fn local_member(&self) -> Result<Member, AgentError> {
-        self.call(|reply| Command::LocalMember { reply }).await
-    }
-
-    /// Replace this agent's tags (announced with a new incarnation).
-    pub async fn set_tags(&self, tags: Tags) -> Result<(), AgentError> {
-        self.call(|reply| Command::SetTags { tags, reply }).await?
-    }
-
-    /// Core and driver counters.
-    pub async fn stats(&self) -> Result<AgentStats, AgentError> {
-        self.call(|reply| Command::Stats { reply }).await
-    }
-
-    /// Send a user event to every member: each (this one included) gets
-    /// [`Event::User`] once. With `coalesce`, receivers may keep only the latest event of
-    /// this name.
-    pub async fn user_event(
-        &self,
-        name: &str,
-        payload: impl Into<Bytes>,
-        coalesce: bool,
-    ) -> Result<(), AgentError> {
-        let (name, payload) = (name.to_string(), payload.into());
-        self.call(|reply| Command::UserEvent {
-            name,
-            payload,
-            coalesce,
-            reply,
-        })
-        .await?
-    }
-
-    /// Ask the cluster: members that `params` selects get [`Event::Query`] and answer with
-    /// [`AgentHandle::respond`]. Returns the stream of this query's acks and responses, which
-    /// ends with [`QueryAnswer::Done`] (bounded by [`Options::query_capacity`]; dropping it
-    /// early is fine). The answers also arrive as events on the [`EventStream`].
-    pub async fn query(
-        &self,
-        name: &str,
-        payload: impl Into<Bytes>,
-        params: QueryParams,
-    ) -> Result<QueryAnswers, AgentError> {
-        let (name, payload) = (name.to_string(), payload.into());
-        let (mut tx, rx) = mpsc::channel(self.query_capacity - 1);
-        let answers = AnswerSink::new(move |a| match tx.try_send(a) {
-            Ok(()) => Delivery::Delivered,
-            Err(e) if e.is_full() => Delivery::Full,
-            Err(_) => Delivery::Closed,
-        });
-        let id = self
-            .call(|reply| Command::Query {
-                name,
-                payload,
-                params,
-                answers,
-                reply,
-            })
-            .await??;
-        Ok(QueryAnswers { id, rx })
-    }
-
-    /// Answer a query this agent received as [`Event::Query`] (once per query, before its
-    /// deadline).
-    pub async fn respond(
-        &self,
-        handle: &QueryHandle,
-        payload: impl Into<Bytes>,
-    ) -> Result<(), AgentError> {
-        let (handle, payload) = (handle.clone(), payload.into());
-        self.call(|reply| Command::Respond {
-            handle,
-            payload,
-            reply,
-        })
-        .await?
-    }
-
-    /// Send a direct message to the member named `to` (reliable channel); it arrives as
-    /// [`Event::Message`]. A channel that fails later is reported as [`Event::SendFailed`].
-    pub async fn send(&self, to: &str, payload: impl Into<Bytes>) -> Result<(), AgentError> {
-        let (to, payload) = (to.to_string(), payload.into());
-        self.call(|reply| Command::Send { to, payload, reply })
-            .await?
-    }
-
-    /// Send a direct message to every other live member; returns how many it went to.
-    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<usize, AgentError> {
-        let payload = payload.into();
-        self.call(|reply| Command::Broadcast { payload, reply })
-            .await?
-    }
-
-    /// Turn the failed member `name` into a left one on every member (or, with `prune`,
-    /// forget it at once).
-    pub async fn remove_failed(&self, name: &str, prune: bool) -> Result<(), AgentError> {
-        let name = name.to_string();
-        self.call(|reply| Command::RemoveFailed { name, prune, reply })
-            .await?
+    /// The same handle, blocking flavor ([`crate::blocking::AgentHandle`]), for threads
+    /// outside the runtime.
+    pub fn into_blocking(self) -> crate::blocking::AgentHandle {
+        crate::blocking::AgentHandle { link: self.link }
     }
 }
 
-/// The agent's events, in order. Bounded by [`Options::event_capacity`]: when the application
-/// falls behind, new events are dropped and counted (the node never waits). Ends after the
-/// agent stops. Also a [`futures_util::Stream`].
+/// The agent's events, in order, async flavor. Bounded by [`Options::event_capacity`]: when
+/// the application falls behind, new events are dropped and counted (the node never waits).
+/// Ends after the agent stops. Also a [`futures_util::Stream`].
 #[derive(Debug)]
 pub struct EventStream {
     rx: mpsc::Receiver<Event>,
 }
 
 impl EventStream {
-    /// The next event; `None` once the agent has stopped and every event was read.
-    pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.next().await
-    }
+    receiver_operations!(Event; async; .await);
 
-    /// The next event if one is waiting.
-    pub fn try_recv(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
+    /// The same stream, blocking flavor ([`crate::blocking::EventStream`]), for threads
+    /// outside the runtime.
+    pub fn into_blocking(self) -> crate::blocking::EventStream {
+        crate::blocking::EventStream { rx: self.rx }
     }
 }
 
@@ -696,7 +519,7 @@ impl Stream for EventStream {
 }
 
 /// The answers to one query asked with [`AgentHandle::query`], in arrival order, ending after
-/// [`QueryAnswer::Done`]. Also a [`futures_util::Stream`].
+/// [`QueryAnswer::Done`], async flavor. Also a [`futures_util::Stream`].
 #[derive(Debug)]
 pub struct QueryAnswers {
     id: QueryId,
@@ -704,23 +527,16 @@ pub struct QueryAnswers {
 }
 
 impl QueryAnswers {
-    /// The query's id (as in the query events).
-    pub fn id(&self) -> QueryId {
-        self.id
-    }
+    answers_operations!(async; .await);
+    receiver_operations!(QueryAnswer; async; .await);
 
-    /// The next answer; `None` after the done (or once the agent stopped).
-    pub async fn recv(&mut self) -> Option<QueryAnswer> {
-        self.rx.next().await
-    }
-
-    /// Every answer until the done (the done included).
-    pub async fn collect_all(mut self) -> Vec<QueryAnswer> {
-        let mut all = Vec::new();
-        while let Some(a) = self.rx.next().await {
-            all.push(a);
+    /// The same answers, blocking flavor ([`crate::blocking::QueryAnswers`]), for threads
+    /// outside the runtime.
+    pub fn into_blocking(self) -> crate::blocking::QueryAnswers {
+        crate::blocking::QueryAnswers {
+            id: self.id,
+            rx: self.rx,
         }
-        all
     }
 }
 

@@ -108,3 +108,25 @@ impl From<ApiError> for AgentError {
         AgentError::Rejected(e)
     }
 }
+
+/// Why a non-waiting receive (`try_recv` on an event stream or a query's answers) returned
+/// nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TryRecvError {
+    /// Nothing is waiting now; more may come.
+    Empty,
+    /// Nothing is waiting and nothing more will come: the agent stopped (event stream) or the
+    /// query is done (its answers).
+    Closed,
+}
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRecvError::Empty => write!(f, "nothing waiting"),
+            TryRecvError::Closed => write!(f, "the stream has ended"),
+        }
+    }
+}
+
+impl std::error::Error for TryRecvError {}

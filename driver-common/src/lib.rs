@@ -8,11 +8,42 @@
 //!   blocking the node), and the event sink. Used by
 //!   the async drivers and by the mio driver alike.
 //! - [`bind_pair`]: one UDP socket and one TCP listener on the same port (port 0 allowed).
-//! - [`Options`], the typed errors [`StartError`] and [`AgentError`], and the counters
-//!   [`AgentStats`] / [`DriverStats`].
+//! - [`Options`], the typed errors [`StartError`], [`AgentError`] and [`TryRecvError`], and the
+//!   counters [`AgentStats`] / [`DriverStats`].
+//! - The application's side of every agent, written once: [`channels`] between the handles and
+//!   the event loop, and the handle, event stream and query answers in two flavors with one
+//!   shape — [`asynch`] (with the `async` feature) and [`blocking`].
 //! - With the `async` feature, [`asynch`]: the whole async agent written once, generic over
 //!   the small [`Runtime`] trait. `rookery-tokio` and `rookery-async-std` implement that trait
 //!   for their runtime and re-export the agent; nothing else is runtime-specific.
+//!
+//! ## One API shape
+//!
+//! Every driver offers the same operations with the same names and the same types; the async
+//! drivers (`rookery-tokio`, `rookery-async-std`) hand out the [`asynch`] flavor, the mio
+//! driver the [`blocking`] flavor, whose methods take the same arguments and return the same
+//! results, blocking the calling thread where the async flavor returns a future. Both flavors
+//! are the same structs around the same channels, their methods generated from one definition
+//! (so they cannot drift apart), and an async handle or stream becomes a blocking one with
+//! `into_blocking` (for threads outside the runtime; the driver tests write each scenario once
+//! against the blocking flavor and run it on every driver this way).
+//!
+//! | operation | async (tokio, async-std) | blocking (mio) |
+//! |---|---|---|
+//! | start | `Agent::start(Config, Identity, Options).await -> Result<(AgentHandle, EventStream), StartError>` | `Agent::start(Config, Identity, Options) -> Result<(AgentHandle, EventStream), StartError>` |
+//! | join | `handle.join(&[SocketAddr]).await -> Result<usize, AgentError>` (and `join_with(seeds, ignore_old)`) | `handle.join(&[SocketAddr]) -> Result<usize, AgentError>` (and `join_with`) |
+//! | leave, set_tags, user_event, respond, send, remove_failed | `….await -> Result<(), AgentError>` | `… -> Result<(), AgentError>` |
+//! | members, local_member | `….await -> Result<Vec<Member>, AgentError>`, `Result<Member, AgentError>` | the same, blocking |
+//! | broadcast | `handle.broadcast(payload).await -> Result<usize, AgentError>` | `handle.broadcast(payload) -> Result<usize, AgentError>` |
+//! | stats | `handle.stats().await -> Result<AgentStats, AgentError>` | `handle.stats() -> Result<AgentStats, AgentError>` |
+//! | shutdown | `handle.shutdown(ShutdownMode).await` | `handle.shutdown(ShutdownMode)` (joins the loop thread) |
+//! | query | `handle.query(name, payload, QueryParams).await -> Result<QueryAnswers, AgentError>` | `handle.query(name, payload, QueryParams) -> Result<QueryAnswers, AgentError>` |
+//! | answers | `answers.recv().await -> Option<QueryAnswer>`, `try_recv() -> Result<QueryAnswer, TryRecvError>`, `collect_all().await`, `id()`; a `Stream` | `answers.recv() -> Option<QueryAnswer>`, `try_recv()`, `collect_all()`, `id()`; an `Iterator` |
+//! | events | `events.recv().await -> Option<Event>`, `try_recv() -> Result<Event, TryRecvError>`; a `Stream` | `events.recv() -> Option<Event>`, `try_recv() -> Result<Event, TryRecvError>`; an `Iterator` |
+//! | local_addr, name, is_stopped | `-> SocketAddr`, `-> &str`, `-> bool` (no waiting) | the same |
+//!
+//! Payloads are `impl Into<Bytes>`; core refusals are [`AgentError::Rejected`]; an agent that
+//! stopped answers [`AgentError::Stopped`]. Dropping every handle stops the agent.
 //!
 //! Applications use a driver crate (`rookery-tokio`, `rookery-async-std`, `rookery-mio`), not
 //! this one directly. Driving a [`Pump`] by hand looks like this:
@@ -36,9 +67,12 @@
 
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod handle;
 #[cfg(feature = "async")]
 pub mod asynch;
 mod bind;
+pub mod blocking;
 mod error;
 mod options;
 mod pump;
@@ -46,7 +80,8 @@ mod pump;
 mod runtime;
 
 pub use bind::{advertised_addr, bind_pair, node_seed};
-pub use error::{AgentError, StartError};
+pub use error::{AgentError, StartError, TryRecvError};
+pub use handle::{channels, finish, CommandReceiver, HandleEnds, LoopEnds};
 pub use options::Options;
 pub use pump::{
     AgentStats, AnswerSink, Command, Delivery, DriverCounters, DriverStats, EventSink, Pump,

@@ -22,9 +22,9 @@ use rookery_core::{
 
 use crate::error::AgentError;
 
-/// A one-shot answer to a [`Command`], delivered by the pump on the event loop. Each driver
-/// wraps its own channel in it (a future-aware one-shot for the async drivers, a
-/// `std::sync::mpsc` channel for the mio driver). Dropping it unanswered tells the caller the
+/// A one-shot answer to a [`Command`], delivered by the pump on the event loop. The handles
+/// (both flavors, every driver) wrap a future-aware one-shot channel in it, which the async
+/// flavor awaits and the blocking flavor waits on. Dropping it unanswered tells the caller the
 /// agent stopped.
 pub struct Reply<T>(Box<dyn FnOnce(T) + Send>);
 
@@ -205,7 +205,7 @@ pub enum Delivery {
     Closed,
 }
 
-/// The pump's side of one query's answer channel. Each driver wraps a bounded channel's
+/// The pump's side of one query's answer channel. The handles wrap a bounded channel's
 /// non-blocking send in it, so a slow or vanished caller never blocks the node.
 pub struct AnswerSink(Box<dyn FnMut(QueryAnswer) -> Delivery + Send>);
 

@@ -31,7 +31,7 @@ struct Args {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let identity = Identity::new(args.name, args.bind);
-    let (agent, events) = Agent::spawn(Config::local(), identity, Options::default())?;
+    let (agent, events) = Agent::start(Config::local(), identity, Options::default())?;
     println!("{} listening on {}", agent.name(), agent.local_addr());
     std::thread::spawn(move || {
         for event in events {

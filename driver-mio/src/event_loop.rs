@@ -7,7 +7,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,9 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use rookery_core::wire::FrameDecoder;
 use rookery_core::TransmitKind;
-use rookery_driver::{Command, DriverCounters, Options, Pump, Reply, ShutdownMode};
+use rookery_driver::{
+    Command, CommandReceiver, DriverCounters, Options, Pump, Reply, ShutdownMode,
+};
 
 pub(crate) const UDP: Token = Token(0);
 pub(crate) const LISTENER: Token = Token(1);
@@ -78,7 +79,7 @@ pub(crate) struct EventLoop {
     pub(crate) poll: Poll,
     pub(crate) udp: UdpSocket,
     pub(crate) listener: TcpListener,
-    pub(crate) cmds: Receiver<Command>,
+    pub(crate) cmds: CommandReceiver,
     pub(crate) counters: Arc<DriverCounters>,
     pub(crate) cfg: LoopConfig,
     conns: HashMap<Token, Conn>,
@@ -107,7 +108,7 @@ impl EventLoop {
         poll: Poll,
         udp: UdpSocket,
         listener: TcpListener,
-        cmds: Receiver<Command>,
+        cmds: CommandReceiver,
         cfg: LoopConfig,
     ) -> EventLoop {
         EventLoop {
@@ -197,20 +198,13 @@ impl EventLoop {
             pump,
             udp,
             listener,
-            cmds,
+            mut cmds,
             ..
         } = self;
         drop(udp);
         drop(listener);
         let name = pump.node().local_member().name;
-        pump.finish();
-        // Commands that raced the shutdown: answer other shutdowns, drop the rest (their
-        // callers see `AgentError::Stopped`).
-        while let Ok(cmd) = cmds.try_recv() {
-            if let Command::Shutdown { reply, .. } = cmd {
-                reply.send(());
-            }
-        }
+        rookery_driver::finish(pump, &mut cmds);
         tracing::info!(%name, "agent stopped");
     }
 
@@ -221,8 +215,8 @@ impl EventLoop {
                     self.pump.command(cmd);
                     self.flush();
                 }
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => {
+                Err(e) if !e.is_closed() => return,
+                Err(_) => {
                     if !self.pump.should_stop() {
                         tracing::info!("every handle dropped: stopping");
                         self.pump.command(Command::Shutdown {

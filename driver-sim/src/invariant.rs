@@ -389,18 +389,10 @@ pub fn user_event_key(e: &Event) -> Option<(u64, Name, Bytes)> {
 /// The liveness phase adds the reconnect interval when it stands in for Serf's reconnect.
 pub fn liveness_bound(cfg: &Config, n: usize) -> Duration {
     let n = n.max(2);
-    let scale = (n as f64).log10().max(1.0);
-    let susp_max = cfg
-        .probe_interval
-        .mul_f64(cfg.suspicion_mult as f64 * scale)
-        * cfg.suspicion_max_timeout_mult;
+    let (_, susp_max, _) = rookery_core::formulas::suspicion_bounds(cfg, n);
     let first_probe = cfg.probe_interval * (cfg.awareness_max_multiplier + n.min(16) as u32);
-    let retransmits = cfg.retransmit_mult * (((n + 1) as f64).log10().ceil() as u32).max(2);
-    let dissemination = cfg.gossip_interval * retransmits;
-    let mut push_pull = cfg.push_pull_interval;
-    if n > 32 {
-        push_pull *= ((n as f64).log2() - 5.0).ceil().max(0.0) as u32 + 1;
-    }
+    let dissemination = cfg.gossip_interval * rookery_core::formulas::retransmit_limit(cfg, n);
+    let push_pull = rookery_core::formulas::push_pull_period(cfg, n);
     first_probe + susp_max + dissemination + push_pull + cfg.tcp_timeout * 2
 }
 
@@ -410,15 +402,10 @@ pub fn liveness_bound(cfg: &Config, n: usize) -> Duration {
 /// `tcp_timeout`.
 pub fn verdict_grace(cfg: &Config, n: usize) -> Duration {
     let n = n.max(2);
-    let scale = (n as f64).log10().max(1.0);
-    let susp_max = cfg
-        .probe_interval
-        .mul_f64(cfg.suspicion_mult as f64 * scale)
-        * cfg.suspicion_max_timeout_mult;
-    let retransmits = cfg.retransmit_mult * (((n + 1) as f64).log10().ceil() as u32).max(2);
+    let (_, susp_max, _) = rookery_core::formulas::suspicion_bounds(cfg, n);
     susp_max
         + cfg.probe_interval * cfg.awareness_max_multiplier
-        + cfg.gossip_interval * retransmits
+        + cfg.gossip_interval * rookery_core::formulas::retransmit_limit(cfg, n)
         + cfg.tcp_timeout
 }
 

@@ -91,7 +91,7 @@ pub use net::{Latency, LinkEffect, NetConfig, NetStats, RuleId};
 pub use plot::Knowledge;
 pub use script::{ApiCall, Step, TimedStep};
 pub use sim::{
-    answer_payload, node_addr, node_index, NodeState, Sim, SimError, TapEntry, TapInput, ViewError,
+    answer_payload, node_addr, node_index, NodeState, Sim, SimError, TapEntry, ViewError,
     WindowStats, ANSWER_DELAY, DEFAULT_BACKLOG_LIMIT,
 };
 

@@ -188,6 +188,32 @@ pub struct NetStats {
     pub backlog_dropped: u64,
 }
 
+impl NetStats {
+    /// Add `other`'s counts to these (a window's per-node counts to the simulation's).
+    pub(crate) fn add(&mut self, other: &NetStats) {
+        let NetStats {
+            delivered,
+            lost,
+            oversized,
+            blocked,
+            reliable_delivered,
+            reliable_failed,
+            duplicated,
+            reordered,
+            backlog_dropped,
+        } = other;
+        self.delivered += delivered;
+        self.lost += lost;
+        self.oversized += oversized;
+        self.blocked += blocked;
+        self.reliable_delivered += reliable_delivered;
+        self.reliable_failed += reliable_failed;
+        self.duplicated += duplicated;
+        self.reordered += reordered;
+        self.backlog_dropped += backlog_dropped;
+    }
+}
+
 /// What a link rule does to the messages it matches. Effects of several matching rules add
 /// up: any `drop` drops, losses combine, delays add, the last `latency` replaces the network's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

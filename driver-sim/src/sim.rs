@@ -13,7 +13,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rookery_core::{
-    wire, ApiError, Config, ConfigError, Event, Identity, MemberStatus, Name, Node, Timestamp,
+    ApiError, Config, ConfigError, Event, Identity, Input, MemberStatus, Name, Node, Timestamp,
     Transmit, TransmitKind,
 };
 
@@ -99,16 +99,87 @@ pub enum NodeState {
     Left,
 }
 
-/// What waits for a paused node.
+/// An input on its way to a simulated node: what the action heap and a window's work hold.
 #[derive(Debug)]
-enum Pending {
-    Deliver {
-        from: SocketAddr,
-        kind: TransmitKind,
-        payload: Bytes,
-    },
-    SendFailed {
-        to: SocketAddr,
+pub(crate) struct Arrival {
+    input: Input,
+    /// For a failed send's report: the life of the node that made the send (a restarted node
+    /// ignores its predecessor's). Unused otherwise.
+    life: u32,
+    /// A delivery already delayed once by the receiver's overload, or replayed from its
+    /// backlog: it is not delayed again.
+    late: bool,
+}
+
+impl Arrival {
+    /// A delivery or a call, on time.
+    pub(crate) fn new(input: Input) -> Arrival {
+        Arrival {
+            input,
+            life: 0,
+            late: false,
+        }
+    }
+
+    /// The node's timer.
+    pub(crate) fn timer() -> Arrival {
+        Arrival::new(Input::Timeout)
+    }
+
+    /// The report that a reliable send to `to`, made in the node's life `life`, failed.
+    fn send_failed(to: SocketAddr, life: u32) -> Arrival {
+        Arrival {
+            input: Input::SendFailed { to },
+            life,
+            late: false,
+        }
+    }
+
+    /// The input, as the node is handed it.
+    pub(crate) fn input(&self) -> &Input {
+        &self.input
+    }
+}
+
+/// What a node handled ([`Took::Handled`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum What {
+    Timer,
+    Datagram,
+    Stream,
+    SendFailure,
+    Call,
+}
+
+impl What {
+    /// Whether the input's (time, node) goes into the trace hash (a failed send's report and a
+    /// call are traced otherwise, or not at all).
+    pub(crate) fn traced(self) -> bool {
+        matches!(self, What::Timer | What::Datagram | What::Stream)
+    }
+}
+
+/// What a simulated node did with an input ([`SimNode::take`]).
+#[derive(Debug)]
+pub(crate) enum Took {
+    /// The node handled it: its outputs wait in its poll queues.
+    Handled(What),
+    /// Not for the node as it is now (a timer no longer armed, a report for an earlier life,
+    /// anything but a delivery for a crashed node, a call for a paused one): ignored.
+    Stale,
+    /// Dropped: the node is crashed or cut off.
+    Blocked,
+    /// Waits in the paused node's backlog.
+    Backlogged,
+    /// Dropped: the paused node's backlog holds its limit of datagrams.
+    BacklogFull,
+    /// Not handled yet: the overloaded node takes the delivery late, by a delay uniform in
+    /// `0 ..= max` that the caller draws before it schedules `arrival` (marked late) again.
+    Deferred {
+        /// The delivery, marked late.
+        arrival: Arrival,
+        /// The node's overload.
+        max: Duration,
     },
 }
 
@@ -116,21 +187,10 @@ enum Pending {
 pub(crate) type NodeCall = Box<dyn FnOnce(&mut Node, Timestamp)>;
 
 enum Action {
-    Deliver {
-        to: usize,
-        from: SocketAddr,
-        kind: TransmitKind,
-        payload: Bytes,
-        /// Already delayed once by the receiver's overload.
-        late: bool,
-    },
-    SendFailed {
+    /// An input for `node`: a delivery, a failed send's report, its timer.
+    Input {
         node: usize,
-        to: SocketAddr,
-        life: u32,
-    },
-    Timer {
-        node: usize,
+        arrival: Arrival,
     },
     Step(Box<crate::script::Step>),
     Call {
@@ -142,9 +202,7 @@ enum Action {
 impl fmt::Debug for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Deliver { to, kind, .. } => write!(f, "Deliver({kind:?} to {to})"),
-            Action::SendFailed { node, to, .. } => write!(f, "SendFailed({node} -> {to})"),
-            Action::Timer { node } => write!(f, "Timer({node})"),
+            Action::Input { node, arrival } => write!(f, "Input({:?} to {node})", arrival.input),
             Action::Step(s) => write!(f, "Step({s:?})"),
             Action::Call { node, .. } => write!(f, "Call({node})"),
         }
@@ -160,7 +218,8 @@ pub(crate) struct SimNode {
     pub(crate) crashed: bool,
     pub(crate) isolated: bool,
     pub(crate) paused: bool,
-    backlog: Vec<Pending>,
+    /// What arrived while paused, in order.
+    backlog: Vec<Input>,
     backlog_datagrams: usize,
     /// Extra delay (uniform in 0 ..= this) on every input and timer while overloaded.
     pub(crate) overload: Option<Duration>,
@@ -197,6 +256,116 @@ impl SimNode {
 
     pub(crate) fn backlog_len(&self) -> usize {
         self.backlog.len()
+    }
+
+    /// The node's clock reading at virtual time `at`.
+    pub(crate) fn local(&self, at: Timestamp) -> Timestamp {
+        self.clock.as_ref().map_or(at, |c| c.local(at))
+    }
+
+    /// Hand the node `arrival` at virtual time `at`, and count what came of it in `stats`: the
+    /// rules both engines ([`Sim::step`] and the parallel windows) follow, in one place. A
+    /// crashed or cut-off node loses deliveries; a paused one keeps them in its backlog (at most
+    /// `backlog_limit` datagrams; reliable messages always wait, as TCP holds them) and its
+    /// failed sends' reports too; an overloaded one defers a delivery once; a stale timer or a
+    /// report for an earlier life is ignored; everything else goes to [`Node::handle`] at the
+    /// node's clock reading.
+    pub(crate) fn take(
+        &mut self,
+        at: Timestamp,
+        arrival: Arrival,
+        backlog_limit: usize,
+        stats: &mut NetStats,
+    ) -> Took {
+        let what = match &arrival.input {
+            Input::Timeout => {
+                if self.crashed || self.paused || self.armed.is_none() || self.fire_at != at {
+                    return Took::Stale;
+                }
+                self.armed = None;
+                What::Timer
+            }
+            Input::Datagram { .. } | Input::Stream { .. } => {
+                let datagram = matches!(arrival.input, Input::Datagram { .. });
+                if self.crashed || self.isolated {
+                    stats.blocked += 1;
+                    return Took::Blocked;
+                }
+                if self.paused {
+                    if datagram {
+                        if self.backlog_datagrams >= backlog_limit {
+                            stats.backlog_dropped += 1;
+                            return Took::BacklogFull;
+                        }
+                        self.backlog_datagrams += 1;
+                    }
+                    self.backlog.push(arrival.input);
+                    return Took::Backlogged;
+                }
+                if let (Some(max), false) = (self.overload, arrival.late) {
+                    let arrival = Arrival {
+                        late: true,
+                        ..arrival
+                    };
+                    return Took::Deferred { arrival, max };
+                }
+                if datagram {
+                    stats.delivered += 1;
+                    What::Datagram
+                } else {
+                    stats.reliable_delivered += 1;
+                    What::Stream
+                }
+            }
+            Input::SendFailed { .. } => {
+                if self.crashed || self.life != arrival.life {
+                    return Took::Stale;
+                }
+                if self.paused {
+                    self.backlog.push(arrival.input);
+                    return Took::Backlogged;
+                }
+                stats.reliable_failed += 1;
+                What::SendFailure
+            }
+            Input::Call(_) => {
+                if self.crashed || self.paused {
+                    return Took::Stale;
+                }
+                What::Call
+            }
+        };
+        let local = self.local(at);
+        // A refusal (undecodable input, a node that left) is counted by the node itself.
+        let _ = self.node.handle(local, arrival.input);
+        Took::Handled(what)
+    }
+
+    /// Re-arm the node's timer after an input at virtual time `now`: when its deadline
+    /// changed, the time (virtual, later by `delay(max)` while overloaded by up to `max`)
+    /// the new timer fires, to be scheduled.
+    pub(crate) fn rearm(
+        &mut self,
+        now: Timestamp,
+        delay: impl FnOnce(Duration) -> Duration,
+    ) -> Option<Timestamp> {
+        let next = self.node.poll_timeout().map(|at| {
+            match &self.clock {
+                Some(c) => c.sim_time(at),
+                None => at,
+            }
+            .max(now)
+        });
+        if next == self.armed {
+            return None;
+        }
+        self.armed = next;
+        let at = next?;
+        self.fire_at = match self.overload {
+            Some(max) => at + delay(max),
+            None => at,
+        };
+        Some(self.fire_at)
     }
 }
 
@@ -351,42 +520,22 @@ pub struct Sim {
     answer_queries: bool,
 }
 
-/// One input a node received, as recorded by the tap ([`Sim::set_tap`]): enough to replay a
-/// node's life outside the simulator (the fuzz corpus generator does).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TapInput {
-    /// [`rookery_core::Node::handle_timeout`].
-    Timeout,
-    /// [`rookery_core::Node::handle_packet`] of `payload` from `from`.
-    Packet {
-        /// Sender.
-        from: SocketAddr,
-        /// The datagram.
-        payload: Bytes,
-    },
-    /// [`rookery_core::Node::handle_stream`] of `body` (a frame body) from `from`.
-    Stream {
-        /// Sender.
-        from: SocketAddr,
-        /// The frame body, length prefix removed.
-        body: Bytes,
-    },
-    /// [`rookery_core::Node::handle_send_failure`] for `to`.
-    SendFailure {
-        /// The unreachable destination.
-        to: SocketAddr,
-    },
-}
-
-/// A recorded input: when (the node's own clock), to which node, what.
+/// A recorded input ([`Sim::set_tap`]): when (the node's own clock), to which node, what —
+/// enough to replay a node's life outside the simulator with [`Node::handle`] (the fuzz corpus
+/// generator does).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TapEntry {
     /// The timestamp the node was handed.
     pub at: Timestamp,
     /// Index of the node that received it.
     pub node: usize,
-    /// The input.
-    pub input: TapInput,
+    /// The input, as the node was handed it (a reliable message's frame body, say).
+    pub input: Input,
+}
+
+/// An extra delay uniform in `0 ..= max` (whole microseconds), drawn from `rng`.
+fn extra_delay(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
+    Duration::from_micros(rng.random_range(0..=max.as_micros() as u64))
 }
 
 /// The address of node `i`: 127.a.b.c:7946 with a.b.c = i + 1.
@@ -475,7 +624,8 @@ impl Sim {
     }
 
     /// Record every input handed to a node (off by default); read with [`Sim::drain_tap`].
-    /// API calls and inputs replayed from a paused node's backlog are not recorded.
+    /// API calls are not recorded; what waited in a paused node's backlog is recorded when the
+    /// node takes it, on resuming.
     pub fn set_tap(&mut self, on: bool) {
         self.tap = on.then(Vec::new);
     }
@@ -485,7 +635,7 @@ impl Sim {
         self.tap.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
-    fn record(&mut self, node: usize, at: Timestamp, input: TapInput) {
+    fn record(&mut self, node: usize, at: Timestamp, input: Input) {
         if let Some(tap) = &mut self.tap {
             tap.push(TapEntry { at, node, input });
         }
@@ -673,10 +823,7 @@ impl Sim {
 
     /// Node `i`'s local clock reading now (virtual time unless its clock drifts).
     pub fn local_now(&self, i: usize) -> Timestamp {
-        match &self.nodes[i].clock {
-            Some(c) => c.local(self.now),
-            None => self.now,
-        }
+        self.nodes[i].local(self.now)
     }
 
     /// Node `i` joins through the nodes `seeds`. A refusal by the core (the node has left,
@@ -855,25 +1002,19 @@ impl Sim {
             n.fire_at = now;
         }
         self.ledger.close(Scope::Node(i), FaultKind::Pause, 0, now);
-        for p in backlog {
-            let action = match p {
-                Pending::Deliver {
-                    from,
-                    kind,
-                    payload,
-                } => Action::Deliver {
-                    to: i,
-                    from,
-                    kind,
-                    payload,
-                    late: true,
-                },
-                Pending::SendFailed { to } => Action::SendFailed { node: i, to, life },
+        for input in backlog {
+            // Replayed as it arrived, not delayed again; a failed send's report is for the
+            // life that made the send, which is this one (a restart empties the backlog).
+            let arrival = Arrival {
+                input,
+                life,
+                late: true,
             };
-            self.schedule(now, action);
+            self.schedule(now, Action::Input { node: i, arrival });
         }
         if missed_timer {
-            self.schedule(now, Action::Timer { node: i });
+            let arrival = Arrival::timer();
+            self.schedule(now, Action::Input { node: i, arrival });
         }
     }
 
@@ -1198,7 +1339,7 @@ impl Sim {
     }
 
     fn extra_delay(&mut self, max: Duration) -> Duration {
-        Duration::from_micros(self.rng.random_range(0..=max.as_micros() as u64))
+        extra_delay(&mut self.rng, max)
     }
 
     /// Route one datagram from node `i`.
@@ -1247,16 +1388,9 @@ impl Sim {
                 let w = self.net.reorder_window;
                 at = at + self.extra_delay(w);
             }
-            self.schedule(
-                at,
-                Action::Deliver {
-                    to: j,
-                    from,
-                    kind: TransmitKind::Datagram,
-                    payload: payload.clone(),
-                    late: false,
-                },
-            );
+            let payload = payload.clone();
+            let arrival = Arrival::new(Input::Datagram { from, payload });
+            self.schedule(at, Action::Input { node: j, arrival });
         }
     }
 
@@ -1296,22 +1430,20 @@ impl Sim {
                 let last = self.last_reliable.entry((i, j)).or_insert(at);
                 at = at.max(*last);
                 *last = at;
+                let input = Input::received(from, TransmitKind::Reliable, payload);
                 self.schedule(
                     at,
-                    Action::Deliver {
-                        to: j,
-                        from,
-                        kind: TransmitKind::Reliable,
-                        payload,
-                        late: false,
+                    Action::Input {
+                        node: j,
+                        arrival: Arrival::new(input),
                     },
                 );
             }
             _ => {
                 self.stats.blocked += 1;
                 let at = now + self.nodes[i].tcp_timeout;
-                let life = self.nodes[i].life;
-                self.schedule(at, Action::SendFailed { node: i, to, life });
+                let arrival = Arrival::send_failed(to, self.nodes[i].life);
+                self.schedule(at, Action::Input { node: i, arrival });
             }
         }
     }
@@ -1369,24 +1501,10 @@ impl Sim {
             self.emit_event(i, e);
         }
         // `armed` holds the deadline the pending timer action is for.
-        let n = &self.nodes[i];
-        let next = n.node.poll_timeout().map(|at| {
-            match &n.clock {
-                Some(c) => c.sim_time(at),
-                None => at,
-            }
-            .max(now)
-        });
-        if next != self.nodes[i].armed {
-            self.nodes[i].armed = next;
-            if let Some(at) = next {
-                let fire = match self.nodes[i].overload {
-                    Some(max) => at + self.extra_delay(max),
-                    None => at,
-                };
-                self.nodes[i].fire_at = fire;
-                self.schedule(fire, Action::Timer { node: i });
-            }
+        let rng = &mut self.rng;
+        if let Some(fire) = self.nodes[i].rearm(now, |max| extra_delay(rng, max)) {
+            let arrival = Arrival::timer();
+            self.schedule(fire, Action::Input { node: i, arrival });
         }
         if let Some(c) = self.checks.as_mut() {
             let cx = Context::new(now, &self.nodes, &self.ledger, &self.names);
@@ -1410,97 +1528,28 @@ impl Sim {
         }
         let now = self.now;
         Some(match action {
-            Action::Timer { node } => {
-                let n = &mut self.nodes[node];
-                if n.crashed || n.paused || n.armed.is_none() || n.fire_at != at {
-                    return Some(None);
-                }
-                n.armed = None;
-                let local = n.clock.as_ref().map_or(now, |c| c.local(now));
-                n.node.handle_timeout(local);
-                (now, node).hash(&mut self.trace);
-                self.record(node, local, TapInput::Timeout);
-                self.after_input(node);
-                Some(node)
-            }
-            Action::Deliver {
-                to,
-                from,
-                kind,
-                payload,
-                late,
-            } => {
-                let n = &mut self.nodes[to];
-                if n.crashed || n.isolated {
-                    self.stats.blocked += 1;
-                    return Some(None);
-                }
-                if n.paused {
-                    if kind == TransmitKind::Datagram {
-                        if n.backlog_datagrams >= self.backlog_limit {
-                            self.stats.backlog_dropped += 1;
-                            return Some(None);
+            Action::Input { node, arrival } => {
+                let tapped = self.tap.is_some().then(|| arrival.input.clone());
+                let took = self.nodes[node].take(now, arrival, self.backlog_limit, &mut self.stats);
+                match took {
+                    Took::Handled(what) => {
+                        if what.traced() {
+                            (now, node).hash(&mut self.trace);
                         }
-                        n.backlog_datagrams += 1;
+                        if let Some(input) = tapped {
+                            let local = self.nodes[node].local(now);
+                            self.record(node, local, input);
+                        }
+                        self.after_input(node);
+                        Some(node)
                     }
-                    n.backlog.push(Pending::Deliver {
-                        from,
-                        kind,
-                        payload,
-                    });
-                    return Some(None);
-                }
-                if let (Some(max), false) = (n.overload, late) {
-                    let at = now + self.extra_delay(max);
-                    self.schedule(
-                        at,
-                        Action::Deliver {
-                            to,
-                            from,
-                            kind,
-                            payload,
-                            late: true,
-                        },
-                    );
-                    return Some(None);
-                }
-                (now, to).hash(&mut self.trace);
-                let n = &mut self.nodes[to];
-                let local = n.clock.as_ref().map_or(now, |c| c.local(now));
-                let input = match kind {
-                    TransmitKind::Datagram => {
-                        self.stats.delivered += 1;
-                        let _ = n.node.handle_packet(local, from, &payload);
-                        TapInput::Packet { from, payload }
+                    Took::Deferred { arrival, max } => {
+                        let at = now + self.extra_delay(max);
+                        self.schedule(at, Action::Input { node, arrival });
+                        None
                     }
-                    TransmitKind::Reliable => {
-                        self.stats.reliable_delivered += 1;
-                        let body = payload.slice(wire::FRAME_HEADER_LEN.min(payload.len())..);
-                        let _ = n.node.handle_stream(local, from, &body);
-                        TapInput::Stream { from, body }
-                    }
-                };
-                if self.tap.is_some() {
-                    self.record(to, local, input);
+                    Took::Stale | Took::Blocked | Took::Backlogged | Took::BacklogFull => None,
                 }
-                self.after_input(to);
-                Some(to)
-            }
-            Action::SendFailed { node, to, life } => {
-                let n = &mut self.nodes[node];
-                if n.crashed || n.life != life {
-                    return Some(None);
-                }
-                if n.paused {
-                    n.backlog.push(Pending::SendFailed { to });
-                    return Some(None);
-                }
-                self.stats.reliable_failed += 1;
-                let local = n.clock.as_ref().map_or(now, |c| c.local(now));
-                n.node.handle_send_failure(local, to);
-                self.record(node, local, TapInput::SendFailure { to });
-                self.after_input(node);
-                Some(node)
             }
             Action::Step(step) => {
                 let _ = self.apply(&step);
@@ -1750,6 +1799,45 @@ mod tests {
             assert_eq!(node_index(node_addr(i)), Some(i));
         }
         assert_eq!(node_index("127.0.0.1:80".parse().unwrap()), None);
+    }
+
+    /// The tap records what a node was handed, as the core's inputs: a fresh node with the
+    /// same seed, handed node 0's recorded inputs through `Node::handle`, ends where node 0
+    /// did — push-pulls (frames) and a pause's backlog included.
+    #[test]
+    fn the_tap_replays_a_node() {
+        let mut sim = Sim::new(21, NetConfig::default());
+        sim.set_tap(true);
+        for i in 0..4 {
+            sim.add_node(Config::local(), &format!("node-{i}"));
+        }
+        for i in 1..4 {
+            sim.join(i, &[0]);
+        }
+        sim.run_for(Duration::from_secs(3));
+        sim.pause(0);
+        sim.run_for(Duration::from_millis(1500));
+        assert!(sim.nodes[0].backlog_len() > 0, "a backlog waits");
+        sim.resume(0);
+        sim.run_for(Duration::from_secs(20));
+        let tap: Vec<TapEntry> = sim
+            .drain_tap()
+            .into_iter()
+            .filter(|e| e.node == 0)
+            .collect();
+        assert!(tap.iter().any(|e| matches!(e.input, Input::Stream { .. })));
+        let seed = ChaCha8Rng::seed_from_u64(21).random();
+        let me = Identity::new("node-0", node_addr(0));
+        let mut node = Node::new(Config::local(), me, seed, Timestamp::ZERO).expect("node");
+        for e in tap {
+            node.handle(e.at, e.input).expect("taken");
+            while node.poll_transmit().is_some() {}
+            while node.poll_event().is_some() {}
+        }
+        let sim_node = sim.node(0);
+        assert_eq!(node.stats(), sim_node.stats());
+        assert_eq!(node.members(), sim_node.members());
+        assert_eq!(node.poll_timeout(), sim_node.poll_timeout());
     }
 
     #[test]

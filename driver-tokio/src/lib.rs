@@ -8,7 +8,10 @@
 //! The agent itself is written once in [`rookery_driver::asynch`], generic over a small
 //! [`rookery_driver::Runtime`] trait; this crate implements that trait for tokio ([`Tokio`])
 //! and re-exports the agent. `rookery-async-std` does the same for async-std, and
-//! `rookery-mio` drives the same [`rookery_driver::Pump`] from a mio event loop.
+//! `rookery-mio` drives the same [`rookery_driver::Pump`] from a mio event loop. All three
+//! offer one API shape (`Agent::start`, [`AgentHandle`], [`EventStream`], [`QueryAnswers`],
+//! [`AgentStats`]); mio's is the [`blocking`] flavor, which every handle and stream here also
+//! becomes with `into_blocking`, for threads outside the runtime.
 //!
 //! ```no_run
 //! use rookery_tokio::{Agent, Config, Event, Identity, Options, QueryParams, ShutdownMode};
@@ -59,8 +62,10 @@ pub use rookery_core::{
     QueryParams, Tags, UserEvent,
 };
 pub use rookery_driver::asynch::{AgentHandle, EventStream, QueryAnswers};
+pub use rookery_driver::blocking;
 pub use rookery_driver::{
     AgentError, AgentStats, DriverStats, Options, QueryAnswer, ShutdownMode, StartError,
+    TryRecvError,
 };
 
 /// The tokio runtime, as [`rookery_driver::Runtime`] sees it.

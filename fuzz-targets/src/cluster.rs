@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use rookery_core::{Config, MemberStatus, Tags, Timestamp};
+use rookery_core::{Call, Config, Input, MemberStatus, Tags, Timestamp};
 use rookery_sim::{NetConfig, Sim};
 
 use crate::script::{Reader, Writer};
@@ -232,7 +232,8 @@ pub fn run_script(script: &ClusterScript) -> u64 {
                 let i = pick(i);
                 if !fates[i].crashed {
                     let tags: Tags = [("v".to_string(), v.to_string())].into();
-                    let _ = sim.with_node(i, |n, now| n.set_tags(now, tags));
+                    let call = Input::Call(Call::SetTags(tags));
+                    let _ = sim.with_node(i, |n, now| n.handle(now, call));
                 }
             }
             Fault::Loss(p) => {

@@ -7,7 +7,9 @@
 //! strangers, so arbitrary messages mostly talk about members the node knows.
 //!
 //! Input format ([`Script`]): a header (seed, flags, optional tight bounds), then [`Op`]s until
-//! the input ends, each a tag byte and its fields (see [`Op::parse`]).
+//! the input ends, each a tag byte and its fields (see [`Op::parse`]). Every op that hands the
+//! node something does so as an [`Input`] (API calls as [`Call`]s) through [`Node::handle`], the
+//! simulator's vocabulary, so recorded simulator inputs replay as they were handed.
 //!
 //! Checked after every step:
 //! - nothing panics and every call returns; while the node runs it has a deadline, and after a
@@ -35,11 +37,12 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
+use bytes::Bytes;
 use rookery_core::fuzzing::{self, MessageKind, StateEntry, WireMessage};
-use rookery_core::wire::FRAME_HEADER_LEN;
+use rookery_core::wire::FrameDecoder;
 use rookery_core::{
-    Config, Event, Identity, InputError, Member, MemberStatus, Name, Node, Tags, Timestamp,
-    Transmit, TransmitKind,
+    Call, Config, Event, HandleError, Handled, Identity, Input, InputError, Member, MemberStatus,
+    Name, Node, Tags, Timestamp, Transmit, TransmitKind,
 };
 
 use crate::script::{Reader, Writer};
@@ -173,13 +176,13 @@ impl Header {
 /// One step of a script.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// Raw datagram bytes from an address selector ([`addr_of`]).
+    /// Raw datagram bytes from an address selector ([`addr_of`]): an [`Input::Datagram`].
     Packet(u8, Vec<u8>),
-    /// Raw stream frame body from an address selector.
+    /// Raw stream frame body from an address selector: an [`Input::Stream`].
     Stream(u8, Vec<u8>),
     /// Move the clock forward by this many microseconds (no timer fires).
     Advance(u32),
-    /// `handle_timeout(now)`.
+    /// [`Input::Timeout`] now.
     Timeout,
     /// Messages built with [`arbitrary`] from these bytes, steered towards the pool, sent as one
     /// valid datagram from an address selector.
@@ -189,13 +192,13 @@ pub enum Op {
     /// Answer one of the node's recent transmits (selector, how): acks for pings, nacks or
     /// acks for indirect pings, push-pull responses, or a reliable send failure.
     Answer(u8, u8),
-    /// `join` through these address selectors.
+    /// [`Call::Join`] through these address selectors.
     Join(Vec<u8>),
-    /// `leave`.
+    /// [`Call::Leave`].
     Leave,
-    /// `set_tags` with tags built from these bytes.
+    /// [`Call::SetTags`] with tags built from these bytes.
     SetTags(Vec<u8>),
-    /// `handle_send_failure` for an address selector.
+    /// [`Input::SendFailed`] for an address selector.
     SendFailure(u8),
     /// Drain every pending transmit and event.
     Drain,
@@ -436,16 +439,16 @@ impl Harness {
                 assert!(msgs.iter().all(|m| m.info().kind != MessageKind::PushPull));
             }
             TransmitKind::Reliable => {
-                let p = &t.payload;
-                assert!(p.len() >= FRAME_HEADER_LEN, "frame without header");
-                let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
-                assert_eq!(len, p.len() - FRAME_HEADER_LEN, "frame length prefix");
-                assert!(
-                    len <= self.cfg.max_stream_message,
-                    "frame body of {len} bytes above max_stream_message {}",
-                    self.cfg.max_stream_message
-                );
-                fuzzing::decode_frame_body(&self.cfg, &p[FRAME_HEADER_LEN..])
+                // Read as a receiver's stream reads it: exactly one frame, within
+                // `max_stream_message`.
+                let mut frames = FrameDecoder::new(self.cfg.max_stream_message);
+                frames.push(&t.payload);
+                let body = frames
+                    .next_frame()
+                    .unwrap_or_else(|e| panic!("frame body above max_stream_message: {e}"))
+                    .expect("frame shorter than its length prefix");
+                assert_eq!(frames.buffered(), 0, "frame longer than its length prefix");
+                fuzzing::decode_frame_body(&self.cfg, &body)
                     .unwrap_or_else(|e| panic!("own frame does not decode: {e}"))
                     .expect("own label");
             }
@@ -459,7 +462,7 @@ impl Harness {
         for _ in 0..4 {
             match self.node.poll_timeout() {
                 Some(at) if at < self.now => {
-                    self.node.handle_timeout(self.now);
+                    let _ = self.input(Input::Timeout);
                     self.drain(false);
                 }
                 _ => return,
@@ -549,18 +552,20 @@ impl Harness {
         self.step_events.clear();
     }
 
-    /// Deliver raw bytes; rejected input must change nothing.
-    fn raw(&mut self, stream: bool, from: SocketAddr, bytes: &[u8]) {
+    /// Hand the node `input` now.
+    fn input(&mut self, input: Input) -> Result<Handled, HandleError> {
+        self.node.handle(self.now, input)
+    }
+
+    /// Deliver raw bytes (a datagram, or a frame body); rejected input must change nothing.
+    fn raw(&mut self, input: Input) {
         let before = fingerprint(&self.node);
         let errors = self.node.stats().decode_errors + self.node.stats().label_mismatches;
-        let r = if stream {
-            self.node.handle_stream(self.now, from, bytes)
-        } else {
-            self.node.handle_packet(self.now, from, bytes)
-        };
+        let r = self.input(input);
+        let not_running = HandleError::Input(InputError::NotRunning);
         match &r {
-            Ok(()) => {}
-            Err(InputError::NotRunning) => assert!(before.left, "refused while running"),
+            Ok(_) => {}
+            Err(e) if *e == not_running => assert!(before.left, "refused while running"),
             Err(e) => {
                 assert_eq!(
                     fingerprint(&self.node),
@@ -578,10 +583,7 @@ impl Harness {
             }
         }
         if before.left {
-            assert!(
-                r == Err(InputError::NotRunning),
-                "a node that left took input"
-            );
+            assert!(r == Err(not_running), "a node that left took input");
         }
     }
 
@@ -597,9 +599,11 @@ impl Harness {
         let Some(t) = self.outbox.remove(i) else {
             return;
         };
-        match t.kind {
-            TransmitKind::Datagram => {
-                let Ok(Some(msgs)) = fuzzing::decode_datagram(&self.cfg, &t.payload) else {
+        // The transmit as its receiver, the peer `to`, is handed it.
+        let to = t.to;
+        match Input::from_transmit(pool_addr(0), t) {
+            Input::Datagram { payload, .. } => {
+                let Ok(Some(msgs)) = fuzzing::decode_datagram(&self.cfg, &payload) else {
                     return;
                 };
                 let mut replies = Vec::new();
@@ -620,17 +624,16 @@ impl Harness {
                     }
                 }
                 if !replies.is_empty() {
-                    let bytes = fuzzing::encode_datagram(self.label(), &replies);
-                    let _ = self.node.handle_packet(self.now, t.to, &bytes);
+                    let payload = fuzzing::encode_datagram(self.label(), &replies).into();
+                    let _ = self.input(Input::Datagram { from: to, payload });
                 }
             }
-            TransmitKind::Reliable => {
+            Input::Stream { body, .. } => {
                 if how & 0x80 != 0 {
-                    self.node.handle_send_failure(self.now, t.to);
+                    let _ = self.input(Input::SendFailed { to });
                     return;
                 }
-                let body = &t.payload[FRAME_HEADER_LEN.min(t.payload.len())..];
-                let Ok(Some(m)) = fuzzing::decode_frame_body(&self.cfg, body) else {
+                let Ok(Some(m)) = fuzzing::decode_frame_body(&self.cfg, &body) else {
                     return;
                 };
                 let info = m.info();
@@ -639,13 +642,14 @@ impl Harness {
                         WireMessage::ack(seq, None)
                     }
                     (MessageKind::PushPull, _, Some(id)) if info.request == Some(true) => {
-                        self.push_pull_reply(id, t.to, how)
+                        self.push_pull_reply(id, to, how)
                     }
                     _ => return,
                 };
-                let body = fuzzing::encode_frame_body(self.label(), &reply);
-                let _ = self.node.handle_stream(self.now, t.to, &body);
+                let body = fuzzing::encode_frame_body(self.label(), &reply).into();
+                let _ = self.input(Input::Stream { from: to, body });
             }
+            other => unreachable!("a transmit arrives as a datagram or a stream: {other:?}"),
         }
     }
 
@@ -691,14 +695,20 @@ impl Harness {
         let mut fired = false;
         let dropped = self.node.stats().events_dropped;
         match op {
-            Op::Packet(a, b) => self.raw(false, addr_of(*a), b),
-            Op::Stream(a, b) => self.raw(true, addr_of(*a), b),
+            Op::Packet(a, b) => self.raw(Input::Datagram {
+                from: addr_of(*a),
+                payload: Bytes::copy_from_slice(b),
+            }),
+            Op::Stream(a, b) => self.raw(Input::Stream {
+                from: addr_of(*a),
+                body: Bytes::copy_from_slice(b),
+            }),
             Op::Advance(us) => {
                 self.now =
                     Timestamp::from_micros(self.now.as_micros().saturating_add(u64::from(*us)))
             }
             Op::Timeout => {
-                self.node.handle_timeout(self.now);
+                let _ = self.input(Input::Timeout);
                 fired = true;
             }
             Op::Msgs(a, b) => {
@@ -711,8 +721,11 @@ impl Harness {
                 for m in &mut msgs {
                     steer(m, &mut u);
                 }
-                let bytes = fuzzing::encode_datagram(self.label(), &msgs);
-                let _ = self.node.handle_packet(self.now, addr_of(*a), &bytes);
+                let payload = fuzzing::encode_datagram(self.label(), &msgs).into();
+                let _ = self.input(Input::Datagram {
+                    from: addr_of(*a),
+                    payload,
+                });
             }
             Op::StreamMsg(a, b) => {
                 let mut u = Unstructured::new(b);
@@ -720,33 +733,39 @@ impl Harness {
                     return;
                 };
                 steer(&mut m, &mut u);
-                let body = fuzzing::encode_frame_body(self.label(), &m);
-                let _ = self.node.handle_stream(self.now, addr_of(*a), &body);
+                let body = fuzzing::encode_frame_body(self.label(), &m).into();
+                let _ = self.input(Input::Stream {
+                    from: addr_of(*a),
+                    body,
+                });
             }
             Op::Answer(s, h) => self.answer(*s, *h),
             Op::Join(seeds) => {
                 let seeds: Vec<SocketAddr> = seeds.iter().map(|&s| addr_of(s)).collect();
-                let _ = self.node.join(self.now, &seeds);
+                let ignore_old = false;
+                let _ = self.input(Input::Call(Call::Join { seeds, ignore_old }));
             }
             Op::Leave => {
-                let _ = self.node.leave(self.now);
+                let _ = self.input(Input::Call(Call::Leave));
             }
             Op::SetTags(b) => {
                 let tags = Tags::arbitrary(&mut Unstructured::new(b)).unwrap_or_default();
-                let _ = self.node.set_tags(self.now, tags);
+                let _ = self.input(Input::Call(Call::SetTags(tags)));
             }
-            Op::SendFailure(a) => self.node.handle_send_failure(self.now, addr_of(*a)),
+            Op::SendFailure(a) => {
+                let _ = self.input(Input::SendFailed { to: addr_of(*a) });
+            }
             Op::Drain => {}
             Op::NextTimer => {
                 if let Some(at) = self.node.poll_timeout() {
                     self.now = self.now.max(at);
                 }
-                self.node.handle_timeout(self.now);
+                let _ = self.input(Input::Timeout);
                 fired = true;
             }
             Op::Leap(s) => {
                 self.now = self.now + Duration::from_secs(u64::from(*s));
-                self.node.handle_timeout(self.now);
+                let _ = self.input(Input::Timeout);
                 fired = true;
             }
         }

@@ -1,6 +1,67 @@
 //! Cross-crate integration and property tests for rookery live in `tests/`. This library holds
-//! what the driver tests share: [`agents`], one blocking face over the tokio, async-std and mio
-//! drivers, and [`scenarios`], each cluster scenario written once and run per driver.
+//! what the driver tests share: [`scenarios`], each cluster scenario written once against the
+//! drivers' one API shape and run per driver, and [`driver_scenarios!`], which instantiates
+//! every single-driver scenario for one driver.
 
-pub mod agents;
 pub mod scenarios;
+
+/// Every single-driver scenario as a `#[test]` for `$driver` (a [`scenarios::Driver`]), agent
+/// names starting with `$prefix`.
+#[macro_export]
+macro_rules! driver_scenarios {
+    ($driver:expr, $prefix:literal) => {
+        use $crate::scenarios;
+
+        const D: scenarios::Driver = $driver;
+
+        #[test]
+        fn ten_nodes_join_and_converge() {
+            scenarios::join_and_converge(concat!($prefix, "-conv"), &[D; 10]);
+        }
+
+        #[test]
+        fn stopped_node_detected_failed_by_all() {
+            scenarios::crash_detected(concat!($prefix, "-crash"), &[D; 10], 7);
+        }
+
+        #[test]
+        fn graceful_leave_is_left() {
+            scenarios::leave_is_left(concat!($prefix, "-leave"), &[D; 10], 4);
+        }
+
+        #[test]
+        fn garbage_is_counted_and_ignored() {
+            scenarios::garbage_ignored(concat!($prefix, "-garbage"), D);
+        }
+
+        #[test]
+        fn tags_propagate() {
+            scenarios::tags_propagate(concat!($prefix, "-tags"), &[D; 4]);
+        }
+
+        #[test]
+        fn join_nobody_reached() {
+            scenarios::join_nobody(concat!($prefix, "-nobody"), D);
+        }
+
+        #[test]
+        fn user_event_reaches_all() {
+            scenarios::user_event_reaches_all(concat!($prefix, "-uev"), &[D; 10], 3);
+        }
+
+        #[test]
+        fn query_answered_by_all() {
+            scenarios::query_answered_by_all(concat!($prefix, "-query"), &[D; 10], 2);
+        }
+
+        #[test]
+        fn send_and_broadcast_arrive() {
+            scenarios::send_and_broadcast_arrive(concat!($prefix, "-msg"), &[D; 10]);
+        }
+
+        #[test]
+        fn remove_failed_turns_left() {
+            scenarios::remove_failed_is_left(concat!($prefix, "-rmf"), &[D; 10], 6);
+        }
+    };
+}

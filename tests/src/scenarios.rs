@@ -1,17 +1,223 @@
-//! Cluster scenarios, each written once and run per driver (and on mixed clusters).
+//! Cluster scenarios, each written once against the drivers' one API shape (the blocking
+//! flavor, which rookery-mio hands out and every async agent becomes with `into_blocking`)
+//! and run per driver (and on mixed clusters).
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use rookery_core::{Config, Event, MemberStatus, QueryParams};
-use rookery_driver::{AgentError, Options, QueryAnswer, ShutdownMode};
-
-use crate::agents::{fast_config, wait_until, Driver, TestAgent};
+use rookery_core::{
+    Config, Event, Identity, IncomingQuery, MemberStatus, QueryHandle, QueryParams,
+};
+use rookery_driver::blocking::{AgentHandle, EventStream};
+use rookery_driver::{AgentError, Options, QueryAnswer, ShutdownMode, StartError, TryRecvError};
 
 /// How long a cluster may take to converge or to notice a change before a test fails.
 pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// A driver's `Agent::start`, in the blocking flavor.
+type Start = fn(Config, Identity, Options) -> Result<(AgentHandle, EventStream), StartError>;
+
+/// A driver, as the scenarios start it.
+#[derive(Clone, Copy)]
+pub struct Driver {
+    /// `tokio`, `async-std` or `mio`.
+    pub name: &'static str,
+    start: Start,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// rookery-tokio, on one multi-threaded runtime shared by the test process.
+pub const TOKIO: Driver = Driver {
+    name: "tokio",
+    start: |config, identity, options| {
+        let start = rookery_tokio::Agent::start(config, identity, options);
+        tokio_runtime().block_on(start).map(into_blocking)
+    },
+};
+
+/// rookery-async-std, on async-std's executor.
+pub const ASYNC_STD: Driver = Driver {
+    name: "async-std",
+    start: |config, identity, options| {
+        let start = rookery_async_std::Agent::start(config, identity, options);
+        async_std::task::block_on(start).map(into_blocking)
+    },
+};
+
+/// rookery-mio, each agent on its own thread; its `Agent::start` is already blocking.
+pub const MIO: Driver = Driver {
+    name: "mio",
+    start: rookery_mio::Agent::start,
+};
+
+impl Driver {
+    /// The driver named `tokio`, `async-std` or `mio`.
+    pub fn parse(name: &str) -> Option<Driver> {
+        [TOKIO, ASYNC_STD, MIO].into_iter().find(|d| d.name == name)
+    }
+
+    /// Start an agent named `name` on `bind` (port 0 for any).
+    pub fn start(
+        self,
+        name: &str,
+        bind: SocketAddr,
+        config: Config,
+        options: Options,
+    ) -> Result<(AgentHandle, EventStream), StartError> {
+        (self.start)(config, Identity::new(name, bind), options)
+    }
+}
+
+/// An async driver's handle and event stream, blocking flavor.
+fn into_blocking(
+    (handle, events): (
+        rookery_driver::asynch::AgentHandle,
+        rookery_driver::asynch::EventStream,
+    ),
+) -> (AgentHandle, EventStream) {
+    (handle.into_blocking(), events.into_blocking())
+}
+
+fn tokio_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+/// A running agent: its handle (every operation goes straight to it, through `Deref`) and a log
+/// of every event it received, which the scenarios inspect.
+pub struct Agent {
+    handle: AgentHandle,
+    driver: Driver,
+    events: Mutex<(EventStream, Vec<Event>)>,
+    answered: Mutex<HashSet<QueryHandle>>,
+}
+
+impl Deref for Agent {
+    type Target = AgentHandle;
+
+    fn deref(&self) -> &AgentHandle {
+        &self.handle
+    }
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} agent {} at {}",
+            self.driver,
+            self.name(),
+            self.local_addr()
+        )
+    }
+}
+
+impl Agent {
+    /// Start an agent named `name` with `driver` on 127.0.0.1 (any port).
+    pub fn start(driver: Driver, name: &str, config: Config) -> Arc<Agent> {
+        let (handle, events) = driver
+            .start(name, localhost(), config, Options::default())
+            .expect("agent starts");
+        Arc::new(Agent {
+            handle,
+            driver,
+            events: Mutex::new((events, Vec::new())),
+            answered: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Every event received so far (drains the event stream into the log first).
+    pub fn events(&self) -> Vec<Event> {
+        let mut guard = self.events.lock().expect("events lock");
+        let (stream, log) = &mut *guard;
+        while let Ok(e) = stream.try_recv() {
+            log.push(e);
+        }
+        log.clone()
+    }
+
+    /// Answer every query event not answered yet with `answer(query)`; returns how many were
+    /// answered now.
+    pub fn answer_queries(&self, answer: impl Fn(&IncomingQuery) -> Vec<u8>) -> usize {
+        let mut n = 0;
+        for e in self.events() {
+            let Event::Query(q) = e else { continue };
+            if self.answered.lock().expect("lock").insert(q.handle.clone()) {
+                self.respond(&q.handle, answer(&q)).expect("respond");
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The status this agent sees for `name` (None if unknown or the agent stopped).
+    pub fn status_of(&self, name: &str) -> Option<MemberStatus> {
+        self.members()
+            .ok()?
+            .into_iter()
+            .find(|m| &*m.name == name)
+            .map(|m| m.status)
+    }
+
+    /// How many members this agent sees alive.
+    pub fn alive(&self) -> usize {
+        self.members().map_or(0, |ms| {
+            ms.iter()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .count()
+        })
+    }
+}
+
+/// Protocol timing for driver tests: `Config::local()` with intervals shortened further so a
+/// 10-node scenario settles in a few seconds on loopback. The retransmit multiplier is LAN's 4
+/// rather than local's 2: with 2, a leave announcement sometimes misses a member, which then
+/// declares the leaver failed, and the core (before the Serf layer's leave intents) never
+/// turns a failed member into a left one.
+pub fn fast_config() -> Config {
+    let mut c = Config::local();
+    c.probe_interval = Duration::from_millis(200);
+    c.probe_timeout = Duration::from_millis(100);
+    c.gossip_interval = Duration::from_millis(50);
+    c.suspicion_mult = 3;
+    c.suspicion_max_timeout_mult = 3;
+    c.retransmit_mult = 4;
+    c.push_pull_interval = Duration::from_secs(3);
+    c.tcp_timeout = Duration::from_millis(1000);
+    c.gossip_to_the_dead_time = Duration::from_secs(5);
+    c
+}
+
+/// Poll `cond` every 50 ms until it holds or `limit` passes; returns whether it held and how
+/// long it took.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> (bool, Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        if cond() {
+            return (true, start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return (false, start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().expect("address")
@@ -19,26 +225,18 @@ fn localhost() -> SocketAddr {
 
 /// Start one agent per entry of `drivers` on 127.0.0.1 (any port), join each to the first,
 /// and wait until every agent sees all of them alive.
-pub fn start_cluster(prefix: &str, drivers: &[Driver]) -> Vec<Arc<TestAgent>> {
+pub fn start_cluster(prefix: &str, drivers: &[Driver]) -> Vec<Arc<Agent>> {
     start_cluster_with(prefix, drivers, fast_config())
 }
 
 /// [`start_cluster`] with every agent configured by `config`.
-pub fn start_cluster_with(prefix: &str, drivers: &[Driver], config: Config) -> Vec<Arc<TestAgent>> {
-    let agents: Vec<Arc<TestAgent>> = drivers
+pub fn start_cluster_with(prefix: &str, drivers: &[Driver], config: Config) -> Vec<Arc<Agent>> {
+    let agents: Vec<Arc<Agent>> = drivers
         .iter()
         .enumerate()
-        .map(|(i, &d)| {
-            TestAgent::start(
-                d,
-                &format!("{prefix}-{i}"),
-                localhost(),
-                config.clone(),
-                Options::default(),
-            )
-        })
+        .map(|(i, &d)| Agent::start(d, &format!("{prefix}-{i}"), config.clone()))
         .collect();
-    let seed = agents[0].addr();
+    let seed = agents[0].local_addr();
     for a in &agents[1..] {
         assert_eq!(a.join(&[seed]), Ok(1), "{a:?} joins through {seed}");
     }
@@ -54,7 +252,7 @@ pub fn start_cluster_with(prefix: &str, drivers: &[Driver], config: Config) -> V
 }
 
 /// Stop every agent (without leaving).
-pub fn stop_all(agents: &[Arc<TestAgent>]) {
+pub fn stop_all(agents: &[Arc<Agent>]) {
     for a in agents {
         a.shutdown(ShutdownMode::Now);
     }
@@ -81,7 +279,7 @@ pub fn join_and_converge(prefix: &str, drivers: &[Driver]) {
             "{a:?} saw the seed join"
         );
     }
-    let joined = |a: &TestAgent| {
+    let joined = |a: &Agent| {
         a.events()
             .iter()
             .filter(|e| matches!(e, Event::MemberJoined(_)))
@@ -90,9 +288,10 @@ pub fn join_and_converge(prefix: &str, drivers: &[Driver]) {
     assert!(agents.iter().all(|a| joined(a) >= n - 1));
     stop_all(&agents);
     for a in &agents {
+        assert!(a.is_stopped(), "{a:?} says it stopped");
         assert_eq!(a.members(), Err(AgentError::Stopped), "{a:?} stopped");
         // Every socket is closed once shutdown returned: the port binds again.
-        let addr = a.addr();
+        let addr = a.local_addr();
         let udp = UdpSocket::bind(addr);
         assert!(udp.is_ok(), "{a:?}: UDP port still taken: {udp:?}");
         let tcp = std::net::TcpListener::bind(addr);
@@ -104,7 +303,7 @@ pub fn join_and_converge(prefix: &str, drivers: &[Driver]) {
 pub fn crash_detected(prefix: &str, drivers: &[Driver], victim: usize) {
     let agents = start_cluster(prefix, drivers);
     let dead = agents[victim].clone();
-    let name = dead.name();
+    let name = dead.name().to_string();
     dead.shutdown(ShutdownMode::Now);
     let others: Vec<_> = agents.iter().filter(|a| a.name() != name).collect();
     let (ok, took) = wait_until(LIMIT, || {
@@ -134,7 +333,7 @@ pub fn crash_detected(prefix: &str, drivers: &[Driver], victim: usize) {
 pub fn leave_is_left(prefix: &str, drivers: &[Driver], leaver: usize) {
     let agents = start_cluster(prefix, drivers);
     let gone = agents[leaver].clone();
-    let name = gone.name();
+    let name = gone.name().to_string();
     gone.leave().expect("leave completes");
     assert!(gone
         .events()
@@ -142,7 +341,7 @@ pub fn leave_is_left(prefix: &str, drivers: &[Driver], leaver: usize) {
         .any(|e| matches!(e, Event::LeaveCompleted)));
     // A left node refuses further cluster operations, and leaving again is harmless.
     assert!(matches!(
-        gone.join(&[agents[0].addr()]),
+        gone.join(&[agents[0].local_addr()]),
         Err(AgentError::Rejected(_))
     ));
     assert_eq!(gone.leave(), Ok(()));
@@ -196,7 +395,7 @@ pub fn garbage_ignored(prefix: &str, driver: Driver) {
     let agents = start_cluster(prefix, &[driver, driver, driver]);
     let target = agents[0].clone();
     let before = target.stats().expect("stats");
-    let view = |a: &TestAgent| {
+    let view = |a: &Agent| {
         let mut v: Vec<_> = a
             .members()
             .expect("members")
@@ -216,22 +415,22 @@ pub fn garbage_ignored(prefix: &str, driver: Driver) {
         if i % 2 == 0 {
             d[0] = rookery_core::wire::VERSION; // right version byte, junk after it
         }
-        udp.send_to(&d, target.addr()).expect("send garbage");
+        udp.send_to(&d, target.local_addr()).expect("send garbage");
         if i % 50 == 49 {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
     // A connection announcing a frame larger than max_stream_message.
-    let mut c1 = TcpStream::connect(target.addr()).expect("connect");
+    let mut c1 = TcpStream::connect(target.local_addr()).expect("connect");
     c1.write_all(&u32::MAX.to_be_bytes()).expect("write");
     // A well-framed message whose body is junk.
-    let mut c2 = TcpStream::connect(target.addr()).expect("connect");
+    let mut c2 = TcpStream::connect(target.local_addr()).expect("connect");
     let body = g.bytes(64);
     c2.write_all(&(body.len() as u32).to_be_bytes())
         .expect("write");
     c2.write_all(&body).expect("write");
     // A connection that sends half a frame and hangs up.
-    let mut c3 = TcpStream::connect(target.addr()).expect("connect");
+    let mut c3 = TcpStream::connect(target.local_addr()).expect("connect");
     c3.write_all(&[0, 0, 1]).expect("write");
     drop(c3);
 
@@ -260,14 +459,8 @@ pub fn garbage_ignored(prefix: &str, driver: Driver) {
     // Nothing changed: same members, same statuses, and the cluster still works.
     let members_after = view(&target);
     assert_eq!(members_before, members_after);
-    let late = TestAgent::start(
-        driver,
-        &format!("{prefix}-late"),
-        localhost(),
-        fast_config(),
-        Options::default(),
-    );
-    assert_eq!(late.join(&[target.addr()]), Ok(1));
+    let late = Agent::start(driver, &format!("{prefix}-late"), fast_config());
+    assert_eq!(late.join(&[target.local_addr()]), Ok(1));
     let (ok, _) = wait_until(LIMIT, || agents.iter().all(|a| a.alive() == 4));
     assert!(ok, "a node joins after the garbage");
     eprintln!(
@@ -286,7 +479,7 @@ pub fn tags_propagate(prefix: &str, drivers: &[Driver]) {
     let mut tags = rookery_core::Tags::new();
     tags.insert("role".into(), "db".into());
     agents[0].set_tags(tags.clone()).expect("set_tags");
-    let name = agents[0].name();
+    let name = agents[0].name().to_string();
     let (ok, took) = wait_until(LIMIT, || {
         agents.iter().all(|a| {
             a.members().is_ok_and(|ms| {
@@ -302,13 +495,7 @@ pub fn tags_propagate(prefix: &str, drivers: &[Driver]) {
 
 /// Joining only unreachable seeds fails with `NobodyReached`.
 pub fn join_nobody(prefix: &str, driver: Driver) {
-    let a = TestAgent::start(
-        driver,
-        &format!("{prefix}-alone"),
-        localhost(),
-        fast_config(),
-        Options::default(),
-    );
+    let a = Agent::start(driver, &format!("{prefix}-alone"), fast_config());
     // A port with nothing listening: bind and drop a listener to find one.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -326,9 +513,9 @@ pub fn join_nobody(prefix: &str, driver: Driver) {
 pub fn user_event_reaches_all(prefix: &str, drivers: &[Driver], sender: usize) {
     let agents = start_cluster(prefix, drivers);
     agents[sender]
-        .user_event("deploy", b"v42", false)
+        .user_event("deploy", "v42", false)
         .expect("user_event");
-    let got = |a: &TestAgent| {
+    let got = |a: &Agent| {
         a.events()
             .iter()
             .filter(|e| {
@@ -349,7 +536,7 @@ pub fn user_event_reaches_all(prefix: &str, drivers: &[Driver], sender: usize) {
     assert!(counts.iter().all(|&c| c == 1), "delivered once: {counts:?}");
     // An empty name is refused by the core, typed.
     assert_eq!(
-        agents[sender].user_event("", b"x", false),
+        agents[sender].user_event("", "x", false),
         Err(AgentError::Rejected(rookery_core::ApiError::EmptyName))
     );
     stop_all(&agents);
@@ -375,32 +562,24 @@ pub fn query_answered_by_all(prefix: &str, drivers: &[Driver], asker: usize) {
         timeout: Some(LIMIT),
         ..QueryParams::default()
     };
-    let answers = agents[asker].query("whoami", b"?", params).expect("query");
+    let mut answers = agents[asker].query("whoami", "?", params).expect("query");
     let mut got = Vec::new();
     let (ok, took) = wait_until(LIMIT, || {
         for a in &agents {
             a.answer_queries(|q| {
                 assert_eq!((&*q.name, q.payload.as_ref()), ("whoami", &b"?"[..]));
-                a.name().into_bytes()
+                a.name().as_bytes().to_vec()
             });
         }
-        got.extend(answers.try_iter());
+        while let Ok(a) = answers.try_recv() {
+            got.push(a);
+        }
         matches!(got.last(), Some(QueryAnswer::Done { .. }))
     });
     assert!(ok, "query not done in {took:?}: {got:?}");
     eprintln!("{prefix}: query answered by all in {took:?}");
-    let mut responders: Vec<String> = got
-        .iter()
-        .filter_map(|a| match a {
-            QueryAnswer::Response { from, payload } => {
-                assert_eq!(from.as_bytes(), payload.as_ref(), "each answers its name");
-                Some(from.to_string())
-            }
-            _ => None,
-        })
-        .collect();
-    responders.sort();
-    let mut names: Vec<String> = agents.iter().map(|a| a.name()).collect();
+    let responders = responders(&got);
+    let mut names: Vec<String> = agents.iter().map(|a| a.name().to_string()).collect();
     names.sort();
     let ackers: Vec<String> = got
         .iter()
@@ -416,7 +595,10 @@ pub fn query_answered_by_all(prefix: &str, drivers: &[Driver], asker: usize) {
     let acks = ackers.len();
     assert_eq!(got.last(), Some(&QueryAnswer::Done { acks, responses: n }));
     // The stream ends after the done.
-    assert!(answers.recv_timeout(Duration::from_secs(2)).is_err());
+    let (ended, _) = wait_until(Duration::from_secs(2), || {
+        answers.try_recv() == Err(TryRecvError::Closed)
+    });
+    assert!(ended, "the answers end after the done");
     // The answers were events too.
     assert!(agents[asker]
         .events()
@@ -425,42 +607,55 @@ pub fn query_answered_by_all(prefix: &str, drivers: &[Driver], asker: usize) {
     stop_all(&agents);
 }
 
+/// Who responded among `answers`, sorted; each must have answered with its own name.
+fn responders(answers: &[QueryAnswer]) -> Vec<String> {
+    let mut from: Vec<String> = answers
+        .iter()
+        .filter_map(|a| match a {
+            QueryAnswer::Response { from, payload } => {
+                assert_eq!(from.as_bytes(), payload.as_ref(), "each answers its name");
+                Some(from.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    from.sort();
+    from
+}
+
 /// A direct message reaches its one receiver; a broadcast reaches every other agent.
 pub fn send_and_broadcast_arrive(prefix: &str, drivers: &[Driver]) {
     let agents = start_cluster(prefix, drivers);
     let n = agents.len();
     let (from, to) = (agents[1].clone(), agents[n - 1].clone());
-    from.send(&to.name(), b"psst").expect("send");
+    from.send(to.name(), "psst").expect("send");
     let caster = agents[2].clone();
-    assert_eq!(caster.broadcast(b"hear ye"), Ok(n - 1));
-    let has = |a: &TestAgent, sender: &str, text: &[u8]| {
+    assert_eq!(caster.broadcast("hear ye"), Ok(n - 1));
+    let has = |a: &Agent, sender: &str, text: &[u8]| {
         a.events().iter().any(
             |e| matches!(e, Event::Message { from, payload } if &**from == sender && payload.as_ref() == text),
         )
     };
     let (ok, took) = wait_until(LIMIT, || {
-        has(&to, &from.name(), b"psst")
+        has(&to, from.name(), b"psst")
             && agents
                 .iter()
                 .filter(|a| a.name() != caster.name())
-                .all(|a| has(a, &caster.name(), b"hear ye"))
+                .all(|a| has(a, caster.name(), b"hear ye"))
     });
     assert!(ok, "messages not delivered in {took:?}");
     eprintln!("{prefix}: send and broadcast arrived in {took:?}");
     for a in &agents {
         if a.name() != to.name() {
-            assert!(
-                !has(a, &from.name(), b"psst"),
-                "{a:?} got another's message"
-            );
+            assert!(!has(a, from.name(), b"psst"), "{a:?} got another's message");
         }
     }
     assert!(
-        !has(&caster, &caster.name(), b"hear ye"),
+        !has(&caster, caster.name(), b"hear ye"),
         "no echo to the caster"
     );
     assert!(matches!(
-        from.send("nobody-by-this-name", b"x"),
+        from.send("nobody-by-this-name", "x"),
         Err(AgentError::Rejected(rookery_core::ApiError::UnknownMember(
             _
         )))
@@ -472,7 +667,7 @@ pub fn send_and_broadcast_arrive(prefix: &str, drivers: &[Driver]) {
 pub fn remove_failed_is_left(prefix: &str, drivers: &[Driver], victim: usize) {
     let agents = start_cluster(prefix, drivers);
     let dead = agents[victim].clone();
-    let name = dead.name();
+    let name = dead.name().to_string();
     let others: Vec<_> = agents
         .iter()
         .filter(|a| a.name() != name)
@@ -500,4 +695,65 @@ pub fn remove_failed_is_left(prefix: &str, drivers: &[Driver], victim: usize) {
     assert!(ok, "{name} not left on all in {took:?}: {views:?}");
     eprintln!("{prefix}: {name} removed and left on all in {took:?}");
     stop_all(&others);
+}
+
+/// The async flavor itself, on two agents of an async driver started with `start` (its
+/// `Agent::start`; the scenarios above use the blocking flavor): one joins the other, which
+/// asks a query that both answer from their event streams, the answers end with the done, and
+/// both stop.
+pub async fn async_flavor<F>(prefix: &str, start: impl Fn(Config, Identity, Options) -> F)
+where
+    F: Future<
+        Output = Result<
+            (
+                rookery_driver::asynch::AgentHandle,
+                rookery_driver::asynch::EventStream,
+            ),
+            StartError,
+        >,
+    >,
+{
+    let identity = |i: usize| Identity::new(format!("{prefix}-{i}"), localhost());
+    let start = |i| start(fast_config(), identity(i), Options::default());
+    let (a, mut a_events) = start(0).await.expect("agent starts");
+    let (b, mut b_events) = start(1).await.expect("agent starts");
+    assert_eq!(a_events.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(b.join(&[a.local_addr()]).await, Ok(1));
+    // `a` knows `b` once its join arrived (`b` knew `a` before its join returned).
+    while let Some(e) = a_events.recv().await {
+        if matches!(&e, Event::MemberJoined(m) if &*m.name == b.name()) {
+            break;
+        }
+    }
+    assert_eq!(a.stats().await.map(|s| s.alive), Ok(2));
+    let params = QueryParams {
+        timeout: Some(LIMIT),
+        ..QueryParams::default()
+    };
+    let answers = a.query("whoami", "?", params).await.expect("query");
+    for (agent, events) in [(&a, &mut a_events), (&b, &mut b_events)] {
+        while let Some(e) = events.recv().await {
+            if let Event::Query(q) = e {
+                agent
+                    .respond(&q.handle, agent.name().to_string())
+                    .await
+                    .expect("respond");
+                break;
+            }
+        }
+    }
+    let id = answers.id();
+    let got = answers.collect_all().await;
+    assert_eq!(responders(&got), [a.name(), b.name()], "{id:?}: {got:?}");
+    assert_eq!(
+        got.last(),
+        Some(&QueryAnswer::Done {
+            acks: 0,
+            responses: 2
+        })
+    );
+    b.shutdown(ShutdownMode::Now).await;
+    a.shutdown(ShutdownMode::Leave).await;
+    assert!(a.is_stopped() && b.is_stopped());
+    assert_eq!(a.members().await, Err(AgentError::Stopped));
 }

@@ -1,7 +1,6 @@
 //! One cluster mixing tokio, mio and async-std agents on loopback.
 
-use rookery_tests::agents::Driver::{AsyncStd, Mio, Tokio};
-use rookery_tests::scenarios;
+use rookery_tests::scenarios::{self, ASYNC_STD as AsyncStd, MIO as Mio, TOKIO as Tokio};
 
 #[test]
 fn mixed_tokio_and_mio_join_and_converge() {

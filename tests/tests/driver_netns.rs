@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rookery_tests::agents::wait_until;
+use rookery_tests::scenarios::wait_until;
 
 type Views = Arc<Mutex<HashMap<String, HashMap<String, String>>>>;
 

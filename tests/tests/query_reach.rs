@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rookery_core::{Config, Event, QueryParams};
 use rookery_sim::{NetConfig, Sim};
-use rookery_tests::agents::fast_config;
+use rookery_tests::scenarios::fast_config;
 
 /// The real-driver tests' configuration with `retransmit_mult` set.
 fn config(retransmit_mult: u32) -> Config {

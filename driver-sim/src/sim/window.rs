@@ -9,9 +9,10 @@
 //!
 //! 1. **Nodes, in parallel.** Every node with inputs in the window is lent, with its inputs,
 //!    to whichever thread takes it first (the calling thread and the [`Workers`], heaviest
-//!    share first). The thread handles the inputs — and any timer the node arms that comes
-//!    due inside the window — in exactly the order the sequential engine would, and keeps
-//!    what came out: transmits, events, the timer it armed.
+//!    share first). The thread hands the node its inputs — and any timer the node arms that
+//!    comes due inside the window — in exactly the order the sequential engine would, through
+//!    the same [`SimNode::take`] the sequential engine calls, and keeps what came out:
+//!    transmits, events, the timer it armed, the network counts.
 //! 2. **The shared effects, in order, on the calling thread.** The nodes are taken back and
 //!    their outputs replayed in the sequential engine's global order (time, then scheduling
 //!    sequence number; a timer armed inside the window gets its sequence number here, when
@@ -37,7 +38,6 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::Hash;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,10 +45,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use bytes::Bytes;
-use rookery_core::{wire, Event, Timestamp, Transmit, TransmitKind};
+use rookery_core::{Event, Input, Timestamp, Transmit};
 
-use super::{Action, Pending, Sim, SimNode};
+use super::{Action, Arrival, Sim, SimNode, Took, What};
+use crate::net::NetStats;
 
 /// Windows with fewer inputs than this run on the calling thread alone: handing them to a
 /// worker would cost more than it saves.
@@ -72,21 +72,6 @@ impl End {
     }
 }
 
-/// A node's input taken off the action heap.
-enum Input {
-    Deliver {
-        from: SocketAddr,
-        kind: TransmitKind,
-        payload: Bytes,
-        late: bool,
-    },
-    SendFailed {
-        to: SocketAddr,
-        life: u32,
-    },
-    Timer,
-}
-
 /// Where an input stands in the global order.
 #[derive(Clone, Copy, Debug)]
 enum Order {
@@ -97,19 +82,11 @@ enum Order {
     Armed(u32),
 }
 
-/// What a handled input was, for the trace and the counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum What {
-    Timer,
-    Datagram,
-    Stream,
-    SendFailure,
-}
-
 /// One input a node handled, and what came out of it.
 struct Record {
     at: Timestamp,
     order: Order,
+    /// What it was (for the trace).
     what: What,
     /// How many of the node's transmits in this window came out of this input (they follow
     /// the earlier inputs' in [`Work::transmits`]).
@@ -183,15 +160,15 @@ impl Gate<'_> {
     }
 }
 
-/// One node's share of a window: its inputs, then its records and outputs.
+/// One node's share of a window: its inputs, then its records, outputs and counts.
 struct Work {
     node: usize,
-    inputs: Vec<(Timestamp, u64, Input)>,
+    inputs: Vec<(Timestamp, u64, Arrival)>,
     records: Vec<Record>,
     transmits: Vec<Transmit>,
     events: Vec<Event>,
-    blocked: u64,
-    backlog_dropped: u64,
+    /// What its inputs added to the network counters.
+    stats: NetStats,
 }
 
 impl Work {
@@ -202,8 +179,7 @@ impl Work {
             records: Vec::new(),
             transmits: Vec::new(),
             events: Vec::new(),
-            blocked: 0,
-            backlog_dropped: 0,
+            stats: NetStats::default(),
         }
     }
 
@@ -219,8 +195,7 @@ impl Work {
         keep(&mut self.records);
         keep(&mut self.transmits);
         keep(&mut self.events);
-        self.blocked = 0;
-        self.backlog_dropped = 0;
+        self.stats = NetStats::default();
     }
 }
 
@@ -307,25 +282,8 @@ impl Sim {
             self.queue.pop();
             let action = self.actions[slot].take().expect("scheduled action present");
             self.free.push(slot);
-            let (node, input) = match action {
-                Action::Deliver {
-                    to,
-                    from,
-                    kind,
-                    payload,
-                    late,
-                } => (
-                    to,
-                    Input::Deliver {
-                        from,
-                        kind,
-                        payload,
-                        late,
-                    },
-                ),
-                Action::SendFailed { node, to, life } => (node, Input::SendFailed { to, life }),
-                Action::Timer { node } => (node, Input::Timer),
-                Action::Step(_) | Action::Call { .. } => unreachable!("checked above"),
+            let Action::Input { node, arrival } = action else {
+                unreachable!("checked above")
             };
             if work_of[node] == NO_WORK {
                 work_of[node] = works.len() as u32;
@@ -333,7 +291,9 @@ impl Sim {
                 w.node = node;
                 works.push(w);
             }
-            works[work_of[node] as usize].inputs.push((at, seq, input));
+            works[work_of[node] as usize]
+                .inputs
+                .push((at, seq, arrival));
             total += 1;
         }
         for w in &works {
@@ -350,8 +310,12 @@ impl Sim {
             .is_some_and(|g| !g.admits(works.iter().map(|w| w.node)))
         {
             for mut w in works.drain(..) {
-                for (at, seq, input) in w.inputs.drain(..) {
-                    self.put_back(w.node, at, seq, input);
+                for (at, seq, arrival) in w.inputs.drain(..) {
+                    let action = Action::Input {
+                        node: w.node,
+                        arrival,
+                    };
+                    self.enqueue(at, seq, action);
                 }
                 self.spare.pool.push(w);
             }
@@ -400,27 +364,6 @@ impl Sim {
         Window::Ran
     }
 
-    /// Return an input taken off the heap to it, with its place in the order.
-    fn put_back(&mut self, node: usize, at: Timestamp, seq: u64, input: Input) {
-        let action = match input {
-            Input::Deliver {
-                from,
-                kind,
-                payload,
-                late,
-            } => Action::Deliver {
-                to: node,
-                from,
-                kind,
-                payload,
-                late,
-            },
-            Input::SendFailed { to, life } => Action::SendFailed { node, to, life },
-            Input::Timer => Action::Timer { node },
-        };
-        self.enqueue(at, seq, action);
-    }
-
     /// Phase 2: apply the window's outputs in the sequential engine's order (the works'
     /// outputs are drained; their buffers stay).
     fn replay(&mut self, works: &mut [Work], end: End) {
@@ -436,8 +379,7 @@ impl Sim {
         let mut heap = BinaryHeap::with_capacity(works.len());
         let mut cursors = Vec::with_capacity(works.len());
         for w in works.iter_mut() {
-            self.stats.blocked += w.blocked;
-            self.stats.backlog_dropped += w.backlog_dropped;
+            self.stats.add(&w.stats);
             let mut records = w.records.drain(..);
             let next = records.next();
             if let Some(r) = &next {
@@ -464,17 +406,8 @@ impl Sim {
                 self.now = at;
             }
             let now = self.now;
-            match r.what {
-                What::Timer => (now, i).hash(&mut self.trace),
-                What::Datagram => {
-                    (now, i).hash(&mut self.trace);
-                    self.stats.delivered += 1;
-                }
-                What::Stream => {
-                    (now, i).hash(&mut self.trace);
-                    self.stats.reliable_delivered += 1;
-                }
-                What::SendFailure => self.stats.reliable_failed += 1,
+            if r.what.traced() {
+                (now, i).hash(&mut self.trace);
             }
             // What `after_input` does with the node's outputs.
             let mute = self.nodes[i].crashed || self.nodes[i].paused;
@@ -491,7 +424,8 @@ impl Sim {
                     // Handled inside the window already: it only takes its number.
                     self.seq += 1;
                 } else {
-                    self.schedule(fire, Action::Timer { node: i });
+                    let arrival = Arrival::timer();
+                    self.schedule(fire, Action::Input { node: i, arrival });
                 }
                 cursors[ci].seqs.push(self.seq);
             }
@@ -520,12 +454,8 @@ impl Job {
         self.work
             .inputs
             .iter()
-            .map(|(_, _, i)| match i {
-                Input::Deliver {
-                    kind: TransmitKind::Reliable,
-                    payload,
-                    ..
-                } => 1 + payload.len() / 64,
+            .map(|(_, _, a)| match a.input() {
+                Input::Stream { body, .. } => 1 + body.len() / 64,
                 _ => 1,
             })
             .sum()
@@ -689,8 +619,8 @@ fn take_jobs(s: &Shared) {
 }
 
 /// Phase 1 for one node: handle its inputs and the timers it arms inside the window, in the
-/// sequential engine's order, exactly as [`Sim::step`] and `after_input` would, keeping the
-/// outputs.
+/// sequential engine's order and by the same rules ([`SimNode::take`], [`SimNode::rearm`]) as
+/// [`Sim::step`] and `after_input`, keeping the outputs and the counts.
 fn run_node(n: &mut SimNode, w: &mut Work, end: End, backlog_limit: usize) {
     // Timers armed inside the window that come due inside it: (time, arming number).
     let mut due: BinaryHeap<Reverse<(Timestamp, u32)>> = BinaryHeap::new();
@@ -705,73 +635,19 @@ fn run_node(n: &mut SimNode, w: &mut Work, end: End, backlog_limit: usize) {
             (None, Some(_)) => true,
             (Some((at, _, _)), Some(Reverse((t, _)))) => t < at,
         };
-        let (at, order, input) = if armed_first {
+        let (at, order, arrival) = if armed_first {
             let Reverse((t, k)) = due.pop().expect("peeked");
-            (t, Order::Armed(k), Input::Timer)
+            (t, Order::Armed(k), Arrival::timer())
         } else {
             match inputs.next() {
-                Some((at, seq, input)) => (at, Order::Queued(seq), input),
+                Some((at, seq, arrival)) => (at, Order::Queued(seq), arrival),
                 None => break,
             }
         };
-        let local = n.clock.as_ref().map_or(at, |c| c.local(at));
-        let what = match input {
-            Input::Timer => {
-                if n.crashed || n.paused || n.armed.is_none() || n.fire_at != at {
-                    continue;
-                }
-                n.armed = None;
-                n.node.handle_timeout(local);
-                What::Timer
-            }
-            Input::Deliver {
-                from,
-                kind,
-                payload,
-                late: _,
-            } => {
-                if n.crashed || n.isolated {
-                    w.blocked += 1;
-                    continue;
-                }
-                if n.paused {
-                    if kind == TransmitKind::Datagram {
-                        if n.backlog_datagrams >= backlog_limit {
-                            w.backlog_dropped += 1;
-                            continue;
-                        }
-                        n.backlog_datagrams += 1;
-                    }
-                    n.backlog.push(Pending::Deliver {
-                        from,
-                        kind,
-                        payload,
-                    });
-                    continue;
-                }
-                match kind {
-                    TransmitKind::Datagram => {
-                        let _ = n.node.handle_packet(local, from, &payload);
-                        What::Datagram
-                    }
-                    TransmitKind::Reliable => {
-                        let body = payload.slice(wire::FRAME_HEADER_LEN.min(payload.len())..);
-                        let _ = n.node.handle_stream(local, from, &body);
-                        What::Stream
-                    }
-                }
-            }
-            Input::SendFailed { to, life } => {
-                if n.crashed || n.life != life {
-                    continue;
-                }
-                if n.paused {
-                    n.backlog.push(Pending::SendFailed { to });
-                    continue;
-                }
-                n.node.handle_send_failure(local, to);
-                What::SendFailure
-            }
+        let what = match n.take(at, arrival, backlog_limit, &mut w.stats) {
+            Took::Handled(what) => what,
+            Took::Deferred { .. } => unreachable!("windows run without overloaded nodes"),
+            Took::Stale | Took::Blocked | Took::Backlogged | Took::BacklogFull => continue,
         };
         let before = w.transmits.len();
         while let Some(t) = n.node.poll_transmit() {
@@ -783,24 +659,12 @@ fn run_node(n: &mut SimNode, w: &mut Work, end: End, backlog_limit: usize) {
             w.events.push(e);
         }
         let events = (w.events.len() - before) as u32;
-        let next = n.node.poll_timeout().map(|t| {
-            match &n.clock {
-                Some(c) => c.sim_time(t),
-                None => t,
+        let armed = n.rearm(at, |_| unreachable!("windows run without overloaded nodes"));
+        if let Some(fire) = armed {
+            if end.admits_armed(fire) {
+                due.push(Reverse((fire, armings)));
             }
-            .max(at)
-        });
-        let mut armed = None;
-        if next != n.armed {
-            n.armed = next;
-            if let Some(fire) = next {
-                n.fire_at = fire;
-                armed = Some(fire);
-                if end.admits_armed(fire) {
-                    due.push(Reverse((fire, armings)));
-                }
-                armings += 1;
-            }
+            armings += 1;
         }
         w.records.push(Record {
             at,

@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rookery_core::{Config, Tags, Timestamp};
+use rookery_core::{Call, Config, Input, Tags, Timestamp};
 use rookery_fuzz_targets::cluster::{ClusterScript, Fault};
 use rookery_fuzz_targets::node::{pool_index, Header, Op, Script};
-use rookery_sim::{NetConfig, Sim, TapEntry, TapInput};
+use rookery_sim::{NetConfig, Sim, TapEntry};
 
 /// What a scenario recorded.
 struct Recording {
@@ -84,7 +84,8 @@ impl Runner {
         let tags = arbitrary::Arbitrary::arbitrary(&mut arbitrary::Unstructured::new(&bytes))
             .unwrap_or_else(|_| Tags::new());
         self.api(i, Op::SetTags(bytes));
-        let _ = self.sim.with_node(i, |n, now| n.set_tags(now, tags));
+        let call = Input::Call(Call::SetTags(tags));
+        let _ = self.sim.with_node(i, |n, now| n.handle(now, call));
     }
 
     fn finish(mut self, name: &'static str, seed: u64) -> Recording {
@@ -210,12 +211,13 @@ fn node_ops(rec: &Recording, max_ops: usize) -> Vec<Op> {
             now = e.at;
         }
         let op = match &e.input {
-            TapInput::Timeout => Op::Timeout,
-            TapInput::Packet { from, payload } => {
+            Input::Timeout => Op::Timeout,
+            Input::Datagram { from, payload } => {
                 Op::Packet(sel(*from).expect("pool"), payload.to_vec())
             }
-            TapInput::Stream { from, body } => Op::Stream(sel(*from).expect("pool"), body.to_vec()),
-            TapInput::SendFailure { to } => Op::SendFailure(sel(*to).expect("pool")),
+            Input::Stream { from, body } => Op::Stream(sel(*from).expect("pool"), body.to_vec()),
+            Input::SendFailed { to } => Op::SendFailure(sel(*to).expect("pool")),
+            Input::Call(c) => unreachable!("the tap records no API call: {c:?}"),
         };
         ops.push(op);
     }
@@ -239,10 +241,10 @@ fn main() {
         let mut frames = BTreeSet::new();
         for e in &rec.entries {
             match &e.input {
-                TapInput::Packet { payload, .. } => {
+                Input::Datagram { payload, .. } => {
                     datagrams.insert(payload.to_vec());
                 }
-                TapInput::Stream { body, .. } => {
+                Input::Stream { body, .. } => {
                     frames.insert(body.to_vec());
                 }
                 _ => {}

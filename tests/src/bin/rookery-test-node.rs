@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use rookery_core::MemberStatus;
 use rookery_driver::{Options, ShutdownMode};
-use rookery_tests::agents::{fast_config, Driver, TestAgent};
+use rookery_tests::scenarios::{fast_config, Driver};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -36,13 +36,10 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let driver = Driver::parse(&args.driver).expect("driver: tokio, async-std or mio");
-    let agent = TestAgent::start(
-        driver,
-        &args.name,
-        args.bind,
-        fast_config(),
-        Options::default(),
-    );
+    // Events are not read: they are dropped (and counted) once the stream is full.
+    let (agent, _events) = driver
+        .start(&args.name, args.bind, fast_config(), Options::default())
+        .expect("agent starts");
     let done = Arc::new(AtomicBool::new(false));
     {
         let done = done.clone();
@@ -58,7 +55,7 @@ fn main() {
     let seeds: Vec<SocketAddr> = args
         .seed
         .into_iter()
-        .filter(|s| *s != agent.addr())
+        .filter(|s| *s != agent.local_addr())
         .collect();
     let mut last_join = None::<Instant>;
     let mut out = std::io::stdout().lock();

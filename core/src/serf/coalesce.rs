@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::{Serf, SerfTimer};
+use crate::ctx::Cx;
 use crate::event::{Event, MemberEventKind, UserEvent};
 use crate::identity::{Member, Name};
-use crate::node::Node;
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
 
@@ -44,22 +45,24 @@ fn due_at(window: (Timestamp, Timestamp), period: Duration, quiescent: Duration)
     }
 }
 
-impl Node {
+impl Serf {
     /// Hold `event` if coalescing applies to it; otherwise hand it back.
-    pub(crate) fn coalesce(&mut self, event: Event) -> Option<Event> {
-        let now = self.now;
-        if !self.cfg.coalesce_period.is_zero() {
+    pub(crate) fn coalesce(&mut self, event: Event, cx: &mut Cx<'_>) -> Option<Event> {
+        let now = cx.now;
+        if !cx.cfg.coalesce_period.is_zero() {
             if let Some((kind, m)) = member_kind(&event) {
                 let c = &mut self.coalescer;
                 c.members.insert(m.name.clone(), (kind, m.clone()));
                 let w = c.members_window.get_or_insert((now, now));
                 w.1 = now;
-                let at = due_at(*w, self.cfg.coalesce_period, self.cfg.quiescent_period);
-                self.timers.schedule(at, TimerKind::CoalesceFlush);
+                let at = due_at(*w, cx.cfg.coalesce_period, cx.cfg.quiescent_period);
+                cx.fx
+                    .timers
+                    .schedule(at, TimerKind::Serf(SerfTimer::CoalesceFlush));
                 return None;
             }
         }
-        if !self.cfg.user_coalesce_period.is_zero() {
+        if !cx.cfg.user_coalesce_period.is_zero() {
             if let Event::User(u) = &event {
                 if u.coalesce {
                     let c = &mut self.coalescer;
@@ -71,10 +74,12 @@ impl Node {
                     w.1 = now;
                     let at = due_at(
                         *w,
-                        self.cfg.user_coalesce_period,
-                        self.cfg.user_quiescent_period,
+                        cx.cfg.user_coalesce_period,
+                        cx.cfg.user_quiescent_period,
                     );
-                    self.timers.schedule(at, TimerKind::CoalesceFlush);
+                    cx.fx
+                        .timers
+                        .schedule(at, TimerKind::Serf(SerfTimer::CoalesceFlush));
                     return None;
                 }
             }
@@ -83,10 +88,10 @@ impl Node {
     }
 
     /// Flush whatever is due.
-    pub(crate) fn coalesce_flush(&mut self) {
-        let now = self.now;
+    pub(crate) fn coalesce_flush(&mut self, cx: &mut Cx<'_>) {
+        let now = cx.now;
         if let Some(w) = self.coalescer.members_window {
-            if due_at(w, self.cfg.coalesce_period, self.cfg.quiescent_period) <= now {
+            if due_at(w, cx.cfg.coalesce_period, cx.cfg.quiescent_period) <= now {
                 self.coalescer.members_window = None;
                 let held = std::mem::take(&mut self.coalescer.members);
                 let mut batches: BTreeMap<MemberEventKind, Vec<Member>> = BTreeMap::new();
@@ -94,23 +99,18 @@ impl Node {
                     batches.entry(kind).or_default().push(m);
                 }
                 for (kind, members) in batches {
-                    self.push_event(Event::MemberBatch { kind, members });
+                    cx.push_event(Event::MemberBatch { kind, members });
                 }
             }
         }
         if let Some(w) = self.coalescer.users_window {
-            if due_at(
-                w,
-                self.cfg.user_coalesce_period,
-                self.cfg.user_quiescent_period,
-            ) <= now
-            {
+            if due_at(w, cx.cfg.user_coalesce_period, cx.cfg.user_quiescent_period) <= now {
                 self.coalescer.users_window = None;
                 let held = std::mem::take(&mut self.coalescer.users);
                 let mut latest: Vec<UserEvent> = held.into_values().collect();
                 latest.sort_by_key(|u| u.ltime);
                 for u in latest {
-                    self.push_event(Event::User(u));
+                    cx.push_event(Event::User(u));
                 }
             }
         }

@@ -20,11 +20,12 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+use super::codec::PUSH_PULL_VARIANT;
+use super::message::{Alive, PushPull, PushState, WireStatus};
 use crate::identity::{Name, Tags};
-use crate::wire::{Alive, PushPull, PushState, WireStatus, PUSH_PULL_VARIANT};
 
 /// Postcard's variant index of `Message::Alive` (checked by a test against the encoder).
-const ALIVE_TAG: u8 = 5;
+pub(super) const ALIVE_TAG: u8 = 5;
 /// Postcard's variant index of `SocketAddr::V4`.
 const V4_TAG: u8 = 0;
 

@@ -11,7 +11,46 @@
 use crate::identity::Name;
 use std::time::Duration;
 
+use super::SwimTimer;
+use crate::ctx::Cx;
 use crate::time::Timestamp;
+use crate::timers::TimerKind;
+use crate::wire::Accusation;
+
+/// Schedule the expiry check of suspicion `generation` of `name` at `deadline`.
+pub(crate) fn arm(
+    timers: &mut crate::timers::Timers,
+    deadline: Timestamp,
+    name: Name,
+    generation: u32,
+) {
+    timers.schedule(
+        deadline,
+        TimerKind::Swim(SwimTimer::Suspicion { name, generation }),
+    );
+}
+
+/// A suspicion timer fired: if it is still the same suspicion (`generation`) and its
+/// (possibly shortened) deadline has passed, the member is to be declared dead — returned as
+/// the accusation to apply. A timer for a suspicion that was refuted or replaced does nothing;
+/// one that fires before a deadline that moved re-arms itself.
+pub(super) fn expire(cx: &mut Cx<'_>, name: &str, generation: u32) -> Option<Accusation> {
+    let rec = cx.members.get(name)?;
+    if rec.suspicion_generation() != Some(generation) {
+        return None;
+    }
+    let deadline = rec.suspicion().map_or(Timestamp::ZERO, |s| s.deadline());
+    if deadline > cx.now {
+        let name: Name = rec.name.to_name();
+        arm(&mut cx.fx.timers, deadline, name, generation);
+        return None;
+    }
+    Some(Accusation {
+        incarnation: rec.incarnation,
+        name: rec.name.to_name(),
+        from: cx.me.clone(),
+    })
+}
 
 /// One member's suspicion: when it started, its bounds and who confirmed it.
 #[derive(Clone, Debug)]

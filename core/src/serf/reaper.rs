@@ -6,25 +6,29 @@
 
 use rand::Rng;
 
+use super::{Outcome, Serf, SerfTimer};
+use crate::ctx::Cx;
+use crate::dissemination::PushPullTo;
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
-use crate::node::{Node, RunState};
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
 use crate::wire::Intent;
 
-impl Node {
-    pub(crate) fn reap_tick(&mut self) {
-        self.timers
-            .schedule(self.now + self.cfg.reap_interval, TimerKind::ReapTick);
-        let now = self.now;
-        let (reconnect, tombstone) = (self.cfg.reconnect_timeout, self.cfg.tombstone_timeout);
+impl Serf {
+    pub(crate) fn reap_tick(&mut self, cx: &mut Cx<'_>) {
+        cx.fx.timers.schedule(
+            cx.now + cx.cfg.reap_interval,
+            TimerKind::Serf(SerfTimer::Reap),
+        );
+        let now = cx.now;
+        let (reconnect, tombstone) = (cx.cfg.reconnect_timeout, cx.cfg.tombstone_timeout);
         // Nothing failed or left (the usual case): no scan of the whole table.
-        let doomed: Vec<Name> = if self.members.failed() + self.members.left() == 0 {
+        let doomed: Vec<Name> = if cx.members.failed() + cx.members.left() == 0 {
             Vec::new()
         } else {
-            self.members
+            cx.members
                 .iter()
                 .filter(|r| match r.status() {
                     MemberStatus::Failed => r
@@ -35,65 +39,61 @@ impl Node {
                         .is_some_and(|t| now.saturating_since(t) > tombstone),
                     _ => false,
                 })
-                .filter(|r| r.name != self.me)
+                .filter(|r| r.name != *cx.me)
                 .map(|r| r.name.to_name())
                 .collect()
         };
         for name in doomed {
-            if let Some(last) = self.members.remove(&name, now) {
-                self.emit(Event::MemberReaped(last));
+            if let Some(last) = cx.members.remove(&name, now) {
+                self.emit(Event::MemberReaped(last), cx);
             }
         }
         let cutoff = Timestamp::from_micros(
             now.as_micros()
-                .saturating_sub(self.cfg.recent_intent_timeout.as_micros() as u64),
+                .saturating_sub(cx.cfg.recent_intent_timeout.as_micros() as u64),
         );
         self.intents.expire(cutoff);
     }
 
-    pub(crate) fn reconnect_tick(&mut self) {
-        self.timers.schedule(
-            self.now + self.cfg.reconnect_interval,
-            TimerKind::ReconnectTick,
+    pub(crate) fn reconnect_tick(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        cx.fx.timers.schedule(
+            cx.now + cx.cfg.reconnect_interval,
+            TimerKind::Serf(SerfTimer::Reconnect),
         );
-        if self.run != RunState::Running {
-            return;
+        if !cx.running {
+            return Outcome::Nothing;
         }
-        let failed = self.members.failed();
+        let failed = cx.members.failed();
         if failed == 0 {
-            return;
+            return Outcome::Nothing;
         }
-        let alive = self.members.alive().max(1);
+        let alive = cx.members.alive().max(1);
         let p = (failed as f64 / alive as f64).min(1.0);
-        if !self.rng.random_bool(p) {
-            return;
+        if !cx.rng.random_bool(p) {
+            return Outcome::Nothing;
         }
-        let Some(&i) = self
+        let Some(&i) = cx
             .members
-            .random_members(1, &mut self.rng, |r| r.status() == MemberStatus::Failed)
+            .random_members(1, cx.rng, |r| r.status() == MemberStatus::Failed)
             .first()
         else {
-            return;
+            return Outcome::Nothing;
         };
-        let addr = self.members.at(i).addr();
-        self.stats.reconnects += 1;
-        let id = self.rng.random();
-        self.send_push_pull(addr, id, true, false);
+        let addr = cx.members.at(i).addr();
+        cx.fx.stats.reconnects += 1;
+        let id = cx.rng.random();
+        Outcome::PushPull(PushPullTo { to: addr, id })
     }
 
     /// Force a failed member to left across the cluster (a leave intent on its behalf); with
     /// `prune` every member also erases it at once instead of keeping a tombstone.
-    pub fn remove_failed(
+    pub(crate) fn remove_failed(
         &mut self,
-        now: Timestamp,
         name: &str,
         prune: bool,
+        cx: &mut Cx<'_>,
     ) -> Result<(), ApiError> {
-        self.advance(now);
-        if self.run != RunState::Running {
-            return Err(ApiError::NotRunning);
-        }
-        let Some(rec) = self.members.get(name) else {
+        let Some(rec) = cx.members.get(name) else {
             return Err(ApiError::UnknownMember(name.to_string()));
         };
         let removable =
@@ -107,7 +107,7 @@ impl Node {
             name: rec.name.to_name(),
             prune,
         };
-        self.on_leave_intent(i, true);
+        self.on_leave_intent(i, true, cx);
         Ok(())
     }
 }

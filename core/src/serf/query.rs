@@ -13,10 +13,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use regex::Regex;
 
+use super::{Outcome, Serf, SerfTimer};
+use crate::ctx::Cx;
 use crate::error::ApiError;
 use crate::event::{Event, IncomingQuery, QueryHandle, QueryId, QueryOrigin, QueryParams};
 use crate::identity::{MemberStatus, Name, Tags};
-use crate::node::{Node, RunState, SerfKey};
+use crate::node::SerfKey;
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
 use crate::wire::{self, Message, QueryMsg, QueryResp};
@@ -133,30 +135,21 @@ impl Filters {
     }
 }
 
-impl Node {
-    /// The default query timeout: gossip_interval · query_timeout_mult · ceil(log10(n + 1)).
-    pub fn default_query_timeout(&self) -> Duration {
-        crate::formulas::query_timeout(&self.cfg, self.members.live())
-    }
-
+impl Serf {
     /// Ask the cluster: the query is gossiped to every member; those `params` selects see
     /// [`Event::Query`]. Answers arrive as [`Event::QueryAck`] and [`Event::QueryResponse`];
     /// [`Event::QueryDone`] ends it.
-    pub fn query(
+    pub(crate) fn query(
         &mut self,
-        now: Timestamp,
         name: &str,
-        payload: impl Into<Bytes>,
+        payload: Bytes,
         params: QueryParams,
+        cx: &mut Cx<'_>,
     ) -> Result<QueryId, ApiError> {
-        self.advance(now);
-        if self.run != RunState::Running {
-            return Err(ApiError::NotRunning);
-        }
         if name.is_empty() {
             return Err(ApiError::EmptyName);
         }
-        if self.queries.pending.len() >= self.cfg.max_pending_queries {
+        if self.queries.pending.len() >= cx.cfg.max_pending_queries {
             return Err(ApiError::TooManyQueries);
         }
         let filter_nodes: Vec<Name> = params.filter_nodes.iter().map(Name::new).collect();
@@ -164,26 +157,26 @@ impl Node {
             Filters::compile(&filter_nodes, &params.filter_tags).map_err(ApiError::BadFilter)?;
         let timeout = params
             .timeout
-            .unwrap_or_else(|| self.default_query_timeout());
+            .unwrap_or_else(|| crate::formulas::query_timeout(cx.cfg, cx.members.live()));
         self.queries.next_id = self.queries.next_id.wrapping_add(1);
         let id = self.queries.next_id;
         let ltime = self.query_clock.time();
         let q = QueryMsg {
             ltime,
             id,
-            from: self.me.clone(),
-            addr: self.addr,
+            from: cx.me.clone(),
+            addr: cx.addr,
             filter_nodes,
             filter_tags: params.filter_tags.clone(),
             ack: params.request_ack,
             relay_factor: params.relay_factor,
             timeout_ms: timeout.as_millis().min(u32::MAX as u128) as u32,
             name: Name::new(name),
-            payload: payload.into(),
+            payload,
         };
         let size = wire::query_size(&q);
-        if size > self.cfg.query_size_limit {
-            let limit = self.cfg.query_size_limit;
+        if size > cx.cfg.query_size_limit {
+            let limit = cx.cfg.query_size_limit;
             return Err(ApiError::TooLarge {
                 what: "query",
                 size,
@@ -191,11 +184,11 @@ impl Node {
             });
         }
         self.query_clock.increment();
-        let expected = self
+        let expected = cx
             .members
             .iter()
             .filter(|r| {
-                r.status() == MemberStatus::Alive && filters.selects(&r.name, self.members.tags(r))
+                r.status() == MemberStatus::Alive && filters.selects(&r.name, cx.members.tags(r))
             })
             .map(|r| r.name.to_name())
             .collect();
@@ -207,27 +200,24 @@ impl Node {
             conflict: None,
         };
         self.queries.pending.insert(id, pending);
-        self.timers
-            .schedule(self.now + timeout, TimerKind::QueryDeadline { id });
+        cx.fx.timers.schedule(
+            cx.now + timeout,
+            TimerKind::Serf(SerfTimer::QueryDeadline { id }),
+        );
         // The asker is a member too: it may be selected and answer its own query.
-        self.on_query(q);
+        self.on_query(q, cx);
         Ok(QueryId(id))
     }
 
     /// Answer a query this node was selected by (once, before its deadline).
-    pub fn respond(
+    pub(crate) fn respond(
         &mut self,
-        now: Timestamp,
         query: &QueryHandle,
-        payload: impl Into<Bytes>,
+        payload: Bytes,
+        cx: &mut Cx<'_>,
     ) -> Result<(), ApiError> {
-        self.advance(now);
-        if self.run == RunState::Left {
-            return Err(ApiError::NotRunning);
-        }
-        let payload = payload.into();
-        if payload.len() > self.cfg.query_response_size_limit {
-            let (size, limit) = (payload.len(), self.cfg.query_response_size_limit);
+        if payload.len() > cx.cfg.query_response_size_limit {
+            let (size, limit) = (payload.len(), cx.cfg.query_response_size_limit);
             return Err(ApiError::TooLarge {
                 what: "response",
                 size,
@@ -237,36 +227,45 @@ impl Node {
         let query = &*query.origin;
         let key = (query.name.clone(), query.ltime, query.id);
         match self.queries.open.get(&key) {
-            Some(deadline) if *deadline >= self.now => {}
+            Some(deadline) if *deadline >= cx.now => {}
             _ => return Err(ApiError::QueryClosed),
         }
         self.queries.open.remove(&key);
         let resp = QueryResp {
             ltime: query.ltime,
             id: query.id,
-            from: self.me.clone(),
+            from: cx.me.clone(),
             ack: false,
             payload,
         };
-        self.send_query_resp(query.addr, query.relay_factor, resp);
+        self.send_query_resp(query.addr, query.relay_factor, resp, cx);
         Ok(())
     }
 
-    fn send_query_resp(&mut self, to: std::net::SocketAddr, relay_factor: u8, resp: QueryResp) {
-        if to == self.addr {
-            self.on_query_response(resp);
+    fn send_query_resp(
+        &mut self,
+        to: std::net::SocketAddr,
+        relay_factor: u8,
+        resp: QueryResp,
+        cx: &mut Cx<'_>,
+    ) {
+        if to == cx.addr {
+            // This node answering its own query. A name-conflict vote never ends here (a node
+            // does not vote on its own name), so there is nothing for the router to do.
+            let out = self.on_query_response(resp, cx);
+            debug_assert_eq!(out, Outcome::Nothing);
             return;
         }
         if relay_factor > 0 {
-            let me = self.me.clone();
-            let relays = self
+            let me = cx.me.clone();
+            let relays = cx
                 .members
-                .random_members(relay_factor as usize, &mut self.rng, |r| {
+                .random_members(relay_factor as usize, cx.rng, |r| {
                     r.status() == MemberStatus::Alive && r.name != me && r.addr() != to
                 });
-            let addrs: Vec<_> = relays.iter().map(|&i| self.members.at(i).addr()).collect();
+            let addrs: Vec<_> = relays.iter().map(|&i| cx.members.at(i).addr()).collect();
             for a in addrs {
-                self.send_datagram(
+                cx.send_datagram(
                     a,
                     &[Message::RelayResponse {
                         to,
@@ -275,13 +274,13 @@ impl Node {
                 );
             }
         }
-        self.send_datagram(to, &[Message::QueryResponse(resp)]);
+        cx.send_datagram(to, &[Message::QueryResponse(resp)]);
     }
 
     /// Another node claims this node's name from `theirs`: ask the cluster which address it
     /// holds for the name (one vote at a time). A single forged packet cannot make a node give
     /// up its name: the members that know it answer with its address.
-    pub(crate) fn start_conflict_vote(&mut self, theirs: SocketAddr) {
+    pub(crate) fn start_conflict_vote(&mut self, theirs: SocketAddr, cx: &mut Cx<'_>) {
         if self.queries.pending.values().any(|p| p.conflict.is_some()) {
             return;
         }
@@ -289,19 +288,19 @@ impl Node {
         let id = self.queries.next_id;
         let ltime = self.query_clock.time();
         self.query_clock.increment();
-        let timeout = self.default_query_timeout();
+        let timeout = crate::formulas::query_timeout(cx.cfg, cx.members.live());
         let q = QueryMsg {
             ltime,
             id,
-            from: self.me.clone(),
-            addr: self.addr,
+            from: cx.me.clone(),
+            addr: cx.addr,
             filter_nodes: Vec::new(),
             filter_tags: Vec::new(),
             ack: false,
             relay_factor: 0,
             timeout_ms: timeout.as_millis().min(u32::MAX as u128) as u32,
             name: Name::new(CONFLICT_QUERY),
-            payload: Bytes::copy_from_slice(self.me.as_bytes()),
+            payload: Bytes::copy_from_slice(cx.me.as_bytes()),
         };
         let vote = Vote {
             theirs,
@@ -316,20 +315,22 @@ impl Node {
             conflict: Some(vote),
         };
         self.queries.pending.insert(id, pending);
-        self.timers
-            .schedule(self.now + timeout, TimerKind::QueryDeadline { id });
-        self.queries.insert(ltime, &self.me.clone(), id);
-        self.serf_enqueue(SerfKey::Query(ltime, id), &Message::Query(Box::new(q)));
+        cx.fx.timers.schedule(
+            cx.now + timeout,
+            TimerKind::Serf(SerfTimer::QueryDeadline { id }),
+        );
+        self.queries.insert(ltime, cx.me, id);
+        cx.serf_enqueue(SerfKey::Query(ltime, id), &Message::Query(Box::new(q)));
     }
 
-    fn answer_conflict_vote(&mut self, q: &QueryMsg) {
-        if q.from == self.me {
+    fn answer_conflict_vote(&mut self, q: &QueryMsg, cx: &mut Cx<'_>) {
+        if q.from == *cx.me {
             return;
         }
         let Ok(name) = std::str::from_utf8(&q.payload) else {
             return;
         };
-        let Some(rec) = self.members.get(name).filter(|r| r.is_live()) else {
+        let Some(rec) = cx.members.get(name).filter(|r| r.is_live()) else {
             return;
         };
         let Ok(addr) = postcard::to_allocvec(&rec.addr()) else {
@@ -338,27 +339,28 @@ impl Node {
         let resp = QueryResp {
             ltime: q.ltime,
             id: q.id,
-            from: self.me.clone(),
+            from: cx.me.clone(),
             ack: false,
             payload: addr.into(),
         };
-        self.send_query_resp(q.addr, 0, resp);
+        self.send_query_resp(q.addr, 0, resp, cx);
     }
 
     /// The vote ended: give up the name if more members hold the other address, or on a tie
     /// when the other address is the lower one; otherwise keep it.
-    fn conflict_vote_done(&mut self, vote: Vote) {
+    fn conflict_vote_done(&mut self, vote: Vote, cx: &mut Cx<'_>) -> Outcome {
         let lose = vote.for_them > vote.for_us
-            || (vote.for_them == vote.for_us && vote.for_us > 0 && vote.theirs < self.addr);
-        if lose && self.run == RunState::Running {
-            self.stats.name_conflicts_lost += 1;
-            self.finish_leave();
+            || (vote.for_them == vote.for_us && vote.for_us > 0 && vote.theirs < cx.addr);
+        if lose && cx.running {
+            cx.fx.stats.name_conflicts_lost += 1;
+            return Outcome::NameLost;
         }
+        Outcome::Nothing
     }
 
-    pub(crate) fn on_query(&mut self, q: QueryMsg) {
+    pub(crate) fn on_query(&mut self, q: QueryMsg, cx: &mut Cx<'_>) {
         self.query_clock.witness(q.ltime);
-        let buffer = self.cfg.query_buffer as u64;
+        let buffer = cx.cfg.query_buffer as u64;
         let now_t = self.query_clock.time();
         if now_t > buffer && q.ltime < now_t - buffer {
             return;
@@ -367,33 +369,33 @@ impl Node {
             return;
         }
         // Every member passes the query on, selected or not.
-        self.serf_enqueue(
+        cx.serf_enqueue(
             SerfKey::Query(q.ltime, q.id),
             &Message::Query(Box::new(q.clone())),
         );
-        if self.run != RunState::Running {
+        if !cx.running {
             return;
         }
         if &*q.name == CONFLICT_QUERY {
-            self.answer_conflict_vote(&q);
+            self.answer_conflict_vote(&q, cx);
             return;
         }
-        let tags = self
+        let tags = cx
             .members
-            .get(&self.me)
-            .map(|r| self.members.tags(r).clone())
+            .get(cx.me)
+            .map(|r| cx.members.tags(r).clone())
             .unwrap_or_default();
         let Ok(filters) = Filters::compile(&q.filter_nodes, &q.filter_tags) else {
             return;
         };
-        if !filters.selects(&self.me, &tags) {
+        if !filters.selects(cx.me, &tags) {
             return;
         }
-        let deadline = self.now + Duration::from_millis(q.timeout_ms as u64);
+        let deadline = cx.now + Duration::from_millis(q.timeout_ms as u64);
         // Bound the answers this node keeps open: forget expired ones, then the oldest.
-        let now = self.now;
+        let now = cx.now;
         self.queries.open.retain(|_, d| *d >= now);
-        while self.queries.open.len() >= self.cfg.query_buffer {
+        while self.queries.open.len() >= cx.cfg.query_buffer {
             let first = self.queries.open.keys().next().cloned();
             match first {
                 Some(k) => self.queries.open.remove(&k),
@@ -407,11 +409,11 @@ impl Node {
             let ack = QueryResp {
                 ltime: q.ltime,
                 id: q.id,
-                from: self.me.clone(),
+                from: cx.me.clone(),
                 ack: true,
                 payload: Bytes::new(),
             };
-            self.send_query_resp(q.addr, q.relay_factor, ack);
+            self.send_query_resp(q.addr, q.relay_factor, ack, cx);
         }
         let handle = QueryHandle {
             origin: Box::new(QueryOrigin {
@@ -423,68 +425,78 @@ impl Node {
             }),
             deadline,
         };
-        self.emit(Event::Query(IncomingQuery {
-            handle,
-            name: q.name,
-            payload: q.payload,
-            from: q.from,
-        }));
+        self.emit(
+            Event::Query(IncomingQuery {
+                handle,
+                name: q.name,
+                payload: q.payload,
+                from: q.from,
+            }),
+            cx,
+        );
     }
 
-    pub(crate) fn on_query_response(&mut self, r: QueryResp) {
+    pub(crate) fn on_query_response(&mut self, r: QueryResp, cx: &mut Cx<'_>) -> Outcome {
         let Some(p) = self.queries.pending.get_mut(&r.id) else {
-            return;
+            return Outcome::Nothing;
         };
         if p.ltime != r.ltime {
-            return;
+            return Outcome::Nothing;
         }
         if let Some(vote) = &mut p.conflict {
             if !r.ack && p.responses.insert(r.from.clone()) {
                 match postcard::from_bytes::<SocketAddr>(&r.payload) {
-                    Ok(a) if a == self.addr => vote.for_us += 1,
+                    Ok(a) if a == cx.addr => vote.for_us += 1,
                     Ok(a) if a == vote.theirs => vote.for_them += 1,
                     _ => {}
                 }
             }
-            return;
+            return Outcome::Nothing;
         }
         let query = QueryId(r.id);
         if r.ack {
             if p.acks.insert(r.from.clone()) {
-                self.emit(Event::QueryAck {
-                    query,
-                    from: r.from,
-                });
+                self.emit(
+                    Event::QueryAck {
+                        query,
+                        from: r.from,
+                    },
+                    cx,
+                );
             }
-            return;
+            return Outcome::Nothing;
         }
         if !p.responses.insert(r.from.clone()) {
-            return;
+            return Outcome::Nothing;
         }
         let done = p.expected.iter().all(|n| p.responses.contains(n));
-        self.emit(Event::QueryResponse {
-            query,
-            from: r.from,
-            payload: r.payload,
-        });
+        self.emit(
+            Event::QueryResponse {
+                query,
+                from: r.from,
+                payload: r.payload,
+            },
+            cx,
+        );
         if done {
-            self.query_deadline(r.id);
+            return self.query_deadline(r.id, cx);
         }
+        Outcome::Nothing
     }
 
-    pub(crate) fn query_deadline(&mut self, id: u32) {
+    pub(crate) fn query_deadline(&mut self, id: u32, cx: &mut Cx<'_>) -> Outcome {
         if let Some(p) = self.queries.pending.remove(&id) {
             if let Some(vote) = p.conflict {
-                self.conflict_vote_done(vote);
-                return;
+                return self.conflict_vote_done(vote, cx);
             }
             let ev = Event::QueryDone {
                 query: QueryId(id),
                 acks: p.acks.len(),
                 responses: p.responses.len(),
             };
-            self.emit(ev);
+            self.emit(ev, cx);
         }
+        Outcome::Nothing
     }
 }
 
@@ -548,7 +560,7 @@ mod tests {
         };
         let q = a.query(at(1), "x", &b""[..], params).unwrap();
         assert!(events(&mut a).is_empty(), "a is not selected");
-        let ltime = a.query_clock.time() - 1;
+        let ltime = a.serf.query_clock.time() - 1;
         let ack = QueryResp {
             ltime,
             id: q.0,

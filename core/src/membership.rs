@@ -1,5 +1,8 @@
 //! Applying membership updates — alive, suspect, dead/left — under SWIM's incarnation rules,
-//! refuting accusations about this node, and the events each transition reports.
+//! refuting accusations about this node, merging a push-pull's table, and the events each
+//! transition reports. This is the router's own logic, not a part: every update touches the
+//! member table all parts share, and coordinates them (a suspicion's timer is the failure
+//! detector's, intents and clocks are the Serf layer's, news is queued for dissemination).
 //!
 //! Rules (memberlist's, with two deliberate differences noted):
 //! - alive wins over any state of a lower incarnation; suspect and dead need an incarnation at
@@ -13,12 +16,11 @@
 
 use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
-use crate::members::MemberRec;
-use crate::node::{Node, RunState};
-use crate::suspicion::Suspicion;
-use crate::timers::TimerKind;
-use crate::wire::{Accusation, Alive, Message};
-use crate::wire_fast::RawAlive;
+use crate::members::{MemberRec, Near, Prefetched};
+use crate::node::{cx, Node, RunState};
+use crate::swim::suspicion::{self, Suspicion};
+use crate::wire::RawAlive;
+use crate::wire::{Accusation, Alive, Intent, Message, PushPull, WireStatus};
 
 impl Node {
     /// Apply an alive message; `broadcast` re-gossips it when it was news.
@@ -26,8 +28,8 @@ impl Node {
     /// the copy of a live member's current state that gossip delivers many times over — and
     /// if so, apply it: [`Node::apply_alive`] would only witness its Lamport time. Checked
     /// before the message is built, since most alive messages a node receives are such copies.
-    pub(crate) fn alive_is_known(&mut self, a: &RawAlive<'_>) -> bool {
-        let Some(rec) = self.members.get_by_bytes(a.name) else {
+    pub(crate) fn alive_is_known(&mut self, a: &RawAlive<'_>, near: Near) -> bool {
+        let Some(rec) = self.members.get_near(a.name, near) else {
             return false;
         };
         let known = a.incarnation <= rec.incarnation
@@ -35,13 +37,13 @@ impl Node {
             && a.ltime <= rec.status_ltime
             && rec.name != *self.me;
         if known {
-            self.member_clock.witness(a.ltime);
+            self.serf.member_clock.witness(a.ltime);
         }
         known
     }
 
     pub(crate) fn apply_alive(&mut self, a: Alive, broadcast: bool) {
-        self.member_clock.witness(a.ltime);
+        self.serf.member_clock.witness(a.ltime);
         if *a.name == *self.me {
             self.alive_about_self(a);
             return;
@@ -49,7 +51,7 @@ impl Node {
         let now = self.now;
         let Some(rec) = self.members.get(&a.name) else {
             if self.members.len() >= self.cfg.max_members {
-                self.stats.members_refused += 1;
+                self.fx.stats.members_refused += 1;
                 return;
             }
             let name: Name = a.name.clone();
@@ -57,7 +59,7 @@ impl Node {
             // The member's intents, applied before the record goes in: one buffered while it
             // was unknown first, then the join intent the message carries (as
             // `on_alive_intent` would; the clock has seen `a.ltime` above).
-            if let Some((leave, ltime)) = self.intents.take(&name) {
+            if let Some((leave, ltime)) = self.serf.intents.take(&name) {
                 if ltime > rec.status_ltime {
                     rec.status_ltime = ltime;
                     rec.leaving = leave;
@@ -81,7 +83,7 @@ impl Node {
         // another address is not a threat: it changes nothing, and the owner refutes it.
         if a.incarnation <= rec.incarnation && rec.is_live() {
             if a.ltime > rec.status_ltime {
-                self.on_alive_intent(a.name, a.ltime);
+                self.serf.on_alive_intent(a.name, a.ltime, &mut cx!(self));
             }
             return;
         }
@@ -97,7 +99,7 @@ impl Node {
         }
         if !reclaim && a.incarnation <= rec.incarnation {
             if a.ltime > rec.status_ltime {
-                self.on_alive_intent(a.name, a.ltime);
+                self.serf.on_alive_intent(a.name, a.ltime, &mut cx!(self));
             }
             return;
         }
@@ -114,7 +116,8 @@ impl Node {
         let name = rec.name.to_name();
         self.members.set_incarnation(&name, a.incarnation, now);
         self.members.set_status(&name, MemberStatus::Alive, now);
-        self.on_alive_intent(name.clone(), a.ltime);
+        self.serf
+            .on_alive_intent(name.clone(), a.ltime, &mut cx!(self));
         let snap = self.members.member(&name).expect("present");
         match prev {
             MemberStatus::Failed | MemberStatus::Left => self.emit(Event::MemberJoined(snap)),
@@ -158,7 +161,7 @@ impl Node {
             if a.incarnation >= inc {
                 self.refute(a.incarnation);
             }
-            self.start_conflict_vote(a.addr);
+            self.serf.start_conflict_vote(a.addr, &mut cx!(self));
             return;
         }
         // Our own state from an earlier life (a restart), or a forged one: outbid it.
@@ -210,9 +213,9 @@ impl Node {
         let now = self.now;
         self.members
             .set_incarnation(&me, inc.max(accused).saturating_add(1), now);
-        self.stats.refutations += 1;
+        self.fx.stats.refutations += 1;
         self.told_accusers.clear();
-        self.health_penalty();
+        self.swim.refuted(&self.cfg);
         self.broadcast_self();
     }
 
@@ -282,13 +285,7 @@ impl Node {
                 };
                 if susp.confirm(&s.from) {
                     let deadline = susp.deadline();
-                    self.timers.schedule(
-                        deadline,
-                        TimerKind::Suspicion {
-                            name: name.clone(),
-                            generation,
-                        },
-                    );
+                    suspicion::arm(&mut self.fx.timers, deadline, name.clone(), generation);
                     if broadcast {
                         self.enqueue(name, &Message::Suspect(s));
                     }
@@ -306,13 +303,7 @@ impl Node {
                 let generation = rec.install_suspicion(susp).expect("just made suspect");
                 let addr = rec.addr();
                 let member = self.members.member(&name).expect("present");
-                self.timers.schedule(
-                    deadline,
-                    TimerKind::Suspicion {
-                        name: name.clone(),
-                        generation,
-                    },
-                );
+                suspicion::arm(&mut self.fx.timers, deadline, name.clone(), generation);
                 self.emit(Event::MemberSuspected { member, by: from });
                 if !known {
                     // Buddy system without gossip: only the suspect hears of it, in our name.
@@ -363,6 +354,117 @@ impl Node {
         });
         if broadcast {
             self.enqueue(name, &Message::Dead(d));
+        }
+    }
+
+    /// A push-pull arrived: a request is answered with our table (as it was before merging
+    /// theirs); an answer may complete a pending join. Either way the table is merged.
+    pub(crate) fn on_push_pull(&mut self, p: PushPull) {
+        if p.request {
+            if self.run == RunState::Running {
+                // Answer with our table as it was before merging theirs.
+                self.send_push_pull(p.reply_to, p.id, false, false);
+            }
+            self.merge(p, true, false);
+            return;
+        }
+        match self.life.push_pull_answered(p.id) {
+            Some(a) => {
+                self.merge(p, a.rebroadcast, a.ignore_old);
+                if let Some(done) = self.life.join_over_if_done(a.join) {
+                    self.join_completed(done);
+                }
+            }
+            None => self.merge(p, true, false),
+        }
+    }
+
+    /// Merge a remote member table: alive as alive; suspect and dead as suspicion (a remote
+    /// node's verdict is not a death certificate here), counted as an accusation by the
+    /// original accuser a suspect state names, and as no confirmation at all when it names
+    /// none or names this node (memberlist counts it as the receiver's own accusation, and
+    /// counting it as the sender's would be no better: both fake independent confirmations);
+    /// left as left. Each member's intent Lamport time is merged as a join or leave intent;
+    /// the sender's clocks are witnessed and its recent user events replayed (not re-gossiped:
+    /// the cluster already has them), or skipped when joining with `ignore_old`.
+    fn merge(&mut self, p: PushPull, broadcast: bool, ignore_old: bool) {
+        let PushPull {
+            sender,
+            states,
+            member_ltime,
+            event_ltime,
+            query_ltime,
+            events,
+            ..
+        } = p;
+        self.serf.member_clock.witness(member_ltime);
+        self.serf.query_clock.witness(query_ltime);
+        if ignore_old {
+            self.serf.event_ring.min_time = self.serf.event_ring.min_time.max(event_ltime);
+            let newest = events.iter().map(|e| e.ltime).max().unwrap_or(0);
+            self.serf.event_ring.latest = self.serf.event_ring.latest.max(newest);
+        }
+        self.serf.event_clock.witness(event_ltime);
+        for e in events {
+            self.serf.on_user_event(e, false, true, &mut cx!(self));
+        }
+        let sender = &sender;
+        let mut unknown = 0;
+        let mut found = Prefetched::default();
+        for chunk in states.chunks(64) {
+            self.members
+                .prefetch(chunk.iter().map(|s| Some(s.name.as_bytes())), &mut found);
+            for (i, s) in chunk.iter().enumerate() {
+                let near = found.near(i);
+                unknown += usize::from(self.members.get_near(s.name.as_bytes(), near).is_none());
+            }
+        }
+        let room = self.cfg.max_members.saturating_sub(self.members.len());
+        self.members.reserve_index(unknown.min(room));
+        for s in states {
+            let leaving = matches!(s.status, WireStatus::Leaving | WireStatus::Left);
+            let intent = Intent {
+                ltime: s.ltime,
+                name: s.name.clone(),
+                prune: false,
+            };
+            match s.status {
+                WireStatus::Alive | WireStatus::Leaving => {
+                    // The intent time is applied below, as a join or a leave intent.
+                    let a = Alive {
+                        incarnation: s.incarnation,
+                        name: s.name,
+                        addr: s.addr,
+                        tags: s.tags,
+                        ltime: 0,
+                    };
+                    self.apply_alive(a, broadcast);
+                }
+                WireStatus::Suspect | WireStatus::Dead => {
+                    self.apply_pushed_suspicion(
+                        s.name,
+                        s.incarnation,
+                        s.accuser,
+                        sender,
+                        broadcast,
+                    );
+                }
+                WireStatus::Left => {
+                    let acc = Accusation {
+                        incarnation: s.incarnation,
+                        from: s.name.clone(),
+                        name: s.name,
+                    };
+                    self.apply_dead(acc, broadcast);
+                }
+            }
+            if s.ltime > 0 {
+                if leaving {
+                    self.serf.on_leave_intent(intent, false, &mut cx!(self));
+                } else {
+                    self.serf.on_join_intent(intent, &mut cx!(self));
+                }
+            }
         }
     }
 }
@@ -421,7 +523,7 @@ mod tests {
         let mut a = node("a", 1);
         deliver(&mut a, at(1), 2, &[alive("b", 2, 3)]);
         assert!(matches!(&events(&mut a)[..], [Event::MemberJoined(m)] if &*m.name == "b"));
-        assert!(a.queue.contains(&"b".into()), "news is re-gossiped");
+        assert!(a.fx.queue.contains(&"b".into()), "news is re-gossiped");
         deliver(&mut a, at(2), 2, &[alive("b", 2, 3), alive("b", 2, 2)]);
         assert!(
             events(&mut a).is_empty(),
@@ -540,7 +642,7 @@ mod tests {
         assert!(
             matches!(events(&mut a).first(), Some(Event::NameConflict { claimed, .. }) if *claimed == addr(9))
         );
-        let (ltime, id) = (a.query_clock.time() - 1, a.queries.next_id);
+        let (ltime, id) = (a.serf.query_clock.time() - 1, a.serf.queries.next_id);
         let vote = |from: &str, port: u16| {
             Message::QueryResponse(QueryResp {
                 ltime,

@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use super::Serf;
+use crate::ctx::Cx;
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::identity::Name;
-use crate::node::{Node, RunState};
 use crate::time::Timestamp;
 use crate::wire::Message;
 
@@ -25,13 +26,10 @@ pub(crate) struct Outbox {
 /// Most send times remembered per destination.
 const MAX_TRACKED: usize = 1024;
 
-impl Node {
-    fn check_message(&self, payload: &Bytes) -> Result<(), ApiError> {
-        if self.run != RunState::Running {
-            return Err(ApiError::NotRunning);
-        }
-        if payload.len() > self.cfg.max_message_size {
-            let (size, limit) = (payload.len(), self.cfg.max_message_size);
+impl Serf {
+    fn check_message(&self, payload: &Bytes, cx: &Cx<'_>) -> Result<(), ApiError> {
+        if payload.len() > cx.cfg.max_message_size {
+            let (size, limit) = (payload.len(), cx.cfg.max_message_size);
             return Err(ApiError::TooLarge {
                 what: "message",
                 size,
@@ -41,9 +39,9 @@ impl Node {
         Ok(())
     }
 
-    fn send_direct(&mut self, to: Name, addr: SocketAddr, payload: Bytes) {
-        let now = self.now;
-        let window = self.cfg.tcp_timeout;
+    fn send_direct(&mut self, to: Name, addr: SocketAddr, payload: Bytes, cx: &mut Cx<'_>) {
+        let now = cx.now;
+        let window = cx.cfg.tcp_timeout;
         let e = self
             .outbox
             .recent
@@ -54,71 +52,63 @@ impl Node {
             e.1.push(now);
         }
         let msg = Message::Direct {
-            from: self.me.clone(),
+            from: cx.me.clone(),
             payload,
         };
-        self.send_reliable(addr, &msg);
+        cx.send_reliable(addr, &msg);
     }
 
     /// Send `payload` reliably to the member named `to` (alive or suspect).
-    pub fn send(
+    pub(crate) fn send(
         &mut self,
-        now: Timestamp,
         to: &str,
-        payload: impl Into<Bytes>,
+        payload: Bytes,
+        cx: &mut Cx<'_>,
     ) -> Result<(), ApiError> {
-        self.advance(now);
-        let payload = payload.into();
-        self.check_message(&payload)?;
-        let Some(rec) = self.members.get(to) else {
+        self.check_message(&payload, cx)?;
+        let Some(rec) = cx.members.get(to) else {
             return Err(ApiError::UnknownMember(to.to_string()));
         };
         if !rec.is_live() || rec.leaving {
             return Err(ApiError::NotAlive(to.to_string()));
         }
         let (name, addr) = (rec.name.to_name(), rec.addr());
-        if name == self.me {
-            self.push_event(Event::Message {
+        if name == *cx.me {
+            cx.push_event(Event::Message {
                 from: name,
                 payload,
             });
             return Ok(());
         }
-        self.send_direct(name, addr, payload);
+        self.send_direct(name, addr, payload, cx);
         Ok(())
     }
 
     /// Send `payload` reliably to every other live member; returns how many it went to.
-    pub fn broadcast(
-        &mut self,
-        now: Timestamp,
-        payload: impl Into<Bytes>,
-    ) -> Result<usize, ApiError> {
-        self.advance(now);
-        let payload = payload.into();
-        self.check_message(&payload)?;
-        let targets: Vec<(Name, SocketAddr)> = self
+    pub(crate) fn broadcast(&mut self, payload: Bytes, cx: &mut Cx<'_>) -> Result<usize, ApiError> {
+        self.check_message(&payload, cx)?;
+        let targets: Vec<(Name, SocketAddr)> = cx
             .members
             .iter()
-            .filter(|r| r.is_live() && !r.leaving && r.name != self.me)
+            .filter(|r| r.is_live() && !r.leaving && r.name != *cx.me)
             .map(|r| (r.name.to_name(), r.addr()))
             .collect();
         let n = targets.len();
         for (name, addr) in targets {
-            self.send_direct(name, addr, payload.clone());
+            self.send_direct(name, addr, payload.clone(), cx);
         }
         Ok(n)
     }
 
-    pub(crate) fn on_direct(&mut self, from: Name, payload: Bytes) {
-        if self.run == RunState::Running {
-            self.push_event(Event::Message { from, payload });
+    pub(crate) fn on_direct(&mut self, from: Name, payload: Bytes, cx: &mut Cx<'_>) {
+        if cx.running {
+            cx.push_event(Event::Message { from, payload });
         }
     }
 
-    pub(crate) fn direct_send_failed(&mut self, to: SocketAddr) {
-        let now = self.now;
-        let window = self.cfg.tcp_timeout * 2;
+    pub(crate) fn direct_send_failed(&mut self, to: SocketAddr, cx: &mut Cx<'_>) {
+        let now = cx.now;
+        let window = cx.cfg.tcp_timeout * 2;
         let Some((name, times)) = self.outbox.recent.remove(&to) else {
             return;
         };
@@ -127,8 +117,8 @@ impl Node {
             .filter(|t| now.saturating_since(**t) <= window)
             .count();
         if messages > 0 {
-            self.stats.messages_failed += messages as u64;
-            self.push_event(Event::SendFailed { to: name, messages });
+            cx.fx.stats.messages_failed += messages as u64;
+            cx.push_event(Event::SendFailed { to: name, messages });
         }
     }
 }

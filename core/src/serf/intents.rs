@@ -6,9 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use super::Serf;
+use crate::ctx::Cx;
 use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
-use crate::node::{Node, RunState, SerfKey};
+use crate::node::SerfKey;
 use crate::time::Timestamp;
 use crate::wire::{Intent, Message};
 
@@ -66,40 +68,40 @@ impl RecentIntents {
     }
 }
 
-impl Node {
-    fn remember_intent(&mut self, i: &Intent, leave: bool) {
-        let max = self.cfg.max_recent_intents;
+impl Serf {
+    fn remember_intent(&mut self, i: &Intent, leave: bool, cx: &mut Cx<'_>) {
+        let max = cx.cfg.max_recent_intents;
         if self
             .intents
-            .remember(i.name.clone(), leave, i.ltime, self.now, max)
+            .remember(i.name.clone(), leave, i.ltime, cx.now, max)
         {
-            self.stats.intents_dropped += 1;
+            cx.fx.stats.intents_dropped += 1;
         }
     }
 
     /// Announce that this node joined, at a new member Lamport time. The join intent rides
     /// on this node's own alive message (with a new incarnation, so everyone takes it as
     /// news): Serf gossips it separately, which doubles the traffic of a join storm.
-    pub(crate) fn announce_join(&mut self) {
+    pub(crate) fn announce_join(&mut self, cx: &mut Cx<'_>) {
         let ltime = self.member_clock.increment();
-        let me = self.me.clone();
-        let now = self.now;
-        let Some(rec) = self.members.get_mut(&me) else {
+        let me = cx.me.clone();
+        let now = cx.now;
+        let Some(rec) = cx.members.get_mut(&me) else {
             return;
         };
         rec.status_ltime = ltime;
         rec.leaving = false;
         // Saturates, as every raise of our own incarnation does (see `Node::refute`).
         let inc = rec.incarnation.saturating_add(1);
-        self.members.set_incarnation(&me, inc, now);
-        self.broadcast_self();
+        cx.members.set_incarnation(&me, inc, now);
+        cx.broadcast_self();
     }
 
     /// Announce that this node is leaving.
-    pub(crate) fn announce_leave(&mut self) {
+    pub(crate) fn announce_leave(&mut self, cx: &mut Cx<'_>) {
         let ltime = self.member_clock.increment();
-        let me = self.me.clone();
-        if let Some(rec) = self.members.get_mut(&me) {
+        let me = cx.me.clone();
+        if let Some(rec) = cx.members.get_mut(&me) {
             rec.status_ltime = ltime;
             rec.leaving = true;
         }
@@ -108,25 +110,28 @@ impl Node {
             name: me.clone(),
             prune: false,
         };
-        self.serf_enqueue(SerfKey::Intent(me), &Message::LeaveIntent(i));
+        cx.serf_enqueue(SerfKey::Intent(me), &Message::LeaveIntent(i));
     }
 
     /// A join intent (carried by an alive message or a push-pull state).
     /// The join intent an alive message about `name` carries (`ltime` 0: none).
-    pub(crate) fn on_alive_intent(&mut self, name: Name, ltime: u64) {
+    pub(crate) fn on_alive_intent(&mut self, name: Name, ltime: u64, cx: &mut Cx<'_>) {
         if ltime > 0 {
-            self.on_join_intent(Intent {
-                ltime,
-                name,
-                prune: false,
-            });
+            self.on_join_intent(
+                Intent {
+                    ltime,
+                    name,
+                    prune: false,
+                },
+                cx,
+            );
         }
     }
 
-    pub(crate) fn on_join_intent(&mut self, i: Intent) {
+    pub(crate) fn on_join_intent(&mut self, i: Intent, cx: &mut Cx<'_>) {
         self.member_clock.witness(i.ltime);
-        let Some(rec) = self.members.get_mut(&i.name) else {
-            self.remember_intent(&i, false);
+        let Some(rec) = cx.members.get_mut(&i.name) else {
+            self.remember_intent(&i, false, cx);
             return;
         };
         if i.ltime <= rec.status_ltime {
@@ -136,20 +141,20 @@ impl Node {
         rec.leaving = false;
     }
 
-    pub(crate) fn on_leave_intent(&mut self, i: Intent, broadcast: bool) {
+    pub(crate) fn on_leave_intent(&mut self, i: Intent, broadcast: bool, cx: &mut Cx<'_>) {
         self.member_clock.witness(i.ltime);
-        if i.name == self.me {
+        if i.name == *cx.me {
             // A leave intent about us while we are not leaving (an old one from an earlier
             // life, or a force-remove): refute it with a newer join intent.
-            let ours = self.members.get(&self.me).map_or(0, |r| r.status_ltime);
-            if self.run == RunState::Running && i.ltime >= ours {
-                self.announce_join();
+            let ours = cx.members.get(cx.me).map_or(0, |r| r.status_ltime);
+            if cx.running && i.ltime >= ours {
+                self.announce_join(cx);
             }
             return;
         }
-        let now = self.now;
-        let Some(rec) = self.members.get_mut(&i.name) else {
-            self.remember_intent(&i, true);
+        let now = cx.now;
+        let Some(rec) = cx.members.get_mut(&i.name) else {
+            self.remember_intent(&i, true, cx);
             return;
         };
         // A leave intent about a member this node considers failed always applies: failed to
@@ -167,21 +172,21 @@ impl Node {
             }
             MemberStatus::Failed => {
                 // Serf: a failed member that is (force-)removed has left.
-                self.members.set_status(&name, MemberStatus::Left, now);
-                let snap = self.members.member(&name).expect("present");
-                self.emit(Event::MemberLeft(snap));
+                cx.members.set_status(&name, MemberStatus::Left, now);
+                let snap = cx.members.member(&name).expect("present");
+                self.emit(Event::MemberLeft(snap), cx);
             }
             MemberStatus::Left => {}
         }
         if i.prune {
-            if let Some(last) = self.members.remove(&name, now) {
+            if let Some(last) = cx.members.remove(&name, now) {
                 if matches!(last.status, MemberStatus::Failed | MemberStatus::Left) {
-                    self.emit(Event::MemberReaped(last));
+                    self.emit(Event::MemberReaped(last), cx);
                 }
             }
         }
         if broadcast {
-            self.serf_enqueue(SerfKey::Intent(name), &Message::LeaveIntent(i));
+            cx.serf_enqueue(SerfKey::Intent(name), &Message::LeaveIntent(i));
         }
     }
 }
@@ -226,7 +231,7 @@ mod tests {
         );
         assert_eq!(a.member("c").unwrap().status, MemberStatus::Leaving);
         assert!(
-            a.member_clock.time() > 7,
+            a.serf.member_clock.time() > 7,
             "the member clock witnessed every intent"
         );
     }
@@ -237,19 +242,19 @@ mod tests {
         std::sync::Arc::make_mut(&mut a.cfg).max_recent_intents = 2;
         deliver(&mut a, at(1), 2, &[leave("x", 4), leave("y", 4)]);
         deliver(&mut a, at(2), 2, &[leave("z", 4)]);
-        assert_eq!(a.intents.len(), 2);
+        assert_eq!(a.serf.intents.len(), 2);
         assert_eq!(a.stats().intents_dropped, 1);
         deliver(&mut a, at(3), 2, &[alive("z", 9, 0)]);
         assert_eq!(a.member("z").unwrap().status, MemberStatus::Leaving);
-        a.intents.expire(at(10));
-        assert_eq!(a.intents.len(), 0);
+        a.serf.intents.expire(at(10));
+        assert_eq!(a.serf.intents.len(), 0);
     }
 
     #[test]
     fn a_stale_leave_intent_about_self_is_refuted() {
         let mut a = node("a", 1);
         deliver(&mut a, at(1), 2, &[alive("b", 2, 0)]);
-        let before = a.member_clock.time();
+        let before = a.serf.member_clock.time();
         deliver(&mut a, at(2), 2, &[leave("a", before + 3)]);
         let rec = a.members.get("a").unwrap();
         assert!(
@@ -258,7 +263,7 @@ mod tests {
         );
         assert!(!rec.leaving);
         assert!(
-            a.queue.contains(&"a".into()),
+            a.fx.queue.contains(&"a".into()),
             "the refutation rides on a new alive"
         );
     }

@@ -1,19 +1,19 @@
-//! SWIM failure detection with Lifeguard's local health: the probe cycle (direct ping, then
-//! indirect pings through `indirect_checks` members with nacks, plus a reliable-channel
-//! fallback ping), the relay side of indirect pings, and the awareness score that stretches the
-//! probe interval when this node itself is struggling.
+//! The probe cycle: one member at a time in round-robin order, a direct ping, then indirect
+//! pings through `indirect_checks` members (with nacks, Lifeguard) plus a reliable-channel
+//! fallback ping; the probe closes when the next one starts, failed if nobody vouched for the
+//! target. Members that answered recently are the preferred helpers.
 
 use std::net::SocketAddr;
 
 use rand::Rng;
 use smallvec::SmallVec;
 
+use super::{FailureDetector, SwimTimer};
+use crate::ctx::Cx;
 use crate::identity::{MemberStatus, Name};
 use crate::members::MemberRec;
-use crate::node::{Node, RunState};
-use crate::time::Timestamp;
 use crate::timers::TimerKind;
-use crate::wire::{Accusation, Digest, Message};
+use crate::wire::{Accusation, Message};
 
 /// The probe in flight (at most one at a time).
 #[derive(Clone, Debug)]
@@ -77,45 +77,44 @@ impl RecentAcks {
     }
 }
 
-/// An indirect ping this node runs for another member.
-#[derive(Clone, Debug)]
-pub(crate) struct Relay {
-    pub origin: SocketAddr,
-    pub origin_seq: u32,
-}
-
-impl Node {
-    fn next_seq(&mut self) -> u32 {
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.next_seq
-    }
-
-    fn adjust_awareness(&mut self, delta: i64) {
-        let max = self.cfg.awareness_max_multiplier as i64 - 1;
-        self.awareness = (self.awareness as i64 + delta).clamp(0, max) as u32;
-    }
-
-    /// Worsen the health score by one (used when refuting a suspicion about ourselves).
-    pub(crate) fn health_penalty(&mut self) {
-        self.adjust_awareness(1);
-    }
-
-    /// Close the previous probe (failed if still open), then start the next one.
-    pub(crate) fn probe_tick(&mut self) {
-        if let Some(p) = self.probe.take() {
-            self.probe_failed(*p);
+impl FailureDetector {
+    /// Close the probe in flight, if any: failed, since nobody answered in time. Returns the
+    /// accusation to apply when its target is still live.
+    pub(super) fn close_probe(&mut self, cx: &mut Cx<'_>) -> Option<Accusation> {
+        let p = *self.probe.take()?;
+        cx.fx.stats.probes_failed += 1;
+        self.recent_acks.forget(&p.target);
+        for h in p.helpers.iter().filter(|h| !h.answered) {
+            self.recent_acks.forget(&h.name);
         }
-        if self.run != RunState::Running {
-            return;
+        let missed = if p.expected_nacks > 0 {
+            p.expected_nacks.saturating_sub(p.nacks)
+        } else {
+            1
+        };
+        self.awareness.adjust(missed as i64, cx.cfg);
+        let rec = cx.members.get(&p.target)?;
+        if !rec.is_live() {
+            return None;
         }
-        let interval = self.cfg.probe_interval * (self.awareness + 1);
-        let next = self.now + interval;
-        self.timers.schedule(next, TimerKind::ProbeTick);
-        let me = self.me.clone();
-        let Some(i) = self.members.next_probe_target(&me, &mut self.rng) else {
+        Some(Accusation {
+            incarnation: rec.incarnation,
+            name: p.target.clone(),
+            from: cx.me.clone(),
+        })
+    }
+
+    /// Schedule the next probe tick (the interval stretched by the health score) and ping the
+    /// next member in probe order.
+    pub(crate) fn start_probe(&mut self, cx: &mut Cx<'_>) {
+        let next = cx.now + self.awareness.probe_interval(cx.cfg);
+        cx.fx
+            .timers
+            .schedule(next, TimerKind::Swim(SwimTimer::ProbeTick));
+        let Some(i) = cx.members.next_probe_target(cx.me, cx.rng) else {
             return;
         };
-        let rec = self.members.at(i);
+        let rec = cx.members.at(i);
         let (target, addr, inc, suspect) = (
             rec.name.to_name(),
             rec.addr(),
@@ -126,20 +125,20 @@ impl Node {
         let ping = Message::Ping {
             seq,
             target: target.clone(),
-            digest: Some(self.view_digest()),
+            digest: Some(cx.view_digest()),
         };
         if suspect {
             // Buddy system: the suspect hears of its suspicion with the ping and can refute.
             let s = Message::Suspect(Accusation {
                 incarnation: inc,
                 name: target.clone(),
-                from: me.clone(),
+                from: cx.me.clone(),
             });
             // The accusation goes first: the target refutes before it acks, so its ack
             // carries the refutation back to us.
-            self.send_datagram(addr, &[s, ping]);
+            cx.send_datagram(addr, &[s, ping]);
         } else {
-            self.send_datagram(addr, &[ping]);
+            cx.send_datagram(addr, &[ping]);
         }
         self.probe = Some(Box::new(Probe {
             seq,
@@ -149,27 +148,24 @@ impl Node {
             nacks: 0,
             helpers: SmallVec::new(),
         }));
-        self.timers.schedule(
-            self.now + self.cfg.probe_timeout,
-            TimerKind::ProbeTimeout { seq },
-        );
+        let at = cx.now + cx.cfg.probe_timeout;
+        cx.fx
+            .timers
+            .schedule(at, TimerKind::Swim(SwimTimer::ProbeTimeout { seq }));
     }
 
     /// The direct ping went unanswered: ask others, and try the reliable channel.
-    pub(crate) fn probe_timeout(&mut self, seq: u32) {
+    pub(super) fn go_indirect(&mut self, cx: &mut Cx<'_>) {
         let Some(p) = &self.probe else { return };
-        if p.seq != seq {
-            return;
-        }
-        let (target, addr) = (p.target.clone(), p.addr);
-        let helpers = self.indirect_helpers(&target);
+        let (seq, target, addr) = (p.seq, p.target.clone(), p.addr);
+        let helpers = self.indirect_helpers(&target, cx);
         for h in &helpers {
             let msg = Message::IndirectPing {
                 seq,
                 target: target.clone(),
                 addr,
             };
-            self.send_datagram(h.addr, &[msg]);
+            cx.send_datagram(h.addr, &[msg]);
         }
         if let Some(p) = &mut self.probe {
             p.expected_nacks = helpers.len() as u32;
@@ -178,46 +174,48 @@ impl Node {
         let ping = Message::StreamPing {
             seq,
             target: target.clone(),
-            reply_to: self.addr,
+            reply_to: cx.addr,
         };
-        self.send_reliable(addr, &ping);
+        cx.send_reliable(addr, &ping);
     }
 
     /// Up to `indirect_checks` alive members (not this node, not `target`) to ping `target`
     /// on our behalf: first, in random order, members that answered our latest request to
     /// them ([`RecentAcks`]); then, when too few of those are alive, random members.
-    fn indirect_helpers(&mut self, target: &Name) -> SmallVec<[Helper; 4]> {
-        let k = self.cfg.indirect_checks;
+    pub(super) fn indirect_helpers(
+        &mut self,
+        target: &Name,
+        cx: &mut Cx<'_>,
+    ) -> SmallVec<[Helper; 4]> {
+        let k = cx.cfg.indirect_checks;
         let mut out: SmallVec<[Helper; 4]> = SmallVec::new();
         let helper = |r: &MemberRec| Helper {
             name: r.name.to_name(),
             addr: r.addr(),
             answered: false,
         };
+        let me = cx.me;
         let mut recent: SmallVec<[Helper; RECENT_ACKS]> = self
             .recent_acks
             .names
             .iter()
-            .filter(|n| *n != target && **n != self.me)
-            .filter_map(|n| self.members.get(n))
+            .filter(|n| *n != target && *n != me)
+            .filter_map(|n| cx.members.get(n))
             .filter(|r| r.status() == MemberStatus::Alive)
             .map(helper)
             .collect();
         while out.len() < k && !recent.is_empty() {
-            let i = self.rng.random_range(0..recent.len());
+            let i = cx.rng.random_range(0..recent.len());
             out.push(recent.swap_remove(i));
         }
         if out.len() < k {
-            let me = &self.me;
-            let more = self
-                .members
-                .random_members(k - out.len(), &mut self.rng, |r| {
-                    r.status() == MemberStatus::Alive
-                        && r.name != *me
-                        && r.name != *target
-                        && !out.iter().any(|h| r.name == h.name)
-                });
-            out.extend(more.iter().map(|&i| helper(self.members.at(i))));
+            let more = cx.members.random_members(k - out.len(), cx.rng, |r| {
+                r.status() == MemberStatus::Alive
+                    && r.name != *me
+                    && r.name != *target
+                    && !out.iter().any(|h| r.name == h.name)
+            });
+            out.extend(more.iter().map(|&i| helper(cx.members.at(i))));
         }
         out
     }
@@ -238,59 +236,21 @@ impl Node {
         true
     }
 
-    fn probe_failed(&mut self, p: Probe) {
-        self.stats.probes_failed += 1;
-        self.recent_acks.forget(&p.target);
-        for h in p.helpers.iter().filter(|h| !h.answered) {
-            self.recent_acks.forget(&h.name);
+    /// The probe in flight was acked, by its target or relayed by a helper (the helper
+    /// answered; the target's path to us is in doubt): it succeeded, health improves.
+    pub(super) fn probe_answered(&mut self, from: SocketAddr, cx: &mut Cx<'_>) {
+        if !self.helper_answered(from) {
+            if let Some(p) = &self.probe {
+                let target = p.target.clone();
+                self.recent_acks.record(&target);
+            }
         }
-        let missed = if p.expected_nacks > 0 {
-            p.expected_nacks.saturating_sub(p.nacks)
-        } else {
-            1
-        };
-        self.adjust_awareness(missed as i64);
-        let Some(rec) = self.members.get(&p.target) else {
-            return;
-        };
-        if !rec.is_live() {
-            return;
-        }
-        let s = Accusation {
-            incarnation: rec.incarnation,
-            name: p.target.clone(),
-            from: self.me.clone(),
-        };
-        self.apply_suspect(s, true);
+        self.probe = None;
+        cx.fx.stats.probes_ok += 1;
+        self.awareness.adjust(-1, cx.cfg);
     }
 
-    pub(crate) fn on_ack(&mut self, from: SocketAddr, seq: u32, digest: Option<Digest>) {
-        if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
-            // The target's own ack (by datagram or the reliable channel), or relayed by a
-            // helper: the helper answered, the target's path to us is in doubt.
-            if !self.helper_answered(from) {
-                if let Some(p) = &self.probe {
-                    let target = p.target.clone();
-                    self.recent_acks.record(&target);
-                }
-            }
-            self.probe = None;
-            self.stats.probes_ok += 1;
-            self.adjust_awareness(-1);
-            if let Some(d) = digest {
-                self.compare_digest(from, d);
-            }
-            return;
-        }
-        if let Some(r) = self.relays.remove(&seq) {
-            let ack = Message::Ack {
-                seq: r.origin_seq,
-                digest: None,
-            };
-            self.send_datagram(r.origin, &[ack]);
-        }
-    }
-
+    /// A helper of our probe in flight could not reach the target.
     pub(crate) fn on_nack(&mut self, from: SocketAddr, seq: u32) {
         if self.probe.as_ref().is_none_or(|p| p.seq != seq) {
             return;
@@ -302,68 +262,17 @@ impl Node {
             }
         }
     }
-
-    pub(crate) fn on_indirect_ping(
-        &mut self,
-        origin: SocketAddr,
-        origin_seq: u32,
-        target: Name,
-        addr: SocketAddr,
-    ) {
-        if self.relays.len() >= self.cfg.max_indirect_relays {
-            self.stats.indirect_refused += 1;
-            return;
-        }
-        let seq = self.next_seq();
-        self.relays.insert(seq, Relay { origin, origin_seq });
-        let ping = Message::Ping {
-            seq,
-            target,
-            digest: None,
-        };
-        self.send_datagram(addr, &[ping]);
-        self.timers
-            .schedule(self.now + self.cfg.probe_timeout, TimerKind::Relay { seq });
-    }
-
-    pub(crate) fn relay_timeout(&mut self, seq: u32) {
-        if let Some(r) = self.relays.remove(&seq) {
-            self.send_datagram(r.origin, &[Message::Nack { seq: r.origin_seq }]);
-        }
-    }
-
-    /// A suspicion timer fired: declare the member failed if it is still the same suspicion
-    /// and its (possibly shortened) deadline has passed.
-    pub(crate) fn suspicion_timeout(&mut self, name: &str, generation: u32) {
-        let Some(rec) = self.members.get(name) else {
-            return;
-        };
-        if rec.suspicion_generation() != Some(generation) {
-            return;
-        }
-        let deadline = rec.suspicion().map_or(Timestamp::ZERO, |s| s.deadline());
-        if deadline > self.now {
-            let name: Name = rec.name.to_name();
-            self.timers
-                .schedule(deadline, TimerKind::Suspicion { name, generation });
-            return;
-        }
-        let d = Accusation {
-            incarnation: rec.incarnation,
-            name: rec.name.to_name(),
-            from: self.me.clone(),
-        };
-        self.apply_dead(d, true);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use super::super::SwimTimer;
     use super::{Helper, Probe, RecentAcks, RECENT_ACKS};
     use crate::config::Config;
     use crate::identity::{Identity, MemberStatus};
+    use crate::node::cx;
     use crate::node::{Node, TransmitKind};
     use crate::testkit::*;
     use crate::wire::Message;
@@ -444,10 +353,10 @@ mod tests {
             .collect();
         deliver(&mut a, at(0), 2, &fakes);
         let _ = sent(&mut a);
-        a.recent_acks.record(&"b".into());
+        a.swim.recent_acks.record(&"b".into());
         let target: crate::identity::Name = "fake-0".into();
         for _ in 0..20 {
-            let h = a.indirect_helpers(&target);
+            let h = a.swim.indirect_helpers(&target, &mut cx!(a));
             assert_eq!(h.len(), 1);
             assert_eq!((&*h[0].name, h[0].addr), ("b", addr(2)));
         }
@@ -455,7 +364,7 @@ mod tests {
         // never this node nor the target.
         std::sync::Arc::make_mut(&mut a.cfg).indirect_checks = 3;
         for _ in 0..20 {
-            let h = a.indirect_helpers(&target);
+            let h = a.swim.indirect_helpers(&target, &mut cx!(a));
             assert_eq!(h.len(), 3);
             assert_eq!(&*h[0].name, "b");
             assert!(h.iter().all(|x| &*x.name != "a" && x.name != target));
@@ -464,23 +373,24 @@ mod tests {
         // A member that is not alive is never asked, even if it answered before.
         std::sync::Arc::make_mut(&mut a.cfg).indirect_checks = 1;
         deliver(&mut a, at(10), 3, &[suspect("b", 0, "c")]);
-        let h = a.indirect_helpers(&target);
+        let h = a.swim.indirect_helpers(&target, &mut cx!(a));
         assert_ne!(&*h[0].name, "b");
     }
 
     #[test]
     fn a_helper_that_stays_silent_is_no_longer_preferred() {
         let mut a = cluster_node(1);
-        let recent =
-            |a: &Node| -> Vec<String> { a.recent_acks.names().map(|n| n.to_string()).collect() };
+        let recent = |a: &Node| -> Vec<String> {
+            a.swim.recent_acks.names().map(|n| n.to_string()).collect()
+        };
         // A direct ack records the target.
         let (target, seq) = next_ping(&mut a);
         let now = a.now;
         deliver(&mut a, now, target, &[Message::Ack { seq, digest: None }]);
         let name = ["b", "c", "d"][(target - 2) as usize];
         assert_eq!(recent(&a), vec![name]);
-        a.recent_acks.record(&"b".into());
-        a.recent_acks.record(&"c".into());
+        a.swim.recent_acks.record(&"b".into());
+        a.swim.recent_acks.record(&"c".into());
         let probe = |seq: u32, target: &str, port: u16| Probe {
             seq,
             target: target.into(),
@@ -497,27 +407,27 @@ mod tests {
         };
         // c is probed through b; b nacks (a nack from a non-helper records nobody), c stays
         // silent: b stays preferred, c is forgotten.
-        a.probe = Some(Box::new(probe(500, "c", 3)));
+        a.swim.probe = Some(Box::new(probe(500, "c", 3)));
         let now = a.now;
         deliver(&mut a, now, 4, &[Message::Nack { seq: 500 }]);
         deliver(&mut a, now, 2, &[Message::Nack { seq: 500 }]);
-        assert_eq!(a.probe.as_ref().map(|p| p.nacks), Some(1));
-        a.probe_tick();
+        assert_eq!(a.swim.probe.as_ref().map(|p| p.nacks), Some(1));
+        a.on_swim_timer(SwimTimer::ProbeTick);
         let r = recent(&a);
         assert!(
             r.contains(&"b".to_string()) && !r.contains(&"c".to_string()),
             "{r:?}"
         );
         // d is probed through b; b says nothing: b is forgotten.
-        a.probe = Some(Box::new(probe(501, "d", 4)));
-        a.probe_tick();
+        a.swim.probe = Some(Box::new(probe(501, "d", 4)));
+        a.on_swim_timer(SwimTimer::ProbeTick);
         let r = recent(&a);
         assert!(
             !r.contains(&"b".to_string()) && !r.contains(&"d".to_string()),
             "{r:?}"
         );
         // A helper relaying the target's ack answered; the target's own path is in doubt.
-        a.probe = Some(Box::new(probe(502, "c", 3)));
+        a.swim.probe = Some(Box::new(probe(502, "c", 3)));
         let now = a.now;
         deliver(
             &mut a,
@@ -557,7 +467,7 @@ mod tests {
     #[test]
     fn an_ack_ends_the_probe_and_heals() {
         let mut a = cluster_node(1);
-        a.awareness = 3;
+        a.swim.awareness.set(3);
         let (target, seq) = next_ping(&mut a);
         let now = a.now;
         deliver(&mut a, now, target, &[Message::Ack { seq, digest: None }]);

@@ -2,18 +2,23 @@
 //! left members kept so stale gossip cannot revive them), in shuffled probe order, with a name
 //! index and live counts kept up to date on every status change.
 
+mod chunked;
+pub(crate) mod index;
+pub(crate) mod short_name;
+
+use std::cell::Cell;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::chunked::Chunked;
 use crate::identity::{Member, MemberStatus, Name, Tags};
-use crate::member_index::MemberIndex;
-use crate::short_name::{InlineKey, ShortName};
-use crate::suspicion::Suspicion;
+use crate::swim::suspicion::Suspicion;
 use crate::time::Timestamp;
+use chunked::Chunked;
+use index::MemberIndex;
+use short_name::{InlineKey, ShortName};
 
 /// What only some members need: an IPv6 address, and — while the member is not alive — when
 /// it entered its status and its suspicion. A member alive at an IPv4 address has none, so the
@@ -118,7 +123,7 @@ impl MemberRec {
     }
 
     /// Read the first byte and the incarnation, the two ends of what a lookup and a duplicate
-    /// check read (a quarter of the records straddle two cache lines); see [`Members::warm`].
+    /// check read (a quarter of the records straddle two cache lines); see [`Members::prefetch`].
     fn touch(&self) -> u64 {
         self.name.first_byte() as u64 ^ self.incarnation as u64
     }
@@ -199,15 +204,36 @@ pub(crate) struct Members {
     /// Number of the last suspicion started (see `Trouble::generation`).
     suspicions: u32,
     tag_sets: TagSlab,
-    /// Where the member a message is about most likely sits, as [`Members::warm`] found it or
-    /// where the last insert put the new member ([`NO_HINT`]: nowhere). Every lookup checks
-    /// it against the record's name first, so a stale hint (the table changed since) costs one
-    /// comparison and is never wrong.
-    hint: u32,
+    /// Where the latest lookup found its member, or the latest insert put one (`u32::MAX`:
+    /// nowhere). The handling of one message looks the same member up several times; every
+    /// lookup tries this position first, checking the record's name, so a stale entry (the
+    /// table changed since) costs one comparison and is never wrong. Only the table itself
+    /// sets it: no caller hints or resets anything.
+    last: Cell<u32>,
 }
 
-/// "No position known" in [`Members::warm`]'s hints.
-pub(crate) const NO_HINT: u32 = u32::MAX;
+/// Where [`Members::prefetch`] found the member one name of a batch most likely sits: handed
+/// to [`Members::get_near`], which checks it before it looks the name up. A guess, never
+/// trusted: a stale one (the table changed since) costs one comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Near(u32);
+
+impl Near {
+    /// No position known.
+    pub(crate) const UNKNOWN: Near = Near(u32::MAX);
+}
+
+/// The positions [`Members::prefetch`] found for a batch of names, one per name in order
+/// (kept by the caller between batches to reuse its memory).
+#[derive(Debug, Default)]
+pub(crate) struct Prefetched(Vec<u32>);
+
+impl Prefetched {
+    /// The guess for the `i`-th name of the batch ([`Near::UNKNOWN`] past its end).
+    pub(crate) fn near(&self, i: usize) -> Near {
+        Near(self.0.get(i).copied().unwrap_or(u32::MAX))
+    }
+}
 
 /// The tag maps of members that have tags, found by the number their record holds (0: none).
 /// A number in the record instead of an `Arc` keeps the record at 48 bytes; a member without
@@ -283,7 +309,7 @@ impl Members {
             digest_changed: Timestamp::ZERO,
             suspicions: 0,
             tag_sets: TagSlab::default(),
-            hint: NO_HINT,
+            last: Cell::new(u32::MAX),
         }
     }
 
@@ -293,29 +319,37 @@ impl Members {
 
     /// Where the member whose name has these bytes sits.
     fn position_of_bytes(&self, name: &[u8]) -> Option<usize> {
+        self.position_near(name, Near::UNKNOWN)
+    }
+
+    /// Where the member whose name has these bytes sits, trying `near`, then the latest
+    /// lookup's position, before the index.
+    fn position_near(&self, name: &[u8], near: Near) -> Option<usize> {
         let key = InlineKey::new(name);
         let is = |i: usize| match (&key, &self.list[i].name) {
             (Some(key), rec) => rec.matches(key),
             (None, ShortName::Boxed(rec)) => rec.as_bytes() == name,
             (None, ShortName::Inline(..)) => false,
         };
-        let hint = self.hint as usize;
-        if hint < self.list.len() && is(hint) {
-            return Some(hint);
+        let len = self.list.len();
+        for guess in [near.0, self.last.get()] {
+            if (guess as usize) < len && is(guess as usize) {
+                self.last.set(guess);
+                return Some(guess as usize);
+            }
         }
         let h = self.hasher.hash_one(name);
-        self.index.find(h, is)
+        let found = self.index.find(h, is);
+        if let Some(i) = found {
+            self.last.set(i as u32);
+        }
+        found
     }
 
-    /// The member whose name has these bytes (a name not yet read as a `str`).
-    pub(crate) fn get_by_bytes(&self, name: &[u8]) -> Option<&MemberRec> {
-        self.position_of_bytes(name).map(|i| &self.list[i])
-    }
-
-    /// Tell the lookups that follow where the member they are about most likely sits (one of
-    /// [`Members::warm`]'s hints, or [`NO_HINT`]).
-    pub(crate) fn set_hint(&mut self, hint: u32) {
-        self.hint = hint;
+    /// The member whose name has these bytes (a name not yet read as a `str`), trying first
+    /// where a [`Members::prefetch`] found the name.
+    pub(crate) fn get_near(&self, name: &[u8], near: Near) -> Option<&MemberRec> {
+        self.position_near(name, near).map(|i| &self.list[i])
     }
 
     /// Swap the members at positions `p` and `q`, keeping the index right.
@@ -381,14 +415,17 @@ impl Members {
     /// used, 64 names at a time, with loads that do not wait on each other — first every slot,
     /// then every record the slots point to — so that the processor overlaps their cache misses
     /// instead of taking them one at a time as the messages of a datagram are applied in
-    /// order. Changes nothing; appends to `hints` one entry per item, the position the lookup
-    /// will most likely want (unchecked: pass it to [`Members::set_hint`], which lookups verify)
-    /// or [`NO_HINT`] for an item without a name or a name not found.
-    pub(crate) fn warm<'a>(
+    /// order. Changes nothing; fills `out` with one guess per item, the position the lookup
+    /// will most likely want (unchecked: hand it to [`Members::get_near`], which verifies it),
+    /// unknown for an item without a name or a name not found.
+    pub(crate) fn prefetch<'a>(
         &self,
         names: impl Iterator<Item = Option<&'a [u8]>>,
-        hints: &mut Vec<u32>,
+        out: &mut Prefetched,
     ) {
+        let hints = &mut out.0;
+        hints.clear();
+        const NO_HINT: u32 = u32::MAX;
         const BATCH: usize = 64;
         let mut hashes = [None::<u64>; BATCH];
         let mut n = 0;
@@ -550,7 +587,7 @@ impl Members {
         let pos = rng.random_range(0..=last);
         self.swap_hashed(pos, last, h);
         // Lookups that follow an insert are most likely about the new member.
-        self.hint = pos as u32;
+        self.last.set(pos as u32);
         pos
     }
 
@@ -720,32 +757,38 @@ mod tests {
         for n in names {
             m.insert(rec(n), &Tags::new(), Timestamp::ZERO, &mut rng);
         }
-        let mut hints = Vec::new();
-        m.warm(
+        let mut found = Prefetched::default();
+        m.prefetch(
             names.iter().map(|n| Some(n.as_bytes())).chain([None]),
-            &mut hints,
+            &mut found,
         );
-        assert_eq!(hints.len(), names.len() + 1, "one hint per item");
-        assert_eq!(hints[names.len()], NO_HINT);
+        assert_eq!(found.0.len(), names.len() + 1, "one guess per item");
+        assert_eq!(found.near(names.len()), Near::UNKNOWN);
+        assert_eq!(found.near(names.len() + 7), Near::UNKNOWN);
         let right: Vec<u32> = names
             .iter()
             .map(|n| m.position(n).unwrap() as u32)
             .collect();
         assert_eq!(
-            hints[..names.len()],
+            found.0[..names.len()],
             right[..],
             "no fingerprint collision among four"
         );
-        // Every hint — right, another member's, out of range, none — gives the same answer.
-        for h in right.iter().copied().chain([NO_HINT, 99]) {
-            m.set_hint(h);
+        // Every guess — right, another member's, out of range, none — and whatever the latest
+        // lookup found gives the same answer.
+        for h in right.iter().copied().chain([u32::MAX, 99]) {
             for (n, &pos) in names.iter().zip(&right) {
+                assert_eq!(
+                    m.get_near(n.as_bytes(), Near(h)).map(|r| &*r.name),
+                    Some(*n)
+                );
                 assert_eq!(m.position(n), Some(pos as usize));
-                assert_eq!(*m.get_by_bytes(n.as_bytes()).unwrap().name, **n);
+                assert_eq!(*m.get_near(n.as_bytes(), Near::UNKNOWN).unwrap().name, **n);
             }
+            assert!(m.get_near(b"node-8", Near(h)).is_none());
             assert!(m.get("node-8").is_none());
             assert!(m
-                .get_by_bytes(b"a-name-too-long-to-be-kept-inlinX")
+                .get_near(b"a-name-too-long-to-be-kept-inlinX", Near(h))
                 .is_none());
         }
     }

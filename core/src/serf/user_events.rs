@@ -8,11 +8,12 @@ use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
 
+use super::Serf;
+use crate::ctx::Cx;
 use crate::error::ApiError;
 use crate::event::{Event, UserEvent};
 use crate::identity::Name;
-use crate::node::{Node, RunState, SerfKey};
-use crate::time::Timestamp;
+use crate::node::SerfKey;
 use crate::wire::{self, Message, UserEventMsg};
 
 /// One slot: the events delivered at one Lamport time.
@@ -95,28 +96,23 @@ fn event_key(e: &UserEventMsg) -> SerfKey {
     SerfKey::Event(e.ltime, h.finish())
 }
 
-impl Node {
+impl Serf {
     /// Fire a user event: every member (this one included) receives it once, as
     /// [`Event::User`]. `coalesce` lets receivers that coalesce user events keep only the
     /// latest per name. Name plus payload may not exceed `user_event_size_limit`.
-    pub fn user_event(
+    pub(crate) fn user_event(
         &mut self,
-        now: Timestamp,
         name: &str,
-        payload: impl Into<Bytes>,
+        payload: Bytes,
         coalesce: bool,
+        cx: &mut Cx<'_>,
     ) -> Result<(), ApiError> {
-        self.advance(now);
-        if self.run != RunState::Running {
-            return Err(ApiError::NotRunning);
-        }
         if name.is_empty() {
             return Err(ApiError::EmptyName);
         }
-        let payload = payload.into();
         let size = wire::user_event_size(name, &payload);
-        if size > self.cfg.user_event_size_limit {
-            let limit = self.cfg.user_event_size_limit;
+        if size > cx.cfg.user_event_size_limit {
+            let limit = cx.cfg.user_event_size_limit;
             return Err(ApiError::TooLarge {
                 what: "user event",
                 size,
@@ -131,26 +127,32 @@ impl Node {
             payload,
             coalesce,
         };
-        self.on_user_event(e, true, true);
+        self.on_user_event(e, true, true, cx);
         Ok(())
     }
 
     /// Deliver `e` if it is new; `broadcast` re-gossips it, `deliver` emits it.
-    pub(crate) fn on_user_event(&mut self, e: UserEventMsg, broadcast: bool, deliver: bool) {
+    pub(crate) fn on_user_event(
+        &mut self,
+        e: UserEventMsg,
+        broadcast: bool,
+        deliver: bool,
+        cx: &mut Cx<'_>,
+    ) {
         self.event_clock.witness(e.ltime);
         if e.ltime < self.event_ring.min_time {
             return;
         }
-        let buffer = self.cfg.event_buffer as u64;
+        let buffer = cx.cfg.event_buffer as u64;
         let now = self.event_clock.time();
         if now > buffer && e.ltime < now - buffer {
-            self.stats.events_too_old += 1;
+            cx.fx.stats.events_too_old += 1;
             return;
         }
         if !self.event_ring.insert(&e) {
             return;
         }
-        self.events_changed = self.now;
+        self.events_changed = cx.now;
         if deliver {
             let ev = UserEvent {
                 ltime: e.ltime,
@@ -158,11 +160,11 @@ impl Node {
                 payload: e.payload.clone(),
                 coalesce: e.coalesce,
             };
-            self.emit(Event::User(ev));
+            self.emit(Event::User(ev), cx);
         }
         if broadcast {
             let key = event_key(&e);
-            self.serf_enqueue(key, &Message::UserEvent(e));
+            cx.serf_enqueue(key, &Message::UserEvent(e));
         }
     }
 }
@@ -189,7 +191,7 @@ mod tests {
         a.user_event(at(1), "deploy", &b"v1"[..], false).unwrap();
         let got = events(&mut a);
         assert!(matches!(&got[..], [Event::User(u)] if u.name == "deploy" && u.ltime == 1));
-        assert_eq!(a.event_clock.time(), 2);
+        assert_eq!(a.serf.event_clock.time(), 2);
         deliver(
             &mut a,
             at(2),
@@ -202,13 +204,13 @@ mod tests {
             2,
             "duplicate dropped, same time other name kept: {got:?}"
         );
-        assert_eq!(a.event_clock.time(), 6);
+        assert_eq!(a.serf.event_clock.time(), 6);
     }
 
     #[test]
     fn too_old_and_too_large_are_refused() {
         let mut a = node("a", 1);
-        a.event_clock.witness(10_000);
+        a.serf.event_clock.witness(10_000);
         deliver(&mut a, at(1), 2, &[ev(10, "old", b"")]);
         assert!(events(&mut a).is_empty());
         assert_eq!(a.stats().events_too_old, 1);
@@ -230,7 +232,8 @@ mod tests {
     fn a_deep_serf_queue_warns_once_and_stays_bounded() {
         let mut a = node("a", 1);
         std::sync::Arc::make_mut(&mut a.cfg).queue_depth_warning = 10;
-        a.serf_queue = crate::broadcast_queue::BroadcastQueue::new(20, [1, 2, 3, 4]);
+        a.fx.serf_queue =
+            crate::dissemination::broadcast_queue::BroadcastQueue::new(20, [1, 2, 3, 4]);
         for i in 0..30u32 {
             a.user_event(at(1), "e", i.to_le_bytes().to_vec(), false)
                 .unwrap();
@@ -250,7 +253,7 @@ mod tests {
         for t in [3u64, 1, 2] {
             deliver(&mut a, at(t), 2, &[ev(t, "e", b"")]);
         }
-        let times: Vec<u64> = a.event_ring.recent().iter().map(|e| e.ltime).collect();
+        let times: Vec<u64> = a.serf.event_ring.recent().iter().map(|e| e.ltime).collect();
         assert_eq!(times, vec![1, 2, 3]);
     }
 }

@@ -35,7 +35,7 @@ impl MemberIndex {
     }
 
     /// Read the slot where a search for `hash` starts (the value means nothing to the caller):
-    /// see [`crate::members::Members::warm`].
+    /// see [`crate::members::Members::prefetch`].
     pub(crate) fn touch(&self, hash: u64) -> u32 {
         if self.len == 0 {
             return 0;

@@ -1,0 +1,306 @@
+//! What every protocol part sees: the narrow context [`Cx`] — now, the configuration, this
+//! node's name and address, the RNG, the member table and the effects sink — built by the
+//! router ([`crate::Node`]) for each call into a part, and the sink itself, [`Effects`]:
+//! transmits, events, timers, the two broadcast queues and the counters. Sending (datagrams
+//! filled with piggybacked updates, reliable frames), queueing updates for dissemination and
+//! the event queue's overflow policy live here, once, for every part.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use bytes::{Buf, Bytes};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Config;
+use crate::dissemination::broadcast_queue::BroadcastQueue;
+use crate::event::Event;
+use crate::formulas;
+use crate::identity::Name;
+use crate::members::short_name::ShortName;
+use crate::members::Members;
+use crate::node::{SerfKey, Transmit, TransmitKind};
+use crate::stats::Stats;
+use crate::time::Timestamp;
+use crate::timers::Timers;
+use crate::wire::{self, Digest, Message};
+
+/// Where the parts' effects go: outputs waiting to be polled, the timer queue, the broadcast
+/// queues and the counters.
+#[derive(Debug)]
+pub(crate) struct Effects {
+    pub transmits: VecDeque<Transmit>,
+    pub events: VecDeque<Event>,
+    /// Direct messages waiting in `events`.
+    pub inbox_len: usize,
+    /// Events dropped since the last [`Event::Lagged`].
+    pub lagged: u64,
+    pub stats: Stats,
+    pub timers: Timers,
+    /// Membership updates waiting to be piggybacked.
+    pub queue: BroadcastQueue<ShortName>,
+    /// Intents, user events and queries waiting to be piggybacked (kept apart from membership
+    /// updates so that neither starves the other).
+    pub serf_queue: BroadcastQueue<SerfKey>,
+    /// Whether the depth warning has fired since the Serf queue was last below half of it.
+    pub depth_warned: bool,
+    /// Datagrams filled so far (tags each fill so no update goes twice into one datagram).
+    pub datagrams: u64,
+    /// The envelope header every datagram and frame starts with.
+    pub header: Vec<u8>,
+}
+
+impl Effects {
+    pub(crate) fn new(cfg: &Config, rng: &mut ChaCha8Rng) -> Effects {
+        use rand::Rng;
+        Effects {
+            queue: BroadcastQueue::new(cfg.max_broadcast_queue, rng.random()),
+            serf_queue: BroadcastQueue::new(cfg.max_queue_depth, rng.random()),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            inbox_len: 0,
+            lagged: 0,
+            stats: Stats::default(),
+            timers: Timers::default(),
+            depth_warned: false,
+            datagrams: 0,
+            header: wire::header(cfg.label.as_deref()),
+        }
+    }
+}
+
+/// What the Serf layer tells the view digest: when this node last delivered a new user event,
+/// and the newest event's Lamport time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventMark {
+    pub changed: Timestamp,
+    pub latest: u64,
+}
+
+/// The narrow context a protocol part works in (see the module docs).
+pub(crate) struct Cx<'a> {
+    pub now: Timestamp,
+    pub cfg: &'a Config,
+    pub me: &'a Name,
+    pub addr: SocketAddr,
+    pub rng: &'a mut ChaCha8Rng,
+    pub members: &'a mut Members,
+    pub fx: &'a mut Effects,
+    pub events: EventMark,
+    /// Whether the node runs (neither leaving nor gone).
+    pub running: bool,
+}
+
+impl Cx<'_> {
+    /// Queue an event for the application, bypassing coalescing (see [`Cx::push_event`]'s
+    /// overflow policy).
+    ///
+    /// Overflow policy: received direct messages beyond `max_inbox` drop the oldest message; a
+    /// full queue drops the oldest direct message, or failing that the oldest event. Every drop
+    /// is counted and reported by `Lagged`.
+    pub(crate) fn push_event(&mut self, event: Event) {
+        let fx = &mut *self.fx;
+        let is_message = matches!(event, Event::Message { .. });
+        if is_message && fx.inbox_len >= self.cfg.max_inbox {
+            drop_oldest_message(fx);
+        }
+        if fx.events.len() >= self.cfg.max_pending_events && !drop_oldest_message(fx) {
+            fx.events.pop_front();
+            fx.stats.events_dropped += 1;
+            fx.lagged += 1;
+        }
+        if is_message {
+            fx.inbox_len += 1;
+        }
+        fx.events.push_back(event);
+    }
+
+    fn push_transmit(&mut self, t: Transmit) {
+        if self.fx.transmits.len() >= self.cfg.max_pending_transmits {
+            self.fx.transmits.pop_front();
+            self.fx.stats.transmits_dropped += 1;
+        }
+        self.fx.transmits.push_back(t);
+    }
+
+    /// Send `msgs` in one datagram to `to`, filled up to the MTU with queued updates.
+    pub(crate) fn send_datagram(&mut self, to: SocketAddr, msgs: &[Message]) {
+        let mut buf = self.datagram_buf();
+        for m in msgs {
+            wire::encode_into(m, &mut buf);
+        }
+        let extra = self.piggyback(self.datagram_room(&buf), &mut buf);
+        self.finish_datagram(to, msgs.len() + extra, buf);
+    }
+
+    /// A datagram being built: room for the envelope header and the longest message count in
+    /// front of the messages, which [`Cx::finish_datagram`] fills in place.
+    fn datagram_buf(&self) -> Vec<u8> {
+        let front = self.datagram_front();
+        let mut buf = Vec::with_capacity(front + self.cfg.mtu);
+        buf.resize(front, 0);
+        buf
+    }
+
+    /// Bytes still free for messages in a [`Cx::datagram_buf`] within the MTU (the count is
+    /// reckoned at [`wire::COUNT_RESERVE`] bytes).
+    fn datagram_room(&self, buf: &[u8]) -> usize {
+        let used = self.fx.header.len() + wire::COUNT_RESERVE + buf.len() - self.datagram_front();
+        self.cfg.mtu.saturating_sub(used)
+    }
+
+    /// Where the messages start in a [`Cx::datagram_buf`].
+    fn datagram_front(&self) -> usize {
+        self.fx.header.len() + wire::COUNT_MAX_LEN
+    }
+
+    /// Send only queued updates to `to`; false when there was nothing to send.
+    pub(crate) fn send_gossip(&mut self, to: SocketAddr) -> bool {
+        let mut buf = self.datagram_buf();
+        let n = self.piggyback(self.datagram_room(&buf), &mut buf);
+        if n > 0 {
+            self.finish_datagram(to, n, buf);
+        }
+        n > 0
+    }
+
+    /// Fill `room` bytes from both queues. The Serf queue (intents, user events, queries) may
+    /// take half the room first, membership updates the rest, then the Serf queue what is
+    /// left: neither kind starves the other (memberlist's user broadcasts starved behind
+    /// membership traffic at ~1000 nodes). Serf-layer updates go out at least as often as
+    /// with the LAN retransmit multiplier ([`formulas::serf_retransmit_limit`]).
+    fn piggyback(&mut self, room: usize, body: &mut Vec<u8>) -> usize {
+        let live = self.members.live();
+        let limit = formulas::retransmit_limit(self.cfg, live);
+        let serf_limit = formulas::serf_retransmit_limit(self.cfg, live);
+        let fx = &mut *self.fx;
+        fx.datagrams += 1;
+        let d = fx.datagrams;
+        let start = body.len();
+        let mut n = fx.serf_queue.fill(room / 2, serf_limit, d, body);
+        n += fx.queue.fill(room - (body.len() - start), limit, d, body);
+        n += fx
+            .serf_queue
+            .fill(room - (body.len() - start), serf_limit, d, body);
+        n
+    }
+
+    /// Complete a datagram from [`Cx::datagram_buf`] holding `count` messages: the count
+    /// and the header go right before the messages, and the datagram starts where they do
+    /// (the unused front bytes are skipped, not copied over).
+    fn finish_datagram(&mut self, to: SocketAddr, count: usize, mut buf: Vec<u8>) {
+        let messages = self.datagram_front();
+        let header = &self.fx.header;
+        let (count, len) = wire::encode_count(count);
+        let header_at = messages - len - header.len();
+        buf[messages - len..messages].copy_from_slice(&count[..len]);
+        buf[header_at..header_at + header.len()].copy_from_slice(header);
+        let mut payload = Bytes::from(buf);
+        payload.advance(header_at);
+        self.fx.stats.packets_out += 1;
+        self.fx.stats.bytes_out += payload.len() as u64;
+        self.push_transmit(Transmit {
+            to,
+            kind: TransmitKind::Datagram,
+            payload,
+        });
+    }
+
+    /// Send one message over the reliable channel.
+    pub(crate) fn send_reliable(&mut self, to: SocketAddr, msg: &Message) {
+        let frame = wire::frame_message(&self.fx.header, msg);
+        self.send_frame(to, frame);
+    }
+
+    /// Send a complete stream frame (see [`wire::frame_message`]).
+    pub(crate) fn send_frame(&mut self, to: SocketAddr, frame: Vec<u8>) {
+        self.fx.stats.streams_out += 1;
+        self.fx.stats.stream_bytes_out += frame.len() as u64;
+        self.push_transmit(Transmit {
+            to,
+            kind: TransmitKind::Reliable,
+            payload: frame.into(),
+        });
+    }
+
+    /// Queue an update about `key` for dissemination.
+    pub(crate) fn enqueue(&mut self, key: Name, msg: &Message) {
+        let q = &mut self.fx.queue;
+        let before = q.drops();
+        q.push_with(ShortName::new(&key), |out| wire::encode_into(msg, out));
+        self.fx.stats.broadcast_drops += q.drops() - before;
+    }
+
+    /// Queue an alive message about `key` for dissemination.
+    pub(crate) fn enqueue_alive(&mut self, key: Name, a: wire::Alive) {
+        let q = &mut self.fx.queue;
+        let before = q.drops();
+        q.push_with(ShortName::new(&key), |out| wire::encode_alive_into(&a, out));
+        self.fx.stats.broadcast_drops += q.drops() - before;
+    }
+
+    /// Queue a Serf-layer update (intent, user event, query) for dissemination; warn once
+    /// (until it drains below half) when the queue passes `queue_depth_warning`.
+    pub(crate) fn serf_enqueue(&mut self, key: SerfKey, msg: &Message) {
+        let q = &mut self.fx.serf_queue;
+        let before = q.drops();
+        q.push_with(key, |out| wire::encode_into(msg, out));
+        self.fx.stats.broadcast_drops += q.drops() - before;
+        let depth = q.len();
+        if depth > self.cfg.queue_depth_warning && !self.fx.depth_warned {
+            self.fx.depth_warned = true;
+            self.push_event(Event::QueueDepthWarning { depth });
+        } else if depth <= self.cfg.queue_depth_warning / 2 {
+            self.fx.depth_warned = false;
+        }
+    }
+
+    /// This node's own alive message.
+    pub(crate) fn self_alive(&self) -> Message {
+        let rec = self
+            .members
+            .get(self.me)
+            .expect("self is always in the table");
+        Message::Alive(wire::Alive {
+            incarnation: rec.incarnation,
+            name: rec.name.to_name(),
+            addr: rec.addr(),
+            tags: (**self.members.tags(rec)).clone(),
+            ltime: rec.status_ltime,
+        })
+    }
+
+    /// Queue this node's own alive message.
+    pub(crate) fn broadcast_self(&mut self) {
+        let msg = self.self_alive();
+        self.enqueue(self.me.clone(), &msg);
+    }
+
+    /// This node's view digest, for a ping or an ack: the live members' hash and count, the
+    /// newest user event, and whether the view has stayed unchanged for a settle window.
+    pub(crate) fn view_digest(&self) -> Digest {
+        let changed = self.members.digest_changed().max(self.events.changed);
+        let settled = self.now.saturating_since(changed);
+        Digest {
+            hash: self.members.digest().to_le_bytes(),
+            live: self.members.live() as u32,
+            events: self.events.latest,
+            stable: settled >= formulas::settle_window(self.cfg, self.members.live()),
+        }
+    }
+}
+
+/// Drop the oldest direct message waiting in the event queue; false when there is none.
+fn drop_oldest_message(fx: &mut Effects) -> bool {
+    let Some(i) = fx
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Message { .. }))
+    else {
+        return false;
+    };
+    fx.events.remove(i);
+    fx.inbox_len -= 1;
+    fx.stats.messages_dropped += 1;
+    fx.lagged += 1;
+    true
+}

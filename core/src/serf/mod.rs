@@ -1,0 +1,147 @@
+//! The Serf layer on top of SWIM: Lamport clocks (`lamport`), join and leave intents with a
+//! buffer for intents about members not yet known (`intents`), user events with their dedup
+//! ring (`user_events`), queries with filters, acks, relays and deadlines, and the name-conflict
+//! vote (`query`), event coalescing (`coalesce`), direct messaging (`messaging`), and the reaping
+//! of failed and left members with reconnect attempts and force-removal (`reaper`).
+//!
+//! [`Serf`] holds the layer's state, apart from the member table it shares with the other parts,
+//! and works through the narrow context [`Cx`]. What needs the router — this node lost its
+//! name, a reconnect push-pull to send with the layer's share — comes back as an [`Outcome`].
+//! Every event the node reports passes through [`Serf::emit`] (coalescing is the layer's). The
+//! layer owns its timers ([`SerfTimer`]) and their staleness rule ([`Serf::on_timer`]).
+
+pub(crate) mod coalesce;
+pub(crate) mod intents;
+pub(crate) mod lamport;
+pub(crate) mod messaging;
+pub(crate) mod query;
+mod reaper;
+pub(crate) mod user_events;
+
+use crate::config::Config;
+use crate::ctx::Cx;
+use crate::dissemination::PushPullTo;
+use crate::event::Event;
+use crate::time::Timestamp;
+use crate::timers::TimerKind;
+
+use coalesce::Coalescer;
+use intents::RecentIntents;
+use lamport::LamportClock;
+use messaging::Outbox;
+use query::Queries;
+use user_events::EventRing;
+
+/// The Serf layer's state.
+#[derive(Debug)]
+pub(crate) struct Serf {
+    /// Orders join and leave intents.
+    pub member_clock: LamportClock,
+    /// Orders user events.
+    pub event_clock: LamportClock,
+    /// Orders queries.
+    pub query_clock: LamportClock,
+    /// Intents about members not yet known.
+    pub intents: RecentIntents,
+    /// User events delivered, for dedup (and for push-pull).
+    pub event_ring: EventRing,
+    /// Queries seen, this node's own in flight, and those it may still answer.
+    pub queries: Queries,
+    /// Events held for coalescing.
+    pub coalescer: Coalescer,
+    /// Direct messages recently sent, for failure reports.
+    pub outbox: Outbox,
+    /// When this node last delivered a new user event (part of its digest's settledness).
+    pub events_changed: Timestamp,
+}
+
+impl Serf {
+    pub(crate) fn new(cfg: &Config, now: Timestamp) -> Serf {
+        Serf {
+            member_clock: LamportClock::default(),
+            event_clock: LamportClock::default(),
+            query_clock: LamportClock::default(),
+            intents: RecentIntents::default(),
+            event_ring: EventRing::new(cfg.event_buffer),
+            queries: Queries::new(cfg.query_buffer),
+            coalescer: Coalescer::default(),
+            outbox: Outbox::default(),
+            events_changed: now,
+        }
+    }
+}
+
+/// The Serf layer's timers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum SerfTimer {
+    /// Reap failed and left members past their timeouts.
+    Reap,
+    /// Maybe reconnect to one failed member.
+    Reconnect,
+    /// This node's query `id` times out (stale once the query ended).
+    QueryDeadline { id: u32 },
+    /// Flush coalesced events that are due.
+    CoalesceFlush,
+}
+
+/// What the router must do after a call into the Serf layer.
+#[must_use = "the router acts on the outcome"]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Nothing more.
+    Nothing,
+    /// This node lost a name-conflict vote: it must stop.
+    NameLost,
+    /// Send a push-pull request (with the layer's share): a reconnect attempt.
+    PushPull(PushPullTo),
+}
+
+impl Serf {
+    /// Schedule the first reap at `reap_at` and, when reconnecting is on, the first reconnect
+    /// attempt at `reconnect_at`.
+    pub(crate) fn arm(cx: &mut Cx<'_>, reap_at: Timestamp, reconnect_at: Option<Timestamp>) {
+        cx.fx
+            .timers
+            .schedule(reap_at, TimerKind::Serf(SerfTimer::Reap));
+        if let Some(at) = reconnect_at {
+            cx.fx
+                .timers
+                .schedule(at, TimerKind::Serf(SerfTimer::Reconnect));
+        }
+    }
+
+    /// A timer fired.
+    pub(crate) fn on_timer(&mut self, t: SerfTimer, cx: &mut Cx<'_>) -> Outcome {
+        match t {
+            SerfTimer::Reap => {
+                self.reap_tick(cx);
+                Outcome::Nothing
+            }
+            SerfTimer::Reconnect => self.reconnect_tick(cx),
+            SerfTimer::QueryDeadline { id } => self.query_deadline(id, cx),
+            SerfTimer::CoalesceFlush => {
+                self.coalesce_flush(cx);
+                Outcome::Nothing
+            }
+        }
+    }
+
+    /// Report an event to the application, through the coalescer when coalescing is on.
+    pub(crate) fn emit(&mut self, event: Event, cx: &mut Cx<'_>) {
+        if let Some(event) = self.coalesce(event, cx) {
+            cx.push_event(event);
+        }
+    }
+
+    /// What a push-pull carries of this layer.
+    pub(crate) fn share(&self) -> crate::dissemination::SerfShare {
+        crate::dissemination::SerfShare {
+            clocks: (
+                self.member_clock.time(),
+                self.event_clock.time(),
+                self.query_clock.time(),
+            ),
+            events: self.event_ring.recent(),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! SWIM failure detection with Lifeguard, as one part that owns its state: the probe cycle
+//! (`probe`: direct ping, indirect pings with nacks, the reliable fallback ping, the preferred
+//! helpers), the relay side of indirect pings (`relay`), the local health score that stretches
+//! the probe interval (`awareness`), and the expiry of suspicions (`suspicion`: Lifeguard's
+//! dynamic timeout; the suspicions themselves ride on the member records).
+//!
+//! The part sees only the narrow context [`Cx`]. What it concludes about other members — a
+//! probe failed, a suspicion expired, a peer's view digest deserves a comparison — it returns
+//! as an [`Outcome`] for the router to act on; it never applies a membership update itself.
+//! It owns its timers ([`SwimTimer`]) and their staleness rule ([`FailureDetector::on_timer`]).
+
+mod awareness;
+mod probe;
+mod relay;
+pub(crate) mod suspicion;
+
+use std::net::SocketAddr;
+
+use crate::config::Config;
+use crate::ctx::Cx;
+use crate::identity::Name;
+use crate::time::Timestamp;
+use crate::timers::TimerKind;
+use crate::wire::{Accusation, Digest, Message};
+
+use awareness::Awareness;
+use probe::{Probe, RecentAcks};
+use relay::Relays;
+
+/// The failure detector's state.
+#[derive(Debug)]
+pub(crate) struct FailureDetector {
+    awareness: Awareness,
+    /// The probe in flight (at most one at a time).
+    probe: Option<Box<Probe>>,
+    /// Members that recently answered a request: preferred indirect-probe helpers.
+    recent_acks: RecentAcks,
+    relays: Relays,
+    /// The last sequence number used by a ping (probes and relays share the space).
+    seq: u32,
+}
+
+/// The failure detector's timers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum SwimTimer {
+    /// Close the probe in flight and start the next one.
+    ProbeTick,
+    /// The direct ping of probe `seq` went unanswered: go indirect.
+    ProbeTimeout { seq: u32 },
+    /// Indirect ping relayed under `seq` got no ack in time: nack the origin.
+    Relay { seq: u32 },
+    /// Suspicion of `name` (generation `generation`) may have expired.
+    Suspicion { name: Name, generation: u32 },
+}
+
+/// What the router must do after a call into the failure detector.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// A verdict about another member, to apply as a membership update (and gossip).
+    pub verdict: Option<Verdict>,
+    /// Start the next probe (after the verdict is applied) if the node still runs.
+    pub next_probe: bool,
+}
+
+/// A conclusion about another member.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// A probe failed: suspect the target.
+    Suspect(Accusation),
+    /// A suspicion expired: declare the member dead.
+    Dead(Accusation),
+}
+
+impl FailureDetector {
+    /// A detector whose ping sequence numbers start after `seq`.
+    pub(crate) fn new(seq: u32) -> FailureDetector {
+        FailureDetector {
+            awareness: Awareness::default(),
+            probe: None,
+            recent_acks: RecentAcks::default(),
+            relays: Relays::default(),
+            seq,
+        }
+    }
+
+    /// Schedule the first probe at `at`.
+    pub(crate) fn arm(cx: &mut Cx<'_>, at: Timestamp) {
+        cx.fx
+            .timers
+            .schedule(at, TimerKind::Swim(SwimTimer::ProbeTick));
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Lifeguard's local health score.
+    pub(crate) fn health(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// This node refuted a suspicion about itself: worsen the health score by one.
+    pub(crate) fn refuted(&mut self, cfg: &Config) {
+        self.awareness.adjust(1, cfg);
+    }
+
+    /// Indirect probes being relayed for others.
+    pub(crate) fn relays_len(&self) -> usize {
+        self.relays.len()
+    }
+
+    /// Stop probing (a graceful leave began): the probe in flight is dropped without a verdict.
+    pub(crate) fn stop_probing(&mut self) {
+        self.probe = None;
+    }
+
+    /// Stop everything (the node left).
+    pub(crate) fn stop(&mut self) {
+        self.probe = None;
+        self.relays.clear();
+    }
+
+    /// A timer fired. Stale timers (a probe or relay already closed, a suspicion refuted or
+    /// shortened) are recognised here and do nothing.
+    pub(crate) fn on_timer(&mut self, t: SwimTimer, cx: &mut Cx<'_>) -> Outcome {
+        match t {
+            SwimTimer::ProbeTick => Outcome {
+                verdict: self.close_probe(cx).map(Verdict::Suspect),
+                next_probe: true,
+            },
+            SwimTimer::ProbeTimeout { seq } => {
+                if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
+                    self.go_indirect(cx);
+                }
+                Outcome::default()
+            }
+            SwimTimer::Relay { seq } => {
+                if let Some(r) = self.relays.take(seq) {
+                    cx.send_datagram(r.origin, &[Message::Nack { seq: r.origin_seq }]);
+                }
+                Outcome::default()
+            }
+            SwimTimer::Suspicion { name, generation } => Outcome {
+                verdict: suspicion::expire(cx, &name, generation).map(Verdict::Dead),
+                next_probe: false,
+            },
+        }
+    }
+
+    /// A ping from `from`: ack it with our view digest when it is for us, and return the
+    /// sender's digest for comparison.
+    pub(crate) fn on_ping(
+        &mut self,
+        from: SocketAddr,
+        seq: u32,
+        target: &str,
+        theirs: Option<Digest>,
+        cx: &mut Cx<'_>,
+    ) -> Option<Digest> {
+        if target != &**cx.me {
+            return None;
+        }
+        let digest = Some(cx.view_digest());
+        cx.send_datagram(from, &[Message::Ack { seq, digest }]);
+        theirs
+    }
+
+    /// A ping over the reliable channel (a prober's fallback): ack it the same way.
+    pub(crate) fn on_stream_ping(
+        &mut self,
+        seq: u32,
+        target: &str,
+        reply_to: SocketAddr,
+        cx: &mut Cx<'_>,
+    ) {
+        if target == &**cx.me {
+            cx.send_reliable(reply_to, &Message::Ack { seq, digest: None });
+        }
+    }
+
+    /// Another member asks us to ping `target` at `addr` on its behalf.
+    pub(crate) fn on_indirect_ping(
+        &mut self,
+        origin: SocketAddr,
+        origin_seq: u32,
+        target: Name,
+        addr: SocketAddr,
+        cx: &mut Cx<'_>,
+    ) {
+        if self.relays.len() >= cx.cfg.max_indirect_relays {
+            cx.fx.stats.indirect_refused += 1;
+            return;
+        }
+        let seq = self.next_seq();
+        self.relays.start(seq, origin, origin_seq);
+        let ping = Message::Ping {
+            seq,
+            target,
+            digest: None,
+        };
+        cx.send_datagram(addr, &[ping]);
+        let at = cx.now + cx.cfg.probe_timeout;
+        cx.fx
+            .timers
+            .schedule(at, TimerKind::Swim(SwimTimer::Relay { seq }));
+    }
+
+    /// An ack: ends our probe (the target's own, or relayed by a helper), or is forwarded to
+    /// the member we relay for. Returns the acker's digest when it ended our probe.
+    pub(crate) fn on_ack(
+        &mut self,
+        from: SocketAddr,
+        seq: u32,
+        digest: Option<Digest>,
+        cx: &mut Cx<'_>,
+    ) -> Option<Digest> {
+        if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
+            self.probe_answered(from, cx);
+            return digest;
+        }
+        if let Some(r) = self.relays.take(seq) {
+            let ack = Message::Ack {
+                seq: r.origin_seq,
+                digest: None,
+            };
+            cx.send_datagram(r.origin, &[ack]);
+        }
+        None
+    }
+}

@@ -1,0 +1,549 @@
+//! The application's side of every agent, whatever drives it: the channels between the
+//! handles and the event loop, and every handle operation written once for both flavors.
+//!
+//! Every driver offers one API shape (see the crate docs): an `AgentHandle`, an `EventStream`
+//! and the `QueryAnswers` of each query, in an async flavor ([`crate::asynch`], used by
+//! rookery-tokio and rookery-async-std) and a blocking one ([`crate::blocking`], used by
+//! rookery-mio, and by any async agent through `into_blocking`). Both flavors are the same
+//! structs around the same channels; only `.await` versus blocking differs, and the macros
+//! below write each method once for both, so the two shapes cannot drift apart.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::JoinHandle;
+
+use futures_channel::{mpsc, oneshot};
+use rookery_core::{Event, Member};
+
+use crate::error::{AgentError, TryRecvError};
+use crate::options::Options;
+use crate::pump::{AnswerSink, Command, Delivery, EventSink, Pump, QueryAnswer, Reply};
+
+/// The event loop's end of the command channel: every handle operation arrives here as one
+/// [`Command`] for [`crate::Pump::command`]. `try_recv` tells an empty channel from one whose
+/// handles are all gone (the agent should then stop).
+pub type CommandReceiver = mpsc::UnboundedReceiver<Command>;
+
+/// The event loop's ends of a new agent's channels (see [`channels`]).
+pub struct LoopEnds {
+    /// Where the [`crate::Pump`] puts events: give it to [`crate::Pump::new`].
+    pub sink: EventSink,
+    /// Where the handles' commands arrive.
+    pub commands: CommandReceiver,
+}
+
+impl fmt::Debug for LoopEnds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopEnds").finish_non_exhaustive()
+    }
+}
+
+/// The application's ends of a new agent's channels (see [`channels`]); they become the handle
+/// and the event stream once the node exists.
+#[derive(Debug)]
+pub struct HandleEnds {
+    cmds: mpsc::UnboundedSender<Command>,
+    events: mpsc::Receiver<Event>,
+    query_capacity: usize,
+}
+
+/// Make the channels between a new agent's handles and its event loop: an unbounded command
+/// channel (commands are few, and a handle must never lose one) and the event channel bounded
+/// by [`Options::event_capacity`] (the node never waits for the application: events that do
+/// not fit are dropped and counted).
+pub fn channels(options: &Options) -> (HandleEnds, LoopEnds) {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded();
+    // A bounded futures channel holds its buffer plus one message per sender.
+    let (mut ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1) - 1);
+    let sink: EventSink = Box::new(move |e| ev_tx.try_send(e).is_ok());
+    let ends = HandleEnds {
+        cmds: cmd_tx,
+        events: ev_rx,
+        query_capacity: options.query_capacity.max(1),
+    };
+    (
+        ends,
+        LoopEnds {
+            sink,
+            commands: cmd_rx,
+        },
+    )
+}
+
+impl HandleEnds {
+    /// The link every clone of the handle shares; `me` is the node as it started.
+    pub(crate) fn link(
+        self,
+        me: &Member,
+        wake: Option<Box<dyn Fn() + Send + Sync>>,
+        thread: Option<JoinHandle<()>>,
+    ) -> (Arc<Link>, mpsc::Receiver<Event>) {
+        let link = Link {
+            cmds: Some(self.cmds),
+            wake,
+            thread: Mutex::new(thread),
+            addr: me.addr,
+            name: Arc::from(&*me.name),
+            query_capacity: self.query_capacity,
+        };
+        (Arc::new(link), self.events)
+    }
+
+    /// The blocking handle and event stream of an agent whose event loop runs on `thread`
+    /// (joined by [`crate::blocking::AgentHandle::shutdown`]) and must be woken with `wake`
+    /// after each command is queued. `me` is the node as it started.
+    pub fn blocking(
+        self,
+        me: &Member,
+        wake: impl Fn() + Send + Sync + 'static,
+        thread: JoinHandle<()>,
+    ) -> (crate::blocking::AgentHandle, crate::blocking::EventStream) {
+        let (link, rx) = self.link(me, Some(Box::new(wake)), Some(thread));
+        (
+            crate::blocking::AgentHandle { link },
+            crate::blocking::EventStream { rx },
+        )
+    }
+}
+
+/// What every clone of one agent's handle shares: the command sender and what the handle
+/// reports without asking the event loop. When the last clone is dropped, the command channel
+/// closes and the agent stops (without leaving).
+pub(crate) struct Link {
+    /// `Some` until dropped (taken first so that the loop, once woken, sees it closed).
+    cmds: Option<mpsc::UnboundedSender<Command>>,
+    /// Wakes an event loop that does not watch the command channel itself (mio).
+    wake: Option<Box<dyn Fn() + Send + Sync>>,
+    /// The event loop's own thread, joined after shutdown (mio).
+    thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) addr: SocketAddr,
+    pub(crate) name: Arc<str>,
+    query_capacity: usize,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.cmds = None;
+        if let Some(wake) = &self.wake {
+            wake();
+        }
+    }
+}
+
+impl Link {
+    /// Queue the command `make` builds; its answer arrives on the returned future.
+    pub(crate) fn request<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> impl Future<Output = Result<T, AgentError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let cmd = make(Reply::new(move |v| {
+            let _ = tx.send(v);
+        }));
+        let queued = self
+            .cmds
+            .as_ref()
+            .is_some_and(|c| c.unbounded_send(cmd).is_ok());
+        if queued {
+            if let Some(wake) = &self.wake {
+                wake();
+            }
+        }
+        async move {
+            if !queued {
+                return Err(AgentError::Stopped);
+            }
+            rx.await.map_err(|_| AgentError::Stopped)
+        }
+    }
+
+    /// A new query's answer channel: the pump's sink and the caller's receiver.
+    pub(crate) fn answer_channel(&self) -> (AnswerSink, mpsc::Receiver<QueryAnswer>) {
+        let (mut tx, rx) = mpsc::channel(self.query_capacity - 1);
+        let sink = AnswerSink::new(move |a| match tx.try_send(a) {
+            Ok(()) => Delivery::Delivered,
+            Err(e) if e.is_full() => Delivery::Full,
+            Err(_) => Delivery::Closed,
+        });
+        (sink, rx)
+    }
+
+    /// True once the event loop has stopped (or every handle is gone).
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.cmds.as_ref().is_none_or(|c| c.is_closed())
+    }
+
+    /// After shutdown: wait for the event loop's thread to end, if it has one.
+    pub(crate) fn join_thread(&self) {
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The end of an event loop's teardown (every task or connection ended, every socket closed):
+/// close the command channel, so that every handle reports the agent stopped, answer the
+/// shutdown callers ([`Pump::finish`]) and the shutdowns that raced them; other commands still
+/// queued are dropped, so their callers get [`AgentError::Stopped`].
+pub fn finish(pump: Pump, commands: &mut CommandReceiver) {
+    commands.close();
+    pump.finish();
+    while let Ok(cmd) = commands.try_recv() {
+        if let Command::Shutdown { reply, .. } = cmd {
+            reply.send(());
+        }
+    }
+}
+
+/// The join command, for `join` and `join_with`.
+pub(crate) fn join(
+    seeds: &[SocketAddr],
+    ignore_old: bool,
+) -> impl FnOnce(Reply<Result<usize, AgentError>>) -> Command {
+    let seeds = seeds.to_vec();
+    move |reply| Command::Join {
+        seeds,
+        ignore_old,
+        reply,
+    }
+}
+
+/// A receive that does not wait.
+pub(crate) fn try_recv<T>(rx: &mut mpsc::Receiver<T>) -> Result<T, TryRecvError> {
+    rx.try_recv().map_err(|e| {
+        if e.is_closed() {
+            TryRecvError::Closed
+        } else {
+            TryRecvError::Empty
+        }
+    })
+}
+
+/// Waiting for a future on the calling thread (the blocking flavor): `.wait()` where the async
+/// flavor writes `.await`.
+pub(crate) trait Wait: Future + Sized {
+    /// Park the calling thread until the future completes.
+    fn wait(self) -> Self::Output {
+        struct Unpark(std::thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = pin!(self);
+        loop {
+            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::park();
+        }
+    }
+}
+
+impl<F: Future> Wait for F {}
+
+/// Every method of an `AgentHandle`, for one flavor: `handle_operations!(async; .await)` or
+/// `handle_operations!(; .wait())`. The expansion site imports the names used here and defines
+/// the flavor's `QueryAnswers`.
+macro_rules! handle_operations {
+    ($($async:ident)?; $($wait:tt)*) => {
+        /// The address this agent is reached at (UDP and TCP, the same port).
+        pub fn local_addr(&self) -> SocketAddr {
+            self.link.addr
+        }
+
+        /// This agent's member name.
+        pub fn name(&self) -> &str {
+            &self.link.name
+        }
+
+        /// True once the agent has stopped.
+        pub fn is_stopped(&self) -> bool {
+            self.link.is_stopped()
+        }
+
+        /// Join a cluster through `seeds` (push-pull with each); returns how many answered, or
+        /// [`AgentError::NobodyReached`] when none did (after at most `tcp_timeout`).
+        pub $($async)? fn join(&self, seeds: &[SocketAddr]) -> Result<usize, AgentError> {
+            self.link.request(crate::handle::join(seeds, false)) $($wait)* ?
+        }
+
+        /// `join`, choosing whether to replay the cluster's recent user events (`ignore_old`
+        /// false, as `join` does) or to skip every user event older than the join.
+        pub $($async)? fn join_with(
+            &self,
+            seeds: &[SocketAddr],
+            ignore_old: bool,
+        ) -> Result<usize, AgentError> {
+            self.link.request(crate::handle::join(seeds, ignore_old)) $($wait)* ?
+        }
+
+        /// Leave the cluster gracefully; returns once the departure has been gossiped (or
+        /// `tcp_timeout` passed). The agent keeps running, inert, until `shutdown`.
+        pub $($async)? fn leave(&self) -> Result<(), AgentError> {
+            self.link.request(|reply| Command::Leave { reply }) $($wait)* ?
+        }
+
+        /// Stop the agent: leave first if `mode` says so, then end every task (or the
+        /// event-loop thread, which is joined) and close every socket; returns when that is
+        /// done (at once if the agent had already stopped).
+        pub $($async)? fn shutdown(&self, mode: ShutdownMode) {
+            let _ = self.link.request(|reply| Command::Shutdown { mode, reply }) $($wait)*;
+            self.link.join_thread();
+        }
+
+        /// Every member this agent knows, itself included, failed and left members included.
+        pub $($async)? fn members(&self) -> Result<Vec<Member>, AgentError> {
+            self.link.request(|reply| Command::Members { reply }) $($wait)*
+        }
+
+        /// This agent as the cluster sees it.
+        pub $($async)? fn local_member(&self) -> Result<Member, AgentError> {
+            self.link.request(|reply| Command::LocalMember { reply }) $($wait)*
+        }
+
+        /// Replace this agent's tags (announced with a new incarnation).
+        pub $($async)? fn set_tags(&self, tags: Tags) -> Result<(), AgentError> {
+            self.link.request(|reply| Command::SetTags { tags, reply }) $($wait)* ?
+        }
+
+        /// Core and driver counters.
+        pub $($async)? fn stats(&self) -> Result<AgentStats, AgentError> {
+            self.link.request(|reply| Command::Stats { reply }) $($wait)*
+        }
+
+        /// Send a user event to every member: each (this one included) gets
+        /// [`Event::User`] once. With `coalesce`, receivers may keep only the latest event of
+        /// this name.
+        pub $($async)? fn user_event(
+            &self,
+            name: &str,
+            payload: impl Into<Bytes>,
+            coalesce: bool,
+        ) -> Result<(), AgentError> {
+            let (name, payload) = (name.to_string(), payload.into());
+            self.link.request(|reply| Command::UserEvent {
+                name,
+                payload,
+                coalesce,
+                reply,
+            }) $($wait)* ?
+        }
+
+        /// Ask the cluster: members that `params` selects get [`Event::Query`] and answer with
+        /// `respond`. Returns this query's acks and responses, ending with
+        /// [`QueryAnswer::Done`] (bounded by [`crate::Options::query_capacity`]; dropping them early
+        /// is fine). The answers also arrive as events on the event stream.
+        pub $($async)? fn query(
+            &self,
+            name: &str,
+            payload: impl Into<Bytes>,
+            params: QueryParams,
+        ) -> Result<QueryAnswers, AgentError> {
+            let (name, payload) = (name.to_string(), payload.into());
+            let (answers, rx) = self.link.answer_channel();
+            let id = self.link.request(|reply| Command::Query {
+                name,
+                payload,
+                params,
+                answers,
+                reply,
+            }) $($wait)* ??;
+            Ok(QueryAnswers { id, rx })
+        }
+
+        /// Answer a query this agent received as [`Event::Query`] (once per query, before its
+        /// deadline).
+        pub $($async)? fn respond(
+            &self,
+            handle: &QueryHandle,
+            payload: impl Into<Bytes>,
+        ) -> Result<(), AgentError> {
+            let (handle, payload) = (handle.clone(), payload.into());
+            self.link.request(|reply| Command::Respond {
+                handle,
+                payload,
+                reply,
+            }) $($wait)* ?
+        }
+
+        /// Send a direct message to the member named `to` (reliable channel); it arrives as
+        /// [`Event::Message`]. A channel that fails later is reported as [`Event::SendFailed`].
+        pub $($async)? fn send(&self, to: &str, payload: impl Into<Bytes>) -> Result<(), AgentError> {
+            let (to, payload) = (to.to_string(), payload.into());
+            self.link.request(|reply| Command::Send { to, payload, reply }) $($wait)* ?
+        }
+
+        /// Send a direct message to every other live member; returns how many it went to.
+        pub $($async)? fn broadcast(&self, payload: impl Into<Bytes>) -> Result<usize, AgentError> {
+            let payload = payload.into();
+            self.link.request(|reply| Command::Broadcast { payload, reply }) $($wait)* ?
+        }
+
+        /// Turn the failed member `name` into a left one on every member (or, with `prune`,
+        /// forget it at once).
+        pub $($async)? fn remove_failed(&self, name: &str, prune: bool) -> Result<(), AgentError> {
+            let name = name.to_string();
+            self.link.request(|reply| Command::RemoveFailed { name, prune, reply }) $($wait)* ?
+        }
+    };
+}
+
+/// `recv` and `try_recv` of an `EventStream` or a `QueryAnswers` (a struct with a futures
+/// receiver `rx` of `$item`), for one flavor, as `handle_operations`.
+macro_rules! receiver_operations {
+    ($item:ty; $($async:ident)?; $($wait:tt)*) => {
+        /// The next one, waiting for it; `None` once the stream has ended (the agent stopped,
+        /// or the query is done) and everything was read.
+        pub $($async)? fn recv(&mut self) -> Option<$item> {
+            futures_util::StreamExt::next(&mut self.rx) $($wait)*
+        }
+
+        /// The next one if it is already there: [`TryRecvError::Empty`] when nothing is
+        /// waiting yet, [`TryRecvError::Closed`] once the stream has ended.
+        pub fn try_recv(&mut self) -> Result<$item, TryRecvError> {
+            crate::handle::try_recv(&mut self.rx)
+        }
+    };
+}
+
+/// `id` and `collect_all` of a `QueryAnswers`, for one flavor, as `handle_operations`.
+macro_rules! answers_operations {
+    ($($async:ident)?; $($wait:tt)*) => {
+        /// The query's id (as in the query events).
+        pub fn id(&self) -> QueryId {
+            self.id
+        }
+
+        /// Every answer until the done (the done included).
+        pub $($async)? fn collect_all(mut self) -> Vec<QueryAnswer> {
+            let mut all = Vec::new();
+            while let Some(a) = futures_util::StreamExt::next(&mut self.rx) $($wait)* {
+                all.push(a);
+            }
+            all
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rookery_core::{Config, Identity, QueryParams};
+
+    use super::*;
+    use crate::blocking::{AgentHandle, EventStream};
+    use crate::pump::ShutdownMode;
+
+    /// An agent whose event loop (on its own thread) carries out commands and nothing else;
+    /// the counter says how often the handles woke it.
+    fn agent() -> (AgentHandle, EventStream, Arc<AtomicUsize>) {
+        let (ends, LoopEnds { sink, mut commands }) = channels(&Options::default());
+        let identity = Identity::new("solo", SocketAddr::from(([127, 0, 0, 1], 9100)));
+        let mut pump = Pump::new(Config::local(), identity, 1, sink, Arc::default()).unwrap();
+        let me = pump.node().local_member();
+        let thread = std::thread::spawn(move || {
+            while let Some(cmd) = futures_util::StreamExt::next(&mut commands).wait() {
+                pump.command(cmd);
+                while pump.poll_transmit().is_some() {}
+                if pump.should_stop() {
+                    break;
+                }
+            }
+            finish(pump, &mut commands);
+        });
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = woken.clone();
+        let wake = move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        };
+        let (handle, events) = ends.blocking(&me, wake, thread);
+        (handle, events, woken)
+    }
+
+    #[test]
+    fn blocking_calls_query_answers_and_shutdown() {
+        let (handle, mut events, woken) = agent();
+        assert_eq!((handle.name(), handle.local_addr().port()), ("solo", 9100));
+        assert_eq!(handle.members().unwrap().len(), 1);
+        assert_eq!(handle.stats().unwrap().members, 1);
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            2,
+            "each command woke the loop"
+        );
+
+        let mut answers = handle
+            .query("q", "?", QueryParams::default())
+            .expect("query");
+        let Some(Event::Query(q)) = events.recv() else {
+            panic!("the asker is selected too");
+        };
+        assert_eq!(&*q.name, "q");
+        handle.respond(&q.handle, "me").expect("respond");
+        let got: Vec<QueryAnswer> = answers.by_ref().collect();
+        assert!(matches!(&got[0], QueryAnswer::Response { payload, .. } if &payload[..] == b"me"));
+        assert_eq!(
+            got.last(),
+            Some(&QueryAnswer::Done {
+                acks: 0,
+                responses: 1
+            })
+        );
+        assert_eq!(answers.try_recv(), Err(TryRecvError::Closed));
+        // The answers were events too (the done reaches the event stream just after the
+        // answers' channel closes).
+        let done = events.by_ref().find_map(|e| match e {
+            Event::QueryDone { query, .. } => Some(query),
+            _ => None,
+        });
+        assert_eq!(done, Some(answers.id()));
+        assert_eq!(events.try_recv(), Err(TryRecvError::Empty));
+
+        handle.shutdown(ShutdownMode::Now);
+        assert!(handle.is_stopped());
+        assert_eq!(handle.members(), Err(AgentError::Stopped));
+        assert_eq!(
+            events.try_recv(),
+            Err(TryRecvError::Closed),
+            "the loop has ended"
+        );
+        handle.shutdown(ShutdownMode::Now); // harmless
+    }
+
+    #[test]
+    fn dropping_every_handle_stops_the_loop() {
+        let (handle, events, woken) = agent();
+        let clone = handle.clone();
+        drop(handle);
+        assert_eq!(woken.load(Ordering::Relaxed), 0);
+        drop(clone);
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            1,
+            "the last drop woke the loop"
+        );
+        assert_eq!(events.collect::<Vec<_>>(), vec![], "the stream ends");
+    }
+}
