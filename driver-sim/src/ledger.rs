@@ -73,6 +73,10 @@ pub enum Scope {
 pub struct Ledger {
     nodes: Vec<Vec<Window>>,
     global: Vec<Window>,
+    /// The cluster-wide datagram loss rate from each change on: (since, rate).
+    loss: Vec<(Timestamp, f64)>,
+    /// Force-removes: (member, when).
+    removed: Vec<(usize, Timestamp)>,
 }
 
 impl Ledger {
@@ -121,6 +125,63 @@ impl Ledger {
                 w.end = now;
             }
         }
+    }
+
+    /// Record the cluster-wide datagram loss rate from `now` on.
+    pub(crate) fn record_loss(&mut self, now: Timestamp, rate: f64) {
+        if self.loss.last().is_none_or(|&(_, r)| r != rate) {
+            self.loss.push((now, rate));
+        }
+    }
+
+    /// Record that some node force-removed member `i` at `now`.
+    pub(crate) fn record_removal(&mut self, i: usize, now: Timestamp) {
+        self.removed.push((i, now));
+    }
+
+    /// Take the last force-remove out again (the core refused it).
+    pub(crate) fn forget_last_removal(&mut self) {
+        self.removed.pop();
+    }
+
+    /// Whether member `i` was force-removed within `from ..= to`.
+    pub fn removed(&self, i: usize, from: Timestamp, to: Timestamp) -> bool {
+        self.removed
+            .iter()
+            .any(|&(m, t)| m == i && from <= t && t <= to)
+    }
+
+    /// How long, within `from ..= to`, the cluster-wide datagram loss rate was at least
+    /// `rate`.
+    pub fn loss_at_least(&self, rate: f64, from: Timestamp, to: Timestamp) -> Duration {
+        let mut total = Duration::ZERO;
+        for (k, &(since, r)) in self.loss.iter().enumerate() {
+            let until = self.loss.get(k + 1).map_or(Timestamp::MAX, |&(t, _)| t);
+            if r >= rate && r > 0.0 {
+                let (a, b) = (since.max(from), until.min(to));
+                if a < b {
+                    total += b.saturating_since(a);
+                }
+            }
+        }
+        total
+    }
+
+    /// Whether node `i` had a window of one of `kinds` that started within `from ..= to`
+    /// (its own; with `global`, cluster-wide ones too).
+    pub fn started(
+        &self,
+        i: usize,
+        from: Timestamp,
+        to: Timestamp,
+        kinds: &[FaultKind],
+        global: bool,
+    ) -> bool {
+        let g: &[Window] = if global { &self.global } else { &[] };
+        self.node(i)
+            .iter()
+            .chain(g)
+            .any(|w| kinds.contains(&w.kind) && from <= w.start && w.start <= to)
     }
 
     /// Windows of node `i` (not the cluster-wide ones).
@@ -186,5 +247,28 @@ mod tests {
         assert_eq!(l.last_end(), Some(Timestamp::MAX));
         l.close_kind(Scope::All, FaultKind::Loss, t(40));
         assert_eq!(l.last_end(), Some(t(40)));
+    }
+
+    #[test]
+    fn loss_rates_and_removals_are_remembered() {
+        let mut l = Ledger::default();
+        let t = Timestamp::from_secs;
+        l.record_loss(t(0), 0.0);
+        l.record_loss(t(10), 0.05);
+        l.record_loss(t(20), 0.3);
+        l.record_loss(t(30), 0.0);
+        assert_eq!(l.loss_at_least(0.1, t(0), t(100)), Duration::from_secs(10));
+        assert_eq!(
+            l.loss_at_least(0.01, t(15), t(100)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(l.loss_at_least(0.5, t(0), t(100)), Duration::ZERO);
+        l.record_removal(3, t(5));
+        assert!(l.removed(3, t(0), t(5)));
+        assert!(!l.removed(3, t(6), t(9)));
+        assert!(!l.removed(2, t(0), t(9)));
+        l.open(Scope::Node(1), FaultKind::Crash, 0, t(7));
+        assert!(l.started(1, t(7), t(8), &[FaultKind::Crash], false));
+        assert!(!l.started(1, t(8), t(9), &[FaultKind::Crash], false));
     }
 }

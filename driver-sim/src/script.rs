@@ -7,14 +7,23 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rookery_core::Timestamp;
+use bytes::Bytes;
+use rookery_core::{Call, HandleError, Input, QueryParams, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::net::{LinkEffect, RuleId};
-use crate::sim::{Sim, SimError};
+use crate::sim::{NodeState, Sim, SimError};
 
-/// An API call on a node, as data. More calls (user events, queries, sends) join this enum
-/// as the core grows them; anything else goes through [`Sim::with_node`] or [`Sim::call_at`].
+/// An API call on a node, as data: each becomes a [`rookery_core::Call`] handed to the node
+/// through [`rookery_core::Node::handle`] (joins and leaves keep their own simulator calls,
+/// [`Sim::try_join`] and [`Sim::try_leave`]). Names and members are node indices here, so a
+/// script stays valid for any cluster it fits; payloads are text. Anything else goes through
+/// [`Sim::with_node`] or [`Sim::call_at`].
+///
+/// The calls added for the whole API (`user_event`, `query`, `send`, `broadcast`,
+/// `remove_failed`) are skipped on a node that is crashed or paused when they fall due: a dead
+/// or frozen process makes no calls. A refusal by the core (the node has left, the member is
+/// not failed...) is part of the run, not an error of the script.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum ApiCall {
@@ -30,6 +39,106 @@ pub enum ApiCall {
         /// The new tags.
         tags: BTreeMap<String, String>,
     },
+    /// Fire a user event ([`rookery_core::Node::user_event`]).
+    UserEvent {
+        /// Event name.
+        name: String,
+        /// Event payload.
+        payload: String,
+        /// Whether receivers may coalesce it.
+        #[serde(default)]
+        coalesce: bool,
+    },
+    /// Ask a query ([`rookery_core::Node::query`]). Every node the query selects answers
+    /// once the simulator answers queries ([`Sim::set_answer_queries`]).
+    Query {
+        /// Query name.
+        name: String,
+        /// Query payload.
+        payload: String,
+        /// Only these nodes answer (empty: every node).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        filter: Vec<usize>,
+        /// Ask the selected nodes to acknowledge at once.
+        #[serde(default)]
+        ack: bool,
+        /// Responses also travel through this many random members.
+        #[serde(default)]
+        relay_factor: u8,
+        /// The query's timeout in milliseconds (absent: the core's default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    /// Send a direct message ([`rookery_core::Node::send`]).
+    Send {
+        /// The receiving node.
+        to: usize,
+        /// The message.
+        payload: String,
+    },
+    /// Send a direct message to every live member ([`rookery_core::Node::broadcast`]).
+    Broadcast {
+        /// The message.
+        payload: String,
+    },
+    /// Force-remove a failed member ([`rookery_core::Node::remove_failed`]).
+    RemoveFailed {
+        /// The member's node.
+        member: usize,
+        /// Forget it at once instead of keeping a tombstone.
+        #[serde(default)]
+        prune: bool,
+    },
+}
+
+impl ApiCall {
+    /// The core's [`Call`] for this scripted call on `sim` (node indices become names and
+    /// addresses); `None` for the calls the simulator makes itself (join, leave).
+    pub fn to_call(&self, sim: &Sim) -> Option<Call> {
+        let text = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        Some(match self {
+            ApiCall::Join { .. } | ApiCall::Leave => return None,
+            ApiCall::SetTags { tags } => Call::SetTags(tags.clone()),
+            ApiCall::UserEvent {
+                name,
+                payload,
+                coalesce,
+            } => Call::UserEvent {
+                name: name.clone(),
+                payload: text(payload),
+                coalesce: *coalesce,
+            },
+            ApiCall::Query {
+                name,
+                payload,
+                filter,
+                ack,
+                relay_factor,
+                timeout_ms,
+            } => Call::Query {
+                name: name.clone(),
+                payload: text(payload),
+                params: QueryParams {
+                    filter_nodes: filter.iter().map(|&i| sim.name(i).to_string()).collect(),
+                    request_ack: *ack,
+                    relay_factor: *relay_factor,
+                    timeout: timeout_ms.map(Duration::from_millis),
+                    ..QueryParams::default()
+                },
+            },
+            ApiCall::Send { to, payload } => Call::Send {
+                to: sim.name(*to).to_string(),
+                payload: text(payload),
+            },
+            ApiCall::Broadcast { payload } => Call::Broadcast {
+                payload: text(payload),
+            },
+            ApiCall::RemoveFailed { member, prune } => Call::RemoveFailed {
+                name: sim.name(*member).to_string(),
+                prune: *prune,
+            },
+        })
+    }
 }
 
 /// One fault, heal or API call.
@@ -150,8 +259,15 @@ impl Step {
             Step::Heal { .. } | Step::HealNetwork | Step::HealAll | Step::Loss { .. } => vec![],
             Step::Api { node, call } => {
                 let mut v = vec![*node];
-                if let ApiCall::Join { seeds } = call {
-                    v.extend(seeds);
+                match call {
+                    ApiCall::Join { seeds } => v.extend(seeds),
+                    ApiCall::Query { filter, .. } => v.extend(filter),
+                    ApiCall::Send { to, .. } => v.push(*to),
+                    ApiCall::RemoveFailed { member, .. } => v.push(*member),
+                    ApiCall::Leave
+                    | ApiCall::SetTags { .. }
+                    | ApiCall::UserEvent { .. }
+                    | ApiCall::Broadcast { .. } => {}
                 }
                 v
             }
@@ -240,6 +356,33 @@ impl Sim {
                     self.with_node(i, |n, now| n.set_tags(now, tags))
                         .map_err(|error| SimError::Api { node: i, error })?;
                 }
+                other => {
+                    let i = *node;
+                    if matches!(self.node_state(i), NodeState::Crashed | NodeState::Paused) {
+                        return Ok(());
+                    }
+                    let call = other.to_call(self).expect("a call of the core's");
+                    // A force-remove is in the ledger before its verdicts are judged (they
+                    // come out of the call itself); a refused one is taken out again.
+                    let removal = match other {
+                        ApiCall::RemoveFailed { member, .. } => Some(*member),
+                        _ => None,
+                    };
+                    if let Some(m) = removal {
+                        let now = self.now();
+                        self.ledger.record_removal(m, now);
+                    }
+                    let r = self.with_node(i, |n, now| n.handle(now, Input::Call(call.clone())));
+                    if removal.is_some() && r.is_err() {
+                        self.ledger.forget_last_removal();
+                    }
+                    self.observe_call(i, &call, &r);
+                    return match r {
+                        Ok(_) => Ok(()),
+                        Err(HandleError::Api(error)) => Err(SimError::Api { node: i, error }),
+                        Err(HandleError::Input(e)) => Err(SimError::Script(e.to_string())),
+                    };
+                }
             },
         }
         Ok(())
@@ -290,6 +433,36 @@ mod tests {
         );
         let back: Vec<TimedStep> = serde_json::from_str(&s).unwrap();
         assert_eq!(back, script);
+        let calls = [
+            r#"{"at_ms":1,"op":"api","node":0,"call":"user_event","name":"e","payload":"p","coalesce":false}"#,
+            r#"{"at_ms":2,"op":"api","node":0,"call":"query","name":"q","payload":"p","filter":[1],"ack":true,"relay_factor":1,"timeout_ms":3000}"#,
+            r#"{"at_ms":3,"op":"api","node":0,"call":"send","to":2,"payload":"p"}"#,
+            r#"{"at_ms":4,"op":"api","node":0,"call":"broadcast","payload":"p"}"#,
+            r#"{"at_ms":5,"op":"api","node":0,"call":"remove_failed","member":3,"prune":true}"#,
+        ];
+        for c in calls {
+            let step: TimedStep = serde_json::from_str(c).unwrap();
+            assert_eq!(serde_json::to_string(&step).unwrap(), c);
+        }
+        let short: TimedStep = serde_json::from_str(
+            r#"{"at_ms":0,"op":"api","node":0,"call":"query","name":"q","payload":"p"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            short.step,
+            Step::Api {
+                call: ApiCall::Query {
+                    ack: false,
+                    relay_factor: 0,
+                    timeout_ms: None,
+                    ..
+                },
+                ..
+            }
+        ));
+        let send: TimedStep = serde_json::from_str(calls[2]).unwrap();
+        assert_eq!(send.step.nodes(), vec![0, 2]);
+        assert!(validate(&[send], 2).is_err());
         assert!(validate(&script, 4).is_ok());
         assert_eq!(
             validate(&script, 3),

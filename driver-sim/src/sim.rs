@@ -440,7 +440,34 @@ impl Hasher for Fnv {
 pub const DEFAULT_BACKLOG_LIMIT: usize = 4096;
 
 /// Tags of isolation windows in the ledger (rule ids count up from 1).
-const ISOLATION_TAG: u64 = 1 << 62;
+pub(crate) const ISOLATION_TAG: u64 = 1 << 62;
+
+/// How long after a query reaches a node it answers, when the simulator answers queries
+/// ([`Sim::set_answer_queries`]).
+pub const ANSWER_DELAY: Duration = Duration::from_millis(5);
+
+/// The answer node `name` gives to a query with `payload` when the simulator answers
+/// queries: `name:payload` (so a checker can tell who answered what).
+pub fn answer_payload(name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(name.len() + 1 + payload.len());
+    v.extend_from_slice(name.as_bytes());
+    v.push(b':');
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Whether an observer's view of a member is right once the cluster has converged: a live
+/// member alive, a crashed or departed one failed, left or not known at all.
+pub(crate) fn view_ok(live: bool, seen: Option<MemberStatus>) -> bool {
+    if live {
+        seen == Some(MemberStatus::Alive)
+    } else {
+        matches!(
+            seen,
+            None | Some(MemberStatus::Failed) | Some(MemberStatus::Left)
+        )
+    }
+}
 
 /// A simulated cluster: nodes, a network, virtual time. See the crate docs.
 pub struct Sim {
@@ -489,6 +516,8 @@ pub struct Sim {
     /// The shortest TCP timeout of any node (a failed reliable send is reported this long
     /// after it was made).
     min_tcp_timeout: Duration,
+    /// Whether nodes answer the queries that select them ([`Sim::set_answer_queries`]).
+    answer_queries: bool,
 }
 
 /// A recorded input ([`Sim::set_tap`]): when (the node's own clock), to which node, what —
@@ -537,6 +566,7 @@ impl Sim {
         if net.loss > 0.0 {
             ledger.open(Scope::All, FaultKind::Loss, 0, Timestamp::ZERO);
         }
+        ledger.record_loss(Timestamp::ZERO, net.loss);
         Sim {
             now: Timestamp::ZERO,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -570,6 +600,7 @@ impl Sim {
             steps_applied: 0,
             overloaded: 0,
             min_tcp_timeout: Duration::MAX,
+            answer_queries: false,
         }
     }
 
@@ -644,6 +675,7 @@ impl Sim {
         } else {
             self.ledger.close(Scope::All, FaultKind::Loss, 0, self.now);
         }
+        self.ledger.record_loss(self.now, net.loss);
         self.hash_input(b"net", &format!("{net:?}"));
         self.net = net;
     }
@@ -1213,6 +1245,38 @@ impl Sim {
         self.check()
     }
 
+    /// Show the invariants an API call node `i` took and what it answered (the scripted
+    /// calls of [`crate::script::ApiCall`] report here).
+    pub(crate) fn observe_call(
+        &mut self,
+        i: usize,
+        call: &rookery_core::Call,
+        result: &Result<rookery_core::Handled, rookery_core::HandleError>,
+    ) {
+        if let Some(c) = self.checks.as_mut() {
+            let cx = Context::new(self.now, &self.nodes, &self.ledger, &self.names);
+            c.on_call(&cx, i, call, result);
+        }
+    }
+
+    /// Let every node answer each query that selects it ([`Event::Query`]) with
+    /// [`answer_payload`], [`ANSWER_DELAY`] (at least the network's latency floor) after the
+    /// query reached it — as an application would. Off by default.
+    pub fn set_answer_queries(&mut self, on: bool) {
+        self.answer_queries = on;
+    }
+
+    /// Schedule node `i`'s answer to `q` (a scheduled call: the same on any number of
+    /// threads, since it falls after the window the query arrived in).
+    fn answer(&mut self, i: usize, q: &rookery_core::IncomingQuery) {
+        let at = self.now + ANSWER_DELAY.max(self.net.latency.min());
+        let handle = q.handle.clone();
+        let payload = Bytes::from(answer_payload(self.name(i), &q.payload));
+        self.call_at(at, i, move |n, now| {
+            let _ = n.respond(now, &handle, payload);
+        });
+    }
+
     /// Whether every invariant considers its obligations met (e.g. every user event reached
     /// every node that must have it); the liveness phase waits for this too.
     pub fn invariants_settled(&self) -> bool {
@@ -1412,6 +1476,9 @@ impl Sim {
         if let Some(c) = self.checks.as_mut() {
             let cx = Context::new(now, &self.nodes, &self.ledger, &self.names);
             c.on_event(&cx, i, &e);
+        }
+        if let (true, Event::Query(q)) = (self.answer_queries, &e) {
+            self.answer(i, q);
         }
         if self.record_events {
             self.events.push((now, i, e));
@@ -1639,15 +1706,7 @@ impl Sim {
             let node = &self.nodes[o].node;
             for (m, &lm) in live.iter().enumerate() {
                 let seen = node.member(&self.nodes[m].identity.name).map(|x| x.status);
-                let ok = if lm {
-                    seen == Some(MemberStatus::Alive)
-                } else {
-                    matches!(
-                        seen,
-                        None | Some(MemberStatus::Failed) | Some(MemberStatus::Left)
-                    )
-                };
-                if !ok {
+                if !view_ok(lm, seen) {
                     out.push(ViewError {
                         observer: o,
                         member: m,

@@ -59,6 +59,11 @@ pub struct Case {
     /// Whether the liveness phase stands in for Serf's reconnect (see [`Liveness`]).
     #[serde(default = "yes")]
     pub reconnect: bool,
+    /// Nodes the liveness phase leaves cut off at first ([`Sim::cut_off_and_converge`]): the
+    /// rest must converge on them as failed, then they must rejoin. Empty: everything heals
+    /// at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cut_off: Vec<usize>,
 }
 
 fn yes() -> bool {
@@ -105,6 +110,12 @@ impl Case {
     /// without its loss (formation runs without it) — once the script is found valid.
     pub fn builder(&self) -> Result<SimBuilder, SimError> {
         validate(&self.script, self.nodes)?;
+        if let Some(&bad) = self.cut_off.iter().find(|&&i| i >= self.nodes) {
+            return Err(SimError::NoSuchNode {
+                index: bad,
+                len: self.nodes,
+            });
+        }
         Ok(SimBuilder::new(self.seed)
             .net(NetConfig {
                 loss: 0.0,
@@ -128,9 +139,11 @@ impl Case {
         Ok(self.run_on(&mut sim))
     }
 
-    /// After formation: switch the case's loss on and schedule its script from now. Returns
-    /// when the script's last step falls.
+    /// After formation: switch the case's loss on, let nodes answer queries
+    /// ([`Sim::set_answer_queries`]) and schedule the script from now. Returns when the
+    /// script's last step falls.
     pub fn start_script(&self, sim: &mut Sim) -> Timestamp {
+        sim.set_answer_queries(true);
         if self.net.loss > 0.0 {
             sim.set_loss(self.net.loss);
         }
@@ -163,7 +176,13 @@ impl Case {
                     reconnect_every: self.reconnect.then(|| Duration::from_secs(30)),
                     bound: None,
                 };
-                match sim.heal_and_converge(&opts) {
+                let cut = if self.cut_off.is_empty() {
+                    Ok(Duration::ZERO)
+                } else {
+                    sim.cut_off_and_converge(&opts, &self.cut_off)
+                        .map(|(_, d)| d)
+                };
+                match cut.and_then(|c| sim.heal_and_converge(&opts).map(|d| c + d)) {
                     Ok(d) => healed = Some(d),
                     Err(v) => violations.push(v),
                 }

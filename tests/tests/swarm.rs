@@ -1,14 +1,18 @@
 //! Swarm property tests: each case draws a seed, a fault mix (protocol preset, latency
 //! distribution, duplication, reordering, background loss) and a fault script (partitions,
 //! one-way cuts, link rules, isolation, crashes, restarts, pauses, overloads, clock drift,
-//! loss bursts, joins, leaves, tag changes), runs it on a small simulated cluster, heals
-//! everything and checks every invariant and liveness. Proptest shrinks the script.
+//! loss bursts, joins, leaves, tag changes, and the rest of the API: user events, queries —
+//! which the nodes they reach answer —, direct messages, broadcasts, force-removes), runs it
+//! on a small simulated cluster, heals everything — in one case in eight leaving a
+//! minority cut off at first, which the rest must declare failed and which must rejoin once
+//! that heals too — and checks every invariant and liveness. Proptest shrinks the script.
 //!
 //! A failure writes the minimal case to `target/swarm-failures/` and prints one line to
 //! replay it: `cargo run --release -p rookery-sim -- replay FILE`.
 //!
 //! Environment:
-//! - `ROOKERY_SWARM_CASES=N` — how many cases (default 1000: a few seconds);
+//! - `ROOKERY_SWARM_CASES=N` — how many cases (default 800: a few seconds, about as long as
+//!   1000 took before the cases exercised the whole API and the cut-off liveness phase);
 //! - `ROOKERY_SWARM_LONG=1` — the long run: 20,000 cases (a few minutes) unless
 //!   `ROOKERY_SWARM_CASES` says otherwise, with a fresh random seed each time (printed);
 //! - `ROOKERY_SWARM_SEED=S` — the proptest seed (default fixed, so the default run explores
@@ -24,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestError, TestRng, TestRunner};
+use rookery_core::{Event, MemberStatus};
 use rookery_sim::swarm::{Case, Preset, FORMATION_LIMIT};
 use rookery_sim::{ApiCall, Latency, LinkEffect, NetConfig, NetStats, Step, TimedStep};
 
@@ -36,7 +41,8 @@ const PARTITION: u32 = 1 << 4;
 const LINK: u32 = 1 << 5;
 const LOSS: u32 = 1 << 6;
 const API: u32 = 1 << 7;
-const FAMILIES: u32 = 8;
+const SERF: u32 = 1 << 8;
+const FAMILIES: u32 = 9;
 
 /// The fault mix: which fault families the script draws from, the protocol preset and the
 /// network (latency distribution, duplication, reordering, and background loss when the
@@ -44,7 +50,8 @@ const FAMILIES: u32 = 8;
 /// that `no-false-failure` judges every verdict about a member that was not itself hurt.
 fn mix() -> impl Strategy<Value = (u32, Preset, NetConfig)> {
     let families = prop_oneof![
-        1 => (1u32..(1 << FAMILIES)).prop_map(|f| f & (CRASH | PAUSE | OVERLOAD | DRIFT | API)),
+        1 => (1u32..(1 << FAMILIES))
+            .prop_map(|f| f & (CRASH | PAUSE | OVERLOAD | DRIFT | API | SERF)),
         2 => 1u32..(1 << FAMILIES),
     ]
     .prop_map(|f| if f == 0 { CRASH } else { f });
@@ -206,7 +213,7 @@ fn step(n: usize, families: u32) -> BoxedStrategy<Step> {
     add(
         API,
         2,
-        (node, 0u8..4)
+        (node.clone(), 0u8..4)
             .prop_map(|(node, v)| {
                 let tags = BTreeMap::from([("v".to_string(), v.to_string())]);
                 Step::Api {
@@ -216,7 +223,95 @@ fn step(n: usize, families: u32) -> BoxedStrategy<Step> {
             })
             .boxed(),
     );
+    // The rest of the API. Payloads are numbered per script afterwards (`number_payloads`),
+    // so that the invariants can tell each message and query apart.
+    add(
+        SERF,
+        2,
+        (node.clone(), 0u8..6)
+            .prop_map(|(node, c)| Step::Api {
+                node,
+                call: ApiCall::UserEvent {
+                    name: "deploy".into(),
+                    payload: String::new(),
+                    coalesce: c == 0,
+                },
+            })
+            .boxed(),
+    );
+    let filter = prop_oneof![2 => Just(Vec::new()), 1 => subset(n)];
+    let timeout = prop_oneof![1 => Just(None), 3 => (2_000u64..8_000).prop_map(Some)];
+    add(
+        SERF,
+        2,
+        (node.clone(), filter, any::<bool>(), 0u8..3, timeout)
+            .prop_map(|(node, filter, ack, relay_factor, timeout_ms)| Step::Api {
+                node,
+                call: ApiCall::Query {
+                    name: "status".into(),
+                    payload: String::new(),
+                    filter,
+                    ack,
+                    relay_factor,
+                    timeout_ms,
+                },
+            })
+            .boxed(),
+    );
+    add(
+        SERF,
+        3,
+        (node.clone(), node.clone())
+            .prop_map(|(node, to)| Step::Api {
+                node,
+                call: ApiCall::Send {
+                    to,
+                    payload: String::new(),
+                },
+            })
+            .boxed(),
+    );
+    add(
+        SERF,
+        1,
+        node.clone()
+            .prop_map(|node| Step::Api {
+                node,
+                call: ApiCall::Broadcast {
+                    payload: String::new(),
+                },
+            })
+            .boxed(),
+    );
+    add(
+        SERF,
+        1,
+        (node.clone(), node, any::<bool>())
+            .prop_map(|(node, member, prune)| Step::Api {
+                node,
+                call: ApiCall::RemoveFailed { member, prune },
+            })
+            .boxed(),
+    );
     proptest::strategy::Union::new_weighted(options).boxed()
+}
+
+/// Give every user event, query and message of `script` its own payload (`p0`, `p1`, … in
+/// script order).
+fn number_payloads(script: &mut [TimedStep]) {
+    for (k, s) in script.iter_mut().enumerate() {
+        if let Step::Api {
+            call:
+                ApiCall::UserEvent { payload, .. }
+                | ApiCall::Query { payload, .. }
+                | ApiCall::Send { payload, .. }
+                | ApiCall::Broadcast { payload },
+            ..
+        } = &mut s.step
+        {
+            *payload = format!("p{k}");
+        }
+    }
 }
 
 /// Longest script, in steps and in time.
@@ -236,9 +331,24 @@ fn case() -> impl Strategy<Value = Case> {
                     .prop_map(|(at_ms, step)| TimedStep::new(at_ms, step)),
                 0..MAX_STEPS,
             );
-            (Just(seed), Just(nodes), Just(config), Just(net), script).prop_map(
-                |(seed, nodes, config, net, mut script)| {
+            // One case in eight leaves a minority cut off in the liveness phase (such a case
+            // runs about twice as long: detection, then a reconnect interval to rejoin).
+            let cut_off = prop_oneof![
+                7 => Just(Vec::new()),
+                1 => prop::sample::subsequence((0..nodes).collect::<Vec<_>>(), 1..=(nodes - 1) / 2),
+            ]
+            .no_shrink();
+            (
+                Just(seed),
+                Just(nodes),
+                Just(config),
+                Just(net),
+                script,
+                cut_off,
+            )
+                .prop_map(|(seed, nodes, config, net, mut script, cut_off)| {
                     script.sort_by_key(|s| s.at_ms);
+                    number_payloads(&mut script);
                     Case {
                         seed,
                         nodes,
@@ -246,9 +356,9 @@ fn case() -> impl Strategy<Value = Case> {
                         net,
                         script,
                         reconnect: true,
+                        cut_off,
                     }
-                },
-            )
+                })
         })
 }
 
@@ -287,7 +397,7 @@ fn env_u64(name: &str) -> Option<u64> {
 #[test]
 fn swarm() {
     let long = std::env::var_os("ROOKERY_SWARM_LONG").is_some();
-    let cases = env_u64("ROOKERY_SWARM_CASES").unwrap_or(if long { 20_000 } else { 1000 }) as u32;
+    let cases = env_u64("ROOKERY_SWARM_CASES").unwrap_or(if long { 20_000 } else { 800 }) as u32;
     let seed = env_u64("ROOKERY_SWARM_SEED").unwrap_or_else(|| {
         if long {
             std::time::SystemTime::now()
@@ -350,7 +460,8 @@ fn swarm() {
     }
 }
 
-/// A case exercising every kind of fault at once.
+/// A case exercising every kind of fault and API call at once, leaving node 6 cut off at
+/// first in the liveness phase.
 fn everything_case(seed: u64) -> Case {
     let steps = vec![
         (
@@ -403,7 +514,61 @@ fn everything_case(seed: u64) -> Case {
                 },
             },
         ),
+        (
+            17_500,
+            Step::Api {
+                node: 2,
+                call: ApiCall::UserEvent {
+                    name: "deploy".into(),
+                    payload: "v2".into(),
+                    coalesce: false,
+                },
+            },
+        ),
+        (
+            17_600,
+            Step::Api {
+                node: 1,
+                call: ApiCall::Query {
+                    name: "status".into(),
+                    payload: "q1".into(),
+                    filter: Vec::new(),
+                    ack: true,
+                    relay_factor: 1,
+                    timeout_ms: Some(3_000),
+                },
+            },
+        ),
+        (
+            17_700,
+            Step::Api {
+                node: 3,
+                call: ApiCall::Send {
+                    to: 6,
+                    payload: "hello".into(),
+                },
+            },
+        ),
+        (
+            17_800,
+            Step::Api {
+                node: 4,
+                call: ApiCall::Broadcast {
+                    payload: "all".into(),
+                },
+            },
+        ),
         (18_000, Step::Isolate { node: 6, on: true }),
+        (
+            23_000,
+            Step::Api {
+                node: 1,
+                call: ApiCall::RemoveFailed {
+                    member: 6,
+                    prune: false,
+                },
+            },
+        ),
         (20_000, Step::Loss { rate: 0.0 }),
         (
             22_000,
@@ -434,6 +599,7 @@ fn everything_case(seed: u64) -> Case {
             .map(|(at, step)| TimedStep::new(at, step))
             .collect(),
         reconnect: true,
+        cut_off: vec![6],
     }
 }
 
@@ -501,6 +667,7 @@ fn a_failure_is_saved_and_replays_identically() {
             TimedStep::new(2_000, Step::HealNetwork),
         ],
         reconnect: true,
+        cut_off: Vec::new(),
     };
     let out = case.run().unwrap();
     assert!(!out.passed());
@@ -584,6 +751,52 @@ fn core_issues_found_by_the_swarm_stay_fixed() {
     for (path, case) in cases {
         let out = case.run().unwrap();
         assert!(out.passed(), "{}: {}", path.display(), out.summary());
+    }
+}
+
+/// Core issues the swarm found and the core has not fixed yet (the core is another
+/// engineer's to change): each case shows the issue today and must not once the core is
+/// fixed; then it moves to `core-issues-fixed/` and this test loses its `#[ignore]`. Replay
+/// each with `cargo run --release -p rookery-sim -- replay FILE --events`.
+///
+/// - `restarted-member-shown-leaving-after-force-remove.json`: node-3 crashes, is declared
+///   failed and force-removed (`remove_failed`: a leave intent at the remover's member clock);
+///   node-1, restarted meanwhile, holds that leave intent in its intent buffer. When node-3
+///   restarts and joins, its join intent carries the fresh process's member clock, lower than
+///   the old leave intent, so node-1 reports `MemberJoined` with status `Leaving` (at
+///   53.458930 s): the new life of a member, just announced, is shown leaving until it
+///   refutes. Serf avoids it by witnessing the cluster's member clock (the join's push-pull)
+///   before it broadcasts the join intent; the core announces the join intent before its
+///   push-pull (`Node::join_with`), with the clock it has. The swarm saw the same after a
+///   graceful leave and restart. `no-false-failure` excuses it (a departure in an earlier
+///   life may apply to the new one until refuted, as incarnations do in memberlist), so this
+///   test checks the symptom itself: no `MemberJoined` event shows a member leaving.
+#[test]
+#[ignore = "open core issue: fails until the core is fixed"]
+fn open_core_issues_found_by_the_swarm() {
+    for (path, case) in cases_in("core-issues-open") {
+        let mut sim = case
+            .builder()
+            .unwrap()
+            .invariants(true)
+            .record_events(true)
+            .build()
+            .unwrap();
+        let out = case.run_on(&mut sim);
+        assert!(out.passed(), "{}: {}", path.display(), out.summary());
+        let joined_leaving: Vec<String> = sim
+            .events()
+            .iter()
+            .filter(|(_, _, e)| {
+                matches!(e, Event::MemberJoined(m) if m.status == MemberStatus::Leaving)
+            })
+            .map(|(t, i, e)| format!("{t} node-{i}: {e:?}"))
+            .collect();
+        assert!(
+            joined_leaving.is_empty(),
+            "{}: {joined_leaving:?}",
+            path.display()
+        );
     }
 }
 
