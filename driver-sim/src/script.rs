@@ -372,7 +372,7 @@ impl Sim {
                         let now = self.now();
                         self.ledger.record_removal(m, now);
                     }
-                    let r = self.with_node(i, |n, now| n.handle(now, Input::Call(call.clone())));
+                    let r = self.with_node(i, |n, now| n.handle(now, Input::from(call.clone())));
                     if removal.is_some() && r.is_err() {
                         self.ledger.forget_last_removal();
                     }
