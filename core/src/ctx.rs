@@ -205,6 +205,13 @@ impl Cx<'_> {
         });
     }
 
+    /// Whether a request that arrived from `from` may be answered at `reply_to`: the sender's
+    /// own host (the reliable channel's peer, verified by the transport; its port is the
+    /// connection's, not the listener's) or a known member's address.
+    pub(crate) fn may_reply(&self, from: SocketAddr, reply_to: SocketAddr) -> bool {
+        reply_to.ip() == from.ip() || self.members.iter().any(|r| r.addr() == reply_to)
+    }
+
     /// Send one message over the reliable channel.
     pub(crate) fn send_reliable(&mut self, to: SocketAddr, msg: &Message) {
         let frame = wire::frame_message(&self.fx.header, msg);

@@ -61,6 +61,8 @@ pub enum ApiError {
     QueryClosed,
     /// An event or query name is empty.
     EmptyName,
+    /// A query's relay factor exceeds [`crate::plausible::MAX_RELAY_FACTOR`].
+    RelayFactorTooLarge(u8),
 }
 
 impl core::fmt::Display for ApiError {
@@ -81,6 +83,11 @@ impl core::fmt::Display for ApiError {
             ApiError::BadFilter(e) => write!(f, "bad tag filter: {e}"),
             ApiError::QueryClosed => write!(f, "query already answered or expired"),
             ApiError::EmptyName => write!(f, "name must not be empty"),
+            ApiError::RelayFactorTooLarge(n) => write!(
+                f,
+                "relay factor {n} exceeds {}",
+                crate::plausible::MAX_RELAY_FACTOR
+            ),
         }
     }
 }

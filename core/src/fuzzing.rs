@@ -80,6 +80,8 @@ pub struct MessageInfo {
     pub addr: Option<SocketAddr>,
     /// Number of member states in a push-pull.
     pub states: usize,
+    /// Lamport time carried (alive, intent, user event, query, query response).
+    pub ltime: Option<u64>,
 }
 
 /// One member's state for [`WireMessage::push_pull`].
@@ -120,6 +122,24 @@ impl WireMessage {
         })
     }
 
+    /// "Probe `target` at `addr` for me" (an indirect ping request).
+    pub fn indirect_ping(seq: u32, target: &str, addr: SocketAddr) -> WireMessage {
+        WireMessage(Message::IndirectPing {
+            seq,
+            target: Name::new(target),
+            addr,
+        })
+    }
+
+    /// A stream (reliable-channel) ping of `target`, acked at `reply_to`.
+    pub fn stream_ping(seq: u32, target: &str, reply_to: SocketAddr) -> WireMessage {
+        WireMessage(Message::StreamPing {
+            seq,
+            target: Name::new(target),
+            reply_to,
+        })
+    }
+
     /// `Nack { seq }`.
     pub fn nack(seq: u32) -> WireMessage {
         WireMessage(Message::Nack { seq })
@@ -152,6 +172,96 @@ impl WireMessage {
             name: Name::new(name),
             from: Name::new(from),
         }))
+    }
+
+    /// "`name` at `addr` is alive at `incarnation`", stamped with join-intent Lamport time
+    /// `ltime`.
+    pub fn alive_at(name: &str, addr: SocketAddr, incarnation: u32, ltime: u64) -> WireMessage {
+        WireMessage(Message::Alive(Alive {
+            incarnation,
+            name: Name::new(name),
+            addr,
+            tags: Tags::new(),
+            ltime,
+        }))
+    }
+
+    /// "`name` is leaving", a leave intent at member Lamport time `ltime`.
+    pub fn leave_intent(name: &str, ltime: u64) -> WireMessage {
+        WireMessage(Message::LeaveIntent(wire::Intent {
+            ltime,
+            name: Name::new(name),
+            prune: false,
+        }))
+    }
+
+    /// A user event `name` with `payload` at event Lamport time `ltime`.
+    pub fn user_event(ltime: u64, name: &str, payload: &[u8]) -> WireMessage {
+        WireMessage(Message::UserEvent(wire::UserEventMsg {
+            ltime,
+            name: Name::new(name),
+            payload: bytes::Bytes::copy_from_slice(payload),
+            coalesce: false,
+        }))
+    }
+
+    /// Query `name` (id `id`, query Lamport time `ltime`) from `from`, answers to `addr`, with
+    /// no filters and a 5 s timeout.
+    pub fn query(
+        ltime: u64,
+        id: u32,
+        from: &str,
+        addr: SocketAddr,
+        name: &str,
+        relay_factor: u8,
+        ack: bool,
+    ) -> WireMessage {
+        WireMessage(Message::Query(Box::new(wire::QueryMsg {
+            ltime,
+            id,
+            from: Name::new(from),
+            addr,
+            filter_nodes: Vec::new(),
+            filter_tags: Vec::new(),
+            ack,
+            relay_factor,
+            timeout_ms: 5000,
+            name: Name::new(name),
+            payload: bytes::Bytes::new(),
+        })))
+    }
+
+    /// An answer from `from` to query `id` at `ltime`.
+    pub fn query_response(ltime: u64, id: u32, from: &str, payload: &[u8]) -> WireMessage {
+        WireMessage(Message::QueryResponse(wire::QueryResp {
+            ltime,
+            id,
+            from: Name::new(from),
+            ack: false,
+            payload: bytes::Bytes::copy_from_slice(payload),
+        }))
+    }
+
+    /// Ask the receiver to forward an answer to query `id` at `ltime` on to `to`.
+    pub fn relay_response(to: SocketAddr, ltime: u64, id: u32, from: &str) -> WireMessage {
+        WireMessage(Message::RelayResponse {
+            to,
+            resp: wire::QueryResp {
+                ltime,
+                id,
+                from: Name::new(from),
+                ack: false,
+                payload: bytes::Bytes::new(),
+            },
+        })
+    }
+
+    /// The query's name, for a query.
+    pub fn query_name(&self) -> Option<&str> {
+        match &self.0 {
+            Message::Query(q) => Some(&q.name),
+            _ => None,
+        }
     }
 
     /// A push-pull request or response carrying `states`.
@@ -206,6 +316,7 @@ impl WireMessage {
             incarnation: None,
             addr: None,
             states: 0,
+            ltime: None,
         };
         match &self.0 {
             Message::Ping { seq, target, .. } => {
@@ -241,6 +352,7 @@ impl WireMessage {
                 i.name = Some(a.name.clone());
                 i.incarnation = Some(a.incarnation);
                 i.addr = Some(a.addr);
+                i.ltime = Some(a.ltime);
             }
             Message::Suspect(s) | Message::Dead(s) => {
                 i.kind = if matches!(self.0, Message::Suspect(_)) {
@@ -262,21 +374,25 @@ impl WireMessage {
             Message::LeaveIntent(x) => {
                 i.kind = MessageKind::LeaveIntent;
                 i.name = Some(x.name.clone());
+                i.ltime = Some(x.ltime);
             }
             Message::UserEvent(e) => {
                 i.kind = MessageKind::UserEvent;
                 i.name = Some(e.name.clone());
+                i.ltime = Some(e.ltime);
             }
             Message::Query(q) => {
                 i.kind = MessageKind::Query;
                 i.id = Some(q.id);
                 i.name = Some(q.from.clone());
                 i.addr = Some(q.addr);
+                i.ltime = Some(q.ltime);
             }
             Message::QueryResponse(r) => {
                 i.kind = MessageKind::QueryResponse;
                 i.id = Some(r.id);
                 i.name = Some(r.from.clone());
+                i.ltime = Some(r.ltime);
             }
             Message::RelayResponse { to, resp } => {
                 i.kind = MessageKind::RelayResponse;

@@ -64,6 +64,7 @@
 //! | `members/` | the member table (probe order, name index, prefetching lookups) |
 //! | `membership.rs` | the router's membership state machine: alive/suspect/dead under incarnation rules, refutation, push-pull merges |
 //! | `wire/` | message types, the postcard codec with its fast paths, the push-pull writer, stream framing |
+//! | `plausible.rs` | what a message may claim: incarnations as serial numbers, how far an accusation or a Lamport time may run ahead |
 //! | `input.rs`, `formulas.rs` | the one input vocabulary ([`Input`]) and the size-dependent formulas ([`formulas`]) |
 //!
 //! ## Panic policy
@@ -76,8 +77,10 @@
 //! - **Time never panics**: [`Timestamp`] arithmetic saturates, a `now` earlier than the last
 //!   one is taken as the last one, and every timer fires at most once per
 //!   [`Node::handle_timeout`] call, even at [`Timestamp::MAX`].
-//! - **Counters saturate or wrap by design**, never overflow-panic: incarnations and Lamport
-//!   clocks saturate; sequence numbers wrap.
+//! - **Counters saturate or wrap by design**, never overflow-panic: incarnations wrap and
+//!   compare as serial numbers, so a member can always refute ([`plausible`]); Lamport clocks
+//!   saturate, and a message may move them at most [`plausible::MAX_LAMPORT_STEP`] at once;
+//!   sequence numbers wrap.
 //! - A panic is reserved for a broken internal invariant the core established itself (for
 //!   example "this node is always in its own member table"): it is a bug in rookery, not a
 //!   condition a caller or a peer can cause. Such sites use `expect` with the invariant's
@@ -99,6 +102,7 @@ mod lifecycle;
 mod members;
 mod membership;
 mod node;
+pub mod plausible;
 mod serf;
 mod stats;
 mod swim;

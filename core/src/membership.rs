@@ -19,6 +19,7 @@ use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
 use crate::members::{MemberRec, Near, Prefetched};
 use crate::node::{cx, Node, RunState};
+use crate::plausible;
 use crate::swim::suspicion::{self, Suspicion};
 use crate::wire::RawAlive;
 use crate::wire::{Accusation, Alive, Intent, Message, PushPull, WireStatus};
@@ -33,7 +34,7 @@ impl Node {
         let Some(rec) = self.members.get_near(a.name, near) else {
             return false;
         };
-        let known = a.incarnation <= rec.incarnation
+        let known = !plausible::newer(a.incarnation, rec.incarnation)
             && rec.is_live()
             && a.ltime <= rec.status_ltime
             && rec.name != *self.me;
@@ -52,8 +53,11 @@ impl Node {
         }
         let now = self.now;
         let Some(rec) = self.members.get_near(a.name.as_bytes(), near) else {
-            if self.members.len() >= self.cfg.max_members {
+            if self.members.len() >= self.cfg.max_members
+                && !self.serf.evict_tombstone(&mut cx!(self))
+            {
                 self.fx.stats.members_refused += 1;
+                tracing::debug!(member = %a.name, "member table full: new member refused");
                 return;
             }
             let name: Name = a.name.clone();
@@ -82,8 +86,13 @@ impl Node {
         let prev = rec.status();
         // The common case, a copy of what we know about a live member, is settled on the
         // fields at the head of the record (see `MemberRec`). A same-or-older claim from
-        // another address is not a threat: it changes nothing, and the owner refutes it.
-        if a.incarnation <= rec.incarnation && rec.is_live() {
+        // another address is not a threat: it changes nothing, and the owner refutes it (the
+        // claim is remembered, so that the claimant's name-conflict vote is answered).
+        if !plausible::newer(a.incarnation, rec.incarnation) && rec.is_live() {
+            if rec.addr() != a.addr {
+                self.serf.note_claim(a.name.clone(), a.addr);
+                return;
+            }
             if a.ltime > rec.status_ltime {
                 self.serf.on_alive_intent(a.name, a.ltime, &mut cx!(self));
             }
@@ -96,10 +105,11 @@ impl Node {
                 existing: rec.addr(),
                 claimed: a.addr,
             };
+            self.serf.note_claim(rec.name.to_name(), a.addr);
             self.emit(ev);
             return;
         }
-        if !reclaim && a.incarnation <= rec.incarnation {
+        if !reclaim && !plausible::newer(a.incarnation, rec.incarnation) {
             if a.ltime > rec.status_ltime {
                 self.serf.on_alive_intent(a.name, a.ltime, &mut cx!(self));
             }
@@ -160,14 +170,14 @@ impl Node {
                 claimed: a.addr,
             };
             self.emit(ev);
-            if a.incarnation >= inc {
+            if !plausible::older(a.incarnation, inc) {
                 self.refute(a.incarnation);
             }
             self.serf.start_conflict_vote(a.addr, &mut cx!(self));
             return;
         }
         // Our own state from an earlier life (a restart), or a forged one: outbid it.
-        if a.incarnation > rec.incarnation
+        if plausible::newer(a.incarnation, rec.incarnation)
             || (a.incarnation == rec.incarnation && a.tags != **self.members.tags(rec))
         {
             self.refute(a.incarnation);
@@ -183,7 +193,7 @@ impl Node {
             return;
         }
         let inc = self.members.get(&self.me).map_or(0, |r| r.incarnation);
-        if incarnation >= inc {
+        if !plausible::older(incarnation, inc) {
             self.refute(incarnation);
         }
         if *by == self.me || self.told_accusers.contains(by) || self.told_accusers.len() >= 16 {
@@ -204,17 +214,15 @@ impl Node {
 
     /// Raise our incarnation above `accused` and announce ourselves alive.
     ///
-    /// The incarnation saturates at `u32::MAX` instead of wrapping to 0: a wrapped incarnation
-    /// is older than anything the cluster holds, so every later refutation would be ignored
-    /// and the node could never clear a suspicion again. At the ceiling an accusation at
-    /// `u32::MAX` cannot be outbid (only a forged one can get there: 2^32 real refutations
-    /// take centuries).
+    /// Incarnations are serial numbers ([`plausible`]): past `u32::MAX` the next one is 0,
+    /// which every member takes as newer, so there is always an incarnation that outbids an
+    /// accusation.
     pub(crate) fn refute(&mut self, accused: u32) {
         let me = self.me.clone();
         let inc = self.members.get(&me).map_or(0, |r| r.incarnation);
         let now = self.now;
-        self.members
-            .set_incarnation(&me, inc.max(accused).saturating_add(1), now);
+        let next = plausible::latest(inc, accused).wrapping_add(1);
+        self.members.set_incarnation(&me, next, now);
         self.fx.stats.refutations += 1;
         self.told_accusers.clear();
         self.swim.refuted(&self.cfg);
@@ -270,7 +278,13 @@ impl Node {
         let Some(rec) = self.members.get_mut_near(s.name.as_bytes(), near) else {
             return;
         };
-        if s.incarnation < rec.incarnation {
+        if plausible::older(s.incarnation, rec.incarnation) {
+            return;
+        }
+        if plausible::accusation_too_far(s.incarnation, rec.incarnation) {
+            self.fx.stats.far_ahead_refused += 1;
+            tracing::debug!(member = %s.name, by = %s.from, incarnation = s.incarnation,
+                known = rec.incarnation, "refused: suspicion implausibly far ahead");
             return;
         }
         match rec.status() {
@@ -338,7 +352,13 @@ impl Node {
         // A member's own leave announcement also overrides a failure verdict this node reached
         // while the announcement was on its way: the member left, it did not crash.
         let late_leave = left && rec.status() == MemberStatus::Failed;
-        if d.incarnation < rec.incarnation || !(rec.is_live() || late_leave) {
+        if plausible::older(d.incarnation, rec.incarnation) || !(rec.is_live() || late_leave) {
+            return;
+        }
+        if plausible::accusation_too_far(d.incarnation, rec.incarnation) {
+            self.fx.stats.far_ahead_refused += 1;
+            tracing::debug!(member = %d.name, by = %d.from, incarnation = d.incarnation,
+                known = rec.incarnation, "refused: failure or leave implausibly far ahead");
             return;
         }
         let name = rec.name.to_name();
@@ -362,23 +382,28 @@ impl Node {
 
     /// A push-pull arrived: a request is answered with our table (as it was before merging
     /// theirs); an answer may complete a pending join. Either way the table is merged.
-    pub(crate) fn on_push_pull(&mut self, p: PushPull) {
+    pub(crate) fn on_push_pull(&mut self, from: std::net::SocketAddr, p: PushPull) {
         if p.request {
-            if self.run == RunState::Running {
+            if !cx!(self).may_reply(from, p.reply_to) {
+                // Not answered (the state is still merged): nobody can have our table sent
+                // to an address of their choosing.
+                self.fx.stats.replies_refused += 1;
+                tracing::debug!(%from, reply_to = %p.reply_to, "push-pull not answered: reply address unverified");
+            } else if self.run == RunState::Running {
                 // Answer with our table as it was before merging theirs.
                 self.send_push_pull(p.reply_to, p.id, false, false);
             }
-            self.merge(p, true, false);
+            self.merge(p, true, false, plausible::MAX_NEW_MEMBERS_UNASKED);
             return;
         }
         match self.life.push_pull_answered(p.id) {
             Some(a) => {
-                self.merge(p, a.rebroadcast, a.ignore_old);
+                self.merge(p, a.rebroadcast, a.ignore_old, usize::MAX);
                 if let Some(done) = self.life.join_over_if_done(a.join) {
                     self.join_completed(done);
                 }
             }
-            None => self.merge(p, true, false),
+            None => self.merge(p, true, false, plausible::MAX_NEW_MEMBERS_UNASKED),
         }
     }
 
@@ -390,7 +415,9 @@ impl Node {
     /// left as left. Each member's intent Lamport time is merged as a join or leave intent;
     /// the sender's clocks are witnessed and its recent user events replayed (not re-gossiped:
     /// the cluster already has them), or skipped when joining with `ignore_old`.
-    fn merge(&mut self, p: PushPull, broadcast: bool, ignore_old: bool) {
+    /// At most `new_cap` members this node does not know are added (see
+    /// [`plausible::MAX_NEW_MEMBERS_UNASKED`]).
+    fn merge(&mut self, p: PushPull, broadcast: bool, ignore_old: bool, new_cap: usize) {
         let PushPull {
             sender,
             states,
@@ -408,19 +435,29 @@ impl Node {
         let sender = &sender;
         let mut unknown = 0;
         let mut found = Prefetched::default();
+        // Per state: where the prefetch found it, and whether it is a member we do not know.
         let mut nears = Vec::with_capacity(states.len());
         for chunk in states.chunks(64) {
             self.members
                 .prefetch(chunk.iter().map(|s| Some(s.name.as_bytes())), &mut found);
             for (i, s) in chunk.iter().enumerate() {
                 let near = found.near(i);
-                nears.push(near);
-                unknown += usize::from(self.members.get_near(s.name.as_bytes(), near).is_none());
+                let new = self.members.get_near(s.name.as_bytes(), near).is_none();
+                nears.push((near, new));
+                unknown += usize::from(new);
             }
         }
         let room = self.cfg.max_members.saturating_sub(self.members.len());
-        self.members.reserve_index(unknown.min(room));
-        for (s, near) in states.into_iter().zip(nears) {
+        self.members.reserve_index(unknown.min(room).min(new_cap));
+        let mut new_left = new_cap;
+        for (s, (near, new)) in states.into_iter().zip(nears) {
+            if new {
+                if new_left == 0 {
+                    self.fx.stats.members_refused += 1;
+                    continue;
+                }
+                new_left -= 1;
+            }
             let leaving = matches!(s.status, WireStatus::Leaving | WireStatus::Left);
             let intent = Intent {
                 ltime: s.ltime,

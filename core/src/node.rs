@@ -26,6 +26,7 @@ use crate::lifecycle::{self, JoinDone, Lifecycle};
 use crate::members::{MemberRec, Members, Near, Prefetched};
 use crate::swim::{FailureDetector, SwimTimer, Verdict};
 
+use crate::plausible;
 use crate::serf::{self, Serf};
 use crate::stats::{QueueDepths, Stats};
 use crate::time::Timestamp;
@@ -285,6 +286,10 @@ impl Node {
         match msg {
             Decoded::Message(msg) => self.handle_message(from, msg, near),
             Decoded::Alive(a) => {
+                if self.clocks_now().member_too_far(a.ltime) {
+                    self.far_ahead(from, "alive");
+                    return;
+                }
                 if !self.alive_is_known(&a, near) {
                     self.apply_alive(a.to_alive(), true, near);
                 }
@@ -337,8 +342,28 @@ impl Node {
         }
     }
 
+    /// The receiving Lamport clocks, for [`plausible::Clocks::too_far`].
+    fn clocks_now(&self) -> plausible::Clocks {
+        let (member, event, query) = self.serf.clocks();
+        plausible::Clocks {
+            member,
+            event,
+            query,
+        }
+    }
+
+    /// Count and log a message refused as implausibly far ahead.
+    pub(crate) fn far_ahead(&mut self, from: SocketAddr, what: &'static str) {
+        self.fx.stats.far_ahead_refused += 1;
+        tracing::debug!(%from, what, "refused: incarnation or Lamport time implausibly far ahead");
+    }
+
     /// Route one message; `near` is where a prefetch found the member it is about, if any.
     fn handle_message(&mut self, from: SocketAddr, msg: Message, near: Near) {
+        if self.clocks_now().too_far(&msg) {
+            self.far_ahead(from, "lamport time");
+            return;
+        }
         match msg {
             Message::Ping {
                 seq,
@@ -358,7 +383,7 @@ impl Node {
                 reply_to,
             } => self
                 .swim
-                .on_stream_ping(seq, &target, reply_to, &mut cx!(self)),
+                .on_stream_ping(from, seq, &target, reply_to, &mut cx!(self)),
             Message::Ack { seq, digest } => {
                 if let Some(d) = self.swim.on_ack(from, seq, digest, &mut cx!(self)) {
                     self.compare_digest(from, d);
@@ -373,7 +398,7 @@ impl Node {
             Message::Suspect(s) => self.apply_suspect(s, true, near),
             Message::Dead(d) => self.apply_dead(d, true, near),
             // Datagrams carrying push-pull were rejected before anything was applied.
-            Message::PushPull(p) => self.on_push_pull(*p),
+            Message::PushPull(p) => self.on_push_pull(from, *p),
             Message::LeaveIntent(i) => self.serf.on_leave_intent(i, true, &mut cx!(self)),
             Message::UserEvent(e) => self.serf.on_user_event(e, true, true, &mut cx!(self)),
             Message::Query(q) => self.serf.on_query(*q, &mut cx!(self)),
@@ -382,7 +407,13 @@ impl Node {
                 self.on_serf_outcome(out);
             }
             Message::RelayResponse { to, resp } => {
-                self.send_datagram(to, &[Message::QueryResponse(resp)]);
+                // Relay only to a live member: the asker is one.
+                if self.members.iter().any(|r| r.is_live() && r.addr() == to) {
+                    self.send_datagram(to, &[Message::QueryResponse(resp)]);
+                } else {
+                    self.fx.stats.replies_refused += 1;
+                    tracing::debug!(%from, %to, "relay refused: not a live member's address");
+                }
             }
             Message::Direct { from, payload } => self.serf.on_direct(from, payload, &mut cx!(self)),
         }

@@ -58,6 +58,20 @@ pub struct Stats {
     pub push_pulls_trimmed: u64,
     /// Probes answered (directly, indirectly or over the reliable channel).
     pub probes_ok: u64,
+    /// Messages refused because an incarnation or Lamport time in them ran implausibly far
+    /// ahead of what this node has seen (see [`crate::plausible`]).
+    pub far_ahead_refused: u64,
+    /// Name-conflict vote answers not counted: from a member this node does not know as
+    /// alive, or a second answer from the same member.
+    pub votes_refused: u64,
+    /// Replies, relays and query answers not sent because their destination was neither a
+    /// known member's address nor the verified sender's.
+    pub replies_refused: u64,
+    /// User events and queries refused because their Lamport time's slot was full.
+    pub slot_full_refused: u64,
+    /// Tombstones (failed or left members) forgotten early to make room for a new member in
+    /// a full member table.
+    pub tombstones_evicted: u64,
 }
 
 /// How full each of the node's bounded queues is, with its bound, read with

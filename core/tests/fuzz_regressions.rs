@@ -65,38 +65,47 @@ fn suspect_datagram(incarnation: u32, name: &str, from: &str) -> Vec<u8> {
     d
 }
 
-/// `refute` computed `max(own, accused).wrapping_add(1)`: an accusation at `u32::MAX` (forged,
-/// or gossiped by a buggy peer) wrapped this node's incarnation to 0, older than anything the
-/// cluster held, so no later refutation was ever accepted. `set_tags` wrapped the same way.
-/// Incarnations now saturate. (Found by the hostile-input tests of fuzz-targets.)
+/// `refute` once computed `max(own, accused).wrapping_add(1)` while incarnations compared as
+/// plain integers: an accusation at `u32::MAX` wrapped this node's incarnation to 0, older than
+/// anything the cluster held. Saturating instead left an accusation at `u32::MAX` that could
+/// never be outbid (one forged datagram evicted a live member for good). Incarnations now
+/// compare as serial numbers (`rookery_core::plausible`): the range has no top, and a node
+/// walked all the way round by accusations (each within half the range) still refutes every
+/// one of them. (Found by the hostile-input tests of fuzz-targets.)
 #[test]
-fn own_incarnation_saturates_instead_of_wrapping() {
+fn own_incarnation_refutes_across_the_top_of_the_range() {
     let now = Timestamp::ZERO;
     let mut a = Node::new(Config::local(), Identity::new("a", addr(1)), 1, now).unwrap();
-    let mut last = 0;
-    for inc in [u32::MAX - 1, u32::MAX, u32::MAX] {
+    let q = 1u32 << 30;
+    for inc in [q, 2 * q, 3 * q, u32::MAX] {
         a.handle_packet(now, addr(2), &suspect_datagram(inc, "a", "b"))
             .unwrap();
-        let got = a.local_member().incarnation;
-        assert!(got >= last, "own incarnation went from {last} to {got}");
-        last = got;
+        assert_eq!(a.local_member().incarnation, inc.wrapping_add(1));
     }
-    assert_eq!(last, u32::MAX);
-    a.set_tags(now, Default::default()).unwrap();
-    assert_eq!(a.local_member().incarnation, u32::MAX);
-}
-
-/// Joining announces the join intent with a new incarnation, computed with `wrapping_add(1)`:
-/// a node pushed to `u32::MAX` by an accusation (forged, or gossiped by a buggy peer) that
-/// then joined went back to incarnation 0 (`node` target, input
-/// `regressions/node/join-wraps-own-incarnation`). It saturates like every other raise now.
-#[test]
-fn joining_at_the_incarnation_ceiling_does_not_wrap() {
-    let now = Timestamp::ZERO;
-    let mut a = Node::new(Config::local(), Identity::new("a", addr(1)), 1, now).unwrap();
+    assert_eq!(a.local_member().incarnation, 0, "past the top comes 0");
+    // An accusation at the top is now behind this node: nothing to refute.
+    let refuted = a.stats().refutations;
     a.handle_packet(now, addr(2), &suspect_datagram(u32::MAX, "a", "b"))
         .unwrap();
+    assert_eq!(a.stats().refutations, refuted);
+    a.set_tags(now, Default::default()).unwrap();
+    assert_eq!(a.local_member().incarnation, 1);
+}
+
+/// Joining announces the join intent with a new incarnation: at `u32::MAX` the next one is 0,
+/// which every member takes as newer (`node` target, input
+/// `regressions/node/join-wraps-own-incarnation`, found when incarnations compared as plain
+/// integers and 0 was older than anything).
+#[test]
+fn joining_at_the_top_of_the_range_announces_a_newer_incarnation() {
+    let now = Timestamp::ZERO;
+    let mut a = Node::new(Config::local(), Identity::new("a", addr(1)), 1, now).unwrap();
+    let q = 1u32 << 30;
+    for inc in [q, 2 * q, 3 * q, u32::MAX - 1] {
+        a.handle_packet(now, addr(2), &suspect_datagram(inc, "a", "b"))
+            .unwrap();
+    }
     assert_eq!(a.local_member().incarnation, u32::MAX);
     a.join(now, &[addr(2)]).unwrap();
-    assert_eq!(a.local_member().incarnation, u32::MAX);
+    assert_eq!(a.local_member().incarnation, 0);
 }

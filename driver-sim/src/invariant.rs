@@ -646,7 +646,9 @@ impl Invariant for IncarnationMonotonic {
         for m in cx.view(node).iter() {
             match map.get_mut(&m.name) {
                 Some(v) => {
-                    if m.incarnation < *v && err.is_none() {
+                    // Incarnations are serial numbers: 0 follows u32::MAX.
+                    let down = rookery_core::plausible::older(m.incarnation, *v);
+                    if down && err.is_none() {
                         err = Some(format!(
                             "{}'s view of {} went from incarnation {} to {}",
                             cx.name(node),

@@ -158,7 +158,10 @@ fn check_bounds(sim: &Sim, fates: &mut [NodeFate], cfg: &Config) {
         assert!(n.broadcast_queue_len() <= cfg.max_broadcast_queue);
         assert!(n.health_score() < cfg.awareness_max_multiplier);
         let inc = n.local_member().incarnation;
-        assert!(inc >= f.self_inc, "node {i}: own incarnation went down");
+        assert!(
+            !rookery_core::plausible::older(inc, f.self_inc),
+            "node {i}: own incarnation went down"
+        );
         f.self_inc = inc;
     }
 }

@@ -24,7 +24,7 @@
 //!   (and never carry a push-pull), frames have a correct length prefix, fit
 //!   `max_stream_message` and decode;
 //! - the node's member, event and query Lamport clocks ([`Node::clocks`]) never decrease;
-//! - the node's own incarnation never decreases; a member's incarnation, as the node sees it,
+//! - the node's own incarnation never decreases (as a serial number: 0 follows `u32::MAX`); a member's incarnation, as the node sees it,
 //!   decreases only when the member is re-admitted (a [`Event::MemberJoined`] in the same step:
 //!   a member that failed or left coming back from a new address);
 //! - input that is rejected (undecodable, wrong label) changes nothing: same members, queue,
@@ -506,7 +506,7 @@ impl Harness {
         let me = n.local_member();
         assert_eq!(me.name, pool_name(0));
         assert!(
-            me.incarnation >= self.self_inc,
+            !rookery_core::plausible::older(me.incarnation, self.self_inc),
             "own incarnation went down: {} -> {}",
             self.self_inc,
             me.incarnation
@@ -531,7 +531,8 @@ impl Harness {
         let mut now_seen = HashMap::with_capacity(members.len());
         for m in members {
             if let Some(prev) = self.seen.get(&m.name) {
-                if m.incarnation < prev.incarnation && self.events_complete {
+                let down = rookery_core::plausible::older(m.incarnation, prev.incarnation);
+                if down && self.events_complete {
                     let readmitted = self
                         .step_events
                         .iter()

@@ -280,37 +280,39 @@ fn stale_incarnations_are_ignored() {
 }
 
 #[test]
-fn future_incarnations_do_not_wrap() {
+fn future_incarnations_compare_as_serial_numbers() {
     let mut n = node_knowing_b();
-    // The largest incarnation about a peer is taken as is.
+    // A peer's incarnation may move far ahead by alive messages (a member refuting from far
+    // behind must be heard), and round the top of the range, where 0 follows u32::MAX.
+    let q = 1u32 << 30;
+    for inc in [5 + q, 5 + 2 * q, 5 + 3 * q, u32::MAX, 2] {
+        let d =
+            fuzzing::encode_datagram(None, &[WireMessage::alive("b", addr(2), inc, Tags::new())]);
+        n.handle_packet(t(2), addr(2), &d).unwrap();
+        assert_eq!(n.member("b").unwrap().incarnation, inc);
+    }
+    // More than half the range ahead is behind: ignored.
     let d = fuzzing::encode_datagram(
         None,
-        &[WireMessage::alive("b", addr(2), u32::MAX, Tags::new())],
+        &[WireMessage::alive("b", addr(2), 2 + 3 * q, Tags::new())],
     );
     n.handle_packet(t(2), addr(2), &d).unwrap();
-    assert_eq!(n.member("b").unwrap().incarnation, u32::MAX);
-    // Accusations of this node at the largest incarnations: it refutes, and its incarnation
-    // never goes down (it stops at u32::MAX rather than wrapping to 0, which would make every
-    // later refutation stale).
-    let mut last = n.local_member().incarnation;
-    for inc in [u32::MAX - 2, u32::MAX - 1, u32::MAX, u32::MAX] {
+    assert_eq!(n.member("b").unwrap().incarnation, 2);
+    // Accusations of this node walking it round the whole range: it refutes every one (the
+    // next incarnation after u32::MAX is 0, newer than u32::MAX for everyone).
+    for inc in [q, 2 * q, 3 * q, u32::MAX] {
         for m in [
             WireMessage::suspect("a", inc, "b"),
             WireMessage::dead("a", inc, "b"),
-            WireMessage::alive("a", addr(1), inc, Tags::new()),
         ] {
             n.handle_packet(t(3), addr(2), &fuzzing::encode_datagram(None, &[m]))
                 .unwrap();
-            let now = n.local_member().incarnation;
-            assert!(now >= last, "own incarnation went from {last} to {now}");
-            last = now;
+            assert_eq!(n.local_member().incarnation, inc.wrapping_add(1));
+            assert_eq!(n.local_member().status, MemberStatus::Alive);
         }
     }
-    assert_eq!(last, u32::MAX);
-    assert_eq!(n.local_member().status, MemberStatus::Alive);
-    // set_tags at the ceiling keeps the incarnation too.
     n.set_tags(t(4), Tags::new()).unwrap();
-    assert_eq!(n.local_member().incarnation, u32::MAX);
+    assert_eq!(n.local_member().incarnation, 1);
 }
 
 #[test]
@@ -338,10 +340,11 @@ fn messages_claiming_to_be_from_the_node_itself() {
         .iter()
         .any(|e| matches!(e, Event::NameConflict { claimed, .. } if *claimed == addr(9))));
     // A push-pull whose sender and states claim to be this node, listing it as dead.
+    let ahead = n.local_member().incarnation + 1000;
     let states = vec![StateEntry {
         name: "a".into(),
         addr: me,
-        incarnation: u32::MAX - 10,
+        incarnation: ahead,
         status: MemberStatus::Failed,
         tags: Tags::new(),
     }];
@@ -349,7 +352,7 @@ fn messages_claiming_to_be_from_the_node_itself() {
     n.handle_stream(t(4), me, &fuzzing::encode_frame_body(None, &pp))
         .unwrap();
     assert_eq!(n.local_member().status, MemberStatus::Alive);
-    assert!(n.local_member().incarnation > u32::MAX - 10);
+    assert!(n.local_member().incarnation > ahead);
     // A ping from itself to itself is just answered.
     drain(&mut n);
     let d = fuzzing::encode_datagram(None, &[WireMessage::ping(7, "a")]);

@@ -91,8 +91,8 @@ impl Serf {
         };
         rec.status_ltime = ltime;
         rec.leaving = false;
-        // Saturates, as every raise of our own incarnation does (see `Node::refute`).
-        let inc = rec.incarnation.saturating_add(1);
+        // Wraps, as every raise of our own incarnation does (see `Node::refute`).
+        let inc = rec.incarnation.wrapping_add(1);
         cx.members.set_incarnation(&me, inc, now);
         cx.broadcast_self();
     }

@@ -32,6 +32,24 @@ use messaging::Outbox;
 use query::Queries;
 use user_events::EventRing;
 
+/// How many different user events, or queries, one Lamport time's dedup slot remembers. Honest
+/// events share a time only when members fire them concurrently, a handful at most; without a
+/// bound, forged ones piled into one slot until every push-pull (which carries the ring)
+/// exceeded what receivers accept. When a slot is full, a further event or query at that time
+/// is refused, counted in [`crate::Stats::slot_full_refused`].
+pub(crate) const MAX_PER_SLOT: usize = 32;
+
+/// What a dedup ring made of a user event or query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// First seen: deliver it.
+    New,
+    /// Seen before: ignore it.
+    Seen,
+    /// Its Lamport time's slot is full ([`MAX_PER_SLOT`]): refused.
+    Full,
+}
+
 /// The Serf layer's state.
 #[derive(Debug)]
 pub(crate) struct Serf {

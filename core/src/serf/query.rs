@@ -13,12 +13,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use regex::Regex;
 
-use super::{Outcome, Serf, SerfTimer};
+use super::{Outcome, Recorded, Serf, SerfTimer, MAX_PER_SLOT};
 use crate::ctx::Cx;
 use crate::error::ApiError;
 use crate::event::{Event, IncomingQuery, QueryHandle, QueryId, QueryOrigin, QueryParams};
 use crate::identity::{MemberStatus, Name, Tags};
 use crate::node::SerfKey;
+use crate::plausible::MAX_RELAY_FACTOR;
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
 use crate::wire::{self, Message, QueryMsg, QueryResp};
@@ -65,7 +66,14 @@ pub(crate) struct Queries {
     pub(crate) next_id: u32,
     /// (asker, ltime, id) → deadline, for queries this node may still answer once.
     open: BTreeMap<(Name, u64, u32), Timestamp>,
+    /// The latest claims of a live member's name from another address that this node saw
+    /// (at most [`MAX_CLAIMS`]): a name-conflict vote asked from such an address is answered
+    /// there, though it is not the address this node holds for the name.
+    claims: std::collections::VecDeque<(Name, SocketAddr)>,
 }
+
+/// How many contested (name, address) claims a node remembers for answering votes.
+const MAX_CLAIMS: usize = 16;
 
 impl Queries {
     pub(crate) fn new(size: usize) -> Queries {
@@ -75,6 +83,7 @@ impl Queries {
             pending: BTreeMap::new(),
             next_id: 0,
             open: BTreeMap::new(),
+            claims: std::collections::VecDeque::new(),
         }
     }
 
@@ -89,8 +98,8 @@ impl Queries {
         self.pending.len()
     }
 
-    /// Record a query; false if already seen.
-    fn insert(&mut self, ltime: u64, from: &Name, id: u32) -> bool {
+    /// Record a query unless already seen or its slot is full.
+    fn insert(&mut self, ltime: u64, from: &Name, id: u32) -> Recorded {
         if self.ring.is_empty() {
             self.ring = vec![None; self.ring_size];
         }
@@ -98,13 +107,16 @@ impl Queries {
         match &mut self.ring[i] {
             Some((t, seen)) if *t == ltime => {
                 if seen.iter().any(|(f, x)| f == from && *x == id) {
-                    return false;
+                    return Recorded::Seen;
+                }
+                if seen.len() >= MAX_PER_SLOT {
+                    return Recorded::Full;
                 }
                 seen.push((from.clone(), id));
             }
             other => *other = Some((ltime, vec![(from.clone(), id)])),
         }
-        true
+        Recorded::New
     }
 }
 
@@ -157,6 +169,9 @@ impl Serf {
         }
         if self.queries.pending.len() >= cx.cfg.max_pending_queries {
             return Err(ApiError::TooManyQueries);
+        }
+        if params.relay_factor > MAX_RELAY_FACTOR {
+            return Err(ApiError::RelayFactorTooLarge(params.relay_factor));
         }
         let filter_nodes: Vec<Name> = params.filter_nodes.iter().map(Name::new).collect();
         let filters =
@@ -263,6 +278,7 @@ impl Serf {
             return;
         }
         if relay_factor > 0 {
+            let relay_factor = relay_factor.min(MAX_RELAY_FACTOR);
             let me = cx.me.clone();
             let relays = cx
                 .members
@@ -281,6 +297,18 @@ impl Serf {
             }
         }
         cx.send_datagram(to, &[Message::QueryResponse(resp)]);
+    }
+
+    /// A live member's name was claimed from `addr` (see `claims`).
+    pub(crate) fn note_claim(&mut self, name: Name, addr: SocketAddr) {
+        let claims = &mut self.queries.claims;
+        if claims.iter().any(|(n, a)| *n == name && *a == addr) {
+            return;
+        }
+        if claims.len() >= MAX_CLAIMS {
+            claims.pop_front();
+        }
+        claims.push_back((name, addr));
     }
 
     /// Another node claims this node's name from `theirs`: ask the cluster which address it
@@ -371,8 +399,14 @@ impl Serf {
         if now_t > buffer && q.ltime < now_t - buffer {
             return;
         }
-        if !self.queries.insert(q.ltime, &q.from, q.id) {
-            return;
+        match self.queries.insert(q.ltime, &q.from, q.id) {
+            Recorded::New => {}
+            Recorded::Seen => return,
+            Recorded::Full => {
+                cx.fx.stats.slot_full_refused += 1;
+                tracing::debug!(ltime = q.ltime, asker = %q.from, "query refused: its Lamport time's slot is full");
+                return;
+            }
         }
         // Every member passes the query on, selected or not.
         cx.serf_enqueue(
@@ -380,6 +414,22 @@ impl Serf {
             &Message::Query(Box::new(q.clone())),
         );
         if !cx.running {
+            return;
+        }
+        // Answers go only to the address this node holds for the asker: a query cannot point
+        // the cluster's answers (and their relays) at an address of someone's choosing. A
+        // query from a member this node does not know yet is passed on but not answered here.
+        // A name-conflict vote is also answered at an address this node saw claim the name.
+        let known = cx.members.get(&q.from).map(|r| r.addr()) == Some(q.addr);
+        let claimed = &*q.name == CONFLICT_QUERY
+            && self
+                .queries
+                .claims
+                .iter()
+                .any(|(n, a)| *n == q.from && *a == q.addr);
+        if !known && !claimed {
+            cx.fx.stats.replies_refused += 1;
+            tracing::debug!(asker = %q.from, addr = %q.addr, "query not answered: reply address is not the asker's");
             return;
         }
         if &*q.name == CONFLICT_QUERY {
@@ -450,7 +500,15 @@ impl Serf {
             return Outcome::Nothing;
         }
         if let Some(vote) = &mut p.conflict {
-            if !r.ack && p.responses.insert(r.from.clone()) {
+            // Only members this node knows as alive vote, once each: invented voters (or one
+            // member answering many times) cannot outvote the members that know the name.
+            let voter = r.from != *cx.me && cx.members.get(&r.from).is_some_and(|m| m.is_live());
+            if r.ack || !voter || !p.responses.insert(r.from.clone()) {
+                if !r.ack {
+                    cx.fx.stats.votes_refused += 1;
+                    tracing::debug!(voter = %r.from, "name-conflict vote answer not counted");
+                }
+            } else {
                 match postcard::from_bytes::<SocketAddr>(&r.payload) {
                     Ok(a) if a == cx.addr => vote.for_us += 1,
                     Ok(a) if a == vote.theirs => vote.for_them += 1,
@@ -599,7 +657,12 @@ mod tests {
             &mut b,
             at(0),
             3,
-            &[alive("c", 3, 0), alive("d", 4, 0), alive("e", 5, 0)],
+            &[
+                alive("a", 1, 0),
+                alive("c", 3, 0),
+                alive("d", 4, 0),
+                alive("e", 5, 0),
+            ],
         );
         sent(&mut b);
         let q = crate::wire::QueryMsg {
@@ -639,8 +702,24 @@ mod tests {
             .collect();
         assert_eq!(direct, 1);
         assert_eq!(relayed.len(), 2, "relay_factor members forward it");
-        // A relay forwards to the asker.
+        // A relay forwards to the asker, a live member; never to an unknown address.
         let mut c = node("c", 3);
+        let resp = crate::wire::QueryResp {
+            ltime: 1,
+            id: 7,
+            from: "b".into(),
+            ack: false,
+            payload: Default::default(),
+        };
+        let to_stranger = Message::RelayResponse {
+            to: addr(1),
+            resp: resp.clone(),
+        };
+        deliver(&mut c, at(3), 2, &[to_stranger]);
+        assert!(sent(&mut c).is_empty());
+        assert_eq!(c.stats().replies_refused, 1);
+        deliver(&mut c, at(3), 1, &[alive("a", 1, 0)]);
+        sent(&mut c);
         let resp = crate::wire::QueryResp {
             ltime: 1,
             id: 7,

@@ -55,6 +55,41 @@ impl Serf {
         self.intents.expire(cutoff);
     }
 
+    /// The member table is full and a new member arrives: forget the oldest tombstone early
+    /// (a member that left before one that failed: a failed one may still come back), reported
+    /// as reaped. False when the table holds no tombstone; the new member is then refused.
+    /// Without this, tombstones of members that never existed (forged, then failed) would keep
+    /// a full table closed to real members for the whole tombstone timeout.
+    pub(crate) fn evict_tombstone(&mut self, cx: &mut Cx<'_>) -> bool {
+        if cx.members.failed() + cx.members.left() == 0 {
+            return false;
+        }
+        let oldest = cx
+            .members
+            .iter()
+            .filter(|r| r.name != *cx.me)
+            .filter_map(|r| {
+                let rank = match r.status() {
+                    MemberStatus::Left => 0,
+                    MemberStatus::Failed => 1,
+                    _ => return None,
+                };
+                Some(((rank, r.since()), r.name.to_name()))
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, name)| name);
+        let Some(name) = oldest else {
+            return false;
+        };
+        let Some(last) = cx.members.remove(&name, cx.now) else {
+            return false;
+        };
+        cx.fx.stats.tombstones_evicted += 1;
+        tracing::debug!(member = %name, "member table full: tombstone forgotten early");
+        self.emit(Event::MemberReaped(last), cx);
+        true
+    }
+
     pub(crate) fn reconnect_tick(&mut self, cx: &mut Cx<'_>) -> Outcome {
         cx.fx.timers.schedule(
             cx.now + cx.cfg.reconnect_interval,

@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
 
-use super::Serf;
+use super::{Recorded, Serf, MAX_PER_SLOT};
 use crate::ctx::Cx;
 use crate::error::ApiError;
 use crate::event::{Event, UserEvent};
@@ -45,8 +45,8 @@ impl EventRing {
         }
     }
 
-    /// Record `e`; false if it was already delivered.
-    fn insert(&mut self, e: &UserEventMsg) -> bool {
+    /// Record `e` unless it was already delivered or its slot is full.
+    fn insert(&mut self, e: &UserEventMsg) -> Recorded {
         if self.slots.is_empty() {
             self.slots = vec![None; self.size];
         }
@@ -58,7 +58,10 @@ impl EventRing {
                     .iter()
                     .any(|x| x.name == e.name && x.payload == e.payload)
                 {
-                    return false;
+                    return Recorded::Seen;
+                }
+                if slot.events.len() >= MAX_PER_SLOT {
+                    return Recorded::Full;
                 }
                 slot.events.push(e.clone());
             }
@@ -70,7 +73,7 @@ impl EventRing {
             }
         }
         self.latest = self.latest.max(e.ltime);
-        true
+        Recorded::New
     }
 
     /// Lamport times with remembered events (at most the ring's size).
@@ -149,8 +152,14 @@ impl Serf {
             cx.fx.stats.events_too_old += 1;
             return;
         }
-        if !self.event_ring.insert(&e) {
-            return;
+        match self.event_ring.insert(&e) {
+            Recorded::New => {}
+            Recorded::Seen => return,
+            Recorded::Full => {
+                cx.fx.stats.slot_full_refused += 1;
+                tracing::debug!(ltime = e.ltime, name = %e.name, "user event refused: its Lamport time's slot is full");
+                return;
+            }
         }
         self.events_changed = cx.now;
         if deliver {

@@ -167,16 +167,24 @@ impl FailureDetector {
     }
 
     /// A ping over the reliable channel (a prober's fallback): ack it the same way.
+    /// The ack goes only to the connection's peer or to a known member's address.
     pub(crate) fn on_stream_ping(
         &mut self,
+        from: SocketAddr,
         seq: u32,
         target: &str,
         reply_to: SocketAddr,
         cx: &mut Cx<'_>,
     ) {
-        if target == &**cx.me {
-            cx.send_reliable(reply_to, &Message::Ack { seq, digest: None });
+        if target != &**cx.me {
+            return;
         }
+        if !cx.may_reply(from, reply_to) {
+            cx.fx.stats.replies_refused += 1;
+            tracing::debug!(%from, %reply_to, "stream ping not answered: reply address unverified");
+            return;
+        }
+        cx.send_reliable(reply_to, &Message::Ack { seq, digest: None });
     }
 
     /// Another member asks us to ping `target` at `addr` on its behalf.
@@ -190,6 +198,12 @@ impl FailureDetector {
     ) {
         if self.relays.len() >= cx.cfg.max_indirect_relays {
             cx.fx.stats.indirect_refused += 1;
+            return;
+        }
+        // Probe only a known member at the address this node holds for it.
+        if cx.members.get(&target).map(|r| r.addr()) != Some(addr) {
+            cx.fx.stats.replies_refused += 1;
+            tracing::debug!(%origin, %target, %addr, "indirect ping refused: not a known member's address");
             return;
         }
         let seq = self.next_seq();

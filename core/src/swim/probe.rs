@@ -494,6 +494,22 @@ mod tests {
     #[test]
     fn relays_forward_acks_and_nack_on_silence() {
         let mut a = cluster_node(1);
+        deliver(&mut a, at(1), 3, &[alive("x", 9, 0), alive("y", 8, 0)]);
+        sent(&mut a);
+        // A request to probe someone at an address this node does not hold for them is
+        // refused: nobody can aim our pings at an address of their choosing.
+        deliver(
+            &mut a,
+            at(1),
+            3,
+            &[Message::IndirectPing {
+                seq: 76,
+                target: "x".into(),
+                addr: addr(10),
+            }],
+        );
+        assert!(sent(&mut a).is_empty());
+        assert_eq!(a.stats().replies_refused, 1);
         deliver(
             &mut a,
             at(1),
