@@ -11,7 +11,7 @@
 //! | name | what must hold |
 //! |---|---|
 //! | `no-false-failure` | a member is declared failed only if it was crashed, paused, overloaded, cut off (partition, cut, isolation, lossy or slow link) or gone — during the fault or within [`verdict_grace`] after it — or datagrams were lost heavily and long enough to cause it; declared left or seen leaving only if it left or was force-removed ([`NoFalseFailure`]) |
-//! | `incarnation-monotonic` | no node's view of a member's incarnation ever goes down (per life of the observer) ([`IncarnationMonotonic`]) |
+//! | `incarnation-monotonic` | no node's view of a member's incarnation ever goes down, as a serial number (per life of the observer, while the member keeps its address) ([`IncarnationMonotonic`]) |
 //! | `no-self-failure` | no node sees itself suspect or failed ([`NoSelfFailure`]) |
 //! | `queue-bounds` | every bounded queue of [`rookery_core::QueueDepths`], the member table, and the transmits and events one input produced stay within their bounds ([`QueueBounds`]) |
 //! | `member-clock-monotonic`, `event-clock-monotonic`, `query-clock-monotonic` | no node's Lamport clocks ever go back (per life) ([`Monotonic`]) |
@@ -622,10 +622,11 @@ impl Invariant for NoFalseFailure {
 
 /// `incarnation-monotonic`: a node's view of a member's incarnation never goes down, for as
 /// long as the node lives (a restarted node starts a fresh view) and the member stays in its
-/// table.
+/// table at the same address (a failed or left member may come back from a new address, with
+/// a fresh incarnation: a restart elsewhere).
 #[derive(Clone, Debug, Default)]
 pub struct IncarnationMonotonic {
-    seen: Vec<(u32, HashMap<Name, u32>)>,
+    seen: Vec<(u32, HashMap<Name, (std::net::SocketAddr, u32)>)>,
 }
 
 impl Invariant for IncarnationMonotonic {
@@ -645,9 +646,9 @@ impl Invariant for IncarnationMonotonic {
         let mut err = None;
         for m in cx.view(node).iter() {
             match map.get_mut(&m.name) {
-                Some(v) => {
+                Some((addr, v)) => {
                     // Incarnations are serial numbers: 0 follows u32::MAX.
-                    let down = rookery_core::plausible::older(m.incarnation, *v);
+                    let down = *addr == m.addr && rookery_core::plausible::older(m.incarnation, *v);
                     if down && err.is_none() {
                         err = Some(format!(
                             "{}'s view of {} went from incarnation {} to {}",
@@ -658,9 +659,10 @@ impl Invariant for IncarnationMonotonic {
                         ));
                     }
                     *v = m.incarnation;
+                    *addr = m.addr;
                 }
                 None => {
-                    map.insert(m.name.clone(), m.incarnation);
+                    map.insert(m.name.clone(), (m.addr, m.incarnation));
                 }
             }
         }

@@ -70,6 +70,7 @@
 //! The runner (`cargo run --release -p rookery-sim -- <scenario>`) is built on the same API;
 //! see [`scenario`].
 
+pub mod adversary;
 mod builder;
 mod clock;
 pub mod invariant;

@@ -186,6 +186,10 @@ pub struct NetStats {
     pub reordered: u64,
     /// Datagrams that arrived at a paused node whose receive backlog was full (dropped).
     pub backlog_dropped: u64,
+    /// Datagrams and reliable messages addressed to [`crate::adversary::AIM`], the address
+    /// the swarm's adversary asks the cluster to send to (also counted in `blocked` or
+    /// `reliable_failed`). A swarm case fails when this is not zero.
+    pub to_aim: u64,
 }
 
 impl NetStats {
@@ -201,6 +205,7 @@ impl NetStats {
             duplicated,
             reordered,
             backlog_dropped,
+            to_aim,
         } = other;
         self.delivered += delivered;
         self.lost += lost;
@@ -211,6 +216,7 @@ impl NetStats {
         self.duplicated += duplicated;
         self.reordered += reordered;
         self.backlog_dropped += backlog_dropped;
+        self.to_aim += to_aim;
     }
 }
 

@@ -229,6 +229,15 @@ pub enum Step {
         /// 0.0 ..= 1.0.
         rate: f64,
     },
+    /// Forged messages from outside the cluster, handed to the nodes `to` that are up
+    /// ([`crate::adversary`]).
+    Forge {
+        /// The receiving nodes.
+        to: Vec<usize>,
+        /// What is forged.
+        #[serde(flatten)]
+        attack: crate::adversary::Attack,
+    },
     /// An API call on a node.
     Api {
         /// The node.
@@ -257,6 +266,7 @@ impl Step {
                 from.iter().chain(to).copied().collect()
             }
             Step::Heal { .. } | Step::HealNetwork | Step::HealAll | Step::Loss { .. } => vec![],
+            Step::Forge { to, attack } => to.iter().copied().chain(attack.nodes()).collect(),
             Step::Api { node, call } => {
                 let mut v = vec![*node];
                 match call {
@@ -347,6 +357,19 @@ impl Sim {
             Step::HealNetwork => self.heal_network(),
             Step::HealAll => self.heal_all(),
             Step::Loss { rate } => self.set_loss(*rate),
+            Step::Forge { to, attack } => {
+                let inputs = attack.inputs(self);
+                for &i in to {
+                    if self.node_state(i) != crate::sim::NodeState::Up {
+                        continue;
+                    }
+                    for input in &inputs {
+                        let input = input.clone();
+                        // Refusals are the point: they are counted in the node's stats.
+                        let _ = self.with_node(i, |n, now| n.handle(now, input));
+                    }
+                }
+            }
             Step::Api { node, call } => match call {
                 ApiCall::Join { seeds } => self.try_join(*node, seeds)?,
                 ApiCall::Leave => self.try_leave(*node)?,

@@ -1353,6 +1353,7 @@ impl Sim {
         }
         let Some(j) = target else {
             self.stats.blocked += 1;
+            self.stats.to_aim += u64::from(to == crate::adversary::AIM);
             return;
         };
         if self.nodes[i].isolated || self.nodes[j].isolated {
@@ -1412,6 +1413,7 @@ impl Sim {
     fn route_reliable(&mut self, i: usize, to: SocketAddr, payload: Bytes) {
         let now = self.now;
         let target = node_index(to).filter(|&j| j < self.nodes.len());
+        self.stats.to_aim += u64::from(to == crate::adversary::AIM);
         let from = self.nodes[i].addr;
         let blocked = self.nodes[i].isolated
             || target.is_none_or(|j| self.nodes[j].isolated)

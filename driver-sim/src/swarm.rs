@@ -189,6 +189,15 @@ impl Case {
                 let _ = sim.finish_checks();
             }
         }
+        let aimed = sim.net_stats().to_aim;
+        if aimed > 0 {
+            violations.push(Violation {
+                invariant: "no-traffic-where-the-adversary-aims",
+                at: sim.now(),
+                node: None,
+                detail: format!("{aimed} transmits went to the adversary's chosen address"),
+            });
+        }
         let mut all: Vec<Violation> = sim.violations().to_vec();
         all.extend(violations);
         Outcome {

@@ -2,7 +2,8 @@
 //! distribution, duplication, reordering, background loss) and a fault script (partitions,
 //! one-way cuts, link rules, isolation, crashes, restarts, pauses, overloads, clock drift,
 //! loss bursts, joins, leaves, tag changes, and the rest of the API: user events, queries —
-//! which the nodes they reach answer —, direct messages, broadcasts, force-removes), runs it
+//! which the nodes they reach answer —, direct messages, broadcasts, force-removes; and an
+//! adversary forging messages from outside the cluster, `rookery_sim::adversary`), runs it
 //! on a small simulated cluster, heals everything — in one case in eight leaving a
 //! minority cut off at first, which the rest must declare failed and which must rejoin once
 //! that heals too — and checks every invariant and liveness. Proptest shrinks the script.
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestError, TestRng, TestRunner};
 use rookery_core::{Event, MemberStatus};
+use rookery_sim::adversary::Attack;
 use rookery_sim::swarm::{Case, Preset, FORMATION_LIMIT};
 use rookery_sim::{ApiCall, Latency, LinkEffect, NetConfig, NetStats, Step, TimedStep};
 
@@ -42,7 +44,9 @@ const LINK: u32 = 1 << 5;
 const LOSS: u32 = 1 << 6;
 const API: u32 = 1 << 7;
 const SERF: u32 = 1 << 8;
-const FAMILIES: u32 = 9;
+/// Forged messages from outside the cluster (`rookery_sim::adversary`).
+const ADVERSARY: u32 = 1 << 9;
+const FAMILIES: u32 = 10;
 
 /// The fault mix: which fault families the script draws from, the protocol preset and the
 /// network (latency distribution, duplication, reordering, and background loss when the
@@ -51,7 +55,7 @@ const FAMILIES: u32 = 9;
 fn mix() -> impl Strategy<Value = (u32, Preset, NetConfig)> {
     let families = prop_oneof![
         1 => (1u32..(1 << FAMILIES))
-            .prop_map(|f| f & (CRASH | PAUSE | OVERLOAD | DRIFT | API | SERF)),
+            .prop_map(|f| f & (CRASH | PAUSE | OVERLOAD | DRIFT | API | SERF | ADVERSARY)),
         2 => 1u32..(1 << FAMILIES),
     ]
     .prop_map(|f| if f == 0 { CRASH } else { f });
@@ -286,10 +290,25 @@ fn step(n: usize, families: u32) -> BoxedStrategy<Step> {
     add(
         SERF,
         1,
-        (node.clone(), node, any::<bool>())
+        (node.clone(), node.clone(), any::<bool>())
             .prop_map(|(node, member, prune)| Step::Api {
                 node,
                 call: ApiCall::RemoveFailed { member, prune },
+            })
+            .boxed(),
+    );
+    add(
+        ADVERSARY,
+        3,
+        (subset(n), node, 0u8..4)
+            .prop_map(|(to, victim, kind)| Step::Forge {
+                to,
+                attack: match kind {
+                    0 => Attack::FarAccusation { victim },
+                    1 => Attack::TopLamport { victim },
+                    2 => Attack::Aim { victim },
+                    _ => Attack::ClaimName { victim },
+                },
             })
             .boxed(),
     );
@@ -578,6 +597,34 @@ fn everything_case(seed: u64) -> Case {
             },
         ),
         (25_000, Step::HealAll),
+        (
+            2_500,
+            Step::Forge {
+                to: vec![0, 1, 2, 3],
+                attack: Attack::FarAccusation { victim: 3 },
+            },
+        ),
+        (
+            5_000,
+            Step::Forge {
+                to: vec![1, 2],
+                attack: Attack::Aim { victim: 2 },
+            },
+        ),
+        (
+            7_000,
+            Step::Forge {
+                to: vec![0, 2, 3],
+                attack: Attack::TopLamport { victim: 1 },
+            },
+        ),
+        (
+            9_000,
+            Step::Forge {
+                to: vec![2, 3],
+                attack: Attack::ClaimName { victim: 2 },
+            },
+        ),
     ];
     Case {
         seed,
