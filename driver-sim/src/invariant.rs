@@ -626,8 +626,11 @@ impl Invariant for NoFalseFailure {
 /// a fresh incarnation: a restart elsewhere).
 #[derive(Clone, Debug, Default)]
 pub struct IncarnationMonotonic {
-    seen: Vec<(u32, HashMap<Name, (std::net::SocketAddr, u32)>)>,
+    /// Per observer: its life, and (address, incarnation) per member it sees.
+    seen: Vec<(u32, AddrIncarnations)>,
 }
+
+type AddrIncarnations = HashMap<Name, (std::net::SocketAddr, u32)>;
 
 impl Invariant for IncarnationMonotonic {
     fn name(&self) -> &'static str {
