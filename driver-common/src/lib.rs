@@ -74,6 +74,7 @@ pub mod asynch;
 mod bind;
 pub mod blocking;
 mod error;
+pub mod guard;
 mod options;
 mod pump;
 #[cfg(feature = "async")]
@@ -81,6 +82,7 @@ mod runtime;
 
 pub use bind::{advertised_addr, bind_pair, node_seed};
 pub use error::{AgentError, StartError, TryRecvError};
+pub use guard::Refusal;
 pub use handle::{channels, finish, CommandReceiver, HandleEnds, LoopEnds};
 pub use options::Options;
 pub use pump::{
