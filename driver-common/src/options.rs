@@ -1,37 +1,37 @@
 //! Driver options (everything that is not protocol: the protocol lives in
 //! [`rookery_core::Config`]).
-//!
-//! ## Caps on a hostile network
-//!
-//! | cap | default | when reached |
-//! |---|---|---|
-//! | [`Options::max_inbound`] | 512 connections | the inbound connection idle longest is closed; with none idle the newcomer is refused ([`crate::DriverStats::refused_inbound_total`]) |
-//! | [`Options::max_inbound_per_source`] | 256 connections from one IP | the same, among that IP's connections ([`crate::DriverStats::refused_inbound_per_source`]) |
-//! | [`Options::max_outbound`] | 256 connections | the outbound connection idle longest is closed; with none idle the message waits (at most `send_queue` messages, at most `tcp_timeout`), then fails as a send failure the core hears ([`crate::DriverStats::refused_outbound`]) |
-//! | [`Options::max_inbound_in_flight`] | 128 frames | a reader with a complete frame waits; a frame still waiting `tcp_timeout` after its first byte is dropped ([`crate::DriverStats::refused_in_flight`]) |
-//! | `Config::tcp_timeout` (core) | LAN 10 s | a frame not complete within it from its first byte closes the connection ([`crate::DriverStats::frame_deadline_closed`]) |
-//! | `Config::max_stream_message` (core) | 8 MiB | a larger declared length closes the connection before anything is allocated for it ([`crate::DriverStats::frames_too_large`]) |
-//! | [`Options::inbound_idle_timeout`] | 60 s | an inbound connection silent between frames is closed ([`crate::DriverStats::connections_idle_closed`]) |
-//!
-//! "Idle" means between frames (nothing buffered), or accepted and silent for
-//! [`crate::guard::FRESH_GRACE`]: closing such a connection costs a member a reconnect, so a
-//! cap never refuses a member while an idle connection holds a slot (a join storm of 1,000
-//! members through one seed is served with these defaults). Receive buffers grow with the
-//! bytes received (never with a declared length) and are released between frames. Every
-//! refusal is counted by cause and logged at warn, at most once per
-//! [`crate::guard::LOG_EVERY`] per cause; none of them makes the node's event loop wait.
-//!
-//! The core bounds what a frame may carry, with defaults at or below memberlist's 2026
-//! hardening limits: push-pull state and user (direct) messages by `Config::max_stream_message`
-//! (8 MiB; memberlist 20 MiB), the members a push-pull may list by `Config::max_members` (65,536;
-//! memberlist 1,048,576), direct messages by `Config::max_message_size` (64 KiB). memberlist's
-//! 128 concurrent push-pull exchanges are [`Options::max_inbound_in_flight`] here.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 /// How a driver runs a node. Start from [`Options::default`] and adjust with the `with_*`
 /// methods or by setting fields.
+///
+/// ## Caps on a hostile network
+///
+/// | cap | default | when reached |
+/// |---|---|---|
+/// | [`Options::max_inbound`] | 512 connections | the inbound connection idle longest is closed; with none idle the newcomer is refused ([`crate::DriverStats::refused_inbound_total`]) |
+/// | [`Options::max_inbound_per_source`] | 256 connections from one IP | the same, among that IP's connections ([`crate::DriverStats::refused_inbound_per_source`]) |
+/// | [`Options::max_outbound`] | 256 connections | the outbound connection idle longest is closed; with none idle the message waits (at most `send_queue` messages, at most `tcp_timeout`), then fails as a send failure the core hears ([`crate::DriverStats::refused_outbound`]) |
+/// | [`Options::max_inbound_in_flight`] | 128 frames | a reader with a complete frame waits; a frame still waiting `tcp_timeout` after its first byte is dropped ([`crate::DriverStats::refused_in_flight`]) |
+/// | `Config::tcp_timeout` (core) | LAN 10 s | a frame not complete within it from its first byte closes the connection ([`crate::DriverStats::frame_deadline_closed`]) |
+/// | `Config::max_stream_message` (core) | 8 MiB | a larger declared length closes the connection before anything is allocated for it ([`crate::DriverStats::frames_too_large`]) |
+/// | [`Options::inbound_idle_timeout`] | 60 s | an inbound connection silent between frames is closed ([`crate::DriverStats::connections_idle_closed`]) |
+///
+/// "Idle" means between frames (nothing buffered), or accepted and silent for
+/// [`crate::guard::FRESH_GRACE`]: closing such a connection costs a member a reconnect, so a
+/// cap never refuses a member while an idle connection holds a slot (a join storm of 1,000
+/// members through one seed is served with these defaults). Receive buffers grow with the
+/// bytes received (never with a declared length) and are released between frames. Every
+/// refusal is counted by cause and logged at warn, at most once per
+/// [`crate::guard::LOG_EVERY`] per cause; none of them makes the node's event loop wait.
+///
+/// The core bounds what a frame may carry, with defaults at or below memberlist's 2026
+/// hardening limits: push-pull state and user (direct) messages by `Config::max_stream_message`
+/// (8 MiB; memberlist 20 MiB), the members a push-pull may list by `Config::max_members` (65,536;
+/// memberlist 1,048,576), direct messages by `Config::max_message_size` (64 KiB). memberlist's
+/// 128 concurrent push-pull exchanges are [`Options::max_inbound_in_flight`] here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Seed of the node's RNG. `None` (the default) draws one from OS entropy; set it to make a
