@@ -6,12 +6,25 @@
 //!   command channel, the network-input channel, the UDP socket and one timer re-armed from
 //!   [`Pump::deadline`], and after every wake-up drains the node's transmits: datagrams go out
 //!   on the socket, reliable frames to a per-destination writer task;
-//! - the **accept task** owns the TCP listener and spawns one **reader task** per inbound
-//!   connection, which splits frames with [`rookery_core::wire::FrameDecoder`] and forwards
-//!   them to the pump (garbage closes the connection and is counted);
+//! - the **accept task** owns the TCP listener and admits each connection by the rule of
+//!   [`crate::guard::InboundTable`] (at `max_inbound`, or `max_inbound_per_source` for its IP,
+//!   the connection idle longest is closed to make room; with none idle the newcomer is refused
+//!   and counted), then spawns one **reader task** for it, which splits frames with
+//!   [`rookery_core::wire::FrameDecoder`] and forwards them to the pump. A frame must arrive
+//!   whole within `tcp_timeout` of its first byte, a connection silent between frames closes
+//!   after the inbound idle timeout, a declared length above `max_stream_message` closes it
+//!   before anything is allocated, garbage closes it; each is counted. At most
+//!   `max_inbound_in_flight` frames wait for the pump at once (a reader holding a complete frame
+//!   waits, and stops reading, until there is room);
 //! - one **writer task** per destination connects (with `tcp_timeout`), writes frames (with
 //!   `tcp_timeout`), reuses the connection and closes it after `idle_timeout`; a frame it
-//!   cannot deliver is reported back to the pump, which tells the core.
+//!   cannot deliver is reported back to the pump, which tells the core. At most `max_outbound`
+//!   writers exist: a new destination takes the slot of the writer idle longest, or waits in
+//!   one bounded line (at most `send_queue` frames, at most `tcp_timeout`) and then fails as a
+//!   send failure the core hears.
+//!
+//! The pump task never waits for a peer: frames to writers go through `try_send`, refusals are
+//! counted and reported at once.
 //!
 //! The agent's handle, event stream and query answers are the async flavor of the one API
 //! shape every driver offers ([`crate::blocking`] is the blocking one; `into_blocking` turns
@@ -21,26 +34,28 @@
 //! signal and then waits until every token is gone: when [`AgentHandle::shutdown`] returns,
 //! every task has ended and every socket is closed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use async_lock::{Semaphore, SemaphoreGuardArc};
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_util::future::{self, Either, FutureExt, Shared};
 use futures_util::{SinkExt, Stream, StreamExt};
-use rookery_core::wire::FrameDecoder;
+use rookery_core::wire::{DecodeError, FrameDecoder};
 use rookery_core::{
     Config, Event, Identity, Member, QueryHandle, QueryId, QueryParams, Tags, TransmitKind,
 };
 
 use crate::bind::{advertised_addr, bind_pair, node_seed};
 use crate::error::{AgentError, StartError, TryRecvError};
+use crate::guard::{pick_idle, InboundTable, Phase, Refusal};
 use crate::handle::{channels, finish, CommandReceiver, Link, LoopEnds};
 use crate::options::Options;
 use crate::pump::{AgentStats, Command, DriverCounters, Pump, QueryAnswer, Reply, ShutdownMode};
@@ -48,20 +63,36 @@ use crate::runtime::Runtime;
 
 /// Frames and failures queued from helper tasks to the pump task.
 const NET_QUEUE: usize = 1024;
-/// Read buffer of one inbound connection.
+/// Read buffer of one inbound connection while a frame is in progress (released between
+/// frames).
 const READ_BUF: usize = 16 * 1024;
+/// Read buffer of one inbound connection between frames.
+const IDLE_READ: usize = 512;
 /// Back-off after a failed `accept` (out of file descriptors, ...).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// Outbound writer map size above which entries of ended writers are pruned.
-const WRITERS_PRUNE: usize = 64;
 
 enum NetInput {
     Frame {
         from: SocketAddr,
         body: Vec<u8>,
         bad: Arc<AtomicBool>,
+        /// Room among `max_inbound_in_flight`, given back once the pump handled the frame.
+        _permit: SemaphoreGuardArc,
     },
     SendFailed(SocketAddr),
+    /// A writer task ended (idle, or its queue closed).
+    WriterDone {
+        to: SocketAddr,
+        id: u64,
+    },
+}
+
+/// The inbound connections, shared by the accept task and the readers.
+struct Inbound {
+    table: InboundTable<u64>,
+    /// How to close each admitted connection (its reader races this).
+    kicks: HashMap<u64, oneshot::Sender<()>>,
+    next_id: u64,
 }
 
 #[derive(Clone)]
@@ -74,8 +105,9 @@ struct TaskCtx {
     idle: Duration,
     inbound_idle: Duration,
     max_stream: usize,
-    max_inbound: usize,
-    inbound: Arc<AtomicUsize>,
+    inbound: Arc<Mutex<Inbound>>,
+    in_flight: Arc<Semaphore>,
+    max_outbound: usize,
     send_queue: usize,
 }
 
@@ -112,8 +144,13 @@ pub async fn start<R: Runtime>(
         idle: options.idle_timeout,
         inbound_idle: options.inbound_idle_timeout(),
         max_stream,
-        max_inbound: options.max_inbound,
-        inbound: Arc::new(AtomicUsize::new(0)),
+        inbound: Arc::new(Mutex::new(Inbound {
+            table: InboundTable::new(options.max_inbound, options.max_inbound_per_source),
+            kicks: HashMap::new(),
+            next_id: 0,
+        })),
+        in_flight: Arc::new(Semaphore::new(options.max_inbound_in_flight.max(1))),
+        max_outbound: options.max_outbound.max(1),
         send_queue: options.send_queue.max(1),
     };
     spawn_task::<R>(&ctx, accept_loop::<R>(listener, ctx.clone()));
@@ -147,6 +184,16 @@ async fn timeout<R: Runtime, T>(limit: Duration, fut: impl Future<Output = T>) -
     }
 }
 
+/// `fut`, or `None` if `deadline` passes first.
+async fn until<R: Runtime, T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+    let fut = pin!(fut);
+    let sleep = pin!(R::sleep_until(deadline));
+    match future::select(fut, sleep).await {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
+}
+
 enum Wake {
     Timer,
     Command(Command),
@@ -164,7 +211,7 @@ async fn pump_loop<R: Runtime>(
     stop_tx: oneshot::Sender<()>,
     mut done_rx: mpsc::Receiver<()>,
 ) {
-    let mut writers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut writers = Writers::default();
     let mut buf = vec![0u8; rookery_core::wire::MAX_DATAGRAM];
     loop {
         flush::<R>(&mut pump, &udp, &mut writers, &ctx).await;
@@ -207,12 +254,22 @@ async fn pump_loop<R: Runtime>(
                     reply: Reply::new(|()| {}),
                 });
             }
-            Wake::Net(NetInput::Frame { from, body, bad }) => {
+            Wake::Net(NetInput::Frame {
+                from,
+                body,
+                bad,
+                _permit,
+            }) => {
                 if !pump.frame(from, &body) && !bad.swap(true, Ordering::Relaxed) {
                     DriverCounters::bump(&ctx.counters.bad_connections);
                 }
             }
             Wake::Net(NetInput::SendFailed(to)) => pump.send_failure(to),
+            Wake::Net(NetInput::WriterDone { to, id }) => {
+                if writers.map.get(&to).is_some_and(|w| w.id == id) {
+                    writers.map.remove(&to);
+                }
+            }
             Wake::Udp(Ok((n, from))) => pump.datagram(from, &buf[..n]),
             Wake::Udp(Err(e)) => {
                 tracing::debug!(error = %e, "udp receive error");
@@ -233,37 +290,65 @@ async fn pump_loop<R: Runtime>(
     tracing::info!(%name, "agent stopped");
 }
 
+/// One destination's writer task, as the pump sees it.
+struct WriterSlot {
+    /// Tells this writer's `WriterDone` from a later writer's for the same destination.
+    id: u64,
+    tx: mpsc::Sender<Bytes>,
+    /// Frames queued or being written: zero means idle.
+    busy: Arc<AtomicUsize>,
+    last_used: Instant,
+}
+
+/// The outbound writers (at most `max_outbound`) and the line of frames waiting for a slot.
+#[derive(Default)]
+struct Writers {
+    map: HashMap<SocketAddr, WriterSlot>,
+    /// Frames to destinations without a writer, waiting for a slot: (to, frame, queued at).
+    waiting: VecDeque<(SocketAddr, Bytes, Instant)>,
+    next_id: u64,
+}
+
 /// Put every pending transmit on its way.
-async fn flush<R: Runtime>(
-    pump: &mut Pump,
-    udp: &R::Udp,
-    writers: &mut HashMap<SocketAddr, mpsc::Sender<Bytes>>,
-    ctx: &TaskCtx,
-) {
-    while let Some(t) = pump.poll_transmit() {
-        match t.kind {
-            TransmitKind::Datagram => {
-                if let Err(e) = R::send_to(udp, &t.payload, t.to).await {
-                    tracing::debug!(to = %t.to, error = %e, "datagram not sent");
-                    DriverCounters::bump(&ctx.counters.datagram_send_errors);
+async fn flush<R: Runtime>(pump: &mut Pump, udp: &R::Udp, writers: &mut Writers, ctx: &TaskCtx) {
+    loop {
+        while let Some(t) = pump.poll_transmit() {
+            match t.kind {
+                TransmitKind::Datagram => {
+                    if let Err(e) = R::send_to(udp, &t.payload, t.to).await {
+                        tracing::debug!(to = %t.to, error = %e, "datagram not sent");
+                        DriverCounters::bump(&ctx.counters.datagram_send_errors);
+                    }
+                }
+                TransmitKind::Reliable => {
+                    route_reliable::<R>(pump, writers, ctx, t.to, t.payload, Instant::now())
                 }
             }
-            TransmitKind::Reliable => route_reliable::<R>(pump, writers, ctx, t.to, t.payload),
+        }
+        if writers.waiting.is_empty() || !serve_waiting::<R>(pump, writers, ctx) {
+            return;
         }
     }
 }
 
-/// Queue a frame on the writer task of its destination, starting one if needed.
+/// Queue a frame on the writer task of its destination, starting one if there is a slot
+/// (taking the slot of the writer idle longest at `max_outbound`), else put it in the waiting
+/// line, else fail it.
 fn route_reliable<R: Runtime>(
     pump: &mut Pump,
-    writers: &mut HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    writers: &mut Writers,
     ctx: &TaskCtx,
     to: SocketAddr,
     mut frame: Bytes,
+    queued: Instant,
 ) {
-    if let Some(tx) = writers.get_mut(&to) {
-        match tx.try_send(frame) {
-            Ok(()) => return,
+    if let Some(w) = writers.map.get_mut(&to) {
+        match w.tx.try_send(frame) {
+            Ok(()) => {
+                w.busy.fetch_add(1, Ordering::Relaxed);
+                w.last_used = Instant::now();
+                return;
+            }
             Err(e) if e.is_full() => {
                 DriverCounters::bump(&ctx.counters.send_queue_full);
                 pump.send_failure(to);
@@ -272,18 +357,104 @@ fn route_reliable<R: Runtime>(
             // The writer went idle and ended: start a new one.
             Err(e) => {
                 frame = e.into_inner();
-                writers.remove(&to);
+                writers.map.remove(&to);
             }
         }
     }
-    if writers.len() >= WRITERS_PRUNE {
-        writers.retain(|_, tx| !tx.is_closed());
+    let in_line = writers.waiting.iter().any(|(d, _, _)| *d == to);
+    if !in_line && free_slot(writers, ctx) {
+        start_writer::<R>(writers, ctx, to, frame);
+        return;
     }
+    if writers.waiting.len() < ctx.send_queue {
+        writers.waiting.push_back((to, frame, queued));
+    } else {
+        ctx.counters.refuse(Refusal::Outbound, to);
+        pump.send_failure(to);
+    }
+}
+
+/// Make sure a new writer fits under `max_outbound`: prune ended writers, else end the one
+/// idle longest. False when every writer is busy.
+fn free_slot(writers: &mut Writers, ctx: &TaskCtx) -> bool {
+    if writers.map.len() < ctx.max_outbound {
+        return true;
+    }
+    writers.map.retain(|_, w| !w.tx.is_closed());
+    if writers.map.len() < ctx.max_outbound {
+        return true;
+    }
+    let idle = pick_idle(
+        writers
+            .map
+            .iter()
+            .filter(|(_, w)| w.busy.load(Ordering::Relaxed) == 0)
+            .map(|(to, w)| (*to, w.last_used)),
+    );
+    match idle {
+        Some(to) => {
+            // Dropping its sender ends the writer (it has nothing left to write).
+            writers.map.remove(&to);
+            DriverCounters::bump(&ctx.counters.evicted_idle_outbound);
+            true
+        }
+        None => false,
+    }
+}
+
+fn start_writer<R: Runtime>(writers: &mut Writers, ctx: &TaskCtx, to: SocketAddr, frame: Bytes) {
     let (mut tx, rx) = mpsc::channel(ctx.send_queue - 1);
     // A fresh channel always has room for one.
     let _ = tx.try_send(frame);
-    writers.insert(to, tx);
-    spawn_task::<R>(ctx, writer::<R>(to, rx, ctx.clone()));
+    let busy = Arc::new(AtomicUsize::new(1));
+    let id = writers.next_id;
+    writers.next_id += 1;
+    writers.map.insert(
+        to,
+        WriterSlot {
+            id,
+            tx,
+            busy: busy.clone(),
+            last_used: Instant::now(),
+        },
+    );
+    spawn_task::<R>(ctx, writer::<R>(to, id, rx, busy, ctx.clone()));
+}
+
+/// Move waiting frames to writers while slots free up, in order; fail the ones that waited
+/// `tcp_timeout`. True when the pump has new input (failures reported).
+fn serve_waiting<R: Runtime>(pump: &mut Pump, writers: &mut Writers, ctx: &TaskCtx) -> bool {
+    let now = Instant::now();
+    let mut failed = false;
+    while let Some((to, _, queued)) = writers.waiting.front() {
+        let (to, queued) = (*to, *queued);
+        if now.saturating_duration_since(queued) >= ctx.tcp_timeout {
+            writers.waiting.pop_front();
+            ctx.counters.refuse(Refusal::Outbound, to);
+            pump.send_failure(to);
+            failed = true;
+            continue;
+        }
+        if !writers.map.contains_key(&to) && !free_slot(writers, ctx) {
+            break;
+        }
+        // This destination's frames, in order: the first starts its writer.
+        let mut rest = VecDeque::with_capacity(writers.waiting.len());
+        let mut mine = Vec::new();
+        for (d, f, q) in writers.waiting.drain(..) {
+            if d == to {
+                mine.push((f, q));
+            } else {
+                rest.push_back((d, f, q));
+            }
+        }
+        writers.waiting = rest;
+        for (f, q) in mine {
+            route_reliable::<R>(pump, writers, ctx, to, f, q);
+        }
+        failed = true;
+    }
+    failed
 }
 
 enum Step {
@@ -294,7 +465,24 @@ enum Step {
 
 /// One destination's outbound connection: connect on demand, write frames in order, notice
 /// when the peer closes, close when idle.
-async fn writer<R: Runtime>(to: SocketAddr, mut rx: mpsc::Receiver<Bytes>, ctx: TaskCtx) {
+async fn writer<R: Runtime>(
+    to: SocketAddr,
+    id: u64,
+    mut rx: mpsc::Receiver<Bytes>,
+    busy: Arc<AtomicUsize>,
+    ctx: TaskCtx,
+) {
+    writer_body::<R>(to, &mut rx, &busy, &ctx).await;
+    // Frees the slot at once (the pump would otherwise notice on the next full map).
+    let _ = ctx.net.clone().send(NetInput::WriterDone { to, id }).await;
+}
+
+async fn writer_body<R: Runtime>(
+    to: SocketAddr,
+    rx: &mut mpsc::Receiver<Bytes>,
+    busy: &AtomicUsize,
+    ctx: &TaskCtx,
+) {
     let mut conn: Option<R::Stream> = None;
     let mut used = false;
     let mut net = ctx.net.clone();
@@ -323,7 +511,8 @@ async fn writer<R: Runtime>(to: SocketAddr, mut rx: mpsc::Receiver<Bytes>, ctx: 
         };
         match step {
             Step::Frame(Some(f)) => {
-                deliver::<R>(to, &f, &mut conn, &mut used, &ctx, &mut net).await
+                deliver::<R>(to, &f, &mut conn, &mut used, ctx, &mut net).await;
+                busy.fetch_sub(1, Ordering::Relaxed);
             }
             Step::Frame(None) => return,
             // The peer never writes on our connection: ignore stray bytes.
@@ -340,7 +529,8 @@ async fn writer<R: Runtime>(to: SocketAddr, mut rx: mpsc::Receiver<Bytes>, ctx: 
                 // Refuse new frames, then deliver what raced in before the close.
                 rx.close();
                 while let Ok(f) = rx.try_recv() {
-                    deliver::<R>(to, &f, &mut conn, &mut used, &ctx, &mut net).await;
+                    deliver::<R>(to, &f, &mut conn, &mut used, ctx, &mut net).await;
+                    busy.fetch_sub(1, Ordering::Relaxed);
                 }
                 return;
             }
@@ -400,13 +590,38 @@ async fn accept_loop<R: Runtime>(listener: R::Listener, ctx: TaskCtx) {
         match R::accept(&listener).await {
             Ok((stream, peer)) => {
                 DriverCounters::bump(&ctx.counters.connections_accepted);
-                if ctx.inbound.load(Ordering::Relaxed) >= ctx.max_inbound {
-                    DriverCounters::bump(&ctx.counters.connections_refused);
-                    drop(stream);
-                    continue;
+                let (kick_tx, kick_rx) = oneshot::channel();
+                let admitted = {
+                    let mut guard = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
+                    let inb = &mut *guard;
+                    let id = inb.next_id;
+                    inb.next_id += 1;
+                    match inb.table.admit(id, peer.ip(), Instant::now()) {
+                        Ok(evicted) => {
+                            for k in evicted {
+                                if let Some(kick) = inb.kicks.remove(&k) {
+                                    let _ = kick.send(());
+                                }
+                                DriverCounters::bump(&ctx.counters.evicted_idle_inbound);
+                            }
+                            inb.kicks.insert(id, kick_tx);
+                            Ok(id)
+                        }
+                        Err(cause) => Err(cause),
+                    }
+                };
+                match admitted {
+                    Ok(id) => {
+                        spawn_task::<R>(&ctx, reader::<R>(stream, peer, id, kick_rx, ctx.clone()));
+                        // Let the reader take in what already arrived before the next accept
+                        // (a burst of accepts would otherwise find every slot fresh).
+                        yield_now().await;
+                    }
+                    Err(cause) => {
+                        ctx.counters.refuse(cause, peer);
+                        drop(stream);
+                    }
                 }
-                ctx.inbound.fetch_add(1, Ordering::Relaxed);
-                spawn_task::<R>(&ctx, reader::<R>(stream, peer, ctx.clone()));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -417,53 +632,173 @@ async fn accept_loop<R: Runtime>(listener: R::Listener, ctx: TaskCtx) {
     }
 }
 
-struct InboundGuard(Arc<AtomicUsize>);
+/// Give the executor one turn (a future pending once, which wakes itself).
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
 
-impl Drop for InboundGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+/// Takes a reader's connection out of the inbound table when the reader ends.
+struct InboundGuard(Arc<Mutex<Inbound>>, u64);
+
+impl InboundGuard {
+    fn phase(&self, phase: Phase, now: Instant) {
+        let mut inb = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        inb.table.set_phase(self.1, phase, now);
     }
 }
 
-/// One inbound connection: split frames and hand them to the pump until the peer closes, the
-/// connection idles, or it turns out to carry garbage.
-async fn reader<R: Runtime>(mut stream: R::Stream, peer: SocketAddr, ctx: TaskCtx) {
-    let _guard = InboundGuard(ctx.inbound.clone());
+impl Drop for InboundGuard {
+    fn drop(&mut self) {
+        let mut inb = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        inb.table.remove(self.1);
+        inb.kicks.remove(&self.1);
+    }
+}
+
+enum ReadStep {
+    Read(std::io::Result<usize>),
+    Deadline,
+    Kicked,
+}
+
+/// One inbound connection: split frames and hand them to the pump until the peer closes, a
+/// frame misses its deadline, the connection idles or is evicted, or it turns out to carry
+/// garbage.
+async fn reader<R: Runtime>(
+    mut stream: R::Stream,
+    peer: SocketAddr,
+    id: u64,
+    mut kick: oneshot::Receiver<()>,
+    ctx: TaskCtx,
+) {
+    let guard = InboundGuard(ctx.inbound.clone(), id);
     let mut dec = FrameDecoder::new(ctx.max_stream);
     let bad = Arc::new(AtomicBool::new(false));
-    let mut buf = vec![0u8; READ_BUF];
+    let mut small = [0u8; IDLE_READ];
+    let mut big: Vec<u8> = Vec::new();
     let mut net = ctx.net.clone();
+    // Set while a frame is in progress: when it must be complete.
+    let mut frame_deadline: Option<Instant> = None;
+    let mut idle_deadline = Instant::now() + ctx.inbound_idle;
     loop {
-        let n = match timeout::<R, _>(ctx.inbound_idle, R::read(&mut stream, &mut buf)).await {
-            None => {
+        let deadline = frame_deadline.unwrap_or(idle_deadline);
+        let buf: &mut [u8] = if frame_deadline.is_some() {
+            if big.is_empty() {
+                big = vec![0; READ_BUF];
+            }
+            &mut big
+        } else {
+            &mut small
+        };
+        let step = {
+            let mut read = pin!(R::read(&mut stream, buf));
+            let mut sleep = pin!(R::sleep_until(deadline));
+            poll_fn(|cx| {
+                if kick.poll_unpin(cx).is_ready() {
+                    return Poll::Ready(ReadStep::Kicked);
+                }
+                if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                    return Poll::Ready(ReadStep::Read(r));
+                }
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(ReadStep::Deadline);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        let n = match step {
+            // Counted by the accept task, which evicted it.
+            ReadStep::Kicked => return,
+            ReadStep::Deadline if frame_deadline.is_some() => {
+                ctx.counters.refuse(Refusal::FrameDeadline, peer);
+                return;
+            }
+            ReadStep::Deadline => {
                 DriverCounters::bump(&ctx.counters.connections_idle_closed);
                 return;
             }
-            Some(Ok(0)) | Some(Err(_)) => return,
-            Some(Ok(n)) => n,
+            ReadStep::Read(Ok(0)) | ReadStep::Read(Err(_)) => return,
+            ReadStep::Read(Ok(n)) => n,
         };
-        dec.push(&buf[..n]);
-        loop {
+        let now = Instant::now();
+        let data = if frame_deadline.is_some() {
+            &big[..n]
+        } else {
+            &small[..n]
+        };
+        dec.push(data);
+        let frame_started = frame_deadline.is_none();
+        // Every complete frame, and when the one after them started.
+        let mut frames = Vec::new();
+        let mut deadline = frame_deadline.unwrap_or(now + ctx.tcp_timeout);
+        let mut next_deadline = deadline;
+        let garbage = loop {
             match dec.next_frame() {
                 Ok(Some(body)) => {
-                    let input = NetInput::Frame {
-                        from: peer,
-                        body,
-                        bad: bad.clone(),
-                    };
-                    if net.send(input).await.is_err() {
+                    frames.push((body, deadline));
+                    // Bytes of the next frame came with this one: its deadline starts now.
+                    deadline = now + ctx.tcp_timeout;
+                    next_deadline = deadline;
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        // The connection's state before any waiting: everything read is in hand, so closing
+        // it between frames loses nothing.
+        if dec.buffered() == 0 {
+            // Between frames: release the large read buffer, wait with the idle timeout.
+            frame_deadline = None;
+            big = Vec::new();
+            idle_deadline = now + ctx.inbound_idle;
+            guard.phase(Phase::Idle, now);
+        } else {
+            frame_deadline = Some(next_deadline);
+            if frame_started || !frames.is_empty() {
+                guard.phase(Phase::InFrame, now);
+            }
+        }
+        for (body, deadline) in frames {
+            let permit = match ctx.in_flight.try_acquire_arc() {
+                Some(p) => p,
+                None => match until::<R, _>(deadline, ctx.in_flight.acquire_arc()).await {
+                    Some(p) => p,
+                    None => {
+                        ctx.counters.refuse(Refusal::InFlight, peer);
                         return;
                     }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "bad frame: closing connection");
-                    if !bad.swap(true, Ordering::Relaxed) {
-                        DriverCounters::bump(&ctx.counters.bad_connections);
-                    }
-                    return;
-                }
+                },
+            };
+            let input = NetInput::Frame {
+                from: peer,
+                body,
+                bad: bad.clone(),
+                _permit: permit,
+            };
+            if net.send(input).await.is_err() {
+                return;
             }
+        }
+        if let Some(e) = garbage {
+            if matches!(e, DecodeError::TooLarge { .. }) {
+                ctx.counters.refuse(Refusal::FrameTooLarge, peer);
+            }
+            tracing::debug!(%peer, error = %e, "bad frame: closing connection");
+            if !bad.swap(true, Ordering::Relaxed) {
+                DriverCounters::bump(&ctx.counters.bad_connections);
+            }
+            return;
         }
         if bad.load(Ordering::Relaxed) {
             return;

@@ -8,6 +8,10 @@
 //!   blocking the node), and the event sink. Used by
 //!   the async drivers and by the mio driver alike.
 //! - [`bind_pair`]: one UDP socket and one TCP listener on the same port (port 0 allowed).
+//! - [`guard`]: the TCP caps on a hostile network, written once for every driver — which
+//!   inbound connection to admit, evict or refuse, which outbound one to evict, and the
+//!   [`Refusal`] causes counted in [`DriverStats`] (the caps and their defaults are listed in
+//!   [`Options`]).
 //! - [`Options`], the typed errors [`StartError`], [`AgentError`] and [`TryRecvError`], and the
 //!   counters [`AgentStats`] / [`DriverStats`].
 //! - The application's side of every agent, written once: [`channels`] between the handles and
@@ -74,6 +78,7 @@ pub mod asynch;
 mod bind;
 pub mod blocking;
 mod error;
+pub mod guard;
 mod options;
 mod pump;
 #[cfg(feature = "async")]
@@ -81,6 +86,7 @@ mod runtime;
 
 pub use bind::{advertised_addr, bind_pair, node_seed};
 pub use error::{AgentError, StartError, TryRecvError};
+pub use guard::Refusal;
 pub use handle::{channels, finish, CommandReceiver, HandleEnds, LoopEnds};
 pub use options::Options;
 pub use pump::{

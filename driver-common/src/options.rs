@@ -6,6 +6,32 @@ use std::time::Duration;
 
 /// How a driver runs a node. Start from [`Options::default`] and adjust with the `with_*`
 /// methods or by setting fields.
+///
+/// ## Caps on a hostile network
+///
+/// | cap | default | when reached |
+/// |---|---|---|
+/// | [`Options::max_inbound`] | 512 connections | the inbound connection idle longest is closed; with none idle the newcomer is refused ([`crate::DriverStats::refused_inbound_total`]) |
+/// | [`Options::max_inbound_per_source`] | 256 connections from one IP | the same, among that IP's connections ([`crate::DriverStats::refused_inbound_per_source`]) |
+/// | [`Options::max_outbound`] | 256 connections | the outbound connection idle longest is closed; with none idle the message waits (at most `send_queue` messages, at most `tcp_timeout`), then fails as a send failure the core hears ([`crate::DriverStats::refused_outbound`]) |
+/// | [`Options::max_inbound_in_flight`] | 128 frames | a reader with a complete frame waits; a frame still waiting `tcp_timeout` after its first byte is dropped ([`crate::DriverStats::refused_in_flight`]) |
+/// | `Config::tcp_timeout` (core) | LAN 10 s | a frame not complete within it from its first byte closes the connection ([`crate::DriverStats::frame_deadline_closed`]) |
+/// | `Config::max_stream_message` (core) | 8 MiB | a larger declared length closes the connection before anything is allocated for it ([`crate::DriverStats::frames_too_large`]) |
+/// | [`Options::inbound_idle_timeout`] | 60 s | an inbound connection silent between frames is closed ([`crate::DriverStats::connections_idle_closed`]) |
+///
+/// "Idle" means between frames (nothing buffered), or accepted and silent for
+/// [`crate::guard::FRESH_GRACE`]: closing such a connection costs a member a reconnect, so a
+/// cap never refuses a member while an idle connection holds a slot (a join storm of 1,000
+/// members through one seed is served with these defaults). Receive buffers grow with the
+/// bytes received (never with a declared length) and are released between frames. Every
+/// refusal is counted by cause and logged at warn, at most once per
+/// [`crate::guard::LOG_EVERY`] per cause; none of them makes the node's event loop wait.
+///
+/// The core bounds what a frame may carry, with defaults at or below memberlist's 2026
+/// hardening limits: push-pull state and user (direct) messages by `Config::max_stream_message`
+/// (8 MiB; memberlist 20 MiB), the members a push-pull may list by `Config::max_members` (65,536;
+/// memberlist 1,048,576), direct messages by `Config::max_message_size` (64 KiB). memberlist's
+/// 128 concurrent push-pull exchanges are [`Options::max_inbound_in_flight`] here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Seed of the node's RNG. `None` (the default) draws one from OS entropy; set it to make a
@@ -22,9 +48,28 @@ pub struct Options {
     /// twice as long without data (so that the sender, not the receiver, closes first).
     /// Default 30 s.
     pub idle_timeout: Duration,
-    /// Most inbound TCP connections open at once; more are accepted and closed at once and
-    /// counted in [`crate::DriverStats::connections_refused`]. Default 256.
+    /// Most inbound TCP connections open at once. At the cap the connection idle longest is
+    /// closed to make room ([`crate::DriverStats::evicted_idle_inbound`]); when none is idle the
+    /// new one is accepted and closed at once ([`crate::DriverStats::refused_inbound_total`]).
+    /// Default 512.
     pub max_inbound: usize,
+    /// Most inbound TCP connections open at once from one IP address; at the cap the same rule
+    /// as [`Options::max_inbound`] applies among that address's connections
+    /// ([`crate::DriverStats::refused_inbound_per_source`]). Default 256.
+    pub max_inbound_per_source: usize,
+    /// Most outbound TCP connections (destinations with a writer) at once. At the cap the one
+    /// idle longest is closed ([`crate::DriverStats::evicted_idle_outbound`]); when every one
+    /// is busy, messages to new destinations wait in one line of at most
+    /// [`Options::send_queue`] messages for at most `tcp_timeout`, and beyond that fail as
+    /// send failures reported to the core ([`crate::DriverStats::refused_outbound`]).
+    /// Default 256.
+    pub max_outbound: usize,
+    /// Most received frames waiting for the node at once (memberlist's concurrent push-pull
+    /// cap). A reader holding a complete frame waits for room and stops reading; a frame still
+    /// waiting `tcp_timeout` after its first byte is dropped and its connection closed
+    /// ([`crate::DriverStats::refused_in_flight`]). The mio driver hands each frame to the node
+    /// as soon as it is read, so it never has more than one waiting. Default 128.
+    pub max_inbound_in_flight: usize,
     /// Most reliable messages queued for one destination while its connection is being made or
     /// written; beyond it a message fails at once (reported to the core as a send failure and
     /// counted in [`crate::DriverStats::send_queue_full`]). Default 256.
@@ -42,7 +87,10 @@ impl Default for Options {
             advertise: None,
             event_capacity: 1024,
             idle_timeout: Duration::from_secs(30),
-            max_inbound: 256,
+            max_inbound: 512,
+            max_inbound_per_source: 256,
+            max_outbound: 256,
+            max_inbound_in_flight: 128,
             send_queue: 256,
             query_capacity: 256,
         }
@@ -71,6 +119,20 @@ impl Options {
     /// The same options with another idle timeout for reused TCP connections.
     pub fn with_idle_timeout(mut self, idle: Duration) -> Options {
         self.idle_timeout = idle;
+        self
+    }
+
+    /// The same options with other inbound connection caps (total and per source IP, each at
+    /// least 1).
+    pub fn with_max_inbound(mut self, total: usize, per_source: usize) -> Options {
+        self.max_inbound = total.max(1);
+        self.max_inbound_per_source = per_source.max(1);
+        self
+    }
+
+    /// The same options with another outbound connection cap (at least 1).
+    pub fn with_max_outbound(mut self, max: usize) -> Options {
+        self.max_outbound = max.max(1);
         self
     }
 

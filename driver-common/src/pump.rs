@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use rookery_core::{
 };
 
 use crate::error::AgentError;
+use crate::guard::{Refusal, RefusalLog};
 
 /// A one-shot answer to a [`Command`], delivered by the pump on the event loop. The handles
 /// (both flavors, every driver) wrap a future-aware one-shot channel in it, which the async
@@ -251,6 +252,13 @@ pub struct DriverCounters {
     pub io_errors: AtomicU64,
     /// See [`DriverStats::query_answers_dropped`].
     pub query_answers_dropped: AtomicU64,
+    /// See [`DriverStats::evicted_idle_inbound`].
+    pub evicted_idle_inbound: AtomicU64,
+    /// See [`DriverStats::evicted_idle_outbound`].
+    pub evicted_idle_outbound: AtomicU64,
+    /// Refusals by cause, in [`Refusal::ALL`] order (see [`DriverCounters::refuse`]).
+    pub refused: [AtomicU64; Refusal::ALL.len()],
+    log: Mutex<RefusalLog>,
 }
 
 impl DriverCounters {
@@ -259,9 +267,26 @@ impl DriverCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Count a refusal by its cause and log it at warn, at most once per
+    /// [`crate::guard::LOG_EVERY`] per cause (with the number not logged since).
+    pub fn refuse(&self, cause: Refusal, peer: SocketAddr) {
+        DriverCounters::bump(&self.refused[cause.index()]);
+        if matches!(cause, Refusal::InboundTotal | Refusal::InboundPerSource) {
+            DriverCounters::bump(&self.connections_refused);
+        }
+        let log = self
+            .log
+            .lock()
+            .map(|mut l| l.should_log(cause, Instant::now()));
+        if let Ok(Some(skipped)) = log {
+            tracing::warn!(%peer, cause = ?cause, not_logged_since = skipped, "{}", cause.describe());
+        }
+    }
+
     /// A snapshot.
     pub fn snapshot(&self) -> DriverStats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let r = |cause: Refusal| g(&self.refused[cause.index()]);
         DriverStats {
             events_dropped: g(&self.events_dropped),
             bad_connections: g(&self.bad_connections),
@@ -273,6 +298,14 @@ impl DriverCounters {
             datagram_send_errors: g(&self.datagram_send_errors),
             io_errors: g(&self.io_errors),
             query_answers_dropped: g(&self.query_answers_dropped),
+            refused_inbound_total: r(Refusal::InboundTotal),
+            refused_inbound_per_source: r(Refusal::InboundPerSource),
+            refused_outbound: r(Refusal::Outbound),
+            frame_deadline_closed: r(Refusal::FrameDeadline),
+            frames_too_large: r(Refusal::FrameTooLarge),
+            refused_in_flight: r(Refusal::InFlight),
+            evicted_idle_inbound: g(&self.evicted_idle_inbound),
+            evicted_idle_outbound: g(&self.evicted_idle_outbound),
         }
     }
 }
@@ -283,11 +316,13 @@ pub struct DriverStats {
     /// Events not delivered because the application's event stream was full (or dropped).
     pub events_dropped: u64,
     /// Inbound TCP connections closed for carrying garbage: a frame longer than
-    /// `max_stream_message`, or a frame the core could not decode.
+    /// `max_stream_message` (also counted in [`DriverStats::frames_too_large`]), or a frame
+    /// the core could not decode.
     pub bad_connections: u64,
     /// Inbound TCP connections accepted.
     pub connections_accepted: u64,
-    /// Inbound TCP connections closed at once because `max_inbound` were open.
+    /// Inbound TCP connections closed at once by a cap: the sum of
+    /// [`DriverStats::refused_inbound_total`] and [`DriverStats::refused_inbound_per_source`].
     pub connections_refused: u64,
     /// Outbound TCP connections established.
     pub connections_opened: u64,
@@ -301,6 +336,30 @@ pub struct DriverStats {
     pub io_errors: u64,
     /// Query answers not delivered because the query's answer channel was full.
     pub query_answers_dropped: u64,
+    /// Inbound connections refused because [`crate::Options::max_inbound`] were open, none of
+    /// them idle ([`Refusal::InboundTotal`]).
+    pub refused_inbound_total: u64,
+    /// Inbound connections refused because [`crate::Options::max_inbound_per_source`] from the
+    /// same IP were open, none of them idle ([`Refusal::InboundPerSource`]).
+    pub refused_inbound_per_source: u64,
+    /// Reliable messages failed (and reported to the core) because
+    /// [`crate::Options::max_outbound`] connections were busy ([`Refusal::Outbound`]).
+    pub refused_outbound: u64,
+    /// Inbound connections closed because a frame was not complete within `tcp_timeout` of
+    /// its first byte ([`Refusal::FrameDeadline`]).
+    pub frame_deadline_closed: u64,
+    /// Inbound frames refused before allocation for declaring a length above
+    /// `max_stream_message` ([`Refusal::FrameTooLarge`]).
+    pub frames_too_large: u64,
+    /// Inbound frames dropped because [`crate::Options::max_inbound_in_flight`] frames were
+    /// waiting for the node past the frame's deadline ([`Refusal::InFlight`]).
+    pub refused_in_flight: u64,
+    /// Idle inbound connections closed to make room for a new one at a cap (not refusals: the
+    /// peer reconnects when it next has something to send).
+    pub evicted_idle_inbound: u64,
+    /// Idle outbound connections closed to make room for a new destination at
+    /// [`crate::Options::max_outbound`].
+    pub evicted_idle_outbound: u64,
 }
 
 /// Everything [`Command::Stats`] reports.

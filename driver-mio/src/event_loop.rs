@@ -3,6 +3,14 @@
 //! module only moves bytes, time and calls, with non-blocking sockets throughout (partial
 //! writes resume where they stopped, `WouldBlock` waits for the next readiness edge, socket
 //! errors close the connection and report its undelivered frames to the core).
+//!
+//! The caps are the async drivers' ([`rookery_driver::guard`]): inbound connections are
+//! admitted by an [`InboundTable`] (the connection idle longest evicted at a cap, a newcomer
+//! refused only when none is idle), each frame must arrive whole within `tcp_timeout` of its
+//! first byte, at most `max_outbound` outbound connections exist (the one idle longest is
+//! closed for a new destination, else the frame waits in one bounded line for at most
+//! `tcp_timeout`, else it fails as a send failure the core hears). Frames are handed to the
+//! pump as they are read, so none waits for it (`max_inbound_in_flight` has nothing to cap).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -13,10 +21,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
-use rookery_core::wire::FrameDecoder;
+use rookery_core::wire::{DecodeError, FrameDecoder};
 use rookery_core::TransmitKind;
+use rookery_driver::guard::{pick_idle, InboundTable, Phase};
 use rookery_driver::{
-    Command, CommandReceiver, DriverCounters, Options, Pump, Reply, ShutdownMode,
+    Command, CommandReceiver, DriverCounters, Options, Pump, Refusal, Reply, ShutdownMode,
 };
 
 pub(crate) const UDP: Token = Token(0);
@@ -55,6 +64,8 @@ struct Inbound {
     peer: SocketAddr,
     dec: FrameDecoder,
     last_active: Instant,
+    /// While a frame is in progress: when it must be complete.
+    frame_deadline: Option<Instant>,
 }
 
 enum Role {
@@ -84,6 +95,9 @@ pub(crate) struct EventLoop {
     pub(crate) cfg: LoopConfig,
     conns: HashMap<Token, Conn>,
     outbound: HashMap<SocketAddr, Token>,
+    inbound: InboundTable<Token>,
+    /// Frames to new destinations waiting for an outbound slot: (to, frame, queued at).
+    waiting: VecDeque<(SocketAddr, Bytes, Instant)>,
     next_token: usize,
     udp_queue: VecDeque<(SocketAddr, Bytes)>,
     /// Reliable sends that failed, to report to the pump once the current drain is over.
@@ -91,6 +105,16 @@ pub(crate) struct EventLoop {
     /// Sources that still had input when their budget ran out.
     again: Vec<Token>,
     buf: Vec<u8>,
+}
+
+/// Why a connection's deadline closes it.
+enum Expired {
+    /// A frame from this peer did not arrive whole in time.
+    Frame(SocketAddr),
+    /// Idle too long.
+    Idle,
+    /// Connect or write timed out.
+    Failed,
 }
 
 enum Closed {
@@ -111,6 +135,8 @@ impl EventLoop {
         cmds: CommandReceiver,
         cfg: LoopConfig,
     ) -> EventLoop {
+        let inbound =
+            InboundTable::new(cfg.options.max_inbound, cfg.options.max_inbound_per_source);
         EventLoop {
             counters: pump.counters().clone(),
             pump,
@@ -121,6 +147,8 @@ impl EventLoop {
             cfg,
             conns: HashMap::new(),
             outbound: HashMap::new(),
+            inbound,
+            waiting: VecDeque::new(),
             next_token: FIRST_CONN,
             udp_queue: VecDeque::new(),
             failures: Vec::new(),
@@ -246,7 +274,10 @@ impl EventLoop {
     fn conn_deadlines(&self, c: &Conn) -> [Option<Instant>; 2] {
         match &c.role {
             Role::In(i) => [
-                Some(i.last_active + self.cfg.options.inbound_idle_timeout()),
+                Some(
+                    i.frame_deadline
+                        .unwrap_or(i.last_active + self.cfg.options.inbound_idle_timeout()),
+                ),
                 None,
             ],
             Role::Out(o) => match o.state {
@@ -273,15 +304,24 @@ impl EventLoop {
                 .flatten()
                 .any(|d| d <= now)
             {
-                let idle = match &c.role {
-                    Role::In(_) => true,
-                    Role::Out(o) => matches!(o.state, ConnState::Connected) && o.queue.is_empty(),
+                let why = match &c.role {
+                    Role::In(i) if i.frame_deadline.is_some() => Expired::Frame(i.peer),
+                    Role::In(_) => Expired::Idle,
+                    Role::Out(o)
+                        if matches!(o.state, ConnState::Connected) && o.queue.is_empty() =>
+                    {
+                        Expired::Idle
+                    }
+                    Role::Out(_) => Expired::Failed,
                 };
-                expired.push((t, idle));
+                expired.push((t, why));
             }
         }
-        for (t, idle) in expired {
-            if idle {
+        for (t, why) in expired {
+            if let Expired::Frame(peer) = why {
+                self.counters.refuse(Refusal::FrameDeadline, peer);
+                self.close(t, Closed::Quietly);
+            } else if matches!(why, Expired::Idle) {
                 DriverCounters::bump(&self.counters.connections_idle_closed);
                 self.close(t, Closed::Quietly);
             } else {
@@ -301,6 +341,9 @@ impl EventLoop {
                     TransmitKind::Datagram => self.send_datagram(t.to, t.payload),
                     TransmitKind::Reliable => self.send_reliable(t.to, t.payload),
                 }
+            }
+            if !self.waiting.is_empty() {
+                self.serve_waiting();
             }
             if self.failures.is_empty() {
                 return;
@@ -374,17 +417,20 @@ impl EventLoop {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
                     DriverCounters::bump(&self.counters.connections_accepted);
-                    let inbound = self
-                        .conns
-                        .values()
-                        .filter(|c| matches!(c.role, Role::In(_)))
-                        .count();
-                    if inbound >= self.cfg.options.max_inbound {
-                        DriverCounters::bump(&self.counters.connections_refused);
-                        continue;
+                    let t = self.token();
+                    match self.inbound.admit(t, peer.ip(), Instant::now()) {
+                        Ok(evicted) => {
+                            for e in evicted {
+                                DriverCounters::bump(&self.counters.evicted_idle_inbound);
+                                self.close(e, Closed::Quietly);
+                            }
+                        }
+                        Err(cause) => {
+                            self.counters.refuse(cause, peer);
+                            continue;
+                        }
                     }
                     let _ = stream.set_nodelay(true);
-                    let t = self.token();
                     if let Err(e) =
                         self.poll
                             .registry()
@@ -392,12 +438,14 @@ impl EventLoop {
                     {
                         tracing::warn!(error = %e, "cannot register connection");
                         DriverCounters::bump(&self.counters.io_errors);
+                        self.inbound.remove(t);
                         continue;
                     }
                     let role = Role::In(Inbound {
                         peer,
                         dec: FrameDecoder::new(self.cfg.max_stream),
                         last_active: Instant::now(),
+                        frame_deadline: None,
                     });
                     self.conns.insert(t, Conn { stream, role });
                     // Data may already be waiting.
@@ -432,7 +480,77 @@ impl EventLoop {
                 return;
             }
         }
-        self.open(to, VecDeque::from([frame]));
+        let in_line = self.waiting.iter().any(|(d, _, _)| *d == to);
+        if !in_line && self.free_outbound_slot() {
+            self.open(to, VecDeque::from([frame]));
+        } else if self.waiting.len() < self.cfg.options.send_queue.max(1) {
+            self.waiting.push_back((to, frame, Instant::now()));
+        } else {
+            self.counters.refuse(Refusal::Outbound, to);
+            self.failures.push(to);
+        }
+    }
+
+    /// Make sure one more outbound connection fits under `max_outbound`, closing the one idle
+    /// longest if needed. False when every one is busy.
+    fn free_outbound_slot(&mut self) -> bool {
+        if self.outbound.len() < self.cfg.options.max_outbound.max(1) {
+            return true;
+        }
+        let idle = pick_idle(
+            self.outbound
+                .values()
+                .filter_map(|t| match self.conns.get(t) {
+                    Some(Conn {
+                        role: Role::Out(o), ..
+                    }) if matches!(o.state, ConnState::Connected) && o.queue.is_empty() => {
+                        Some((*t, o.last_active))
+                    }
+                    _ => None,
+                }),
+        );
+        match idle {
+            Some(t) => {
+                DriverCounters::bump(&self.counters.evicted_idle_outbound);
+                self.close(t, Closed::Quietly);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Open connections for waiting frames while slots free up, in order; fail the ones that
+    /// waited `tcp_timeout`.
+    fn serve_waiting(&mut self) {
+        let now = Instant::now();
+        while let Some(&(to, _, queued)) = self.waiting.front() {
+            if now.saturating_duration_since(queued) >= self.cfg.tcp_timeout {
+                self.waiting.pop_front();
+                self.counters.refuse(Refusal::Outbound, to);
+                self.failures.push(to);
+                continue;
+            }
+            if !self.outbound.contains_key(&to) && !self.free_outbound_slot() {
+                return;
+            }
+            let mut mine = VecDeque::new();
+            self.waiting.retain(|(d, f, _)| {
+                if *d == to {
+                    mine.push_back(f.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            match self.outbound.get(&to) {
+                Some(_) => {
+                    for f in mine {
+                        self.send_reliable(to, f);
+                    }
+                }
+                None => self.open(to, mine),
+            }
+        }
     }
 
     /// Start a connection to `to` carrying `queue`.
@@ -607,17 +725,37 @@ impl EventLoop {
                 match stream.read(&mut buf) {
                     Ok(0) => outcome = Some(Closed::Quietly),
                     Ok(n) => {
-                        i.last_active = Instant::now();
+                        let now = Instant::now();
+                        i.last_active = now;
                         i.dec.push(&buf[..n]);
+                        let started = i.frame_deadline.is_none();
+                        let mut deadline = i.frame_deadline.unwrap_or(now + self.cfg.tcp_timeout);
                         loop {
                             match i.dec.next_frame() {
-                                Ok(Some(body)) => frames.push(body),
+                                Ok(Some(body)) => {
+                                    frames.push(body);
+                                    // The next frame's bytes came with it: its deadline
+                                    // starts now.
+                                    deadline = now + self.cfg.tcp_timeout;
+                                }
                                 Ok(None) => break,
                                 Err(e) => {
                                     tracing::debug!(peer = %i.peer, error = %e, "bad frame");
+                                    if matches!(e, DecodeError::TooLarge { .. }) {
+                                        self.counters.refuse(Refusal::FrameTooLarge, i.peer);
+                                    }
                                     outcome = Some(Closed::Garbage);
                                     break;
                                 }
+                            }
+                        }
+                        if i.dec.buffered() == 0 {
+                            i.frame_deadline = None;
+                            self.inbound.set_phase(t, Phase::Idle, now);
+                        } else {
+                            i.frame_deadline = Some(deadline);
+                            if started {
+                                self.inbound.set_phase(t, Phase::InFrame, now);
                             }
                         }
                     }
@@ -650,6 +788,7 @@ impl EventLoop {
         drop(conn.stream);
         match conn.role {
             Role::In(_) => {
+                self.inbound.remove(t);
                 if matches!(how, Closed::Garbage) {
                     DriverCounters::bump(&self.counters.bad_connections);
                 }

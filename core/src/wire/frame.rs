@@ -19,8 +19,19 @@ pub(crate) fn frame_finish(mut frame: Vec<u8>) -> Vec<u8> {
     frame
 }
 
+/// A buffer holding at most this many bytes of capacity is kept between frames for reuse;
+/// a larger one is released once its frame is out.
+const KEEP_BETWEEN_FRAMES: usize = 16 * 1024;
+
 /// Splits a byte stream into frames (`[len: u32 BE][body]`). Drivers feed it whatever the
 /// reliable channel delivered and hand each body to [`crate::Node::handle_stream`].
+///
+/// Memory follows the bytes received, never a declared length: the buffer grows geometrically
+/// with what [`FrameDecoder::push`] appends, capped at the end of the frame being received (so
+/// a frame of `n` bytes never holds much more than `n`), a declared length above the limit is
+/// refused by [`FrameDecoder::next_frame`] as soon as its four bytes are in, a large frame is
+/// handed out in its own buffer rather than copied, and a buffer grown past 16 KiB is released
+/// as soon as no partial frame remains.
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
@@ -45,7 +56,26 @@ impl FrameDecoder {
             self.buf.clear();
             self.start = 0;
         }
+        let need = self.buf.len() + data.len();
+        if need > self.buf.capacity() {
+            // Double with the bytes received, but not past the end of the frame being
+            // received (when its length is known and acceptable).
+            let mut target = need.max(self.buf.capacity().saturating_mul(2)).max(256);
+            if let Some(end) = self.frame_end() {
+                target = target.min(end.max(need));
+            }
+            self.buf.reserve_exact(target - self.buf.len());
+        }
         self.buf.extend_from_slice(data);
+    }
+
+    /// Where the frame at `start` ends in `buf`, when its header is in and its length within
+    /// the limit.
+    fn frame_end(&self) -> Option<usize> {
+        let avail = &self.buf[self.start..];
+        let header: [u8; FRAME_HEADER_LEN] = avail.get(..FRAME_HEADER_LEN)?.try_into().ok()?;
+        let len = u32::from_be_bytes(header) as usize;
+        (len <= self.max).then_some(self.start + FRAME_HEADER_LEN + len)
     }
 
     /// The next complete frame body, `Ok(None)` when more bytes are needed, or an error when
@@ -62,10 +92,23 @@ impl FrameDecoder {
         if avail.len() < FRAME_HEADER_LEN + len {
             return Ok(None);
         }
+        if self.start == 0
+            && FRAME_HEADER_LEN + len == self.buf.len()
+            && self.buf.capacity() > KEEP_BETWEEN_FRAMES
+        {
+            // The buffer is this frame: hand it out rather than copy it.
+            let mut body = std::mem::take(&mut self.buf);
+            body.drain(..FRAME_HEADER_LEN);
+            return Ok(Some(body));
+        }
         let body = avail[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len].to_vec();
         self.start += FRAME_HEADER_LEN + len;
         if self.start == self.buf.len() {
-            self.buf.clear();
+            if self.buf.capacity() > KEEP_BETWEEN_FRAMES {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
             self.start = 0;
         } else if self.start > 64 * 1024 {
             self.buf.drain(..self.start);
@@ -77,5 +120,10 @@ impl FrameDecoder {
     /// Bytes received but not yet returned as a frame.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
+    }
+
+    /// Bytes of memory the decoder holds (its buffer's capacity).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 }

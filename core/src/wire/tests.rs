@@ -284,6 +284,57 @@ fn frame_decoder_splits_and_bounds() {
 }
 
 #[test]
+fn frame_decoder_memory_follows_the_bytes_received() {
+    let max = 8 << 20;
+    let mut d = FrameDecoder::new(max);
+    // A header declaring the largest accepted frame, then a trickle: nothing is reserved for
+    // the declared length.
+    d.push(&(max as u32).to_be_bytes());
+    d.push(&[7; 100]);
+    assert_eq!(d.next_frame(), Ok(None));
+    assert!(
+        d.capacity() <= 4096,
+        "capacity {} after 104 bytes",
+        d.capacity()
+    );
+    // Growth stops at the frame's end, whatever the chunks.
+    let mut sent = 100;
+    while sent < max {
+        let n = (max - sent).min(60_000);
+        d.push(&vec![7; n]);
+        sent += n;
+        assert!(d.capacity() <= 2 * (sent + 4) + 256);
+    }
+    assert_eq!(d.capacity(), max + 4, "no more than the frame");
+    let body = d.next_frame().unwrap().unwrap();
+    assert_eq!(body.len(), max);
+    assert!(body.iter().all(|&b| b == 7));
+    // Released once the frame is out; small frames keep a small buffer.
+    assert_eq!(d.capacity(), 0);
+    assert_eq!(d.buffered(), 0);
+    d.push(&[0, 0, 0, 2, 1, 2, 0, 0]);
+    assert_eq!(d.next_frame(), Ok(Some(vec![1, 2])));
+    assert_eq!(d.next_frame(), Ok(None));
+    assert_eq!(d.buffered(), 2);
+    d.push(&[0, 0, 0]);
+    assert_eq!(d.next_frame(), Ok(Some(vec![])));
+    assert_eq!(d.buffered(), 1);
+    assert!(d.capacity() <= 256);
+    // A large frame followed by part of the next: copied out, the buffer released after the
+    // next one completes.
+    let mut d = FrameDecoder::new(max);
+    let mut data = (100_000u32).to_be_bytes().to_vec();
+    data.extend(vec![3; 100_000]);
+    data.extend([0, 0, 0, 1]);
+    d.push(&data);
+    assert_eq!(d.next_frame().unwrap().map(|b| b.len()), Some(100_000));
+    assert_eq!(d.next_frame(), Ok(None));
+    d.push(&[9]);
+    assert_eq!(d.next_frame(), Ok(Some(vec![9])));
+    assert_eq!(d.capacity(), 0);
+}
+
+#[test]
 fn alive_encoder_gives_postcards_bytes_in_every_shape() {
     let mut tags = Tags::new();
     tags.insert("role".into(), "db".into());

@@ -1,0 +1,312 @@
+//! The TCP caps every driver applies on a hostile network, written once: which inbound
+//! connection to admit, evict or refuse ([`InboundTable`]), which outbound connection to evict
+//! ([`pick_idle`]), and the causes of a refusal ([`Refusal`]), each counted in
+//! [`crate::DriverStats`] and logged at warn, at most once per [`LOG_EVERY`] per cause
+//! ([`crate::DriverCounters::refuse`]).
+//!
+//! The rule that keeps the caps from stopping the cluster's own members: a connection between
+//! frames costs its peer no more than a reconnect, so when a cap is reached the connection idle
+//! longest is closed to make room, and a new connection is refused only when every slot is busy
+//! (a frame in progress, which must complete within `tcp_timeout` of its first byte) or was
+//! opened less than [`FRESH_GRACE`] ago and has not sent a byte yet. Members reuse connections
+//! between frames; an attacker's idle connections are therefore evicted like theirs, and its
+//! dribbling ones are limited per source address and by the frame deadline.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// How long a newly accepted connection that has not sent a byte is protected from eviction (a
+/// member writes its frame right after connecting; the reader may not have run yet).
+pub const FRESH_GRACE: Duration = Duration::from_secs(1);
+
+/// A refusal is logged at warn at most once per this long per cause (with how many were not
+/// logged since); every one is counted.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Why a driver refused a connection, a frame or a send. Each cause has its own counter in
+/// [`crate::DriverStats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// An inbound connection was closed at once: [`crate::Options::max_inbound`] connections
+    /// were open and none was idle.
+    InboundTotal,
+    /// An inbound connection was closed at once: [`crate::Options::max_inbound_per_source`]
+    /// connections from the same IP were open and none was idle.
+    InboundPerSource,
+    /// A reliable message to a destination without a connection failed at once (reported to
+    /// the core as a send failure): [`crate::Options::max_outbound`] connections were busy and
+    /// the waiting line was full, or the message waited longer than `tcp_timeout`.
+    Outbound,
+    /// An inbound connection was closed because a frame did not arrive whole within
+    /// `tcp_timeout` of its first byte.
+    FrameDeadline,
+    /// An inbound connection announced a frame longer than `max_stream_message`: refused
+    /// before anything was allocated for it, the connection closed.
+    FrameTooLarge,
+    /// A received frame was dropped (and its connection closed) because
+    /// [`crate::Options::max_inbound_in_flight`] frames were waiting for the node until the
+    /// frame's deadline passed.
+    InFlight,
+}
+
+impl Refusal {
+    /// Every cause, in counter order.
+    pub const ALL: [Refusal; 6] = [
+        Refusal::InboundTotal,
+        Refusal::InboundPerSource,
+        Refusal::Outbound,
+        Refusal::FrameDeadline,
+        Refusal::FrameTooLarge,
+        Refusal::InFlight,
+    ];
+
+    /// What the warning says.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Refusal::InboundTotal => "inbound connection refused: max_inbound busy",
+            Refusal::InboundPerSource => "inbound connection refused: max_inbound_per_source busy",
+            Refusal::Outbound => "reliable send refused: max_outbound busy",
+            Refusal::FrameDeadline => "inbound frame not complete within tcp_timeout",
+            Refusal::FrameTooLarge => "inbound frame longer than max_stream_message",
+            Refusal::InFlight => "inbound frame dropped: max_inbound_in_flight waiting",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        Refusal::ALL
+            .iter()
+            .position(|&r| r == self)
+            .unwrap_or_default()
+    }
+}
+
+/// What an inbound connection is doing, as the eviction rule sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted, no byte received yet.
+    Fresh,
+    /// Between frames: nothing buffered.
+    Idle,
+    /// Part of a frame received.
+    InFrame,
+}
+
+#[derive(Debug)]
+struct Entry {
+    ip: IpAddr,
+    phase: Phase,
+    /// When the phase began (accept, end of the last frame, first byte of this frame).
+    since: Instant,
+}
+
+impl Entry {
+    fn evictable(&self, now: Instant) -> bool {
+        match self.phase {
+            Phase::Idle => true,
+            Phase::Fresh => now.saturating_duration_since(self.since) >= FRESH_GRACE,
+            Phase::InFrame => false,
+        }
+    }
+}
+
+/// The inbound connections of one agent, for the admission rule: at most `max_total` open, at
+/// most `max_per_source` from one IP; at either cap the connection idle longest (between
+/// frames, or silent since [`FRESH_GRACE`] after its accept) is evicted, else the newcomer is
+/// refused. Keyed by whatever the driver names its connections by.
+#[derive(Debug)]
+pub struct InboundTable<K> {
+    max_total: usize,
+    max_per_source: usize,
+    conns: HashMap<K, Entry>,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+impl<K: Copy + Eq + Hash> InboundTable<K> {
+    /// An empty table with these caps (each at least 1).
+    pub fn new(max_total: usize, max_per_source: usize) -> InboundTable<K> {
+        InboundTable {
+            max_total: max_total.max(1),
+            max_per_source: max_per_source.max(1),
+            conns: HashMap::new(),
+            per_source: HashMap::new(),
+        }
+    }
+
+    /// Connections open.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// True when no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Admit connection `key` from `ip`: the connections to close to make room for it (the
+    /// caller closes them; they are already out of the table), or why it is refused.
+    pub fn admit(&mut self, key: K, ip: IpAddr, now: Instant) -> Result<Vec<K>, Refusal> {
+        let mut evict = Vec::new();
+        if self.per_source.get(&ip).copied().unwrap_or(0) >= self.max_per_source {
+            match pick_idle(
+                self.conns
+                    .iter()
+                    .filter(|(_, e)| e.ip == ip && e.evictable(now))
+                    .map(|(k, e)| (*k, e.since)),
+            ) {
+                Some(k) => {
+                    self.remove(k);
+                    evict.push(k);
+                }
+                None => return Err(Refusal::InboundPerSource),
+            }
+        }
+        if self.conns.len() >= self.max_total {
+            match pick_idle(
+                self.conns
+                    .iter()
+                    .filter(|(_, e)| e.evictable(now))
+                    .map(|(k, e)| (*k, e.since)),
+            ) {
+                Some(k) => {
+                    self.remove(k);
+                    evict.push(k);
+                }
+                None => return Err(Refusal::InboundTotal),
+            }
+        }
+        self.conns.insert(
+            key,
+            Entry {
+                ip,
+                phase: Phase::Fresh,
+                since: now,
+            },
+        );
+        *self.per_source.entry(ip).or_default() += 1;
+        Ok(evict)
+    }
+
+    /// Connection `key` entered `phase` at `now` (a repeated phase keeps its start, except
+    /// [`Phase::Idle`], which restarts: the longest idle is evicted first).
+    pub fn set_phase(&mut self, key: K, phase: Phase, now: Instant) {
+        if let Some(e) = self.conns.get_mut(&key) {
+            if e.phase != phase || phase == Phase::Idle {
+                e.phase = phase;
+                e.since = now;
+            }
+        }
+    }
+
+    /// Connection `key` closed (harmless when it was evicted already).
+    pub fn remove(&mut self, key: K) {
+        if let Some(e) = self.conns.remove(&key) {
+            if let Some(n) = self.per_source.get_mut(&e.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_source.remove(&e.ip);
+                }
+            }
+        }
+    }
+}
+
+/// The candidate idle longest: the smallest `since`.
+pub fn pick_idle<K>(candidates: impl Iterator<Item = (K, Instant)>) -> Option<K> {
+    candidates.min_by_key(|(_, since)| *since).map(|(k, _)| k)
+}
+
+/// Per-cause warn rate limiter, kept in [`crate::DriverCounters`].
+#[derive(Debug, Default)]
+pub(crate) struct RefusalLog {
+    /// Per cause: when it was last logged and how many were not logged since.
+    last: [Option<(Instant, u64)>; Refusal::ALL.len()],
+}
+
+impl RefusalLog {
+    /// Whether to log this refusal now, and how many of its cause went unlogged before it.
+    pub(crate) fn should_log(&mut self, cause: Refusal, now: Instant) -> Option<u64> {
+        let slot = &mut self.last[cause.index()];
+        match slot {
+            Some((at, skipped)) if now.saturating_duration_since(*at) < LOG_EVERY => {
+                *skipped += 1;
+                None
+            }
+            _ => {
+                let skipped = slot.map_or(0, |(_, s)| s);
+                *slot = Some((now, 0));
+                Some(skipped)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    #[test]
+    fn idle_longest_is_evicted_busy_ones_never() {
+        let t0 = Instant::now();
+        let mut t = InboundTable::new(3, 3);
+        assert_eq!(t.admit(1, ip(1), t0), Ok(vec![]));
+        assert_eq!(t.admit(2, ip(1), t0), Ok(vec![]));
+        assert_eq!(t.admit(3, ip(2), t0), Ok(vec![]));
+        // Every slot fresh (within the grace): refused.
+        assert_eq!(t.admit(4, ip(3), t0), Err(Refusal::InboundTotal));
+        t.set_phase(1, Phase::InFrame, t0);
+        t.set_phase(3, Phase::Idle, t0 + Duration::from_millis(5));
+        t.set_phase(2, Phase::Idle, t0 + Duration::from_millis(9));
+        // 3 has been idle longest.
+        assert_eq!(
+            t.admit(4, ip(3), t0 + Duration::from_millis(10)),
+            Ok(vec![3])
+        );
+        assert_eq!(
+            t.admit(5, ip(3), t0 + Duration::from_millis(11)),
+            Ok(vec![2])
+        );
+        // 1 is in a frame, 4 and 5 fresh: refused until the grace passes.
+        assert_eq!(
+            t.admit(6, ip(4), t0 + Duration::from_millis(12)),
+            Err(Refusal::InboundTotal)
+        );
+        let later = t0 + FRESH_GRACE + Duration::from_millis(10);
+        assert_eq!(t.admit(6, ip(4), later), Ok(vec![4]));
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn per_source_cap_evicts_within_the_source_only() {
+        let t0 = Instant::now();
+        let mut t = InboundTable::new(10, 2);
+        t.admit(1, ip(9), t0).unwrap();
+        t.admit(2, ip(8), t0).unwrap();
+        t.admit(3, ip(9), t0).unwrap();
+        t.set_phase(2, Phase::Idle, t0);
+        t.set_phase(1, Phase::InFrame, t0);
+        t.set_phase(3, Phase::InFrame, t0);
+        assert_eq!(t.admit(4, ip(9), t0), Err(Refusal::InboundPerSource));
+        t.set_phase(3, Phase::Idle, t0);
+        assert_eq!(t.admit(4, ip(9), t0), Ok(vec![3]));
+        t.remove(4);
+        t.remove(4);
+        assert_eq!(t.admit(5, ip(9), t0), Ok(vec![]));
+    }
+
+    #[test]
+    fn log_is_rate_limited_per_cause() {
+        let mut l = RefusalLog::default();
+        let t0 = Instant::now();
+        assert_eq!(l.should_log(Refusal::Outbound, t0), Some(0));
+        assert_eq!(l.should_log(Refusal::Outbound, t0), None);
+        assert_eq!(l.should_log(Refusal::FrameDeadline, t0), Some(0));
+        assert_eq!(l.should_log(Refusal::Outbound, t0 + LOG_EVERY), Some(1));
+    }
+}
