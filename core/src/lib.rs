@@ -95,6 +95,7 @@ pub mod formulas;
 pub mod fuzzing;
 mod identity;
 mod input;
+mod keyring;
 mod lifecycle;
 mod members;
 mod membership;
@@ -114,6 +115,7 @@ pub use event::{
 };
 pub use identity::{Identity, Member, MemberStatus, Name, Tags};
 pub use input::{Call, HandleError, Handled, Input};
+pub use keyring::{Keyring, KeyringError, NONCE_LEN, SEALED_VERSION, SEAL_OVERHEAD, TAG_LEN};
 pub use node::{Node, Transmit, TransmitKind};
 pub use stats::{QueueDepths, Stats};
 pub use time::Timestamp;

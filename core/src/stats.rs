@@ -22,8 +22,16 @@ pub struct Stats {
     pub stream_bytes_out: u64,
     /// Inputs that did not decode or failed validation (ignored, no state change).
     pub decode_errors: u64,
-    /// Inputs carrying another cluster label (ignored).
+    /// Inputs carrying another cluster label, plaintext or sealed (ignored).
     pub label_mismatches: u64,
+    /// Sealed inputs that no key of the keyring opens (ignored).
+    pub sealed_no_key: u64,
+    /// Plaintext inputs refused because `gossip_verify_incoming` requires sealed ones.
+    pub plaintext_refused: u64,
+    /// Sealed inputs refused because this node has no keyring.
+    pub sealed_unexpected: u64,
+    /// Sealed inputs shorter than their header, nonce and tag.
+    pub sealed_truncated: u64,
     /// Updates dropped from the full broadcast queue.
     pub broadcast_drops: u64,
     /// Events dropped because the application did not drain them.

@@ -74,6 +74,7 @@ pub mod asynch;
 mod bind;
 pub mod blocking;
 mod error;
+pub mod keyring_file;
 mod options;
 mod pump;
 #[cfg(feature = "async")]

@@ -340,6 +340,41 @@ pub struct Pump {
     leave_waiters: Vec<Reply<Result<(), AgentError>>>,
     shutdown_waiters: Vec<Reply<()>>,
     stop: bool,
+    /// Where the keyring is kept, if anywhere.
+    keyring_file: Option<std::path::PathBuf>,
+    /// The keyring version last written there.
+    keyring_saved: u64,
+    refusals: RefusalWarnings,
+}
+
+/// Warnings about refused input (wrong key, wrong label, plaintext where encryption is
+/// required...): at most one line per cause per second, with the count of refusals not logged
+/// since. Every refusal is counted in the core's stats whether logged or not.
+#[derive(Debug, Default)]
+struct RefusalWarnings {
+    last: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl RefusalWarnings {
+    fn note(&mut self, from: SocketAddr, e: &InputError) {
+        let cause = match e {
+            InputError::NoKeyOpens => "no key of the keyring opens it",
+            InputError::LabelMismatch => "another cluster label",
+            InputError::PlaintextRefused => "plaintext while encryption is required",
+            InputError::SealedWithoutKeyring => "encrypted while no keyring is configured",
+            InputError::SealedTruncated => "truncated sealed message",
+            _ => return,
+        };
+        let now = Instant::now();
+        if let Some((at, suppressed)) = self.last.get_mut(cause) {
+            if now.duration_since(*at) < Duration::from_secs(1) {
+                *suppressed += 1;
+                return;
+            }
+        }
+        let suppressed = self.last.insert(cause, (now, 0)).map_or(0, |(_, n)| n);
+        tracing::warn!(%from, cause, suppressed, "refused a message");
+    }
 }
 
 impl fmt::Debug for Pump {
@@ -362,7 +397,13 @@ impl Pump {
         counters: Arc<DriverCounters>,
     ) -> Result<Pump, ConfigError> {
         let start = Instant::now();
-        let node = Node::new(config, identity, seed, Timestamp::ZERO)?;
+        // Nonces come from OS randomness, never from the seed (which a user may fix). Without
+        // it a keyring is refused by the core (a typed error), never silently seeded.
+        let mut entropy = [0u8; 32];
+        let node = match getrandom::fill(&mut entropy) {
+            Ok(()) => Node::with_entropy(config, identity, seed, entropy, Timestamp::ZERO)?,
+            Err(_) => Node::new(config, identity, seed, Timestamp::ZERO)?,
+        };
         Ok(Pump {
             node,
             start,
@@ -374,7 +415,39 @@ impl Pump {
             leave_waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
             stop: false,
+            keyring_file: None,
+            keyring_saved: 0,
+            refusals: RefusalWarnings::default(),
         })
+    }
+
+    /// Keep the node's keyring in the keyring file at `path` (Serf's format): written now when
+    /// the node has a keyring, and after every change of it from then on.
+    pub fn set_keyring_file(&mut self, path: std::path::PathBuf) {
+        self.keyring_file = Some(path);
+        self.keyring_saved = u64::MAX;
+        self.save_keyring();
+    }
+
+    /// Write the keyring file if the node's keyring changed since it was last written.
+    fn save_keyring(&mut self) {
+        let version = self.node.keyring_version();
+        if version == self.keyring_saved {
+            return;
+        }
+        let (Some(path), Some(ring)) = (&self.keyring_file, self.node.keyring()) else {
+            return;
+        };
+        match crate::keyring_file::save_keyring(path, ring) {
+            Ok(()) => {
+                self.keyring_saved = version;
+                tracing::info!(path = %path.display(), keys = ring.len(), "keyring file written");
+            }
+            Err(e) => {
+                // Tried again after the next input.
+                tracing::warn!(error = %e, "cannot write the keyring file");
+            }
+        }
     }
 
     /// Wall time as the core's [`Timestamp`]: microseconds since the pump started.
@@ -417,6 +490,7 @@ impl Pump {
     pub fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
         let now = self.now();
         if let Err(e) = self.node.handle_packet(now, from, data) {
+            self.refusals.note(from, &e);
             tracing::debug!(%from, error = %e, "datagram ignored");
         }
         self.process_events();
@@ -433,7 +507,17 @@ impl Pump {
                 tracing::debug!(%from, error = %e, "undecodable stream message");
                 false
             }
-            Err(InputError::LabelMismatch | InputError::NotRunning) => true,
+            Err(InputError::NotRunning) => true,
+            Err(e @ InputError::LabelMismatch) => {
+                self.refusals.note(from, &e);
+                true
+            }
+            // Refused by the keyring or the label: counted by the core; the connection is
+            // closed, as for garbage.
+            Err(e) => {
+                self.refusals.note(from, &e);
+                false
+            }
         };
         self.process_events();
         ok
@@ -572,6 +656,9 @@ impl Pump {
     /// Hand every core event to the sink, then answer the callers it completes (in that
     /// order, so a caller that returns from `join`/`leave` finds the event already queued).
     fn process_events(&mut self) {
+        if self.keyring_file.is_some() {
+            self.save_keyring();
+        }
         while let Some(event) = self.node.poll_event() {
             let done = match &event {
                 Event::JoinCompleted {
