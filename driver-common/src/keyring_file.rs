@@ -144,7 +144,7 @@ mod tests {
         );
         assert_eq!(parse_keyring(&text).unwrap(), ring);
         // Serf's own files: a plain JSON list.
-        let serf = r#"["CAgICAgICAgICAgICAgICA=","BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="]"#;
+        let serf = r#"["CAgICAgICAgICAgICAgICA==","BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="]"#;
         let r = parse_keyring(serf).unwrap();
         assert_eq!(r.primary(), &[8; 16]);
         assert_eq!(r.len(), 2);
