@@ -63,6 +63,8 @@ use aes_gcm::aes::Aes192;
 use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, KeyInit, Nonce, Tag};
 use zeroize::Zeroizing;
 
+#[cfg(feature = "arbitrary")]
+pub(crate) use seal::split_sealed;
 pub(crate) use seal::{refuse_without_keyring, Opened, Refusal, RefusalLog, Security};
 
 /// The first byte of a sealed datagram or frame body (see the module docs): the high bit marks
