@@ -85,6 +85,9 @@ pub enum Event {
         /// The answer.
         payload: Bytes,
     },
+    /// A cluster-wide key operation this node started ([`crate::Node::install_key`] and its
+    /// siblings) ended: every member known alive answered, or the deadline passed.
+    KeyOp(crate::KeyOpResult),
     /// This node's query ended: every selected node answered, or the timeout passed.
     QueryDone {
         /// The query, as returned by [`crate::Node::query`].
@@ -258,6 +261,14 @@ impl core::fmt::Display for Event {
                 "query {} answered by {from}: {}",
                 query.0,
                 payload_text(payload)
+            ),
+            Event::KeyOp(r) => write!(
+                f,
+                "key operation {:?} done: {}/{} answered, {} failed",
+                r.op,
+                r.answered,
+                r.members,
+                r.failed.len()
             ),
             Event::QueryDone {
                 query,

@@ -115,7 +115,10 @@ pub use event::{
 };
 pub use identity::{Identity, Member, MemberStatus, Name, Tags};
 pub use input::{Call, HandleError, Handled, Input};
-pub use keyring::{Keyring, KeyringError, NONCE_LEN, SEALED_VERSION, SEAL_OVERHEAD, TAG_LEN};
+pub use keyring::{
+    KeyOp, KeyOpId, KeyOpResult, Keyring, KeyringError, NONCE_LEN, SEALED_VERSION, SEAL_OVERHEAD,
+    TAG_LEN,
+};
 pub use node::{Node, Transmit, TransmitKind};
 pub use stats::{QueueDepths, Stats};
 pub use time::Timestamp;

@@ -22,7 +22,7 @@ use crate::error::{ApiError, InputError};
 use crate::event::{Event, QueryHandle, QueryId, QueryParams};
 use crate::identity::{Identity, Member, MemberStatus, Name, Tags};
 use crate::input::{Call, HandleError, Handled, Input};
-use crate::keyring::{self, Keyring, Opened, Refusal, Security};
+use crate::keyring::{self, KeyManager, KeyOp, KeyOpId, Keyring, Opened, Refusal, Security};
 use crate::lifecycle::{self, JoinDone, Lifecycle};
 use crate::members::{MemberRec, Members, Near, Prefetched};
 use crate::swim::{FailureDetector, SwimTimer, Verdict};
@@ -121,6 +121,8 @@ pub struct Node {
     limits: Limits,
     /// The driver's entropy for nonces, until the first keyring takes it (see `keyring`).
     entropy: Option<Box<[u8; 32]>>,
+    /// Cluster-wide key operations this node started.
+    keys: KeyManager,
 }
 
 /// What an update in the Serf broadcast queue is about; a newer update replaces an older one
@@ -221,6 +223,7 @@ impl Node {
             prefetched: Prefetched::default(),
             limits,
             entropy,
+            keys: KeyManager::default(),
             cfg: config,
         };
         if let Some(ring) = node.cfg.keyring.clone() {
@@ -552,7 +555,10 @@ impl Node {
             Message::PushPull(p) => self.on_push_pull(*p),
             Message::LeaveIntent(i) => self.serf.on_leave_intent(i, true, &mut cx!(self)),
             Message::UserEvent(e) => self.serf.on_user_event(e, true, true, &mut cx!(self)),
-            Message::Query(q) => self.serf.on_query(*q, &mut cx!(self)),
+            Message::Query(q) => {
+                self.serf.on_query(*q, &mut cx!(self));
+                self.answer_key_queries();
+            }
             Message::QueryResponse(r) => {
                 let out = self.serf.on_query_response(r, &mut cx!(self));
                 self.on_serf_outcome(out);
@@ -662,7 +668,101 @@ impl Node {
             serf::Outcome::Nothing => {}
             serf::Outcome::NameLost => self.finish_leave(),
             serf::Outcome::PushPull(r) => self.send_push_pull(r.to, r.id, true, false),
+            serf::Outcome::KeyResponse { resp, done } => {
+                let sec = self.fx.sec.as_deref();
+                self.keys.on_answer(sec, resp.id, resp.from, &resp.payload);
+                if done {
+                    let out = self.serf.query_deadline(resp.id, &mut cx!(self));
+                    self.on_serf_outcome(out);
+                }
+            }
+            serf::Outcome::KeyDone(id) => {
+                if let Some(r) = self.keys.done(id) {
+                    self.emit(Event::KeyOp(r));
+                }
+            }
         }
+    }
+
+    /// Answer the key-operation queries received (see `keyring::manager`): carry each out on
+    /// this node's keyring and send the answer to the asker (this node's own answer to its
+    /// own operation is counted at once).
+    fn answer_key_queries(&mut self) {
+        for q in self.serf.take_key_inbox() {
+            let (payload, _changed) =
+                KeyManager::answer(self.fx.sec.as_deref_mut(), &q.name, &q.payload);
+            let resp = wire::QueryResp {
+                ltime: q.ltime,
+                id: q.id,
+                from: self.me.clone(),
+                ack: false,
+                payload,
+            };
+            if q.from == self.me && q.addr == self.addr {
+                let out = self.serf.on_query_response(resp, &mut cx!(self));
+                self.on_serf_outcome(out);
+            } else {
+                self.serf
+                    .send_query_resp(q.addr, q.relay_factor, resp, &mut cx!(self));
+            }
+        }
+    }
+
+    /// Start a cluster-wide key operation: checked locally, then asked of every member.
+    fn key_op(&mut self, now: Timestamp, op: KeyOp, key: &[u8]) -> Result<KeyOpId, ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        let sec = self
+            .fx
+            .sec
+            .as_deref_mut()
+            .ok_or(ApiError::EncryptionDisabled)?;
+        if !sec.sealing() {
+            return Err(ApiError::EncryptionDisabled);
+        }
+        keyring::precheck(sec, op, key).map_err(ApiError::Keyring)?;
+        let (name, payload) =
+            KeyManager::request(sec, op, key).ok_or(ApiError::EncryptionDisabled)?;
+        let members = self.members.alive();
+        // Answers also travel through two random members, so a lossy network rarely loses
+        // one (the operation is reported incomplete, never wrong, when it does).
+        let params = QueryParams {
+            relay_factor: 2,
+            ..QueryParams::default()
+        };
+        let id = self.serf.query(name, payload, params, &mut cx!(self))?;
+        self.keys.started(id.0, op, members);
+        self.answer_key_queries();
+        Ok(KeyOpId(id.0))
+    }
+
+    /// Install `key` (16, 24 or 32 bytes) in every member's keyring, as a secondary key: the
+    /// first step of a rotation (then [`Node::use_key`], then [`Node::remove_key`] of the old
+    /// one). Needs this node to seal what it sends. The outcome arrives as [`Event::KeyOp`].
+    pub fn install_key(&mut self, now: Timestamp, key: &[u8]) -> Result<KeyOpId, ApiError> {
+        self.key_op(now, KeyOp::Install, key)
+    }
+
+    /// Make `key`, installed everywhere, every member's primary key. Outcome as
+    /// [`Event::KeyOp`].
+    pub fn use_key(&mut self, now: Timestamp, key: &[u8]) -> Result<KeyOpId, ApiError> {
+        self.key_op(now, KeyOp::Use, key)
+    }
+
+    /// Remove `key` from every member's keyring. A member refuses to remove its primary key
+    /// (and this node refuses at once when it is its own primary). Outcome as
+    /// [`Event::KeyOp`].
+    pub fn remove_key(&mut self, now: Timestamp, key: &[u8]) -> Result<KeyOpId, ApiError> {
+        self.key_op(now, KeyOp::Remove, key)
+    }
+
+    /// Ask every member for its keys: [`KeyOpResult::keys`] says how many members hold each
+    /// key, [`KeyOpResult::primary_keys`] how many use each as primary. Outcome as
+    /// [`Event::KeyOp`].
+    pub fn list_keys(&mut self, now: Timestamp) -> Result<KeyOpId, ApiError> {
+        self.key_op(now, KeyOp::List, &[])
     }
 
     /// Send this node's table to `to` in a push-pull.
@@ -816,6 +916,9 @@ impl Node {
         self.advance(now);
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
+        }
+        if name.starts_with("_rookery/") {
+            return Err(ApiError::ReservedName);
         }
         self.serf
             .query(name, payload.into(), params, &mut cx!(self))

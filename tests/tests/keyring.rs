@@ -104,3 +104,119 @@ fn turning_incoming_on_too_early_is_caught() {
     sim.run_for(Duration::from_secs(3));
     assert!(refusals(&sim) > 0);
 }
+
+const K2: [u8; 16] = [0x77; 16];
+
+/// Run `op` on node 0 and the simulation until its [`Event::KeyOp`] arrives; the result, and
+/// failures reported meanwhile.
+fn key_op(
+    sim: &mut Sim,
+    op: impl FnOnce(&mut rookery_core::Node, rookery_core::Timestamp) -> rookery_core::KeyOpId,
+) -> (rookery_core::KeyOpResult, usize) {
+    let id = sim.with_node(0, op);
+    let mut failed = 0;
+    for _ in 0..60 {
+        sim.run_for(Duration::from_millis(500));
+        let mut result = None;
+        for (_, i, e) in sim.drain_events() {
+            match e {
+                Event::MemberFailed(_) => failed += 1,
+                Event::KeyOp(r) if i == 0 && r.id == id => result = Some(r),
+                _ => {}
+            }
+        }
+        if let Some(r) = result {
+            return (r, failed);
+        }
+    }
+    panic!("key operation {id:?} never finished");
+}
+
+/// Repeat `op` until every member answered without error (answers lost to the network are
+/// asked again, as an operator re-runs a Serf key command).
+fn until_complete(
+    sim: &mut Sim,
+    what: &str,
+    op: impl Fn(&mut rookery_core::Node, rookery_core::Timestamp) -> rookery_core::KeyOpId,
+) -> rookery_core::KeyOpResult {
+    for attempt in 0..5 {
+        let (r, failed) = key_op(sim, &op);
+        assert_eq!(failed, 0, "a false failure during {what}");
+        if r.complete() {
+            eprintln!(
+                "{what}: {}/{} answered (attempt {attempt})",
+                r.answered, r.members
+            );
+            return r;
+        }
+        eprintln!(
+            "{what}: {}/{} answered, failed {:?}",
+            r.answered, r.members, r.failed
+        );
+    }
+    panic!("{what} never reached every member");
+}
+
+#[test]
+fn rotation_on_100_nodes_under_5_percent_loss() {
+    let n = 100;
+    let mut config = Config::local();
+    config.keyring = Some(Keyring::new(&KEY).unwrap());
+    let mut sim = cluster(21, n, config);
+    sim.set_loss(0.05);
+    until_complete(&mut sim, "install", |node, now| {
+        node.install_key(now, &K2).unwrap()
+    });
+    let l = until_complete(&mut sim, "list after install", |node, now| {
+        node.list_keys(now).unwrap()
+    });
+    assert_eq!(
+        l.keys.get(&K2[..]),
+        Some(&n),
+        "every member holds the new key"
+    );
+    until_complete(&mut sim, "use", |node, now| node.use_key(now, &K2).unwrap());
+    let l = until_complete(&mut sim, "list after use", |node, now| {
+        node.list_keys(now).unwrap()
+    });
+    assert_eq!(
+        l.primary_keys.get(&K2[..]),
+        Some(&n),
+        "every member seals with it"
+    );
+    // Removing the primary is refused, locally and by each member.
+    let refused = sim.with_node(0, |node, now| node.remove_key(now, &K2));
+    assert_eq!(
+        refused,
+        Err(rookery_core::ApiError::Keyring(
+            rookery_core::KeyringError::RemovePrimary
+        ))
+    );
+    until_complete(&mut sim, "remove", |node, now| {
+        node.remove_key(now, &KEY).unwrap()
+    });
+    let l = until_complete(&mut sim, "list after remove", |node, now| {
+        node.list_keys(now).unwrap()
+    });
+    assert_eq!(
+        l.keys.len(),
+        1,
+        "only the new key is left: {:?}",
+        l.keys.values()
+    );
+    for i in 0..n {
+        assert_eq!(
+            sim.node(i).keyring().unwrap().keys().collect::<Vec<_>>(),
+            vec![&K2[..]]
+        );
+    }
+    // No member is left unable to read the others: they all converge and nothing is refused.
+    sim.set_loss(0.0);
+    sim.run_for(Duration::from_secs(10));
+    assert_eq!(false_verdicts(&mut sim), 0);
+    assert!(sim.converged());
+    let before = refusals(&sim);
+    sim.run_for(Duration::from_secs(10));
+    assert_eq!(refusals(&sim), before, "members still refuse each other");
+    sim.check().unwrap();
+}

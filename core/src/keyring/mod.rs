@@ -55,6 +55,7 @@
 //! failure (tested in the simulator). A node always opens sealed input when it has a keyring,
 //! whatever the flags.
 
+mod manager;
 mod seal;
 
 use aes_gcm::aead::consts::U12;
@@ -63,6 +64,8 @@ use aes_gcm::aes::Aes192;
 use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, KeyInit, Nonce, Tag};
 use zeroize::Zeroizing;
 
+pub(crate) use manager::{precheck, KeyManager, KEY_QUERY_PREFIX};
+pub use manager::{KeyOp, KeyOpId, KeyOpResult};
 #[cfg(feature = "arbitrary")]
 pub(crate) use seal::split_sealed;
 pub(crate) use seal::{refuse_without_keyring, Opened, Refusal, RefusalLog, Security};

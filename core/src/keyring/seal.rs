@@ -232,7 +232,6 @@ impl Security {
         Some(out)
     }
 
-    #[allow(dead_code)] // used by the key manager (next commit)
     /// Seal an arbitrary payload (a key operation's secret) with the primary key under `aad`:
     /// `nonce ‖ ciphertext ‖ tag`; `None` without a keyring.
     pub(crate) fn seal_payload(&mut self, aad: &[u8], plain: &[u8]) -> Option<Vec<u8>> {
@@ -243,7 +242,6 @@ impl Security {
         Some(out)
     }
 
-    #[allow(dead_code)] // used by the key manager (next commit)
     /// Open a payload from [`Security::seal_payload`] with any key of the keyring.
     pub(crate) fn open_payload(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         let ring = self.keyring.as_ref()?;

@@ -37,6 +37,8 @@ struct Pending {
     responses: BTreeSet<Name>,
     /// Set for the internal name-conflict vote: the contested address and the tally.
     conflict: Option<Vote>,
+    /// A key operation (`keyring::manager`): answers go to the router, not to events.
+    internal: bool,
 }
 
 /// A name-conflict vote in progress: which address the members that answered hold for this
@@ -65,6 +67,8 @@ pub(crate) struct Queries {
     pub(crate) next_id: u32,
     /// (asker, ltime, id) → deadline, for queries this node may still answer once.
     open: BTreeMap<(Name, u64, u32), Timestamp>,
+    /// Key-operation queries received, for the router to answer (`keyring::manager`).
+    pub(crate) key_inbox: Vec<QueryMsg>,
 }
 
 impl Queries {
@@ -75,6 +79,7 @@ impl Queries {
             pending: BTreeMap::new(),
             next_id: 0,
             open: BTreeMap::new(),
+            key_inbox: Vec::new(),
         }
     }
 
@@ -204,6 +209,7 @@ impl Serf {
             acks: BTreeSet::new(),
             responses: BTreeSet::new(),
             conflict: None,
+            internal: name.starts_with(crate::keyring::KEY_QUERY_PREFIX),
         };
         self.queries.pending.insert(id, pending);
         cx.fx.timers.schedule(
@@ -248,7 +254,7 @@ impl Serf {
         Ok(())
     }
 
-    fn send_query_resp(
+    pub(crate) fn send_query_resp(
         &mut self,
         to: std::net::SocketAddr,
         relay_factor: u8,
@@ -319,6 +325,7 @@ impl Serf {
             acks: BTreeSet::new(),
             responses: BTreeSet::new(),
             conflict: Some(vote),
+            internal: false,
         };
         self.queries.pending.insert(id, pending);
         cx.fx.timers.schedule(
@@ -384,6 +391,11 @@ impl Serf {
         }
         if &*q.name == CONFLICT_QUERY {
             self.answer_conflict_vote(&q, cx);
+            return;
+        }
+        if q.name.starts_with(crate::keyring::KEY_QUERY_PREFIX) {
+            // Answered by the router's key manager, never surfaced as an event.
+            self.queries.key_inbox.push(q);
             return;
         }
         let tags = cx
@@ -459,6 +471,13 @@ impl Serf {
             }
             return Outcome::Nothing;
         }
+        if p.internal {
+            if r.ack || !p.responses.insert(r.from.clone()) {
+                return Outcome::Nothing;
+            }
+            let done = p.expected.iter().all(|n| p.responses.contains(n));
+            return Outcome::KeyResponse { resp: r, done };
+        }
         let query = QueryId(r.id);
         if r.ack {
             if p.acks.insert(r.from.clone()) {
@@ -494,6 +513,9 @@ impl Serf {
         if let Some(p) = self.queries.pending.remove(&id) {
             if let Some(vote) = p.conflict {
                 return self.conflict_vote_done(vote, cx);
+            }
+            if p.internal {
+                return Outcome::KeyDone(id);
             }
             let ev = Event::QueryDone {
                 query: QueryId(id),
