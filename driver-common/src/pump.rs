@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rookery_core::{
-    ApiError, Config, ConfigError, Event, Identity, InputError, Member, Name, Node, QueryHandle,
-    QueryId, QueryParams, Stats, Tags, Timestamp, Transmit,
+    ApiError, Config, ConfigError, Event, Identity, InputError, KeyOp, KeyOpId, KeyOpResult,
+    Keyring, Member, Name, Node, QueryHandle, QueryId, QueryParams, Stats, Tags, Timestamp,
+    Transmit,
 };
 
 use crate::error::AgentError;
@@ -163,6 +164,29 @@ pub enum Command {
         name: String,
         /// Forget it at once instead of keeping it as left.
         prune: bool,
+        /// The answer.
+        reply: Reply<Result<(), AgentError>>,
+    },
+    /// A cluster-wide key operation ([`Node::install_key`], [`Node::use_key`],
+    /// [`Node::remove_key`], [`Node::list_keys`]); answered with its result once every member
+    /// answered or its deadline passed.
+    KeyOp {
+        /// Which operation.
+        op: KeyOp,
+        /// The key (ignored by a list).
+        key: Vec<u8>,
+        /// The answer.
+        reply: Reply<Result<KeyOpResult, AgentError>>,
+    },
+    /// Replace this node's keyring and set its rolling-adoption flags ([`Node::set_keyring`],
+    /// [`Node::set_gossip_verify`]).
+    SetKeyring {
+        /// The new keyring (`None`: plaintext).
+        keyring: Option<Keyring>,
+        /// `gossip_verify_incoming`.
+        incoming: bool,
+        /// `gossip_verify_outgoing`.
+        outgoing: bool,
         /// The answer.
         reply: Reply<Result<(), AgentError>>,
     },
@@ -337,6 +361,7 @@ pub struct Pump {
     join_active: Option<JoinReply>,
     join_queue: VecDeque<QueuedJoin>,
     queries: HashMap<QueryId, AnswerSink>,
+    key_ops: HashMap<KeyOpId, Reply<Result<KeyOpResult, AgentError>>>,
     leave_waiters: Vec<Reply<Result<(), AgentError>>>,
     shutdown_waiters: Vec<Reply<()>>,
     stop: bool,
@@ -412,6 +437,7 @@ impl Pump {
             join_active: None,
             join_queue: VecDeque::new(),
             queries: HashMap::new(),
+            key_ops: HashMap::new(),
             leave_waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
             stop: false,
@@ -604,6 +630,32 @@ impl Pump {
                     .remove_failed(now, &name, prune)
                     .map_err(AgentError::from),
             ),
+            Command::KeyOp { op, key, reply } => {
+                let r = match op {
+                    KeyOp::Install => self.node.install_key(now, &key),
+                    KeyOp::Use => self.node.use_key(now, &key),
+                    KeyOp::Remove => self.node.remove_key(now, &key),
+                    KeyOp::List => self.node.list_keys(now),
+                };
+                match r {
+                    Ok(id) => {
+                        self.key_ops.insert(id, reply);
+                    }
+                    Err(e) => reply.send(Err(e.into())),
+                }
+            }
+            Command::SetKeyring {
+                keyring,
+                incoming,
+                outgoing,
+                reply,
+            } => {
+                let r = self
+                    .node
+                    .set_keyring(keyring)
+                    .and_then(|()| self.node.set_gossip_verify(incoming, outgoing));
+                reply.send(r.map_err(AgentError::from));
+            }
             Command::Members { reply } => reply.send(self.node.members()),
             Command::LocalMember { reply } => reply.send(self.node.local_member()),
             Command::Stats { reply } => reply.send(self.stats()),
@@ -701,6 +753,12 @@ impl Pump {
                     );
                     // The channel closes: the caller's stream ends after the done.
                     self.queries.remove(query);
+                    None
+                }
+                Event::KeyOp(r) => {
+                    if let Some(reply) = self.key_ops.remove(&r.id) {
+                        reply.send(Ok(r.clone()));
+                    }
                     None
                 }
                 _ => None,

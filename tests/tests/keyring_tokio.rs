@@ -163,3 +163,60 @@ fn an_outsider_without_the_key_can_do_nothing() {
         a.shutdown(rookery_driver::ShutdownMode::Now);
     }
 }
+
+#[test]
+fn rotation_through_the_handles_rewrites_every_keyring_file() {
+    use rookery_driver::keyring_file::{load_keyring, save_keyring};
+    use rookery_driver::Options;
+    let dir = std::env::temp_dir().join(format!("rookery-kt-rot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = Keyring::new(&KEY).unwrap();
+    let new_key = [0x33u8; 24];
+    let mut agents = Vec::new();
+    for i in 0..3 {
+        let path = dir.join(format!("keyring-{i}.json"));
+        save_keyring(&path, &old).unwrap();
+        // The file's keyring is used: the configuration has none.
+        let (h, _events) = TOKIO
+            .start(
+                &format!("kr-{i}"),
+                "127.0.0.1:0".parse().unwrap(),
+                fast_config(),
+                Options::default().with_keyring_file(&path),
+            )
+            .expect("agent starts");
+        agents.push((h, _events, path));
+    }
+    let seed = agents[0].0.local_addr();
+    for (h, _, _) in &agents[1..] {
+        assert_eq!(h.join(&[seed]), Ok(1));
+    }
+    let (ok, _) = wait_until(LIMIT, || {
+        agents
+            .iter()
+            .all(|(h, _, _)| h.members().map_or(0, |m| m.len()) == 3)
+    });
+    assert!(ok);
+    let h = &agents[0].0;
+    assert!(h.install_key(&new_key).unwrap().complete());
+    assert!(h.use_key(&new_key).unwrap().complete());
+    assert!(matches!(
+        h.remove_key(&new_key),
+        Err(rookery_driver::AgentError::Rejected(_))
+    ));
+    assert!(h.remove_key(&KEY).unwrap().complete());
+    let list = h.list_keys().unwrap();
+    assert_eq!(list.keys.len(), 1);
+    assert_eq!(list.primary_keys.get(&new_key[..]), Some(&3));
+    let want = Keyring::new(&new_key).unwrap();
+    let (ok, _) = wait_until(LIMIT, || {
+        agents
+            .iter()
+            .all(|(_, _, p)| load_keyring(p).ok().flatten().as_ref() == Some(&want))
+    });
+    assert!(ok, "every member's keyring file holds only the new key");
+    for (h, _, _) in &agents {
+        h.shutdown(rookery_driver::ShutdownMode::Now);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
