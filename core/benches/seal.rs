@@ -1,6 +1,9 @@
 //! CPU per sealed and per opened datagram (AES-256-GCM, a full 1,400-byte datagram and a
 //! typical 200-byte one). Run: `cargo bench -p rookery-core --features arbitrary --bench seal`.
 
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rookery_core::fuzzing::{open_sealed, seal_datagram};
 use rookery_core::Keyring;
