@@ -68,6 +68,20 @@ pub struct Config {
     /// Optional cluster label carried in every message; messages with another label are dropped
     /// and counted. At most 255 bytes. Default none.
     pub label: Option<String>,
+    /// The AES-GCM keyring: when set, this node opens sealed datagrams and frames with any of
+    /// its keys and (with `gossip_verify_outgoing`) seals everything it sends with the primary
+    /// key, the label authenticated with it. A node with a keyring needs entropy for its nonces
+    /// ([`crate::Node::with_entropy`]). Change it on a running node with
+    /// [`crate::Node::set_keyring`] or cluster-wide with [`crate::Node::install_key`] and its
+    /// siblings. Default none (plaintext).
+    pub keyring: Option<crate::Keyring>,
+    /// With a keyring: refuse plaintext input (counted in
+    /// [`crate::Stats::plaintext_refused`]). Turn it off while a cluster moves to (or from)
+    /// encryption node by node. Default true.
+    pub gossip_verify_incoming: bool,
+    /// With a keyring: seal everything this node sends. Turn it off while a cluster moves to
+    /// (or from) encryption node by node. Default true.
+    pub gossip_verify_outgoing: bool,
 
     // ---- Serf layer ----
     /// How long a graceful leave waits for its announcement to go out before the node goes
@@ -153,6 +167,9 @@ impl Config {
             max_indirect_relays: 1024,
             max_stream_message: 8 << 20,
             label: None,
+            keyring: None,
+            gossip_verify_incoming: true,
+            gossip_verify_outgoing: true,
             broadcast_timeout: Duration::from_secs(5),
             reap_interval: Duration::from_secs(15),
             reconnect_interval: Duration::from_secs(30),
@@ -357,6 +374,9 @@ pub enum ConfigError {
     },
     /// The identity's name is empty or longer than `max_name_len`.
     BadName,
+    /// A keyring is configured but the node was given no entropy for its nonces (create it
+    /// with [`crate::Node::with_entropy`]): nonces are never drawn from the seeded RNG.
+    KeyringWithoutEntropy,
     /// The identity's tags encode to more than `meta_max_size` bytes.
     TagsTooLarge {
         /// Encoded size of the tags.
@@ -387,6 +407,9 @@ impl core::fmt::Display for ConfigError {
                 write!(f, "{field} exceeds what the transport can carry")
             }
             ConfigError::BadName => write!(f, "name must be 1..=max_name_len bytes"),
+            ConfigError::KeyringWithoutEntropy => {
+                write!(f, "a keyring needs entropy for nonces (Node::with_entropy)")
+            }
             ConfigError::TagsTooLarge { size } => {
                 write!(f, "tags encode to {size} bytes, above meta_max_size")
             }

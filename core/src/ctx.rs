@@ -47,6 +47,12 @@ pub(crate) struct Effects {
     pub datagrams: u64,
     /// The envelope header every datagram and frame starts with.
     pub header: Vec<u8>,
+    /// The keyring, its flags and the nonce source: created the first time this node has a
+    /// keyring, kept from then on (see `keyring`). Everything this node sends leaves through
+    /// [`Cx::finish_datagram`] or [`Cx::send_frame`], which seal it when sealing is on.
+    pub sec: Option<Box<crate::keyring::Security>>,
+    /// The rate-limited log of refused input, created at the first refusal.
+    pub refusals: Option<Box<crate::keyring::RefusalLog>>,
 }
 
 impl Effects {
@@ -64,7 +70,16 @@ impl Effects {
             depth_warned: false,
             datagrams: 0,
             header: wire::header(cfg.label.as_deref()),
+            sec: None,
+            refusals: None,
         }
+    }
+}
+
+impl Effects {
+    /// Bytes sealing adds to each datagram and frame now (0 when not sealing).
+    pub(crate) fn seal_overhead(&self) -> usize {
+        self.sec.as_deref().map_or(0, |s| s.overhead())
     }
 }
 
@@ -142,10 +157,11 @@ impl Cx<'_> {
     }
 
     /// Bytes still free for messages in a [`Cx::datagram_buf`] within the MTU (the count is
-    /// reckoned at [`wire::COUNT_RESERVE`] bytes).
+    /// reckoned at [`wire::COUNT_RESERVE`] bytes; when this node seals, the nonce and tag are
+    /// reserved too, so a sealed datagram still fits the MTU).
     fn datagram_room(&self, buf: &[u8]) -> usize {
         let used = self.fx.header.len() + wire::COUNT_RESERVE + buf.len() - self.datagram_front();
-        self.cfg.mtu.saturating_sub(used)
+        self.cfg.mtu.saturating_sub(used + self.fx.seal_overhead())
     }
 
     /// Where the messages start in a [`Cx::datagram_buf`].
@@ -196,6 +212,11 @@ impl Cx<'_> {
         buf[header_at..header_at + header.len()].copy_from_slice(header);
         let mut payload = Bytes::from(buf);
         payload.advance(header_at);
+        if let Some(sec) = self.fx.sec.as_deref_mut() {
+            if let Some(sealed) = sec.seal_datagram(&payload, header.len()) {
+                payload = sealed.into();
+            }
+        }
         self.fx.stats.packets_out += 1;
         self.fx.stats.bytes_out += payload.len() as u64;
         self.push_transmit(Transmit {
@@ -219,7 +240,12 @@ impl Cx<'_> {
     }
 
     /// Send a complete stream frame (see [`wire::frame_message`]).
-    pub(crate) fn send_frame(&mut self, to: SocketAddr, frame: Vec<u8>) {
+    pub(crate) fn send_frame(&mut self, to: SocketAddr, mut frame: Vec<u8>) {
+        if let Some(sec) = self.fx.sec.as_deref_mut() {
+            if let Some(sealed) = sec.seal_frame(&frame, self.fx.header.len()) {
+                frame = sealed;
+            }
+        }
         self.fx.stats.streams_out += 1;
         self.fx.stats.stream_bytes_out += frame.len() as u64;
         self.push_transmit(Transmit {

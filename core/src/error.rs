@@ -8,6 +8,16 @@ pub enum InputError {
     Decode(crate::wire::DecodeError),
     /// The message carries another cluster label (counted in `label_mismatches`).
     LabelMismatch,
+    /// The message is sealed and no key of the keyring opens it (counted in `sealed_no_key`).
+    NoKeyOpens,
+    /// The message is plaintext and this node requires sealed input (`gossip_verify_incoming`;
+    /// counted in `plaintext_refused`).
+    PlaintextRefused,
+    /// The message is sealed and this node has no keyring (counted in `sealed_unexpected`).
+    SealedWithoutKeyring,
+    /// The message is sealed and shorter than its header, nonce and tag (counted in
+    /// `sealed_truncated`).
+    SealedTruncated,
     /// The node has left the cluster and ignores input.
     NotRunning,
 }
@@ -17,6 +27,14 @@ impl core::fmt::Display for InputError {
         match self {
             InputError::Decode(e) => write!(f, "undecodable input: {e}"),
             InputError::LabelMismatch => write!(f, "message for another cluster label"),
+            InputError::NoKeyOpens => write!(f, "sealed message no key of the keyring opens"),
+            InputError::PlaintextRefused => {
+                write!(f, "plaintext message while encryption is required")
+            }
+            InputError::SealedWithoutKeyring => {
+                write!(f, "sealed message while no keyring is configured")
+            }
+            InputError::SealedTruncated => write!(f, "truncated sealed message"),
             InputError::NotRunning => write!(f, "node has left; input ignored"),
         }
     }
@@ -63,6 +81,16 @@ pub enum ApiError {
     EmptyName,
     /// A query's relay factor exceeds [`crate::plausible::MAX_RELAY_FACTOR`].
     RelayFactorTooLarge(u8),
+    /// A keyring was set on a node created without entropy for nonces (see
+    /// [`crate::Node::with_entropy`]).
+    NoEntropy,
+    /// The keyring refused the change.
+    Keyring(crate::KeyringError),
+    /// A cluster-wide key operation needs this node to seal what it sends (a keyring and
+    /// `gossip_verify_outgoing`): its query would otherwise travel in plaintext.
+    EncryptionDisabled,
+    /// Query names starting with the reserved prefix `_rookery/` are the core's own.
+    ReservedName,
 }
 
 impl core::fmt::Display for ApiError {
@@ -88,6 +116,10 @@ impl core::fmt::Display for ApiError {
                 "relay factor {n} exceeds {}",
                 crate::plausible::MAX_RELAY_FACTOR
             ),
+            ApiError::NoEntropy => write!(f, "node has no entropy for nonces"),
+            ApiError::Keyring(e) => write!(f, "keyring: {e}"),
+            ApiError::EncryptionDisabled => write!(f, "outgoing encryption is off"),
+            ApiError::ReservedName => write!(f, "names starting with _rookery/ are reserved"),
         }
     }
 }

@@ -122,6 +122,10 @@ pub enum Event {
         /// Updates queued.
         depth: usize,
     },
+    // New variants go last: the simulator's trace hash covers events, discriminants included.
+    /// A cluster-wide key operation this node started ([`crate::Node::install_key`] and its
+    /// siblings) ended: every member known alive answered, or the deadline passed.
+    KeyOp(crate::KeyOpResult),
 }
 
 /// What a coalesced batch of member events reports.
@@ -258,6 +262,14 @@ impl core::fmt::Display for Event {
                 "query {} answered by {from}: {}",
                 query.0,
                 payload_text(payload)
+            ),
+            Event::KeyOp(r) => write!(
+                f,
+                "key operation {:?} done: {}/{} answered, {} failed",
+                r.op,
+                r.answered,
+                r.members,
+                r.failed.len()
             ),
             Event::QueryDone {
                 query,

@@ -63,9 +63,38 @@
 //! | `serf/` | the Serf layer: Lamport clocks, intents, user events, queries and the name-conflict vote, coalescing, direct messages, reaping and reconnects |
 //! | `members/` | the member table (probe order, name index, prefetching lookups) |
 //! | `membership.rs` | the router's membership state machine: alive/suspect/dead under incarnation rules, refutation, push-pull merges |
+//! | `keyring/` | the AES-GCM keyring, the sealed envelope, the nonce source, rolling adoption, refusal log, and cluster-wide key operations |
 //! | `wire/` | message types, the postcard codec with its fast paths, the push-pull writer, stream framing |
 //! | `plausible.rs` | what a message may claim: incarnations as serial numbers, how far an accusation or a Lamport time may run ahead |
 //! | `input.rs`, `formulas.rs` | the one input vocabulary ([`Input`]) and the size-dependent formulas ([`formulas`]) |
+//!
+//! ## Encryption
+//!
+//! With [`Config::keyring`] set, every datagram and frame is sealed with AES-GCM under the
+//! [`Keyring`]'s primary key and opened with any of its keys; the cluster label is associated
+//! data, so traffic of another cluster never opens. The format, the nonce construction (a
+//! ChaCha20 CSPRNG seeded with 32 bytes of driver entropy draws a random 64-bit prefix; a 32-bit
+//! counter follows it; nonces are never drawn from the seeded RNG, so they do not repeat across
+//! restarts with a fixed seed) and the rolling adoption are documented in the `keyring` module
+//! (`core/src/keyring/mod.rs`).
+//!
+//! ```
+//! use rookery_core::{Config, Event, Identity, Keyring, Node, Timestamp};
+//!
+//! let mut config = Config::local();
+//! config.keyring = Some(Keyring::new(&[7; 32]).unwrap());
+//! let me = Identity::new("a", "127.0.0.1:7001".parse().unwrap());
+//! // A keyring needs entropy for nonces (a real driver passes OS randomness).
+//! let mut a = Node::with_entropy(config, me, 1, [42; 32], Timestamp::ZERO).unwrap();
+//! // Rotate cluster-wide: install, then use, then remove the old key.
+//! let id = a.install_key(Timestamp::ZERO, &[9; 16]).unwrap();
+//! let done = std::iter::from_fn(|| a.poll_event())
+//!     .find_map(|e| match e { Event::KeyOp(r) if r.id == id => Some(r), _ => None })
+//!     .unwrap();
+//! assert!(done.complete()); // a cluster of one: this node answered itself
+//! a.use_key(Timestamp::ZERO, &[9; 16]).unwrap();
+//! assert_eq!(a.keyring().unwrap().primary(), &[9; 16]);
+//! ```
 //!
 //! ## Panic policy
 //!
@@ -98,6 +127,7 @@ pub mod formulas;
 pub mod fuzzing;
 mod identity;
 mod input;
+mod keyring;
 mod lifecycle;
 mod members;
 mod membership;
@@ -118,6 +148,10 @@ pub use event::{
 };
 pub use identity::{Identity, Member, MemberStatus, Name, Tags};
 pub use input::{Call, HandleError, Handled, Input};
+pub use keyring::{
+    KeyOp, KeyOpId, KeyOpResult, Keyring, KeyringError, NONCE_LEN, SEALED_VERSION, SEAL_OVERHEAD,
+    TAG_LEN,
+};
 pub use node::{Node, Transmit, TransmitKind};
 pub use stats::{QueueDepths, Stats};
 pub use time::Timestamp;

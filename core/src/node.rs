@@ -22,6 +22,7 @@ use crate::error::{ApiError, InputError};
 use crate::event::{Event, QueryHandle, QueryId, QueryParams};
 use crate::identity::{Identity, Member, MemberStatus, Name, Tags};
 use crate::input::{Call, HandleError, Handled, Input};
+use crate::keyring::{self, KeyManager, KeyOp, KeyOpId, Keyring, Opened, Refusal, Security};
 use crate::lifecycle::{self, JoinDone, Lifecycle};
 use crate::members::{MemberRec, Members, Near, Prefetched};
 use crate::swim::{FailureDetector, SwimTimer, Verdict};
@@ -77,6 +78,23 @@ pub struct Transmit {
 
 pub(crate) use crate::lifecycle::RunState;
 
+/// Where the bytes after an input's envelope are.
+enum Body {
+    /// The last `n` bytes of the input itself (it was plaintext).
+    Plain(usize),
+    /// An opened sealed envelope's plaintext.
+    Sealed(Vec<u8>),
+}
+
+impl Body {
+    fn body<'d>(&'d self, data: &'d [u8]) -> &'d [u8] {
+        match self {
+            Body::Plain(n) => &data[data.len() - n..],
+            Body::Sealed(buf) => buf,
+        }
+    }
+}
+
 /// One cluster member's protocol state machine. See the crate docs for the driving loop.
 #[derive(Debug)]
 pub struct Node {
@@ -102,6 +120,10 @@ pub struct Node {
     /// Where [`Members::prefetch`] found a datagram's members (kept to reuse its memory).
     prefetched: Prefetched,
     limits: Limits,
+    /// The driver's entropy for nonces, until the first keyring takes it (see `keyring`).
+    entropy: Option<Box<[u8; 32]>>,
+    /// Cluster-wide key operations this node started.
+    keys: KeyManager,
 }
 
 /// What an update in the Serf broadcast queue is about; a newer update replaces an older one
@@ -129,14 +151,45 @@ impl Node {
     /// Create a node. It knows only itself until [`Node::join`]; its timers start at `now`
     /// (staggered randomly so that nodes started together do not tick together). `config` is
     /// a [`Config`] or an `Arc<Config>` (nodes simulated together can share one).
+    ///
+    /// A node created this way has no entropy for encryption nonces: a configuration with a
+    /// keyring is refused ([`ConfigError::KeyringWithoutEntropy`]) and so is a later
+    /// [`Node::set_keyring`]. Use [`Node::with_entropy`] for those.
     pub fn new(
         config: impl Into<Arc<Config>>,
         identity: Identity,
         seed: u64,
         now: Timestamp,
     ) -> Result<Node, ConfigError> {
-        let config: Arc<Config> = config.into();
+        Node::build(config.into(), identity, seed, None, now)
+    }
+
+    /// [`Node::new`] with 32 bytes of `entropy` for encryption nonces: OS randomness in a real
+    /// driver, values derived from the seed in the simulator. Nonces are never drawn from the
+    /// seeded RNG, so they do not repeat across restarts even with a fixed `seed` (the
+    /// construction is in the crate docs). Without a keyring the entropy is kept, unused, for
+    /// a keyring set later; nothing else about the node depends on it.
+    pub fn with_entropy(
+        config: impl Into<Arc<Config>>,
+        identity: Identity,
+        seed: u64,
+        entropy: [u8; 32],
+        now: Timestamp,
+    ) -> Result<Node, ConfigError> {
+        Node::build(config.into(), identity, seed, Some(Box::new(entropy)), now)
+    }
+
+    fn build(
+        config: Arc<Config>,
+        identity: Identity,
+        seed: u64,
+        entropy: Option<Box<[u8; 32]>>,
+        now: Timestamp,
+    ) -> Result<Node, ConfigError> {
         config.validate()?;
+        if config.keyring.is_some() && entropy.is_none() {
+            return Err(ConfigError::KeyringWithoutEntropy);
+        }
         if identity.name.is_empty() || identity.name.len() > config.max_name_len {
             return Err(ConfigError::BadName);
         }
@@ -170,8 +223,20 @@ impl Node {
             told_accusers: Vec::new(),
             prefetched: Prefetched::default(),
             limits,
+            entropy,
+            keys: KeyManager::default(),
             cfg: config,
         };
+        if let Some(ring) = node.cfg.keyring.clone() {
+            let (incoming, outgoing) = (
+                node.cfg.gossip_verify_incoming,
+                node.cfg.gossip_verify_outgoing,
+            );
+            let sec = node.security().expect("entropy checked above");
+            sec.keyring = Some(ring);
+            sec.verify_incoming = incoming;
+            sec.verify_outgoing = outgoing;
+        }
         node.swim = FailureDetector::new(node.rng.random());
         node.broadcast_self();
         let stagger = |n: &mut Node, d: std::time::Duration| {
@@ -261,7 +326,14 @@ impl Node {
                 max,
             }));
         }
-        let body = self.open(data)?;
+        let opened = self.open(from, data)?;
+        let result = self.handle_datagram_body(from, opened.body(data));
+        self.recycle(opened);
+        result
+    }
+
+    /// The messages of a datagram after its envelope (opened when it was sealed).
+    fn handle_datagram_body(&mut self, from: SocketAddr, body: &[u8]) -> Result<(), InputError> {
         let msgs = wire::decode_datagram(body, &self.limits).map_err(|e| self.rejected(e))?;
         if msgs
             .iter()
@@ -318,8 +390,10 @@ impl Node {
                 max,
             }));
         }
-        let body = self.open(frame)?;
-        let msg = wire::decode_single(body, &self.limits).map_err(|e| self.rejected(e))?;
+        let opened = self.open(from, frame)?;
+        let msg = wire::decode_single(opened.body(frame), &self.limits);
+        self.recycle(opened);
+        let msg = msg.map_err(|e| self.rejected(e))?;
         self.handle_message(from, msg, Near::UNKNOWN);
         Ok(())
     }
@@ -330,14 +404,24 @@ impl Node {
         InputError::Decode(e)
     }
 
-    /// Check version and label; the bytes after the envelope.
-    fn open<'a>(&mut self, data: &'a [u8]) -> Result<&'a [u8], InputError> {
-        match wire::open_envelope(data, self.cfg.label.as_deref()) {
-            Ok(Envelope::Ours(body)) => Ok(body),
-            Ok(Envelope::OtherLabel) => {
-                self.fx.stats.label_mismatches += 1;
-                Err(InputError::LabelMismatch)
-            }
+    /// Check version and label, and open a sealed envelope (see `keyring`): where the bytes
+    /// after the envelope are. Refusals are counted by cause and logged (rate-limited).
+    fn open(&mut self, from: SocketAddr, data: &[u8]) -> Result<Body, InputError> {
+        let label = self.cfg.label.as_deref().unwrap_or("").as_bytes();
+        let plain = match self.fx.sec.as_deref_mut() {
+            Some(sec) => match sec.open(data, label) {
+                Ok(Opened::Plain(plain)) => plain,
+                Ok(Opened::Sealed(buf)) => return Ok(Body::Sealed(buf)),
+                Err(r) => return Err(self.refused(from, r)),
+            },
+            None => match keyring::refuse_without_keyring(data) {
+                Some(r) => return Err(self.refused(from, r)),
+                None => data,
+            },
+        };
+        match wire::open_envelope(plain, self.cfg.label.as_deref()) {
+            Ok(Envelope::Ours(body)) => Ok(Body::Plain(body.len())),
+            Ok(Envelope::OtherLabel) => Err(self.refused(from, Refusal::Label)),
             Err(e) => Err(self.rejected(e)),
         }
     }
@@ -356,6 +440,101 @@ impl Node {
     pub(crate) fn far_ahead(&mut self, from: SocketAddr, what: &'static str) {
         self.fx.stats.far_ahead_refused += 1;
         tracing::debug!(%from, what, "refused: incarnation or Lamport time implausibly far ahead");
+    }
+
+    /// Count and log a refused input; its error.
+    fn refused(&mut self, from: SocketAddr, r: Refusal) -> InputError {
+        let s = &mut self.fx.stats;
+        let (counter, err) = match r {
+            Refusal::NoKey => (&mut s.sealed_no_key, InputError::NoKeyOpens),
+            Refusal::Label => (&mut s.label_mismatches, InputError::LabelMismatch),
+            Refusal::Plaintext => (&mut s.plaintext_refused, InputError::PlaintextRefused),
+            Refusal::Unexpected => (&mut s.sealed_unexpected, InputError::SealedWithoutKeyring),
+            Refusal::Truncated => (&mut s.sealed_truncated, InputError::SealedTruncated),
+        };
+        *counter += 1;
+        self.fx
+            .refusals
+            .get_or_insert_with(Default::default)
+            .note(self.now, r, from);
+        err
+    }
+
+    /// Give an opened envelope's buffer back for the next one.
+    fn recycle(&mut self, body: Body) {
+        if let (Body::Sealed(buf), Some(sec)) = (body, self.fx.sec.as_deref_mut()) {
+            sec.recycle(buf);
+        }
+    }
+
+    /// This node's security state, created (taking the entropy) the first time it is needed;
+    /// `None` when the node was created without entropy.
+    fn security(&mut self) -> Option<&mut Security> {
+        if self.fx.sec.is_none() {
+            let entropy = self.entropy.take()?;
+            self.fx.sec = Some(Box::new(Security::new(&entropy, &self.fx.header)));
+        }
+        self.fx.sec.as_deref_mut()
+    }
+
+    /// Replace this node's keyring (`None`: back to plaintext), at once and on this node only;
+    /// the `gossip_verify_*` flags are kept (they start from the configuration's). Use it to
+    /// move a running cluster to encryption and back node by node (see
+    /// [`Node::set_gossip_verify`]), or after an operator changed the keyring file. Refused
+    /// with [`ApiError::NoEntropy`] on a node created without entropy.
+    pub fn set_keyring(&mut self, keyring: Option<Keyring>) -> Result<(), ApiError> {
+        let (incoming, outgoing) = (
+            self.cfg.gossip_verify_incoming,
+            self.cfg.gossip_verify_outgoing,
+        );
+        let fresh = self.fx.sec.is_none();
+        if keyring.is_none() && fresh {
+            return Ok(());
+        }
+        let sec = self.security().ok_or(ApiError::NoEntropy)?;
+        if fresh {
+            sec.verify_incoming = incoming;
+            sec.verify_outgoing = outgoing;
+        }
+        sec.keyring = keyring;
+        sec.version += 1;
+        Ok(())
+    }
+
+    /// A number that changes whenever this node's keyring changes — through
+    /// [`Node::set_keyring`] or a key operation, local or cluster-wide — so a driver knows
+    /// when to write its keyring file. 0 until the node first has a keyring.
+    pub fn keyring_version(&self) -> u64 {
+        self.fx.sec.as_deref().map_or(0, |s| s.version)
+    }
+
+    /// Set the rolling-adoption flags: `incoming` refuses plaintext input, `outgoing` seals
+    /// what this node sends (both only matter with a keyring). A plaintext cluster moves to
+    /// encryption node by node: give every node its keyring with both off, then turn
+    /// `outgoing` on everywhere, then `incoming`; and back in the reverse order. Refused with
+    /// [`ApiError::NoEntropy`] on a node created without entropy.
+    pub fn set_gossip_verify(&mut self, incoming: bool, outgoing: bool) -> Result<(), ApiError> {
+        let sec = self.security().ok_or(ApiError::NoEntropy)?;
+        sec.verify_incoming = incoming;
+        sec.verify_outgoing = outgoing;
+        Ok(())
+    }
+
+    /// This node's keyring, if it has one.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.fx.sec.as_deref().and_then(|s| s.keyring.as_ref())
+    }
+
+    /// The rolling-adoption flags in force: (`gossip_verify_incoming`,
+    /// `gossip_verify_outgoing`).
+    pub fn gossip_verify(&self) -> (bool, bool) {
+        match self.fx.sec.as_deref() {
+            Some(s) => (s.verify_incoming, s.verify_outgoing),
+            None => (
+                self.cfg.gossip_verify_incoming,
+                self.cfg.gossip_verify_outgoing,
+            ),
+        }
     }
 
     /// Route one message; `near` is where a prefetch found the member it is about, if any.
@@ -401,7 +580,10 @@ impl Node {
             Message::PushPull(p) => self.on_push_pull(from, *p),
             Message::LeaveIntent(i) => self.serf.on_leave_intent(i, true, &mut cx!(self)),
             Message::UserEvent(e) => self.serf.on_user_event(e, true, true, &mut cx!(self)),
-            Message::Query(q) => self.serf.on_query(*q, &mut cx!(self)),
+            Message::Query(q) => {
+                self.serf.on_query(*q, &mut cx!(self));
+                self.answer_key_queries();
+            }
             Message::QueryResponse(r) => {
                 let out = self.serf.on_query_response(r, &mut cx!(self));
                 self.on_serf_outcome(out);
@@ -517,7 +699,101 @@ impl Node {
             serf::Outcome::Nothing => {}
             serf::Outcome::NameLost => self.finish_leave(),
             serf::Outcome::PushPull(r) => self.send_push_pull(r.to, r.id, true, false),
+            serf::Outcome::KeyResponse { resp, done } => {
+                let sec = self.fx.sec.as_deref();
+                self.keys.on_answer(sec, resp.id, resp.from, &resp.payload);
+                if done {
+                    let out = self.serf.query_deadline(resp.id, &mut cx!(self));
+                    self.on_serf_outcome(out);
+                }
+            }
+            serf::Outcome::KeyDone(id) => {
+                if let Some(r) = self.keys.done(id) {
+                    self.emit(Event::KeyOp(r));
+                }
+            }
         }
+    }
+
+    /// Answer the key-operation queries received (see `keyring::manager`): carry each out on
+    /// this node's keyring and send the answer to the asker (this node's own answer to its
+    /// own operation is counted at once).
+    fn answer_key_queries(&mut self) {
+        for q in self.serf.take_key_inbox() {
+            let (payload, _changed) =
+                KeyManager::answer(self.fx.sec.as_deref_mut(), &q.name, &q.payload);
+            let resp = wire::QueryResp {
+                ltime: q.ltime,
+                id: q.id,
+                from: self.me.clone(),
+                ack: false,
+                payload,
+            };
+            if q.from == self.me && q.addr == self.addr {
+                let out = self.serf.on_query_response(resp, &mut cx!(self));
+                self.on_serf_outcome(out);
+            } else {
+                self.serf
+                    .send_query_resp(q.addr, q.relay_factor, resp, &mut cx!(self));
+            }
+        }
+    }
+
+    /// Start a cluster-wide key operation: checked locally, then asked of every member.
+    fn key_op(&mut self, now: Timestamp, op: KeyOp, key: &[u8]) -> Result<KeyOpId, ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        let sec = self
+            .fx
+            .sec
+            .as_deref_mut()
+            .ok_or(ApiError::EncryptionDisabled)?;
+        if !sec.sealing() {
+            return Err(ApiError::EncryptionDisabled);
+        }
+        keyring::precheck(sec, op, key).map_err(ApiError::Keyring)?;
+        let (name, payload) =
+            KeyManager::request(sec, op, key).ok_or(ApiError::EncryptionDisabled)?;
+        let members = self.members.alive();
+        // Answers also travel through two random members, so a lossy network rarely loses
+        // one (the operation is reported incomplete, never wrong, when it does).
+        let params = QueryParams {
+            relay_factor: 2,
+            ..QueryParams::default()
+        };
+        let id = self.serf.query(name, payload, params, &mut cx!(self))?;
+        self.keys.started(id.0, op, members);
+        self.answer_key_queries();
+        Ok(KeyOpId(id.0))
+    }
+
+    /// Install `key` (16, 24 or 32 bytes) in every member's keyring, as a secondary key: the
+    /// first step of a rotation (then [`Node::use_key`], then [`Node::remove_key`] of the old
+    /// one). Needs this node to seal what it sends. The outcome arrives as [`Event::KeyOp`].
+    pub fn install_key(&mut self, now: Timestamp, key: &[u8]) -> Result<KeyOpId, ApiError> {
+        self.key_op(now, KeyOp::Install, key)
+    }
+
+    /// Make `key`, installed everywhere, every member's primary key. Outcome as
+    /// [`Event::KeyOp`].
+    pub fn use_key(&mut self, now: Timestamp, key: &[u8]) -> Result<KeyOpId, ApiError> {
+        self.key_op(now, KeyOp::Use, key)
+    }
+
+    /// Remove `key` from every member's keyring. A member refuses to remove its primary key
+    /// (and this node refuses at once when it is its own primary). Outcome as
+    /// [`Event::KeyOp`].
+    pub fn remove_key(&mut self, now: Timestamp, key: &[u8]) -> Result<KeyOpId, ApiError> {
+        self.key_op(now, KeyOp::Remove, key)
+    }
+
+    /// Ask every member for its keys: [`KeyOpResult::keys`] says how many members hold each
+    /// key, [`KeyOpResult::primary_keys`] how many use each as primary. Outcome as
+    /// [`Event::KeyOp`].
+    pub fn list_keys(&mut self, now: Timestamp) -> Result<KeyOpId, ApiError> {
+        self.key_op(now, KeyOp::List, &[])
     }
 
     /// Send this node's table to `to` in a push-pull.
@@ -671,6 +947,9 @@ impl Node {
         self.advance(now);
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
+        }
+        if name.starts_with("_rookery/") {
+            return Err(ApiError::ReservedName);
         }
         self.serf
             .query(name, payload.into(), params, &mut cx!(self))

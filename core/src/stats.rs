@@ -22,8 +22,16 @@ pub struct Stats {
     pub stream_bytes_out: u64,
     /// Inputs that did not decode or failed validation (ignored, no state change).
     pub decode_errors: u64,
-    /// Inputs carrying another cluster label (ignored).
+    /// Inputs carrying another cluster label, plaintext or sealed (ignored).
     pub label_mismatches: u64,
+    /// Sealed inputs that no key of the keyring opens (ignored).
+    pub sealed_no_key: u64,
+    /// Plaintext inputs refused because `gossip_verify_incoming` requires sealed ones.
+    pub plaintext_refused: u64,
+    /// Sealed inputs refused because this node has no keyring.
+    pub sealed_unexpected: u64,
+    /// Sealed inputs shorter than their header, nonce and tag.
+    pub sealed_truncated: u64,
     /// Updates dropped from the full broadcast queue.
     pub broadcast_drops: u64,
     /// Events dropped because the application did not drain them.
@@ -72,6 +80,20 @@ pub struct Stats {
     /// Tombstones (failed or left members) forgotten early to make room for a new member in
     /// a full member table.
     pub tombstones_evicted: u64,
+}
+
+impl Stats {
+    /// Inputs refused whole, every cause together: undecodable or invalid, another cluster's
+    /// label, and each keyring refusal (no key opens it, plaintext where encryption is
+    /// required, sealed where no keyring is configured, truncated sealed bytes).
+    pub fn inputs_refused(&self) -> u64 {
+        self.decode_errors
+            + self.label_mismatches
+            + self.sealed_no_key
+            + self.plaintext_refused
+            + self.sealed_unexpected
+            + self.sealed_truncated
+    }
 }
 
 /// How full each of the node's bounded queues is, with its bound, read with

@@ -94,7 +94,7 @@ fn now() -> Timestamp {
 /// Feed `bytes` as a datagram (or a stream message); if rejected, nothing may have changed.
 fn feed(node: &mut Node, bytes: &[u8], stream: bool) -> bool {
     let before = fingerprint(node);
-    let errors_before = node.stats().decode_errors + node.stats().label_mismatches;
+    let errors_before = node.stats().inputs_refused();
     let r = if stream {
         node.handle_stream(now(), addr(9), bytes)
     } else {
@@ -115,7 +115,7 @@ fn feed(node: &mut Node, bytes: &[u8], stream: bool) -> bool {
             "rejected input produced an event"
         );
         assert_eq!(
-            node.stats().decode_errors + node.stats().label_mismatches,
+            node.stats().inputs_refused(),
             errors_before + 1,
             "rejection counted"
         );

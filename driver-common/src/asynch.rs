@@ -115,7 +115,7 @@ struct TaskCtx {
 /// address (port 0 picks a free port; the node is created with the bound address), create the
 /// node, spawn the tasks. Must be called from within the runtime.
 pub async fn start<R: Runtime>(
-    config: Config,
+    mut config: Config,
     mut identity: Identity,
     options: Options,
 ) -> Result<(AgentHandle, EventStream), StartError> {
@@ -127,7 +127,11 @@ pub async fn start<R: Runtime>(
     let counters = Arc::new(DriverCounters::default());
     let tcp_timeout = config.tcp_timeout;
     let max_stream = config.max_stream_message;
-    let pump = Pump::new(config, identity, seed, sink, counters.clone())?;
+    crate::keyring_file::apply_keyring_file(&mut config, &options)?;
+    let mut pump = Pump::new(config, identity, seed, sink, counters.clone())?;
+    if let Some(path) = options.keyring_file.clone() {
+        pump.set_keyring_file(path);
+    }
     let me = pump.node().local_member();
     let udp = R::udp(udp).map_err(StartError::Io)?;
     let listener = R::listener(listener).map_err(StartError::Io)?;

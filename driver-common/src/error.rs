@@ -28,6 +28,8 @@ pub enum StartError {
     Config(ConfigError),
     /// The driver could not set up its event loop, reactor registration or thread.
     Io(io::Error),
+    /// The keyring file ([`crate::Options::keyring_file`]) could not be read.
+    KeyringFile(crate::keyring_file::KeyringFileError),
 }
 
 impl fmt::Display for StartError {
@@ -42,6 +44,7 @@ impl fmt::Display for StartError {
             }
             StartError::Config(e) => write!(f, "configuration refused: {e}"),
             StartError::Io(e) => write!(f, "driver setup failed: {e}"),
+            StartError::KeyringFile(e) => write!(f, "{e}"),
         }
     }
 }
@@ -52,6 +55,7 @@ impl std::error::Error for StartError {
             StartError::Bind { source, .. } => Some(source),
             StartError::Config(e) => Some(e),
             StartError::Io(e) => Some(e),
+            StartError::KeyringFile(e) => Some(e),
             StartError::NoAdvertiseAddress { .. } => None,
         }
     }

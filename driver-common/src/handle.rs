@@ -406,6 +406,49 @@ macro_rules! handle_operations {
             let name = name.to_string();
             self.link.request(|reply| Command::RemoveFailed { name, prune, reply }) $($wait)* ?
         }
+
+        /// Install `key` in every member's keyring as a secondary key (step one of a rotation:
+        /// install, use, remove). Returns how many members answered and which failed; needs
+        /// this agent to seal what it sends. The keyring file, if any, is written on every
+        /// member that changed.
+        pub $($async)? fn install_key(&self, key: &[u8]) -> Result<rookery_core::KeyOpResult, AgentError> {
+            let key = key.to_vec();
+            let op = rookery_core::KeyOp::Install;
+            self.link.request(|reply| Command::KeyOp { op, key, reply }) $($wait)* ?
+        }
+
+        /// Make `key`, installed everywhere, every member's primary key.
+        pub $($async)? fn use_key(&self, key: &[u8]) -> Result<rookery_core::KeyOpResult, AgentError> {
+            let key = key.to_vec();
+            let op = rookery_core::KeyOp::Use;
+            self.link.request(|reply| Command::KeyOp { op, key, reply }) $($wait)* ?
+        }
+
+        /// Remove `key` from every member's keyring (each member refuses to remove its primary).
+        pub $($async)? fn remove_key(&self, key: &[u8]) -> Result<rookery_core::KeyOpResult, AgentError> {
+            let key = key.to_vec();
+            let op = rookery_core::KeyOp::Remove;
+            self.link.request(|reply| Command::KeyOp { op, key, reply }) $($wait)* ?
+        }
+
+        /// List the keys every member holds: how many members hold each key, and use each as
+        /// primary.
+        pub $($async)? fn list_keys(&self) -> Result<rookery_core::KeyOpResult, AgentError> {
+            let (key, op) = (Vec::new(), rookery_core::KeyOp::List);
+            self.link.request(|reply| Command::KeyOp { op, key, reply }) $($wait)* ?
+        }
+
+        /// Replace this agent's keyring (`None`: plaintext) and set its rolling-adoption flags
+        /// (`incoming`: refuse plaintext; `outgoing`: seal what it sends), on this agent only:
+        /// how a running cluster moves to encryption and back node by node.
+        pub $($async)? fn set_keyring(
+            &self,
+            keyring: Option<rookery_core::Keyring>,
+            incoming: bool,
+            outgoing: bool,
+        ) -> Result<(), AgentError> {
+            self.link.request(|reply| Command::SetKeyring { keyring, incoming, outgoing, reply }) $($wait)* ?
+        }
     };
 }
 

@@ -79,6 +79,7 @@ mod bind;
 pub mod blocking;
 mod error;
 pub mod guard;
+pub mod keyring_file;
 mod options;
 mod pump;
 #[cfg(feature = "async")]

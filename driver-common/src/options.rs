@@ -78,6 +78,11 @@ pub struct Options {
     /// and the final done). Answers that do not fit are dropped and counted in
     /// [`crate::DriverStats::query_answers_dropped`]. Default 256.
     pub query_capacity: usize,
+    /// A keyring file in Serf's format (a JSON array of base64 keys, the primary first). When
+    /// it exists at start, its keyring replaces the configuration's; the driver writes the
+    /// node's keyring there at start and after every change (see [`crate::keyring_file`]).
+    /// Default none.
+    pub keyring_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -93,6 +98,7 @@ impl Default for Options {
             max_inbound_in_flight: 128,
             send_queue: 256,
             query_capacity: 256,
+            keyring_file: None,
         }
     }
 }
@@ -101,6 +107,12 @@ impl Options {
     /// The same options with a fixed RNG seed.
     pub fn with_seed(mut self, seed: u64) -> Options {
         self.seed = Some(seed);
+        self
+    }
+
+    /// The same options with a keyring file (see [`Options::keyring_file`]).
+    pub fn with_keyring_file(mut self, path: impl Into<std::path::PathBuf>) -> Options {
+        self.keyring_file = Some(path.into());
         self
     }
 

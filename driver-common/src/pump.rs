@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rookery_core::{
-    ApiError, Config, ConfigError, Event, Identity, InputError, Member, Name, Node, QueryHandle,
-    QueryId, QueryParams, Stats, Tags, Timestamp, Transmit,
+    ApiError, Config, ConfigError, Event, Identity, InputError, KeyOp, KeyOpId, KeyOpResult,
+    Keyring, Member, Name, Node, QueryHandle, QueryId, QueryParams, Stats, Tags, Timestamp,
+    Transmit,
 };
 
 use crate::error::AgentError;
@@ -164,6 +165,29 @@ pub enum Command {
         name: String,
         /// Forget it at once instead of keeping it as left.
         prune: bool,
+        /// The answer.
+        reply: Reply<Result<(), AgentError>>,
+    },
+    /// A cluster-wide key operation ([`Node::install_key`], [`Node::use_key`],
+    /// [`Node::remove_key`], [`Node::list_keys`]); answered with its result once every member
+    /// answered or its deadline passed.
+    KeyOp {
+        /// Which operation.
+        op: KeyOp,
+        /// The key (ignored by a list).
+        key: Vec<u8>,
+        /// The answer.
+        reply: Reply<Result<KeyOpResult, AgentError>>,
+    },
+    /// Replace this node's keyring and set its rolling-adoption flags ([`Node::set_keyring`],
+    /// [`Node::set_gossip_verify`]).
+    SetKeyring {
+        /// The new keyring (`None`: plaintext).
+        keyring: Option<Keyring>,
+        /// `gossip_verify_incoming`.
+        incoming: bool,
+        /// `gossip_verify_outgoing`.
+        outgoing: bool,
         /// The answer.
         reply: Reply<Result<(), AgentError>>,
     },
@@ -396,9 +420,45 @@ pub struct Pump {
     join_active: Option<JoinReply>,
     join_queue: VecDeque<QueuedJoin>,
     queries: HashMap<QueryId, AnswerSink>,
+    key_ops: HashMap<KeyOpId, Reply<Result<KeyOpResult, AgentError>>>,
     leave_waiters: Vec<Reply<Result<(), AgentError>>>,
     shutdown_waiters: Vec<Reply<()>>,
     stop: bool,
+    /// Where the keyring is kept, if anywhere.
+    keyring_file: Option<std::path::PathBuf>,
+    /// The keyring version last written there.
+    keyring_saved: u64,
+    refusals: RefusalWarnings,
+}
+
+/// Warnings about refused input (wrong key, wrong label, plaintext where encryption is
+/// required...): at most one line per cause per second, with the count of refusals not logged
+/// since. Every refusal is counted in the core's stats whether logged or not.
+#[derive(Debug, Default)]
+struct RefusalWarnings {
+    last: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl RefusalWarnings {
+    fn note(&mut self, from: SocketAddr, e: &InputError) {
+        let cause = match e {
+            InputError::NoKeyOpens => "no key of the keyring opens it",
+            InputError::LabelMismatch => "another cluster label",
+            InputError::PlaintextRefused => "plaintext while encryption is required",
+            InputError::SealedWithoutKeyring => "encrypted while no keyring is configured",
+            InputError::SealedTruncated => "truncated sealed message",
+            _ => return,
+        };
+        let now = Instant::now();
+        if let Some((at, suppressed)) = self.last.get_mut(cause) {
+            if now.duration_since(*at) < Duration::from_secs(1) {
+                *suppressed += 1;
+                return;
+            }
+        }
+        let suppressed = self.last.insert(cause, (now, 0)).map_or(0, |(_, n)| n);
+        tracing::warn!(%from, cause, suppressed, "refused a message");
+    }
 }
 
 impl fmt::Debug for Pump {
@@ -421,7 +481,13 @@ impl Pump {
         counters: Arc<DriverCounters>,
     ) -> Result<Pump, ConfigError> {
         let start = Instant::now();
-        let node = Node::new(config, identity, seed, Timestamp::ZERO)?;
+        // Nonces come from OS randomness, never from the seed (which a user may fix). Without
+        // it a keyring is refused by the core (a typed error), never silently seeded.
+        let mut entropy = [0u8; 32];
+        let node = match getrandom::fill(&mut entropy) {
+            Ok(()) => Node::with_entropy(config, identity, seed, entropy, Timestamp::ZERO)?,
+            Err(_) => Node::new(config, identity, seed, Timestamp::ZERO)?,
+        };
         Ok(Pump {
             node,
             start,
@@ -430,10 +496,43 @@ impl Pump {
             join_active: None,
             join_queue: VecDeque::new(),
             queries: HashMap::new(),
+            key_ops: HashMap::new(),
             leave_waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
             stop: false,
+            keyring_file: None,
+            keyring_saved: 0,
+            refusals: RefusalWarnings::default(),
         })
+    }
+
+    /// Keep the node's keyring in the keyring file at `path` (Serf's format): written now when
+    /// the node has a keyring, and after every change of it from then on.
+    pub fn set_keyring_file(&mut self, path: std::path::PathBuf) {
+        self.keyring_file = Some(path);
+        self.keyring_saved = u64::MAX;
+        self.save_keyring();
+    }
+
+    /// Write the keyring file if the node's keyring changed since it was last written.
+    fn save_keyring(&mut self) {
+        let version = self.node.keyring_version();
+        if version == self.keyring_saved {
+            return;
+        }
+        let (Some(path), Some(ring)) = (&self.keyring_file, self.node.keyring()) else {
+            return;
+        };
+        match crate::keyring_file::save_keyring(path, ring) {
+            Ok(()) => {
+                self.keyring_saved = version;
+                tracing::info!(path = %path.display(), keys = ring.len(), "keyring file written");
+            }
+            Err(e) => {
+                // Tried again after the next input.
+                tracing::warn!(error = %e, "cannot write the keyring file");
+            }
+        }
     }
 
     /// Wall time as the core's [`Timestamp`]: microseconds since the pump started.
@@ -476,6 +575,7 @@ impl Pump {
     pub fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
         let now = self.now();
         if let Err(e) = self.node.handle_packet(now, from, data) {
+            self.refusals.note(from, &e);
             tracing::debug!(%from, error = %e, "datagram ignored");
         }
         self.process_events();
@@ -492,7 +592,17 @@ impl Pump {
                 tracing::debug!(%from, error = %e, "undecodable stream message");
                 false
             }
-            Err(InputError::LabelMismatch | InputError::NotRunning) => true,
+            Err(InputError::NotRunning) => true,
+            Err(e @ InputError::LabelMismatch) => {
+                self.refusals.note(from, &e);
+                true
+            }
+            // Refused by the keyring or the label: counted by the core; the connection is
+            // closed, as for garbage.
+            Err(e) => {
+                self.refusals.note(from, &e);
+                false
+            }
         };
         self.process_events();
         ok
@@ -579,6 +689,32 @@ impl Pump {
                     .remove_failed(now, &name, prune)
                     .map_err(AgentError::from),
             ),
+            Command::KeyOp { op, key, reply } => {
+                let r = match op {
+                    KeyOp::Install => self.node.install_key(now, &key),
+                    KeyOp::Use => self.node.use_key(now, &key),
+                    KeyOp::Remove => self.node.remove_key(now, &key),
+                    KeyOp::List => self.node.list_keys(now),
+                };
+                match r {
+                    Ok(id) => {
+                        self.key_ops.insert(id, reply);
+                    }
+                    Err(e) => reply.send(Err(e.into())),
+                }
+            }
+            Command::SetKeyring {
+                keyring,
+                incoming,
+                outgoing,
+                reply,
+            } => {
+                let r = self
+                    .node
+                    .set_keyring(keyring)
+                    .and_then(|()| self.node.set_gossip_verify(incoming, outgoing));
+                reply.send(r.map_err(AgentError::from));
+            }
             Command::Members { reply } => reply.send(self.node.members()),
             Command::LocalMember { reply } => reply.send(self.node.local_member()),
             Command::Stats { reply } => reply.send(self.stats()),
@@ -631,6 +767,9 @@ impl Pump {
     /// Hand every core event to the sink, then answer the callers it completes (in that
     /// order, so a caller that returns from `join`/`leave` finds the event already queued).
     fn process_events(&mut self) {
+        if self.keyring_file.is_some() {
+            self.save_keyring();
+        }
         while let Some(event) = self.node.poll_event() {
             let done = match &event {
                 Event::JoinCompleted {
@@ -673,6 +812,12 @@ impl Pump {
                     );
                     // The channel closes: the caller's stream ends after the done.
                     self.queries.remove(query);
+                    None
+                }
+                Event::KeyOp(r) => {
+                    if let Some(reply) = self.key_ops.remove(&r.id) {
+                        reply.send(Ok(r.clone()));
+                    }
                     None
                 }
                 _ => None,

@@ -78,7 +78,7 @@ impl Agent {
     /// handle and the event stream (bounded by [`Options::event_capacity`]; events that do not
     /// fit are dropped and counted).
     pub fn start(
-        config: Config,
+        mut config: Config,
         mut identity: Identity,
         options: Options,
     ) -> Result<(AgentHandle, EventStream), StartError> {
@@ -88,12 +88,17 @@ impl Agent {
         let seed = node_seed(&options);
         let (ends, LoopEnds { sink, commands }) = channels(&options);
         let counters = Arc::new(DriverCounters::default());
+        rookery_driver::keyring_file::apply_keyring_file(&mut config, &options)?;
+        let keyring_file = options.keyring_file.clone();
         let cfg = LoopConfig {
             tcp_timeout: config.tcp_timeout,
             max_stream: config.max_stream_message,
             options,
         };
-        let pump = Pump::new(config, identity, seed, sink, counters)?;
+        let mut pump = Pump::new(config, identity, seed, sink, counters)?;
+        if let Some(path) = keyring_file {
+            pump.set_keyring_file(path);
+        }
         let me = pump.node().local_member();
 
         let poll = Poll::new().map_err(StartError::Io)?;

@@ -106,7 +106,7 @@ impl Attack {
                 vec![datagram(&[
                     WireMessage::user_event(top, "forged", b""),
                     WireMessage::alive_at(&v, node_addr(*victim), 0, top),
-                    WireMessage::leave_intent(&v, top),
+                    WireMessage::leave_intent(&v, top, false),
                     WireMessage::query(top, 1, &v, node_addr(*victim), "forged", 0, false),
                 ])]
             }

@@ -92,8 +92,8 @@ pub use net::{Latency, LinkEffect, NetConfig, NetStats, RuleId};
 pub use plot::Knowledge;
 pub use script::{ApiCall, Step, TimedStep};
 pub use sim::{
-    answer_payload, node_addr, node_index, NodeState, Sim, SimError, TapEntry, ViewError,
-    WindowStats, ANSWER_DELAY, DEFAULT_BACKLOG_LIMIT,
+    answer_payload, entropy_for, node_addr, node_index, NodeState, Sim, SimError, TapEntry,
+    ViewError, WindowStats, ANSWER_DELAY, DEFAULT_BACKLOG_LIMIT,
 };
 
 /// The workspace README's examples, compiled and run as doc tests.

@@ -413,6 +413,14 @@ impl std::ops::IndexMut<usize> for Nodes {
     }
 }
 
+/// The nonce entropy a simulated node gets: derived from its seed (a restart draws a new
+/// seed, so a new value), never from the simulation's RNG, so adding it changed no trace and
+/// runs stay reproducible. A real driver hands in OS randomness instead.
+pub fn entropy_for(seed: u64) -> [u8; 32] {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x6e6f_6e63_6573_2121);
+    rng.random()
+}
+
 /// The run trace's hash: FNV-1a's multiply-xor step applied to 8-byte words (the tail byte by
 /// byte). Stable across platforms and runs; not for adversarial input.
 #[derive(Clone, Copy, Debug)]
@@ -744,8 +752,14 @@ impl Sim {
             Some(c) if **c == config => c.clone(),
             _ => Arc::new(config),
         };
-        let node = Node::new(config.clone(), identity.clone(), seed, self.now)
-            .map_err(SimError::Config)?;
+        let node = Node::with_entropy(
+            config.clone(),
+            identity.clone(),
+            seed,
+            entropy_for(seed),
+            self.now,
+        )
+        .map_err(SimError::Config)?;
         self.last_config = Some(config.clone());
         self.names.insert(Name::new(&identity.name), i);
         self.nodes.push(SimNode {
@@ -943,8 +957,14 @@ impl Sim {
         let local = self.local_now(i);
         let now = self.now;
         let n = &mut self.nodes[i];
-        let node = Node::new(n.config.clone(), n.identity.clone(), seed, local)
-            .map_err(SimError::Config)?;
+        let node = Node::with_entropy(
+            n.config.clone(),
+            n.identity.clone(),
+            seed,
+            entropy_for(seed),
+            local,
+        )
+        .map_err(SimError::Config)?;
         n.node = node;
         n.crashed = false;
         n.paused = false;

@@ -7,7 +7,8 @@
 //!
 //! - [`decode::run`]: arbitrary bytes into the wire decoder, round trips;
 //! - [`node::run`]: an input script applied to one [`rookery_core::Node`];
-//! - [`cluster::run`]: a fault script run through the simulator.
+//! - [`cluster::run`]: a fault script run through the simulator;
+//! - [`seal::run`]: the sealed envelope and the label path (round trip, tamper, refusals).
 //!
 //! The corpus is generated from simulator traces by `cargo run -p rookery-fuzz-targets --bin
 //! gen-corpus` (see `fuzz/README.md`).
@@ -16,17 +17,19 @@ pub mod cluster;
 pub mod decode;
 pub mod node;
 pub mod script;
+pub mod seal;
 
 use std::path::{Path, PathBuf};
 
 /// The fuzz targets, by name.
-pub const TARGETS: [&str; 3] = ["decode", "node", "cluster"];
+pub const TARGETS: [&str; 4] = ["decode", "node", "cluster", "seal"];
 
 /// Run target `name` on `data`, twice for the stateful targets to check determinism.
 /// Panics on an unknown name or a broken invariant.
 pub fn run_target(name: &str, data: &[u8]) {
     match name {
         "decode" => decode::run(data),
+        "seal" => seal::run(data),
         "node" => assert_eq!(
             node::run(data),
             node::run(data),

@@ -185,7 +185,7 @@ fn lamport_times_far_ahead_are_refused_and_events_keep_flowing() {
         &[
             WireMessage::user_event(top, "deploy", b"forged"),
             WireMessage::alive_at("node-3", node_addr(3), 0, top),
-            WireMessage::leave_intent("node-4", top),
+            WireMessage::leave_intent("node-4", top, false),
             WireMessage::query(top, 1, "node-1", node_addr(1), "q", 0, false),
         ],
     );

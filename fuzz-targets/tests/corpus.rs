@@ -29,6 +29,11 @@ fn corpus_cluster() {
 }
 
 #[test]
+fn corpus_seal() {
+    assert!(replay("corpus", "seal") > 0, "no seal corpus");
+}
+
+#[test]
 fn crash_regressions() {
     let n: usize = TARGETS.iter().map(|t| replay("regressions", t)).sum();
     assert!(n > 0, "no regression files");

@@ -384,10 +384,10 @@ impl Garbage {
     }
 }
 
-/// Inputs the core rejected: undecodable, or (random bytes that happen to parse as an
-/// envelope) carrying a foreign cluster label.
+/// Inputs the core rejected: undecodable, carrying a foreign cluster label, or (random bytes
+/// that start like a sealed envelope) refused by the keyring layer.
 fn rejected(s: &rookery_driver::AgentStats) -> u64 {
-    s.core.decode_errors + s.core.label_mismatches
+    s.core.inputs_refused()
 }
 
 /// Garbage datagrams and garbage TCP connections are counted and change nothing.

@@ -60,7 +60,9 @@ fn event_room(e: &UserEventMsg) -> usize {
 /// through this node. The envelope (at most 257 bytes with a label), the clocks and ids
 /// take under 320 bytes.
 fn budget(cx: &Cx<'_>) -> usize {
-    cx.cfg.max_stream_message.saturating_sub(320)
+    cx.cfg
+        .max_stream_message
+        .saturating_sub(320 + cx.fx.seal_overhead())
 }
 
 /// Every member's state, as a push-pull message carries it.

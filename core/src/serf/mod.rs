@@ -112,9 +112,24 @@ pub(crate) enum Outcome {
     NameLost,
     /// Send a push-pull request (with the layer's share): a reconnect attempt.
     PushPull(PushPullTo),
+    /// An answer to one of this node's key-operation queries (`keyring::manager`); `done`
+    /// when every member selected at query time has answered.
+    KeyResponse {
+        /// The answer.
+        resp: crate::wire::QueryResp,
+        /// Whether it was the last one expected.
+        done: bool,
+    },
+    /// One of this node's key-operation queries ended (its id).
+    KeyDone(u32),
 }
 
 impl Serf {
+    /// Key-operation queries received since the last call (see `keyring::manager`).
+    pub(crate) fn take_key_inbox(&mut self) -> Vec<crate::wire::QueryMsg> {
+        std::mem::take(&mut self.queries.key_inbox)
+    }
+
     /// Schedule the first reap at `reap_at` and, when reconnecting is on, the first reconnect
     /// attempt at `reconnect_at`.
     pub(crate) fn arm(cx: &mut Cx<'_>, reap_at: Timestamp, reconnect_at: Option<Timestamp>) {

@@ -38,6 +38,8 @@ struct Pending {
     responses: BTreeSet<Name>,
     /// Set for the internal name-conflict vote: the contested address and the tally.
     conflict: Option<Vote>,
+    /// A key operation (`keyring::manager`): answers go to the router, not to events.
+    internal: bool,
 }
 
 /// A name-conflict vote in progress: which address the members that answered hold for this
@@ -70,6 +72,8 @@ pub(crate) struct Queries {
     /// (at most [`MAX_CLAIMS`]): a name-conflict vote asked from such an address is answered
     /// there, though it is not the address this node holds for the name.
     claims: std::collections::VecDeque<(Name, SocketAddr)>,
+    /// Key-operation queries received, for the router to answer (`keyring::manager`).
+    pub(crate) key_inbox: Vec<QueryMsg>,
 }
 
 /// How many contested (name, address) claims a node remembers for answering votes.
@@ -84,6 +88,7 @@ impl Queries {
             next_id: 0,
             open: BTreeMap::new(),
             claims: std::collections::VecDeque::new(),
+            key_inbox: Vec::new(),
         }
     }
 
@@ -219,6 +224,7 @@ impl Serf {
             acks: BTreeSet::new(),
             responses: BTreeSet::new(),
             conflict: None,
+            internal: name.starts_with(crate::keyring::KEY_QUERY_PREFIX),
         };
         self.queries.pending.insert(id, pending);
         cx.fx.timers.schedule(
@@ -263,7 +269,7 @@ impl Serf {
         Ok(())
     }
 
-    fn send_query_resp(
+    pub(crate) fn send_query_resp(
         &mut self,
         to: std::net::SocketAddr,
         relay_factor: u8,
@@ -347,6 +353,7 @@ impl Serf {
             acks: BTreeSet::new(),
             responses: BTreeSet::new(),
             conflict: Some(vote),
+            internal: false,
         };
         self.queries.pending.insert(id, pending);
         cx.fx.timers.schedule(
@@ -436,6 +443,11 @@ impl Serf {
             self.answer_conflict_vote(&q, cx);
             return;
         }
+        if q.name.starts_with(crate::keyring::KEY_QUERY_PREFIX) {
+            // Answered by the router's key manager, never surfaced as an event.
+            self.queries.key_inbox.push(q);
+            return;
+        }
         let tags = cx
             .members
             .get(cx.me)
@@ -517,6 +529,13 @@ impl Serf {
             }
             return Outcome::Nothing;
         }
+        if p.internal {
+            if r.ack || !p.responses.insert(r.from.clone()) {
+                return Outcome::Nothing;
+            }
+            let done = p.expected.iter().all(|n| p.responses.contains(n));
+            return Outcome::KeyResponse { resp: r, done };
+        }
         let query = QueryId(r.id);
         if r.ack {
             if p.acks.insert(r.from.clone()) {
@@ -552,6 +571,9 @@ impl Serf {
         if let Some(p) = self.queries.pending.remove(&id) {
             if let Some(vote) = p.conflict {
                 return self.conflict_vote_done(vote, cx);
+            }
+            if p.internal {
+                return Outcome::KeyDone(id);
             }
             let ev = Event::QueryDone {
                 query: QueryId(id),
