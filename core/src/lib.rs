@@ -65,6 +65,7 @@
 //! | `membership.rs` | the router's membership state machine: alive/suspect/dead under incarnation rules, refutation, push-pull merges |
 //! | `keyring/` | the AES-GCM keyring, the sealed envelope, the nonce source, rolling adoption, refusal log, and cluster-wide key operations |
 //! | `wire/` | message types, the postcard codec with its fast paths, the push-pull writer, stream framing |
+//! | `admission.rs` | how many new members one datagram or one sending host may introduce |
 //! | `plausible.rs` | what a message may claim: incarnations as serial numbers, how far an accusation or a Lamport time may run ahead |
 //! | `input.rs`, `formulas.rs` | the one input vocabulary ([`Input`]) and the size-dependent formulas ([`formulas`]) |
 //!
@@ -117,6 +118,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 mod config;
 mod ctx;
 mod dissemination;

@@ -24,15 +24,27 @@ use crate::swim::suspicion::{self, Suspicion};
 use crate::wire::RawAlive;
 use crate::wire::{Accusation, Alive, Intent, Message, PushPull, WireStatus};
 
+/// What an alive message tells this node ([`Node::alive_is_known`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AliveNews {
+    /// Nothing new: already applied (its Lamport time witnessed).
+    Known,
+    /// About a member this node knows: apply it.
+    Update,
+    /// About a member this node does not know: apply it if the sender may introduce one
+    /// ([`crate::admission`]).
+    NewMember,
+}
+
 impl Node {
     /// Apply an alive message; `broadcast` re-gossips it when it was news.
     /// Whether an alive message (still in its datagram's bytes) tells this node nothing new —
     /// the copy of a live member's current state that gossip delivers many times over — and
     /// if so, apply it: [`Node::apply_alive`] would only witness its Lamport time. Checked
     /// before the message is built, since most alive messages a node receives are such copies.
-    pub(crate) fn alive_is_known(&mut self, a: &RawAlive<'_>, near: Near) -> bool {
+    pub(crate) fn alive_is_known(&mut self, a: &RawAlive<'_>, near: Near) -> AliveNews {
         let Some(rec) = self.members.get_near(a.name, near) else {
-            return false;
+            return AliveNews::NewMember;
         };
         let known = !plausible::newer(a.incarnation, rec.incarnation)
             && rec.is_live()
@@ -40,8 +52,10 @@ impl Node {
             && rec.name != *self.me;
         if known {
             self.serf.witness_member_time(a.ltime);
+            AliveNews::Known
+        } else {
+            AliveNews::Update
         }
-        known
     }
 
     /// Apply an alive message; `near` is where a prefetch found its member, if one did.

@@ -27,6 +27,8 @@ use crate::lifecycle::{self, JoinDone, Lifecycle};
 use crate::members::{MemberRec, Members, Near, Prefetched};
 use crate::swim::{FailureDetector, SwimTimer, Verdict};
 
+use crate::admission::Admission;
+use crate::membership::AliveNews;
 use crate::plausible;
 use crate::serf::{self, Serf};
 use crate::stats::{QueueDepths, Stats};
@@ -124,6 +126,8 @@ pub struct Node {
     entropy: Option<Box<[u8; 32]>>,
     /// Cluster-wide key operations this node started.
     keys: KeyManager,
+    /// How many new members each sender may still introduce ([`crate::admission`]).
+    admission: Admission,
 }
 
 /// What an update in the Serf broadcast queue is about; a newer update replaces an older one
@@ -225,6 +229,7 @@ impl Node {
             limits,
             entropy,
             keys: KeyManager::default(),
+            admission: Admission::new(config.mtu),
             cfg: config,
         };
         if let Some(ring) = node.cfg.keyring.clone() {
@@ -327,6 +332,7 @@ impl Node {
             }));
         }
         let opened = self.open(from, data)?;
+        self.admission.begin_input();
         let result = self.handle_datagram_body(from, opened.body(data));
         self.recycle(opened);
         result
@@ -362,7 +368,11 @@ impl Node {
                     self.far_ahead(from, "alive");
                     return;
                 }
-                if !self.alive_is_known(&a, near) {
+                let news = self.alive_is_known(&a, near);
+                if news == AliveNews::NewMember && !self.admit_new_member(from) {
+                    return;
+                }
+                if news != AliveNews::Known {
                     self.apply_alive(a.to_alive(), true, near);
                 }
             }
@@ -391,6 +401,7 @@ impl Node {
             }));
         }
         let opened = self.open(from, frame)?;
+        self.admission.begin_input();
         let msg = wire::decode_single(opened.body(frame), &self.limits);
         self.recycle(opened);
         let msg = msg.map_err(|e| self.rejected(e))?;
@@ -434,6 +445,17 @@ impl Node {
             event,
             query,
         }
+    }
+
+    /// Whether `from` may introduce one more member this node does not know
+    /// ([`crate::admission`]); counted and logged when not.
+    fn admit_new_member(&mut self, from: SocketAddr) -> bool {
+        if self.admission.admit(from.ip(), self.now) {
+            return true;
+        }
+        self.fx.stats.members_refused += 1;
+        tracing::debug!(%from, "new member refused: the sender introduced too many at once");
+        false
     }
 
     /// Count and log a message refused as implausibly far ahead.
@@ -573,7 +595,12 @@ impl Node {
                 self.swim
                     .on_indirect_ping(from, seq, target, addr, &mut cx!(self))
             }
-            Message::Alive(a) => self.apply_alive(a, true, near),
+            Message::Alive(a) => {
+                let new = self.members.get_near(a.name.as_bytes(), near).is_none();
+                if !new || self.admit_new_member(from) {
+                    self.apply_alive(a, true, near);
+                }
+            }
             Message::Suspect(s) => self.apply_suspect(s, true, near),
             Message::Dead(d) => self.apply_dead(d, true, near),
             // Datagrams carrying push-pull were rejected before anything was applied.

@@ -398,3 +398,47 @@ fn tombstones_make_room_for_real_members() {
     }
     assert!(sim.node(0).stats().tombstones_evicted >= 1);
 }
+
+/// One jumbo datagram (up to 64 KiB) of alive messages about thousands of invented members, and
+/// then a stream of full datagrams from one host: a datagram introduces at most
+/// `mtu / ALIVE_MIN_BYTES` new members, a host at most `SENDER_BURST` at once and then
+/// `SENDER_REFILL_PER_SEC` a second. (What invented members that did get in cost — a longer
+/// probe round — is measured in `hostile.rs`, `failures_are_still_detected_after_a_member_flood`.)
+#[test]
+fn one_datagram_or_one_host_introduces_a_bounded_number_of_members() {
+    use rookery_core::admission::{ALIVE_MIN_BYTES, SENDER_BURST, SENDER_REFILL_PER_SEC};
+    let n = 4;
+    let mut sim = cluster(n, 19);
+    let cfg = Config::local();
+    let fake = |i: u32| {
+        WireMessage::alive(
+            &format!("f{i}"),
+            SocketAddr::from(([127, 6, (i >> 8) as u8, i as u8], 7946)),
+            0,
+            Tags::new(),
+        )
+    };
+    let jumbo: Vec<WireMessage> = (0..3000).map(fake).collect();
+    inject(&mut sim, [0], &jumbo);
+    let per_datagram = cfg.mtu / ALIVE_MIN_BYTES;
+    assert_eq!(sim.node(0).num_members(), n + per_datagram);
+    // Many datagrams at once from the same host: the burst, then nothing more.
+    for k in 0..40u32 {
+        let msgs: Vec<WireMessage> = (0..60).map(|j| fake(10_000 + k * 60 + j)).collect();
+        inject(&mut sim, [1], &msgs);
+    }
+    assert_eq!(sim.node(1).num_members(), n + SENDER_BURST as usize);
+    // A second later, about a second's worth more.
+    sim.run_for(Duration::from_secs(1));
+    let before = sim.node(1).num_members();
+    for k in 0..20u32 {
+        let msgs: Vec<WireMessage> = (0..60).map(|j| fake(20_000 + k * 60 + j)).collect();
+        inject(&mut sim, [1], &msgs);
+    }
+    let more = sim.node(1).num_members() - before;
+    assert!(
+        more.abs_diff(SENDER_REFILL_PER_SEC as usize) <= 8,
+        "{more} more after a second"
+    );
+    assert!(sim.node(1).stats().members_refused > 0);
+}

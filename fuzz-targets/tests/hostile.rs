@@ -73,8 +73,11 @@ fn member_flood_with_default_bounds_stays_bounded() {
     let cfg = Config::local();
     let mut n = Node::new(cfg.clone(), Identity::new("a", addr(1)), 1, t(0)).unwrap();
     let start = Instant::now();
-    for d in flood_datagrams(20_000, "flood") {
-        n.handle_packet(t(1), addr(2), &d).unwrap();
+    // Each datagram from another host (spoofed sources): one host alone may introduce only
+    // `admission::SENDER_BURST` members at once.
+    for (i, d) in flood_datagrams(20_000, "flood").into_iter().enumerate() {
+        let from = SocketAddr::from(([127, 5, (i >> 8) as u8, i as u8], 9000));
+        n.handle_packet(t(1), from, &d).unwrap();
         drain(&mut n);
     }
     assert_eq!(n.num_members(), 20_001);
