@@ -220,3 +220,103 @@ fn rotation_on_100_nodes_under_5_percent_loss() {
     assert_eq!(refusals(&sim), before, "members still refuse each other");
     sim.check().unwrap();
 }
+
+/// Replays of captured sealed traffic: they open (they are authentic: a member said them), and
+/// change nothing. Every user event, query, intent and membership update they carry is a copy
+/// of something already applied — deduplicated by Lamport time and id, or older than or equal
+/// to what each member holds — so no event is delivered twice, no query surfaces twice, and no
+/// member's state moves.
+#[test]
+fn replayed_sealed_traffic_changes_nothing() {
+    let mut config = Config::local();
+    config.keyring = Some(Keyring::new(&KEY).unwrap());
+    let n = 6;
+    let mut sim = cluster(21, n, config);
+    sim.set_record_events(true);
+    sim.set_answer_queries(true);
+    sim.set_tap(true);
+    sim.with_node(0, |node, now| {
+        node.user_event(now, "deploy", &b"v1"[..], false).unwrap();
+        node.query(now, "who", &b""[..], Default::default())
+            .unwrap();
+    });
+    sim.with_node(2, |node, now| node.leave(now).unwrap());
+    sim.run_for(Duration::from_secs(15));
+    let captured: Vec<(usize, rookery_core::Input)> = sim
+        .drain_tap()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.input,
+                rookery_core::Input::Datagram { .. } | rookery_core::Input::Stream { .. }
+            )
+        })
+        .map(|e| (e.node, e.input))
+        .collect();
+    sim.set_tap(false);
+    assert!(captured.len() > 100, "{} inputs captured", captured.len());
+    let count = |sim: &Sim, f: &dyn Fn(&Event) -> bool| {
+        sim.events().iter().filter(|(_, _, e)| f(e)).count()
+    };
+    let users = |e: &Event| matches!(e, Event::User(_));
+    let queries = |e: &Event| matches!(e, Event::Query(_));
+    let changes = |e: &Event| {
+        matches!(
+            e,
+            Event::MemberJoined(_)
+                | Event::MemberLeft(_)
+                | Event::MemberFailed(_)
+                | Event::MemberSuspected { .. }
+                | Event::MemberUpdated(_)
+        )
+    };
+    let (u0, q0, c0) = (
+        count(&sim, &users),
+        count(&sim, &queries),
+        count(&sim, &changes),
+    );
+    assert_eq!(u0, n, "the event reached every member once");
+    assert!(q0 >= n - 1, "the query reached the members ({q0})");
+    let sealed = captured
+        .iter()
+        .filter(|(_, i)| matches!(i, rookery_core::Input::Datagram { payload, .. } if payload[0] == 0x81))
+        .count();
+    let datagrams = captured
+        .iter()
+        .filter(|(_, i)| matches!(i, rookery_core::Input::Datagram { .. }))
+        .count();
+    assert_eq!(sealed, datagrams, "every captured datagram is sealed");
+    let views: Vec<_> = (0..n)
+        .filter(|&i| i != 2)
+        .map(|i| sim.node(i).members())
+        .collect();
+    // Replay everything, to every node still in the cluster, twice.
+    for _ in 0..2 {
+        for (_, input) in &captured {
+            for i in (0..n).filter(|&i| i != 2) {
+                let input = input.clone();
+                let _ = sim.with_node(i, |node, now| node.handle(now, input));
+            }
+        }
+    }
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(count(&sim, &users), u0, "no user event delivered twice");
+    assert_eq!(count(&sim, &queries), q0, "no query surfaced twice");
+    assert_eq!(count(&sim, &changes), c0, "no membership change");
+    let after: Vec<_> = (0..n)
+        .filter(|&i| i != 2)
+        .map(|i| sim.node(i).members())
+        .collect();
+    let key = |v: &Vec<rookery_core::Member>| {
+        let mut v: Vec<_> = v
+            .iter()
+            .map(|m| (m.name.to_string(), m.status, m.incarnation))
+            .collect();
+        v.sort();
+        v
+    };
+    for (b, a) in views.iter().zip(&after) {
+        assert_eq!(key(b), key(a));
+    }
+    assert_eq!(refusals(&sim), 0, "replays open: they are authentic");
+}
