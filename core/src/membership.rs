@@ -90,6 +90,7 @@ impl Node {
                 rec.leaving = false;
             }
             let pos = self.members.insert(rec, &a.tags, now, &mut self.rng);
+            tracing::debug!(member = %name, addr = %a.addr, incarnation = a.incarnation, "member joined");
             let snap = self.members.member_at(pos, name.clone());
             self.emit(Event::MemberJoined(snap));
             if broadcast {
@@ -120,6 +121,8 @@ impl Node {
                 claimed: a.addr,
             };
             self.serf.note_claim(rec.name.to_name(), a.addr);
+            tracing::debug!(member = %a.name, existing = %rec.addr(), claimed = %a.addr,
+                "name conflict: a live member's name claimed from another address, refused");
             self.emit(ev);
             return;
         }
@@ -145,6 +148,8 @@ impl Node {
         self.serf
             .on_alive_intent(name.clone(), a.ltime, &mut cx!(self));
         let snap = self.members.member(&name).expect("present");
+        tracing::debug!(member = %name, addr = %a.addr, incarnation = a.incarnation, was = ?prev,
+            "member alive");
         match prev {
             MemberStatus::Failed | MemberStatus::Left => self.emit(Event::MemberJoined(snap)),
             MemberStatus::Suspect => {
@@ -183,6 +188,8 @@ impl Node {
                 existing: addr,
                 claimed: a.addr,
             };
+            tracing::debug!(existing = %addr, claimed = %a.addr,
+                "name conflict: this node's name claimed from another address; asking the cluster");
             self.emit(ev);
             if !plausible::older(a.incarnation, inc) {
                 self.refute(a.incarnation);
@@ -236,6 +243,11 @@ impl Node {
         let inc = self.members.get(&me).map_or(0, |r| r.incarnation);
         let now = self.now;
         let next = plausible::latest(inc, accused).wrapping_add(1);
+        tracing::debug!(
+            accused,
+            incarnation = next,
+            "refuting: announcing this node alive"
+        );
         self.members.set_incarnation(&me, next, now);
         self.fx.stats.refutations += 1;
         self.told_accusers.clear();
@@ -316,6 +328,8 @@ impl Node {
                 };
                 if susp.confirm(&s.from) {
                     let deadline = susp.deadline();
+                    tracing::trace!(member = %name, by = %s.from, ?deadline,
+                        "suspicion confirmed independently");
                     suspicion::arm(&mut self.fx.timers, deadline, name.clone(), generation);
                     if broadcast {
                         self.enqueue(name, &Message::Suspect(s));
@@ -335,6 +349,8 @@ impl Node {
                 let addr = rec.addr();
                 let member = self.members.member(&name).expect("present");
                 suspicion::arm(&mut self.fx.timers, deadline, name.clone(), generation);
+                tracing::debug!(member = %name, by = %from, incarnation = s.incarnation,
+                    timeout_min = ?min, timeout_max = ?max, "member suspected");
                 self.emit(Event::MemberSuspected { member, by: from });
                 if !known {
                     // Buddy system without gossip: only the suspect hears of it, in our name.
@@ -376,6 +392,11 @@ impl Node {
             return;
         }
         let name = rec.name.to_name();
+        let suspected_for = (rec.status() == MemberStatus::Suspect)
+            .then(|| rec.since().map(|t| now.saturating_since(t)))
+            .flatten();
+        tracing::debug!(member = %name, by = %d.from, incarnation = d.incarnation, left,
+            ?suspected_for, "member {}", if left { "left" } else { "failed" });
         self.members.set_incarnation(&name, d.incarnation, now);
         let status = if left {
             MemberStatus::Left
@@ -745,5 +766,70 @@ mod tests {
         assert!(events(&mut a)
             .iter()
             .any(|e| matches!(e, Event::NameConflict { claimed, .. } if *claimed == addr(9))));
+    }
+}
+
+/// The core's logs say why: who suspected whom, how long a suspicion ran before the failure
+/// verdict, refutations, name conflicts, refused input with its cause and sender, join progress.
+#[cfg(test)]
+mod log_tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use crate::testkit::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn verdicts_and_refusals_are_logged_with_names_and_reasons() {
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(out.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let mut a = node("a", 1);
+            deliver(&mut a, at(1), 2, &[alive("b", 2, 0), alive("c", 3, 0)]);
+            deliver(&mut a, at(2), 3, &[suspect("b", 0, "c")]);
+            tick(&mut a, at(60_000), Duration::from_millis(100));
+            deliver(&mut a, at(60_001), 3, &[suspect("a", 0, "c")]);
+            deliver(&mut a, at(60_002), 9, &[alive("a", 9, 5)]);
+            a.handle_packet(at(60_003), addr(7), b"\x01garbage")
+                .unwrap_err();
+            a.join(at(60_004), &[addr(3)]).unwrap();
+        });
+        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        for needle in [
+            "member joined",
+            "member suspected member=b by=c",
+            "member failed",
+            "suspected_for=Some(",
+            "refuting",
+            "name conflict",
+            "claimed=127.0.0.1:9",
+            "refused a message from=127.0.0.1:7 cause=\"undecodable or invalid\"",
+            "join: asking the seeds",
+        ] {
+            assert!(log.contains(needle), "no {needle:?} in the log:\n{log}");
+        }
     }
 }

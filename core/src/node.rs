@@ -326,10 +326,13 @@ impl Node {
         self.fx.stats.bytes_in += data.len() as u64;
         if data.len() > wire::MAX_DATAGRAM {
             let max = wire::MAX_DATAGRAM;
-            return Err(self.rejected(wire::DecodeError::TooLarge {
-                len: data.len(),
-                max,
-            }));
+            return Err(self.rejected(
+                from,
+                wire::DecodeError::TooLarge {
+                    len: data.len(),
+                    max,
+                },
+            ));
         }
         let opened = self.open(from, data)?;
         self.admission.begin_input();
@@ -340,13 +343,13 @@ impl Node {
 
     /// The messages of a datagram after its envelope (opened when it was sealed).
     fn handle_datagram_body(&mut self, from: SocketAddr, body: &[u8]) -> Result<(), InputError> {
-        let msgs = wire::decode_datagram(body, &self.limits).map_err(|e| self.rejected(e))?;
+        let msgs = wire::decode_datagram(body, &self.limits).map_err(|e| self.rejected(from, e))?;
         if msgs
             .iter()
             .any(|m| matches!(m, Decoded::Message(Message::PushPull(_))))
         {
             let e = wire::DecodeError::Invalid("push-pull in a datagram");
-            return Err(self.rejected(e));
+            return Err(self.rejected(from, e));
         }
         let mut found = std::mem::take(&mut self.prefetched);
         if msgs.len() > 4 {
@@ -395,23 +398,34 @@ impl Node {
         self.fx.stats.stream_bytes_in += frame.len() as u64;
         if frame.len() > self.cfg.max_stream_message {
             let max = self.cfg.max_stream_message;
-            return Err(self.rejected(wire::DecodeError::TooLarge {
-                len: frame.len(),
-                max,
-            }));
+            return Err(self.rejected(
+                from,
+                wire::DecodeError::TooLarge {
+                    len: frame.len(),
+                    max,
+                },
+            ));
         }
         let opened = self.open(from, frame)?;
         self.admission.begin_input();
         let msg = wire::decode_single(opened.body(frame), &self.limits);
         self.recycle(opened);
-        let msg = msg.map_err(|e| self.rejected(e))?;
+        let msg = msg.map_err(|e| self.rejected(from, e))?;
         self.handle_message(from, msg, Near::UNKNOWN);
         Ok(())
     }
 
     /// Count a decode failure and turn it into the input error.
-    fn rejected(&mut self, e: wire::DecodeError) -> InputError {
+    /// Logged like the keyring's refusals (at most one line per second, with the count of
+    /// those not logged), the error itself at trace level.
+    fn rejected(&mut self, from: SocketAddr, e: wire::DecodeError) -> InputError {
         self.fx.stats.decode_errors += 1;
+        tracing::trace!(%from, error = %e, "refused undecodable input");
+        self.fx.refusals.get_or_insert_with(Default::default).note(
+            self.now,
+            Refusal::Undecodable,
+            from,
+        );
         InputError::Decode(e)
     }
 
@@ -433,7 +447,7 @@ impl Node {
         match wire::open_envelope(plain, self.cfg.label.as_deref()) {
             Ok(Envelope::Ours(body)) => Ok(Body::Plain(body.len())),
             Ok(Envelope::OtherLabel) => Err(self.refused(from, Refusal::Label)),
-            Err(e) => Err(self.rejected(e)),
+            Err(e) => Err(self.rejected(from, e)),
         }
     }
 
@@ -473,6 +487,11 @@ impl Node {
             Refusal::Plaintext => (&mut s.plaintext_refused, InputError::PlaintextRefused),
             Refusal::Unexpected => (&mut s.sealed_unexpected, InputError::SealedWithoutKeyring),
             Refusal::Truncated => (&mut s.sealed_truncated, InputError::SealedTruncated),
+            // `rejected` reports decode errors with their cause; this is the generic form.
+            Refusal::Undecodable => (
+                &mut s.decode_errors,
+                InputError::Decode(wire::DecodeError::Malformed),
+            ),
         };
         *counter += 1;
         self.fx
@@ -706,6 +725,12 @@ impl Node {
     /// A join completed: report it; when a seed answered, the cluster's size is known and
     /// periodic push-pull is re-armed for it.
     pub(crate) fn join_completed(&mut self, done: JoinDone) {
+        tracing::debug!(
+            answered = done.answered,
+            contacted = done.contacted,
+            members = self.members.len(),
+            "join completed"
+        );
         self.emit(Event::JoinCompleted {
             answered: done.answered,
             contacted: done.contacted,

@@ -61,10 +61,12 @@ pub(crate) enum Refusal {
     Unexpected,
     /// Sealed, and shorter than its header, nonce and tag.
     Truncated,
+    /// Not a valid message once opened (or plaintext that does not decode).
+    Undecodable,
 }
 
 impl Refusal {
-    const ALL: usize = 5;
+    const ALL: usize = 6;
 
     fn index(self) -> usize {
         self as usize
@@ -77,6 +79,7 @@ impl Refusal {
             Refusal::Plaintext => "plaintext while encryption is required",
             Refusal::Unexpected => "encrypted while no keyring is configured",
             Refusal::Truncated => "truncated sealed message",
+            Refusal::Undecodable => "undecodable or invalid",
         }
     }
 }

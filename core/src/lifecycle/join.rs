@@ -70,6 +70,7 @@ impl Lifecycle {
             ignore_old,
         };
         self.joins.insert(j, pj);
+        tracing::debug!(join = j, ?seeds, "join: asking the seeds for their state");
         let at = cx.now + cx.cfg.tcp_timeout;
         let t = LifeTimer::JoinDeadline { join: j };
         cx.fx.timers.schedule(at, TimerKind::Lifecycle(t));

@@ -15,6 +15,7 @@ impl Lifecycle {
     /// The leave intent is announced: phase 1 runs until it is out or its deadline.
     pub(crate) fn leave_started(&mut self, cx: &mut Cx<'_>) {
         self.leave_phase = 1;
+        tracing::debug!("leave: announcing the leave intent");
         let at = cx.now + cx.cfg.broadcast_timeout;
         let t = LifeTimer::LeaveDeadline { phase: 1 };
         cx.fx.timers.schedule(at, TimerKind::Lifecycle(t));
@@ -47,8 +48,10 @@ impl Lifecycle {
             return Outcome::Nothing;
         }
         if phase == 2 {
+            tracing::debug!("leave: departure gossiped; this node has left");
             return Outcome::Left;
         }
+        tracing::debug!("leave: intent out; gossiping the departure");
         self.leave_phase = 2;
         let me = cx.me.clone();
         let inc = cx.members.get(&me).map_or(0, |r| r.incarnation);

@@ -392,6 +392,8 @@ impl Serf {
     fn conflict_vote_done(&mut self, vote: Vote, cx: &mut Cx<'_>) -> Outcome {
         let lose = vote.for_them > vote.for_us
             || (vote.for_them == vote.for_us && vote.for_us > 0 && vote.theirs < cx.addr);
+        tracing::debug!(for_us = vote.for_us, for_them = vote.for_them, claimant = %vote.theirs, lose,
+            "name-conflict vote over");
         if lose && cx.running {
             cx.fx.stats.name_conflicts_lost += 1;
             return Outcome::NameLost;
