@@ -327,6 +327,7 @@ impl Members {
 
     /// Where the member whose name has these bytes sits, trying `near` (where a prefetch found
     /// the name) — or, without one, the latest lookup's position — before the index.
+    #[inline]
     fn position_near(&self, name: &[u8], near: Near) -> Option<usize> {
         let guess = if near == Near::UNKNOWN {
             self.last.get()
@@ -337,20 +338,32 @@ impl Members {
     }
 
     /// Where the member whose name has these bytes sits, trying `guess` before the index; the
-    /// position found becomes the latest lookup's.
+    /// position found becomes the latest lookup's. The guess is checked here, inline in the
+    /// caller (most lookups end there: a prefetch's guess or a follow-up lookup of the same
+    /// member); the index search is [`Members::find_indexed`], out of line.
     #[inline(always)]
     fn find(&self, name: &[u8], guess: u32) -> Option<usize> {
         let key = InlineKey::new(name);
+        let hit = match (&key, self.list.get(guess as usize)) {
+            (Some(key), Some(rec)) => rec.name.matches(key),
+            (None, Some(rec)) => matches!(&rec.name, ShortName::Boxed(b) if b.as_bytes() == name),
+            (_, None) => false,
+        };
+        if hit {
+            self.last.set(guess);
+            return Some(guess as usize);
+        }
+        self.find_indexed(name, key)
+    }
+
+    /// [`Members::find`] past a wrong guess: the index search.
+    #[inline(never)]
+    fn find_indexed(&self, name: &[u8], key: Option<InlineKey>) -> Option<usize> {
         let is = |i: usize| match (&key, &self.list[i].name) {
             (Some(key), rec) => rec.matches(key),
             (None, ShortName::Boxed(rec)) => rec.as_bytes() == name,
             (None, ShortName::Inline(..)) => false,
         };
-        let guess = guess as usize;
-        if guess < self.list.len() && is(guess) {
-            self.last.set(guess as u32);
-            return Some(guess);
-        }
         let h = self.hasher.hash_one(name);
         let found = self.index.find(h, is);
         if let Some(i) = found {
@@ -361,6 +374,7 @@ impl Members {
 
     /// The member whose name has these bytes (a name not yet read as a `str`), trying first
     /// where a [`Members::prefetch`] found the name.
+    #[inline]
     pub(crate) fn get_near(&self, name: &[u8], near: Near) -> Option<&MemberRec> {
         self.position_near(name, near).map(|i| &self.list[i])
     }
