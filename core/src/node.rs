@@ -145,7 +145,7 @@ impl Node {
         }
         let me: Name = Name::new(&identity.name);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut members = Members::new(&mut rng);
+        let mut members = Members::new(&identity.name, &mut rng);
         members.insert(
             MemberRec::new(me.clone(), identity.addr, 0),
             &identity.tags,

@@ -212,6 +212,9 @@ pub(crate) struct Members {
     /// tries that instead. Only the table itself sets it: no caller hints or resets
     /// anything.
     last: Cell<u32>,
+    /// This node's own name, for [`Members::is_own`]: compared as a [`ShortName`] (two
+    /// words), not rebuilt from a `str` at every check.
+    own: ShortName,
 }
 
 /// Where [`Members::prefetch`] found the member one name of a batch most likely sits: handed
@@ -294,8 +297,8 @@ fn member_hash(name: &[u8], incarnation: u32) -> u32 {
 }
 
 impl Members {
-    /// An empty table whose index hasher is keyed from `rng`.
-    pub(crate) fn new(rng: &mut ChaCha8Rng) -> Members {
+    /// An empty table of the node named `own`, whose index hasher is keyed from `rng`.
+    pub(crate) fn new(own: &str, rng: &mut ChaCha8Rng) -> Members {
         let state =
             ahash::RandomState::with_seeds(rng.random(), rng.random(), rng.random(), rng.random());
         Members {
@@ -312,6 +315,7 @@ impl Members {
             suspicions: 0,
             tag_sets: TagSlab::default(),
             last: Cell::new(u32::MAX),
+            own: ShortName::new(own),
         }
     }
 
@@ -519,6 +523,12 @@ impl Members {
     /// Members with status left.
     pub(crate) fn left(&self) -> usize {
         self.left
+    }
+
+    /// Whether `rec` is this node's own record.
+    #[inline]
+    pub(crate) fn is_own(&self, rec: &MemberRec) -> bool {
+        rec.name == self.own
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&MemberRec> {
@@ -783,7 +793,7 @@ mod tests {
     #[test]
     fn lookups_are_right_whatever_the_hint() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         let long = "a-name-too-long-to-be-kept-inline";
         let names = ["a", "node-7", long, "exactly-15-byte"];
         for n in names {
@@ -828,7 +838,7 @@ mod tests {
     #[test]
     fn tags_follow_their_member_through_changes_and_removal() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         let tagged = |v: &str| Tags::from([("role".to_string(), v.to_string())]);
         m.insert(rec("a"), &tagged("db"), Timestamp::ZERO, &mut rng);
         m.insert(rec("b"), &Tags::new(), Timestamp::ZERO, &mut rng);
@@ -855,7 +865,7 @@ mod tests {
     #[test]
     fn trouble_exists_only_while_not_alive() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         m.insert(rec("a"), &Tags::new(), Timestamp::ZERO, &mut rng);
         assert_eq!(m.get("a").unwrap().since(), None);
         m.set_status("a", MemberStatus::Suspect, Timestamp::from_secs(1));
@@ -880,7 +890,7 @@ mod tests {
     #[test]
     fn insert_index_and_counts() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         for i in 0..50 {
             m.insert(
                 rec(&format!("n{i}")),
@@ -903,7 +913,7 @@ mod tests {
     #[test]
     fn status_counts_match_a_scan_through_any_history() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         let statuses = [
             MemberStatus::Alive,
             MemberStatus::Suspect,
@@ -938,7 +948,7 @@ mod tests {
     #[test]
     fn probe_order_visits_every_live_member_once_per_pass() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         for i in 0..10 {
             m.insert(
                 rec(&format!("n{i}")),
@@ -974,8 +984,8 @@ mod tests {
     #[test]
     fn digest_depends_on_live_set_not_order() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut a = Members::new(&mut rng);
-        let mut b = Members::new(&mut rng);
+        let mut a = Members::new("self", &mut rng);
+        let mut b = Members::new("self", &mut rng);
         for i in 0..20 {
             a.insert(
                 rec(&format!("n{i}")),
@@ -1019,7 +1029,7 @@ mod tests {
     #[test]
     fn random_members_are_distinct_and_filtered() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         for i in 0..20 {
             m.insert(
                 rec(&format!("n{i}")),
