@@ -333,12 +333,33 @@ impl Members {
     /// the name) — or, without one, the latest lookup's position — before the index.
     #[inline]
     fn position_near(&self, name: &[u8], near: Near) -> Option<usize> {
-        let guess = if near == Near::UNKNOWN {
+        self.find(name, self.guess(near))
+    }
+
+    /// The position a lookup tries first: `near`, or without one the latest lookup's.
+    #[inline(always)]
+    fn guess(&self, near: Near) -> u32 {
+        if near == Near::UNKNOWN {
             self.last.get()
         } else {
             near.0
+        }
+    }
+
+    /// The record at `guess` if it is the member whose name has these bytes (`key`: the
+    /// name's [`InlineKey`]); it becomes the latest lookup's.
+    #[inline(always)]
+    fn at_guess(&self, name: &[u8], key: &Option<InlineKey>, guess: u32) -> Option<&MemberRec> {
+        let rec = self.list.get(guess as usize)?;
+        let hit = match key {
+            Some(key) => rec.name.matches(key),
+            None => matches!(&rec.name, ShortName::Boxed(b) if b.as_bytes() == name),
         };
-        self.find(name, guess)
+        if !hit {
+            return None;
+        }
+        self.last.set(guess);
+        Some(rec)
     }
 
     /// Where the member whose name has these bytes sits, trying `guess` before the index; the
@@ -348,13 +369,7 @@ impl Members {
     #[inline(always)]
     fn find(&self, name: &[u8], guess: u32) -> Option<usize> {
         let key = InlineKey::new(name);
-        let hit = match (&key, self.list.get(guess as usize)) {
-            (Some(key), Some(rec)) => rec.name.matches(key),
-            (None, Some(rec)) => matches!(&rec.name, ShortName::Boxed(b) if b.as_bytes() == name),
-            (_, None) => false,
-        };
-        if hit {
-            self.last.set(guess);
+        if self.at_guess(name, &key, guess).is_some() {
             return Some(guess as usize);
         }
         self.find_indexed(name, key)
@@ -378,9 +393,13 @@ impl Members {
 
     /// The member whose name has these bytes (a name not yet read as a `str`), trying first
     /// where a [`Members::prefetch`] found the name.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_near(&self, name: &[u8], near: Near) -> Option<&MemberRec> {
-        self.position_near(name, near).map(|i| &self.list[i])
+        let key = InlineKey::new(name);
+        if let Some(rec) = self.at_guess(name, &key, self.guess(near)) {
+            return Some(rec);
+        }
+        self.find_indexed(name, key).map(|i| &self.list[i])
     }
 
     /// Swap the members at positions `p` and `q`, keeping the index right.
@@ -535,11 +554,13 @@ impl Members {
         self.position(name).map(|i| &self.list[i])
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut MemberRec> {
         self.get_mut_near(name.as_bytes(), Near::UNKNOWN)
     }
 
     /// [`Members::get_mut`], trying first where a [`Members::prefetch`] found the name.
+    #[inline]
     pub(crate) fn get_mut_near(&mut self, name: &[u8], near: Near) -> Option<&mut MemberRec> {
         let i = self.position_near(name, near)?;
         Some(&mut self.list[i])
