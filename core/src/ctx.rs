@@ -84,7 +84,9 @@ impl Effects {
 }
 
 /// What the Serf layer tells the view digest: when this node last delivered a new user event,
-/// and the newest event's Lamport time.
+/// and the newest event's Lamport time. Not part of [`Cx`]: the router hands it only to the
+/// calls that send or compare a digest (pings, acks, repair), so that building a context for
+/// every other call does not copy it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EventMark {
     pub changed: Timestamp,
@@ -96,11 +98,10 @@ pub(crate) struct Cx<'a> {
     pub now: Timestamp,
     pub cfg: &'a Config,
     pub me: &'a Name,
-    pub addr: SocketAddr,
+    pub addr: &'a SocketAddr,
     pub rng: &'a mut ChaCha8Rng,
     pub members: &'a mut Members,
     pub fx: &'a mut Effects,
-    pub events: EventMark,
     /// Whether the node runs (neither leaving nor gone).
     pub running: bool,
 }
@@ -309,14 +310,15 @@ impl Cx<'_> {
     }
 
     /// This node's view digest, for a ping or an ack: the live members' hash and count, the
-    /// newest user event, and whether the view has stayed unchanged for a settle window.
-    pub(crate) fn view_digest(&self) -> Digest {
-        let changed = self.members.digest_changed().max(self.events.changed);
+    /// newest user event (`events`, from the Serf layer), and whether the view has stayed
+    /// unchanged for a settle window.
+    pub(crate) fn view_digest(&self, events: EventMark) -> Digest {
+        let changed = self.members.digest_changed().max(events.changed);
         let settled = self.now.saturating_since(changed);
         Digest {
             hash: self.members.digest().to_le_bytes(),
             live: self.members.live() as u32,
-            events: self.events.latest,
+            events: events.latest,
             stable: settled >= formulas::settle_window(self.cfg, self.members.live()),
         }
     }

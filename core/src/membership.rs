@@ -49,7 +49,7 @@ impl Node {
         let known = !plausible::newer(a.incarnation, rec.incarnation)
             && rec.is_live()
             && a.ltime <= rec.status_ltime
-            && rec.name != *self.me;
+            && !self.members.is_own(rec);
         if known {
             self.serf.witness_member_time(a.ltime);
             AliveNews::Known

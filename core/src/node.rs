@@ -44,11 +44,10 @@ macro_rules! cx {
             now: $n.now,
             cfg: &$n.cfg,
             me: &$n.me,
-            addr: $n.addr,
+            addr: &$n.addr,
             rng: &mut $n.rng,
             members: &mut $n.members,
             fx: &mut $n.fx,
-            events: $n.serf.event_mark(),
             running: $n.run == $crate::node::RunState::Running,
         }
     };
@@ -203,7 +202,7 @@ impl Node {
         }
         let me: Name = Name::new(&identity.name);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut members = Members::new(&mut rng);
+        let mut members = Members::new(&identity.name, &mut rng);
         members.insert(
             MemberRec::new(me.clone(), identity.addr, 0),
             &identity.tags,
@@ -590,9 +589,14 @@ impl Node {
                 target,
                 digest,
             } => {
-                let theirs = self
-                    .swim
-                    .on_ping(from, seq, &target, digest, &mut cx!(self));
+                let theirs = self.swim.on_ping(
+                    from,
+                    seq,
+                    &target,
+                    digest,
+                    self.serf.event_mark(),
+                    &mut cx!(self),
+                );
                 if let Some(d) = theirs {
                     self.compare_digest(from, d);
                 }
@@ -695,7 +699,8 @@ impl Node {
             None => {}
         }
         if out.next_probe && self.run == RunState::Running {
-            self.swim.start_probe(&mut cx!(self));
+            let events = self.serf.event_mark();
+            self.swim.start_probe(events, &mut cx!(self));
         }
     }
 
@@ -857,9 +862,10 @@ impl Node {
     /// A peer's view digest arrived: maybe repair (see `dissemination::repair`).
     pub(crate) fn compare_digest(&mut self, peer: SocketAddr, theirs: Digest) {
         let running = self.run == RunState::Running;
+        let events = self.serf.event_mark();
         if let Some(r) = self
             .diss
-            .compare_digest(peer, theirs, running, &mut cx!(self))
+            .compare_digest(peer, theirs, running, events, &mut cx!(self))
         {
             self.send_push_pull(r.to, r.id, true, false);
         }

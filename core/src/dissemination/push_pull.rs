@@ -37,7 +37,7 @@ pub(crate) fn send(
         id,
         request,
         join,
-        reply_to: cx.addr,
+        reply_to: *cx.addr,
         sender: cx.me.clone(),
         states: local_state(cx),
         member_ltime,
@@ -126,7 +126,7 @@ pub(super) fn frame(
         id,
         request,
         join,
-        cx.addr,
+        *cx.addr,
         cx.me,
         cx.members.len(),
     );

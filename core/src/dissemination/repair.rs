@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 
 use super::{push_pull, Dissemination, PushPullTo};
-use crate::ctx::Cx;
+use crate::ctx::{Cx, EventMark};
 use crate::formulas;
 use crate::wire::Digest;
 
@@ -24,12 +24,13 @@ impl Dissemination {
         peer: SocketAddr,
         theirs: Digest,
         running: bool,
+        events: EventMark,
         cx: &mut Cx<'_>,
     ) -> Option<PushPullTo> {
         if !theirs.stable || !running {
             return None;
         }
-        let mine = cx.view_digest();
+        let mine = cx.view_digest(events);
         let window = formulas::settle_window(cx.cfg, cx.members.live());
         let due = self
             .last_repair

@@ -43,6 +43,14 @@ impl<T> Chunked<T> {
         self.len
     }
 
+    /// The element at `i`, if there is one.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        self.chunks
+            .get(i / Self::PER_CHUNK)
+            .and_then(|c| c.get(i % Self::PER_CHUNK))
+    }
+
     pub(crate) fn push(&mut self, value: T) {
         match self.chunks.last_mut() {
             Some(last) if last.len() < Self::PER_CHUNK => last.push(value),

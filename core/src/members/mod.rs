@@ -212,6 +212,9 @@ pub(crate) struct Members {
     /// tries that instead. Only the table itself sets it: no caller hints or resets
     /// anything.
     last: Cell<u32>,
+    /// This node's own name, for [`Members::is_own`]: compared as a [`ShortName`] (two
+    /// words), not rebuilt from a `str` at every check.
+    own: ShortName,
 }
 
 /// Where [`Members::prefetch`] found the member one name of a batch most likely sits: handed
@@ -294,8 +297,8 @@ fn member_hash(name: &[u8], incarnation: u32) -> u32 {
 }
 
 impl Members {
-    /// An empty table whose index hasher is keyed from `rng`.
-    pub(crate) fn new(rng: &mut ChaCha8Rng) -> Members {
+    /// An empty table of the node named `own`, whose index hasher is keyed from `rng`.
+    pub(crate) fn new(own: &str, rng: &mut ChaCha8Rng) -> Members {
         let state =
             ahash::RandomState::with_seeds(rng.random(), rng.random(), rng.random(), rng.random());
         Members {
@@ -312,6 +315,7 @@ impl Members {
             suspicions: 0,
             tag_sets: TagSlab::default(),
             last: Cell::new(u32::MAX),
+            own: ShortName::new(own),
         }
     }
 
@@ -327,30 +331,58 @@ impl Members {
 
     /// Where the member whose name has these bytes sits, trying `near` (where a prefetch found
     /// the name) — or, without one, the latest lookup's position — before the index.
+    #[inline]
     fn position_near(&self, name: &[u8], near: Near) -> Option<usize> {
-        let guess = if near == Near::UNKNOWN {
+        self.find(name, self.guess(near))
+    }
+
+    /// The position a lookup tries first: `near`, or without one the latest lookup's.
+    #[inline(always)]
+    fn guess(&self, near: Near) -> u32 {
+        if near == Near::UNKNOWN {
             self.last.get()
         } else {
             near.0
+        }
+    }
+
+    /// The record at `guess` if it is the member whose name has these bytes (`key`: the
+    /// name's [`InlineKey`]); it becomes the latest lookup's.
+    #[inline(always)]
+    fn at_guess(&self, name: &[u8], key: &Option<InlineKey>, guess: u32) -> Option<&MemberRec> {
+        let rec = self.list.get(guess as usize)?;
+        let hit = match key {
+            Some(key) => rec.name.matches(key),
+            None => matches!(&rec.name, ShortName::Boxed(b) if b.as_bytes() == name),
         };
-        self.find(name, guess)
+        if !hit {
+            return None;
+        }
+        self.last.set(guess);
+        Some(rec)
     }
 
     /// Where the member whose name has these bytes sits, trying `guess` before the index; the
-    /// position found becomes the latest lookup's.
+    /// position found becomes the latest lookup's. The guess is checked here, inline in the
+    /// caller (most lookups end there: a prefetch's guess or a follow-up lookup of the same
+    /// member); the index search is [`Members::find_indexed`], out of line.
     #[inline(always)]
     fn find(&self, name: &[u8], guess: u32) -> Option<usize> {
         let key = InlineKey::new(name);
+        if self.at_guess(name, &key, guess).is_some() {
+            return Some(guess as usize);
+        }
+        self.find_indexed(name, key)
+    }
+
+    /// [`Members::find`] past a wrong guess: the index search.
+    #[inline(never)]
+    fn find_indexed(&self, name: &[u8], key: Option<InlineKey>) -> Option<usize> {
         let is = |i: usize| match (&key, &self.list[i].name) {
             (Some(key), rec) => rec.matches(key),
             (None, ShortName::Boxed(rec)) => rec.as_bytes() == name,
             (None, ShortName::Inline(..)) => false,
         };
-        let guess = guess as usize;
-        if guess < self.list.len() && is(guess) {
-            self.last.set(guess as u32);
-            return Some(guess);
-        }
         let h = self.hasher.hash_one(name);
         let found = self.index.find(h, is);
         if let Some(i) = found {
@@ -361,8 +393,13 @@ impl Members {
 
     /// The member whose name has these bytes (a name not yet read as a `str`), trying first
     /// where a [`Members::prefetch`] found the name.
+    #[inline(always)]
     pub(crate) fn get_near(&self, name: &[u8], near: Near) -> Option<&MemberRec> {
-        self.position_near(name, near).map(|i| &self.list[i])
+        let key = InlineKey::new(name);
+        if let Some(rec) = self.at_guess(name, &key, self.guess(near)) {
+            return Some(rec);
+        }
+        self.find_indexed(name, key).map(|i| &self.list[i])
     }
 
     /// Swap the members at positions `p` and `q`, keeping the index right.
@@ -507,15 +544,23 @@ impl Members {
         self.left
     }
 
+    /// Whether `rec` is this node's own record.
+    #[inline]
+    pub(crate) fn is_own(&self, rec: &MemberRec) -> bool {
+        rec.name == self.own
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&MemberRec> {
         self.position(name).map(|i| &self.list[i])
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut MemberRec> {
         self.get_mut_near(name.as_bytes(), Near::UNKNOWN)
     }
 
     /// [`Members::get_mut`], trying first where a [`Members::prefetch`] found the name.
+    #[inline]
     pub(crate) fn get_mut_near(&mut self, name: &[u8], near: Near) -> Option<&mut MemberRec> {
         let i = self.position_near(name, near)?;
         Some(&mut self.list[i])
@@ -769,7 +814,7 @@ mod tests {
     #[test]
     fn lookups_are_right_whatever_the_hint() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         let long = "a-name-too-long-to-be-kept-inline";
         let names = ["a", "node-7", long, "exactly-15-byte"];
         for n in names {
@@ -814,7 +859,7 @@ mod tests {
     #[test]
     fn tags_follow_their_member_through_changes_and_removal() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         let tagged = |v: &str| Tags::from([("role".to_string(), v.to_string())]);
         m.insert(rec("a"), &tagged("db"), Timestamp::ZERO, &mut rng);
         m.insert(rec("b"), &Tags::new(), Timestamp::ZERO, &mut rng);
@@ -841,7 +886,7 @@ mod tests {
     #[test]
     fn trouble_exists_only_while_not_alive() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         m.insert(rec("a"), &Tags::new(), Timestamp::ZERO, &mut rng);
         assert_eq!(m.get("a").unwrap().since(), None);
         m.set_status("a", MemberStatus::Suspect, Timestamp::from_secs(1));
@@ -866,7 +911,7 @@ mod tests {
     #[test]
     fn insert_index_and_counts() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         for i in 0..50 {
             m.insert(
                 rec(&format!("n{i}")),
@@ -889,7 +934,7 @@ mod tests {
     #[test]
     fn status_counts_match_a_scan_through_any_history() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         let statuses = [
             MemberStatus::Alive,
             MemberStatus::Suspect,
@@ -924,7 +969,7 @@ mod tests {
     #[test]
     fn probe_order_visits_every_live_member_once_per_pass() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         for i in 0..10 {
             m.insert(
                 rec(&format!("n{i}")),
@@ -960,8 +1005,8 @@ mod tests {
     #[test]
     fn digest_depends_on_live_set_not_order() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut a = Members::new(&mut rng);
-        let mut b = Members::new(&mut rng);
+        let mut a = Members::new("self", &mut rng);
+        let mut b = Members::new("self", &mut rng);
         for i in 0..20 {
             a.insert(
                 rec(&format!("n{i}")),
@@ -1005,7 +1050,7 @@ mod tests {
     #[test]
     fn random_members_are_distinct_and_filtered() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut m = Members::new(&mut rng);
+        let mut m = Members::new("self", &mut rng);
         for i in 0..20 {
             m.insert(
                 rec(&format!("n{i}")),

@@ -160,6 +160,7 @@ impl InlineKey {
 }
 
 impl PartialEq for ShortName {
+    #[inline]
     fn eq(&self, other: &ShortName) -> bool {
         match (self, other) {
             (ShortName::Inline(la, a), ShortName::Inline(lb, b)) => {

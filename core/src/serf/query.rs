@@ -191,7 +191,7 @@ impl Serf {
             ltime,
             id,
             from: cx.me.clone(),
-            addr: cx.addr,
+            addr: *cx.addr,
             filter_nodes,
             filter_tags: params.filter_tags.clone(),
             ack: params.request_ack,
@@ -276,7 +276,7 @@ impl Serf {
         resp: QueryResp,
         cx: &mut Cx<'_>,
     ) {
-        if to == cx.addr {
+        if to == *cx.addr {
             // This node answering its own query. A name-conflict vote never ends here (a node
             // does not vote on its own name), so there is nothing for the router to do.
             let out = self.on_query_response(resp, cx);
@@ -333,7 +333,7 @@ impl Serf {
             ltime,
             id,
             from: cx.me.clone(),
-            addr: cx.addr,
+            addr: *cx.addr,
             filter_nodes: Vec::new(),
             filter_tags: Vec::new(),
             ack: false,
@@ -391,7 +391,7 @@ impl Serf {
     /// when the other address is the lower one; otherwise keep it.
     fn conflict_vote_done(&mut self, vote: Vote, cx: &mut Cx<'_>) -> Outcome {
         let lose = vote.for_them > vote.for_us
-            || (vote.for_them == vote.for_us && vote.for_us > 0 && vote.theirs < cx.addr);
+            || (vote.for_them == vote.for_us && vote.for_us > 0 && vote.theirs < *cx.addr);
         tracing::debug!(for_us = vote.for_us, for_them = vote.for_them, claimant = %vote.theirs, lose,
             "name-conflict vote over");
         if lose && cx.running {
@@ -524,7 +524,7 @@ impl Serf {
                 }
             } else {
                 match postcard::from_bytes::<SocketAddr>(&r.payload) {
-                    Ok(a) if a == cx.addr => vote.for_us += 1,
+                    Ok(a) if a == *cx.addr => vote.for_us += 1,
                     Ok(a) if a == vote.theirs => vote.for_them += 1,
                     _ => {}
                 }

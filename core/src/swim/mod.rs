@@ -17,7 +17,7 @@ pub(crate) mod suspicion;
 use std::net::SocketAddr;
 
 use crate::config::Config;
-use crate::ctx::Cx;
+use crate::ctx::{Cx, EventMark};
 use crate::identity::Name;
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
@@ -156,12 +156,13 @@ impl FailureDetector {
         seq: u32,
         target: &str,
         theirs: Option<Digest>,
+        events: EventMark,
         cx: &mut Cx<'_>,
     ) -> Option<Digest> {
         if target != &**cx.me {
             return None;
         }
-        let digest = Some(cx.view_digest());
+        let digest = Some(cx.view_digest(events));
         cx.send_datagram(from, &[Message::Ack { seq, digest }]);
         theirs
     }

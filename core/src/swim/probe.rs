@@ -9,7 +9,7 @@ use rand::Rng;
 use smallvec::SmallVec;
 
 use super::{FailureDetector, SwimTimer};
-use crate::ctx::Cx;
+use crate::ctx::{Cx, EventMark};
 use crate::identity::{MemberStatus, Name};
 use crate::members::MemberRec;
 use crate::timers::TimerKind;
@@ -105,8 +105,9 @@ impl FailureDetector {
     }
 
     /// Schedule the next probe tick (the interval stretched by the health score) and ping the
-    /// next member in probe order.
-    pub(crate) fn start_probe(&mut self, cx: &mut Cx<'_>) {
+    /// next member in probe order (the ping carries the view digest, with `events` from the
+    /// Serf layer).
+    pub(crate) fn start_probe(&mut self, events: EventMark, cx: &mut Cx<'_>) {
         let next = cx.now + self.awareness.probe_interval(cx.cfg);
         cx.fx
             .timers
@@ -125,7 +126,7 @@ impl FailureDetector {
         let ping = Message::Ping {
             seq,
             target: target.clone(),
-            digest: Some(cx.view_digest()),
+            digest: Some(cx.view_digest(events)),
         };
         if suspect {
             // Buddy system: the suspect hears of its suspicion with the ping and can refute.
@@ -174,7 +175,7 @@ impl FailureDetector {
         let ping = Message::StreamPing {
             seq,
             target: target.clone(),
-            reply_to: cx.addr,
+            reply_to: *cx.addr,
         };
         cx.send_reliable(addr, &ping);
     }
