@@ -19,7 +19,7 @@ pub type Name = smol_str::SmolStr;
 pub type Tags = BTreeMap<String, String>;
 
 /// The local node's identity.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// Unique member name (1 ..= `max_name_len` bytes).
     pub name: String,
@@ -46,8 +46,12 @@ impl Identity {
     }
 }
 
-/// What this node believes about a member.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What this node believes about a member. Displayed (and serialized) in lower case, as
+/// `serf members` prints it: `alive`, `suspect`, `leaving`, `failed`, `left`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum MemberStatus {
     /// Answering probes (or not yet suspected).
     Alive,
@@ -61,8 +65,9 @@ pub enum MemberStatus {
     Left,
 }
 
-/// A snapshot of one member as this node sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A snapshot of one member as this node sees it. Displayed as one line in the manner of
+/// `serf members`: name, address, status, then the tags as `key=value` pairs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// Unique member name.
     pub name: Name,
@@ -74,4 +79,61 @@ pub struct Member {
     pub incarnation: u32,
     /// The member's tags.
     pub tags: Arc<Tags>,
+}
+
+impl MemberStatus {
+    /// The status as `serf members` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Alive => "alive",
+            MemberStatus::Suspect => "suspect",
+            MemberStatus::Leaving => "leaving",
+            MemberStatus::Failed => "failed",
+            MemberStatus::Left => "left",
+        }
+    }
+}
+
+impl core::fmt::Display for MemberStatus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl core::fmt::Display for Member {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}  {}  {}", self.name, self.addr, self.status)?;
+        for (i, (k, v)) in self.tags.iter().enumerate() {
+            write!(f, "{}{k}={v}", if i == 0 { "  " } else { "," })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn members_display_as_serf_members_lists_them() {
+        let mut tags = Tags::new();
+        tags.insert("role".into(), "web".into());
+        tags.insert("dc".into(), "east".into());
+        let m = Member {
+            name: Name::new("node-1"),
+            addr: "10.0.0.1:7946".parse().unwrap(),
+            status: MemberStatus::Alive,
+            incarnation: 3,
+            tags: Arc::new(tags),
+        };
+        assert_eq!(
+            m.to_string(),
+            "node-1  10.0.0.1:7946  alive  dc=east,role=web"
+        );
+        assert_eq!(format!("{:>7}|", MemberStatus::Left), "   left|");
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("\"status\":\"alive\""), "{json}");
+        let back: Member = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+    }
 }

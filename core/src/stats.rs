@@ -2,7 +2,7 @@
 
 /// Monotonic counters, read with [`crate::Node::stats`]. Every bounded queue's overflow and
 /// every rejected input is counted here.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Datagrams handed to [`crate::Node::handle_packet`].
     pub packets_in: u64,
@@ -99,7 +99,9 @@ impl Stats {
 /// How full each of the node's bounded queues is, with its bound, read with
 /// [`crate::Node::queue_depths`]: each field is `(held now, most it may hold)`. A checker can
 /// hold every queue to its bound without knowing the node's insides.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct QueueDepths {
     /// Membership updates waiting to be piggybacked (`max_broadcast_queue`).
     pub broadcast: (usize, usize),

@@ -9,7 +9,19 @@ use std::time::Duration;
 ///
 /// Timestamps are plain integers so simulators, traces and fuzzers can build them from numbers.
 /// Drivers convert their monotonic clock (e.g. `Instant` minus a start instant).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Timestamp(u64);
 
 impl Timestamp {
