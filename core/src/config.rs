@@ -331,6 +331,7 @@ impl Default for Config {
 
 /// Why a [`Config`] (or an [`crate::Identity`] given with it) was rejected. Nothing was created.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A duration that must be positive is zero.
     ZeroDuration {

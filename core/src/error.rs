@@ -3,6 +3,7 @@
 /// Why an input (datagram or stream message) was ignored. In every case the node's state is
 /// unchanged apart from the counter in [`crate::Stats`] that records the rejection.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InputError {
     /// The bytes are not a valid message of this protocol version (counted in `decode_errors`).
     Decode(crate::wire::DecodeError),
@@ -44,6 +45,7 @@ impl std::error::Error for InputError {}
 
 /// Why an API call was refused. The node's state is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ApiError {
     /// The node has left (or is leaving) the cluster.
     NotRunning,

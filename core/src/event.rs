@@ -13,6 +13,7 @@ use crate::time::Timestamp;
 /// everything by [`crate::Config::max_pending_events`] (direct messages dropped first, then the
 /// oldest event); drops are counted and reported by [`Event::Lagged`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Event {
     /// A member became known, or came back after failing or leaving.
     MemberJoined(Member),

@@ -19,7 +19,8 @@ use crate::identity::Tags;
 use crate::node::{Transmit, TransmitKind};
 use crate::wire::FRAME_HEADER_LEN;
 
-/// One input to a node.
+/// One input to a node. Exhaustive on purpose (unlike the error and event enums): whoever
+/// hands a node its inputs — a driver, the simulator, a fuzzer — must handle every kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
     /// A datagram arrived from `from` ([`crate::Node::handle_packet`]).
@@ -110,6 +111,7 @@ pub enum Call {
 
 /// What a successful [`crate::Node::handle`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Handled {
     /// The input was taken; its outputs wait in the poll queues.
     Done,
@@ -122,6 +124,7 @@ pub enum Handled {
 /// Why [`crate::Node::handle`] refused an input. Nothing changed in either case, apart from
 /// the counters that record the refusal.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HandleError {
     /// Network input was refused (undecodable, another cluster's, or the node has left).
     Input(InputError),

@@ -8,6 +8,7 @@ use rookery_core::{ApiError, ConfigError};
 
 /// Why an agent could not start. Nothing is left running after this error.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum StartError {
     /// Binding the UDP socket or the TCP listener on the requested address failed (address in
     /// use, not local, no permission...).
@@ -69,6 +70,7 @@ impl From<ConfigError> for StartError {
 
 /// Why an operation on a running (or stopped) agent failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AgentError {
     /// The agent has shut down (or its event loop ended), so the operation did not run.
     Stopped,

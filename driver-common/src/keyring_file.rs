@@ -15,6 +15,7 @@ use rookery_core::{Keyring, KeyringError};
 
 /// Why a keyring file could not be read or written.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum KeyringFileError {
     /// Reading or writing the file failed.
     Io {

@@ -404,6 +404,7 @@ impl Sim {
                         Ok(_) => Ok(()),
                         Err(HandleError::Api(error)) => Err(SimError::Api { node: i, error }),
                         Err(HandleError::Input(e)) => Err(SimError::Script(e.to_string())),
+                        Err(e) => Err(SimError::Script(e.to_string())),
                     };
                 }
             },

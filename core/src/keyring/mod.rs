@@ -83,6 +83,7 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 /// Why a key or a keyring change was refused. The keyring is unchanged in every case.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyringError {
     /// A key is not 16, 24 or 32 bytes long (AES-128, AES-192 or AES-256).
     BadKeyLength(usize),

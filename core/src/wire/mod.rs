@@ -51,6 +51,7 @@ pub const MAX_FRAME: usize = 64 << 20;
 
 /// Why bytes did not decode. Input that fails is ignored with no state change.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Nothing to decode.
     Empty,
