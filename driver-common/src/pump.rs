@@ -100,6 +100,11 @@ pub enum Command {
         /// The answer.
         reply: Reply<AgentStats>,
     },
+    /// This node's current keyring, cloned ([`Node::keyring`]; `None` when plaintext).
+    Keyring {
+        /// The answer.
+        reply: Reply<Option<Keyring>>,
+    },
     /// Stop the agent (leaving first if asked); answered by the driver once every task has
     /// ended and every socket is closed.
     Shutdown {
@@ -718,6 +723,7 @@ impl Pump {
             Command::Members { reply } => reply.send(self.node.members()),
             Command::LocalMember { reply } => reply.send(self.node.local_member()),
             Command::Stats { reply } => reply.send(self.stats()),
+            Command::Keyring { reply } => reply.send(self.node.keyring().cloned()),
             Command::Shutdown { mode, reply } => {
                 self.shutdown_waiters.push(reply);
                 match mode {
