@@ -333,6 +333,7 @@ impl DriverCounters {
             frame_deadline_closed: r(Refusal::FrameDeadline),
             frames_too_large: r(Refusal::FrameTooLarge),
             refused_in_flight: r(Refusal::InFlight),
+            refused_inbound_budget: r(Refusal::InboundBudget),
             evicted_idle_inbound: g(&self.evicted_idle_inbound),
             evicted_idle_outbound: g(&self.evicted_idle_outbound),
         }
@@ -383,6 +384,9 @@ pub struct DriverStats {
     /// Inbound frames dropped because [`crate::Options::max_inbound_in_flight`] frames were
     /// waiting for the node past the frame's deadline ([`Refusal::InFlight`]).
     pub refused_in_flight: u64,
+    /// Inbound connections holding a partial frame closed to keep buffered inbound bytes
+    /// within [`crate::Options::max_inbound_buffered`] ([`Refusal::InboundBudget`]).
+    pub refused_inbound_budget: u64,
     /// Idle inbound connections closed to make room for a new one at a cap (not refusals: the
     /// peer reconnects when it next has something to send).
     pub evicted_idle_inbound: u64,
