@@ -717,7 +717,7 @@ fn forged_stream_pings_bounded(driver: Driver, prefix: &str) {
         "every forged ping reached the core"
     );
     assert!(
-        d.connections_opened >= max_out as u64,
+        d.connections_opened >= 256,
         "the node answered at the attacker's addresses (the driver's cap is what is tested)"
     );
     assert!(
