@@ -15,7 +15,11 @@
 //!   after the inbound idle timeout, a declared length above `max_stream_message` closes it
 //!   before anything is allocated, garbage closes it; each is counted. At most
 //!   `max_inbound_in_flight` frames wait for the pump at once (a reader holding a complete frame
-//!   waits, and stops reading, until there is room);
+//!   waits, and stops reading, until there is room). Every reader charges its buffer's growth
+//!   against the shared byte budget (`max_inbound_buffered`) before it grows, and a frame stays
+//!   charged until the pump dropped it: when the bytes do not fit, the partial frames silent
+//!   longest are closed (their readers kicked); when only frames waiting for the pump hold the
+//!   budget, the reader waits (polling every [`BUDGET_RETRY`]) until its frame deadline;
 //! - one **writer task** per destination connects (with `tcp_timeout`), writes frames (with
 //!   `tcp_timeout`), reuses the connection and closes it after `idle_timeout`; a frame it
 //!   cannot deliver is reported back to the pump, which tells the core. At most `max_outbound`
@@ -68,6 +72,8 @@ const NET_QUEUE: usize = 1024;
 const READ_BUF: usize = 16 * 1024;
 /// Read buffer of one inbound connection between frames.
 const IDLE_READ: usize = 512;
+/// How often a reader waiting for room in the inbound byte budget tries again.
+const BUDGET_RETRY: Duration = Duration::from_millis(10);
 /// Back-off after a failed `accept` (out of file descriptors, ...).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -78,6 +84,8 @@ enum NetInput {
         bad: Arc<AtomicBool>,
         /// Room among `max_inbound_in_flight`, given back once the pump handled the frame.
         _permit: SemaphoreGuardArc,
+        /// The frame's bytes in the inbound budget, given back once the pump handled it.
+        _charge: Charged,
     },
     SendFailed(SocketAddr),
     /// A writer task ended (idle, or its queue closed).
@@ -90,9 +98,38 @@ enum NetInput {
 /// The inbound connections, shared by the accept task and the readers.
 struct Inbound {
     table: InboundTable<u64>,
-    /// How to close each admitted connection (its reader races this).
-    kicks: HashMap<u64, oneshot::Sender<()>>,
+    /// How to close each admitted connection (its reader races this), and its peer.
+    kicks: HashMap<u64, (oneshot::Sender<()>, SocketAddr)>,
     next_id: u64,
+}
+
+impl Inbound {
+    /// Close connections evicted from the table: kick their readers. Their peers.
+    fn kick(&mut self, evicted: Vec<u64>) -> Vec<SocketAddr> {
+        evicted
+            .into_iter()
+            .filter_map(|k| {
+                let (kick, peer) = self.kicks.remove(&k)?;
+                let _ = kick.send(());
+                Some(peer)
+            })
+            .collect()
+    }
+}
+
+/// Bytes of a received frame charged against the inbound budget, released when dropped.
+struct Charged {
+    inbound: Arc<Mutex<Inbound>>,
+    bytes: usize,
+}
+
+impl Drop for Charged {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            let mut inb = self.inbound.lock().unwrap_or_else(|e| e.into_inner());
+            inb.table.release(self.bytes);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -149,7 +186,8 @@ pub async fn start<R: Runtime>(
         inbound_idle: options.inbound_idle_timeout(),
         max_stream,
         inbound: Arc::new(Mutex::new(Inbound {
-            table: InboundTable::new(options.max_inbound, options.max_inbound_per_source),
+            table: InboundTable::new(options.max_inbound, options.max_inbound_per_source)
+                .with_budget(options.inbound_budget(max_stream)),
             kicks: HashMap::new(),
             next_id: 0,
         })),
@@ -263,6 +301,7 @@ async fn pump_loop<R: Runtime>(
                 body,
                 bad,
                 _permit,
+                _charge,
             }) => {
                 if !pump.frame(from, &body) && !bad.swap(true, Ordering::Relaxed) {
                     DriverCounters::bump(&ctx.counters.bad_connections);
@@ -602,13 +641,10 @@ async fn accept_loop<R: Runtime>(listener: R::Listener, ctx: TaskCtx) {
                     inb.next_id += 1;
                     match inb.table.admit(id, peer.ip(), Instant::now()) {
                         Ok(evicted) => {
-                            for k in evicted {
-                                if let Some(kick) = inb.kicks.remove(&k) {
-                                    let _ = kick.send(());
-                                }
+                            for _ in inb.kick(evicted) {
                                 DriverCounters::bump(&ctx.counters.evicted_idle_inbound);
                             }
-                            inb.kicks.insert(id, kick_tx);
+                            inb.kicks.insert(id, (kick_tx, peer));
                             Ok(id)
                         }
                         Err(cause) => Err(cause),
@@ -673,6 +709,53 @@ enum ReadStep {
     Read(std::io::Result<usize>),
     Deadline,
     Kicked,
+}
+
+/// Charge `grow` bytes of connection `id`'s buffer against the inbound budget, closing the
+/// partial frames silent longest to make room; when only frames waiting for the pump hold it,
+/// wait for room until `deadline` (false then, counted, or when kicked meanwhile: close).
+async fn charge<R: Runtime>(
+    ctx: &TaskCtx,
+    id: u64,
+    peer: SocketAddr,
+    grow: usize,
+    deadline: Instant,
+    kick: &mut oneshot::Receiver<()>,
+) -> bool {
+    loop {
+        let result = {
+            let mut inb = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
+            inb.table
+                .charge(id, grow, Instant::now())
+                .map(|evicted| inb.kick(evicted))
+        };
+        match result {
+            Ok(victims) => {
+                for v in victims {
+                    ctx.counters.refuse(Refusal::InboundBudget, v);
+                }
+                return true;
+            }
+            Err(cause) if Instant::now() >= deadline => {
+                ctx.counters.refuse(cause, peer);
+                return false;
+            }
+            Err(_) => {
+                let retry = Instant::now() + BUDGET_RETRY;
+                let mut sleep = pin!(R::sleep_until(retry.min(deadline)));
+                let kicked = poll_fn(|cx| {
+                    if kick.poll_unpin(cx).is_ready() {
+                        return Poll::Ready(true);
+                    }
+                    sleep.as_mut().poll(cx).map(|()| false)
+                })
+                .await;
+                if kicked {
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// One inbound connection: split frames and hand them to the pump until the peer closes, a
@@ -741,6 +824,12 @@ async fn reader<R: Runtime>(
         } else {
             &small[..n]
         };
+        // Room in the inbound budget before the buffer grows.
+        let grow = dec.capacity_after(n).saturating_sub(dec.capacity());
+        let wait_until = frame_deadline.unwrap_or(now + ctx.tcp_timeout);
+        if !charge::<R>(&ctx, id, peer, grow, wait_until, &mut kick).await {
+            return;
+        }
         dec.push(data);
         let frame_started = frame_deadline.is_none();
         // Every complete frame, and when the one after them started.
@@ -759,6 +848,20 @@ async fn reader<R: Runtime>(
                 Err(e) => break Some(e),
             }
         };
+        // What the buffer holds now, and the frames out of it (charged until the pump is done).
+        let handed: usize = frames.iter().map(|(b, _)| b.capacity()).sum();
+        let accounted = {
+            let mut inb = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
+            inb.table.settle(id, dec.capacity(), handed)
+        };
+        let frames: Vec<(Vec<u8>, Instant, Charged)> = frames
+            .into_iter()
+            .map(|(body, deadline)| {
+                let bytes = if accounted { body.capacity() } else { 0 };
+                let inbound = ctx.inbound.clone();
+                (body, deadline, Charged { inbound, bytes })
+            })
+            .collect();
         // The connection's state before any waiting: everything read is in hand, so closing
         // it between frames loses nothing.
         if dec.buffered() == 0 {
@@ -773,7 +876,7 @@ async fn reader<R: Runtime>(
                 guard.phase(Phase::InFrame, now);
             }
         }
-        for (body, deadline) in frames {
+        for (body, deadline, charged) in frames {
             let permit = match ctx.in_flight.try_acquire_arc() {
                 Some(p) => p,
                 None => match until::<R, _>(deadline, ctx.in_flight.acquire_arc()).await {
@@ -789,6 +892,7 @@ async fn reader<R: Runtime>(
                 body,
                 bad: bad.clone(),
                 _permit: permit,
+                _charge: charged,
             };
             if net.send(input).await.is_err() {
                 return;

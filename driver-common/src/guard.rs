@@ -11,6 +11,19 @@
 //! opened less than [`FRESH_GRACE`] ago and has not sent a byte yet. Members reuse connections
 //! between frames; an attacker's idle connections are therefore evicted like theirs, and its
 //! dribbling ones are limited per source address and by the frame deadline.
+//!
+//! The table also keeps the inbound byte budget ([`crate::Options::max_inbound_buffered`]):
+//! every byte of memory the receive buffers hold, plus frames received and not yet handled by
+//! the node, is charged against it before it is allocated ([`InboundTable::charge`]). When a
+//! connection's next bytes do not fit, the partial frames that have gone longest without a
+//! byte are closed to make room ([`Refusal::InboundBudget`]). A member streams its frame at the
+//! speed of the network, while an attacker holding memory has to stop sending (or trickle)
+//! to hold it, so the stalled frames are the attacker's: the cluster's own push-pulls (up to
+//! `max_stream_message`, which always fits in the budget) get through. Closing rather than
+//! waiting keeps an attacker from parking the budget until its frame deadlines pass; a reader
+//! waits (stops reading, so TCP pushes back on its sender) only when what holds the budget
+//! cannot be closed: frames handed to the node and not yet handled, and buffers kept by
+//! connections between frames.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -50,17 +63,23 @@ pub enum Refusal {
     /// [`crate::Options::max_inbound_in_flight`] frames were waiting for the node until the
     /// frame's deadline passed.
     InFlight,
+    /// An inbound connection holding a partial frame was closed to keep the bytes buffered for
+    /// inbound frames within [`crate::Options::max_inbound_buffered`]: its frame had gone
+    /// longest without a byte when another connection's bytes did not fit (or, rarely, a
+    /// connection waited for room until its frame deadline).
+    InboundBudget,
 }
 
 impl Refusal {
     /// Every cause, in counter order.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::InboundTotal,
         Refusal::InboundPerSource,
         Refusal::Outbound,
         Refusal::FrameDeadline,
         Refusal::FrameTooLarge,
         Refusal::InFlight,
+        Refusal::InboundBudget,
     ];
 
     /// What the warning says.
@@ -72,6 +91,9 @@ impl Refusal {
             Refusal::FrameDeadline => "inbound frame not complete within tcp_timeout",
             Refusal::FrameTooLarge => "inbound frame longer than max_stream_message",
             Refusal::InFlight => "inbound frame dropped: max_inbound_in_flight waiting",
+            Refusal::InboundBudget => {
+                "inbound partial frame closed: max_inbound_buffered reached, it stalled longest"
+            }
         }
     }
 
@@ -100,6 +122,10 @@ struct Entry {
     phase: Phase,
     /// When the phase began (accept, end of the last frame, first byte of this frame).
     since: Instant,
+    /// Bytes charged to this connection against the budget (its receive buffer).
+    held: usize,
+    /// When its last bytes arrived (or it was accepted).
+    last_byte: Instant,
 }
 
 impl Entry {
@@ -115,24 +141,105 @@ impl Entry {
 /// The inbound connections of one agent, for the admission rule: at most `max_total` open, at
 /// most `max_per_source` from one IP; at either cap the connection idle longest (between
 /// frames, or silent since [`FRESH_GRACE`] after its accept) is evicted, else the newcomer is
-/// refused. Keyed by whatever the driver names its connections by.
+/// refused. Keyed by whatever the driver names its connections by. It also keeps the byte
+/// budget of inbound frames (see the module docs): [`InboundTable::charge`] before a buffer
+/// grows, [`InboundTable::settle`] after frames came out of it, [`InboundTable::release`] when
+/// the node is done with a frame handed to it.
 #[derive(Debug)]
 pub struct InboundTable<K> {
     max_total: usize,
     max_per_source: usize,
     conns: HashMap<K, Entry>,
     per_source: HashMap<IpAddr, usize>,
+    budget: usize,
+    /// Bytes charged: every connection's `held` plus frames handed out and not released.
+    buffered: usize,
 }
 
 impl<K: Copy + Eq + Hash> InboundTable<K> {
-    /// An empty table with these caps (each at least 1).
+    /// An empty table with these caps (each at least 1) and no byte budget.
     pub fn new(max_total: usize, max_per_source: usize) -> InboundTable<K> {
         InboundTable {
             max_total: max_total.max(1),
             max_per_source: max_per_source.max(1),
             conns: HashMap::new(),
             per_source: HashMap::new(),
+            budget: usize::MAX,
+            buffered: 0,
         }
+    }
+
+    /// The same table with a budget of `bytes` for inbound frames (see
+    /// [`crate::Options::inbound_budget`] for the one a driver uses).
+    pub fn with_budget(mut self, bytes: usize) -> InboundTable<K> {
+        self.budget = bytes;
+        self
+    }
+
+    /// Bytes charged against the budget now.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Connection `key` received bytes at `now`, and its buffer is about to grow by `grow`
+    /// bytes. Charges them, first closing partial frames (other than `key`'s) to make room,
+    /// those that have gone longest without a byte first: returns the connections to close
+    /// (already out of the table; count each as [`Refusal::InboundBudget`]). Refused with
+    /// [`Refusal::InboundBudget`], nothing closed or charged, when even closing every other
+    /// partial frame would not make room: the caller waits for room or closes `key`. An
+    /// unknown `key` (already closed) is granted without a charge.
+    pub fn charge(&mut self, key: K, grow: usize, now: Instant) -> Result<Vec<K>, Refusal> {
+        let Some(e) = self.conns.get_mut(&key) else {
+            return Ok(Vec::new());
+        };
+        e.last_byte = now;
+        let need = self.buffered.saturating_add(grow);
+        if need <= self.budget {
+            self.buffered = need;
+            e.held += grow;
+            return Ok(Vec::new());
+        }
+        let mut victims: Vec<(K, Instant, usize)> = self
+            .conns
+            .iter()
+            .filter(|(k, e)| **k != key && e.phase == Phase::InFrame && e.held > 0)
+            .map(|(k, e)| (*k, e.last_byte, e.held))
+            .collect();
+        let freeable: usize = victims.iter().map(|v| v.2).sum();
+        if need - freeable.min(need) > self.budget {
+            return Err(Refusal::InboundBudget);
+        }
+        victims.sort_by_key(|v| v.1);
+        let mut closed = Vec::new();
+        for (k, _, _) in victims {
+            if self.buffered.saturating_add(grow) <= self.budget {
+                break;
+            }
+            self.remove(k);
+            closed.push(k);
+        }
+        self.buffered += grow;
+        if let Some(e) = self.conns.get_mut(&key) {
+            e.held += grow;
+        }
+        Ok(closed)
+    }
+
+    /// Connection `key`'s buffer now holds `held` bytes, and `handed` bytes of frames came out
+    /// of it to the node (still charged until [`InboundTable::release`]). False, nothing
+    /// charged, when `key` is no longer in the table (then nothing is to be released).
+    pub fn settle(&mut self, key: K, held: usize, handed: usize) -> bool {
+        let Some(e) = self.conns.get_mut(&key) else {
+            return false;
+        };
+        self.buffered = self.buffered - e.held + held + handed;
+        e.held = held;
+        true
+    }
+
+    /// The node is done with `bytes` of frames handed out by [`InboundTable::settle`].
+    pub fn release(&mut self, bytes: usize) {
+        self.buffered = self.buffered.saturating_sub(bytes);
     }
 
     /// Connections open.
@@ -183,6 +290,8 @@ impl<K: Copy + Eq + Hash> InboundTable<K> {
                 ip,
                 phase: Phase::Fresh,
                 since: now,
+                held: 0,
+                last_byte: now,
             },
         );
         *self.per_source.entry(ip).or_default() += 1;
@@ -203,6 +312,7 @@ impl<K: Copy + Eq + Hash> InboundTable<K> {
     /// Connection `key` closed (harmless when it was evicted already).
     pub fn remove(&mut self, key: K) {
         if let Some(e) = self.conns.remove(&key) {
+            self.buffered -= e.held;
             if let Some(n) = self.per_source.get_mut(&e.ip) {
                 *n -= 1;
                 if *n == 0 {
@@ -298,6 +408,52 @@ mod tests {
         t.remove(4);
         t.remove(4);
         assert_eq!(t.admit(5, ip(9), t0), Ok(vec![]));
+    }
+
+    #[test]
+    fn budget_closes_the_partial_frames_stalled_longest() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut t = InboundTable::new(10, 10).with_budget(100);
+        for k in 1..=4 {
+            t.admit(k, ip(1), t0).unwrap();
+        }
+        // 1, 2, 3 hold partial frames; 2 stalled first, then 1; 3 is still streaming.
+        for (k, at) in [(2, 1), (1, 2), (3, 3)] {
+            t.set_phase(k, Phase::InFrame, ms(at));
+            assert_eq!(t.charge(k, 30, ms(at)), Ok(vec![]));
+        }
+        assert_eq!(t.charge(3, 0, ms(50)), Ok(vec![]));
+        assert_eq!(t.buffered(), 90);
+        // 4 starts a frame needing 40: 2 (silent since 1 ms) goes, then nothing more is needed.
+        t.set_phase(4, Phase::InFrame, ms(60));
+        assert_eq!(t.charge(4, 40, ms(60)), Ok(vec![2]));
+        assert_eq!(t.buffered(), 100);
+        // 3 grows by 50: 1 (silent since 2 ms), then 4 (since 60 ms) go; 3 is never its own
+        // victim.
+        assert_eq!(t.charge(3, 50, ms(70)), Ok(vec![1, 4]));
+        assert_eq!(t.buffered(), 80);
+        // More than the budget even alone: refused, nothing charged or closed.
+        assert_eq!(t.charge(3, 30, ms(71)), Err(Refusal::InboundBudget));
+        assert_eq!(t.buffered(), 80);
+        // Frames handed out stay charged until released; a connection between frames is no
+        // victim.
+        assert!(t.settle(3, 10, 70));
+        t.set_phase(3, Phase::Idle, ms(72));
+        assert_eq!(t.buffered(), 80);
+        t.admit(5, ip(2), ms(73)).unwrap();
+        t.set_phase(5, Phase::InFrame, ms(73));
+        assert_eq!(t.charge(5, 30, ms(73)), Err(Refusal::InboundBudget));
+        t.release(70);
+        assert_eq!(t.charge(5, 30, ms(74)), Ok(vec![]));
+        assert_eq!(t.buffered(), 40);
+        t.remove(3);
+        t.remove(5);
+        assert_eq!(t.buffered(), 0);
+        // A closed connection is granted without a charge, and settles nothing.
+        assert_eq!(t.charge(3, 1000, ms(80)), Ok(vec![]));
+        assert!(!t.settle(3, 5, 5));
+        assert_eq!(t.buffered(), 0);
     }
 
     #[test]

@@ -438,6 +438,13 @@ macro_rules! handle_operations {
             self.link.request(|reply| Command::KeyOp { op, key, reply }) $($wait)* ?
         }
 
+        /// This agent's current keyring, cloned (`None` when it runs in plaintext): a local
+        /// read, no message leaves the agent (compare [`Self::list_keys`], which asks every
+        /// member).
+        pub $($async)? fn keyring(&self) -> Result<Option<rookery_core::Keyring>, AgentError> {
+            self.link.request(|reply| Command::Keyring { reply }) $($wait)*
+        }
+
         /// Replace this agent's keyring (`None`: plaintext) and set its rolling-adoption flags
         /// (`incoming`: refuse plaintext; `outgoing`: seal what it sends), on this agent only:
         /// how a running cluster moves to encryption and back node by node.

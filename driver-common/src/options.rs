@@ -15,6 +15,7 @@ use std::time::Duration;
 /// | [`Options::max_inbound_per_source`] | 256 connections from one IP | the same, among that IP's connections ([`crate::DriverStats::refused_inbound_per_source`]) |
 /// | [`Options::max_outbound`] | 256 connections | the outbound connection idle longest is closed; with none idle the message waits (at most `send_queue` messages, at most `tcp_timeout`), then fails as a send failure the core hears ([`crate::DriverStats::refused_outbound`]) |
 /// | [`Options::max_inbound_in_flight`] | 128 frames | a reader with a complete frame waits; a frame still waiting `tcp_timeout` after its first byte is dropped ([`crate::DriverStats::refused_in_flight`]) |
+/// | [`Options::max_inbound_buffered`] | 64 MiB for all inbound connections together | before a receive buffer grows past it, the partial frames silent longest are closed to make room ([`crate::DriverStats::refused_inbound_budget`]); a reader waits only when frames handed to the node hold it |
 /// | `Config::tcp_timeout` (core) | LAN 10 s | a frame not complete within it from its first byte closes the connection ([`crate::DriverStats::frame_deadline_closed`]) |
 /// | `Config::max_stream_message` (core) | 8 MiB | a larger declared length closes the connection before anything is allocated for it ([`crate::DriverStats::frames_too_large`]) |
 /// | [`Options::inbound_idle_timeout`] | 60 s | an inbound connection silent between frames is closed ([`crate::DriverStats::connections_idle_closed`]) |
@@ -70,6 +71,14 @@ pub struct Options {
     /// ([`crate::DriverStats::refused_in_flight`]). The mio driver hands each frame to the node
     /// as soon as it is read, so it never has more than one waiting. Default 128.
     pub max_inbound_in_flight: usize,
+    /// Most bytes of memory held by inbound frames being received, all connections together
+    /// (receive buffers, plus received frames not yet handled by the node). Charged before a
+    /// buffer grows; when the bytes do not fit, the connections holding partial frames that
+    /// have gone longest without a byte are closed to make room
+    /// ([`crate::DriverStats::refused_inbound_budget`]; see [`crate::guard`] for why closing
+    /// and why those). Never less than `max_stream_message` + 1 MiB in effect, so one frame of
+    /// the largest size always fits ([`Options::inbound_budget`]). Default 64 MiB.
+    pub max_inbound_buffered: usize,
     /// Most reliable messages queued for one destination while its connection is being made or
     /// written; beyond it a message fails at once (reported to the core as a send failure and
     /// counted in [`crate::DriverStats::send_queue_full`]). Default 256.
@@ -96,6 +105,7 @@ impl Default for Options {
             max_inbound_per_source: 256,
             max_outbound: 256,
             max_inbound_in_flight: 128,
+            max_inbound_buffered: 64 << 20,
             send_queue: 256,
             query_capacity: 256,
             keyring_file: None,
@@ -146,6 +156,20 @@ impl Options {
     pub fn with_max_outbound(mut self, max: usize) -> Options {
         self.max_outbound = max.max(1);
         self
+    }
+
+    /// The same options with another inbound byte budget (see
+    /// [`Options::max_inbound_buffered`]).
+    pub fn with_max_inbound_buffered(mut self, bytes: usize) -> Options {
+        self.max_inbound_buffered = bytes;
+        self
+    }
+
+    /// The inbound byte budget in effect for frames of at most `max_stream_message` bytes:
+    /// [`Options::max_inbound_buffered`], but at least `max_stream_message` + 1 MiB.
+    pub fn inbound_budget(&self, max_stream_message: usize) -> usize {
+        self.max_inbound_buffered
+            .max(max_stream_message.saturating_add(1 << 20))
     }
 
     /// Idle timeout of inbound connections: twice [`Options::idle_timeout`].

@@ -100,6 +100,11 @@ pub enum Command {
         /// The answer.
         reply: Reply<AgentStats>,
     },
+    /// This node's current keyring, cloned ([`Node::keyring`]; `None` when plaintext).
+    Keyring {
+        /// The answer.
+        reply: Reply<Option<Keyring>>,
+    },
     /// Stop the agent (leaving first if asked); answered by the driver once every task has
     /// ended and every socket is closed.
     Shutdown {
@@ -328,6 +333,7 @@ impl DriverCounters {
             frame_deadline_closed: r(Refusal::FrameDeadline),
             frames_too_large: r(Refusal::FrameTooLarge),
             refused_in_flight: r(Refusal::InFlight),
+            refused_inbound_budget: r(Refusal::InboundBudget),
             evicted_idle_inbound: g(&self.evicted_idle_inbound),
             evicted_idle_outbound: g(&self.evicted_idle_outbound),
         }
@@ -378,6 +384,9 @@ pub struct DriverStats {
     /// Inbound frames dropped because [`crate::Options::max_inbound_in_flight`] frames were
     /// waiting for the node past the frame's deadline ([`Refusal::InFlight`]).
     pub refused_in_flight: u64,
+    /// Inbound connections holding a partial frame closed to keep buffered inbound bytes
+    /// within [`crate::Options::max_inbound_buffered`] ([`Refusal::InboundBudget`]).
+    pub refused_inbound_budget: u64,
     /// Idle inbound connections closed to make room for a new one at a cap (not refusals: the
     /// peer reconnects when it next has something to send).
     pub evicted_idle_inbound: u64,
@@ -718,6 +727,7 @@ impl Pump {
             Command::Members { reply } => reply.send(self.node.members()),
             Command::LocalMember { reply } => reply.send(self.node.local_member()),
             Command::Stats { reply } => reply.send(self.stats()),
+            Command::Keyring { reply } => reply.send(self.node.keyring().cloned()),
             Command::Shutdown { mode, reply } => {
                 self.shutdown_waiters.push(reply);
                 match mode {

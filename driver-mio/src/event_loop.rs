@@ -11,6 +11,10 @@
 //! closed for a new destination, else the frame waits in one bounded line for at most
 //! `tcp_timeout`, else it fails as a send failure the core hears). Frames are handed to the
 //! pump as they are read, so none waits for it (`max_inbound_in_flight` has nothing to cap).
+//! The inbound byte budget (`max_inbound_buffered`) is the table's too: before a receive
+//! buffer grows, its growth is charged, and the partial frames silent longest are closed to
+//! make room ([`Refusal::InboundBudget`]). Frames never wait for the pump here, so room can
+//! always be made (the budget is at least `max_stream_message` + 1 MiB).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -136,7 +140,8 @@ impl EventLoop {
         cfg: LoopConfig,
     ) -> EventLoop {
         let inbound =
-            InboundTable::new(cfg.options.max_inbound, cfg.options.max_inbound_per_source);
+            InboundTable::new(cfg.options.max_inbound, cfg.options.max_inbound_per_source)
+                .with_budget(cfg.options.inbound_budget(cfg.max_stream));
         EventLoop {
             counters: pump.counters().clone(),
             pump,
@@ -706,6 +711,8 @@ impl EventLoop {
         let mut outcome = None;
         let mut frames = Vec::new();
         let mut again = false;
+        // Partial frames closed to make room in the byte budget.
+        let mut victims = Vec::new();
         {
             let Some(Conn {
                 stream,
@@ -727,6 +734,16 @@ impl EventLoop {
                     Ok(n) => {
                         let now = Instant::now();
                         i.last_active = now;
+                        let grow = i.dec.capacity_after(n).saturating_sub(i.dec.capacity());
+                        match self.inbound.charge(t, grow, now) {
+                            Ok(closed) => victims.extend(closed),
+                            Err(cause) => {
+                                // Only when the budget is smaller than this one frame.
+                                self.counters.refuse(cause, i.peer);
+                                outcome = Some(Closed::Quietly);
+                                break;
+                            }
+                        }
                         i.dec.push(&buf[..n]);
                         let started = i.frame_deadline.is_none();
                         let mut deadline = i.frame_deadline.unwrap_or(now + self.cfg.tcp_timeout);
@@ -749,6 +766,8 @@ impl EventLoop {
                                 }
                             }
                         }
+                        // Frames go to the pump (and are dropped) before the next read.
+                        self.inbound.settle(t, i.dec.capacity(), 0);
                         if i.dec.buffered() == 0 {
                             i.frame_deadline = None;
                             self.inbound.set_phase(t, Phase::Idle, now);
@@ -765,6 +784,16 @@ impl EventLoop {
                 }
             }
             let peer = i.peer;
+            for v in victims {
+                // Out of the table already: count and close.
+                if let Some(Conn {
+                    role: Role::In(vi), ..
+                }) = self.conns.get(&v)
+                {
+                    self.counters.refuse(Refusal::InboundBudget, vi.peer);
+                }
+                self.close(v, Closed::Quietly);
+            }
             for body in frames {
                 if !self.pump.frame(peer, &body) {
                     outcome = Some(Closed::Garbage);

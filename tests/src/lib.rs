@@ -63,5 +63,10 @@ macro_rules! driver_scenarios {
         fn remove_failed_turns_left() {
             scenarios::remove_failed_is_left(concat!($prefix, "-rmf"), &[D; 10], 6);
         }
+
+        #[test]
+        fn keyring_read_locally() {
+            scenarios::keyring_read_locally(concat!($prefix, "-kr"), D);
+        }
     };
 }

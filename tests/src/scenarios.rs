@@ -726,6 +726,11 @@ where
         }
     }
     assert_eq!(a.stats().await.map(|s| s.alive), Ok(2));
+    assert_eq!(
+        a.keyring().await,
+        Ok(None),
+        "async flavor reads the keyring"
+    );
     let params = QueryParams {
         timeout: Some(LIMIT),
         ..QueryParams::default()
@@ -756,4 +761,40 @@ where
     a.shutdown(ShutdownMode::Leave).await;
     assert!(a.is_stopped() && b.is_stopped());
     assert_eq!(a.members().await, Err(AgentError::Stopped));
+}
+
+/// `keyring()` reads the agent's own keyring: `None` in plaintext; after a local
+/// `set_keyring` the new keyring (primary first); after a cluster-wide `install_key` the
+/// installed key on both agents, and after `use_key` the new primary, each read from the
+/// agent's own handle.
+pub fn keyring_read_locally(prefix: &str, driver: Driver) {
+    use rookery_core::Keyring;
+    let plain = Agent::start(driver, &format!("{prefix}-plain"), fast_config());
+    assert_eq!(plain.keyring(), Ok(None), "plaintext agent has no keyring");
+    let (k1, k2) = ([0x31u8; 32], [0x32u8; 16]);
+    plain
+        .set_keyring(Some(Keyring::new(&k1).expect("key")), true, true)
+        .expect("set_keyring");
+    let ring = plain.keyring().expect("keyring").expect("a keyring now");
+    assert_eq!(ring.primary(), k1);
+    assert_eq!(ring.len(), 1);
+    plain.shutdown(ShutdownMode::Now);
+    assert_eq!(plain.keyring(), Err(AgentError::Stopped));
+
+    let mut config = fast_config();
+    config.keyring = Some(Keyring::new(&k1).expect("key"));
+    let agents = start_cluster_with(prefix, &[driver; 2], config);
+    let r = agents[0].install_key(&k2).expect("install");
+    assert!(r.failed.is_empty(), "install answered by all: {r:?}");
+    for a in &agents {
+        let ring = a.keyring().expect("keyring").expect("keyring");
+        let keys: Vec<Vec<u8>> = ring.keys().map(<[u8]>::to_vec).collect();
+        assert_eq!(keys, [k1.to_vec(), k2.to_vec()], "{a:?}");
+    }
+    agents[1].use_key(&k2).expect("use");
+    for a in &agents {
+        let ring = a.keyring().expect("keyring").expect("keyring");
+        assert_eq!(ring.primary(), k2, "{a:?}");
+    }
+    stop_all(&agents);
 }

@@ -56,17 +56,44 @@ impl FrameDecoder {
             self.buf.clear();
             self.start = 0;
         }
-        let need = self.buf.len() + data.len();
-        if need > self.buf.capacity() {
-            // Double with the bytes received, but not past the end of the frame being
-            // received (when its length is known and acceptable).
-            let mut target = need.max(self.buf.capacity().saturating_mul(2)).max(256);
-            if let Some(end) = self.frame_end() {
-                target = target.min(end.max(need));
-            }
+        if let Some(target) = self.grow_target(data.len()) {
             self.buf.reserve_exact(target - self.buf.len());
         }
         self.buf.extend_from_slice(data);
+    }
+
+    /// The capacity the buffer grows to when `n` more bytes are pushed, or `None` when they
+    /// fit (called after the consumed prefix is dropped).
+    fn grow_target(&self, n: usize) -> Option<usize> {
+        let need = self.buf.len() + n;
+        if need <= self.buf.capacity() {
+            return None;
+        }
+        // Double with the bytes received, but not past the end of the frame being received
+        // (when its length is known and acceptable).
+        let mut target = need.max(self.buf.capacity().saturating_mul(2)).max(256);
+        if let Some(end) = self.frame_end() {
+            target = target.min(end.max(need));
+        }
+        Some(target)
+    }
+
+    /// The bytes of memory the decoder will hold ([`FrameDecoder::capacity`]) after
+    /// [`FrameDecoder::push`] of `n` more bytes, computed before anything is allocated (for
+    /// drivers that keep a budget of buffered bytes).
+    pub fn capacity_after(&self, n: usize) -> usize {
+        if self.start > 0 && self.start == self.buf.len() {
+            // `push` starts over on an emptied buffer (capacity kept).
+            let fresh = FrameDecoder {
+                buf: Vec::new(),
+                start: 0,
+                max: self.max,
+            };
+            return fresh
+                .grow_target(n)
+                .map_or(self.buf.capacity(), |t| t.max(self.buf.capacity()));
+        }
+        self.grow_target(n).unwrap_or(self.buf.capacity())
     }
 
     /// Where the frame at `start` ends in `buf`, when its header is in and its length within

@@ -355,3 +355,29 @@ fn alive_encoder_gives_postcards_bytes_in_every_shape() {
         }
     }
 }
+
+#[test]
+fn frame_decoder_capacity_after_predicts_push() {
+    let max = 8 << 20;
+    let mut d = FrameDecoder::new(max);
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    // Frames of assorted sizes cut into assorted chunks: before every push, capacity_after
+    // says what the capacity becomes.
+    let mut stream = Vec::new();
+    for len in [0usize, 3, 300, 70_000, 5, 1 << 20, 17] {
+        stream.extend((len as u32).to_be_bytes());
+        stream.extend(std::iter::repeat_n(1u8, len));
+    }
+    let mut at = 0;
+    while at < stream.len() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let n = (1 + (x % 40_000) as usize).min(stream.len() - at);
+        let predicted = d.capacity_after(n);
+        d.push(&stream[at..at + n]);
+        assert_eq!(d.capacity(), predicted, "push of {n} at {at}");
+        at += n;
+        while let Ok(Some(_)) = d.next_frame() {}
+    }
+}
