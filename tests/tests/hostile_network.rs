@@ -26,13 +26,26 @@ use rookery_core::fuzzing::{self, WireMessage};
 use rookery_core::{Config, Event, Identity};
 use rookery_driver::{DriverStats, Options, ShutdownMode};
 use rookery_tests::scenarios::{
-    fast_config, start_cluster, stop_all, wait_until, Agent, Driver, ASYNC_STD, MIO, TOKIO,
+    fast_config, start_cluster_with, stop_all, wait_until, Agent, Driver, ASYNC_STD, MIO, TOKIO,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// The heavy tests of this file run one at a time (they measure memory and descriptors of
 /// the whole process, and share two cores).
+/// The members' protocol timing under attack: the LAN defaults a deployment runs (probe every
+/// second, 500 ms probe timeout). The claim under test is that an attack never makes a member
+/// suspect another; `fast_config`'s 100 ms probe timeout on two shared cores measures the
+/// machine's scheduling under load, not the drivers.
+/// The frame deadline (`tcp_timeout`) is 1 s, as in the other driver tests, so that the
+/// slowloris test sees it act within seconds.
+fn attack_config() -> Config {
+    Config {
+        tcp_timeout: Duration::from_secs(1),
+        ..Config::lan()
+    }
+}
+
 fn heavy() -> std::sync::MutexGuard<'static, ()> {
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     ONE.lock().unwrap_or_else(|e| e.into_inner())
@@ -227,7 +240,7 @@ fn idle_connections_and_datagrams(driver: Driver, prefix: &str) {
     if !descriptors_for(prefix, 2 * CONNS as u64 + 1024) {
         return;
     }
-    let agents = start_cluster(prefix, &[driver; 3]);
+    let agents = start_cluster_with(prefix, &[driver; 3], attack_config());
     let attacker = tokio_rt(1);
     let targets: Vec<SocketAddr> = agents.iter().map(|a| a.local_addr()).collect();
     // Warm-up round (allocator pools, runtime queues), then the baseline.
@@ -312,7 +325,7 @@ fn idle_connections_and_datagrams(driver: Driver, prefix: &str) {
         "resident memory back near {rss0} KiB (+24 MiB): {rss1} KiB"
     );
     // The cluster still works: a new member joins.
-    let late = Agent::start(driver, &format!("{prefix}-late"), fast_config());
+    let late = Agent::start(driver, &format!("{prefix}-late"), attack_config());
     assert_eq!(late.join(&[targets[0]]), Ok(1));
     let (ok, _) = wait_until(Duration::from_secs(20), || {
         agents.iter().all(|a| a.alive() == 4)
@@ -331,7 +344,7 @@ fn slowloris_cannot_block_a_join(driver: Driver, prefix: &str) {
     if !descriptors_for(prefix, 2 * CONNS as u64 + 1024) {
         return;
     }
-    let agents = start_cluster(prefix, &[driver; 2]);
+    let agents = start_cluster_with(prefix, &[driver; 2], attack_config());
     let seed = agents[0].local_addr();
     let attacker = tokio_rt(1);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -373,7 +386,7 @@ fn slowloris_cannot_block_a_join(driver: Driver, prefix: &str) {
     // Let the dribblers take every slot they can, and some frame deadlines pass.
     std::thread::sleep(Duration::from_millis(2500));
     let mid = agents[0].stats().expect("stats").driver;
-    let late = Agent::start(driver, &format!("{prefix}-late"), fast_config());
+    let late = Agent::start(driver, &format!("{prefix}-late"), attack_config());
     let joined = late.join(&[seed]);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = attacker.block_on(dribble).unwrap_or(0);
@@ -408,7 +421,7 @@ fn slowloris_cannot_block_a_join(driver: Driver, prefix: &str) {
 /// A frame declaring more than `max_stream_message` is refused as soon as its length arrives
 /// (nothing is allocated for it), counted, and its connection closed, on every driver.
 fn oversized_frame_refused(driver: Driver, prefix: &str) {
-    let agents = start_cluster(prefix, &[driver; 2]);
+    let agents = start_cluster_with(prefix, &[driver; 2], attack_config());
     let target = agents[0].clone();
     let before = target.stats().expect("stats").driver;
     let max = fast_config().max_stream_message as u32;
@@ -463,18 +476,19 @@ fn peak_during<T>(sample: fn() -> u64, during: impl FnOnce() -> T) -> (T, u64) {
 /// the async drivers free an evicted reader's buffer when its task next runs. Measured peaks
 /// were 20–83 MiB over the budget (24–40 connections; mio lowest, async-std highest;
 /// BENCHMARKS.md), against 280–350 MiB over it without the budget (40 connections).
-const BUDGET_SLACK_MIB: u64 = 128;
+const BUDGET_SLACK_MIB: u64 = 192;
 
 /// Connections each announce a frame of the largest size (`max_stream_message`, 8 MiB), send
-/// 15/16 of it and stall. Without the budget 32 of them hold 240 MiB; with the default
+/// 15/16 of it and stall. Without the budget 48 of them hold 360 MiB; with the default
 /// budget (64 MiB) the process's resident memory stays within budget + [`BUDGET_SLACK_MIB`]
 /// of where it was, the stalled frames are closed and counted, a member still joins through
 /// the attacked seed, and once the attacker closes, resident memory is back within the budget
-/// plus 48 MiB (what malloc keeps of the freed buffers: 0–92 MiB measured; 240–300 MiB stay
-/// without the budget).
+/// plus 128 MiB (what malloc keeps of the freed buffers: 0–92 MiB measured; 240–300 MiB stay
+/// without the budget at 40 connections). The bounds leave room for the allocator's whims on a
+/// shared machine and still fail without the budget; the budget's counter is the sharp check.
 fn byte_budget_bounds_memory(driver: Driver, prefix: &str) {
-    const CONNS: usize = 32;
-    let agents = start_cluster(prefix, &[driver; 2]);
+    const CONNS: usize = 48;
+    let agents = start_cluster_with(prefix, &[driver; 2], attack_config());
     let target = agents[0].local_addr();
     let max = fast_config().max_stream_message;
     let budget_kib = (Options::default().inbound_budget(max) / 1024) as u64;
@@ -518,7 +532,7 @@ fn byte_budget_bounds_memory(driver: Driver, prefix: &str) {
     let before = agents[0].stats().expect("stats").driver;
     let ((held, joined, mid), peak) = peak_during(rss_kib, || {
         let held = attack(CONNS);
-        let late = Agent::start(driver, &format!("{prefix}-late"), fast_config());
+        let late = Agent::start(driver, &format!("{prefix}-late"), attack_config());
         let joined = late.join(&[target]);
         let mid = agents[0].stats().expect("stats").driver;
         (held, (joined, late), mid)
@@ -548,8 +562,8 @@ fn byte_budget_bounds_memory(driver: Driver, prefix: &str) {
          {rss0} KiB: peak {peak} KiB"
     );
     assert!(
-        rss1 <= rss0 + budget_kib + 48 * 1024,
-        "resident memory back within the budget + 48 MiB of {rss0} KiB after the attacker \
+        rss1 <= rss0 + budget_kib + 128 * 1024,
+        "resident memory back within the budget + 128 MiB of {rss0} KiB after the attacker \
          closed: {rss1} KiB"
     );
     let s = suspicions(&agents);
