@@ -211,6 +211,9 @@ impl EventLoop {
                     t => self.conn_ready(t, readable),
                 }
                 self.flush();
+                // A turn with many busy connections can take a while: the core's timer (the
+                // probe cycle, suspicion expiry) fires between them, never only after them.
+                self.core_timer_if_due();
             }
             self.timers();
         }
@@ -295,12 +298,17 @@ impl EventLoop {
         }
     }
 
-    fn timers(&mut self) {
-        let now = Instant::now();
-        if self.pump.deadline().is_some_and(|d| d <= now) {
+    /// Fire the core's timer if it is due.
+    fn core_timer_if_due(&mut self) {
+        if self.pump.deadline().is_some_and(|d| d <= Instant::now()) {
             self.pump.timer();
             self.flush();
         }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        self.core_timer_if_due();
         let mut expired = Vec::new();
         for (&t, c) in &self.conns {
             if self
