@@ -323,16 +323,7 @@ impl Node {
         }
         self.fx.stats.packets_in += 1;
         self.fx.stats.bytes_in += data.len() as u64;
-        if data.len() > wire::MAX_DATAGRAM {
-            let max = wire::MAX_DATAGRAM;
-            return Err(self.rejected(
-                from,
-                wire::DecodeError::TooLarge {
-                    len: data.len(),
-                    max,
-                },
-            ));
-        }
+        self.within(from, data.len(), wire::MAX_DATAGRAM)?;
         let opened = self.open(from, data)?;
         self.admission.begin_input();
         let result = self.handle_datagram_body(from, opened.body(data));
@@ -395,16 +386,7 @@ impl Node {
         }
         self.fx.stats.streams_in += 1;
         self.fx.stats.stream_bytes_in += frame.len() as u64;
-        if frame.len() > self.cfg.max_stream_message {
-            let max = self.cfg.max_stream_message;
-            return Err(self.rejected(
-                from,
-                wire::DecodeError::TooLarge {
-                    len: frame.len(),
-                    max,
-                },
-            ));
-        }
+        self.within(from, frame.len(), self.cfg.max_stream_message)?;
         let opened = self.open(from, frame)?;
         self.admission.begin_input();
         let msg = wire::decode_single(opened.body(frame), &self.limits);
@@ -415,6 +397,14 @@ impl Node {
     }
 
     /// Count a decode failure and turn it into the input error.
+    /// Refuse input of `len` bytes above `max`.
+    fn within(&mut self, from: SocketAddr, len: usize, max: usize) -> Result<(), InputError> {
+        if len > max {
+            return Err(self.rejected(from, wire::DecodeError::TooLarge { len, max }));
+        }
+        Ok(())
+    }
+
     /// Logged like the keyring's refusals (at most one line per second, with the count of
     /// those not logged), the error itself at trace level.
     fn rejected(&mut self, from: SocketAddr, e: wire::DecodeError) -> InputError {

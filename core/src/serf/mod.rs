@@ -50,6 +50,22 @@ pub(crate) enum Recorded {
     Full,
 }
 
+impl Recorded {
+    /// Whether to go on with what was recorded: only a new one; a full slot is counted and
+    /// logged (`what` names it).
+    pub(crate) fn is_new(self, cx: &mut Cx<'_>, what: &'static str, ltime: u64) -> bool {
+        match self {
+            Recorded::New => true,
+            Recorded::Seen => false,
+            Recorded::Full => {
+                cx.fx.stats.slot_full_refused += 1;
+                tracing::debug!(what, ltime, "refused: its Lamport time's slot is full");
+                false
+            }
+        }
+    }
+}
+
 /// The Serf layer's state.
 #[derive(Debug)]
 pub(crate) struct Serf {

@@ -408,14 +408,12 @@ impl Serf {
         if now_t > buffer && q.ltime < now_t - buffer {
             return;
         }
-        match self.queries.insert(q.ltime, &q.from, q.id) {
-            Recorded::New => {}
-            Recorded::Seen => return,
-            Recorded::Full => {
-                cx.fx.stats.slot_full_refused += 1;
-                tracing::debug!(ltime = q.ltime, asker = %q.from, "query refused: its Lamport time's slot is full");
-                return;
-            }
+        if !self
+            .queries
+            .insert(q.ltime, &q.from, q.id)
+            .is_new(cx, "query", q.ltime)
+        {
+            return;
         }
         // Every member passes the query on, selected or not.
         cx.serf_enqueue(
@@ -744,13 +742,6 @@ mod tests {
         assert_eq!(c.stats().replies_refused, 1);
         deliver(&mut c, at(3), 1, &[alive("a", 1, 0)]);
         sent(&mut c);
-        let resp = crate::wire::QueryResp {
-            ltime: 1,
-            id: 7,
-            from: "b".into(),
-            ack: false,
-            payload: Default::default(),
-        };
         deliver(
             &mut c,
             at(3),

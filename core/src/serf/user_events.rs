@@ -152,14 +152,8 @@ impl Serf {
             cx.fx.stats.events_too_old += 1;
             return;
         }
-        match self.event_ring.insert(&e) {
-            Recorded::New => {}
-            Recorded::Seen => return,
-            Recorded::Full => {
-                cx.fx.stats.slot_full_refused += 1;
-                tracing::debug!(ltime = e.ltime, name = %e.name, "user event refused: its Lamport time's slot is full");
-                return;
-            }
+        if !self.event_ring.insert(&e).is_new(cx, "user event", e.ltime) {
+            return;
         }
         self.events_changed = cx.now;
         if deliver {
