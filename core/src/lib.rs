@@ -155,6 +155,7 @@ pub use keyring::{
     TAG_LEN,
 };
 pub use node::{Node, Transmit, TransmitKind};
+pub use serf::lamport::LamportClock;
 pub use stats::{QueueDepths, Stats};
 pub use time::Timestamp;
 
