@@ -561,7 +561,7 @@ impl Harness {
     /// Deliver raw bytes (a datagram, or a frame body); rejected input must change nothing.
     fn raw(&mut self, input: Input) {
         let before = fingerprint(&self.node);
-        let errors = self.node.stats().decode_errors + self.node.stats().label_mismatches;
+        let errors = self.node.stats().inputs_refused();
         let r = self.input(input);
         let not_running = HandleError::Input(InputError::NotRunning);
         match &r {
@@ -573,7 +573,7 @@ impl Harness {
                     before,
                     "rejected input ({e}) changed state"
                 );
-                let counted = self.node.stats().decode_errors + self.node.stats().label_mismatches;
+                let counted = self.node.stats().inputs_refused();
                 assert_eq!(counted, errors + 1, "rejection not counted");
                 if !self.lazy_transmits {
                     assert!(self.node.poll_transmit().is_none(), "rejected input sent");
