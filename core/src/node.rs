@@ -836,8 +836,8 @@ impl Node {
         self.key_op(now, KeyOp::Remove, key)
     }
 
-    /// Ask every member for its keys: [`KeyOpResult::keys`] says how many members hold each
-    /// key, [`KeyOpResult::primary_keys`] how many use each as primary. Outcome as
+    /// Ask every member for its keys: [`crate::KeyOpResult::keys`] says how many members hold each
+    /// key, [`crate::KeyOpResult::primary_keys`] how many use each as primary. Outcome as
     /// [`Event::KeyOp`].
     pub fn list_keys(&mut self, now: Timestamp) -> Result<KeyOpId, ApiError> {
         self.key_op(now, KeyOp::List, &[])

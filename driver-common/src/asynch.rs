@@ -19,7 +19,7 @@
 //!   against the shared byte budget (`max_inbound_buffered`) before it grows, and a frame stays
 //!   charged until the pump dropped it: when the bytes do not fit, the partial frames silent
 //!   longest are closed (their readers kicked); when only frames waiting for the pump hold the
-//!   budget, the reader waits (polling every [`BUDGET_RETRY`]) until its frame deadline;
+//!   budget, the reader waits (polling every `BUDGET_RETRY`, 10 ms) until its frame deadline;
 //! - one **writer task** per destination connects (with `tcp_timeout`), writes frames (with
 //!   `tcp_timeout`), reuses the connection and closes it after `idle_timeout`; a frame it
 //!   cannot deliver is reported back to the pump, which tells the core. At most `max_outbound`
