@@ -19,7 +19,7 @@ use crate::config::{Config, ConfigError};
 use crate::ctx::{Cx, Effects};
 use crate::dissemination::{push_pull, DissTimer, Dissemination, SerfShare};
 use crate::error::{ApiError, InputError};
-use crate::event::{Event, QueryHandle, QueryId, QueryParams};
+use crate::event::{Event, QueryHandle, QueryId, QueryParams, StopReason};
 use crate::identity::{Identity, Member, MemberStatus, Name, Tags};
 use crate::input::{Call, HandleError, Handled, Input};
 use crate::keyring::{self, KeyManager, KeyOp, KeyOpId, Keyring, Opened, Refusal, Security};
@@ -127,6 +127,8 @@ pub struct Node {
     keys: KeyManager,
     /// How many new members each sender may still introduce ([`crate::admission`]).
     admission: Admission,
+    /// Why the node went inert, once it has ([`Node::stop_reason`]).
+    stop_reason: Option<StopReason>,
 }
 
 /// What an update in the Serf broadcast queue is about; a newer update replaces an older one
@@ -220,6 +222,7 @@ impl Node {
             rng,
             now,
             run: RunState::Running,
+            stop_reason: None,
             members,
             diss: Dissemination::default(),
             life: Lifecycle::default(),
@@ -713,7 +716,7 @@ impl Node {
         match out {
             lifecycle::Outcome::Nothing => {}
             lifecycle::Outcome::Joined(done) => self.join_completed(done),
-            lifecycle::Outcome::Left => self.finish_leave(),
+            lifecycle::Outcome::Left => self.finish_leave(StopReason::Left),
         }
     }
 
@@ -744,7 +747,7 @@ impl Node {
     fn on_serf_outcome(&mut self, out: serf::Outcome) {
         match out {
             serf::Outcome::Nothing => {}
-            serf::Outcome::NameLost => self.finish_leave(),
+            serf::Outcome::NameLost => self.finish_leave(StopReason::NameConflictLost),
             serf::Outcome::PushPull(r) => self.send_push_pull(r.to, r.id, true, false),
             serf::Outcome::KeyResponse { resp, done } => {
                 let sec = self.fx.sec.as_deref();
@@ -868,7 +871,7 @@ impl Node {
         self.swim.stop_probing();
         self.serf.announce_leave(&mut cx!(self));
         if self.members.live() <= 1 {
-            self.finish_leave();
+            self.finish_leave(StopReason::Left);
             return;
         }
         self.life.leave_started(&mut cx!(self));
@@ -876,10 +879,12 @@ impl Node {
 
     /// The node is gone: it marks itself left, stops every timer and ignores input from now
     /// on. Reached at the end of a graceful leave, or when this node lost its name.
-    pub(crate) fn finish_leave(&mut self) {
+    pub(crate) fn finish_leave(&mut self, reason: StopReason) {
         if self.run == RunState::Left {
             return;
         }
+        tracing::debug!(name = %self.me, %reason, "node inert");
+        self.stop_reason = Some(reason);
         let me = self.me.clone();
         self.members.set_status(&me, MemberStatus::Left, self.now);
         self.run = RunState::Left;
@@ -1172,6 +1177,12 @@ impl Node {
     /// True once the node has left and ignores input.
     pub fn has_left(&self) -> bool {
         self.run == RunState::Left
+    }
+
+    /// Why the node went inert ([`StopReason::Left`] or [`StopReason::NameConflictLost`]);
+    /// `None` while it takes part (until [`Node::has_left`] turns true).
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop_reason
     }
 
     // ---- helpers shared by the protocol modules ----

@@ -59,7 +59,17 @@ pub fn channels(options: &Options) -> (HandleEnds, LoopEnds) {
     let (cmd_tx, cmd_rx) = mpsc::unbounded();
     // A bounded futures channel holds its buffer plus one message per sender.
     let (mut ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1) - 1);
-    let sink: EventSink = Box::new(move |e| ev_tx.try_send(e).is_ok());
+    // A second sender, used once, for the final `Event::Stopped`: every sender of a bounded
+    // futures channel owns one slot beyond the buffer, so the final event always fits, however
+    // far behind the application is.
+    let mut last_tx = Some(ev_tx.clone());
+    let sink: EventSink = Box::new(move |e| match (&e, last_tx.take()) {
+        (Event::Stopped { .. }, Some(mut last)) => last.try_send(e).is_ok(),
+        (_, last) => {
+            last_tx = last;
+            ev_tx.try_send(e).is_ok()
+        }
+    });
     let ends = HandleEnds {
         cmds: cmd_tx,
         events: ev_rx,
@@ -112,7 +122,7 @@ impl HandleEnds {
 
 /// What every clone of one agent's handle shares: the command sender and what the handle
 /// reports without asking the event loop. When the last clone is dropped, the command channel
-/// closes and the agent stops (without leaving).
+/// closes and the agent leaves, then stops ([`crate::Pump::handles_gone`]).
 pub(crate) struct Link {
     /// `Some` until dropped (taken first so that the loop, once woken, sees it closed).
     cmds: Option<mpsc::UnboundedSender<Command>>,
@@ -277,7 +287,9 @@ macro_rules! handle_operations {
             &self.link.name
         }
 
-        /// True once the agent has stopped.
+        /// True once the agent has stopped: shut down, left (a completed `leave`), or gone inert
+        /// after losing its name to another node. The event stream's last item,
+        /// [`Event::Stopped`], says which.
         pub fn is_stopped(&self) -> bool {
             self.link.is_stopped()
         }
@@ -299,14 +311,15 @@ macro_rules! handle_operations {
         }
 
         /// Leave the cluster gracefully; returns once the departure has been gossiped (or
-        /// `tcp_timeout` passed). The agent keeps running, inert, until `shutdown`.
+        /// `broadcast_timeout` passed) and the agent has stopped (`is_stopped()` is then true
+        /// and the event stream ends with `Event::Stopped { reason: StopReason::Left }`).
         pub $($async)? fn leave(&self) -> Result<(), AgentError> {
             self.link.request(|reply| Command::Leave { reply }) $($wait)* ?
         }
 
         /// Stop the agent: leave first if `mode` says so, then end every task (or the
         /// event-loop thread, which is joined) and close every socket; returns when that is
-        /// done (at once if the agent had already stopped).
+        /// done (at once if the agent had already stopped), with `is_stopped()` true.
         pub $($async)? fn shutdown(&self, mode: ShutdownMode) {
             let _ = self.link.request(|reply| Command::Shutdown { mode, reply }) $($wait)*;
             self.link.join_thread();
@@ -576,6 +589,13 @@ mod tests {
         assert_eq!(handle.members(), Err(AgentError::Stopped));
         assert_eq!(
             events.try_recv(),
+            Ok(Event::Stopped {
+                reason: rookery_core::StopReason::Shutdown
+            }),
+            "the final event says why"
+        );
+        assert_eq!(
+            events.try_recv(),
             Err(TryRecvError::Closed),
             "the loop has ended"
         );
@@ -594,6 +614,35 @@ mod tests {
             1,
             "the last drop woke the loop"
         );
-        assert_eq!(events.collect::<Vec<_>>(), vec![], "the stream ends");
+        // This loop stops when the commands end (a real driver leaves first).
+        assert_eq!(
+            events.collect::<Vec<_>>(),
+            vec![Event::Stopped {
+                reason: rookery_core::StopReason::Shutdown
+            }],
+            "the stream ends with the reason"
+        );
+    }
+
+    #[test]
+    fn the_final_event_fits_a_full_stream() {
+        let options = Options {
+            event_capacity: 2,
+            ..Options::default()
+        };
+        let (ends, LoopEnds { mut sink, .. }) = channels(&options);
+        let mut delivered = 0;
+        while sink(Event::LeaveCompleted) {
+            delivered += 1;
+        }
+        assert_eq!(delivered, 2, "the stream is full");
+        let stopped = Event::Stopped {
+            reason: rookery_core::StopReason::Left,
+        };
+        assert!(sink(stopped.clone()), "the final event still fits");
+        drop(sink);
+        let got: Vec<Event> = crate::blocking::EventStream { rx: ends.events }.collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got.last(), Some(&stopped));
     }
 }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rookery_core::{
     ApiError, Config, ConfigError, Event, Identity, InputError, KeyOp, KeyOpId, KeyOpResult,
-    Keyring, Member, Name, Node, QueryHandle, QueryId, QueryParams, Stats, Tags, Timestamp,
-    Transmit,
+    Keyring, Member, Name, Node, QueryHandle, QueryId, QueryParams, Stats, StopReason, Tags,
+    Timestamp, Transmit,
 };
 
 use crate::error::AgentError;
@@ -432,7 +432,14 @@ pub struct Pump {
     key_ops: HashMap<KeyOpId, Reply<Result<KeyOpResult, AgentError>>>,
     leave_waiters: Vec<Reply<Result<(), AgentError>>>,
     shutdown_waiters: Vec<Reply<()>>,
+    /// Leave callers whose leave completed, answered after teardown (so that `leave` returns
+    /// once the agent has stopped).
+    left_waiters: Vec<Reply<Result<(), AgentError>>>,
     stop: bool,
+    /// Why the application stopped the agent, when the node itself did not go inert first.
+    stopped_by: Option<StopReason>,
+    /// Every handle is gone (see [`Pump::handles_gone`]).
+    handles_gone: bool,
     /// Where the keyring is kept, if anywhere.
     keyring_file: Option<std::path::PathBuf>,
     /// The keyring version last written there.
@@ -508,7 +515,10 @@ impl Pump {
             key_ops: HashMap::new(),
             leave_waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
+            left_waiters: Vec::new(),
             stop: false,
+            stopped_by: None,
+            handles_gone: false,
             keyring_file: None,
             keyring_saved: 0,
             refusals: RefusalWarnings::default(),
@@ -731,7 +741,10 @@ impl Pump {
             Command::Shutdown { mode, reply } => {
                 self.shutdown_waiters.push(reply);
                 match mode {
-                    ShutdownMode::Now => self.stop = true,
+                    ShutdownMode::Now => {
+                        self.stop = true;
+                        self.stopped_by.get_or_insert(StopReason::Shutdown);
+                    }
                     ShutdownMode::Leave if self.node.has_left() => self.stop = true,
                     ShutdownMode::Leave => {
                         let _ = self.node.leave(now);
@@ -753,10 +766,54 @@ impl Pump {
         }
     }
 
-    /// Teardown is complete: answer every shutdown caller. Callers still waiting for other
-    /// operations learn that the agent stopped.
+    /// Every handle is gone: leave gracefully (the node's departure is gossiped, then the
+    /// agent stops) unless it has already left. Calling it again is harmless.
+    pub fn handles_gone(&mut self) {
+        if self.handles_gone {
+            return;
+        }
+        self.handles_gone = true;
+        tracing::info!(name = %self.node.local_member().name, "every handle dropped: leaving, then stopping");
+        if self.node.has_left() {
+            self.stop = true;
+        } else {
+            // Err(NotRunning): a leave is already under way; its completion stops the agent.
+            let _ = self.node.leave(self.now());
+        }
+        self.process_events();
+    }
+
+    /// Why the agent stops: the node's own reason once it went inert (it left, or lost its
+    /// name), else the application's shutdown.
+    pub fn stop_reason(&self) -> StopReason {
+        self.node
+            .stop_reason()
+            .or(self.stopped_by)
+            .unwrap_or(StopReason::Shutdown)
+    }
+
+    /// Teardown is complete: put the final [`Event::Stopped`] on the event stream (which
+    /// ends after it), then answer every shutdown and leave caller. Callers still waiting for
+    /// other operations learn that the agent stopped.
     pub fn finish(self) {
-        for w in self.shutdown_waiters {
+        let reason = self.stop_reason();
+        let Pump {
+            mut sink,
+            counters,
+            shutdown_waiters,
+            left_waiters,
+            node,
+            ..
+        } = self;
+        tracing::info!(name = %node.local_member().name, %reason, "agent stopped");
+        if !sink(Event::Stopped { reason }) {
+            DriverCounters::bump(&counters.events_dropped);
+        }
+        drop(sink);
+        for w in left_waiters {
+            w.send(Ok(()));
+        }
+        for w in shutdown_waiters {
             w.send(());
         }
     }
@@ -850,12 +907,10 @@ impl Pump {
                     self.start_next_join();
                 }
                 Some(Done::Leave) => {
-                    for w in self.leave_waiters.drain(..) {
-                        w.send(Ok(()));
-                    }
-                    if !self.shutdown_waiters.is_empty() {
-                        self.stop = true;
-                    }
+                    // The node is inert (it left, or lost its name): the agent stops, and the
+                    // leave callers are answered once it has.
+                    self.left_waiters.append(&mut self.leave_waiters);
+                    self.stop = true;
                     // A join still running, or queued behind the leave, can no longer finish.
                     if let Some(reply) = self.join_active.take() {
                         reply.send(Err(AgentError::Rejected(ApiError::NotRunning)));
@@ -970,12 +1025,13 @@ mod tests {
 
     #[test]
     fn leave_alone_completes_and_shutdown_waits_for_finish() {
-        let (mut p, _events) = pump("solo", 9003);
-        let (r, a) = answer();
+        let (mut p, events) = pump("solo", 9003);
+        let (r, left) = answer();
         p.command(Command::Leave { reply: r });
-        assert_eq!(a.try_recv().unwrap(), Ok(()));
         assert!(p.node().has_left());
         assert!(p.deadline().is_none());
+        assert!(p.should_stop(), "a node that left stops");
+        assert!(left.try_recv().is_err(), "answered once the agent stopped");
         let (r, a) = answer();
         p.command(Command::Leave { reply: r });
         assert_eq!(a.try_recv().unwrap(), Ok(()), "leaving twice is harmless");
@@ -984,10 +1040,32 @@ mod tests {
             mode: ShutdownMode::Leave,
             reply: r,
         });
-        assert!(p.should_stop());
         assert!(a.try_recv().is_err(), "answered only after teardown");
+        assert_eq!(p.stop_reason(), StopReason::Left);
         p.finish();
         assert_eq!(a.try_recv(), Ok(()));
+        assert_eq!(left.try_recv(), Ok(Ok(())));
+        let all: Vec<Event> = events.try_iter().collect();
+        assert_eq!(
+            all.last(),
+            Some(&Event::Stopped {
+                reason: StopReason::Left
+            })
+        );
+        assert!(matches!(
+            events.try_recv(),
+            Err(mpsc::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn handles_gone_leaves_once() {
+        let (mut p, _events) = pump("solo", 9006);
+        p.handles_gone();
+        assert!(p.node().has_left(), "left gracefully");
+        assert!(p.should_stop());
+        p.handles_gone(); // harmless
+        assert_eq!(p.stop_reason(), StopReason::Left);
     }
 
     #[test]

@@ -30,6 +30,16 @@ macro_rules! driver_scenarios {
         }
 
         #[test]
+        fn name_conflict_loser_stops_and_says_why() {
+            scenarios::name_conflict_loser_stops(concat!($prefix, "-dup"), &[D; 4]);
+        }
+
+        #[test]
+        fn dropping_the_last_handle_leaves() {
+            scenarios::dropped_handle_leaves(concat!($prefix, "-drop"), &[D; 4]);
+        }
+
+        #[test]
         fn garbage_is_counted_and_ignored() {
             scenarios::garbage_ignored(concat!($prefix, "-garbage"), D);
         }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rookery_core::{
-    Config, Event, Identity, IncomingQuery, MemberStatus, QueryHandle, QueryParams,
+    Config, Event, Identity, IncomingQuery, MemberStatus, QueryHandle, QueryParams, StopReason,
 };
 use rookery_driver::blocking::{AgentHandle, EventStream};
 use rookery_driver::{AgentError, Options, QueryAnswer, ShutdownMode, StartError, TryRecvError};
@@ -152,6 +152,35 @@ impl Agent {
         log.clone()
     }
 
+    /// Whether the event stream has ended (everything read into the log first).
+    pub fn stream_ended(&self) -> bool {
+        let mut guard = self.events.lock().expect("events lock");
+        let (stream, log) = &mut *guard;
+        loop {
+            match stream.try_recv() {
+                Ok(e) => log.push(e),
+                Err(e) => return e == TryRecvError::Closed,
+            }
+        }
+    }
+
+    /// The stream's final event when the stream has ended, and that it came last.
+    pub fn assert_stopped(&self, reason: StopReason) {
+        assert!(self.is_stopped(), "{self:?}: is_stopped()");
+        assert!(self.stream_ended(), "{self:?}: the event stream ends");
+        let events = self.events();
+        assert_eq!(
+            events.last(),
+            Some(&Event::Stopped { reason }),
+            "{self:?}: the last event gives the reason"
+        );
+        let stops = events
+            .iter()
+            .filter(|e| matches!(e, Event::Stopped { .. }))
+            .count();
+        assert_eq!(stops, 1, "{self:?}: one final event");
+    }
+
     /// Answer every query event not answered yet with `answer(query)`; returns how many were
     /// answered now.
     pub fn answer_queries(&self, answer: impl Fn(&IncomingQuery) -> Vec<u8>) -> usize {
@@ -173,6 +202,15 @@ impl Agent {
             .into_iter()
             .find(|m| &*m.name == name)
             .map(|m| m.status)
+    }
+
+    /// The address this agent knows `name` at (None if unknown or the agent stopped).
+    pub fn member_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.members()
+            .ok()?
+            .into_iter()
+            .find(|m| &*m.name == name)
+            .map(|m| m.addr)
     }
 
     /// How many members this agent sees alive.
@@ -288,7 +326,7 @@ pub fn join_and_converge(prefix: &str, drivers: &[Driver]) {
     assert!(agents.iter().all(|a| joined(a) >= n - 1));
     stop_all(&agents);
     for a in &agents {
-        assert!(a.is_stopped(), "{a:?} says it stopped");
+        a.assert_stopped(StopReason::Shutdown);
         assert_eq!(a.members(), Err(AgentError::Stopped), "{a:?} stopped");
         // Every socket is closed once shutdown returned: the port binds again.
         let addr = a.local_addr();
@@ -339,13 +377,14 @@ pub fn leave_is_left(prefix: &str, drivers: &[Driver], leaver: usize) {
         .events()
         .iter()
         .any(|e| matches!(e, Event::LeaveCompleted)));
-    // A left node refuses further cluster operations, and leaving again is harmless.
-    assert!(matches!(
+    // A left agent has stopped by the time `leave` returns, and says why.
+    gone.assert_stopped(StopReason::Left);
+    assert_eq!(
         gone.join(&[agents[0].local_addr()]),
-        Err(AgentError::Rejected(_))
-    ));
-    assert_eq!(gone.leave(), Ok(()));
-    gone.shutdown(ShutdownMode::Leave);
+        Err(AgentError::Stopped)
+    );
+    assert_eq!(gone.leave(), Err(AgentError::Stopped));
+    gone.shutdown(ShutdownMode::Leave); // harmless
     let others: Vec<_> = agents
         .iter()
         .filter(|a| a.name() != name)
@@ -366,6 +405,61 @@ pub fn leave_is_left(prefix: &str, drivers: &[Driver], leaver: usize) {
             .any(|e| matches!(e, Event::MemberLeft(m) if *m.name == name)));
     }
     stop_all(&others);
+}
+
+/// A process restarted on a new port under a name the cluster still holds (the old process
+/// alive at its old address): it joins, loses the name-conflict vote, goes inert and says so —
+/// `is_stopped()`, and its event stream ends with `Stopped { NameConflictLost }`. The holder
+/// keeps the name. `drivers`: three for the cluster, the fourth for the newcomer.
+pub fn name_conflict_loser_stops(prefix: &str, drivers: &[Driver]) {
+    let agents = start_cluster(prefix, &drivers[..3]);
+    let holder = agents[1].clone();
+    let dup = Agent::start(drivers[3], holder.name(), fast_config());
+    // The join itself may succeed or be cut short by the lost vote.
+    let joined = dup.join(&[agents[0].local_addr()]);
+    let (ok, took) = wait_until(LIMIT, || dup.is_stopped());
+    assert!(ok, "{dup:?} did not stop in {took:?} (join: {joined:?})");
+    eprintln!("{prefix}: the duplicate stopped {took:?} after its join ({joined:?})");
+    dup.assert_stopped(StopReason::NameConflictLost);
+    assert!(dup
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::NameConflict { .. })));
+    assert_eq!(dup.members(), Err(AgentError::Stopped));
+    dup.shutdown(ShutdownMode::Now); // returns at once
+    assert!(!holder.is_stopped(), "the holder keeps its name");
+    for a in &agents {
+        let m = a.member_addr(holder.name());
+        assert_eq!(m, Some(holder.local_addr()), "{a:?} sees the holder");
+    }
+    stop_all(&agents);
+}
+
+/// Dropping an agent's last handle (and its event stream) without `shutdown`, its runtime
+/// alive: the agent leaves gracefully, so every other agent sees it left, never failed.
+pub fn dropped_handle_leaves(prefix: &str, drivers: &[Driver]) {
+    let mut agents = start_cluster(prefix, drivers);
+    let gone = agents.pop().expect("an agent");
+    let name = gone.name().to_string();
+    assert_eq!(Arc::strong_count(&gone), 1, "the last handle");
+    drop(gone);
+    let (ok, took) = wait_until(LIMIT, || {
+        agents
+            .iter()
+            .all(|a| a.status_of(&name) == Some(MemberStatus::Left))
+    });
+    let views: Vec<_> = agents.iter().map(|a| a.status_of(&name)).collect();
+    assert!(ok, "{name} not seen as left by all in {took:?}: {views:?}");
+    eprintln!("{prefix}: {name} dropped, seen left by all in {took:?}");
+    for a in &agents {
+        assert!(
+            !a.events()
+                .iter()
+                .any(|e| matches!(e, Event::MemberFailed(m) if *m.name == name)),
+            "{a:?} never saw {name} fail"
+        );
+    }
+    stop_all(&agents);
 }
 
 /// A tiny deterministic generator for garbage bytes.
