@@ -7,7 +7,7 @@
 //! share, a join completed, the node gone. The public API methods check the run state and call
 //! the part that owns the operation.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -129,6 +129,10 @@ pub struct Node {
     admission: Admission,
     /// Why the node went inert, once it has ([`Node::stop_reason`]).
     stop_reason: Option<StopReason>,
+    /// Members this node forgot ([`Node::forget_member`]): the address and incarnation it
+    /// knew, so that gossip of that life does not bring them back (a newer one does). At most
+    /// `max_members` entries (the oldest name in order goes first).
+    pub(crate) forgotten: BTreeMap<Name, (SocketAddr, u32)>,
 }
 
 /// What an update in the Serf broadcast queue is about; a newer update replaces an older one
@@ -223,6 +227,7 @@ impl Node {
             now,
             run: RunState::Running,
             stop_reason: None,
+            forgotten: BTreeMap::new(),
             members,
             diss: Dissemination::default(),
             life: Lifecycle::default(),
@@ -1063,6 +1068,38 @@ impl Node {
             return Err(ApiError::NotRunning);
         }
         self.serf.remove_failed(name, prune, &mut cx!(self))
+    }
+
+    /// Forget the member `name` on this node only — the gossip cluster's "close this remote":
+    /// it leaves this node's view at once ([`Event::MemberReaped`]), so this node no longer
+    /// probes it, gossips to it, sends it push-pulls or tries to reconnect to it. Gossip and
+    /// push-pull about the life this node forgot (the same address, the same or an older
+    /// incarnation) are ignored from then on; a newer life — it rejoined (a join announces a
+    /// new incarnation), changed its tags, refuted a suspicion, or restarted elsewhere — brings
+    /// it back as a [`Event::MemberJoined`]. The other members keep it: this is a local
+    /// decision, not [`Node::remove_failed`].
+    pub fn forget_member(&mut self, now: Timestamp, name: &str) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        if name == &*self.me {
+            return Err(ApiError::IsSelf);
+        }
+        let Some(rec) = self.members.get(name) else {
+            return Err(ApiError::UnknownMember(name.to_string()));
+        };
+        let (addr, incarnation, key) = (rec.addr(), rec.incarnation, rec.name.to_name());
+        let Some(last) = self.members.remove(name, self.now) else {
+            return Err(ApiError::UnknownMember(name.to_string()));
+        };
+        if self.forgotten.len() >= self.cfg.max_members {
+            self.forgotten.pop_first();
+        }
+        self.forgotten.insert(key, (addr, incarnation));
+        tracing::debug!(member = %name, %addr, incarnation, "member forgotten on request");
+        self.emit(Event::MemberReaped(last));
+        Ok(())
     }
 
     /// The next bytes to send, if any.

@@ -330,6 +330,29 @@ macro_rules! handle_operations {
             self.link.request(|reply| Command::Members { reply }) $($wait)*
         }
 
+        /// The members alive (status [`rookery_core::MemberStatus::Alive`]), this agent
+        /// included.
+        pub $($async)? fn alive_members(&self) -> Result<Vec<Member>, AgentError> {
+            self.link.request(|reply| Command::AliveMembers { reply }) $($wait)*
+        }
+
+        /// The member named `name`, in any status (`None` when this agent does not know it).
+        pub $($async)? fn member(&self, name: &str) -> Result<Option<Member>, AgentError> {
+            let name = name.to_string();
+            self.link.request(|reply| Command::Member { name, reply }) $($wait)*
+        }
+
+        /// Close one remote: forget the member `name` on this agent only. It leaves this
+        /// agent's view at once ([`Event::MemberReaped`]); this agent stops probing,
+        /// gossiping to and reconnecting to it, and ignores gossip about the life it forgot;
+        /// it comes back ([`Event::MemberJoined`]) when it shows a newer life — it rejoined,
+        /// changed its tags, refuted a suspicion, or restarted elsewhere. The other members
+        /// keep it (compare [`Self::remove_failed`], which acts cluster-wide).
+        pub $($async)? fn forget_member(&self, name: &str) -> Result<(), AgentError> {
+            let name = name.to_string();
+            self.link.request(|reply| Command::ForgetMember { name, reply }) $($wait)* ?
+        }
+
         /// This agent as the cluster sees it.
         pub $($async)? fn local_member(&self) -> Result<Member, AgentError> {
             self.link.request(|reply| Command::LocalMember { reply }) $($wait)*

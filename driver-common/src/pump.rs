@@ -90,6 +90,26 @@ pub enum Command {
         /// The answer.
         reply: Reply<Vec<Member>>,
     },
+    /// The members alive (status [`rookery_core::MemberStatus::Alive`]), this node included.
+    AliveMembers {
+        /// The answer.
+        reply: Reply<Vec<Member>>,
+    },
+    /// One member by name, in any status.
+    Member {
+        /// The member's name.
+        name: String,
+        /// The answer: `None` when this node does not know it.
+        reply: Reply<Option<Member>>,
+    },
+    /// Forget one member on this node only, until it comes back with a newer life
+    /// ([`Node::forget_member`]).
+    ForgetMember {
+        /// The member's name.
+        name: String,
+        /// The answer.
+        reply: Reply<Result<(), AgentError>>,
+    },
     /// This node as the cluster sees it.
     LocalMember {
         /// The answer.
@@ -735,6 +755,19 @@ impl Pump {
                 reply.send(r.map_err(AgentError::from));
             }
             Command::Members { reply } => reply.send(self.node.members()),
+            Command::AliveMembers { reply } => {
+                let mut all = self.node.members();
+                all.retain(|m| m.status == rookery_core::MemberStatus::Alive);
+                reply.send(all)
+            }
+            Command::Member { name, reply } => reply.send(self.node.member(&name)),
+            Command::ForgetMember { name, reply } => {
+                let r = self.node.forget_member(now, &name);
+                if r.is_ok() {
+                    tracing::info!(member = %name, "member forgotten until it comes back");
+                }
+                reply.send(r.map_err(AgentError::from))
+            }
             Command::LocalMember { reply } => reply.send(self.node.local_member()),
             Command::Stats { reply } => reply.send(self.stats()),
             Command::Keyring { reply } => reply.send(self.node.keyring().cloned()),

@@ -40,6 +40,11 @@ macro_rules! driver_scenarios {
         }
 
         #[test]
+        fn forgotten_member_stays_out_until_it_rejoins() {
+            scenarios::forget_member_until_rejoin(concat!($prefix, "-forget"), &[D; 4]);
+        }
+
+        #[test]
         fn garbage_is_counted_and_ignored() {
             scenarios::garbage_ignored(concat!($prefix, "-garbage"), D);
         }

@@ -462,6 +462,45 @@ pub fn dropped_handle_leaves(prefix: &str, drivers: &[Driver]) {
     stop_all(&agents);
 }
 
+/// Closing one remote (`forget_member`): the member leaves this agent's view and stays out
+/// through several gossip and push-pull rounds, while the others keep it; when it rejoins it
+/// comes back. Also `member` and `alive_members`.
+pub fn forget_member_until_rejoin(prefix: &str, drivers: &[Driver]) {
+    let agents = start_cluster(prefix, drivers);
+    let (me, other, third) = (&agents[0], &agents[1], &agents[2]);
+    let name = other.name().to_string();
+    assert_eq!(me.alive_members().map(|m| m.len()), Ok(agents.len()));
+    let m = me.member(&name).expect("running").expect("known");
+    assert_eq!(m.addr, other.local_addr());
+    assert_eq!(me.member("nobody"), Ok(None));
+    assert_eq!(
+        me.forget_member(me.name()),
+        Err(AgentError::Rejected(rookery_core::ApiError::IsSelf))
+    );
+    me.forget_member(&name).expect("forget");
+    assert_eq!(me.member(&name), Ok(None), "gone from the view at once");
+    assert!(me
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::MemberReaped(m) if *m.name == name)));
+    // Longer than a push-pull interval: neither gossip nor push-pull brings it back.
+    let stays_out = fast_config().push_pull_interval + Duration::from_millis(500);
+    let (back, _) = wait_until(stays_out, || me.member(&name) != Ok(None));
+    assert!(!back, "{name} came back without a new life");
+    assert_eq!(me.alive_members().map(|m| m.len()), Ok(agents.len() - 1));
+    assert_eq!(
+        third.status_of(&name),
+        Some(MemberStatus::Alive),
+        "others keep it"
+    );
+    // It rejoins (a new incarnation): back in the view.
+    assert_eq!(other.join(&[third.local_addr()]), Ok(1));
+    let (ok, took) = wait_until(LIMIT, || me.status_of(&name) == Some(MemberStatus::Alive));
+    assert!(ok, "{name} not back after its rejoin in {took:?}");
+    eprintln!("{prefix}: {name} back {took:?} after its rejoin");
+    stop_all(&agents);
+}
+
 /// A tiny deterministic generator for garbage bytes.
 struct Garbage(u64);
 
