@@ -45,6 +45,11 @@ macro_rules! driver_scenarios {
         }
 
         #[test]
+        fn join_by_host_names() {
+            scenarios::join_by_name(concat!($prefix, "-dns"), &[D; 4]);
+        }
+
+        #[test]
         fn garbage_is_counted_and_ignored() {
             scenarios::garbage_ignored(concat!($prefix, "-garbage"), D);
         }

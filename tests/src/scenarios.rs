@@ -501,6 +501,34 @@ pub fn forget_member_until_rejoin(prefix: &str, drivers: &[Driver]) {
     stop_all(&agents);
 }
 
+/// Joining by name: `"localhost:port"` (every address it resolves to, at least one
+/// answering), a mix of an unresolvable name and an address string (the name is skipped), and
+/// only unresolvable names (a typed error, nothing joined).
+pub fn join_by_name(prefix: &str, drivers: &[Driver]) {
+    let agents: Vec<Arc<Agent>> = drivers
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| Agent::start(d, &format!("{prefix}-{i}"), fast_config()))
+        .collect();
+    let port = agents[0].local_addr().port();
+    let by_name = agents[1].join_hosts(&[format!("localhost:{port}")]);
+    assert!(matches!(by_name, Ok(n) if n >= 1), "{by_name:?}");
+    let mixed = agents[2].join_hosts(&[
+        "no-such-seed.invalid:1".to_string(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    assert_eq!(mixed, Ok(1));
+    let none = agents[3].join_hosts(&["no-such-seed.invalid:1", "also-not.invalid"]);
+    assert!(
+        matches!(&none, Err(AgentError::NothingResolved { seeds }) if seeds.len() == 2),
+        "{none:?}"
+    );
+    let (ok, took) = wait_until(LIMIT, || agents[..3].iter().all(|a| a.alive() == 3));
+    assert!(ok, "the three joined by name did not converge in {took:?}");
+    assert_eq!(agents[3].alive(), 1, "nothing joined");
+    stop_all(&agents);
+}
+
 /// A tiny deterministic generator for garbage bytes.
 struct Garbage(u64);
 
