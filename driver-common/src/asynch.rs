@@ -968,6 +968,34 @@ impl Stream for EventStream {
     }
 }
 
+/// The member list after every membership change, newest wins, async flavor (see
+/// [`AgentHandle::watch_members`]). Also a [`futures_util::Stream`] of member lists.
+#[derive(Debug)]
+pub struct MembersWatch {
+    rx: crate::watch::WatchRx,
+}
+
+impl MembersWatch {
+    watch_operations!(async; .await);
+
+    /// The same watch, blocking flavor ([`crate::blocking::MembersWatch`]), for threads
+    /// outside the runtime.
+    pub fn into_blocking(self) -> crate::blocking::MembersWatch {
+        crate::blocking::MembersWatch { rx: self.rx }
+    }
+}
+
+impl Stream for MembersWatch {
+    type Item = Vec<Member>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Vec<Member>>> {
+        self.rx.poll_changed(cx)
+    }
+}
+
 /// The answers to one query asked with [`AgentHandle::query`], in arrival order, ending after
 /// [`QueryAnswer::Done`], async flavor. Also a [`futures_util::Stream`].
 #[derive(Debug)]

@@ -51,6 +51,26 @@ impl Iterator for EventStream {
     }
 }
 
+/// The member list after every membership change, newest wins, blocking flavor (see
+/// [`AgentHandle::watch_members`]). Also an [`Iterator`] of member lists (whose `next` is
+/// [`MembersWatch::changed`]).
+#[derive(Debug)]
+pub struct MembersWatch {
+    pub(crate) rx: crate::watch::WatchRx,
+}
+
+impl MembersWatch {
+    watch_operations!(; .wait());
+}
+
+impl Iterator for MembersWatch {
+    type Item = Vec<Member>;
+
+    fn next(&mut self) -> Option<Vec<Member>> {
+        self.changed()
+    }
+}
+
 /// The answers to one query asked with [`AgentHandle::query`], in arrival order, ending after
 /// [`QueryAnswer::Done`], blocking flavor. Also an [`Iterator`].
 #[derive(Debug)]

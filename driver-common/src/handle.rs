@@ -475,6 +475,17 @@ macro_rules! handle_operations {
             self.link.request(|reply| Command::ForgetMember { name, reply }) $($wait)* ?
         }
 
+        /// Watch the member list: a `MembersWatch` whose `changed` gives the current list
+        /// first, then the list after each membership change (joined, updated, suspected,
+        /// recovered, failed, left, reaped or forgotten). Newest wins — a watcher that falls
+        /// behind gets the latest list, never a backlog, so a watch cannot grow; it ends when
+        /// the agent stops. Many watchers may exist; the list is built once per change while
+        /// any does.
+        pub $($async)? fn watch_members(&self) -> Result<MembersWatch, AgentError> {
+            let feed = self.link.request(|reply| Command::WatchMembers { reply }) $($wait)* ?;
+            Ok(MembersWatch { rx: feed.watcher() })
+        }
+
         /// This agent as the cluster sees it.
         pub $($async)? fn local_member(&self) -> Result<Member, AgentError> {
             self.link.request(|reply| Command::LocalMember { reply }) $($wait)*

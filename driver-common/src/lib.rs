@@ -73,6 +73,8 @@
 
 #[macro_use]
 mod handle;
+#[macro_use]
+mod watch;
 #[cfg(feature = "async")]
 pub mod asynch;
 mod bind;
@@ -88,7 +90,7 @@ mod runtime;
 pub use bind::{advertised_addr, bind_pair, node_seed};
 pub use error::{AgentError, StartError, TryRecvError};
 pub use guard::Refusal;
-pub use handle::{channels, finish, CommandReceiver, HandleEnds, LoopEnds};
+pub use handle::{channels, finish, CommandReceiver, HandleEnds, LoopEnds, RESOLVE_TIMEOUT};
 pub use options::Options;
 pub use pump::{
     AgentStats, AnswerSink, Command, Delivery, DriverCounters, DriverStats, EventSink, Pump,
@@ -96,3 +98,4 @@ pub use pump::{
 };
 #[cfg(feature = "async")]
 pub use runtime::Runtime;
+pub use watch::MembersFeed;

@@ -23,6 +23,7 @@ use rookery_core::{
 
 use crate::error::AgentError;
 use crate::guard::{Refusal, RefusalLog};
+use crate::watch::MembersFeed;
 
 /// A one-shot answer to a [`Command`], delivered by the pump on the event loop. The handles
 /// (both flavors, every driver) wrap a future-aware one-shot channel in it, which the async
@@ -109,6 +110,12 @@ pub enum Command {
         name: String,
         /// The answer.
         reply: Reply<Result<(), AgentError>>,
+    },
+    /// The feed of member lists ([`MembersFeed`]), made on the first request: from then on
+    /// the pump publishes the member list after every membership change.
+    WatchMembers {
+        /// The answer.
+        reply: Reply<Arc<MembersFeed>>,
     },
     /// This node as the cluster sees it.
     LocalMember {
@@ -460,6 +467,8 @@ pub struct Pump {
     stopped_by: Option<StopReason>,
     /// Every handle is gone (see [`Pump::handles_gone`]).
     handles_gone: bool,
+    /// The member-list feed, once a handle asked for it.
+    members_feed: Option<Arc<MembersFeed>>,
     /// Where the keyring is kept, if anywhere.
     keyring_file: Option<std::path::PathBuf>,
     /// The keyring version last written there.
@@ -539,6 +548,7 @@ impl Pump {
             stop: false,
             stopped_by: None,
             handles_gone: false,
+            members_feed: None,
             keyring_file: None,
             keyring_saved: 0,
             refusals: RefusalWarnings::default(),
@@ -761,11 +771,24 @@ impl Pump {
                 reply.send(all)
             }
             Command::Member { name, reply } => reply.send(self.node.member(&name)),
+            Command::WatchMembers { reply } => {
+                let node = &self.node;
+                let feed = self
+                    .members_feed
+                    .get_or_insert_with(|| MembersFeed::new(node.members()));
+                if Arc::strong_count(feed) == 1 {
+                    // Nobody watched since the last publish: the list may be stale.
+                    feed.publish(node.members());
+                }
+                reply.send(feed.clone())
+            }
             Command::ForgetMember { name, reply } => {
                 let r = self.node.forget_member(now, &name);
                 if r.is_ok() {
                     tracing::info!(member = %name, "member forgotten until it comes back");
                 }
+                // Its event and the new member list go out before the caller returns.
+                self.process_events();
                 reply.send(r.map_err(AgentError::from))
             }
             Command::LocalMember { reply } => reply.send(self.node.local_member()),
@@ -836,8 +859,12 @@ impl Pump {
             shutdown_waiters,
             left_waiters,
             node,
+            members_feed,
             ..
         } = self;
+        if let Some(feed) = members_feed {
+            feed.close();
+        }
         tracing::info!(name = %node.local_member().name, %reason, "agent stopped");
         if !sink(Event::Stopped { reason }) {
             DriverCounters::bump(&counters.events_dropped);
@@ -870,7 +897,20 @@ impl Pump {
         if self.keyring_file.is_some() {
             self.save_keyring();
         }
+        let mut members_changed = false;
         while let Some(event) = self.node.poll_event() {
+            members_changed |= matches!(
+                event,
+                Event::MemberJoined(_)
+                    | Event::MemberUpdated(_)
+                    | Event::MemberLeft(_)
+                    | Event::MemberFailed(_)
+                    | Event::MemberSuspected { .. }
+                    | Event::MemberRecovered(_)
+                    | Event::MemberReaped(_)
+                    | Event::MemberBatch { .. }
+                    | Event::LeaveCompleted
+            );
             let done = match &event {
                 Event::JoinCompleted {
                     answered,
@@ -951,6 +991,16 @@ impl Pump {
                     self.start_next_join();
                 }
                 None => {}
+            }
+        }
+        if members_changed {
+            // Only while someone watches: the list is cloned once per call, not per event.
+            if let Some(feed) = self
+                .members_feed
+                .as_ref()
+                .filter(|f| Arc::strong_count(f) > 1)
+            {
+                feed.publish(self.node.members());
             }
         }
     }

@@ -50,6 +50,11 @@ macro_rules! driver_scenarios {
         }
 
         #[test]
+        fn watch_members_follows_changes() {
+            scenarios::watch_members_follows_changes(concat!($prefix, "-watch"), &[D; 4]);
+        }
+
+        #[test]
         fn garbage_is_counted_and_ignored() {
             scenarios::garbage_ignored(concat!($prefix, "-garbage"), D);
         }

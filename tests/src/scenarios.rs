@@ -529,6 +529,38 @@ pub fn join_by_name(prefix: &str, drivers: &[Driver]) {
     stop_all(&agents);
 }
 
+/// "Remotes changed": a member-list watch gives the current list, then the list after each
+/// change (a member leaves, one is forgotten), newest wins (changes not read are not queued),
+/// and ends once the agent stops.
+pub fn watch_members_follows_changes(prefix: &str, drivers: &[Driver]) {
+    let agents = start_cluster(prefix, drivers);
+    let me = &agents[0];
+    let mut watch = me.watch_members().expect("watch");
+    let first = watch.changed().expect("the current list");
+    assert_eq!(first.len(), agents.len());
+    let leaver = agents[3].name().to_string();
+    agents[3].leave().expect("leave");
+    let left = |l: &Vec<rookery_core::Member>| {
+        l.iter()
+            .any(|m| *m.name == leaver && m.status == MemberStatus::Left)
+    };
+    let (ok, took) = wait_until(LIMIT, || watch.try_changed().is_ok_and(|l| left(&l)));
+    assert!(ok, "no list with {leaver} left in {took:?}");
+    // Two changes unread: one list, the newest.
+    let (one, two) = (agents[1].name().to_string(), agents[2].name().to_string());
+    me.forget_member(&one).expect("forget");
+    me.forget_member(&two).expect("forget");
+    let newest = watch.changed().expect("news");
+    assert!(
+        newest.iter().all(|m| *m.name != one && *m.name != two),
+        "the newest list: {newest:?}"
+    );
+    assert_eq!(watch.try_changed(), Err(TryRecvError::Empty), "no backlog");
+    assert_eq!(watch.current(), newest);
+    stop_all(&agents);
+    assert_eq!(watch.changed(), None, "the watch ends with the agent");
+}
+
 /// A tiny deterministic generator for garbage bytes.
 struct Garbage(u64);
 
