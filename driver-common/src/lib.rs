@@ -36,8 +36,10 @@
 //! |---|---|---|
 //! | start | `Agent::start(Config, Identity, Options).await -> Result<(AgentHandle, EventStream), StartError>` | `Agent::start(Config, Identity, Options) -> Result<(AgentHandle, EventStream), StartError>` |
 //! | join | `handle.join(&[SocketAddr]).await -> Result<usize, AgentError>` (and `join_with(seeds, ignore_old)`) | `handle.join(&[SocketAddr]) -> Result<usize, AgentError>` (and `join_with`) |
-//! | leave, set_tags, user_event, respond, send, remove_failed | `….await -> Result<(), AgentError>` | `… -> Result<(), AgentError>` |
-//! | members, local_member | `….await -> Result<Vec<Member>, AgentError>`, `Result<Member, AgentError>` | the same, blocking |
+//! | join by name | `handle.join_hosts(&["host:port"]).await -> Result<usize, AgentError>` (every address a name resolves to) | the same, blocking |
+//! | leave, set_tags, user_event, respond, send, remove_failed, forget_member | `….await -> Result<(), AgentError>` | `… -> Result<(), AgentError>` |
+//! | members, alive_members, member, local_member | `….await -> Result<Vec<Member>, AgentError>`, `Result<Option<Member>, AgentError>`, `Result<Member, AgentError>` | the same, blocking |
+//! | watch_members | `handle.watch_members().await -> Result<MembersWatch, AgentError>`; `watch.changed().await -> Option<Vec<Member>>`, `try_changed()`, `current()`; a `Stream` | the same, blocking; an `Iterator` |
 //! | broadcast | `handle.broadcast(payload).await -> Result<usize, AgentError>` | `handle.broadcast(payload) -> Result<usize, AgentError>` |
 //! | stats | `handle.stats().await -> Result<AgentStats, AgentError>` | `handle.stats() -> Result<AgentStats, AgentError>` |
 //! | shutdown | `handle.shutdown(ShutdownMode).await` | `handle.shutdown(ShutdownMode)` (joins the loop thread) |
@@ -47,7 +49,9 @@
 //! | local_addr, name, is_stopped | `-> SocketAddr`, `-> &str`, `-> bool` (no waiting) | the same |
 //!
 //! Payloads are `impl Into<Bytes>`; core refusals are [`AgentError::Rejected`]; an agent that
-//! stopped answers [`AgentError::Stopped`]. Dropping every handle stops the agent.
+//! stopped answers [`AgentError::Stopped`]. An agent that stops (shut down, left, or lost its
+//! name) ends its event stream with `Event::Stopped { reason }`. Dropping every handle makes
+//! the agent leave, then stop (an async agent only while its runtime runs).
 //!
 //! Applications use a driver crate (`rookery-tokio`, `rookery-async-std`, `rookery-mio`), not
 //! this one directly. Driving a [`Pump`] by hand looks like this:
