@@ -93,6 +93,8 @@ pub enum ApiError {
     EncryptionDisabled,
     /// Query names starting with the reserved prefix `_rookery/` are the core's own.
     ReservedName,
+    /// The operation names this node itself (it cannot forget itself).
+    IsSelf,
 }
 
 impl core::fmt::Display for ApiError {
@@ -122,6 +124,7 @@ impl core::fmt::Display for ApiError {
             ApiError::Keyring(e) => write!(f, "keyring: {e}"),
             ApiError::EncryptionDisabled => write!(f, "outgoing encryption is off"),
             ApiError::ReservedName => write!(f, "names starting with _rookery/ are reserved"),
+            ApiError::IsSelf => write!(f, "the member named is this node itself"),
         }
     }
 }

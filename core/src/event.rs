@@ -127,6 +127,39 @@ pub enum Event {
     /// A cluster-wide key operation this node started ([`crate::Node::install_key`] and its
     /// siblings) ended: every member known alive answered, or the deadline passed.
     KeyOp(crate::KeyOpResult),
+    /// The agent stopped taking part: the last item of a driver's event stream, which ends
+    /// after it. Emitted by the drivers (never by [`crate::Node::poll_event`]) once the node
+    /// has gone inert ([`crate::Node::stop_reason`]) or the application shut it down.
+    Stopped {
+        /// Why it stopped.
+        reason: StopReason,
+    },
+}
+
+/// Why an agent stopped taking part in the cluster ([`Event::Stopped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// A graceful leave completed (asked by the application, by a shutdown that leaves, or
+    /// because every handle was dropped).
+    Left,
+    /// Another node claimed this node's name and won the vote ([`Event::NameConflict`]): this
+    /// node gave the name up and went inert. Restart it under another name (or after the other
+    /// one has gone) to take part again.
+    NameConflictLost,
+    /// The application shut the agent down without leaving (the others will detect it as
+    /// failed).
+    Shutdown,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Left => "left the cluster",
+            StopReason::NameConflictLost => "lost its name to another node",
+            StopReason::Shutdown => "shut down",
+        })
+    }
 }
 
 /// What a coalesced batch of member events reports.
@@ -240,6 +273,7 @@ impl core::fmt::Display for Event {
                 claimed,
             } => write!(f, "name {name} held by {existing} is claimed by {claimed}"),
             Event::LeaveCompleted => f.write_str("leave completed"),
+            Event::Stopped { reason } => write!(f, "stopped: {reason}"),
             Event::MemberReaped(m) => write!(f, "{} reaped", m.name),
             Event::MemberBatch { kind, members } => {
                 write!(f, "{} member(s) {kind:?}:", members.len())?;

@@ -146,7 +146,7 @@ pub mod wire;
 pub use config::{Config, ConfigError};
 pub use error::{ApiError, InputError};
 pub use event::{
-    Event, IncomingQuery, MemberEventKind, QueryHandle, QueryId, QueryParams, UserEvent,
+    Event, IncomingQuery, MemberEventKind, QueryHandle, QueryId, QueryParams, StopReason, UserEvent,
 };
 pub use identity::{Identity, Member, MemberStatus, Name, Tags};
 pub use input::{Call, HandleError, Handled, Input};

@@ -67,6 +67,18 @@ impl Node {
         }
         let now = self.now;
         let Some(rec) = self.members.get_near(a.name.as_bytes(), near) else {
+            if !self.forgotten.is_empty() {
+                if let Some(&(addr, inc)) = self.forgotten.get(&*a.name) {
+                    if addr == a.addr && !plausible::newer(a.incarnation, inc) {
+                        tracing::trace!(member = %a.name, incarnation = a.incarnation,
+                            "alive of a forgotten life ignored");
+                        return;
+                    }
+                    tracing::debug!(member = %a.name, addr = %a.addr, incarnation = a.incarnation,
+                        "a forgotten member is back with a new life");
+                    self.forgotten.remove(&*a.name);
+                }
+            }
             if self.members.len() >= self.cfg.max_members
                 && !self.serf.evict_tombstone(&mut cx!(self))
             {
@@ -766,6 +778,71 @@ mod tests {
         assert!(events(&mut a)
             .iter()
             .any(|e| matches!(e, Event::NameConflict { claimed, .. } if *claimed == addr(9))));
+    }
+
+    #[test]
+    fn a_forgotten_member_stays_out_until_a_newer_life() {
+        use crate::error::ApiError;
+        use crate::wire::{Message, PushPull};
+        let mut a = node("a", 1);
+        deliver(&mut a, at(0), 2, &[alive("b", 2, 3), alive("c", 3, 0)]);
+        events(&mut a);
+        sent(&mut a);
+        assert_eq!(a.forget_member(at(1), "a"), Err(ApiError::IsSelf));
+        assert_eq!(
+            a.forget_member(at(1), "zz"),
+            Err(ApiError::UnknownMember("zz".into()))
+        );
+        a.forget_member(at(1), "b").unwrap();
+        assert!(a.member("b").is_none(), "dropped from the view");
+        assert!(matches!(&events(&mut a)[..], [Event::MemberReaped(m)] if &*m.name == "b"));
+        // Gossip of the life it forgot, and a push-pull carrying it, change nothing.
+        deliver(&mut a, at(2), 3, &[alive("b", 2, 3), alive("b", 2, 1)]);
+        let b_state = crate::wire::PushState {
+            name: "b".into(),
+            addr: addr(2),
+            incarnation: 3,
+            status: crate::wire::WireStatus::Alive,
+            tags: Default::default(),
+            ltime: 0,
+            accuser: None,
+        };
+        let msg = Message::PushPull(Box::new(PushPull {
+            id: 5,
+            request: false,
+            join: false,
+            reply_to: addr(3),
+            sender: "c".into(),
+            states: vec![b_state],
+            member_ltime: 0,
+            event_ltime: 0,
+            query_ltime: 0,
+            events: vec![],
+        }));
+        let frame = crate::wire::frame_message(&crate::wire::header(None), &msg);
+        a.handle_stream(at(2), addr(3), &frame[4..]).unwrap();
+        assert!(
+            a.member("b").is_none(),
+            "stale gossip does not bring it back"
+        );
+        assert!(events(&mut a).is_empty());
+        // No probe, gossip or reconnect goes to it any more.
+        tick(&mut a, at(30_000), std::time::Duration::from_millis(100));
+        let to_b = sent(&mut a)
+            .iter()
+            .filter(|(to, ..)| *to == addr(2))
+            .count();
+        assert_eq!(to_b, 0, "nothing sent to the forgotten member");
+        // It rejoins: a newer incarnation brings it back.
+        deliver(&mut a, at(30_100), 2, &[alive("b", 2, 4)]);
+        assert_eq!(a.member("b").unwrap().incarnation, 4);
+        assert!(events(&mut a)
+            .iter()
+            .any(|e| matches!(e, Event::MemberJoined(m) if &*m.name == "b")));
+        assert!(
+            a.forgotten.is_empty(),
+            "the guard is gone with the old life"
+        );
     }
 }
 

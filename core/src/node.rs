@@ -7,7 +7,7 @@
 //! share, a join completed, the node gone. The public API methods check the run state and call
 //! the part that owns the operation.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use crate::config::{Config, ConfigError};
 use crate::ctx::{Cx, Effects};
 use crate::dissemination::{push_pull, DissTimer, Dissemination, SerfShare};
 use crate::error::{ApiError, InputError};
-use crate::event::{Event, QueryHandle, QueryId, QueryParams};
+use crate::event::{Event, QueryHandle, QueryId, QueryParams, StopReason};
 use crate::identity::{Identity, Member, MemberStatus, Name, Tags};
 use crate::input::{Call, HandleError, Handled, Input};
 use crate::keyring::{self, KeyManager, KeyOp, KeyOpId, Keyring, Opened, Refusal, Security};
@@ -127,6 +127,12 @@ pub struct Node {
     keys: KeyManager,
     /// How many new members each sender may still introduce ([`crate::admission`]).
     admission: Admission,
+    /// Why the node went inert, once it has ([`Node::stop_reason`]).
+    stop_reason: Option<StopReason>,
+    /// Members this node forgot ([`Node::forget_member`]): the address and incarnation it
+    /// knew, so that gossip of that life does not bring them back (a newer one does). At most
+    /// `max_members` entries (the oldest name in order goes first).
+    pub(crate) forgotten: BTreeMap<Name, (SocketAddr, u32)>,
 }
 
 /// What an update in the Serf broadcast queue is about; a newer update replaces an older one
@@ -220,6 +226,8 @@ impl Node {
             rng,
             now,
             run: RunState::Running,
+            stop_reason: None,
+            forgotten: BTreeMap::new(),
             members,
             diss: Dissemination::default(),
             life: Lifecycle::default(),
@@ -713,7 +721,7 @@ impl Node {
         match out {
             lifecycle::Outcome::Nothing => {}
             lifecycle::Outcome::Joined(done) => self.join_completed(done),
-            lifecycle::Outcome::Left => self.finish_leave(),
+            lifecycle::Outcome::Left => self.finish_leave(StopReason::Left),
         }
     }
 
@@ -744,7 +752,7 @@ impl Node {
     fn on_serf_outcome(&mut self, out: serf::Outcome) {
         match out {
             serf::Outcome::Nothing => {}
-            serf::Outcome::NameLost => self.finish_leave(),
+            serf::Outcome::NameLost => self.finish_leave(StopReason::NameConflictLost),
             serf::Outcome::PushPull(r) => self.send_push_pull(r.to, r.id, true, false),
             serf::Outcome::KeyResponse { resp, done } => {
                 let sec = self.fx.sec.as_deref();
@@ -868,7 +876,7 @@ impl Node {
         self.swim.stop_probing();
         self.serf.announce_leave(&mut cx!(self));
         if self.members.live() <= 1 {
-            self.finish_leave();
+            self.finish_leave(StopReason::Left);
             return;
         }
         self.life.leave_started(&mut cx!(self));
@@ -876,10 +884,12 @@ impl Node {
 
     /// The node is gone: it marks itself left, stops every timer and ignores input from now
     /// on. Reached at the end of a graceful leave, or when this node lost its name.
-    pub(crate) fn finish_leave(&mut self) {
+    pub(crate) fn finish_leave(&mut self, reason: StopReason) {
         if self.run == RunState::Left {
             return;
         }
+        tracing::debug!(name = %self.me, %reason, "node inert");
+        self.stop_reason = Some(reason);
         let me = self.me.clone();
         self.members.set_status(&me, MemberStatus::Left, self.now);
         self.run = RunState::Left;
@@ -1060,6 +1070,38 @@ impl Node {
         self.serf.remove_failed(name, prune, &mut cx!(self))
     }
 
+    /// Forget the member `name` on this node only — the gossip cluster's "close this remote":
+    /// it leaves this node's view at once ([`Event::MemberReaped`]), so this node no longer
+    /// probes it, gossips to it, sends it push-pulls or tries to reconnect to it. Gossip and
+    /// push-pull about the life this node forgot (the same address, the same or an older
+    /// incarnation) are ignored from then on; a newer life — it rejoined (a join announces a
+    /// new incarnation), changed its tags, refuted a suspicion, or restarted elsewhere — brings
+    /// it back as a [`Event::MemberJoined`]. The other members keep it: this is a local
+    /// decision, not [`Node::remove_failed`].
+    pub fn forget_member(&mut self, now: Timestamp, name: &str) -> Result<(), ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        if name == &*self.me {
+            return Err(ApiError::IsSelf);
+        }
+        let Some(rec) = self.members.get(name) else {
+            return Err(ApiError::UnknownMember(name.to_string()));
+        };
+        let (addr, incarnation, key) = (rec.addr(), rec.incarnation, rec.name.to_name());
+        let Some(last) = self.members.remove(name, self.now) else {
+            return Err(ApiError::UnknownMember(name.to_string()));
+        };
+        if self.forgotten.len() >= self.cfg.max_members {
+            self.forgotten.pop_first();
+        }
+        self.forgotten.insert(key, (addr, incarnation));
+        tracing::debug!(member = %name, %addr, incarnation, "member forgotten on request");
+        self.emit(Event::MemberReaped(last));
+        Ok(())
+    }
+
     /// The next bytes to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.fx.transmits.pop_front();
@@ -1172,6 +1214,12 @@ impl Node {
     /// True once the node has left and ignores input.
     pub fn has_left(&self) -> bool {
         self.run == RunState::Left
+    }
+
+    /// Why the node went inert ([`StopReason::Left`] or [`StopReason::NameConflictLost`]);
+    /// `None` while it takes part (until [`Node::has_left`] turns true).
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop_reason
     }
 
     // ---- helpers shared by the protocol modules ----

@@ -62,7 +62,7 @@ use crate::error::{AgentError, StartError, TryRecvError};
 use crate::guard::{pick_idle, InboundTable, Phase, Refusal};
 use crate::handle::{channels, finish, CommandReceiver, Link, LoopEnds};
 use crate::options::Options;
-use crate::pump::{AgentStats, Command, DriverCounters, Pump, QueryAnswer, Reply, ShutdownMode};
+use crate::pump::{AgentStats, Command, DriverCounters, Pump, QueryAnswer, ShutdownMode};
 use crate::runtime::Runtime;
 
 /// Frames and failures queued from helper tasks to the pump task.
@@ -255,6 +255,9 @@ async fn pump_loop<R: Runtime>(
 ) {
     let mut writers = Writers::default();
     let mut buf = vec![0u8; rookery_core::wire::MAX_DATAGRAM];
+    // Once every handle is gone the agent leaves (see `Pump::handles_gone`); the closed
+    // command channel is not polled again.
+    let mut handles_gone = false;
     loop {
         flush::<R>(&mut pump, &udp, &mut writers, &ctx).await;
         if pump.should_stop() {
@@ -271,10 +274,12 @@ async fn pump_loop<R: Runtime>(
                         return Poll::Ready(Wake::Timer);
                     }
                 }
-                match cmds.poll_next_unpin(cx) {
-                    Poll::Ready(Some(c)) => return Poll::Ready(Wake::Command(c)),
-                    Poll::Ready(None) => return Poll::Ready(Wake::HandlesGone),
-                    Poll::Pending => {}
+                if !handles_gone {
+                    match cmds.poll_next_unpin(cx) {
+                        Poll::Ready(Some(c)) => return Poll::Ready(Wake::Command(c)),
+                        Poll::Ready(None) => return Poll::Ready(Wake::HandlesGone),
+                        Poll::Pending => {}
+                    }
                 }
                 if let Poll::Ready(Some(n)) = net_rx.poll_next_unpin(cx) {
                     return Poll::Ready(Wake::Net(n));
@@ -290,11 +295,8 @@ async fn pump_loop<R: Runtime>(
             Wake::Timer => pump.timer(),
             Wake::Command(c) => pump.command(c),
             Wake::HandlesGone => {
-                tracing::info!("every handle dropped: stopping");
-                pump.command(Command::Shutdown {
-                    mode: ShutdownMode::Now,
-                    reply: Reply::new(|()| {}),
-                });
+                handles_gone = true;
+                pump.handles_gone();
             }
             Wake::Net(NetInput::Frame {
                 from,
@@ -328,9 +330,7 @@ async fn pump_loop<R: Runtime>(
     net_rx.close();
     while done_rx.next().await.is_some() {}
     drop(udp);
-    let name = pump.node().local_member().name;
     finish(pump, &mut cmds);
-    tracing::info!(%name, "agent stopped");
 }
 
 /// One destination's writer task, as the pump sees it.
@@ -915,8 +915,14 @@ async fn reader<R: Runtime>(
 }
 
 /// A handle on a running agent, async flavor: cheap to clone, `Send + Sync`; every operation
-/// is a message to the agent's pump task. When every handle (of either flavor) is dropped the
-/// agent stops (without leaving).
+/// is a message to the agent's pump task.
+///
+/// **Dropping the last handle** (of either flavor) without `shutdown` makes the agent leave
+/// gracefully and then stop — *if its runtime is still running*: the leave is work the pump
+/// task does after the drop. When the runtime has been shut down (or is dropped before the
+/// leave is over, e.g. at the end of `main`), the task is gone with it: no leave is sent, the
+/// others detect the node as **failed**, and the event stream ends without a final
+/// [`Event::Stopped`]. Call [`AgentHandle::shutdown`] before the runtime ends.
 #[derive(Clone, Debug)]
 pub struct AgentHandle {
     link: Arc<Link>,
@@ -934,7 +940,8 @@ impl AgentHandle {
 
 /// The agent's events, in order, async flavor. Bounded by [`Options::event_capacity`]: when
 /// the application falls behind, new events are dropped and counted (the node never waits).
-/// Ends after the agent stops. Also a [`futures_util::Stream`].
+/// Its last item is [`Event::Stopped`] with the reason, after which it ends (see
+/// [`AgentHandle`] for the one case without it). Also a [`futures_util::Stream`].
 #[derive(Debug)]
 pub struct EventStream {
     rx: mpsc::Receiver<Event>,
@@ -958,6 +965,34 @@ impl Stream for EventStream {
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<Event>> {
         self.rx.poll_next_unpin(cx)
+    }
+}
+
+/// The member list after every membership change, newest wins, async flavor (see
+/// [`AgentHandle::watch_members`]). Also a [`futures_util::Stream`] of member lists.
+#[derive(Debug)]
+pub struct MembersWatch {
+    rx: crate::watch::WatchRx,
+}
+
+impl MembersWatch {
+    watch_operations!(async; .await);
+
+    /// The same watch, blocking flavor ([`crate::blocking::MembersWatch`]), for threads
+    /// outside the runtime.
+    pub fn into_blocking(self) -> crate::blocking::MembersWatch {
+        crate::blocking::MembersWatch { rx: self.rx }
+    }
+}
+
+impl Stream for MembersWatch {
+    type Item = Vec<Member>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Vec<Member>>> {
+        self.rx.poll_changed(cx)
     }
 }
 

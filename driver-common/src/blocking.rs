@@ -19,7 +19,8 @@ use crate::pump::{AgentStats, Command, QueryAnswer, ShutdownMode};
 
 /// A handle on a running agent, blocking flavor: cheap to clone, `Send + Sync`; every
 /// operation is a message to the agent's event loop and blocks until it was carried out. When
-/// every handle (of either flavor) is dropped the agent stops (without leaving).
+/// every handle (of either flavor) is dropped the agent leaves gracefully, then stops (an
+/// async agent only while its runtime still runs: see [`crate::asynch::AgentHandle`]).
 #[derive(Clone, Debug)]
 pub struct AgentHandle {
     pub(crate) link: Arc<Link>,
@@ -31,7 +32,8 @@ impl AgentHandle {
 
 /// The agent's events, in order, blocking flavor. Bounded by [`crate::Options::event_capacity`]: when
 /// the application falls behind, new events are dropped and counted (the node never waits).
-/// Ends after the agent stops. Also an [`Iterator`] (whose `next` is [`EventStream::recv`]).
+/// Its last item is [`Event::Stopped`] with the reason, after which it ends. Also an
+/// [`Iterator`] (whose `next` is [`EventStream::recv`]).
 #[derive(Debug)]
 pub struct EventStream {
     pub(crate) rx: mpsc::Receiver<Event>,
@@ -46,6 +48,26 @@ impl Iterator for EventStream {
 
     fn next(&mut self) -> Option<Event> {
         self.recv()
+    }
+}
+
+/// The member list after every membership change, newest wins, blocking flavor (see
+/// [`AgentHandle::watch_members`]). Also an [`Iterator`] of member lists (whose `next` is
+/// [`MembersWatch::changed`]).
+#[derive(Debug)]
+pub struct MembersWatch {
+    pub(crate) rx: crate::watch::WatchRx,
+}
+
+impl MembersWatch {
+    watch_operations!(; .wait());
+}
+
+impl Iterator for MembersWatch {
+    type Item = Vec<Member>;
+
+    fn next(&mut self) -> Option<Vec<Member>> {
+        self.changed()
     }
 }
 

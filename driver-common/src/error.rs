@@ -86,6 +86,12 @@ pub enum AgentError {
     /// the query to answer is closed, or an event or query name is empty. The
     /// [`ApiError`] says which.
     Rejected(ApiError),
+    /// `join_hosts`: none of the seed names resolved to an address (within
+    /// [`crate::handle::RESOLVE_TIMEOUT`]); each with why.
+    NothingResolved {
+        /// Every seed as given, with the resolver's error (or "timed out", "no address").
+        seeds: Vec<(String, String)>,
+    },
 }
 
 impl fmt::Display for AgentError {
@@ -96,6 +102,13 @@ impl fmt::Display for AgentError {
                 write!(f, "none of the {contacted} seeds answered")
             }
             AgentError::Rejected(e) => write!(f, "refused: {e}"),
+            AgentError::NothingResolved { seeds } => {
+                write!(f, "no seed resolved:")?;
+                for (seed, why) in seeds {
+                    write!(f, " {seed} ({why});")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use futures_channel::{mpsc, oneshot};
 use rookery_core::{Event, Member};
@@ -59,7 +60,17 @@ pub fn channels(options: &Options) -> (HandleEnds, LoopEnds) {
     let (cmd_tx, cmd_rx) = mpsc::unbounded();
     // A bounded futures channel holds its buffer plus one message per sender.
     let (mut ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1) - 1);
-    let sink: EventSink = Box::new(move |e| ev_tx.try_send(e).is_ok());
+    // A second sender, used once, for the final `Event::Stopped`: every sender of a bounded
+    // futures channel owns one slot beyond the buffer, so the final event always fits, however
+    // far behind the application is.
+    let mut last_tx = Some(ev_tx.clone());
+    let sink: EventSink = Box::new(move |e| match (&e, last_tx.take()) {
+        (Event::Stopped { .. }, Some(mut last)) => last.try_send(e).is_ok(),
+        (_, last) => {
+            last_tx = last;
+            ev_tx.try_send(e).is_ok()
+        }
+    });
     let ends = HandleEnds {
         cmds: cmd_tx,
         events: ev_rx,
@@ -112,7 +123,7 @@ impl HandleEnds {
 
 /// What every clone of one agent's handle shares: the command sender and what the handle
 /// reports without asking the event loop. When the last clone is dropped, the command channel
-/// closes and the agent stops (without leaving).
+/// closes and the agent leaves, then stops ([`crate::Pump::handles_gone`]).
 pub(crate) struct Link {
     /// `Some` until dropped (taken first so that the loop, once woken, sees it closed).
     cmds: Option<mpsc::UnboundedSender<Command>>,
@@ -226,6 +237,113 @@ pub(crate) fn join(
     }
 }
 
+/// How long `join_hosts` waits for its seed names to resolve. Resolution runs on helper
+/// threads (the system resolver blocks), never on the event loop or a runtime's worker; a
+/// lookup still running after this is abandoned (its thread ends when the system resolver
+/// gives up) and counts as unresolved.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A seed as `join_hosts` reads it: `host:port`, `[v6]:port`, or a host (name or address)
+/// alone, which takes `default_port`. Returns the host and port to resolve.
+pub(crate) fn split_seed(seed: &str, default_port: u16) -> (String, u16) {
+    let seed = seed.trim();
+    if let Ok(a) = seed.parse::<SocketAddr>() {
+        return (a.ip().to_string(), a.port());
+    }
+    if let Ok(ip) = seed.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return (ip.to_string(), default_port);
+    }
+    match seed.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse::<u16>() {
+            Ok(port) => (host.to_string(), port),
+            Err(_) => (seed.to_string(), default_port),
+        },
+        _ => (seed.to_string(), default_port),
+    }
+}
+
+/// Resolve every seed to all its addresses, each on its own helper thread, waiting at most
+/// `limit` in all. Ok with every address found (duplicates removed); the seeds that gave
+/// nothing are logged at warn; [`AgentError::NothingResolved`] when none gave anything.
+pub(crate) fn resolve(
+    seeds: Vec<String>,
+    default_port: u16,
+    limit: Duration,
+) -> impl Future<Output = Result<Vec<SocketAddr>, AgentError>> + Send + 'static {
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("rookery-resolve".into())
+        .spawn(move || {
+            let _ = tx.send(resolve_blocking(&seeds, default_port, limit));
+        });
+    async move {
+        if let Err(e) = spawned {
+            return Err(AgentError::NothingResolved {
+                seeds: vec![(
+                    String::new(),
+                    format!("cannot start a resolver thread: {e}"),
+                )],
+            });
+        }
+        rx.await.map_err(|_| AgentError::Stopped)?
+    }
+}
+
+fn resolve_blocking(
+    seeds: &[String],
+    default_port: u16,
+    limit: Duration,
+) -> Result<Vec<SocketAddr>, AgentError> {
+    use std::net::ToSocketAddrs;
+    let deadline = std::time::Instant::now() + limit;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (i, seed) in seeds.iter().enumerate() {
+        let (host, port) = split_seed(seed, default_port);
+        let (tx, tx_err) = (tx.clone(), tx.clone());
+        let lookup = move || {
+            let r = (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>());
+            let _ = tx.send((i, r.map_err(|e| e.to_string())));
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("rookery-resolve".into())
+            .spawn(lookup)
+        {
+            let _ = tx_err.send((i, Err(format!("cannot start a resolver thread: {e}"))));
+        }
+    }
+    drop(tx);
+    let mut why: Vec<Option<String>> = vec![Some("timed out".into()); seeds.len()];
+    let mut found = Vec::new();
+    while let Ok((i, r)) =
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        match r {
+            Ok(addrs) if !addrs.is_empty() => {
+                why[i] = None;
+                found.extend(addrs);
+            }
+            Ok(_) => why[i] = Some("no address".into()),
+            Err(e) => why[i] = Some(e),
+        }
+    }
+    let failed: Vec<(String, String)> = seeds
+        .iter()
+        .zip(why)
+        .filter_map(|(s, w)| w.map(|w| (s.clone(), w)))
+        .collect();
+    for (seed, why) in &failed {
+        tracing::warn!(%seed, %why, "seed did not resolve");
+    }
+    found.sort();
+    found.dedup();
+    if found.is_empty() {
+        return Err(AgentError::NothingResolved { seeds: failed });
+    }
+    Ok(found)
+}
+
 /// A receive that does not wait.
 pub(crate) fn try_recv<T>(rx: &mut mpsc::Receiver<T>) -> Result<T, TryRecvError> {
     rx.try_recv().map_err(|e| {
@@ -277,7 +395,9 @@ macro_rules! handle_operations {
             &self.link.name
         }
 
-        /// True once the agent has stopped.
+        /// True once the agent has stopped: shut down, left (a completed `leave`), or gone inert
+        /// after losing its name to another node. The event stream's last item,
+        /// [`Event::Stopped`], says which.
         pub fn is_stopped(&self) -> bool {
             self.link.is_stopped()
         }
@@ -286,6 +406,20 @@ macro_rules! handle_operations {
         /// [`AgentError::NobodyReached`] when none did (after at most `tcp_timeout`).
         pub $($async)? fn join(&self, seeds: &[SocketAddr]) -> Result<usize, AgentError> {
             self.link.request(crate::handle::join(seeds, false)) $($wait)* ?
+        }
+
+        /// `join` by name: each seed is `"host:port"`, `"[v6]:port"`, or a host alone (a DNS
+        /// name or an address), which takes this agent's own port; a name joins through every
+        /// address it resolves to. Names resolve on helper threads (never on the event loop)
+        /// within [`crate::handle::RESOLVE_TIMEOUT`]; seeds that resolve to nothing are logged
+        /// and skipped, and when none resolves the answer is
+        /// [`AgentError::NothingResolved`]. Otherwise as `join`.
+        pub $($async)? fn join_hosts<S: AsRef<str>>(&self, seeds: &[S]) -> Result<usize, AgentError> {
+            let seeds: Vec<String> = seeds.iter().map(|s| s.as_ref().to_string()).collect();
+            let port = self.link.addr.port();
+            let limit = crate::handle::RESOLVE_TIMEOUT;
+            let addrs = crate::handle::resolve(seeds, port, limit) $($wait)* ?;
+            self.link.request(crate::handle::join(&addrs, false)) $($wait)* ?
         }
 
         /// `join`, choosing whether to replay the cluster's recent user events (`ignore_old`
@@ -299,14 +433,15 @@ macro_rules! handle_operations {
         }
 
         /// Leave the cluster gracefully; returns once the departure has been gossiped (or
-        /// `tcp_timeout` passed). The agent keeps running, inert, until `shutdown`.
+        /// `broadcast_timeout` passed) and the agent has stopped (`is_stopped()` is then true
+        /// and the event stream ends with `Event::Stopped { reason: StopReason::Left }`).
         pub $($async)? fn leave(&self) -> Result<(), AgentError> {
             self.link.request(|reply| Command::Leave { reply }) $($wait)* ?
         }
 
         /// Stop the agent: leave first if `mode` says so, then end every task (or the
         /// event-loop thread, which is joined) and close every socket; returns when that is
-        /// done (at once if the agent had already stopped).
+        /// done (at once if the agent had already stopped), with `is_stopped()` true.
         pub $($async)? fn shutdown(&self, mode: ShutdownMode) {
             let _ = self.link.request(|reply| Command::Shutdown { mode, reply }) $($wait)*;
             self.link.join_thread();
@@ -315,6 +450,40 @@ macro_rules! handle_operations {
         /// Every member this agent knows, itself included, failed and left members included.
         pub $($async)? fn members(&self) -> Result<Vec<Member>, AgentError> {
             self.link.request(|reply| Command::Members { reply }) $($wait)*
+        }
+
+        /// The members alive (status [`rookery_core::MemberStatus::Alive`]), this agent
+        /// included.
+        pub $($async)? fn alive_members(&self) -> Result<Vec<Member>, AgentError> {
+            self.link.request(|reply| Command::AliveMembers { reply }) $($wait)*
+        }
+
+        /// The member named `name`, in any status (`None` when this agent does not know it).
+        pub $($async)? fn member(&self, name: &str) -> Result<Option<Member>, AgentError> {
+            let name = name.to_string();
+            self.link.request(|reply| Command::Member { name, reply }) $($wait)*
+        }
+
+        /// Close one remote: forget the member `name` on this agent only. It leaves this
+        /// agent's view at once ([`Event::MemberReaped`]); this agent stops probing,
+        /// gossiping to and reconnecting to it, and ignores gossip about the life it forgot;
+        /// it comes back ([`Event::MemberJoined`]) when it shows a newer life — it rejoined,
+        /// changed its tags, refuted a suspicion, or restarted elsewhere. The other members
+        /// keep it (compare [`Self::remove_failed`], which acts cluster-wide).
+        pub $($async)? fn forget_member(&self, name: &str) -> Result<(), AgentError> {
+            let name = name.to_string();
+            self.link.request(|reply| Command::ForgetMember { name, reply }) $($wait)* ?
+        }
+
+        /// Watch the member list: a `MembersWatch` whose `changed` gives the current list
+        /// first, then the list after each membership change (joined, updated, suspected,
+        /// recovered, failed, left, reaped or forgotten). Newest wins — a watcher that falls
+        /// behind gets the latest list, never a backlog, so a watch cannot grow; it ends when
+        /// the agent stops. Many watchers may exist; the list is built once per change while
+        /// any does.
+        pub $($async)? fn watch_members(&self) -> Result<MembersWatch, AgentError> {
+            let feed = self.link.request(|reply| Command::WatchMembers { reply }) $($wait)* ?;
+            Ok(MembersWatch { rx: feed.watcher() })
         }
 
         /// This agent as the cluster sees it.
@@ -576,6 +745,13 @@ mod tests {
         assert_eq!(handle.members(), Err(AgentError::Stopped));
         assert_eq!(
             events.try_recv(),
+            Ok(Event::Stopped {
+                reason: rookery_core::StopReason::Shutdown
+            }),
+            "the final event says why"
+        );
+        assert_eq!(
+            events.try_recv(),
             Err(TryRecvError::Closed),
             "the loop has ended"
         );
@@ -594,6 +770,79 @@ mod tests {
             1,
             "the last drop woke the loop"
         );
-        assert_eq!(events.collect::<Vec<_>>(), vec![], "the stream ends");
+        // This loop stops when the commands end (a real driver leaves first).
+        assert_eq!(
+            events.collect::<Vec<_>>(),
+            vec![Event::Stopped {
+                reason: rookery_core::StopReason::Shutdown
+            }],
+            "the stream ends with the reason"
+        );
+    }
+
+    #[test]
+    fn seeds_split_into_host_and_port() {
+        let s = |seed| split_seed(seed, 7946);
+        assert_eq!(s("10.0.0.1:4000"), ("10.0.0.1".into(), 4000));
+        assert_eq!(s("[::1]:4000"), ("::1".into(), 4000));
+        assert_eq!(s("::1"), ("::1".into(), 7946));
+        assert_eq!(s("[fe80::1]"), ("fe80::1".into(), 7946));
+        assert_eq!(s("10.0.0.1"), ("10.0.0.1".into(), 7946));
+        assert_eq!(s(" seed.example:80 "), ("seed.example".into(), 80));
+        assert_eq!(s("seed.example"), ("seed.example".into(), 7946));
+    }
+
+    #[test]
+    fn resolution_gives_every_address_or_a_typed_error() {
+        let got = resolve_blocking(
+            &[
+                "127.0.0.1:9".into(),
+                "127.0.0.1:9".into(),
+                "127.0.0.2".into(),
+            ],
+            7,
+            Duration::from_secs(5),
+        );
+        let want: Vec<SocketAddr> = vec![
+            "127.0.0.1:9".parse().unwrap(),
+            "127.0.0.2:7".parse().unwrap(),
+        ];
+        assert_eq!(got, Ok(want));
+        let bad = resolve_blocking(
+            &["no such host.invalid:1".into()],
+            7,
+            Duration::from_secs(5),
+        );
+        assert!(
+            matches!(&bad, Err(AgentError::NothingResolved { seeds }) if seeds.len() == 1),
+            "{bad:?}"
+        );
+        // A lookup that does not finish in time counts as unresolved, and the caller is not
+        // kept waiting for it.
+        let start = std::time::Instant::now();
+        let slow = resolve_blocking(&["localhost:1".into()], 7, Duration::ZERO);
+        assert!(start.elapsed() < Duration::from_secs(1), "{slow:?}");
+    }
+
+    #[test]
+    fn the_final_event_fits_a_full_stream() {
+        let options = Options {
+            event_capacity: 2,
+            ..Options::default()
+        };
+        let (ends, LoopEnds { mut sink, .. }) = channels(&options);
+        let mut delivered = 0;
+        while sink(Event::LeaveCompleted) {
+            delivered += 1;
+        }
+        assert_eq!(delivered, 2, "the stream is full");
+        let stopped = Event::Stopped {
+            reason: rookery_core::StopReason::Left,
+        };
+        assert!(sink(stopped.clone()), "the final event still fits");
+        drop(sink);
+        let got: Vec<Event> = crate::blocking::EventStream { rx: ends.events }.collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got.last(), Some(&stopped));
     }
 }

@@ -36,8 +36,10 @@
 //! |---|---|---|
 //! | start | `Agent::start(Config, Identity, Options).await -> Result<(AgentHandle, EventStream), StartError>` | `Agent::start(Config, Identity, Options) -> Result<(AgentHandle, EventStream), StartError>` |
 //! | join | `handle.join(&[SocketAddr]).await -> Result<usize, AgentError>` (and `join_with(seeds, ignore_old)`) | `handle.join(&[SocketAddr]) -> Result<usize, AgentError>` (and `join_with`) |
-//! | leave, set_tags, user_event, respond, send, remove_failed | `….await -> Result<(), AgentError>` | `… -> Result<(), AgentError>` |
-//! | members, local_member | `….await -> Result<Vec<Member>, AgentError>`, `Result<Member, AgentError>` | the same, blocking |
+//! | join by name | `handle.join_hosts(&["host:port"]).await -> Result<usize, AgentError>` (every address a name resolves to) | the same, blocking |
+//! | leave, set_tags, user_event, respond, send, remove_failed, forget_member | `….await -> Result<(), AgentError>` | `… -> Result<(), AgentError>` |
+//! | members, alive_members, member, local_member | `….await -> Result<Vec<Member>, AgentError>`, `Result<Option<Member>, AgentError>`, `Result<Member, AgentError>` | the same, blocking |
+//! | watch_members | `handle.watch_members().await -> Result<MembersWatch, AgentError>`; `watch.changed().await -> Option<Vec<Member>>`, `try_changed()`, `current()`; a `Stream` | the same, blocking; an `Iterator` |
 //! | broadcast | `handle.broadcast(payload).await -> Result<usize, AgentError>` | `handle.broadcast(payload) -> Result<usize, AgentError>` |
 //! | stats | `handle.stats().await -> Result<AgentStats, AgentError>` | `handle.stats() -> Result<AgentStats, AgentError>` |
 //! | shutdown | `handle.shutdown(ShutdownMode).await` | `handle.shutdown(ShutdownMode)` (joins the loop thread) |
@@ -47,7 +49,9 @@
 //! | local_addr, name, is_stopped | `-> SocketAddr`, `-> &str`, `-> bool` (no waiting) | the same |
 //!
 //! Payloads are `impl Into<Bytes>`; core refusals are [`AgentError::Rejected`]; an agent that
-//! stopped answers [`AgentError::Stopped`]. Dropping every handle stops the agent.
+//! stopped answers [`AgentError::Stopped`]. An agent that stops (shut down, left, or lost its
+//! name) ends its event stream with `Event::Stopped { reason }`. Dropping every handle makes
+//! the agent leave, then stop (an async agent only while its runtime runs).
 //!
 //! Applications use a driver crate (`rookery-tokio`, `rookery-async-std`, `rookery-mio`), not
 //! this one directly. Driving a [`Pump`] by hand looks like this:
@@ -73,6 +77,8 @@
 
 #[macro_use]
 mod handle;
+#[macro_use]
+mod watch;
 #[cfg(feature = "async")]
 pub mod asynch;
 mod bind;
@@ -88,7 +94,7 @@ mod runtime;
 pub use bind::{advertised_addr, bind_pair, node_seed};
 pub use error::{AgentError, StartError, TryRecvError};
 pub use guard::Refusal;
-pub use handle::{channels, finish, CommandReceiver, HandleEnds, LoopEnds};
+pub use handle::{channels, finish, CommandReceiver, HandleEnds, LoopEnds, RESOLVE_TIMEOUT};
 pub use options::Options;
 pub use pump::{
     AgentStats, AnswerSink, Command, Delivery, DriverCounters, DriverStats, EventSink, Pump,
@@ -96,3 +102,4 @@ pub use pump::{
 };
 #[cfg(feature = "async")]
 pub use runtime::Runtime;
+pub use watch::MembersFeed;

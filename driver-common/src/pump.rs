@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rookery_core::{
     ApiError, Config, ConfigError, Event, Identity, InputError, KeyOp, KeyOpId, KeyOpResult,
-    Keyring, Member, Name, Node, QueryHandle, QueryId, QueryParams, Stats, Tags, Timestamp,
-    Transmit,
+    Keyring, Member, Name, Node, QueryHandle, QueryId, QueryParams, Stats, StopReason, Tags,
+    Timestamp, Transmit,
 };
 
 use crate::error::AgentError;
 use crate::guard::{Refusal, RefusalLog};
+use crate::watch::MembersFeed;
 
 /// A one-shot answer to a [`Command`], delivered by the pump on the event loop. The handles
 /// (both flavors, every driver) wrap a future-aware one-shot channel in it, which the async
@@ -89,6 +90,32 @@ pub enum Command {
     Members {
         /// The answer.
         reply: Reply<Vec<Member>>,
+    },
+    /// The members alive (status [`rookery_core::MemberStatus::Alive`]), this node included.
+    AliveMembers {
+        /// The answer.
+        reply: Reply<Vec<Member>>,
+    },
+    /// One member by name, in any status.
+    Member {
+        /// The member's name.
+        name: String,
+        /// The answer: `None` when this node does not know it.
+        reply: Reply<Option<Member>>,
+    },
+    /// Forget one member on this node only, until it comes back with a newer life
+    /// ([`Node::forget_member`]).
+    ForgetMember {
+        /// The member's name.
+        name: String,
+        /// The answer.
+        reply: Reply<Result<(), AgentError>>,
+    },
+    /// The feed of member lists ([`MembersFeed`]), made on the first request: from then on
+    /// the pump publishes the member list after every membership change.
+    WatchMembers {
+        /// The answer.
+        reply: Reply<Arc<MembersFeed>>,
     },
     /// This node as the cluster sees it.
     LocalMember {
@@ -432,7 +459,16 @@ pub struct Pump {
     key_ops: HashMap<KeyOpId, Reply<Result<KeyOpResult, AgentError>>>,
     leave_waiters: Vec<Reply<Result<(), AgentError>>>,
     shutdown_waiters: Vec<Reply<()>>,
+    /// Leave callers whose leave completed, answered after teardown (so that `leave` returns
+    /// once the agent has stopped).
+    left_waiters: Vec<Reply<Result<(), AgentError>>>,
     stop: bool,
+    /// Why the application stopped the agent, when the node itself did not go inert first.
+    stopped_by: Option<StopReason>,
+    /// Every handle is gone (see [`Pump::handles_gone`]).
+    handles_gone: bool,
+    /// The member-list feed, once a handle asked for it.
+    members_feed: Option<Arc<MembersFeed>>,
     /// Where the keyring is kept, if anywhere.
     keyring_file: Option<std::path::PathBuf>,
     /// The keyring version last written there.
@@ -508,7 +544,11 @@ impl Pump {
             key_ops: HashMap::new(),
             leave_waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
+            left_waiters: Vec::new(),
             stop: false,
+            stopped_by: None,
+            handles_gone: false,
+            members_feed: None,
             keyring_file: None,
             keyring_saved: 0,
             refusals: RefusalWarnings::default(),
@@ -725,13 +765,42 @@ impl Pump {
                 reply.send(r.map_err(AgentError::from));
             }
             Command::Members { reply } => reply.send(self.node.members()),
+            Command::AliveMembers { reply } => {
+                let mut all = self.node.members();
+                all.retain(|m| m.status == rookery_core::MemberStatus::Alive);
+                reply.send(all)
+            }
+            Command::Member { name, reply } => reply.send(self.node.member(&name)),
+            Command::WatchMembers { reply } => {
+                let node = &self.node;
+                let feed = self
+                    .members_feed
+                    .get_or_insert_with(|| MembersFeed::new(node.members()));
+                if Arc::strong_count(feed) == 1 {
+                    // Nobody watched since the last publish: the list may be stale.
+                    feed.publish(node.members());
+                }
+                reply.send(feed.clone())
+            }
+            Command::ForgetMember { name, reply } => {
+                let r = self.node.forget_member(now, &name);
+                if r.is_ok() {
+                    tracing::info!(member = %name, "member forgotten until it comes back");
+                }
+                // Its event and the new member list go out before the caller returns.
+                self.process_events();
+                reply.send(r.map_err(AgentError::from))
+            }
             Command::LocalMember { reply } => reply.send(self.node.local_member()),
             Command::Stats { reply } => reply.send(self.stats()),
             Command::Keyring { reply } => reply.send(self.node.keyring().cloned()),
             Command::Shutdown { mode, reply } => {
                 self.shutdown_waiters.push(reply);
                 match mode {
-                    ShutdownMode::Now => self.stop = true,
+                    ShutdownMode::Now => {
+                        self.stop = true;
+                        self.stopped_by.get_or_insert(StopReason::Shutdown);
+                    }
                     ShutdownMode::Leave if self.node.has_left() => self.stop = true,
                     ShutdownMode::Leave => {
                         let _ = self.node.leave(now);
@@ -753,10 +822,58 @@ impl Pump {
         }
     }
 
-    /// Teardown is complete: answer every shutdown caller. Callers still waiting for other
-    /// operations learn that the agent stopped.
+    /// Every handle is gone: leave gracefully (the node's departure is gossiped, then the
+    /// agent stops) unless it has already left. Calling it again is harmless.
+    pub fn handles_gone(&mut self) {
+        if self.handles_gone {
+            return;
+        }
+        self.handles_gone = true;
+        tracing::info!(name = %self.node.local_member().name, "every handle dropped: leaving, then stopping");
+        if self.node.has_left() {
+            self.stop = true;
+        } else {
+            // Err(NotRunning): a leave is already under way; its completion stops the agent.
+            let _ = self.node.leave(self.now());
+        }
+        self.process_events();
+    }
+
+    /// Why the agent stops: the node's own reason once it went inert (it left, or lost its
+    /// name), else the application's shutdown.
+    pub fn stop_reason(&self) -> StopReason {
+        self.node
+            .stop_reason()
+            .or(self.stopped_by)
+            .unwrap_or(StopReason::Shutdown)
+    }
+
+    /// Teardown is complete: put the final [`Event::Stopped`] on the event stream (which
+    /// ends after it), then answer every shutdown and leave caller. Callers still waiting for
+    /// other operations learn that the agent stopped.
     pub fn finish(self) {
-        for w in self.shutdown_waiters {
+        let reason = self.stop_reason();
+        let Pump {
+            mut sink,
+            counters,
+            shutdown_waiters,
+            left_waiters,
+            node,
+            members_feed,
+            ..
+        } = self;
+        if let Some(feed) = members_feed {
+            feed.close();
+        }
+        tracing::info!(name = %node.local_member().name, %reason, "agent stopped");
+        if !sink(Event::Stopped { reason }) {
+            DriverCounters::bump(&counters.events_dropped);
+        }
+        drop(sink);
+        for w in left_waiters {
+            w.send(Ok(()));
+        }
+        for w in shutdown_waiters {
             w.send(());
         }
     }
@@ -780,7 +897,20 @@ impl Pump {
         if self.keyring_file.is_some() {
             self.save_keyring();
         }
+        let mut members_changed = false;
         while let Some(event) = self.node.poll_event() {
+            members_changed |= matches!(
+                event,
+                Event::MemberJoined(_)
+                    | Event::MemberUpdated(_)
+                    | Event::MemberLeft(_)
+                    | Event::MemberFailed(_)
+                    | Event::MemberSuspected { .. }
+                    | Event::MemberRecovered(_)
+                    | Event::MemberReaped(_)
+                    | Event::MemberBatch { .. }
+                    | Event::LeaveCompleted
+            );
             let done = match &event {
                 Event::JoinCompleted {
                     answered,
@@ -850,12 +980,10 @@ impl Pump {
                     self.start_next_join();
                 }
                 Some(Done::Leave) => {
-                    for w in self.leave_waiters.drain(..) {
-                        w.send(Ok(()));
-                    }
-                    if !self.shutdown_waiters.is_empty() {
-                        self.stop = true;
-                    }
+                    // The node is inert (it left, or lost its name): the agent stops, and the
+                    // leave callers are answered once it has.
+                    self.left_waiters.append(&mut self.leave_waiters);
+                    self.stop = true;
                     // A join still running, or queued behind the leave, can no longer finish.
                     if let Some(reply) = self.join_active.take() {
                         reply.send(Err(AgentError::Rejected(ApiError::NotRunning)));
@@ -863,6 +991,16 @@ impl Pump {
                     self.start_next_join();
                 }
                 None => {}
+            }
+        }
+        if members_changed {
+            // Only while someone watches: the list is cloned once per call, not per event.
+            if let Some(feed) = self
+                .members_feed
+                .as_ref()
+                .filter(|f| Arc::strong_count(f) > 1)
+            {
+                feed.publish(self.node.members());
             }
         }
     }
@@ -970,12 +1108,13 @@ mod tests {
 
     #[test]
     fn leave_alone_completes_and_shutdown_waits_for_finish() {
-        let (mut p, _events) = pump("solo", 9003);
-        let (r, a) = answer();
+        let (mut p, events) = pump("solo", 9003);
+        let (r, left) = answer();
         p.command(Command::Leave { reply: r });
-        assert_eq!(a.try_recv().unwrap(), Ok(()));
         assert!(p.node().has_left());
         assert!(p.deadline().is_none());
+        assert!(p.should_stop(), "a node that left stops");
+        assert!(left.try_recv().is_err(), "answered once the agent stopped");
         let (r, a) = answer();
         p.command(Command::Leave { reply: r });
         assert_eq!(a.try_recv().unwrap(), Ok(()), "leaving twice is harmless");
@@ -984,10 +1123,32 @@ mod tests {
             mode: ShutdownMode::Leave,
             reply: r,
         });
-        assert!(p.should_stop());
         assert!(a.try_recv().is_err(), "answered only after teardown");
+        assert_eq!(p.stop_reason(), StopReason::Left);
         p.finish();
         assert_eq!(a.try_recv(), Ok(()));
+        assert_eq!(left.try_recv(), Ok(Ok(())));
+        let all: Vec<Event> = events.try_iter().collect();
+        assert_eq!(
+            all.last(),
+            Some(&Event::Stopped {
+                reason: StopReason::Left
+            })
+        );
+        assert!(matches!(
+            events.try_recv(),
+            Err(mpsc::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn handles_gone_leaves_once() {
+        let (mut p, _events) = pump("solo", 9006);
+        p.handles_gone();
+        assert!(p.node().has_left(), "left gracefully");
+        assert!(p.should_stop());
+        p.handles_gone(); // harmless
+        assert_eq!(p.stop_reason(), StopReason::Left);
     }
 
     #[test]

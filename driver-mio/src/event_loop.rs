@@ -28,9 +28,7 @@ use mio::{Events, Interest, Poll, Token};
 use rookery_core::wire::{DecodeError, FrameDecoder};
 use rookery_core::TransmitKind;
 use rookery_driver::guard::{pick_idle, InboundTable, Phase};
-use rookery_driver::{
-    Command, CommandReceiver, DriverCounters, Options, Pump, Refusal, Reply, ShutdownMode,
-};
+use rookery_driver::{CommandReceiver, DriverCounters, Options, Pump, Refusal};
 
 pub(crate) const UDP: Token = Token(0);
 pub(crate) const LISTENER: Token = Token(1);
@@ -239,9 +237,7 @@ impl EventLoop {
         } = self;
         drop(udp);
         drop(listener);
-        let name = pump.node().local_member().name;
         rookery_driver::finish(pump, &mut cmds);
-        tracing::info!(%name, "agent stopped");
     }
 
     fn commands(&mut self) {
@@ -253,13 +249,8 @@ impl EventLoop {
                 }
                 Err(e) if !e.is_closed() => return,
                 Err(_) => {
-                    if !self.pump.should_stop() {
-                        tracing::info!("every handle dropped: stopping");
-                        self.pump.command(Command::Shutdown {
-                            mode: ShutdownMode::Now,
-                            reply: Reply::new(|()| {}),
-                        });
-                    }
+                    // Leave gracefully, then stop (once: later calls do nothing).
+                    self.pump.handles_gone();
                     return;
                 }
             }

@@ -30,6 +30,31 @@ macro_rules! driver_scenarios {
         }
 
         #[test]
+        fn name_conflict_loser_stops_and_says_why() {
+            scenarios::name_conflict_loser_stops(concat!($prefix, "-dup"), &[D; 4]);
+        }
+
+        #[test]
+        fn dropping_the_last_handle_leaves() {
+            scenarios::dropped_handle_leaves(concat!($prefix, "-drop"), &[D; 4]);
+        }
+
+        #[test]
+        fn forgotten_member_stays_out_until_it_rejoins() {
+            scenarios::forget_member_until_rejoin(concat!($prefix, "-forget"), &[D; 4]);
+        }
+
+        #[test]
+        fn join_by_host_names() {
+            scenarios::join_by_name(concat!($prefix, "-dns"), &[D; 4]);
+        }
+
+        #[test]
+        fn watch_members_follows_changes() {
+            scenarios::watch_members_follows_changes(concat!($prefix, "-watch"), &[D; 4]);
+        }
+
+        #[test]
         fn garbage_is_counted_and_ignored() {
             scenarios::garbage_ignored(concat!($prefix, "-garbage"), D);
         }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rookery_core::{
-    Config, Event, Identity, IncomingQuery, MemberStatus, QueryHandle, QueryParams,
+    Config, Event, Identity, IncomingQuery, MemberStatus, QueryHandle, QueryParams, StopReason,
 };
 use rookery_driver::blocking::{AgentHandle, EventStream};
 use rookery_driver::{AgentError, Options, QueryAnswer, ShutdownMode, StartError, TryRecvError};
@@ -152,6 +152,35 @@ impl Agent {
         log.clone()
     }
 
+    /// Whether the event stream has ended (everything read into the log first).
+    pub fn stream_ended(&self) -> bool {
+        let mut guard = self.events.lock().expect("events lock");
+        let (stream, log) = &mut *guard;
+        loop {
+            match stream.try_recv() {
+                Ok(e) => log.push(e),
+                Err(e) => return e == TryRecvError::Closed,
+            }
+        }
+    }
+
+    /// The stream's final event when the stream has ended, and that it came last.
+    pub fn assert_stopped(&self, reason: StopReason) {
+        assert!(self.is_stopped(), "{self:?}: is_stopped()");
+        assert!(self.stream_ended(), "{self:?}: the event stream ends");
+        let events = self.events();
+        assert_eq!(
+            events.last(),
+            Some(&Event::Stopped { reason }),
+            "{self:?}: the last event gives the reason"
+        );
+        let stops = events
+            .iter()
+            .filter(|e| matches!(e, Event::Stopped { .. }))
+            .count();
+        assert_eq!(stops, 1, "{self:?}: one final event");
+    }
+
     /// Answer every query event not answered yet with `answer(query)`; returns how many were
     /// answered now.
     pub fn answer_queries(&self, answer: impl Fn(&IncomingQuery) -> Vec<u8>) -> usize {
@@ -173,6 +202,15 @@ impl Agent {
             .into_iter()
             .find(|m| &*m.name == name)
             .map(|m| m.status)
+    }
+
+    /// The address this agent knows `name` at (None if unknown or the agent stopped).
+    pub fn member_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.members()
+            .ok()?
+            .into_iter()
+            .find(|m| &*m.name == name)
+            .map(|m| m.addr)
     }
 
     /// How many members this agent sees alive.
@@ -288,7 +326,7 @@ pub fn join_and_converge(prefix: &str, drivers: &[Driver]) {
     assert!(agents.iter().all(|a| joined(a) >= n - 1));
     stop_all(&agents);
     for a in &agents {
-        assert!(a.is_stopped(), "{a:?} says it stopped");
+        a.assert_stopped(StopReason::Shutdown);
         assert_eq!(a.members(), Err(AgentError::Stopped), "{a:?} stopped");
         // Every socket is closed once shutdown returned: the port binds again.
         let addr = a.local_addr();
@@ -339,13 +377,14 @@ pub fn leave_is_left(prefix: &str, drivers: &[Driver], leaver: usize) {
         .events()
         .iter()
         .any(|e| matches!(e, Event::LeaveCompleted)));
-    // A left node refuses further cluster operations, and leaving again is harmless.
-    assert!(matches!(
+    // A left agent has stopped by the time `leave` returns, and says why.
+    gone.assert_stopped(StopReason::Left);
+    assert_eq!(
         gone.join(&[agents[0].local_addr()]),
-        Err(AgentError::Rejected(_))
-    ));
-    assert_eq!(gone.leave(), Ok(()));
-    gone.shutdown(ShutdownMode::Leave);
+        Err(AgentError::Stopped)
+    );
+    assert_eq!(gone.leave(), Err(AgentError::Stopped));
+    gone.shutdown(ShutdownMode::Leave); // harmless
     let others: Vec<_> = agents
         .iter()
         .filter(|a| a.name() != name)
@@ -366,6 +405,160 @@ pub fn leave_is_left(prefix: &str, drivers: &[Driver], leaver: usize) {
             .any(|e| matches!(e, Event::MemberLeft(m) if *m.name == name)));
     }
     stop_all(&others);
+}
+
+/// A process restarted on a new port under a name the cluster still holds (the old process
+/// alive at its old address): it joins, loses the name-conflict vote, goes inert and says so —
+/// `is_stopped()`, and its event stream ends with `Stopped { NameConflictLost }`. The holder
+/// keeps the name. `drivers`: three for the cluster, the fourth for the newcomer.
+pub fn name_conflict_loser_stops(prefix: &str, drivers: &[Driver]) {
+    let agents = start_cluster(prefix, &drivers[..3]);
+    let holder = agents[1].clone();
+    let dup = Agent::start(drivers[3], holder.name(), fast_config());
+    // The join itself may succeed or be cut short by the lost vote.
+    let joined = dup.join(&[agents[0].local_addr()]);
+    let (ok, took) = wait_until(LIMIT, || dup.is_stopped());
+    assert!(ok, "{dup:?} did not stop in {took:?} (join: {joined:?})");
+    eprintln!("{prefix}: the duplicate stopped {took:?} after its join ({joined:?})");
+    dup.assert_stopped(StopReason::NameConflictLost);
+    assert!(dup
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::NameConflict { .. })));
+    assert_eq!(dup.members(), Err(AgentError::Stopped));
+    dup.shutdown(ShutdownMode::Now); // returns at once
+    assert!(!holder.is_stopped(), "the holder keeps its name");
+    for a in &agents {
+        let m = a.member_addr(holder.name());
+        assert_eq!(m, Some(holder.local_addr()), "{a:?} sees the holder");
+    }
+    stop_all(&agents);
+}
+
+/// Dropping an agent's last handle (and its event stream) without `shutdown`, its runtime
+/// alive: the agent leaves gracefully, so every other agent sees it left, never failed.
+pub fn dropped_handle_leaves(prefix: &str, drivers: &[Driver]) {
+    let mut agents = start_cluster(prefix, drivers);
+    let gone = agents.pop().expect("an agent");
+    let name = gone.name().to_string();
+    assert_eq!(Arc::strong_count(&gone), 1, "the last handle");
+    drop(gone);
+    let (ok, took) = wait_until(LIMIT, || {
+        agents
+            .iter()
+            .all(|a| a.status_of(&name) == Some(MemberStatus::Left))
+    });
+    let views: Vec<_> = agents.iter().map(|a| a.status_of(&name)).collect();
+    assert!(ok, "{name} not seen as left by all in {took:?}: {views:?}");
+    eprintln!("{prefix}: {name} dropped, seen left by all in {took:?}");
+    for a in &agents {
+        assert!(
+            !a.events()
+                .iter()
+                .any(|e| matches!(e, Event::MemberFailed(m) if *m.name == name)),
+            "{a:?} never saw {name} fail"
+        );
+    }
+    stop_all(&agents);
+}
+
+/// Closing one remote (`forget_member`): the member leaves this agent's view and stays out
+/// through several gossip and push-pull rounds, while the others keep it; when it rejoins it
+/// comes back. Also `member` and `alive_members`.
+pub fn forget_member_until_rejoin(prefix: &str, drivers: &[Driver]) {
+    let agents = start_cluster(prefix, drivers);
+    let (me, other, third) = (&agents[0], &agents[1], &agents[2]);
+    let name = other.name().to_string();
+    assert_eq!(me.alive_members().map(|m| m.len()), Ok(agents.len()));
+    let m = me.member(&name).expect("running").expect("known");
+    assert_eq!(m.addr, other.local_addr());
+    assert_eq!(me.member("nobody"), Ok(None));
+    assert_eq!(
+        me.forget_member(me.name()),
+        Err(AgentError::Rejected(rookery_core::ApiError::IsSelf))
+    );
+    me.forget_member(&name).expect("forget");
+    assert_eq!(me.member(&name), Ok(None), "gone from the view at once");
+    assert!(me
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::MemberReaped(m) if *m.name == name)));
+    // Longer than a push-pull interval: neither gossip nor push-pull brings it back.
+    let stays_out = fast_config().push_pull_interval + Duration::from_millis(500);
+    let (back, _) = wait_until(stays_out, || me.member(&name) != Ok(None));
+    assert!(!back, "{name} came back without a new life");
+    assert_eq!(me.alive_members().map(|m| m.len()), Ok(agents.len() - 1));
+    assert_eq!(
+        third.status_of(&name),
+        Some(MemberStatus::Alive),
+        "others keep it"
+    );
+    // It rejoins (a new incarnation): back in the view.
+    assert_eq!(other.join(&[third.local_addr()]), Ok(1));
+    let (ok, took) = wait_until(LIMIT, || me.status_of(&name) == Some(MemberStatus::Alive));
+    assert!(ok, "{name} not back after its rejoin in {took:?}");
+    eprintln!("{prefix}: {name} back {took:?} after its rejoin");
+    stop_all(&agents);
+}
+
+/// Joining by name: `"localhost:port"` (every address it resolves to, at least one
+/// answering), a mix of an unresolvable name and an address string (the name is skipped), and
+/// only unresolvable names (a typed error, nothing joined).
+pub fn join_by_name(prefix: &str, drivers: &[Driver]) {
+    let agents: Vec<Arc<Agent>> = drivers
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| Agent::start(d, &format!("{prefix}-{i}"), fast_config()))
+        .collect();
+    let port = agents[0].local_addr().port();
+    let by_name = agents[1].join_hosts(&[format!("localhost:{port}")]);
+    assert!(matches!(by_name, Ok(n) if n >= 1), "{by_name:?}");
+    let mixed = agents[2].join_hosts(&[
+        "no-such-seed.invalid:1".to_string(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    assert_eq!(mixed, Ok(1));
+    let none = agents[3].join_hosts(&["no-such-seed.invalid:1", "also-not.invalid"]);
+    assert!(
+        matches!(&none, Err(AgentError::NothingResolved { seeds }) if seeds.len() == 2),
+        "{none:?}"
+    );
+    let (ok, took) = wait_until(LIMIT, || agents[..3].iter().all(|a| a.alive() == 3));
+    assert!(ok, "the three joined by name did not converge in {took:?}");
+    assert_eq!(agents[3].alive(), 1, "nothing joined");
+    stop_all(&agents);
+}
+
+/// "Remotes changed": a member-list watch gives the current list, then the list after each
+/// change (a member leaves, one is forgotten), newest wins (changes not read are not queued),
+/// and ends once the agent stops.
+pub fn watch_members_follows_changes(prefix: &str, drivers: &[Driver]) {
+    let agents = start_cluster(prefix, drivers);
+    let me = &agents[0];
+    let mut watch = me.watch_members().expect("watch");
+    let first = watch.changed().expect("the current list");
+    assert_eq!(first.len(), agents.len());
+    let leaver = agents[3].name().to_string();
+    agents[3].leave().expect("leave");
+    let left = |l: &Vec<rookery_core::Member>| {
+        l.iter()
+            .any(|m| *m.name == leaver && m.status == MemberStatus::Left)
+    };
+    let (ok, took) = wait_until(LIMIT, || watch.try_changed().is_ok_and(|l| left(&l)));
+    assert!(ok, "no list with {leaver} left in {took:?}");
+    // Two changes unread: one list, the newest.
+    let (one, two) = (agents[1].name().to_string(), agents[2].name().to_string());
+    me.forget_member(&one).expect("forget");
+    me.forget_member(&two).expect("forget");
+    let newest = watch.changed().expect("news");
+    assert!(
+        newest.iter().all(|m| *m.name != one && *m.name != two),
+        "the newest list: {newest:?}"
+    );
+    assert_eq!(watch.try_changed(), Err(TryRecvError::Empty), "no backlog");
+    assert_eq!(watch.current(), newest);
+    stop_all(&agents);
+    assert_eq!(watch.changed(), None, "the watch ends with the agent");
 }
 
 /// A tiny deterministic generator for garbage bytes.
