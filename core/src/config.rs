@@ -138,6 +138,10 @@ pub struct Config {
     /// Most received direct messages waiting in the event queue; beyond it the oldest message
     /// is dropped and a [`crate::Event::Lagged`] reports how many. Default 1024.
     pub max_inbox: usize,
+    /// Most acknowledged direct messages ([`crate::Node::send_acked`]) waiting for their
+    /// receipt; beyond it `send_acked` refuses with [`crate::ApiError::TooManyUnacked`] (nothing
+    /// is sent). An unanswered message fails after twice `tcp_timeout`. Default 1024.
+    pub max_unacked_messages: usize,
 }
 
 impl Config {
@@ -192,6 +196,7 @@ impl Config {
             max_queue_depth: 4096,
             max_message_size: 64 << 10,
             max_inbox: 1024,
+            max_unacked_messages: 1024,
         }
     }
 
@@ -269,6 +274,7 @@ impl Config {
             ("max_pending_queries", self.max_pending_queries),
             ("max_queue_depth", self.max_queue_depth),
             ("max_inbox", self.max_inbox),
+            ("max_unacked_messages", self.max_unacked_messages),
             ("max_recent_intents", self.max_recent_intents),
         ];
         for (field, n) in counts {

@@ -130,12 +130,47 @@ impl Cx<'_> {
         fx.events.push_back(event);
     }
 
+    /// Queue a transmit for the driver. Overflow policy: at `max_pending_transmits` the oldest
+    /// transmit is dropped and counted (`transmits_dropped`); a dropped direct message is also
+    /// reported as [`Event::SendFailed`] with [`crate::SendFailure::Overflow`]. (Drivers drain
+    /// the queue after every input, so it overflows only when one input makes more transmits
+    /// than the bound.)
     fn push_transmit(&mut self, t: Transmit) {
         if self.fx.transmits.len() >= self.cfg.max_pending_transmits {
-            self.fx.transmits.pop_front();
+            let dropped = self.fx.transmits.pop_front();
             self.fx.stats.transmits_dropped += 1;
+            if let Some(Transmit {
+                to,
+                message: Some(message),
+                ..
+            }) = dropped
+            {
+                self.message_failed(to, message, crate::SendFailure::Overflow);
+            }
         }
         self.fx.transmits.push_back(t);
+    }
+
+    /// Report that the direct message `message`, sent to `to`, failed: count it and tell the
+    /// application ([`Event::SendFailed`]), naming the member at `to` (or the address itself
+    /// when no member is known there any more).
+    pub(crate) fn message_failed(
+        &mut self,
+        to: SocketAddr,
+        message: crate::MessageId,
+        reason: crate::SendFailure,
+    ) {
+        let name = match self.members.iter().find(|r| r.addr() == to) {
+            Some(r) => r.name.to_name(),
+            None => Name::from(to.to_string().as_str()),
+        };
+        self.fx.stats.messages_failed += 1;
+        tracing::debug!(to = %name, %to, %message, %reason, "direct message failed");
+        self.push_event(Event::SendFailed {
+            to: name,
+            message,
+            reason,
+        });
     }
 
     /// Send `msgs` in one datagram to `to`, filled up to the MTU with queued updates.
@@ -224,6 +259,7 @@ impl Cx<'_> {
             to,
             kind: TransmitKind::Datagram,
             payload,
+            message: None,
         });
     }
 
@@ -240,8 +276,24 @@ impl Cx<'_> {
         self.send_frame(to, frame);
     }
 
+    /// Send the direct message numbered `message` over the reliable channel (its transmit
+    /// carries the number, see [`Transmit::message`]).
+    pub(crate) fn send_direct(&mut self, to: SocketAddr, msg: &Message, message: crate::MessageId) {
+        let frame = wire::frame_message(&self.fx.header, msg);
+        self.send_frame_of(to, frame, Some(message));
+    }
+
     /// Send a complete stream frame (see [`wire::frame_message`]).
-    pub(crate) fn send_frame(&mut self, to: SocketAddr, mut frame: Vec<u8>) {
+    pub(crate) fn send_frame(&mut self, to: SocketAddr, frame: Vec<u8>) {
+        self.send_frame_of(to, frame, None);
+    }
+
+    fn send_frame_of(
+        &mut self,
+        to: SocketAddr,
+        mut frame: Vec<u8>,
+        message: Option<crate::MessageId>,
+    ) {
         if let Some(sec) = self.fx.sec.as_deref_mut() {
             if let Some(sealed) = sec.seal_frame(&frame, self.fx.header.len()) {
                 frame = sealed;
@@ -253,6 +305,7 @@ impl Cx<'_> {
             to,
             kind: TransmitKind::Reliable,
             payload: frame.into(),
+            message,
         });
     }
 

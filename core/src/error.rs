@@ -95,6 +95,12 @@ pub enum ApiError {
     ReservedName,
     /// The operation names this node itself (it cannot forget itself).
     IsSelf,
+    /// `max_unacked_messages` acknowledged direct messages are still waiting for their
+    /// receipts; nothing was sent.
+    TooManyUnacked {
+        /// The configured limit.
+        limit: usize,
+    },
 }
 
 impl core::fmt::Display for ApiError {
@@ -125,6 +131,9 @@ impl core::fmt::Display for ApiError {
             ApiError::EncryptionDisabled => write!(f, "outgoing encryption is off"),
             ApiError::ReservedName => write!(f, "names starting with _rookery/ are reserved"),
             ApiError::IsSelf => write!(f, "the member named is this node itself"),
+            ApiError::TooManyUnacked { limit } => {
+                write!(f, "{limit} acknowledged messages already wait for receipts")
+            }
         }
     }
 }

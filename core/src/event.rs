@@ -103,13 +103,18 @@ pub enum Event {
         /// The message.
         payload: Bytes,
     },
-    /// The reliable channel to `to` failed: `messages` direct messages sent to it in the last
-    /// `tcp_timeout` may not have arrived.
+    /// The direct message `message` ([`crate::Node::send`], [`crate::Node::broadcast`],
+    /// [`crate::Node::send_acked`]) did not arrive, or, for an acknowledged one, its receipt
+    /// never came: `reason` says which. Exactly one outcome per message: this, or (acknowledged
+    /// messages only) [`Event::MessageAcked`].
     SendFailed {
-        /// The unreachable member.
+        /// The member it was for (its address written out when no member at that address is
+        /// known any more).
         to: Name,
-        /// Direct messages possibly lost.
-        messages: usize,
+        /// The message, as its send returned it.
+        message: MessageId,
+        /// What went wrong.
+        reason: SendFailure,
     },
     /// The application did not keep up: `dropped` events (direct messages first; membership
     /// events only as a last resort) were discarded since the last `Lagged`.
@@ -134,6 +139,54 @@ pub enum Event {
         /// Why it stopped.
         reason: StopReason,
     },
+    /// The peer's core confirmed receipt of the acknowledged direct message `message`
+    /// ([`crate::Node::send_acked`]): it reached the peer's event queue (not necessarily its
+    /// application yet).
+    MessageAcked {
+        /// The member that confirmed.
+        to: Name,
+        /// The message, as `send_acked` returned it.
+        message: MessageId,
+    },
+}
+
+/// A direct message's number, unique per node (counting from 1 in the order of the sends): the
+/// key of its outcome ([`Event::SendFailed`], [`Event::MessageAcked`]) and of the transmit that
+/// carries it ([`crate::Transmit::message`]).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct MessageId(pub u64);
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Why a direct message failed ([`Event::SendFailed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum SendFailure {
+    /// The driver could not write it to the peer's connection (connect or write failed, timed
+    /// out, or its outbound queue was full): the peer did not get it.
+    Unreachable,
+    /// The node's own transmit queue (`max_pending_transmits`) overflowed before the driver
+    /// took the message: it was never sent.
+    Overflow,
+    /// An acknowledged message got no receipt within twice `tcp_timeout`: it may or may not
+    /// have arrived.
+    NoReceipt,
+}
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendFailure::Unreachable => "the peer could not be reached",
+            SendFailure::Overflow => "the transmit queue overflowed",
+            SendFailure::NoReceipt => "no receipt came in time",
+        })
+    }
 }
 
 /// Why an agent stopped taking part in the cluster ([`Event::Stopped`]).
@@ -318,8 +371,13 @@ impl core::fmt::Display for Event {
             Event::Message { from, payload } => {
                 write!(f, "message from {from}: {}", payload_text(payload))
             }
-            Event::SendFailed { to, messages } => {
-                write!(f, "{messages} message(s) to {to} may not have arrived")
+            Event::SendFailed {
+                to,
+                message,
+                reason,
+            } => write!(f, "message {message} to {to} failed: {reason}"),
+            Event::MessageAcked { to, message } => {
+                write!(f, "message {message} to {to} acknowledged")
             }
             Event::Lagged { dropped } => write!(f, "lagged: {dropped} event(s) dropped"),
             Event::QueueDepthWarning { depth } => write!(f, "broadcast queue depth {depth}"),

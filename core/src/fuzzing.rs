@@ -60,6 +60,10 @@ pub enum MessageKind {
     RelayResponse,
     /// Direct message.
     Direct,
+    /// Direct message awaiting a receipt.
+    DirectAcked,
+    /// Receipt of an acknowledged direct message.
+    DirectAck,
 }
 
 /// The fields of a message a harness needs to answer it (absent fields are `None`).
@@ -84,6 +88,8 @@ pub struct MessageInfo {
     pub states: usize,
     /// Lamport time carried (alive, intent, user event, query, query response).
     pub ltime: Option<u64>,
+    /// The sender's number of an acknowledged direct message (the message and its receipt).
+    pub message: Option<u64>,
 }
 
 /// One member's state for [`WireMessage::push_pull`].
@@ -328,6 +334,7 @@ impl WireMessage {
             addr: None,
             states: 0,
             ltime: None,
+            message: None,
         };
         match &self.0 {
             Message::Ping { seq, target, .. } => {
@@ -415,6 +422,16 @@ impl WireMessage {
                 i.kind = MessageKind::Direct;
                 i.name = Some(from.clone());
             }
+            Message::DirectAcked { from, id, .. } => {
+                i.kind = MessageKind::DirectAcked;
+                i.name = Some(from.clone());
+                i.message = Some(*id);
+            }
+            Message::DirectAck { from, id } => {
+                i.kind = MessageKind::DirectAck;
+                i.name = Some(from.clone());
+                i.message = Some(*id);
+            }
         }
         i
     }
@@ -450,7 +467,9 @@ impl WireMessage {
             Message::UserEvent(_) => {}
             Message::Query(q) => name(&mut q.from),
             Message::QueryResponse(r) | Message::RelayResponse { resp: r, .. } => name(&mut r.from),
-            Message::Direct { from, .. } => name(from),
+            Message::Direct { from, .. }
+            | Message::DirectAcked { from, .. }
+            | Message::DirectAck { from, .. } => name(from),
         }
     }
 
@@ -476,7 +495,9 @@ impl WireMessage {
             Message::LeaveIntent(_)
             | Message::UserEvent(_)
             | Message::QueryResponse(_)
-            | Message::Direct { .. } => {}
+            | Message::Direct { .. }
+            | Message::DirectAcked { .. }
+            | Message::DirectAck { .. } => {}
         }
     }
 

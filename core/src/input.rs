@@ -41,6 +41,8 @@ pub enum Input {
     SendFailed {
         /// The unreachable destination.
         to: SocketAddr,
+        /// The direct message the transmit carried ([`crate::Transmit::message`]), if any.
+        message: Option<crate::MessageId>,
     },
     /// The deadline from [`crate::Node::poll_timeout`] passed ([`crate::Node::handle_timeout`]).
     Timeout,
@@ -88,12 +90,14 @@ pub enum Call {
         /// The answer.
         payload: Bytes,
     },
-    /// [`crate::Node::send`].
+    /// [`crate::Node::send`], or with `acked` [`crate::Node::send_acked`].
     Send {
         /// The member's name.
         to: String,
         /// The message.
         payload: Bytes,
+        /// Ask the receiver's core for a receipt.
+        acked: bool,
     },
     /// [`crate::Node::broadcast`].
     Broadcast {
@@ -110,15 +114,17 @@ pub enum Call {
 }
 
 /// What a successful [`crate::Node::handle`] returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Handled {
     /// The input was taken; its outputs wait in the poll queues.
     Done,
     /// A [`Call::Query`] started: its id.
     Query(QueryId),
-    /// A [`Call::Broadcast`] went to this many members.
-    Broadcast(usize),
+    /// A [`Call::Send`] went out: the message's number.
+    Sent(crate::MessageId),
+    /// A [`Call::Broadcast`] went to these members, with each message's number.
+    Broadcast(Vec<(crate::Name, crate::MessageId)>),
 }
 
 /// Why [`crate::Node::handle`] refused an input. Nothing changed in either case, apart from

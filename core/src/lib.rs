@@ -146,7 +146,8 @@ pub mod wire;
 pub use config::{Config, ConfigError};
 pub use error::{ApiError, InputError};
 pub use event::{
-    Event, IncomingQuery, MemberEventKind, QueryHandle, QueryId, QueryParams, StopReason, UserEvent,
+    Event, IncomingQuery, MemberEventKind, MessageId, QueryHandle, QueryId, QueryParams,
+    SendFailure, StopReason, UserEvent,
 };
 pub use identity::{Identity, Member, MemberStatus, Name, Tags};
 pub use input::{Call, HandleError, Handled, Input};

@@ -67,7 +67,7 @@ pub enum TransmitKind {
 }
 
 /// Bytes the driver must send.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     /// Destination address.
     pub to: SocketAddr,
@@ -75,6 +75,24 @@ pub struct Transmit {
     pub kind: TransmitKind,
     /// The bytes to send.
     pub payload: Bytes,
+    /// The direct message this reliable transmit carries, if it carries one: a driver that
+    /// cannot deliver it hands the number back with [`Node::handle_send_failure`] (the node
+    /// then reports [`crate::Event::SendFailed`] for it), and may tell its caller that the
+    /// message was written to the peer's connection once it was.
+    pub message: Option<crate::MessageId>,
+}
+
+impl std::hash::Hash for Transmit {
+    /// The message number counts only when there is one, so that traces of runs without
+    /// direct messages hash as they did before the field existed.
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.to.hash(h);
+        self.kind.hash(h);
+        self.payload.hash(h);
+        if let Some(m) = self.message {
+            m.hash(h);
+        }
+    }
 }
 
 pub(crate) use crate::lifecycle::RunState;
@@ -285,7 +303,7 @@ impl Node {
         match input {
             Input::Datagram { from, payload } => self.handle_packet(now, from, &payload)?,
             Input::Stream { from, body } => self.handle_stream(now, from, &body)?,
-            Input::SendFailed { to } => self.handle_send_failure(now, to),
+            Input::SendFailed { to, message } => self.handle_send_failure(now, to, message),
             Input::Timeout => self.handle_timeout(now),
             Input::Call(call) => return self.call(now, *call),
         }
@@ -308,7 +326,14 @@ impl Node {
                 params,
             } => return Ok(Handled::Query(self.query(now, &name, payload, params)?)),
             Call::Respond { query, payload } => self.respond(now, &query, payload)?,
-            Call::Send { to, payload } => self.send(now, &to, payload)?,
+            Call::Send { to, payload, acked } => {
+                let id = if acked {
+                    self.send_acked(now, &to, payload)?
+                } else {
+                    self.send(now, &to, payload)?
+                };
+                return Ok(Handled::Sent(id));
+            }
             Call::Broadcast { payload } => {
                 return Ok(Handled::Broadcast(self.broadcast(now, payload)?))
             }
@@ -646,18 +671,34 @@ impl Node {
                 }
             }
             Message::Direct { from, payload } => self.serf.on_direct(from, payload, &mut cx!(self)),
+            Message::DirectAcked {
+                from: sender,
+                id,
+                payload,
+            } => self
+                .serf
+                .on_direct_acked(from, sender, id, payload, &mut cx!(self)),
+            Message::DirectAck { from, id } => self.serf.on_direct_ack(from, id, &mut cx!(self)),
         }
     }
 
     /// Tell the node that a reliable transmit to `to` could not be delivered (connect or write
-    /// failed, or timed out).
-    pub fn handle_send_failure(&mut self, now: Timestamp, to: SocketAddr) {
+    /// failed, or timed out). `message` is the transmit's [`Transmit::message`]: the node then
+    /// reports that direct message as failed ([`Event::SendFailed`]).
+    pub fn handle_send_failure(
+        &mut self,
+        now: Timestamp,
+        to: SocketAddr,
+        message: Option<crate::MessageId>,
+    ) {
         self.advance(now);
         self.fx.stats.send_failures += 1;
         for done in self.life.seed_failed(to) {
             self.join_completed(done);
         }
-        self.serf.direct_send_failed(to, &mut cx!(self));
+        if let Some(id) = message {
+            self.serf.message_undelivered(to, id, &mut cx!(self));
+        }
     }
 
     /// Fire every internal timer due at `now`. Call when the deadline from
@@ -1028,26 +1069,48 @@ impl Node {
         self.serf.respond(query, payload.into(), &mut cx!(self))
     }
 
-    /// Send `payload` reliably to the member named `to` (alive or suspect).
+    /// Send `payload` reliably to the member named `to` (alive or suspect); returns the
+    /// message's number. The transmit carrying it names the number
+    /// ([`Transmit::message`]); if the driver cannot deliver it, [`Event::SendFailed`] reports
+    /// that message. Delivered means written to the peer's connection, not processed: use
+    /// [`Node::send_acked`] for a receipt from the peer's core.
     pub fn send(
         &mut self,
         now: Timestamp,
         to: &str,
         payload: impl Into<Bytes>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<crate::MessageId, ApiError> {
         self.advance(now);
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
-        self.serf.send(to, payload.into(), &mut cx!(self))
+        self.serf.send(to, payload.into(), false, &mut cx!(self))
     }
 
-    /// Send `payload` reliably to every other live member; returns how many it went to.
+    /// Like [`Node::send`], and the receiver's core confirms receipt (the message reached its
+    /// event queue): exactly one of [`Event::MessageAcked`] or [`Event::SendFailed`] follows
+    /// for the returned number, the latter at the latest twice `tcp_timeout` later. At most
+    /// `max_unacked_messages` wait at once ([`ApiError::TooManyUnacked`] beyond).
+    pub fn send_acked(
+        &mut self,
+        now: Timestamp,
+        to: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<crate::MessageId, ApiError> {
+        self.advance(now);
+        if self.run != RunState::Running {
+            return Err(ApiError::NotRunning);
+        }
+        self.serf.send(to, payload.into(), true, &mut cx!(self))
+    }
+
+    /// Send `payload` reliably to every other live member; returns each member it went to with
+    /// the number of its message (outcomes as for [`Node::send`]).
     pub fn broadcast(
         &mut self,
         now: Timestamp,
         payload: impl Into<Bytes>,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<Vec<(Name, crate::MessageId)>, ApiError> {
         self.advance(now);
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);

@@ -109,7 +109,9 @@ impl Clocks {
             | Message::IndirectPing { .. }
             | Message::Suspect(_)
             | Message::Dead(_)
-            | Message::Direct { .. } => false,
+            | Message::Direct { .. }
+            | Message::DirectAcked { .. }
+            | Message::DirectAck { .. } => false,
         }
     }
 

@@ -54,10 +54,12 @@ use futures_util::future::{self, Either, FutureExt, Shared};
 use futures_util::{SinkExt, Stream, StreamExt};
 use rookery_core::wire::{DecodeError, FrameDecoder};
 use rookery_core::{
-    Config, Event, Identity, Member, QueryHandle, QueryId, QueryParams, Tags, TransmitKind,
+    Config, Event, Identity, Member, MessageId, QueryHandle, QueryId, QueryParams, Tags,
+    TransmitKind,
 };
 
 use crate::bind::{advertised_addr, bind_pair, node_seed};
+use crate::delivery::OutFrame;
 use crate::error::{AgentError, StartError, TryRecvError};
 use crate::guard::{pick_idle, InboundTable, Phase, Refusal};
 use crate::handle::{channels, finish, CommandReceiver, Link, LoopEnds};
@@ -87,12 +89,12 @@ enum NetInput {
         /// The frame's bytes in the inbound budget, given back once the pump handled it.
         _charge: Charged,
     },
-    SendFailed(SocketAddr),
+    /// A reliable frame to this address failed, with the direct message it carried.
+    SendFailed(SocketAddr, Option<MessageId>),
+    /// The frame carrying this direct message was written whole.
+    Written(MessageId),
     /// A writer task ended (idle, or its queue closed).
-    WriterDone {
-        to: SocketAddr,
-        id: u64,
-    },
+    WriterDone { to: SocketAddr, id: u64 },
 }
 
 /// The inbound connections, shared by the accept task and the readers.
@@ -146,6 +148,8 @@ struct TaskCtx {
     in_flight: Arc<Semaphore>,
     max_outbound: usize,
     send_queue: usize,
+    /// Room of a writer's queue: `send_queue` protocol frames plus every message in flight.
+    writer_queue: usize,
 }
 
 /// Start an agent on runtime `R`: bind one UDP socket and one TCP listener on the identity's
@@ -194,6 +198,7 @@ pub async fn start<R: Runtime>(
         in_flight: Arc::new(Semaphore::new(options.max_inbound_in_flight.max(1))),
         max_outbound: options.max_outbound.max(1),
         send_queue: options.send_queue.max(1),
+        writer_queue: options.send_queue.max(1) + options.max_messages_in_flight.max(1),
     };
     spawn_task::<R>(&ctx, accept_loop::<R>(listener, ctx.clone()));
     R::spawn(pump_loop::<R>(
@@ -309,7 +314,8 @@ async fn pump_loop<R: Runtime>(
                     DriverCounters::bump(&ctx.counters.bad_connections);
                 }
             }
-            Wake::Net(NetInput::SendFailed(to)) => pump.send_failure(to),
+            Wake::Net(NetInput::SendFailed(to, message)) => pump.send_failure(to, message),
+            Wake::Net(NetInput::Written(message)) => pump.message_written(message),
             Wake::Net(NetInput::WriterDone { to, id }) => {
                 if writers.map.get(&to).is_some_and(|w| w.id == id) {
                     writers.map.remove(&to);
@@ -337,7 +343,7 @@ async fn pump_loop<R: Runtime>(
 struct WriterSlot {
     /// Tells this writer's `WriterDone` from a later writer's for the same destination.
     id: u64,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<OutFrame>,
     /// Frames queued or being written: zero means idle.
     busy: Arc<AtomicUsize>,
     last_used: Instant,
@@ -348,7 +354,7 @@ struct WriterSlot {
 struct Writers {
     map: HashMap<SocketAddr, WriterSlot>,
     /// Frames to destinations without a writer, waiting for a slot: (to, frame, queued at).
-    waiting: VecDeque<(SocketAddr, Bytes, Instant)>,
+    waiting: VecDeque<(SocketAddr, OutFrame, Instant)>,
     next_id: u64,
 }
 
@@ -364,7 +370,11 @@ async fn flush<R: Runtime>(pump: &mut Pump, udp: &R::Udp, writers: &mut Writers,
                     }
                 }
                 TransmitKind::Reliable => {
-                    route_reliable::<R>(pump, writers, ctx, t.to, t.payload, Instant::now())
+                    let frame = OutFrame {
+                        bytes: t.payload,
+                        message: t.message,
+                    };
+                    route_reliable::<R>(pump, writers, ctx, t.to, frame, Instant::now())
                 }
             }
         }
@@ -376,29 +386,41 @@ async fn flush<R: Runtime>(pump: &mut Pump, udp: &R::Udp, writers: &mut Writers,
 
 /// Queue a frame on the writer task of its destination, starting one if there is a slot
 /// (taking the slot of the writer idle longest at `max_outbound`), else put it in the waiting
-/// line, else fail it.
+/// line, else fail it. Protocol frames are bounded by `send_queue` per writer and in the line;
+/// message frames only by the messages in flight (see [`crate::delivery`]).
 fn route_reliable<R: Runtime>(
     pump: &mut Pump,
     writers: &mut Writers,
     ctx: &TaskCtx,
     to: SocketAddr,
-    mut frame: Bytes,
+    mut frame: OutFrame,
     queued: Instant,
 ) {
     if let Some(w) = writers.map.get_mut(&to) {
-        match w.tx.try_send(frame) {
+        let full = frame.message.is_none() && w.busy.load(Ordering::Relaxed) >= ctx.send_queue;
+        let sent = if full {
+            Err(None)
+        } else {
+            w.tx.try_send(frame).map_err(Some)
+        };
+        match sent {
             Ok(()) => {
                 w.busy.fetch_add(1, Ordering::Relaxed);
                 w.last_used = Instant::now();
                 return;
             }
-            Err(e) if e.is_full() => {
+            Err(None) => {
                 DriverCounters::bump(&ctx.counters.send_queue_full);
-                pump.send_failure(to);
+                pump.send_failure(to, None);
+                return;
+            }
+            Err(Some(e)) if e.is_full() => {
+                DriverCounters::bump(&ctx.counters.send_queue_full);
+                pump.send_failure(to, e.into_inner().message);
                 return;
             }
             // The writer went idle and ended: start a new one.
-            Err(e) => {
+            Err(Some(e)) => {
                 frame = e.into_inner();
                 writers.map.remove(&to);
             }
@@ -409,11 +431,18 @@ fn route_reliable<R: Runtime>(
         start_writer::<R>(writers, ctx, to, frame);
         return;
     }
-    if writers.waiting.len() < ctx.send_queue {
+    let protocol_in_line = || {
+        writers
+            .waiting
+            .iter()
+            .filter(|(_, f, _)| f.message.is_none())
+            .count()
+    };
+    if frame.message.is_some() || protocol_in_line() < ctx.send_queue {
         writers.waiting.push_back((to, frame, queued));
     } else {
         ctx.counters.refuse(Refusal::Outbound, to);
-        pump.send_failure(to);
+        pump.send_failure(to, None);
     }
 }
 
@@ -445,8 +474,8 @@ fn free_slot(writers: &mut Writers, ctx: &TaskCtx) -> bool {
     }
 }
 
-fn start_writer<R: Runtime>(writers: &mut Writers, ctx: &TaskCtx, to: SocketAddr, frame: Bytes) {
-    let (mut tx, rx) = mpsc::channel(ctx.send_queue - 1);
+fn start_writer<R: Runtime>(writers: &mut Writers, ctx: &TaskCtx, to: SocketAddr, frame: OutFrame) {
+    let (mut tx, rx) = mpsc::channel(ctx.writer_queue - 1);
     // A fresh channel always has room for one.
     let _ = tx.try_send(frame);
     let busy = Arc::new(AtomicUsize::new(1));
@@ -472,9 +501,9 @@ fn serve_waiting<R: Runtime>(pump: &mut Pump, writers: &mut Writers, ctx: &TaskC
     while let Some((to, _, queued)) = writers.waiting.front() {
         let (to, queued) = (*to, *queued);
         if now.saturating_duration_since(queued) >= ctx.tcp_timeout {
-            writers.waiting.pop_front();
+            let message = writers.waiting.pop_front().and_then(|(_, f, _)| f.message);
             ctx.counters.refuse(Refusal::Outbound, to);
-            pump.send_failure(to);
+            pump.send_failure(to, message);
             failed = true;
             continue;
         }
@@ -501,7 +530,7 @@ fn serve_waiting<R: Runtime>(pump: &mut Pump, writers: &mut Writers, ctx: &TaskC
 }
 
 enum Step {
-    Frame(Option<Bytes>),
+    Frame(Option<OutFrame>),
     Peer(std::io::Result<usize>),
     Idle,
 }
@@ -511,7 +540,7 @@ enum Step {
 async fn writer<R: Runtime>(
     to: SocketAddr,
     id: u64,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<OutFrame>,
     busy: Arc<AtomicUsize>,
     ctx: TaskCtx,
 ) {
@@ -522,7 +551,7 @@ async fn writer<R: Runtime>(
 
 async fn writer_body<R: Runtime>(
     to: SocketAddr,
-    rx: &mut mpsc::Receiver<Bytes>,
+    rx: &mut mpsc::Receiver<OutFrame>,
     busy: &AtomicUsize,
     ctx: &TaskCtx,
 ) {
@@ -581,11 +610,12 @@ async fn writer_body<R: Runtime>(
     }
 }
 
-/// Write one frame, connecting if needed. A reused connection that fails is retried once on a
-/// fresh one (the peer may have closed it while idle); any other failure is reported.
+/// Write one frame, connecting if needed, and report the outcome of the message it carries: a
+/// reused connection that fails is retried once on a fresh one (the peer may have closed it
+/// while idle); any other failure is reported.
 async fn deliver<R: Runtime>(
     to: SocketAddr,
-    frame: &Bytes,
+    frame: &OutFrame,
     conn: &mut Option<R::Stream>,
     used: &mut bool,
     ctx: &TaskCtx,
@@ -610,9 +640,12 @@ async fn deliver<R: Runtime>(
             }
         }
         let Some(stream) = conn.as_mut() else { break };
-        match timeout::<R, _>(ctx.tcp_timeout, R::write_all(stream, frame)).await {
+        match timeout::<R, _>(ctx.tcp_timeout, R::write_all(stream, &frame.bytes)).await {
             Some(Ok(())) => {
                 *used = true;
+                if let Some(m) = frame.message {
+                    let _ = net.send(NetInput::Written(m)).await;
+                }
                 return;
             }
             _ => {
@@ -625,7 +658,7 @@ async fn deliver<R: Runtime>(
             }
         }
     }
-    let _ = net.send(NetInput::SendFailed(to)).await;
+    let _ = net.send(NetInput::SendFailed(to, frame.message)).await;
 }
 
 async fn accept_loop<R: Runtime>(listener: R::Listener, ctx: TaskCtx) {

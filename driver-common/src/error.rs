@@ -92,6 +92,15 @@ pub enum AgentError {
         /// Every seed as given, with the resolver's error (or "timed out", "no address").
         seeds: Vec<(String, String)>,
     },
+    /// A direct message's outcome ([`crate::Receipt`]): it failed, for the reason given (see
+    /// [`rookery_core::SendFailure`]).
+    NotDelivered(rookery_core::SendFailure),
+    /// `try_send`: [`crate::Options::max_messages_in_flight`] messages are already on their
+    /// way; nothing was sent (`send` would have waited for room).
+    SendQueueFull {
+        /// The configured bound.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for AgentError {
@@ -108,6 +117,10 @@ impl fmt::Display for AgentError {
                     write!(f, " {seed} ({why});")?;
                 }
                 Ok(())
+            }
+            AgentError::NotDelivered(reason) => write!(f, "message not delivered: {reason}"),
+            AgentError::SendQueueFull { limit } => {
+                write!(f, "{limit} messages already on their way: none sent")
             }
         }
     }

@@ -50,6 +50,8 @@ pub struct HandleEnds {
     cmds: mpsc::UnboundedSender<Command>,
     events: mpsc::Receiver<Event>,
     query_capacity: usize,
+    room: Arc<async_lock::Semaphore>,
+    room_limit: usize,
 }
 
 /// Make the channels between a new agent's handles and its event loop: an unbounded command
@@ -75,6 +77,8 @@ pub fn channels(options: &Options) -> (HandleEnds, LoopEnds) {
         cmds: cmd_tx,
         events: ev_rx,
         query_capacity: options.query_capacity.max(1),
+        room: crate::delivery::room(options.max_messages_in_flight),
+        room_limit: options.max_messages_in_flight.max(1),
     };
     (
         ends,
@@ -100,6 +104,8 @@ impl HandleEnds {
             addr: me.addr,
             name: Arc::from(&*me.name),
             query_capacity: self.query_capacity,
+            room_limit: self.room_limit,
+            room: self.room,
         };
         (Arc::new(link), self.events)
     }
@@ -134,6 +140,10 @@ pub(crate) struct Link {
     pub(crate) addr: SocketAddr,
     pub(crate) name: Arc<str>,
     query_capacity: usize,
+    /// Room for direct messages in flight (see [`crate::delivery`]).
+    pub(crate) room: Arc<async_lock::Semaphore>,
+    /// Its size.
+    pub(crate) room_limit: usize,
 }
 
 impl fmt::Debug for Link {
@@ -557,16 +567,46 @@ macro_rules! handle_operations {
         }
 
         /// Send a direct message to the member named `to` (reliable channel); it arrives as
-        /// [`Event::Message`]. A channel that fails later is reported as [`Event::SendFailed`].
-        pub $($async)? fn send(&self, to: &str, payload: impl Into<Bytes>) -> Result<(), AgentError> {
+        /// [`Event::Message`]. Waits for room first when
+        /// [`crate::Options::max_messages_in_flight`] messages are on their way
+        /// (backpressure), then returns once the node accepted it: the [`crate::Receipt`]
+        /// tells whether it was written to the peer's connection ([`crate::Delivered::Written`])
+        /// or failed ([`AgentError::NotDelivered`]). Drop the receipt to fire and forget: a
+        /// failure then arrives on the event stream as [`Event::SendFailed`]. See
+        /// [`crate::delivery`] for what delivered means.
+        pub $($async)? fn send(&self, to: &str, payload: impl Into<Bytes>) -> Result<crate::Receipt, AgentError> {
+            let room = self.link.room.acquire_arc() $($wait)*;
             let (to, payload) = (to.to_string(), payload.into());
-            self.link.request(|reply| Command::Send { to, payload, reply }) $($wait)* ?
+            self.link.request(|reply| Command::Send { to, payload, acked: false, room: Some(room), reply }) $($wait)* ?
         }
 
-        /// Send a direct message to every other live member; returns how many it went to.
-        pub $($async)? fn broadcast(&self, payload: impl Into<Bytes>) -> Result<usize, AgentError> {
+        /// [`Self::send`] without waiting for room: [`AgentError::SendQueueFull`] when
+        /// [`crate::Options::max_messages_in_flight`] messages are on their way (nothing sent).
+        pub $($async)? fn try_send(&self, to: &str, payload: impl Into<Bytes>) -> Result<crate::Receipt, AgentError> {
+            let Some(room) = self.link.room.try_acquire_arc() else {
+                return Err(AgentError::SendQueueFull { limit: self.link.room_limit });
+            };
+            let (to, payload) = (to.to_string(), payload.into());
+            self.link.request(|reply| Command::Send { to, payload, acked: false, room: Some(room), reply }) $($wait)* ?
+        }
+
+        /// [`Self::send`], and the peer's core confirms receipt: the [`crate::Receipt`]
+        /// resolves to [`crate::Delivered::Acknowledged`] once the message reached the peer's
+        /// event queue, or to [`AgentError::NotDelivered`] (unreachable, or no receipt within
+        /// twice `tcp_timeout`). A dropped receipt's outcome arrives on the event stream
+        /// ([`Event::MessageAcked`] or [`Event::SendFailed`]).
+        pub $($async)? fn send_acked(&self, to: &str, payload: impl Into<Bytes>) -> Result<crate::Receipt, AgentError> {
+            let room = self.link.room.acquire_arc() $($wait)*;
+            let (to, payload) = (to.to_string(), payload.into());
+            self.link.request(|reply| Command::Send { to, payload, acked: true, room: Some(room), reply }) $($wait)* ?
+        }
+
+        /// Send a direct message to every other live member (waiting for room as
+        /// [`Self::send`] does); returns each member it went to with its message's receipt.
+        pub $($async)? fn broadcast(&self, payload: impl Into<Bytes>) -> Result<crate::BroadcastReceipts, AgentError> {
+            let room = self.link.room.acquire_arc() $($wait)*;
             let payload = payload.into();
-            self.link.request(|reply| Command::Broadcast { payload, reply }) $($wait)* ?
+            self.link.request(|reply| Command::Broadcast { payload, room: Some(room), reply }) $($wait)* ?
         }
 
         /// Turn the failed member `name` into a left one on every member (or, with `prune`,

@@ -83,6 +83,7 @@ mod watch;
 pub mod asynch;
 mod bind;
 pub mod blocking;
+pub mod delivery;
 mod error;
 pub mod guard;
 pub mod keyring_file;
@@ -92,6 +93,7 @@ mod pump;
 mod runtime;
 
 pub use bind::{advertised_addr, bind_pair, node_seed};
+pub use delivery::{BroadcastReceipts, Delivered, OutFrame, Receipt};
 pub use error::{AgentError, StartError, TryRecvError};
 pub use guard::Refusal;
 pub use handle::{channels, finish, CommandReceiver, HandleEnds, LoopEnds, RESOLVE_TIMEOUT};

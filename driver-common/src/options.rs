@@ -14,6 +14,7 @@ use std::time::Duration;
 /// | [`Options::max_inbound`] | 512 connections | the inbound connection idle longest is closed; with none idle the newcomer is refused ([`crate::DriverStats::refused_inbound_total`]) |
 /// | [`Options::max_inbound_per_source`] | 256 connections from one IP | the same, among that IP's connections ([`crate::DriverStats::refused_inbound_per_source`]) |
 /// | [`Options::max_outbound`] | 256 connections | the outbound connection idle longest is closed; with none idle the message waits (at most `send_queue` messages, at most `tcp_timeout`), then fails as a send failure the core hears ([`crate::DriverStats::refused_outbound`]) |
+/// | [`Options::max_messages_in_flight`] | 256 direct messages | `send`/`send_acked`/`broadcast` wait for room, `try_send` returns [`crate::AgentError::SendQueueFull`]; nothing is dropped |
 /// | [`Options::max_inbound_in_flight`] | 128 frames | a reader with a complete frame waits; a frame still waiting `tcp_timeout` after its first byte is dropped ([`crate::DriverStats::refused_in_flight`]) |
 /// | [`Options::max_inbound_buffered`] | 64 MiB for all inbound connections together | before a receive buffer grows past it, the partial frames silent longest are closed to make room ([`crate::DriverStats::refused_inbound_budget`]); a reader waits only when frames handed to the node hold it |
 /// | `Config::tcp_timeout` (core) | LAN 10 s | a frame not complete within it from its first byte closes the connection ([`crate::DriverStats::frame_deadline_closed`]) |
@@ -79,10 +80,16 @@ pub struct Options {
     /// and why those). Never less than `max_stream_message` + 1 MiB in effect, so one frame of
     /// the largest size always fits ([`Options::inbound_budget`]). Default 64 MiB.
     pub max_inbound_buffered: usize,
-    /// Most reliable messages queued for one destination while its connection is being made or
-    /// written; beyond it a message fails at once (reported to the core as a send failure and
-    /// counted in [`crate::DriverStats::send_queue_full`]). Default 256.
+    /// Most protocol frames (push-pulls, fallback pings, query answers...) queued for one
+    /// destination while its connection is being made or written; beyond it a frame fails at
+    /// once (reported to the core as a send failure and counted in
+    /// [`crate::DriverStats::send_queue_full`]). Direct messages are bounded by
+    /// [`Options::max_messages_in_flight`] instead and never refused here. Default 256.
     pub send_queue: usize,
+    /// Most direct messages between their send and their outcome's write (or failure), for the
+    /// whole agent: `send`, `send_acked` and `broadcast` wait for room, `try_send` refuses
+    /// with [`crate::AgentError::SendQueueFull`] (see [`crate::delivery`]). Default 256.
+    pub max_messages_in_flight: usize,
     /// Capacity of the answer channel of each query asked through a handle (acks, responses
     /// and the final done). Answers that do not fit are dropped and counted in
     /// [`crate::DriverStats::query_answers_dropped`]. Default 256.
@@ -107,6 +114,7 @@ impl Default for Options {
             max_inbound_in_flight: 128,
             max_inbound_buffered: 64 << 20,
             send_queue: 256,
+            max_messages_in_flight: 256,
             query_capacity: 256,
             keyring_file: None,
         }
@@ -149,6 +157,13 @@ impl Options {
     pub fn with_max_inbound(mut self, total: usize, per_source: usize) -> Options {
         self.max_inbound = total.max(1);
         self.max_inbound_per_source = per_source.max(1);
+        self
+    }
+
+    /// The same options with another bound on direct messages in flight (at least 1; see
+    /// [`Options::max_messages_in_flight`]).
+    pub fn with_max_messages_in_flight(mut self, max: usize) -> Options {
+        self.max_messages_in_flight = max.max(1);
         self
     }
 

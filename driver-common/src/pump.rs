@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rookery_core::{
     ApiError, Config, ConfigError, Event, Identity, InputError, KeyOp, KeyOpId, KeyOpResult,
-    Keyring, Member, Name, Node, QueryHandle, QueryId, QueryParams, Stats, StopReason, Tags,
-    Timestamp, Transmit,
+    Keyring, Member, MessageId, Name, Node, QueryHandle, QueryId, QueryParams, Stats, StopReason,
+    Tags, Timestamp, Transmit,
 };
 
+use crate::delivery::{BroadcastReceipts, Flights, Receipt, Room};
 use crate::error::AgentError;
 use crate::guard::{Refusal, RefusalLog};
 use crate::watch::MembersFeed;
@@ -174,21 +175,27 @@ pub enum Command {
         /// The answer to the caller.
         reply: Reply<Result<(), AgentError>>,
     },
-    /// A direct message to one member ([`Node::send`]).
+    /// A direct message to one member ([`Node::send`], or with `acked` [`Node::send_acked`]).
     Send {
         /// The member's name.
         to: String,
         /// The message.
         payload: Bytes,
-        /// The answer.
-        reply: Reply<Result<(), AgentError>>,
+        /// Ask the peer's core for a receipt.
+        acked: bool,
+        /// The room the message holds until it is written (see [`crate::delivery`]).
+        room: Room,
+        /// The answer: the receipt that will tell the message's outcome.
+        reply: Reply<Result<Receipt, AgentError>>,
     },
     /// A direct message to every live member ([`Node::broadcast`]).
     Broadcast {
         /// The message.
         payload: Bytes,
-        /// The answer: how many members it was sent to.
-        reply: Reply<Result<usize, AgentError>>,
+        /// The room the first message holds (the others take none: see [`crate::delivery`]).
+        room: Room,
+        /// The answer: every member it went to, with its message's receipt.
+        reply: Reply<Result<BroadcastReceipts, AgentError>>,
     },
     /// Turn a failed member into a left one, or forget it at once with `prune`
     /// ([`Node::remove_failed`]).
@@ -436,6 +443,9 @@ pub struct AgentStats {
     pub alive: usize,
     /// Members known in any status.
     pub members: usize,
+    /// Direct messages sent through the handles whose outcome is not known yet (written,
+    /// acknowledged or failed; see [`crate::delivery`]).
+    pub messages_in_flight: usize,
 }
 
 /// The application's side of the event stream: returns false when the event could not be
@@ -474,6 +484,8 @@ pub struct Pump {
     /// The keyring version last written there.
     keyring_saved: u64,
     refusals: RefusalWarnings,
+    /// Direct messages between their send and their outcome.
+    flights: Flights,
 }
 
 /// Warnings about refused input (wrong key, wrong label, plaintext where encryption is
@@ -552,6 +564,7 @@ impl Pump {
             keyring_file: None,
             keyring_saved: 0,
             refusals: RefusalWarnings::default(),
+            flights: Flights::default(),
         })
     }
 
@@ -657,11 +670,18 @@ impl Pump {
         ok
     }
 
-    /// A reliable transmit to `to` could not be delivered.
-    pub fn send_failure(&mut self, to: SocketAddr) {
+    /// A reliable transmit to `to` could not be delivered; `message` is the direct message it
+    /// carried ([`rookery_core::Transmit::message`]), whose caller learns it failed.
+    pub fn send_failure(&mut self, to: SocketAddr, message: Option<MessageId>) {
         let now = self.now();
-        self.node.handle_send_failure(now, to);
+        self.node.handle_send_failure(now, to, message);
         self.process_events();
+    }
+
+    /// The reliable transmit carrying the direct message `message` was written whole to the
+    /// peer's connection: its caller learns it was delivered ([`crate::Delivered::Written`]).
+    pub fn message_written(&mut self, message: MessageId) {
+        self.flights.written(message);
     }
 
     /// The deadline from [`Pump::deadline`] has passed (calling early is harmless).
@@ -727,12 +747,43 @@ impl Pump {
                     .respond(now, &handle, payload)
                     .map_err(AgentError::from),
             ),
-            Command::Send { to, payload, reply } => {
-                reply.send(self.node.send(now, &to, payload).map_err(AgentError::from))
+            Command::Send {
+                to,
+                payload,
+                acked,
+                room,
+                reply,
+            } => {
+                let sent = if acked {
+                    self.node.send_acked(now, &to, payload)
+                } else {
+                    self.node.send(now, &to, payload)
+                };
+                // Followed before the node's events are drained: a message to itself has its
+                // outcome among them already.
+                reply.send(match sent {
+                    Ok(id) => Ok(self.flights.start(id, room, acked)),
+                    Err(e) => Err(e.into()),
+                });
             }
-            Command::Broadcast { payload, reply } => {
-                reply.send(self.node.broadcast(now, payload).map_err(AgentError::from))
-            }
+            Command::Broadcast {
+                payload,
+                room,
+                reply,
+            } => match self.node.broadcast(now, payload) {
+                Ok(went) => {
+                    let mut room = Some(room);
+                    let receipts = went
+                        .into_iter()
+                        .map(|(name, id)| {
+                            let r = self.flights.start(id, room.take().flatten(), false);
+                            (name, r)
+                        })
+                        .collect();
+                    reply.send(Ok(receipts));
+                }
+                Err(e) => reply.send(Err(e.into())),
+            },
             Command::RemoveFailed { name, prune, reply } => reply.send(
                 self.node
                     .remove_failed(now, &name, prune)
@@ -819,6 +870,7 @@ impl Pump {
             health_score: self.node.health_score(),
             alive: self.node.alive_count(),
             members: self.node.num_members(),
+            messages_in_flight: self.flights.len(),
         }
     }
 
@@ -899,6 +951,10 @@ impl Pump {
         }
         let mut members_changed = false;
         while let Some(event) = self.node.poll_event() {
+            // A message's outcome goes to its receipt when someone waits there.
+            let Some(event) = self.flights.claim(event) else {
+                continue;
+            };
             members_changed |= matches!(
                 event,
                 Event::MemberJoined(_)
@@ -1079,7 +1135,7 @@ mod tests {
             .filter(|t| t.kind == rookery_core::TransmitKind::Reliable)
             .collect();
         assert_eq!(reliable.len(), 1, "the second join waits for the first");
-        p.send_failure(seed);
+        p.send_failure(seed, None);
         assert_eq!(
             a1.try_recv().unwrap(),
             Err(AgentError::NobodyReached { contacted: 1 })
@@ -1089,7 +1145,7 @@ mod tests {
             .try_iter()
             .any(|e| matches!(e, Event::JoinCompleted { answered: 0, .. })));
         assert!(a2.try_recv().is_err(), "second join now running");
-        p.send_failure(seed);
+        p.send_failure(seed, None);
         assert!(matches!(
             a2.try_recv().unwrap(),
             Err(AgentError::NobodyReached { .. })

@@ -26,9 +26,9 @@ use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use rookery_core::wire::{DecodeError, FrameDecoder};
-use rookery_core::TransmitKind;
+use rookery_core::{MessageId, TransmitKind};
 use rookery_driver::guard::{pick_idle, InboundTable, Phase};
-use rookery_driver::{CommandReceiver, DriverCounters, Options, Pump, Refusal};
+use rookery_driver::{CommandReceiver, DriverCounters, Options, OutFrame, Pump, Refusal};
 
 pub(crate) const UDP: Token = Token(0);
 pub(crate) const LISTENER: Token = Token(1);
@@ -51,7 +51,7 @@ enum ConnState {
 struct Outbound {
     to: SocketAddr,
     state: ConnState,
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<OutFrame>,
     /// Bytes of `queue.front()` already written.
     offset: usize,
     /// When the frame being written must be done.
@@ -99,11 +99,13 @@ pub(crate) struct EventLoop {
     outbound: HashMap<SocketAddr, Token>,
     inbound: InboundTable<Token>,
     /// Frames to new destinations waiting for an outbound slot: (to, frame, queued at).
-    waiting: VecDeque<(SocketAddr, Bytes, Instant)>,
+    waiting: VecDeque<(SocketAddr, OutFrame, Instant)>,
     next_token: usize,
     udp_queue: VecDeque<(SocketAddr, Bytes)>,
     /// Reliable sends that failed, to report to the pump once the current drain is over.
-    failures: Vec<SocketAddr>,
+    failures: Vec<(SocketAddr, Option<MessageId>)>,
+    /// Direct messages whose frames were written whole, to report to the pump.
+    written: Vec<MessageId>,
     /// Sources that still had input when their budget ran out.
     again: Vec<Token>,
     buf: Vec<u8>,
@@ -155,6 +157,7 @@ impl EventLoop {
             next_token: FIRST_CONN,
             udp_queue: VecDeque::new(),
             failures: Vec::new(),
+            written: Vec::new(),
             again: Vec::new(),
             buf: vec![0; rookery_core::wire::MAX_DATAGRAM],
         }
@@ -343,17 +346,26 @@ impl EventLoop {
             while let Some(t) = self.pump.poll_transmit() {
                 match t.kind {
                     TransmitKind::Datagram => self.send_datagram(t.to, t.payload),
-                    TransmitKind::Reliable => self.send_reliable(t.to, t.payload),
+                    TransmitKind::Reliable => {
+                        let frame = OutFrame {
+                            bytes: t.payload,
+                            message: t.message,
+                        };
+                        self.send_reliable(t.to, frame)
+                    }
                 }
             }
             if !self.waiting.is_empty() {
                 self.serve_waiting();
             }
+            for m in std::mem::take(&mut self.written) {
+                self.pump.message_written(m);
+            }
             if self.failures.is_empty() {
                 return;
             }
-            for to in std::mem::take(&mut self.failures) {
-                self.pump.send_failure(to);
+            for (to, message) in std::mem::take(&mut self.failures) {
+                self.pump.send_failure(to, message);
             }
         }
     }
@@ -468,15 +480,20 @@ impl EventLoop {
         self.again.push(LISTENER);
     }
 
-    fn send_reliable(&mut self, to: SocketAddr, frame: Bytes) {
+    /// Queue a frame for `to`: protocol frames are bounded by `send_queue` per connection and
+    /// in the waiting line; message frames only by the messages in flight (see
+    /// [`rookery_driver::delivery`]).
+    fn send_reliable(&mut self, to: SocketAddr, frame: OutFrame) {
+        let protocol = frame.message.is_none();
         if let Some(&t) = self.outbound.get(&to) {
             if let Some(Conn {
                 role: Role::Out(o), ..
             }) = self.conns.get_mut(&t)
             {
-                if o.queue.len() >= self.cfg.options.send_queue.max(1) {
+                let queued = o.queue.iter().filter(|f| f.message.is_none()).count();
+                if protocol && queued >= self.cfg.options.send_queue.max(1) {
                     DriverCounters::bump(&self.counters.send_queue_full);
-                    self.failures.push(to);
+                    self.failures.push((to, None));
                     return;
                 }
                 o.queue.push_back(frame);
@@ -485,13 +502,17 @@ impl EventLoop {
             }
         }
         let in_line = self.waiting.iter().any(|(d, _, _)| *d == to);
+        let protocol_in_line = |w: &VecDeque<(SocketAddr, OutFrame, Instant)>| {
+            w.iter().filter(|(_, f, _)| f.message.is_none()).count()
+        };
         if !in_line && self.free_outbound_slot() {
             self.open(to, VecDeque::from([frame]));
-        } else if self.waiting.len() < self.cfg.options.send_queue.max(1) {
+        } else if !protocol || protocol_in_line(&self.waiting) < self.cfg.options.send_queue.max(1)
+        {
             self.waiting.push_back((to, frame, Instant::now()));
         } else {
             self.counters.refuse(Refusal::Outbound, to);
-            self.failures.push(to);
+            self.failures.push((to, None));
         }
     }
 
@@ -529,9 +550,9 @@ impl EventLoop {
         let now = Instant::now();
         while let Some(&(to, _, queued)) = self.waiting.front() {
             if now.saturating_duration_since(queued) >= self.cfg.tcp_timeout {
-                self.waiting.pop_front();
+                let message = self.waiting.pop_front().and_then(|(_, f, _)| f.message);
                 self.counters.refuse(Refusal::Outbound, to);
-                self.failures.push(to);
+                self.failures.push((to, message));
                 continue;
             }
             if !self.outbound.contains_key(&to) && !self.free_outbound_slot() {
@@ -558,12 +579,12 @@ impl EventLoop {
     }
 
     /// Start a connection to `to` carrying `queue`.
-    fn open(&mut self, to: SocketAddr, queue: VecDeque<Bytes>) {
+    fn open(&mut self, to: SocketAddr, queue: VecDeque<OutFrame>) {
         let mut stream = match TcpStream::connect(to) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(%to, error = %e, "connect failed");
-                self.failures.extend(queue.iter().map(|_| to));
+                self.failures.extend(queue.iter().map(|f| (to, f.message)));
                 return;
             }
         };
@@ -575,7 +596,7 @@ impl EventLoop {
         {
             tracing::warn!(error = %e, "cannot register connection");
             DriverCounters::bump(&self.counters.io_errors);
-            self.failures.extend(queue.iter().map(|_| to));
+            self.failures.extend(queue.iter().map(|f| (to, f.message)));
             return;
         }
         let now = Instant::now();
@@ -683,12 +704,15 @@ impl EventLoop {
             if o.write_deadline.is_none() {
                 o.write_deadline = Some(now + self.cfg.tcp_timeout);
             }
-            match stream.write(&front[o.offset..]) {
+            match stream.write(&front.bytes[o.offset..]) {
                 Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
                 Ok(n) => {
                     o.offset += n;
                     o.last_active = now;
-                    if o.offset == front.len() {
+                    if o.offset == front.bytes.len() {
+                        if let Some(m) = front.message {
+                            self.written.push(m);
+                        }
                         o.queue.pop_front();
                         o.offset = 0;
                         o.used = true;
@@ -834,7 +858,8 @@ impl EventLoop {
                     // fresh connection gets the frames not yet fully written.
                     self.open(o.to, o.queue);
                 } else {
-                    self.failures.extend(o.queue.iter().map(|_| o.to));
+                    self.failures
+                        .extend(o.queue.iter().map(|f| (o.to, f.message)));
                 }
             }
         }

@@ -894,12 +894,15 @@ struct Sent {
     to: usize,
     payload: Bytes,
     at: Timestamp,
+    /// The number the core gave the message.
+    id: rookery_core::MessageId,
 }
 
 /// `message-delivered-or-reported`: a direct message ([`rookery_core::Node::send`], each
 /// recipient of [`rookery_core::Node::broadcast`]) the core accepted is either delivered to
 /// its recipient ([`Event::Message`], once) or reported lost to its sender
-/// ([`Event::SendFailed`] naming the recipient, after the send). Never silently dropped.
+/// ([`Event::SendFailed`] naming that very message by its number, after the send). Never
+/// silently dropped.
 ///
 /// What counts as "stays up", that is, when the obligation holds: from the send on,
 /// - the **sender** keeps its life — it does not crash, restart or leave (a dead process
@@ -928,13 +931,20 @@ pub struct MessageDelivery {
 }
 
 impl MessageDelivery {
-    fn sent(&mut self, cx: &Context<'_>, from: usize, to: usize, payload: &Bytes) {
+    fn sent(
+        &mut self,
+        cx: &Context<'_>,
+        (from, to): (usize, usize),
+        payload: &Bytes,
+        id: rookery_core::MessageId,
+    ) {
         self.pending.push(Sent {
             from,
             from_life: cx.life(from),
             to,
             payload: payload.clone(),
             at: cx.now(),
+            id,
         });
         self.counts
             .entry((from, to, payload.clone()))
@@ -978,15 +988,15 @@ impl Invariant for MessageDelivery {
         match (call, result) {
             // A message to itself the core delivers within the call, before the call is
             // shown here: nothing to follow.
-            (Call::Send { to, payload }, Ok(_)) => {
+            (Call::Send { to, payload, .. }, Ok(Handled::Sent(id))) => {
                 if let Some(j) = cx.index_of(to).filter(|&j| j != node) {
-                    self.sent(cx, node, j, payload);
+                    self.sent(cx, (node, j), payload, *id);
                 }
                 Ok(())
             }
-            (Call::Broadcast { payload }, Ok(Handled::Broadcast(k))) => {
+            (Call::Broadcast { payload }, Ok(Handled::Broadcast(went))) => {
                 let me = cx.name(node);
-                let targets: Vec<usize> = cx
+                let mut targets: Vec<usize> = cx
                     .view(node)
                     .iter()
                     .filter(|m| {
@@ -995,15 +1005,21 @@ impl Invariant for MessageDelivery {
                     })
                     .filter_map(|m| cx.index_of(&m.name))
                     .collect();
-                for &j in &targets {
-                    self.sent(cx, node, j, payload);
-                }
-                if targets.len() != *k {
+                let mut to: Vec<usize> = went.iter().filter_map(|(n, _)| cx.index_of(n)).collect();
+                targets.sort_unstable();
+                to.sort_unstable();
+                if targets != to {
                     return Err(format!(
-                        "{me}'s broadcast went to {k} members, its view holds {} alive or \
+                        "{me}'s broadcast went to {} members, its view holds {} alive or \
                          suspect",
+                        went.len(),
                         targets.len()
                     ));
+                }
+                for (name, id) in went {
+                    if let Some(j) = cx.index_of(name) {
+                        self.sent(cx, (node, j), payload, *id);
+                    }
                 }
                 Ok(())
             }
@@ -1039,10 +1055,9 @@ impl Invariant for MessageDelivery {
                 }
                 Ok(())
             }
-            Event::SendFailed { to, .. } => {
-                if let Some(j) = cx.index_of(to) {
-                    self.pending.retain(|s| !(s.from == node && s.to == j));
-                }
+            Event::SendFailed { message, .. } | Event::MessageAcked { message, .. } => {
+                self.pending
+                    .retain(|s| !(s.from == node && s.id == *message));
                 Ok(())
             }
             Event::Lagged { .. } => {

@@ -129,6 +129,7 @@ impl ApiCall {
             ApiCall::Send { to, payload } => Call::Send {
                 to: sim.name(*to).to_string(),
                 payload: text(payload),
+                acked: false,
             },
             ApiCall::Broadcast { payload } => Call::Broadcast {
                 payload: text(payload),

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rookery_core::{
-    ApiError, Config, ConfigError, Event, Identity, Input, MemberStatus, Name, Node, Timestamp,
-    Transmit, TransmitKind,
+    ApiError, Config, ConfigError, Event, Identity, Input, MemberStatus, MessageId, Name, Node,
+    Timestamp, Transmit, TransmitKind,
 };
 
 use crate::clock::{Clock, EXACT};
@@ -126,10 +126,11 @@ impl Arrival {
         Arrival::new(Input::Timeout)
     }
 
-    /// The report that a reliable send to `to`, made in the node's life `life`, failed.
-    fn send_failed(to: SocketAddr, life: u32) -> Arrival {
+    /// The report that a reliable send to `to` (carrying direct message `message`, if any),
+    /// made in the node's life `life`, failed.
+    fn send_failed(to: SocketAddr, message: Option<MessageId>, life: u32) -> Arrival {
         Arrival {
-            input: Input::SendFailed { to },
+            input: Input::SendFailed { to, message },
             life,
             late: false,
         }
@@ -1430,7 +1431,13 @@ impl Sim {
     }
 
     /// Route one reliable message from node `i`.
-    fn route_reliable(&mut self, i: usize, to: SocketAddr, payload: Bytes) {
+    fn route_reliable(
+        &mut self,
+        i: usize,
+        to: SocketAddr,
+        payload: Bytes,
+        message: Option<MessageId>,
+    ) {
         let now = self.now;
         let target = node_index(to).filter(|&j| j < self.nodes.len());
         self.stats.to_aim += u64::from(to == crate::adversary::AIM);
@@ -1464,7 +1471,7 @@ impl Sim {
             _ => {
                 self.stats.blocked += 1;
                 let at = now + self.nodes[i].tcp_timeout;
-                let arrival = Arrival::send_failed(to, self.nodes[i].life);
+                let arrival = Arrival::send_failed(to, message, self.nodes[i].life);
                 self.schedule(at, Action::Input { node: i, arrival });
             }
         }
@@ -1481,7 +1488,7 @@ impl Sim {
         }
         match t.kind {
             TransmitKind::Datagram => self.route_datagram(i, t.to, t.payload),
-            TransmitKind::Reliable => self.route_reliable(i, t.to, t.payload),
+            TransmitKind::Reliable => self.route_reliable(i, t.to, t.payload, t.message),
         }
     }
 

@@ -601,7 +601,7 @@ impl Harness {
             return;
         };
         // The transmit as its receiver, the peer `to`, is handed it.
-        let to = t.to;
+        let (to, message) = (t.to, t.message);
         match Input::from_transmit(pool_addr(0), t) {
             Input::Datagram { payload, .. } => {
                 let Ok(Some(msgs)) = fuzzing::decode_datagram(&self.cfg, &payload) else {
@@ -631,7 +631,7 @@ impl Harness {
             }
             Input::Stream { body, .. } => {
                 if how & 0x80 != 0 {
-                    let _ = self.input(Input::SendFailed { to });
+                    let _ = self.input(Input::SendFailed { to, message });
                     return;
                 }
                 let Ok(Some(m)) = fuzzing::decode_frame_body(&self.cfg, &body) else {
@@ -754,7 +754,8 @@ impl Harness {
                 let _ = self.input(Input::from(Call::SetTags(tags)));
             }
             Op::SendFailure(a) => {
-                let _ = self.input(Input::SendFailed { to: addr_of(*a) });
+                let to = addr_of(*a);
+                let _ = self.input(Input::SendFailed { to, message: None });
             }
             Op::Drain => {}
             Op::NextTimer => {

@@ -14,7 +14,9 @@ use rookery_core::{
     Config, Event, Identity, IncomingQuery, MemberStatus, QueryHandle, QueryParams, StopReason,
 };
 use rookery_driver::blocking::{AgentHandle, EventStream};
-use rookery_driver::{AgentError, Options, QueryAnswer, ShutdownMode, StartError, TryRecvError};
+use rookery_driver::{
+    AgentError, Delivered, Options, QueryAnswer, ShutdownMode, StartError, TryRecvError,
+};
 
 /// How long a cluster may take to converge or to notice a change before a test fails.
 pub const LIMIT: Duration = Duration::from_secs(20);
@@ -821,9 +823,14 @@ pub fn send_and_broadcast_arrive(prefix: &str, drivers: &[Driver]) {
     let agents = start_cluster(prefix, drivers);
     let n = agents.len();
     let (from, to) = (agents[1].clone(), agents[n - 1].clone());
-    from.send(to.name(), "psst").expect("send");
+    let receipt = from.send(to.name(), "psst").expect("send");
+    assert_eq!(receipt.wait(), Ok(Delivered::Written));
     let caster = agents[2].clone();
-    assert_eq!(caster.broadcast("hear ye"), Ok(n - 1));
+    let receipts = caster.broadcast("hear ye").expect("broadcast");
+    assert_eq!(receipts.len(), n - 1);
+    for (name, r) in receipts {
+        assert_eq!(r.wait(), Ok(Delivered::Written), "broadcast to {name}");
+    }
     let has = |a: &Agent, sender: &str, text: &[u8]| {
         a.events().iter().any(
             |e| matches!(e, Event::Message { from, payload } if &**from == sender && payload.as_ref() == text),

@@ -345,9 +345,9 @@ fn unreachable_seeds_complete_the_join_with_zero() {
     let mut a = node("a", 1);
     assert_eq!(a.join(at(0), &[addr(1)]), Err(crate::ApiError::NoSeeds));
     a.join(at(0), &[addr(2), addr(3)]).unwrap();
-    a.handle_send_failure(at(10), addr(2));
+    a.handle_send_failure(at(10), addr(2), None);
     assert!(events(&mut a).is_empty());
-    a.handle_send_failure(at(20), addr(3));
+    a.handle_send_failure(at(20), addr(3), None);
     assert_eq!(
         events(&mut a),
         vec![Event::JoinCompleted {

@@ -83,7 +83,7 @@ pub(crate) struct Serf {
     pub(super) queries: Queries,
     /// Events held for coalescing.
     pub(super) coalescer: Coalescer,
-    /// Direct messages recently sent, for failure reports.
+    /// Direct-message numbering and the acknowledged messages awaiting receipts.
     pub(super) outbox: Outbox,
     /// When this node last delivered a new user event (part of its digest's settledness).
     pub(super) events_changed: Timestamp,
@@ -116,6 +116,8 @@ pub(crate) enum SerfTimer {
     QueryDeadline { id: u32 },
     /// Flush coalesced events that are due.
     CoalesceFlush,
+    /// The receipt of this node's acknowledged direct message `id` is due (stale once it came).
+    ReceiptDeadline { id: crate::event::MessageId },
 }
 
 /// What the router must do after a call into the Serf layer.
@@ -170,6 +172,10 @@ impl Serf {
             SerfTimer::QueryDeadline { id } => self.query_deadline(id, cx),
             SerfTimer::CoalesceFlush => {
                 self.coalesce_flush(cx);
+                Outcome::Nothing
+            }
+            SerfTimer::ReceiptDeadline { id } => {
+                self.receipt_deadline(id, cx);
                 Outcome::Nothing
             }
         }

@@ -169,7 +169,8 @@ impl Limits {
                 }
                 Ok(())
             }
-            Message::Direct { from, payload } => {
+            Message::DirectAck { from, .. } => self.name(from),
+            Message::Direct { from, payload } | Message::DirectAcked { from, payload, .. } => {
                 self.name(from)?;
                 if payload.len() > self.max_message_size {
                     return Err(DecodeError::Invalid("message exceeds max_message_size"));

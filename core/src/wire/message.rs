@@ -212,6 +212,20 @@ pub(crate) enum Message {
         #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_bytes))]
         payload: Bytes,
     },
+    // New variants go last: postcard numbers variants in order.
+    /// A direct message from `from` whose receipt the sender awaits: answer with
+    /// [`Message::DirectAck`] carrying `id` (reliable channel).
+    DirectAcked {
+        from: Name,
+        id: u64,
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_bytes))]
+        payload: Bytes,
+    },
+    /// `from` received the acknowledged direct message `id` (reliable channel).
+    DirectAck {
+        from: Name,
+        id: u64,
+    },
 }
 
 /// Arbitrary payload bytes (`bytes::Bytes` has no `Arbitrary` of its own).

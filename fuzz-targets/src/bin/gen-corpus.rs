@@ -216,7 +216,7 @@ fn node_ops(rec: &Recording, max_ops: usize) -> Vec<Op> {
                 Op::Packet(sel(*from).expect("pool"), payload.to_vec())
             }
             Input::Stream { from, body } => Op::Stream(sel(*from).expect("pool"), body.to_vec()),
-            Input::SendFailed { to } => Op::SendFailure(sel(*to).expect("pool")),
+            Input::SendFailed { to, .. } => Op::SendFailure(sel(*to).expect("pool")),
             Input::Call(c) => unreachable!("the tap records no API call: {c:?}"),
         };
         ops.push(op);
