@@ -694,7 +694,7 @@ impl Harness {
 
     fn step(&mut self, op: &Op) {
         let mut fired = false;
-        let dropped = self.node.stats().events_dropped;
+        let dropped = self.node.stats().events_dropped + self.node.stats().events_coalesced;
         match op {
             Op::Packet(a, b) => self.raw(Input::Datagram {
                 from: addr_of(*a),
@@ -774,7 +774,8 @@ impl Harness {
         if fired {
             self.settle_timers();
         }
-        self.events_complete = !self.lazy_events && self.node.stats().events_dropped == dropped;
+        let lost = self.node.stats().events_dropped + self.node.stats().events_coalesced;
+        self.events_complete = !self.lazy_events && lost == dropped;
         self.check();
     }
 }
