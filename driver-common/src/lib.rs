@@ -62,7 +62,7 @@
 //! use rookery_driver::{Command, DriverCounters, Pump, Reply};
 //!
 //! let identity = Identity::new("a", "127.0.0.1:7946".parse().unwrap());
-//! let sink = Box::new(|_event| true);
+//! let sink = Box::new(|_event| rookery_core::Overflow::default());
 //! let counters = Arc::new(DriverCounters::default());
 //! let mut pump = Pump::new(Config::local(), identity, 7, sink, counters).unwrap();
 //! let (tx, rx) = std::sync::mpsc::channel();
@@ -90,6 +90,7 @@ mod options;
 mod pump;
 #[cfg(feature = "async")]
 mod runtime;
+mod stream;
 
 pub use bind::{advertised_addr, bind_pair, node_seed};
 pub use error::{AgentError, StartError, TryRecvError};
