@@ -328,6 +328,35 @@ impl core::fmt::Display for Event {
     }
 }
 
+impl Event {
+    /// How the one overflow policy ([`crate::EventQueue`]) treats this event: the direct
+    /// messages, the other droppable events, the membership events (never dropped, coalesced
+    /// per member), name conflicts (coalesced per name) and the one-off events an application
+    /// waits for (never dropped). An event not named here may be dropped.
+    pub fn class(&self) -> crate::EventClass<'_> {
+        use crate::EventClass;
+        match self {
+            Event::MemberJoined(m)
+            | Event::MemberUpdated(m)
+            | Event::MemberLeft(m)
+            | Event::MemberFailed(m)
+            | Event::MemberRecovered(m)
+            | Event::MemberReaped(m)
+            | Event::MemberSuspected { member: m, .. } => {
+                EventClass::Membership(std::slice::from_ref(m))
+            }
+            Event::MemberBatch { members, .. } => EventClass::Membership(members),
+            Event::NameConflict { name, .. } => EventClass::NameConflict(name),
+            Event::JoinCompleted { .. } | Event::LeaveCompleted | Event::Stopped { .. } => {
+                EventClass::Kept
+            }
+            Event::Lagged { .. } => EventClass::Lagged,
+            Event::Message { .. } => EventClass::Message,
+            _ => EventClass::Droppable,
+        }
+    }
+}
+
 #[cfg(test)]
 mod display_tests {
     use super::*;
@@ -378,35 +407,6 @@ mod display_tests {
         for (e, want) in cases {
             assert_eq!(e.to_string(), want);
             assert!(!want.contains('\n'));
-        }
-    }
-}
-
-impl Event {
-    /// How the one overflow policy ([`crate::EventQueue`]) treats this event: the direct
-    /// messages, the other droppable events, the membership events (never dropped, coalesced
-    /// per member), name conflicts (coalesced per name) and the one-off events an application
-    /// waits for (never dropped). An event not named here may be dropped.
-    pub fn class(&self) -> crate::EventClass<'_> {
-        use crate::EventClass;
-        match self {
-            Event::MemberJoined(m)
-            | Event::MemberUpdated(m)
-            | Event::MemberLeft(m)
-            | Event::MemberFailed(m)
-            | Event::MemberRecovered(m)
-            | Event::MemberReaped(m)
-            | Event::MemberSuspected { member: m, .. } => {
-                EventClass::Membership(std::slice::from_ref(m))
-            }
-            Event::MemberBatch { members, .. } => EventClass::Membership(members),
-            Event::NameConflict { name, .. } => EventClass::NameConflict(name),
-            Event::JoinCompleted { .. } | Event::LeaveCompleted | Event::Stopped { .. } => {
-                EventClass::Kept
-            }
-            Event::Lagged { .. } => EventClass::Lagged,
-            Event::Message { .. } => EventClass::Message,
-            _ => EventClass::Droppable,
         }
     }
 }
