@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rookery_core::{
-    ApiError, Config, ConfigError, Event, Identity, InputError, KeyOp, KeyOpId, KeyOpResult,
-    Keyring, Member, Name, Node, Overflow, QueryHandle, QueryId, QueryParams, Stats, StopReason,
-    Tags, Timestamp, Transmit,
+    ApiError, Config, ConfigError, Event, EventClass, Identity, InputError, KeyOp, KeyOpId,
+    KeyOpResult, Keyring, Member, Name, Node, Overflow, QueryHandle, QueryId, QueryParams, Stats,
+    StopReason, Tags, Timestamp, Transmit,
 };
 
 use crate::error::AgentError;
@@ -931,18 +931,8 @@ impl Pump {
         }
         let mut members_changed = false;
         while let Some(event) = self.node.poll_event() {
-            members_changed |= matches!(
-                event,
-                Event::MemberJoined(_)
-                    | Event::MemberUpdated(_)
-                    | Event::MemberLeft(_)
-                    | Event::MemberFailed(_)
-                    | Event::MemberSuspected { .. }
-                    | Event::MemberRecovered(_)
-                    | Event::MemberReaped(_)
-                    | Event::MemberBatch { .. }
-                    | Event::LeaveCompleted
-            );
+            members_changed |= matches!(event.class(), EventClass::Membership(_))
+                || matches!(event, Event::LeaveCompleted);
             let done = match &event {
                 Event::JoinCompleted {
                     answered,
