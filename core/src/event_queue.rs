@@ -78,7 +78,9 @@ impl Overflow {
 ///    nothing to coalesce, the event is kept beyond `capacity`. So beyond `capacity` the queue
 ///    only grows by news about a member (or contested name) it holds nothing about, and by the
 ///    one-off events: membership events are bounded by the member table, and the hard bound is
-///    `capacity` plus the number of members (plus those one-offs).
+///    `capacity` plus one event per member named (members forgotten while the application lags
+///    included; a batch whose entries are named again may briefly add one more) plus those
+///    one-offs (one per `join` or `leave` asked for, and `Stopped`).
 /// 4. **Every loss is counted and reported in-band**: dropped and coalesced events alike add to
 ///    the count that [`EventQueue::pop`] returns first, as [`Event::Lagged`]`{ dropped }`,
 ///    before the events that follow the gap. Pushing an [`Event::Lagged`] (from a queue
