@@ -53,8 +53,10 @@ pub struct Config {
     /// would add more is refused and counted in [`crate::Stats::members_refused`]. Default 65,536;
     /// at most 16,777,213 (the name index stores positions in 24 bits).
     pub max_members: usize,
-    /// Most events held until [`crate::Node::poll_event`] drains them; beyond it the oldest
-    /// is dropped and counted in [`crate::Stats::events_dropped`]. Default 65,536.
+    /// Most events held until [`crate::Node::poll_event`] drains them; beyond it the
+    /// [`crate::EventQueue`] policy applies (the oldest direct message goes first, membership
+    /// events are only coalesced), counted in [`crate::Stats`] and reported by
+    /// [`crate::Event::Lagged`]. Default 65,536.
     pub max_pending_events: usize,
     /// Most transmits held until [`crate::Node::poll_transmit`] drains them; beyond it the
     /// oldest is dropped and counted in [`crate::Stats::transmits_dropped`]. Default 16,384.
@@ -136,7 +138,8 @@ pub struct Config {
     /// bytes. Default 64 KiB; at most `max_stream_message` minus framing.
     pub max_message_size: usize,
     /// Most received direct messages waiting in the event queue; beyond it the oldest message
-    /// is dropped and a [`crate::Event::Lagged`] reports how many. Default 1024.
+    /// is dropped and a [`crate::Event::Lagged`] reports how many (see
+    /// [`crate::EventQueue`]). Default 1024.
     pub max_inbox: usize,
     /// Most acknowledged direct messages ([`crate::Node::send_acked`]) waiting for their
     /// receipt; beyond it `send_acked` refuses with [`crate::ApiError::TooManyUnacked`] (nothing

@@ -2,8 +2,8 @@
 //! node's name and address, the RNG, the member table and the effects sink — built by the
 //! router ([`crate::Node`]) for each call into a part, and the sink itself, [`Effects`]:
 //! transmits, events, timers, the two broadcast queues and the counters. Sending (datagrams
-//! filled with piggybacked updates, reliable frames), queueing updates for dissemination and
-//! the event queue's overflow policy live here, once, for every part.
+//! filled with piggybacked updates, reliable frames) and queueing updates for dissemination
+//! live here, once, for every part; the event queue's overflow policy is [`EventQueue`]'s.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::Config;
 use crate::dissemination::broadcast_queue::BroadcastQueue;
 use crate::event::Event;
+use crate::event_queue::EventQueue;
 use crate::formulas;
 use crate::identity::Name;
 use crate::members::short_name::ShortName;
@@ -29,11 +30,8 @@ use crate::wire::{self, Digest, Message};
 #[derive(Debug)]
 pub(crate) struct Effects {
     pub transmits: VecDeque<Transmit>,
-    pub events: VecDeque<Event>,
-    /// Direct messages waiting in `events`.
-    pub inbox_len: usize,
-    /// Events dropped since the last [`Event::Lagged`].
-    pub lagged: u64,
+    /// Events waiting for [`crate::Node::poll_event`], under the one overflow policy.
+    pub events: EventQueue,
     pub stats: Stats,
     pub timers: Timers,
     /// Membership updates waiting to be piggybacked.
@@ -62,9 +60,7 @@ impl Effects {
             queue: BroadcastQueue::new(cfg.max_broadcast_queue, rng.random()),
             serf_queue: BroadcastQueue::new(cfg.max_queue_depth, rng.random()),
             transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            inbox_len: 0,
-            lagged: 0,
+            events: EventQueue::new(cfg.max_pending_events, cfg.max_inbox),
             stats: Stats::default(),
             timers: Timers::default(),
             depth_warned: false,
@@ -107,27 +103,19 @@ pub(crate) struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    /// Queue an event for the application, bypassing coalescing (see [`Cx::push_event`]'s
-    /// overflow policy).
-    ///
-    /// Overflow policy: received direct messages beyond `max_inbox` drop the oldest message; a
-    /// full queue drops the oldest direct message, or failing that the oldest event. Every drop
-    /// is counted and reported by `Lagged`.
+    /// Queue an event for the application, bypassing coalescing, under the one overflow policy
+    /// ([`EventQueue`]); what it drops or coalesces is counted in [`Stats`].
     pub(crate) fn push_event(&mut self, event: Event) {
         let fx = &mut *self.fx;
-        let is_message = matches!(event, Event::Message { .. });
-        if is_message && fx.inbox_len >= self.cfg.max_inbox {
-            drop_oldest_message(fx);
+        // The bounds follow the configuration as it is now.
+        fx.events
+            .set_bounds(self.cfg.max_pending_events, self.cfg.max_inbox);
+        let cost = fx.events.push(event);
+        if !cost.is_none() {
+            fx.stats.messages_dropped += cost.messages_dropped;
+            fx.stats.events_dropped += cost.events_dropped;
+            fx.stats.events_coalesced += cost.coalesced;
         }
-        if fx.events.len() >= self.cfg.max_pending_events && !drop_oldest_message(fx) {
-            fx.events.pop_front();
-            fx.stats.events_dropped += 1;
-            fx.lagged += 1;
-        }
-        if is_message {
-            fx.inbox_len += 1;
-        }
-        fx.events.push_back(event);
     }
 
     /// Queue a transmit for the driver. Overflow policy: at `max_pending_transmits` the oldest
@@ -375,20 +363,4 @@ impl Cx<'_> {
             stable: settled >= formulas::settle_window(self.cfg, self.members.live()),
         }
     }
-}
-
-/// Drop the oldest direct message waiting in the event queue; false when there is none.
-fn drop_oldest_message(fx: &mut Effects) -> bool {
-    let Some(i) = fx
-        .events
-        .iter()
-        .position(|e| matches!(e, Event::Message { .. }))
-    else {
-        return false;
-    };
-    fx.events.remove(i);
-    fx.inbox_len -= 1;
-    fx.stats.messages_dropped += 1;
-    fx.lagged += 1;
-    true
 }

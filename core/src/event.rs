@@ -8,10 +8,10 @@ use bytes::Bytes;
 use crate::identity::{Member, Name};
 use crate::time::Timestamp;
 
-/// Something the application may want to know. Events are queued in order. The queue is
-/// bounded: received direct messages by [`crate::Config::max_inbox`] (oldest dropped first),
-/// everything by [`crate::Config::max_pending_events`] (direct messages dropped first, then the
-/// oldest event); drops are counted and reported by [`Event::Lagged`].
+/// Something the application may want to know. Events are queued in order, in an
+/// [`crate::EventQueue`] bounded by [`crate::Config::max_pending_events`] and
+/// [`crate::Config::max_inbox`]; its overflow policy (direct messages go first, membership
+/// events are never dropped, every loss is reported by [`Event::Lagged`]) is written there.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Event {
@@ -116,8 +116,9 @@ pub enum Event {
         /// What went wrong.
         reason: SendFailure,
     },
-    /// The application did not keep up: `dropped` events (direct messages first; membership
-    /// events only as a last resort) were discarded since the last `Lagged`.
+    /// The application did not keep up: `dropped` events were discarded (direct messages
+    /// first; membership events never, only coalesced per member) since the last `Lagged`.
+    /// It comes before the events that follow the gap (see [`crate::EventQueue`]).
     Lagged {
         /// Events discarded.
         dropped: u64,
@@ -381,6 +382,35 @@ impl core::fmt::Display for Event {
             }
             Event::Lagged { dropped } => write!(f, "lagged: {dropped} event(s) dropped"),
             Event::QueueDepthWarning { depth } => write!(f, "broadcast queue depth {depth}"),
+        }
+    }
+}
+
+impl Event {
+    /// How the one overflow policy ([`crate::EventQueue`]) treats this event: the direct
+    /// messages, the other droppable events, the membership events (never dropped, coalesced
+    /// per member), name conflicts (coalesced per name) and the one-off events an application
+    /// waits for (never dropped). An event not named here may be dropped.
+    pub fn class(&self) -> crate::EventClass<'_> {
+        use crate::EventClass;
+        match self {
+            Event::MemberJoined(m)
+            | Event::MemberUpdated(m)
+            | Event::MemberLeft(m)
+            | Event::MemberFailed(m)
+            | Event::MemberRecovered(m)
+            | Event::MemberReaped(m)
+            | Event::MemberSuspected { member: m, .. } => {
+                EventClass::Membership(std::slice::from_ref(m))
+            }
+            Event::MemberBatch { members, .. } => EventClass::Membership(members),
+            Event::NameConflict { name, .. } => EventClass::NameConflict(name),
+            Event::JoinCompleted { .. } | Event::LeaveCompleted | Event::Stopped { .. } => {
+                EventClass::Kept
+            }
+            Event::Lagged { .. } => EventClass::Lagged,
+            Event::Message { .. } => EventClass::Message,
+            _ => EventClass::Droppable,
         }
     }
 }

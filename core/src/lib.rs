@@ -124,6 +124,7 @@ mod ctx;
 mod dissemination;
 mod error;
 mod event;
+mod event_queue;
 pub mod formulas;
 #[cfg(feature = "arbitrary")]
 pub mod fuzzing;
@@ -149,6 +150,7 @@ pub use event::{
     Event, IncomingQuery, MemberEventKind, MessageId, QueryHandle, QueryId, QueryParams,
     SendFailure, StopReason, UserEvent,
 };
+pub use event_queue::{EventClass, EventQueue, Overflow};
 pub use identity::{Identity, Member, MemberStatus, Name, Tags};
 pub use input::{Call, HandleError, Handled, Input};
 pub use keyring::{

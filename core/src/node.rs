@@ -168,7 +168,7 @@ pub(crate) enum SerfKey {
 /// Give back a drained output queue's memory: a burst (a join's push-pull reports every
 /// member at once) should not stay allocated, and a thousand idle nodes in one simulation
 /// should not each hold even a small queue (their events are drained after every input).
-fn release_burst<T>(q: &mut VecDeque<T>) {
+pub(crate) fn release_burst<T>(q: &mut VecDeque<T>) {
     if q.is_empty() && q.capacity() > 0 {
         *q = VecDeque::new();
     }
@@ -1174,20 +1174,10 @@ impl Node {
         t
     }
 
-    /// The next event, if any. A [`Event::Lagged`] comes first when events were dropped.
+    /// The next event, if any. A [`Event::Lagged`] comes first when events were lost (see
+    /// [`crate::EventQueue`] for the overflow policy).
     pub fn poll_event(&mut self) -> Option<Event> {
-        if self.fx.lagged > 0 {
-            let dropped = std::mem::take(&mut self.fx.lagged);
-            return Some(Event::Lagged { dropped });
-        }
-        let Some(e) = self.fx.events.pop_front() else {
-            release_burst(&mut self.fx.events);
-            return None;
-        };
-        if matches!(e, Event::Message { .. }) {
-            self.fx.inbox_len -= 1;
-        }
-        Some(e)
+        self.fx.events.pop()
     }
 
     /// The next deadline at which [`Node::handle_timeout`] must be called; `None` once the
@@ -1244,8 +1234,11 @@ impl Node {
         QueueDepths {
             broadcast: (self.fx.queue.len(), c.max_broadcast_queue),
             serf: (self.fx.serf_queue.len(), c.max_queue_depth),
-            events: (self.fx.events.len(), c.max_pending_events),
-            inbox: (self.fx.inbox_len, c.max_inbox),
+            events: (
+                self.fx.events.len(),
+                c.max_pending_events.saturating_add(c.max_members),
+            ),
+            inbox: (self.fx.events.inbox_len(), c.max_inbox),
             transmits: (self.fx.transmits.len(), c.max_pending_transmits),
             intents,
             event_ring,

@@ -34,7 +34,8 @@ pub struct Stats {
     pub sealed_truncated: u64,
     /// Updates dropped from the full broadcast queue.
     pub broadcast_drops: u64,
-    /// Events dropped because the application did not drain them.
+    /// Events other than direct messages dropped because the application did not drain them
+    /// (see [`crate::EventQueue`]; membership events are never dropped).
     pub events_dropped: u64,
     /// Transmits dropped because the driver did not drain them.
     pub transmits_dropped: u64,
@@ -77,6 +78,9 @@ pub struct Stats {
     pub replies_refused: u64,
     /// User events and queries refused because their Lamport time's slot was full.
     pub slot_full_refused: u64,
+    /// Membership events (and name conflicts) replaced in the full event queue by a newer one
+    /// about the same member (see [`crate::EventQueue`]).
+    pub events_coalesced: u64,
     /// Tombstones (failed or left members) forgotten early to make room for a new member in
     /// a full member table.
     pub tombstones_evicted: u64,
@@ -107,7 +111,9 @@ pub struct QueueDepths {
     pub broadcast: (usize, usize),
     /// Serf-layer updates waiting to be piggybacked (`max_queue_depth`).
     pub serf: (usize, usize),
-    /// Events not yet drained by `poll_event` (`max_pending_events`).
+    /// Events not yet drained by `poll_event`; the bound is `max_pending_events` plus
+    /// `max_members`, since membership events are never dropped, only coalesced per member
+    /// (see [`crate::EventQueue`]).
     pub events: (usize, usize),
     /// Direct messages among those events (`max_inbox`).
     pub inbox: (usize, usize),

@@ -971,13 +971,16 @@ impl AgentHandle {
     }
 }
 
-/// The agent's events, in order, async flavor. Bounded by [`Options::event_capacity`]: when
-/// the application falls behind, new events are dropped and counted (the node never waits).
-/// Its last item is [`Event::Stopped`] with the reason, after which it ends (see
-/// [`AgentHandle`] for the one case without it). Also a [`futures_util::Stream`].
+/// The agent's events, in order, async flavor. Bounded by [`Options::event_capacity`] under
+/// the core's one overflow policy ([`rookery_core::EventQueue`]): the node never waits; when
+/// the application falls behind, the oldest direct messages go first, membership events are
+/// never dropped (only coalesced per member), and an [`Event::Lagged`] comes before the events
+/// that follow the gap, saying how many were lost. Its last item is [`Event::Stopped`] with the
+/// reason (never dropped), after which it ends (see [`AgentHandle`] for the one case without
+/// it). Also a [`futures_util::Stream`].
 #[derive(Debug)]
 pub struct EventStream {
-    rx: mpsc::Receiver<Event>,
+    rx: crate::stream::EventRx,
 }
 
 impl EventStream {

@@ -30,13 +30,16 @@ impl AgentHandle {
     handle_operations!(; .wait());
 }
 
-/// The agent's events, in order, blocking flavor. Bounded by [`crate::Options::event_capacity`]: when
-/// the application falls behind, new events are dropped and counted (the node never waits).
-/// Its last item is [`Event::Stopped`] with the reason, after which it ends. Also an
-/// [`Iterator`] (whose `next` is [`EventStream::recv`]).
+/// The agent's events, in order, blocking flavor. Bounded by
+/// [`crate::Options::event_capacity`] under the core's one overflow policy
+/// ([`rookery_core::EventQueue`]): the node never waits; when the application falls behind,
+/// the oldest direct messages go first, membership events are never dropped (only coalesced
+/// per member), and an [`Event::Lagged`] comes before the events that follow the gap, saying
+/// how many were lost. Its last item is [`Event::Stopped`] with the reason (never dropped),
+/// after which it ends. Also an [`Iterator`] (whose `next` is [`EventStream::recv`]).
 #[derive(Debug)]
 pub struct EventStream {
-    pub(crate) rx: mpsc::Receiver<Event>,
+    pub(crate) rx: crate::stream::EventRx,
 }
 
 impl EventStream {

@@ -23,6 +23,7 @@ use rookery_core::{Event, Member};
 use crate::error::{AgentError, TryRecvError};
 use crate::options::Options;
 use crate::pump::{AnswerSink, Command, Delivery, EventSink, Pump, QueryAnswer, Reply};
+use crate::stream::{event_stream, EventRx};
 
 /// The event loop's end of the command channel: every handle operation arrives here as one
 /// [`Command`] for [`crate::Pump::command`]. `try_recv` tells an empty channel from one whose
@@ -48,31 +49,22 @@ impl fmt::Debug for LoopEnds {
 #[derive(Debug)]
 pub struct HandleEnds {
     cmds: mpsc::UnboundedSender<Command>,
-    events: mpsc::Receiver<Event>,
+    events: EventRx,
     query_capacity: usize,
     room: Arc<async_lock::Semaphore>,
     room_limit: usize,
 }
 
 /// Make the channels between a new agent's handles and its event loop: an unbounded command
-/// channel (commands are few, and a handle must never lose one) and the event channel bounded
-/// by [`Options::event_capacity`] (the node never waits for the application: events that do
-/// not fit are dropped and counted).
+/// channel (commands are few, and a handle must never lose one) and the event stream, bounded
+/// by [`Options::event_capacity`] under the core's one overflow policy
+/// ([`rookery_core::EventQueue`]: the node never waits for the application; the oldest direct
+/// messages go first, membership events and the final [`Event::Stopped`] are never dropped,
+/// and an [`Event::Lagged`] in the stream says how many were lost).
 pub fn channels(options: &Options) -> (HandleEnds, LoopEnds) {
     let (cmd_tx, cmd_rx) = mpsc::unbounded();
-    // A bounded futures channel holds its buffer plus one message per sender.
-    let (mut ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1) - 1);
-    // A second sender, used once, for the final `Event::Stopped`: every sender of a bounded
-    // futures channel owns one slot beyond the buffer, so the final event always fits, however
-    // far behind the application is.
-    let mut last_tx = Some(ev_tx.clone());
-    let sink: EventSink = Box::new(move |e| match (&e, last_tx.take()) {
-        (Event::Stopped { .. }, Some(mut last)) => last.try_send(e).is_ok(),
-        (_, last) => {
-            last_tx = last;
-            ev_tx.try_send(e).is_ok()
-        }
-    });
+    let (mut ev_tx, ev_rx) = event_stream(options.event_capacity);
+    let sink: EventSink = Box::new(move |e| ev_tx.push(e));
     let ends = HandleEnds {
         cmds: cmd_tx,
         events: ev_rx,
@@ -96,7 +88,7 @@ impl HandleEnds {
         me: &Member,
         wake: Option<Box<dyn Fn() + Send + Sync>>,
         thread: Option<JoinHandle<()>>,
-    ) -> (Arc<Link>, mpsc::Receiver<Event>) {
+    ) -> (Arc<Link>, EventRx) {
         let link = Link {
             cmds: Some(self.cmds),
             wake,
@@ -354,15 +346,28 @@ fn resolve_blocking(
     Ok(found)
 }
 
-/// A receive that does not wait.
-pub(crate) fn try_recv<T>(rx: &mut mpsc::Receiver<T>) -> Result<T, TryRecvError> {
-    rx.try_recv().map_err(|e| {
-        if e.is_closed() {
-            TryRecvError::Closed
-        } else {
-            TryRecvError::Empty
-        }
-    })
+/// A receive that does not wait, on either kind of receiver `receiver_operations` serves.
+pub(crate) trait TryRecv<T> {
+    /// The next item if it is already there.
+    fn try_take(&mut self) -> Result<T, TryRecvError>;
+}
+
+impl<T> TryRecv<T> for mpsc::Receiver<T> {
+    fn try_take(&mut self) -> Result<T, TryRecvError> {
+        self.try_recv().map_err(|e| {
+            if e.is_closed() {
+                TryRecvError::Closed
+            } else {
+                TryRecvError::Empty
+            }
+        })
+    }
+}
+
+impl TryRecv<Event> for EventRx {
+    fn try_take(&mut self) -> Result<Event, TryRecvError> {
+        self.try_recv()
+    }
 }
 
 /// Waiting for a future on the calling thread (the blocking flavor): `.wait()` where the async
@@ -668,8 +673,9 @@ macro_rules! handle_operations {
     };
 }
 
-/// `recv` and `try_recv` of an `EventStream` or a `QueryAnswers` (a struct with a futures
-/// receiver `rx` of `$item`), for one flavor, as `handle_operations`.
+/// `recv` and `try_recv` of an `EventStream` or a `QueryAnswers` (a struct with a receiver
+/// `rx` of `$item`: an event stream's or a futures channel's), for one flavor, as
+/// `handle_operations`.
 macro_rules! receiver_operations {
     ($item:ty; $($async:ident)?; $($wait:tt)*) => {
         /// The next one, waiting for it; `None` once the stream has ended (the agent stopped,
@@ -681,7 +687,7 @@ macro_rules! receiver_operations {
         /// The next one if it is already there: [`TryRecvError::Empty`] when nothing is
         /// waiting yet, [`TryRecvError::Closed`] once the stream has ended.
         pub fn try_recv(&mut self) -> Result<$item, TryRecvError> {
-            crate::handle::try_recv(&mut self.rx)
+            crate::handle::TryRecv::try_take(&mut self.rx)
         }
     };
 }
@@ -871,18 +877,29 @@ mod tests {
             ..Options::default()
         };
         let (ends, LoopEnds { mut sink, .. }) = channels(&options);
-        let mut delivered = 0;
-        while sink(Event::LeaveCompleted) {
-            delivered += 1;
+        let mut kept = 0;
+        while sink(Event::QueueDepthWarning { depth: kept }).is_none() {
+            kept += 1;
         }
-        assert_eq!(delivered, 2, "the stream is full");
+        assert_eq!(kept, 2, "the stream is full");
         let stopped = Event::Stopped {
             reason: rookery_core::StopReason::Left,
         };
-        assert!(sink(stopped.clone()), "the final event still fits");
+        assert_eq!(
+            sink(stopped.clone()).events_dropped,
+            1,
+            "the final event still goes in, the oldest droppable one out"
+        );
         drop(sink);
         let got: Vec<Event> = crate::blocking::EventStream { rx: ends.events }.collect();
-        assert_eq!(got.len(), 3);
-        assert_eq!(got.last(), Some(&stopped));
+        assert_eq!(
+            got,
+            vec![
+                Event::Lagged { dropped: 2 },
+                Event::QueueDepthWarning { depth: 2 },
+                stopped
+            ],
+            "the loss is reported first, the final event comes last"
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! - [`Pump`]: the [`rookery_core::Node`] plus its clock, the [`Command`]s handles send, the
 //!   callers waiting for `join`/`leave`/`shutdown` to complete, the answer channel of each
 //!   query asked through a handle ([`QueryAnswer`], keyed by query id, bounded and never
-//!   blocking the node), and the event sink. Used by
+//!   blocking the node), and the event sink (an [`rookery_core::EventQueue`] shared with the
+//!   application's event stream, under the core's one overflow policy). Used by
 //!   the async drivers and by the mio driver alike.
 //! - [`bind_pair`]: one UDP socket and one TCP listener on the same port (port 0 allowed).
 //! - [`guard`]: the TCP caps on a hostile network, written once for every driver — which
@@ -45,7 +46,7 @@
 //! | shutdown | `handle.shutdown(ShutdownMode).await` | `handle.shutdown(ShutdownMode)` (joins the loop thread) |
 //! | query | `handle.query(name, payload, QueryParams).await -> Result<QueryAnswers, AgentError>` | `handle.query(name, payload, QueryParams) -> Result<QueryAnswers, AgentError>` |
 //! | answers | `answers.recv().await -> Option<QueryAnswer>`, `try_recv() -> Result<QueryAnswer, TryRecvError>`, `collect_all().await`, `id()`; a `Stream` | `answers.recv() -> Option<QueryAnswer>`, `try_recv()`, `collect_all()`, `id()`; an `Iterator` |
-//! | events | `events.recv().await -> Option<Event>`, `try_recv() -> Result<Event, TryRecvError>`; a `Stream` | `events.recv() -> Option<Event>`, `try_recv() -> Result<Event, TryRecvError>`; an `Iterator` |
+//! | events | `events.recv().await -> Option<Event>`, `try_recv() -> Result<Event, TryRecvError>`; a `Stream` (bounded by `Options::event_capacity` under [`rookery_core::EventQueue`]'s policy: oldest direct messages first, membership events never, `Event::Lagged` in the stream) | `events.recv() -> Option<Event>`, `try_recv() -> Result<Event, TryRecvError>`; an `Iterator` (the same) |
 //! | local_addr, name, is_stopped | `-> SocketAddr`, `-> &str`, `-> bool` (no waiting) | the same |
 //!
 //! Payloads are `impl Into<Bytes>`; core refusals are [`AgentError::Rejected`]; an agent that
@@ -62,7 +63,7 @@
 //! use rookery_driver::{Command, DriverCounters, Pump, Reply};
 //!
 //! let identity = Identity::new("a", "127.0.0.1:7946".parse().unwrap());
-//! let sink = Box::new(|_event| true);
+//! let sink = Box::new(|_event| rookery_core::Overflow::default());
 //! let counters = Arc::new(DriverCounters::default());
 //! let mut pump = Pump::new(Config::local(), identity, 7, sink, counters).unwrap();
 //! let (tx, rx) = std::sync::mpsc::channel();
@@ -91,6 +92,7 @@ mod options;
 mod pump;
 #[cfg(feature = "async")]
 mod runtime;
+mod stream;
 
 pub use bind::{advertised_addr, bind_pair, node_seed};
 pub use delivery::{BroadcastReceipts, Delivered, OutFrame, Receipt};

@@ -42,9 +42,12 @@ pub struct Options {
     /// The IP other members reach this node at, when the identity's address is unspecified
     /// (`0.0.0.0` / `::`). The bound port is kept. Default `None`.
     pub advertise: Option<IpAddr>,
-    /// Capacity of the event stream (events). When the application does not keep up, new
-    /// events are dropped and counted in [`crate::DriverStats::events_dropped`]; the node
-    /// itself never waits for the application. Default 1024.
+    /// Capacity of the event stream (events, direct messages included). The node never waits
+    /// for the application; when the application does not keep up, the core's one overflow
+    /// policy applies ([`rookery_core::EventQueue`]: the oldest direct messages go first,
+    /// membership events and the final `Stopped` never go, an `Event::Lagged` in the stream
+    /// says how many were lost), counted in [`crate::DriverStats::events_dropped`]. Default
+    /// 1024.
     pub event_capacity: usize,
     /// An outbound TCP connection unused for this long is closed; an inbound one is closed after
     /// twice as long without data (so that the sender, not the receiver, closes first).

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rookery_core::{
-    ApiError, Config, ConfigError, Event, Identity, InputError, KeyOp, KeyOpId, KeyOpResult,
-    Keyring, Member, MessageId, Name, Node, QueryHandle, QueryId, QueryParams, Stats, StopReason,
-    Tags, Timestamp, Transmit,
+    ApiError, Config, ConfigError, Event, EventClass, Identity, InputError, KeyOp, KeyOpId,
+    KeyOpResult, Keyring, Member, MessageId, Name, Node, Overflow, QueryHandle, QueryId,
+    QueryParams, Stats, StopReason, Tags, Timestamp, Transmit,
 };
 
 use crate::delivery::{BroadcastReceipts, Flights, Receipt, Room};
@@ -297,6 +297,10 @@ impl fmt::Debug for AnswerSink {
 pub struct DriverCounters {
     /// See [`DriverStats::events_dropped`].
     pub events_dropped: AtomicU64,
+    /// See [`DriverStats::messages_dropped`].
+    pub messages_dropped: AtomicU64,
+    /// See [`DriverStats::events_coalesced`].
+    pub events_coalesced: AtomicU64,
     /// See [`DriverStats::bad_connections`].
     pub bad_connections: AtomicU64,
     /// See [`DriverStats::connections_accepted`].
@@ -330,6 +334,24 @@ impl DriverCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Count what the event stream's overflow policy discarded for one event.
+    pub fn lost(&self, cost: Overflow) {
+        if cost.is_none() {
+            return;
+        }
+        let add = |c: &AtomicU64, n: u64| {
+            if n > 0 {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(
+            &self.events_dropped,
+            cost.messages_dropped + cost.events_dropped,
+        );
+        add(&self.messages_dropped, cost.messages_dropped);
+        add(&self.events_coalesced, cost.coalesced);
+    }
+
     /// Count a refusal by its cause and log it at warn, at most once per
     /// [`crate::guard::LOG_EVERY`] per cause (with the number not logged since).
     pub fn refuse(&self, cause: Refusal, peer: SocketAddr) {
@@ -352,6 +374,8 @@ impl DriverCounters {
         let r = |cause: Refusal| g(&self.refused[cause.index()]);
         DriverStats {
             events_dropped: g(&self.events_dropped),
+            messages_dropped: g(&self.messages_dropped),
+            events_coalesced: g(&self.events_coalesced),
             bad_connections: g(&self.bad_connections),
             connections_accepted: g(&self.connections_accepted),
             connections_refused: g(&self.connections_refused),
@@ -377,8 +401,17 @@ impl DriverCounters {
 /// A snapshot of a driver's own counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DriverStats {
-    /// Events not delivered because the application's event stream was full (or dropped).
+    /// Events not delivered because the application's event stream was full (or dropped),
+    /// under the one overflow policy ([`rookery_core::EventQueue`]): direct messages first,
+    /// then other droppable events, never membership events nor [`Event::Stopped`]. Each loss
+    /// is also reported in the stream by [`Event::Lagged`].
     pub events_dropped: u64,
+    /// The direct messages ([`Event::Message`]) among [`DriverStats::events_dropped`].
+    pub messages_dropped: u64,
+    /// Membership events the full event stream replaced by a newer one about the same member
+    /// (not dropped: the application still gets each member's latest event; also reported by
+    /// [`Event::Lagged`]).
+    pub events_coalesced: u64,
     /// Inbound TCP connections closed for carrying garbage: a frame longer than
     /// `max_stream_message` (also counted in [`DriverStats::frames_too_large`]), or a frame
     /// the core could not decode.
@@ -448,9 +481,10 @@ pub struct AgentStats {
     pub messages_in_flight: usize,
 }
 
-/// The application's side of the event stream: returns false when the event could not be
-/// delivered (stream full or closed); the pump then counts it as dropped.
-pub type EventSink = Box<dyn FnMut(Event) -> bool + Send>;
+/// The application's side of the event stream: queues the event without waiting and returns
+/// what the overflow policy ([`rookery_core::EventQueue`]) discarded to make room (everything,
+/// once the application dropped its stream); the pump counts it in [`DriverStats`].
+pub type EventSink = Box<dyn FnMut(Event) -> Overflow + Send>;
 
 type JoinReply = Reply<Result<usize, AgentError>>;
 
@@ -918,9 +952,7 @@ impl Pump {
             feed.close();
         }
         tracing::info!(name = %node.local_member().name, %reason, "agent stopped");
-        if !sink(Event::Stopped { reason }) {
-            DriverCounters::bump(&counters.events_dropped);
-        }
+        counters.lost(sink(Event::Stopped { reason }));
         drop(sink);
         for w in left_waiters {
             w.send(Ok(()));
@@ -955,18 +987,8 @@ impl Pump {
             let Some(event) = self.flights.claim(event) else {
                 continue;
             };
-            members_changed |= matches!(
-                event,
-                Event::MemberJoined(_)
-                    | Event::MemberUpdated(_)
-                    | Event::MemberLeft(_)
-                    | Event::MemberFailed(_)
-                    | Event::MemberSuspected { .. }
-                    | Event::MemberRecovered(_)
-                    | Event::MemberReaped(_)
-                    | Event::MemberBatch { .. }
-                    | Event::LeaveCompleted
-            );
+            members_changed |= matches!(event.class(), EventClass::Membership(_))
+                || matches!(event, Event::LeaveCompleted);
             let done = match &event {
                 Event::JoinCompleted {
                     answered,
@@ -1018,9 +1040,8 @@ impl Pump {
                 }
                 _ => None,
             };
-            if !(self.sink)(event) {
-                DriverCounters::bump(&self.counters.events_dropped);
-            }
+            let cost = (self.sink)(event);
+            self.counters.lost(cost);
             match done {
                 Some(Done::Join {
                     answered,
@@ -1092,7 +1113,10 @@ mod tests {
 
     fn pump(name: &str, port: u16) -> (Pump, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel();
-        let sink: EventSink = Box::new(move |e| tx.send(e).is_ok());
+        let sink: EventSink = Box::new(move |e| {
+            let _ = tx.send(e);
+            Overflow::default()
+        });
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let p = Pump::new(
             Config::local(),
@@ -1264,7 +1288,11 @@ mod tests {
 
     #[test]
     fn full_sink_drops_and_counts() {
-        let sink: EventSink = Box::new(|_| false);
+        let sink: EventSink = Box::new(|_| Overflow {
+            messages_dropped: 0,
+            events_dropped: 1,
+            coalesced: 0,
+        });
         let counters = Arc::new(DriverCounters::default());
         let addr = SocketAddr::from(([127, 0, 0, 1], 9004));
         let mut p = Pump::new(
@@ -1278,5 +1306,6 @@ mod tests {
         let (r, _a) = answer();
         p.command(Command::Leave { reply: r });
         assert_eq!(p.stats().driver.events_dropped, 1);
+        assert_eq!(p.stats().driver.messages_dropped, 0);
     }
 }

@@ -75,8 +75,8 @@ impl Agent {
     /// `identity.addr` (port 0 picks a free port; the node advertises the bound address, or
     /// [`Options::advertise`] with the bound port), create the node seeded from
     /// [`Options::seed`] or OS entropy, and run its event loop on a new thread. Returns the
-    /// handle and the event stream (bounded by [`Options::event_capacity`]; events that do not
-    /// fit are dropped and counted).
+    /// handle and the event stream (bounded by [`Options::event_capacity`] under the core's
+    /// overflow policy, [`rookery_core::EventQueue`]).
     pub fn start(
         mut config: Config,
         mut identity: Identity,

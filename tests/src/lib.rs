@@ -90,6 +90,11 @@ macro_rules! driver_scenarios {
         }
 
         #[test]
+        fn slow_reader_loses_only_the_oldest_messages() {
+            scenarios::slow_reader_loses_only_messages(concat!($prefix, "-slow"), &[D; 3]);
+        }
+
+        #[test]
         fn keyring_read_locally() {
             scenarios::keyring_read_locally(concat!($prefix, "-kr"), D);
         }

@@ -897,6 +897,170 @@ pub fn remove_failed_is_left(prefix: &str, drivers: &[Driver], victim: usize) {
     stop_all(&others);
 }
 
+/// How many direct messages `stream` lost, as its `Lagged` events say, and every other event.
+fn split_lagged(events: &[Event]) -> (u64, Vec<&Event>) {
+    let mut lagged = 0;
+    let mut rest = Vec::new();
+    for e in events {
+        match e {
+            Event::Lagged { dropped } => lagged += dropped,
+            e => rest.push(e),
+        }
+    }
+    (lagged, rest)
+}
+
+/// Wait until `count()` has not changed for half a second (and at least `floor`); returns it.
+fn settled(floor: u64, mut count: impl FnMut() -> u64) -> u64 {
+    let mut last = (count(), std::time::Instant::now());
+    let (ok, took) = wait_until(LIMIT, || {
+        let now = count();
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        }
+        now >= floor && last.1.elapsed() >= Duration::from_millis(500)
+    });
+    assert!(ok, "count not settled at {floor}+ in {took:?}: {}", last.0);
+    last.0
+}
+
+/// A slow application keeps every membership event (issue 17): an agent whose stream holds 8
+/// events does not read it while the two others send it many direct messages, one of them
+/// leaves and the other is shut down (fails). When it finally reads: a `Lagged` comes first
+/// with the number of events lost, only direct messages were lost (the oldest: each sender's
+/// messages that arrived are its last ones), no message vanished without being counted, every
+/// membership event is there (both joins, the leave and the failure), and the stream still
+/// ends with `Stopped`. `drivers`: two peers, then the slow agent.
+pub fn slow_reader_loses_only_messages(prefix: &str, drivers: &[Driver]) {
+    const CAPACITY: usize = 8;
+    const EACH: usize = 40;
+    let peers = start_cluster(prefix, &drivers[..2]);
+    let name = format!("{prefix}-reader");
+    let options = Options::default().with_event_capacity(CAPACITY);
+    let (slow, mut stream) = drivers[2]
+        .start(&name, localhost(), fast_config(), options)
+        .expect("agent starts");
+    assert_eq!(slow.join(&[peers[0].local_addr()]), Ok(1));
+    let alive = |h: &AgentHandle| {
+        h.members().map_or(0, |ms| {
+            ms.iter()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .count()
+        })
+    };
+    let (ok, took) = wait_until(LIMIT, || {
+        alive(&slow) == 3 && peers.iter().all(|p| p.alive() == 3)
+    });
+    assert!(ok, "the reader did not converge in {took:?}");
+    let dropped = || slow.stats().expect("stats").driver.messages_dropped;
+    let floor = (EACH - CAPACITY) as u64;
+    // Peer 1 sends, then leaves; peer 0 sends, then fails.
+    for i in 0..EACH {
+        peers[1].send(&name, format!("1:{i}")).expect("send");
+    }
+    settled(floor, dropped);
+    peers[1].leave().expect("leave");
+    for i in 0..EACH {
+        peers[0].send(&name, format!("0:{i}")).expect("send");
+    }
+    settled(floor + EACH as u64, dropped);
+    peers[0].shutdown(ShutdownMode::Now);
+    let (p0, p1) = (peers[0].name().to_string(), peers[1].name().to_string());
+    let status = |who: &str| {
+        slow.members()
+            .ok()
+            .and_then(|ms| ms.into_iter().find(|m| &*m.name == who))
+            .map(|m| m.status)
+    };
+    let (ok, took) = wait_until(LIMIT, || {
+        status(&p1) == Some(MemberStatus::Left) && status(&p0) == Some(MemberStatus::Failed)
+    });
+    assert!(
+        ok,
+        "the reader did not see {p1} leave and {p0} fail in {took:?}"
+    );
+    let stats = slow.stats().expect("stats");
+    let mut got = Vec::new();
+    while let Ok(e) = stream.try_recv() {
+        got.push(e);
+    }
+    eprintln!(
+        "{prefix}: the slow reader got {} events, driver stats {:?}",
+        got.len(),
+        stats.driver
+    );
+
+    assert!(
+        matches!(got.first(), Some(Event::Lagged { .. })),
+        "the loss is reported first: {got:?}"
+    );
+    let (lagged, rest) = split_lagged(&got);
+    let driver = &stats.driver;
+    assert_eq!(
+        (driver.events_dropped, driver.events_coalesced),
+        (driver.messages_dropped, 0),
+        "only direct messages were dropped"
+    );
+    assert_eq!(lagged, driver.messages_dropped, "Lagged counts every loss");
+    assert_eq!(
+        stats.core.messages_dropped + stats.core.events_dropped + stats.core.events_coalesced,
+        0,
+        "the node itself dropped nothing"
+    );
+    let has = |want: &dyn Fn(&Event) -> bool| rest.iter().any(|e| want(e));
+    for who in [&p0, &p1] {
+        assert!(
+            has(&|e| matches!(e, Event::MemberJoined(m) if *m.name == **who)),
+            "{who} joined: {rest:?}"
+        );
+    }
+    assert!(
+        has(&|e| matches!(e, Event::MemberLeft(m) if *m.name == *p1)),
+        "{p1} left: {rest:?}"
+    );
+    assert!(
+        has(&|e| matches!(e, Event::MemberFailed(m) if *m.name == *p0)),
+        "{p0} failed: {rest:?}"
+    );
+    assert!(has(&|e| matches!(e, Event::JoinCompleted { .. })));
+    // The messages that arrived are each sender's last ones, in order, and with the lost ones
+    // they are all that was sent.
+    let mut received = 0;
+    for sender in ["0", "1"] {
+        let idx: Vec<usize> = rest
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message { payload, .. } => {
+                    let text = std::str::from_utf8(payload).expect("utf-8");
+                    let (s, i) = text.split_once(':').expect("numbered");
+                    (s == sender).then(|| i.parse().expect("number"))
+                }
+                _ => None,
+            })
+            .collect();
+        let want: Vec<usize> = (EACH - idx.len()..EACH).collect();
+        assert_eq!(idx, want, "sender {sender}: the oldest messages went first");
+        received += idx.len() as u64;
+    }
+    assert_eq!(
+        received + lagged,
+        2 * EACH as u64,
+        "every message arrived or was counted"
+    );
+    // The final event still comes, and the stream ends after it.
+    slow.shutdown(ShutdownMode::Now);
+    let tail: Vec<Event> = stream.by_ref().collect();
+    assert_eq!(
+        tail.last(),
+        Some(&Event::Stopped {
+            reason: StopReason::Shutdown
+        }),
+        "{tail:?}"
+    );
+    assert_eq!(stream.try_recv(), Err(TryRecvError::Closed));
+    peers[1].shutdown(ShutdownMode::Now);
+}
+
 /// The async flavor itself, on two agents of an async driver started with `start` (its
 /// `Agent::start`; the scenarios above use the blocking flavor): one joins the other, which
 /// asks a query that both answer from their event streams, the answers end with the done, and
