@@ -23,7 +23,7 @@
 //!     println!("{} {} {:?}", m.name, m.addr, m.status);
 //! }
 //! agent.user_event("deploy", "v42", false).await?;
-//! let sent_to = agent.broadcast("hi all").await?;
+//! let sent_to = agent.broadcast("hi all").await?.len();
 //! let answers = agent.query("load", "", QueryParams::default()).await?;
 //! println!("{sent_to} got the broadcast; answers: {:?}", answers.collect_all().await);
 //! if let Some(Event::Query(q)) = events.recv().await {

@@ -9,14 +9,16 @@
 //!   Go's memberlist means by a reliable send.
 //! - [`Delivered::Acknowledged`] (`send_acked` only): the peer's core received the message and
 //!   put it in its event queue, and said so.
-//! - [`AgentError::NotDelivered`]: the message failed ([`SendFailure`] says how); for a plain
+//! - [`AgentError::NotDelivered`]: the message failed ([`rookery_core::SendFailure`] says how); for a plain
 //!   send, the peer did not get it.
 //!
-//! Every message has exactly one outcome. A caller that keeps its [`Receipt`] gets the outcome
-//! there and nowhere else; a caller that dropped it (fire and forget) still hears of a failure
-//! or an acknowledgement as an event on the event stream ([`rookery_core::Event::SendFailed`],
-//! [`rookery_core::Event::MessageAcked`]), so nothing is lost without a word. A successful
-//! plain write to a dropped receipt is not reported anywhere (it is the normal case).
+//! Every message has exactly one outcome. A caller that keeps its [`Receipt`] gets it there.
+//! A failure is also always put on the event stream ([`rookery_core::Event::SendFailed`], once
+//! per message), whether or not anyone holds the receipt, so a failure is never lost without a
+//! word — not even when a receipt is dropped after its outcome arrived. An acknowledgement
+//! goes to the receipt, or to the event stream ([`rookery_core::Event::MessageAcked`]) when
+//! the receipt was dropped. A successful plain write is reported on the receipt only (it is
+//! the normal case).
 //!
 //! Backpressure: at most [`crate::Options::max_messages_in_flight`] messages are between a
 //! `send` and their write (or failure) at once. `send`, `send_acked` and `broadcast` wait for
@@ -162,9 +164,9 @@ impl Flights {
         }
     }
 
-    /// Route an outcome event to the receipt waiting for it. Returns the event when it must go
-    /// on the event stream instead: it is not an outcome, nobody follows that message, or its
-    /// receipt was dropped.
+    /// Hand an outcome event to the receipt waiting for it. Returns the event when it must
+    /// (also) go on the event stream: it is not an outcome, it is a failure (always reported
+    /// there too), nobody follows that message, or its receipt was dropped.
     pub(crate) fn claim(&mut self, event: Event) -> Option<Event> {
         let (message, outcome) = match &event {
             Event::SendFailed {
@@ -173,10 +175,11 @@ impl Flights {
             Event::MessageAcked { message, .. } => (*message, Ok(Delivered::Acknowledged)),
             _ => return Some(event),
         };
+        let failed = outcome.is_err();
         let Some(f) = self.map.remove(&message) else {
             return Some(event);
         };
-        if f.receipt.is_canceled() || f.receipt.send(outcome).is_err() {
+        if f.receipt.is_canceled() || f.receipt.send(outcome).is_err() || failed {
             return Some(event);
         }
         None

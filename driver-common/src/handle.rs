@@ -239,6 +239,20 @@ pub(crate) fn join(
     }
 }
 
+/// `join_hosts_with`: resolve the seeds (see [`resolve`]), then join through every address.
+pub(crate) fn join_hosts<S: AsRef<str>>(
+    link: &Arc<Link>,
+    seeds: &[S],
+    ignore_old: bool,
+) -> impl Future<Output = Result<usize, AgentError>> + Send + 'static {
+    let seeds: Vec<String> = seeds.iter().map(|s| s.as_ref().to_string()).collect();
+    let link = link.clone();
+    async move {
+        let addrs = resolve(seeds, link.addr.port(), RESOLVE_TIMEOUT).await?;
+        link.request(join(&addrs, ignore_old)).await?
+    }
+}
+
 /// How long `join_hosts` waits for its seed names to resolve. Resolution runs on helper
 /// threads (the system resolver blocks), never on the event loop or a runtime's worker; a
 /// lookup still running after this is abandoned (its thread ends when the system resolver
@@ -430,11 +444,18 @@ macro_rules! handle_operations {
         /// and skipped, and when none resolves the answer is
         /// [`AgentError::NothingResolved`]. Otherwise as `join`.
         pub $($async)? fn join_hosts<S: AsRef<str>>(&self, seeds: &[S]) -> Result<usize, AgentError> {
-            let seeds: Vec<String> = seeds.iter().map(|s| s.as_ref().to_string()).collect();
-            let port = self.link.addr.port();
-            let limit = crate::handle::RESOLVE_TIMEOUT;
-            let addrs = crate::handle::resolve(seeds, port, limit) $($wait)* ?;
-            self.link.request(crate::handle::join(&addrs, false)) $($wait)* ?
+            crate::handle::join_hosts(&self.link, seeds, false) $($wait)*
+        }
+
+        /// `join_hosts`, choosing whether to replay the cluster's recent user events
+        /// (`ignore_old` false, as `join_hosts` does) or to skip every user event older than
+        /// the join (Serf's `Join(addrs, ignoreOld)` taking names).
+        pub $($async)? fn join_hosts_with<S: AsRef<str>>(
+            &self,
+            seeds: &[S],
+            ignore_old: bool,
+        ) -> Result<usize, AgentError> {
+            crate::handle::join_hosts(&self.link, seeds, ignore_old) $($wait)*
         }
 
         /// `join`, choosing whether to replay the cluster's recent user events (`ignore_old`

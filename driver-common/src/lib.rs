@@ -38,10 +38,11 @@
 //! | start | `Agent::start(Config, Identity, Options).await -> Result<(AgentHandle, EventStream), StartError>` | `Agent::start(Config, Identity, Options) -> Result<(AgentHandle, EventStream), StartError>` |
 //! | join | `handle.join(&[SocketAddr]).await -> Result<usize, AgentError>` (and `join_with(seeds, ignore_old)`) | `handle.join(&[SocketAddr]) -> Result<usize, AgentError>` (and `join_with`) |
 //! | join by name | `handle.join_hosts(&["host:port"]).await -> Result<usize, AgentError>` (every address a name resolves to) | the same, blocking |
-//! | leave, set_tags, user_event, respond, send, remove_failed, forget_member | `….await -> Result<(), AgentError>` | `… -> Result<(), AgentError>` |
+//! | leave, set_tags, user_event, respond, remove_failed, forget_member | `….await -> Result<(), AgentError>` | `… -> Result<(), AgentError>` |
+//! | send, try_send, send_acked | `handle.send(to, payload).await -> Result<Receipt, AgentError>` (waits for room; `try_send` refuses with `SendQueueFull`); `receipt.await -> Result<Delivered, AgentError>` ([`delivery`]) | the same, blocking; `receipt.wait()` |
 //! | members, alive_members, member, local_member | `….await -> Result<Vec<Member>, AgentError>`, `Result<Option<Member>, AgentError>`, `Result<Member, AgentError>` | the same, blocking |
 //! | watch_members | `handle.watch_members().await -> Result<MembersWatch, AgentError>`; `watch.changed().await -> Option<Vec<Member>>`, `try_changed()`, `current()`; a `Stream` | the same, blocking; an `Iterator` |
-//! | broadcast | `handle.broadcast(payload).await -> Result<usize, AgentError>` | `handle.broadcast(payload) -> Result<usize, AgentError>` |
+//! | broadcast | `handle.broadcast(payload).await -> Result<BroadcastReceipts, AgentError>` (each member with its receipt) | `handle.broadcast(payload) -> Result<BroadcastReceipts, AgentError>` |
 //! | stats | `handle.stats().await -> Result<AgentStats, AgentError>` | `handle.stats() -> Result<AgentStats, AgentError>` |
 //! | shutdown | `handle.shutdown(ShutdownMode).await` | `handle.shutdown(ShutdownMode)` (joins the loop thread) |
 //! | query | `handle.query(name, payload, QueryParams).await -> Result<QueryAnswers, AgentError>` | `handle.query(name, payload, QueryParams) -> Result<QueryAnswers, AgentError>` |

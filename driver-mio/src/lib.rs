@@ -21,7 +21,7 @@
 //! agent.join(&["127.0.0.1:7946".parse()?])?;
 //! println!("members: {:?}", agent.members()?);
 //! agent.user_event("deploy", "v42", false)?; // every member gets Event::User
-//! agent.send("node-a", "hello")?; // node-a gets Event::Message
+//! agent.send("node-a", "hello")?.wait()?; // written to node-a, which gets Event::Message
 //! let mut answers = agent.query("load", "", QueryParams::default())?;
 //! while let Some(answer) = answers.recv() {
 //!     println!("{answer:?}"); // acks and responses, then QueryAnswer::Done

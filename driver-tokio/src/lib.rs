@@ -23,7 +23,7 @@
 //! let answered = agent.join(&["127.0.0.1:7946".parse()?]).await?;
 //! println!("{answered} seed(s) answered; members: {:?}", agent.members().await?);
 //! agent.user_event("deploy", "v42", false).await?; // every member gets Event::User
-//! agent.send("node-b", "hello").await?; // node-b gets Event::Message
+//! agent.send("node-b", "hello").await?.await?; // written to node-b, which gets Event::Message
 //! let mut answers = agent.query("load", "", QueryParams::default()).await?;
 //! while let Some(answer) = answers.recv().await {
 //!     println!("{answer:?}"); // acks and responses, then QueryAnswer::Done

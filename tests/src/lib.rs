@@ -55,6 +55,16 @@ macro_rules! driver_scenarios {
         }
 
         #[test]
+        fn a_flood_of_messages_loses_nothing() {
+            scenarios::flood_loses_nothing(concat!($prefix, "-flood"), &[D; 2]);
+        }
+
+        #[test]
+        fn every_message_has_one_outcome() {
+            scenarios::message_outcomes(concat!($prefix, "-outcome"), &[D; 3]);
+        }
+
+        #[test]
         fn garbage_is_counted_and_ignored() {
             scenarios::garbage_ignored(concat!($prefix, "-garbage"), D);
         }

@@ -513,12 +513,19 @@ pub fn join_by_name(prefix: &str, drivers: &[Driver]) {
         .map(|(i, &d)| Agent::start(d, &format!("{prefix}-{i}"), fast_config()))
         .collect();
     let port = agents[0].local_addr().port();
+    // An event from before the joins: replayed to a joiner unless it asks to ignore old ones.
+    agents[0]
+        .user_event("before", "old news", false)
+        .expect("user event");
     let by_name = agents[1].join_hosts(&[format!("localhost:{port}")]);
     assert!(matches!(by_name, Ok(n) if n >= 1), "{by_name:?}");
-    let mixed = agents[2].join_hosts(&[
-        "no-such-seed.invalid:1".to_string(),
-        format!("127.0.0.1:{port}"),
-    ]);
+    let mixed = agents[2].join_hosts_with(
+        &[
+            "no-such-seed.invalid:1".to_string(),
+            format!("127.0.0.1:{port}"),
+        ],
+        true,
+    );
     assert_eq!(mixed, Ok(1));
     let none = agents[3].join_hosts(&["no-such-seed.invalid:1", "also-not.invalid"]);
     assert!(
@@ -528,6 +535,15 @@ pub fn join_by_name(prefix: &str, drivers: &[Driver]) {
     let (ok, took) = wait_until(LIMIT, || agents[..3].iter().all(|a| a.alive() == 3));
     assert!(ok, "the three joined by name did not converge in {took:?}");
     assert_eq!(agents[3].alive(), 1, "nothing joined");
+    let heard = |a: &Agent| {
+        a.events()
+            .iter()
+            .any(|e| matches!(e, Event::User(u) if &*u.name == "before"))
+    };
+    let (ok, _) = wait_until(LIMIT, || heard(&agents[1]));
+    assert!(ok, "join_hosts replays the old event");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!heard(&agents[2]), "join_hosts_with(ignore_old) skips it");
     stop_all(&agents);
 }
 
@@ -861,6 +877,144 @@ pub fn send_and_broadcast_arrive(prefix: &str, drivers: &[Driver]) {
         )))
     ));
     stop_all(&agents);
+}
+
+/// Read the event stream into the log without copying it; returns how many direct messages
+/// from `sender` the log holds.
+fn messages_from(a: &Agent, sender: &str) -> usize {
+    let mut guard = a.events.lock().expect("events lock");
+    let (stream, log) = &mut *guard;
+    while let Ok(e) = stream.try_recv() {
+        log.push(e);
+    }
+    log.iter()
+        .filter(|e| matches!(e, Event::Message { from, .. } if &**from == sender))
+        .count()
+}
+
+/// Issue 17's flood, as a test: one agent sends 2,000 100-byte messages in a loop to a peer
+/// that reads everything. With `send` (backpressure) every receipt says written and all 2,000
+/// arrive; with `try_send` in a tight loop every send either is refused at once with
+/// `SendQueueFull` or is written and arrives: nothing is lost without an error.
+pub fn flood_loses_nothing(prefix: &str, drivers: &[Driver]) {
+    const N: usize = 2_000;
+    let agents = start_cluster(prefix, drivers);
+    let (from, to) = (agents[0].clone(), agents[1].clone());
+    let sender = from.name().to_string();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (to, stop, sender) = (to.clone(), stop.clone(), sender.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                messages_from(&to, &sender);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let payload = vec![7u8; 100];
+    let receipts: Vec<_> = (0..N)
+        .map(|_| from.send(to.name(), payload.clone()).expect("send"))
+        .collect();
+    for r in receipts {
+        assert_eq!(r.wait(), Ok(Delivered::Written));
+    }
+    let (ok, took) = wait_until(LIMIT, || messages_from(&to, &sender) >= N);
+    let got = messages_from(&to, &sender);
+    assert!(ok && got == N, "{got} of {N} arrived (waited {took:?})");
+    eprintln!("{prefix}: {N} sends with backpressure: all written, all arrived in {took:?}");
+    // Without waiting for room.
+    let (mut accepted, mut refused) = (Vec::new(), 0usize);
+    for _ in 0..N {
+        match from.try_send(to.name(), payload.clone()) {
+            Ok(r) => accepted.push(r),
+            Err(AgentError::SendQueueFull { .. }) => refused += 1,
+            Err(e) => panic!("try_send: {e}"),
+        }
+    }
+    let written = accepted.len();
+    for r in accepted {
+        assert_eq!(r.wait(), Ok(Delivered::Written));
+    }
+    let (ok, _) = wait_until(LIMIT, || messages_from(&to, &sender) >= N + written);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().expect("reader");
+    let got = messages_from(&to, &sender) - N;
+    assert!(ok && got == written, "{got} arrived, {written} written");
+    assert_eq!(written + refused, N);
+    assert!(
+        !to.events()
+            .iter()
+            .any(|e| matches!(e, Event::Lagged { .. })),
+        "the reader kept up: nothing dropped"
+    );
+    eprintln!("{prefix}: {N} try_sends: {written} written and arrived, {refused} refused at once");
+    stop_all(&agents);
+}
+
+/// `send_acked` is acknowledged by a live peer's core (on its receipt, not the event stream);
+/// messages to a peer that stopped fail, each with its own outcome: on the receipt when it is
+/// kept, and on the event stream once per message in every case.
+pub fn message_outcomes(prefix: &str, drivers: &[Driver]) {
+    let agents = start_cluster(prefix, drivers);
+    let (from, to, gone) = (agents[0].clone(), agents[1].clone(), agents[2].clone());
+    let r = from.send_acked(to.name(), "ack me").expect("send_acked");
+    assert_eq!(r.wait(), Ok(Delivered::Acknowledged));
+    let (ok, _) = wait_until(LIMIT, || messages_from(&to, from.name()) == 1);
+    assert!(ok, "the acknowledged message arrived once");
+    // A peer that stopped, before anyone noticed: every message to it fails, and says so.
+    let gone_name = gone.name().to_string();
+    gone.shutdown(ShutdownMode::Now);
+    let plain = from.send(&gone_name, "lost").expect("send");
+    let acked = from.send_acked(&gone_name, "lost too").expect("send_acked");
+    let fired = from.send(&gone_name, "forgotten").expect("send");
+    let fired_id = fired.message();
+    let (plain_id, acked_id) = (plain.message(), acked.message());
+    drop(fired);
+    assert!(matches!(plain.wait(), Err(AgentError::NotDelivered(_))));
+    assert!(matches!(acked.wait(), Err(AgentError::NotDelivered(_))));
+    let (ok, took) = wait_until(LIMIT, || {
+        from.events().iter().any(
+            |e| matches!(e, Event::SendFailed { message, to, .. } if *message == fired_id && **to == *gone_name),
+        )
+    });
+    assert!(
+        ok,
+        "the dropped receipt's failure reached the event stream ({took:?})"
+    );
+    let (ok, _) = wait_until(LIMIT, || {
+        from.events()
+            .iter()
+            .filter(|e| matches!(e, Event::SendFailed { .. }))
+            .count()
+            >= 3
+    });
+    let events = from.events();
+    let mut failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SendFailed { message, .. } => Some(*message),
+            _ => None,
+        })
+        .collect();
+    failed.sort();
+    let mut want = vec![plain_id, acked_id, fired_id];
+    want.sort();
+    assert!(
+        ok && failed == want,
+        "each failure on the stream once: {failed:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::MessageAcked { .. })),
+        "a kept receipt's acknowledgement stays off the stream"
+    );
+    let live: Vec<_> = agents
+        .iter()
+        .filter(|a| a.name() != gone_name)
+        .cloned()
+        .collect();
+    stop_all(&live);
 }
 
 /// A stopped agent is detected failed; `remove_failed` on one agent turns it left on all.
