@@ -622,7 +622,9 @@ pub fn open_sealed(keyring: &crate::Keyring, label: Option<&str>, data: &[u8]) -
 
 /// Check the HashiCorp profile's decoders (memberlist and Serf, `wire::hashicorp`) on `data`:
 /// `mode` 0 reads a datagram, 1 a stream message, 2 a Serf message (a user message's bytes),
-/// 3 tags from member meta. Whatever decodes re-encodes to bytes that decode to the same
+/// 3 tags from member meta, 4 a sealed datagram and 5 a sealed stream message (memberlist's
+/// encryption, opened with the key bytes 1 to 32, then read as modes 0 and 1; what opens seals
+/// again, with its nonce, to the same bytes). Whatever decodes re-encodes to bytes that decode to the same
 /// value, and that re-encoding is stable (encoding again gives the same bytes); a datagram's
 /// and a stream's Serf contents are decoded too; a stream message never claims more bytes
 /// than it was given. Decoding never panics (that is the check of everything else).
@@ -631,7 +633,8 @@ pub fn open_sealed(keyring: &crate::Keyring, label: Option<&str>, data: &[u8]) -
 /// On any broken property (that is the finding).
 pub fn check_hashicorp(mode: u8, data: &[u8]) {
     use crate::wire::hashicorp as hc;
-    match mode % 4 {
+    let key: Vec<u8> = (1..=32).collect();
+    match mode % 8 {
         0 => {
             if let Ok(p) = hc::decode_packet(data) {
                 for m in p.messages() {
@@ -677,12 +680,39 @@ pub fn check_hashicorp(mode: u8, data: &[u8]) {
             }
         }
         2 => check_serf(data),
-        _ => {
+        4 => {
+            if let Ok(plain) = hc::open(&[&key], data, &[]) {
+                if data.first() == Some(&1) {
+                    let mut nonce = [0u8; hc::NONCE_LEN];
+                    nonce.copy_from_slice(&data[1..1 + hc::NONCE_LEN]);
+                    let again = hc::seal(&key, nonce, &plain, &[]).expect("seals");
+                    assert_eq!(again, data, "datagram re-sealed differently");
+                }
+                check_hashicorp(0, &plain);
+            }
+        }
+        5 => {
+            if let Ok((plain, used)) = hc::open_stream(&[&key], data) {
+                assert!(
+                    used <= data.len(),
+                    "sealed stream claims bytes it was not given"
+                );
+                if data.get(5) == Some(&1) {
+                    let mut nonce = [0u8; hc::NONCE_LEN];
+                    nonce.copy_from_slice(&data[6..6 + hc::NONCE_LEN]);
+                    let again = hc::seal_stream(&key, nonce, &plain).expect("seals");
+                    assert_eq!(again, data[..used], "stream re-sealed differently");
+                }
+                check_hashicorp(1, &plain);
+            }
+        }
+        3 => {
             if let Ok(tags) = hc::decode_tags(data) {
                 let bytes = hc::encode_tags(&tags);
                 assert_eq!(hc::decode_tags(&bytes), Ok(tags), "tags round trip");
             }
         }
+        _ => {}
     }
 }
 

@@ -3,7 +3,7 @@
 
 Reads core/src/wire/hashicorp/vectors/*.txt (written by capture-serf.py) and writes one corpus
 file per distinct input into fuzz/corpus/hashicorp/: mode byte 0 and each datagram, mode 1 and
-each stream message, mode 2 and each Serf message found directly in a datagram (a user message,
+each stream message, modes 4 and 5 and each sealed datagram and stream message, mode 2 and each Serf message found directly in a datagram (a user message,
 with or without the CRC header), and a few mode 3 tag metas. File names are the SHA-1 of the
 contents, so rerunning adds only what is new.
 
@@ -24,11 +24,15 @@ for path in sorted(glob.glob(os.path.join(repo, "core", "src", "wire", "hashicor
             continue
         f = line.split()
         data = bytes.fromhex(f[-1])
-        if f[0] == "udp":
+        if f[0] == "udp" and f[1] in ("q", "r"):
+            inputs.append(bytes([4]) + data)  # sealed with the key 1..32 (memberlist capture)
+        elif f[0] == "udp":
             inputs.append(bytes([0]) + data)
             body = data[5:] if len(data) >= 5 and data[0] == 12 else data
             if body[:1] == b"\x08":
                 inputs.append(bytes([2]) + body[1:])
+        elif data[:1] == b"\x0a":
+            inputs.append(bytes([5]) + data)
         else:
             inputs.append(bytes([1]) + data)
 new = 0

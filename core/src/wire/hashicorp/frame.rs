@@ -14,12 +14,12 @@
 //! compresses every stream message when compression is on (Serf's default): `[9][msgpack
 //! {Algo, Buf}]`, the inner bytes starting with their own type byte.
 //!
-//! Encryption (not decoded yet): an encrypted datagram has no type byte at all — it is
+//! Encryption (`crypt` seals and opens; the keyring comes later): an encrypted datagram has no type byte at all — it is
 //! `[encryption version][nonce][ciphertext and tag]` — so only the receiver's configuration
 //! says whether to open it; an encrypted stream message starts with type byte 10
 //! (`encryptMsg`) and a big-endian `u32` length of the sealed bytes that follow, the five
 //! header bytes authenticated as associated data. [`decode_stream`] reports such a stream
-//! as [`HcError::Encrypted`].
+//! as [`HcError::Encrypted`]; `crypt::open_stream` opens it.
 
 use super::memberlist::{
     Ack, Compress, ErrResp, MsgType, PacketMsg, Ping, PushPull, UserMsgHeader,
@@ -203,9 +203,11 @@ pub(crate) fn decompress(c: &Compress) -> Result<Vec<u8>, HcError> {
             });
         }
         out.extend_from_slice(chunk.get(..res.consumed_out).unwrap_or(&[]));
+        let stalled = res.consumed_in == 0 && res.consumed_out == 0;
         match res.status {
             Ok(weezl::LzwStatus::Done) => return Ok(out),
-            Ok(weezl::LzwStatus::Ok) => {}
+            Ok(weezl::LzwStatus::Ok) if !stalled => {}
+            Ok(weezl::LzwStatus::Ok) => return Err(HcError::BadCompression),
             // Go's reader takes the end of the input as the end of the data.
             Ok(weezl::LzwStatus::NoProgress) => {
                 return if consumed >= input.len() {

@@ -8,6 +8,8 @@
 //!   suspect, alive with its six version bytes, dead, push-pull, user message headers, error,
 //!   compress);
 //! - `frame`: datagrams (CRC wrapper, compound, LZW compression) and stream messages;
+//! - `crypt`: memberlist's encryption format (AES-GCM, versions 0 and 1) for one datagram or
+//!   stream message under a given key;
 //! - `serf`: Serf's messages inside memberlist user messages and push-pull user state, query
 //!   filters, key and conflict payloads, tags in meta;
 //! - `convert`: the mapping between these messages and our [`Message`](super::Message).
@@ -17,14 +19,25 @@
 //! push-pull, [`MAX_ITEMS`] elsewhere), strings [`MAX_STRING`] bytes, payloads
 //! [`MAX_PAYLOAD`], decompressed output [`MAX_DECOMPRESSED`]; failures are [`HcError`]s.
 //!
-//! Proven against captured traffic of real `serf` 0.9.4 agents (`vectors/`, captured by
-//! `tests/interop/capture-serf.py`): see `tests`.
+//! Proven against the real peers (`tests`): every datagram and stream captured from three
+//! `serf` 0.9.4 agents (`vectors/serf-0.9.4.txt`, `tests/interop/capture-serf.py`) and from Go
+//! memberlist 0.2.2 (`vectors/memberlist-0.2.2.txt`, `tests/interop/memberlist-vectors`)
+//! decodes to what the capture run did and re-encodes byte for byte — LZW-compressed ones
+//! included. What the captures show about Go's choices, which a sender must copy:
+//! - a datagram gets the CRC header only when the sender knows the receiver speaks protocol 5
+//!   (pings to an address not yet in the member table go without);
+//! - a datagram is compressed only when that makes it smaller; with compression on (Serf's
+//!   default) every stream message is compressed;
+//! - a Serf 0.9.4 agent advertises `Vsn` `[1, 5, 2, 2, 5, 5]` ([`Versions::SERF_0_9_4`]);
+//! - Go's encoding is deterministic except for Go maps (Serf's tags, status times), written in
+//!   random order; a decoded map keeps its order, so it re-encodes to the same bytes.
 //!
-//! Not yet: memberlist's encryption (AES-GCM, versions 0 and 1, see `frame`'s doc for where
-//! the type byte sits), the label header (memberlist 0.2.2 has none; later releases prefix
-//! `[244][len][label]`), and plugging the profile into the node.
+//! Not yet: the keyring around `crypt` (which keys, rotation, `GossipVerifyIncoming`/
+//! `Outgoing`), the label header (memberlist 0.2.2 has none; later releases prefix
+//! `[244][len][label]`), the `Config` choice of profile and plugging it into the node.
 
 mod convert;
+mod crypt;
 mod frame;
 mod memberlist;
 mod msgpack;
@@ -34,6 +47,8 @@ mod tests;
 
 #[allow(unused_imports)]
 pub(crate) use convert::*;
+#[allow(unused_imports)]
+pub(crate) use crypt::*;
 #[allow(unused_imports)]
 pub(crate) use frame::*;
 #[allow(unused_imports)]
@@ -112,6 +127,14 @@ pub enum HcError {
         /// The sealed bytes that follow the five-byte header.
         len: usize,
     },
+    /// An encryption key that is not 16, 24 or 32 bytes long.
+    BadKeyLength(usize),
+    /// An encryption version other than 0 or 1.
+    UnknownEncryption(u8),
+    /// No key opens the sealed message (or it was altered).
+    Unopened,
+    /// A version-0 sealed message whose PKCS#7 padding is wrong.
+    BadPadding,
     /// A decoded message has no counterpart in our protocol, or lacks what ours needs (no
     /// address, short version field, unknown state).
     Unmappable(&'static str),
@@ -142,6 +165,10 @@ impl core::fmt::Display for HcError {
             HcError::UnknownCompression(a) => write!(f, "unknown compression algorithm {a}"),
             HcError::BadCompression => write!(f, "bad LZW data"),
             HcError::Encrypted { len } => write!(f, "encrypted stream message ({len} bytes)"),
+            HcError::BadKeyLength(n) => write!(f, "{n}-byte key (16, 24 or 32 expected)"),
+            HcError::UnknownEncryption(v) => write!(f, "unknown encryption version {v}"),
+            HcError::Unopened => write!(f, "no key opens the message"),
+            HcError::BadPadding => write!(f, "bad PKCS#7 padding"),
             HcError::Unmappable(what) => write!(f, "no counterpart: {what}"),
         }
     }

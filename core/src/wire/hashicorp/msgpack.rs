@@ -278,7 +278,8 @@ impl<'a> Reader<'a> {
     ) -> Result<(), HcError> {
         let n = self.map_len(what, max_fields)?.unwrap_or(0);
         for _ in 0..n {
-            let key = self.raw(what, 64)?.unwrap_or(&[]);
+            // A key of any length is read (Go skips unknown keys whatever their length).
+            let key = self.raw(what, super::MAX_STRING)?.unwrap_or(&[]);
             if !field(key, self)? {
                 self.skip()?;
             }

@@ -19,6 +19,8 @@ const MEMBERLIST_VECTORS: &str = include_str!("vectors/memberlist-0.2.2.txt");
 struct Record {
     /// The sending member of a datagram.
     from: String,
+    /// The receiving member (datagram) or the dialled one (stream).
+    to: String,
     udp: bool,
     /// `from>to` for a datagram, `conn/dir/to` for a stream.
     what: String,
@@ -47,12 +49,14 @@ fn records_of(text: &str) -> Vec<Record> {
         match f.as_slice() {
             ["udp", from, to, h] => out.push(Record {
                 from: from.to_string(),
+                to: to.to_string(),
                 udp: true,
                 what: format!("{from}>{to}"),
                 bytes: hex(h),
             }),
             ["tcp", conn, dir, to, h] => out.push(Record {
                 from: String::new(),
+                to: to.to_string(),
                 udp: false,
                 what: format!("{conn}/{dir}/{to}"),
                 bytes: hex(h),
@@ -883,4 +887,94 @@ fn memberlist_encrypted_traffic_has_the_documented_layout() {
     }
     assert!(streams >= 2, "the encrypted push-pull and the fake header");
     assert!(datagrams > 0);
+}
+
+/// The key members q and r of the memberlist capture share: bytes 1 to 32.
+fn capture_key() -> Vec<u8> {
+    (1..=32).collect()
+}
+
+/// Go's sealed datagrams and streams open with the key, hold messages that decode (and
+/// re-encode byte for byte), and sealing the plaintext again with Go's nonce gives Go's bytes:
+/// the encryption format matches, not just the decoder.
+#[test]
+fn memberlist_encrypted_traffic_opens_and_reseals_identically() {
+    let key = capture_key();
+    let keys: [&[u8]; 2] = [&[7u8; 16], &key];
+    let mut datagrams = 0;
+    let mut streams = 0;
+    for r in memberlist_records() {
+        if r.udp && (r.from == "q" || r.from == "r") {
+            let plain = open(&keys, &r.bytes, &[]).unwrap_or_else(|e| panic!("{}: {e}", r.what));
+            let p = decode_packet(&plain).unwrap_or_else(|e| panic!("{}: {e}", r.what));
+            assert_eq!(p.encode().as_deref(), Some(&plain[..]));
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce.copy_from_slice(&r.bytes[1..1 + NONCE_LEN]);
+            assert_eq!(
+                seal(&key, nonce, &plain, &[]),
+                Ok(r.bytes.clone()),
+                "{}",
+                r.what
+            );
+            datagrams += 1;
+        } else if !r.udp && r.bytes.first() == Some(&10) && r.to != "z" {
+            let (plain, used) =
+                open_stream(&keys, &r.bytes).unwrap_or_else(|e| panic!("{}: {e}", r.what));
+            assert_eq!(used, r.bytes.len());
+            let (s, n) = decode_stream(&plain).expect("the opened stream decodes");
+            assert_eq!(n, plain.len());
+            // r's join request (its own state) and q's answer (both states).
+            assert!(matches!(&s.msg, StreamMsg::PushPull(p)
+                if !p.states.is_empty() && p.user_state.starts_with(b"state of meta-")));
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce.copy_from_slice(&r.bytes[6..6 + NONCE_LEN]);
+            assert_eq!(seal_stream(&key, nonce, &plain), Ok(r.bytes.clone()));
+            streams += 1;
+        }
+    }
+    assert!(
+        datagrams > 5 && streams >= 2,
+        "{datagrams} datagrams, {streams} streams"
+    );
+}
+
+/// Wrong keys, altered bytes, short input, unknown versions and bad key lengths are refused.
+#[test]
+fn sealed_messages_refuse_tampering() {
+    let key = capture_key();
+    let sealed = seal(&key, [9; NONCE_LEN], b"hello", b"ad").expect("seals");
+    assert_eq!(sealed.len(), SEAL_OVERHEAD + 5);
+    assert_eq!(open(&[&key], &sealed, b"ad"), Ok(b"hello".to_vec()));
+    assert_eq!(open(&[&key], &sealed, b"other"), Err(HcError::Unopened));
+    assert_eq!(
+        open(&[&[1u8; 32][..]], &sealed, b"ad"),
+        Err(HcError::Unopened)
+    );
+    for i in 0..sealed.len() {
+        let mut b = sealed.clone();
+        b[i] ^= 1;
+        assert!(open(&[&key], &b, b"ad").is_err(), "byte {i} altered");
+    }
+    for cut in 0..sealed.len() {
+        assert!(open(&[&key], &sealed[..cut], b"ad").is_err());
+    }
+    assert_eq!(
+        seal(&key[..20], [0; NONCE_LEN], b"x", b""),
+        Err(HcError::BadKeyLength(20))
+    );
+    let mut v2 = sealed.clone();
+    v2[0] = 2;
+    assert_eq!(
+        open(&[&key], &v2, b"ad"),
+        Err(HcError::UnknownEncryption(2))
+    );
+    for k in [16, 24, 32] {
+        let key = vec![3u8; k];
+        let s = seal_stream(&key, [1; NONCE_LEN], b"\x08abc").expect("seals");
+        assert_eq!(open_stream(&[&key], &s), Ok((b"\x08abc".to_vec(), s.len())));
+        assert_eq!(
+            open_stream(&[&key], &s[..s.len() - 1]),
+            Err(HcError::Truncated)
+        );
+    }
 }
