@@ -13,14 +13,19 @@ Then it drives the cluster through the traffic the codec must understand:
   force-leave with prune of c, a name-conflict query (a second agent named `a` joins), and a
   graceful leave (b).
 
-Output (default `core/src/wire/hashicorp/vectors/serf-0.9.4.txt`): one record per line,
+With `--encrypt` every agent runs with `-encrypt` (the AES-256 key of bytes 1 to 32, base64
+`AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=`): all traffic is sealed, and the key queries
+succeed (the installed key is a second one).
+
+Output (default `core/src/wire/hashicorp/vectors/serf-0.9.4.txt`, with `--encrypt`
+`serf-0.9.4-encrypted.txt`): one record per line,
 `udp <from> <to> <hex>` for a datagram (`from`/`to` are node names, `?` when the source port
 belongs to no agent) and `tcp <conn> <dir> <to> <hex>` for one direction of one TCP connection
 (`dir` is `req` for the bytes the connecting side sent and `resp` for the answer). Lines starting
 with `#` are comments: the expectations the Rust tests check (node names, tags, event and query
 names) are written there too, so the file documents the run that made it.
 
-Rerun:  python3 tests/interop/capture-serf.py [OUT]   (needs `serf` on PATH; ~40 s)
+Rerun:  python3 tests/interop/capture-serf.py [--encrypt] [OUT]   (needs `serf` on PATH; ~40 s)
 """
 
 import os
@@ -41,6 +46,8 @@ NODES = [
     ("b", ["role=db"]),
     ("c", ["role=db", "rack=r2"]),
 ]
+KEY = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+ENCRYPT = False
 # The duplicate-name agent used for the conflict query.
 DUP_INDEX = 3
 
@@ -179,15 +186,22 @@ def start_agent(i, name, tags, tmp, extra=()):
     ]
     for t in tags:
         args.append("-tag=" + t)
+    if ENCRYPT:
+        args.append("-encrypt=" + KEY)
     args.extend(extra)
     log = open(os.path.join(tmp, "agent-%s-%d.log" % (name, i)), "w")
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
 
 
 def main():
+    global ENCRYPT
+    args = sys.argv[1:]
+    if args[:1] == ["--encrypt"]:
+        ENCRYPT = True
+        args = args[1:]
     repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        repo, "core", "src", "wire", "hashicorp", "vectors", "serf-0.9.4.txt")
+    name = "serf-0.9.4-encrypted.txt" if ENCRYPT else "serf-0.9.4.txt"
+    out = args[0] if args else os.path.join(repo, "core", "src", "wire", "hashicorp", "vectors", name)
     if shutil.which("serf") is None:
         raise SystemExit("serf is not installed (apt-get install serf)")
     version = subprocess.run(["serf", "version"], capture_output=True, text=True).stdout.split("\n")[0]
@@ -255,7 +269,8 @@ def main():
         lines = list(records)
     with open(out, "w") as f:
         f.write("# Traffic between serf agents, captured by tests/interop/capture-serf.py\n")
-        f.write("# %s, memberlist protocol 2..5, -profile=local, loopback, no encryption\n" % version)
+        f.write("# %s, memberlist protocol 2..5, -profile=local, loopback, %s\n" % (
+            version, "-encrypt=" + KEY if ENCRYPT else "no encryption"))
         f.write("# agents: a tags role=web,dc=east; b tags role=db; c tags role=db,rack=r2\n")
         f.write("# events: deploy=v1.2.3 (coalesce), restart (no coalesce, empty payload)\n")
         f.write("# queries: uptime, filtered (node c, tag role=d.*, relay factor 1), quiet (no ack),\n")

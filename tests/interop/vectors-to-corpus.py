@@ -24,8 +24,9 @@ for path in sorted(glob.glob(os.path.join(repo, "core", "src", "wire", "hashicor
             continue
         f = line.split()
         data = bytes.fromhex(f[-1])
-        if f[0] == "udp" and f[1] in ("q", "r"):
-            inputs.append(bytes([4]) + data)  # sealed with the key 1..32 (memberlist capture)
+        # Sealed with the key 1..32: the encrypted serf capture, members q and r of memberlist's.
+        if f[0] == "udp" and ("encrypted" in path or f[1] in ("q", "r")):
+            inputs.append(bytes([4]) + data)
         elif f[0] == "udp":
             inputs.append(bytes([0]) + data)
             body = data[5:] if len(data) >= 5 and data[0] == 12 else data

@@ -14,6 +14,7 @@ use crate::wire::message::Message;
 
 const SERF_VECTORS: &str = include_str!("vectors/serf-0.9.4.txt");
 const MEMBERLIST_VECTORS: &str = include_str!("vectors/memberlist-0.2.2.txt");
+const SERF_ENCRYPTED_VECTORS: &str = include_str!("vectors/serf-0.9.4-encrypted.txt");
 
 /// One captured record.
 struct Record {
@@ -77,8 +78,49 @@ struct Capture {
 }
 
 fn capture() -> Capture {
+    capture_of(records())
+}
+
+/// The encrypted serf capture, every record opened with the agents' key and checked to
+/// re-seal (with its own nonce) to the captured bytes.
+fn opened_encrypted_serf_records() -> Vec<Record> {
+    let key = capture_key();
+    let mut out = Vec::new();
+    for mut r in records_of(SERF_ENCRYPTED_VECTORS) {
+        let plain = if r.udp {
+            let plain = open(&[&key], &r.bytes, &[]).unwrap_or_else(|e| panic!("{}: {e}", r.what));
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce.copy_from_slice(&r.bytes[1..1 + NONCE_LEN]);
+            assert_eq!(
+                seal(&key, nonce, &plain, &[]).as_ref(),
+                Ok(&r.bytes),
+                "{}",
+                r.what
+            );
+            plain
+        } else {
+            let (plain, used) =
+                open_stream(&[&key], &r.bytes).unwrap_or_else(|e| panic!("{}: {e}", r.what));
+            assert_eq!(used, r.bytes.len(), "{}", r.what);
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce.copy_from_slice(&r.bytes[6..6 + NONCE_LEN]);
+            assert_eq!(
+                seal_stream(&key, nonce, &plain).as_ref(),
+                Ok(&r.bytes),
+                "{}",
+                r.what
+            );
+            plain
+        };
+        r.bytes = plain;
+        out.push(r);
+    }
+    out
+}
+
+fn capture_of(records: Vec<Record>) -> Capture {
     let mut c = Capture::default();
-    for r in records() {
+    for r in records {
         if r.udp {
             let p = decode_packet(&r.bytes)
                 .unwrap_or_else(|e| panic!("datagram {} does not decode: {e}", r.what));
@@ -977,4 +1019,47 @@ fn sealed_messages_refuse_tampering() {
             Err(HcError::Truncated)
         );
     }
+}
+
+/// The same run with `serf agent -encrypt`: every datagram and stream opens with the key and
+/// re-seals to Go's bytes; inside, the same conversation (events, queries, intents, failure
+/// detection), datagrams re-encoding byte for byte, and the key queries now answered with the
+/// cluster's keys.
+#[test]
+fn encrypted_serf_capture_opens_and_says_the_same() {
+    let recs = opened_encrypted_serf_records();
+    assert!(recs.len() > 100, "{} records", recs.len());
+    for r in &recs {
+        if r.udp {
+            let p = decode_packet(&r.bytes).unwrap_or_else(|e| panic!("{}: {e}", r.what));
+            assert_eq!(p.encode().as_deref(), Some(&r.bytes[..]), "{}", r.what);
+        } else {
+            let (s, _) = decode_stream(&r.bytes).unwrap_or_else(|e| panic!("{}: {e}", r.what));
+            assert_eq!(s.encode(), r.bytes, "{}", r.what);
+        }
+    }
+    let c = capture_of(recs);
+    let has = |f: &dyn Fn(&SerfMsg) -> bool| c.serf.iter().any(f);
+    assert!(has(
+        &|m| matches!(m, SerfMsg::UserEvent(e) if e.name == "deploy")
+    ));
+    assert!(has(
+        &|m| matches!(m, SerfMsg::Query(q) if q.name == "filtered" && q.relay_factor == 1)
+    ));
+    assert!(has(
+        &|m| matches!(m, SerfMsg::Leave(l) if l.node == "c" && l.prune)
+    ));
+    assert!(c
+        .msgs
+        .iter()
+        .any(|m| matches!(m, PacketMsg::Dead(d) if d.node == "c" && d.from != "c")));
+    let listed = c.serf.iter().any(|m| match m {
+        SerfMsg::QueryResponse(r) => matches!(
+            SerfMsg::decode(r.payload.as_deref().unwrap_or(&[])),
+            Ok(SerfMsg::KeyResponse(k)) if k.result
+                && k.primary_key == "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+        ),
+        _ => false,
+    });
+    assert!(listed, "a key-list answer naming the primary key");
 }
