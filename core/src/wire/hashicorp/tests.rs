@@ -1063,3 +1063,73 @@ fn encrypted_serf_capture_opens_and_says_the_same() {
     });
     assert!(listed, "a key-list answer naming the primary key");
 }
+
+/// Our push-pull (what it can say on this wire: no accuser, no leaving state, events not
+/// coalescing) goes out as memberlist's compressed stream push-pull with Serf's state inside
+/// and comes back the same.
+#[test]
+fn our_push_pull_round_trips_through_the_profile() {
+    use crate::wire::message::{PushPull as Ours, PushState, UserEventMsg, WireStatus};
+    let local = Local {
+        name: crate::identity::Name::new("me"),
+        addr: SocketAddr::from(([10, 0, 0, 1], 7946)),
+        versions: Versions::SERF_0_9_4,
+    };
+    let state = |name: &str, status, ltime, t: &[(&str, &str)]| PushState {
+        name: name.into(),
+        addr: SocketAddr::from(([10, 0, 0, 9], 7000 + ltime as u16)),
+        incarnation: 3,
+        status,
+        tags: tags(t),
+        ltime,
+        accuser: None,
+    };
+    let event = |ltime, name: &str, payload: &'static [u8]| UserEventMsg {
+        ltime,
+        name: name.into(),
+        payload: bytes::Bytes::from_static(payload),
+        coalesce: false,
+    };
+    let ours = Ours {
+        id: 11,
+        request: true,
+        join: true,
+        reply_to: local.addr,
+        sender: local.name.clone(),
+        states: vec![
+            state("me", WireStatus::Alive, 2, &[("role", "web")]),
+            state("s", WireStatus::Suspect, 4, &[]),
+            state("d", WireStatus::Dead, 5, &[("k", "v"), ("x", "y")]),
+            state("l", WireStatus::Left, 7, &[]),
+        ],
+        member_ltime: 9,
+        event_ltime: 12,
+        query_ltime: 3,
+        events: vec![
+            event(10, "a", b"1"),
+            event(10, "b", b""),
+            event(11, "c", b"3"),
+        ],
+    };
+    let out = to_hashicorp(&Message::PushPull(Box::new(ours.clone())), &local).expect("maps");
+    let [Outgoing::Stream(StreamMsg::PushPull(p))] = out.as_slice() else {
+        panic!("one stream push-pull: {out:?}")
+    };
+    let bytes = Stream {
+        compressed: true,
+        msg: StreamMsg::PushPull(p.clone()),
+    }
+    .encode();
+    let (s, used) = decode_stream(&bytes).expect("decodes");
+    assert_eq!(used, bytes.len());
+    let StreamMsg::PushPull(back) = s.msg else {
+        panic!("a push-pull")
+    };
+    assert!(back
+        .states
+        .iter()
+        .all(|s| s.versions() == Some(Versions::SERF_0_9_4)));
+    let again = push_pull_from_hashicorp(&back, 11, true, local.name.clone(), local.addr)
+        .expect("maps back");
+    assert_eq!(again, ours);
+}
