@@ -15,7 +15,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}"
-TARGETS=(decode node cluster seal)
+TARGETS=(decode node cluster seal hashicorp)
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     echo "fuzz: SKIPPED: no nightly toolchain (rustup toolchain list has none); the corpus is still replayed by cargo test"

@@ -640,3 +640,110 @@ pub fn open_sealed(keyring: &crate::Keyring, label: Option<&str>, data: &[u8]) -
     let mut out = Vec::new();
     keyring.open_into(header, sealed, &mut out).then_some(out)
 }
+
+/// Check the HashiCorp profile's decoders (memberlist and Serf, `wire::hashicorp`) on `data`:
+/// `mode` 0 reads a datagram, 1 a stream message, 2 a Serf message (a user message's bytes),
+/// 3 tags from member meta, 4 a sealed datagram and 5 a sealed stream message (memberlist's
+/// encryption, opened with the key bytes 1 to 32, then read as modes 0 and 1; what opens seals
+/// again, with its nonce, to the same bytes). Whatever decodes re-encodes to bytes that decode to the same
+/// value, and that re-encoding is stable (encoding again gives the same bytes); a datagram's
+/// and a stream's Serf contents are decoded too; a stream message never claims more bytes
+/// than it was given. Decoding never panics (that is the check of everything else).
+///
+/// # Panics
+/// On any broken property (that is the finding).
+pub fn check_hashicorp(mode: u8, data: &[u8]) {
+    use crate::wire::hashicorp as hc;
+    let key: Vec<u8> = (1..=32).collect();
+    match mode % 8 {
+        0 => {
+            if let Ok(p) = hc::decode_packet(data) {
+                for m in p.messages() {
+                    if let hc::PacketMsg::User(u) = m {
+                        check_serf(u);
+                    }
+                    let _ = hc::from_packet_msg(m);
+                }
+                // A compound with more than 255 parts or a part over 64 KiB cannot be written.
+                if let Some(bytes) = p.encode() {
+                    let again = hc::decode_packet(&bytes).expect("re-encoded datagram decodes");
+                    assert_eq!(again, p, "datagram round trip");
+                    assert_eq!(
+                        again.encode(),
+                        Some(bytes),
+                        "datagram encoding is not stable"
+                    );
+                }
+            }
+        }
+        1 => {
+            if let Ok((s, used)) = hc::decode_stream(data) {
+                assert!(
+                    used <= data.len(),
+                    "stream message claims bytes it was not given"
+                );
+                match &s.msg {
+                    hc::StreamMsg::User(u) => check_serf(u),
+                    hc::StreamMsg::PushPull(p) => {
+                        if !p.user_state.is_empty() {
+                            check_serf(&p.user_state);
+                        }
+                        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+                        let _ = hc::push_pull_from_hashicorp(p, 0, false, Name::new("x"), addr);
+                    }
+                    _ => {}
+                }
+                let bytes = s.encode();
+                let (again, n) = hc::decode_stream(&bytes).expect("re-encoded stream decodes");
+                assert_eq!(n, bytes.len(), "re-encoded stream length");
+                assert_eq!(again, s, "stream round trip");
+                assert_eq!(again.encode(), bytes, "stream encoding is not stable");
+            }
+        }
+        2 => check_serf(data),
+        4 => {
+            if let Ok(plain) = hc::open(&[&key], data, &[]) {
+                if data.first() == Some(&1) {
+                    let mut nonce = [0u8; hc::NONCE_LEN];
+                    nonce.copy_from_slice(&data[1..1 + hc::NONCE_LEN]);
+                    let again = hc::seal(&key, nonce, &plain, &[]).expect("seals");
+                    assert_eq!(again, data, "datagram re-sealed differently");
+                }
+                check_hashicorp(0, &plain);
+            }
+        }
+        5 => {
+            if let Ok((plain, used)) = hc::open_stream(&[&key], data) {
+                assert!(
+                    used <= data.len(),
+                    "sealed stream claims bytes it was not given"
+                );
+                if data.get(5) == Some(&1) {
+                    let mut nonce = [0u8; hc::NONCE_LEN];
+                    nonce.copy_from_slice(&data[6..6 + hc::NONCE_LEN]);
+                    let again = hc::seal_stream(&key, nonce, &plain).expect("seals");
+                    assert_eq!(again, data[..used], "stream re-sealed differently");
+                }
+                check_hashicorp(1, &plain);
+            }
+        }
+        3 => {
+            if let Ok(tags) = hc::decode_tags(data) {
+                let bytes = hc::encode_tags(&tags);
+                assert_eq!(hc::decode_tags(&bytes), Ok(tags), "tags round trip");
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_serf(data: &[u8]) {
+    use crate::wire::hashicorp as hc;
+    if let Ok(m) = hc::SerfMsg::decode(data) {
+        let _ = hc::from_serf(&m);
+        let bytes = m.encode();
+        let again = hc::SerfMsg::decode(&bytes).expect("re-encoded Serf message decodes");
+        assert_eq!(again, m, "Serf message round trip");
+        assert_eq!(again.encode(), bytes, "Serf encoding is not stable");
+    }
+}

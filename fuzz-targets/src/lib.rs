@@ -8,13 +8,15 @@
 //! - [`decode::run`]: arbitrary bytes into the wire decoder, round trips;
 //! - [`node::run`]: an input script applied to one [`rookery_core::Node`];
 //! - [`cluster::run`]: a fault script run through the simulator;
-//! - [`seal::run`]: the sealed envelope and the label path (round trip, tamper, refusals).
+//! - [`seal::run`]: the sealed envelope and the label path (round trip, tamper, refusals);
+//! - [`hashicorp::run`]: the HashiCorp profile's decoders (memberlist and Serf), round trips.
 //!
 //! The corpus is generated from simulator traces by `cargo run -p rookery-fuzz-targets --bin
 //! gen-corpus` (see `fuzz/README.md`).
 
 pub mod cluster;
 pub mod decode;
+pub mod hashicorp;
 pub mod node;
 pub mod script;
 pub mod seal;
@@ -22,7 +24,7 @@ pub mod seal;
 use std::path::{Path, PathBuf};
 
 /// The fuzz targets, by name.
-pub const TARGETS: [&str; 4] = ["decode", "node", "cluster", "seal"];
+pub const TARGETS: [&str; 5] = ["decode", "node", "cluster", "seal", "hashicorp"];
 
 /// Run target `name` on `data`, twice for the stateful targets to check determinism.
 /// Panics on an unknown name or a broken invariant.
@@ -30,6 +32,7 @@ pub fn run_target(name: &str, data: &[u8]) {
     match name {
         "decode" => decode::run(data),
         "seal" => seal::run(data),
+        "hashicorp" => hashicorp::run(data),
         "node" => assert_eq!(
             node::run(data),
             node::run(data),

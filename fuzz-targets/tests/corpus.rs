@@ -34,6 +34,11 @@ fn corpus_seal() {
 }
 
 #[test]
+fn corpus_hashicorp() {
+    assert!(replay("corpus", "hashicorp") > 0, "no hashicorp corpus");
+}
+
+#[test]
 fn crash_regressions() {
     let n: usize = TARGETS.iter().map(|t| replay("regressions", t)).sum();
     assert!(n > 0, "no regression files");

@@ -17,12 +17,16 @@
 //! validates decoded messages against the configuration; `codec` is the native profile's
 //! postcard encoding of datagrams and messages, with its hand-written fast paths (`fast`) and
 //! the push-pull writer (`push_pull`) behind `encode_*`/writer functions; `frame` is the stream
-//! framing every driver shares. Protocol code builds and reads message values and calls these
+//! framing every driver shares; `hashicorp` is the second profile, memberlist's and Serf's
+//! protocols as Go writes them (not plugged into the node yet). Protocol code builds and reads message values and calls these
 //! functions: it never knows a byte layout.
 
 mod codec;
 mod fast;
 mod frame;
+// The HashiCorp profile is built and proven here before the node uses it.
+#[allow(dead_code)]
+pub(crate) mod hashicorp;
 mod limits;
 mod message;
 mod push_pull;

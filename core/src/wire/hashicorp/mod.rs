@@ -1,0 +1,177 @@
+//! The HashiCorp wire profile: memberlist 0.2.2's and Serf 0.9.4's messages, as the Go codec
+//! writes them, beside the native postcard codec. Not wired into `Node`/`Config` yet: this is
+//! the codec and its proof against the real peers.
+//!
+//! The layers:
+//! - `msgpack`: go-msgpack's default handle at the byte level (bounded reader, writer);
+//! - `memberlist`: memberlist's message types and bodies (ping, indirect ping, ack, nack,
+//!   suspect, alive with its six version bytes, dead, push-pull, user message headers, error,
+//!   compress);
+//! - `frame`: datagrams (CRC wrapper, compound, LZW compression) and stream messages;
+//! - `crypt`: memberlist's encryption format (AES-GCM, versions 0 and 1) for one datagram or
+//!   stream message under a given key;
+//! - `serf`: Serf's messages inside memberlist user messages and push-pull user state, query
+//!   filters, key and conflict payloads, tags in meta;
+//! - `convert`: the mapping between these messages and our [`Message`](super::Message).
+//!
+//! Decoding is bounded and total: every length is checked against the bytes left before
+//! anything is sliced or allocated, collections have caps ([`MAX_PUSH_NODES`] states in a
+//! push-pull, [`MAX_ITEMS`] elsewhere), strings [`MAX_STRING`] bytes, payloads
+//! [`MAX_PAYLOAD`], decompressed output [`MAX_DECOMPRESSED`]; failures are [`HcError`]s.
+//!
+//! Proven against the real peers (`tests`): every datagram and stream captured from three
+//! `serf` 0.9.4 agents (`vectors/serf-0.9.4.txt`, `tests/interop/capture-serf.py`) and from Go
+//! memberlist 0.2.2 (`vectors/memberlist-0.2.2.txt`, `tests/interop/memberlist-vectors`)
+//! decodes to what the capture run did and re-encodes byte for byte — LZW-compressed ones
+//! included. What the captures show about Go's choices, which a sender must copy:
+//! - a datagram gets the CRC header only when the sender knows the receiver speaks protocol 5
+//!   (pings to an address not yet in the member table go without);
+//! - a datagram is compressed only when that makes it smaller; with compression on (Serf's
+//!   default) every stream message is compressed;
+//! - a Serf 0.9.4 agent advertises `Vsn` `[1, 5, 2, 2, 5, 5]` ([`Versions::SERF_0_9_4`]);
+//! - Go's encoding is deterministic except for Go maps (Serf's tags, status times), written in
+//!   random order; a decoded map keeps its order, so it re-encodes to the same bytes.
+//!
+//! Not yet: the keyring around `crypt` (which keys, rotation, `GossipVerifyIncoming`/
+//! `Outgoing`), the label header (memberlist 0.2.2 has none; later releases prefix
+//! `[244][len][label]`), the `Config` choice of profile and plugging it into the node.
+
+mod convert;
+mod crypt;
+mod frame;
+mod memberlist;
+mod msgpack;
+mod serf;
+#[cfg(test)]
+mod tests;
+
+#[allow(unused_imports)]
+pub(crate) use convert::*;
+#[allow(unused_imports)]
+pub(crate) use crypt::*;
+#[allow(unused_imports)]
+pub(crate) use frame::*;
+#[allow(unused_imports)]
+pub(crate) use memberlist::*;
+#[allow(unused_imports)]
+pub(crate) use serf::*;
+
+/// Most member states a push-pull may carry (memberlist's 2026 hardening limit).
+pub(crate) const MAX_PUSH_NODES: usize = 1_048_576;
+/// Most entries in any other decoded collection (filters, keys, events, tags, status times).
+pub(crate) const MAX_ITEMS: usize = 1_048_576;
+/// Most fields a decoded struct may have (Go structs here have at most 11).
+pub(crate) const MAX_FIELDS: usize = 64;
+/// Longest name, address or other short string field, in bytes.
+pub(crate) const MAX_STRING: usize = 64 << 10;
+/// Longest payload, user message or push-pull user state, in bytes (memberlist's 20 MiB).
+pub(crate) const MAX_PAYLOAD: usize = 20 << 20;
+/// Most bytes a compressed message may expand to (memberlist's 40 MiB).
+pub(crate) const MAX_DECOMPRESSED: usize = 40 << 20;
+
+/// Why bytes did not decode as a HashiCorp message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HcError {
+    /// Nothing to decode.
+    Empty,
+    /// The input ended inside a value (on a stream: more bytes are needed).
+    Truncated,
+    /// A message-type byte (memberlist's, Serf's or a filter's) names no known type.
+    UnknownType(u8),
+    /// A known message type where it cannot appear (a compound on a stream, a relay inside a
+    /// relay, a compressed message inside a compressed stream message).
+    Misplaced(u8),
+    /// A field holds a msgpack value of the wrong kind.
+    WrongType(&'static str),
+    /// An integer field holds a value its Go type cannot (negative length, port over 65,535).
+    OutOfRange(&'static str),
+    /// A string, byte or length field exceeds its limit.
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// Its declared length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A collection holds more entries than its limit.
+    TooMany {
+        /// The field.
+        field: &'static str,
+        /// Its declared count.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A string field is not UTF-8.
+    BadUtf8(&'static str),
+    /// Values nested deeper than the decoder follows.
+    TooDeep,
+    /// A datagram's CRC header does not match its bytes.
+    BadChecksum {
+        /// The CRC the header carries.
+        expected: u32,
+        /// The CRC of the bytes.
+        actual: u32,
+    },
+    /// A compound message's lengths exceed its bytes.
+    BadCompound,
+    /// Bytes left over after a compound message's parts or a compressed message.
+    TrailingBytes,
+    /// A compression algorithm other than LZW (0).
+    UnknownCompression(u8),
+    /// LZW data that does not decode.
+    BadCompression,
+    /// An encrypted stream message (not opened by this codec yet).
+    Encrypted {
+        /// The sealed bytes that follow the five-byte header.
+        len: usize,
+    },
+    /// An encryption key that is not 16, 24 or 32 bytes long.
+    BadKeyLength(usize),
+    /// An encryption version other than 0 or 1.
+    UnknownEncryption(u8),
+    /// No key opens the sealed message (or it was altered).
+    Unopened,
+    /// A version-0 sealed message whose PKCS#7 padding is wrong.
+    BadPadding,
+    /// A decoded message has no counterpart in our protocol, or lacks what ours needs (no
+    /// address, short version field, unknown state).
+    Unmappable(&'static str),
+}
+
+impl core::fmt::Display for HcError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HcError::Empty => write!(f, "empty input"),
+            HcError::Truncated => write!(f, "truncated input"),
+            HcError::UnknownType(t) => write!(f, "unknown message type {t}"),
+            HcError::Misplaced(t) => write!(f, "message type {t} not allowed here"),
+            HcError::WrongType(field) => write!(f, "wrong msgpack type for {field}"),
+            HcError::OutOfRange(field) => write!(f, "value out of range for {field}"),
+            HcError::TooLong { field, len, max } => {
+                write!(f, "{field}: {len} bytes exceeds limit {max}")
+            }
+            HcError::TooMany { field, len, max } => {
+                write!(f, "{field}: {len} entries exceeds limit {max}")
+            }
+            HcError::BadUtf8(field) => write!(f, "{field} is not UTF-8"),
+            HcError::TooDeep => write!(f, "nested too deep"),
+            HcError::BadChecksum { expected, actual } => {
+                write!(f, "checksum {actual:08x}, header says {expected:08x}")
+            }
+            HcError::BadCompound => write!(f, "compound lengths exceed the message"),
+            HcError::TrailingBytes => write!(f, "trailing bytes"),
+            HcError::UnknownCompression(a) => write!(f, "unknown compression algorithm {a}"),
+            HcError::BadCompression => write!(f, "bad LZW data"),
+            HcError::Encrypted { len } => write!(f, "encrypted stream message ({len} bytes)"),
+            HcError::BadKeyLength(n) => write!(f, "{n}-byte key (16, 24 or 32 expected)"),
+            HcError::UnknownEncryption(v) => write!(f, "unknown encryption version {v}"),
+            HcError::Unopened => write!(f, "no key opens the message"),
+            HcError::BadPadding => write!(f, "bad PKCS#7 padding"),
+            HcError::Unmappable(what) => write!(f, "no counterpart: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for HcError {}
