@@ -405,7 +405,7 @@ pub(crate) fn to_hashicorp(msg: &Message, local: &Local) -> Result<Vec<Outgoing>
             },
             Box::new(SerfMsg::QueryResponse(resp_to_serf(resp))),
         ))],
-        Message::Direct { .. } => {
+        Message::Direct { .. } | Message::DirectAcked { .. } | Message::DirectAck { .. } => {
             return Err(HcError::Unmappable(
                 "direct messages have no Serf counterpart",
             ))
