@@ -186,10 +186,23 @@ impl Link {
     /// A new query's answer channel: the pump's sink and the caller's receiver.
     pub(crate) fn answer_channel(&self) -> (AnswerSink, mpsc::Receiver<QueryAnswer>) {
         let (mut tx, rx) = mpsc::channel(self.query_capacity - 1);
-        let sink = AnswerSink::new(move |a| match tx.try_send(a) {
-            Ok(()) => Delivery::Delivered,
-            Err(e) if e.is_full() => Delivery::Full,
-            Err(_) => Delivery::Closed,
+        // A second sender, used once, for the final `Done`: every sender of a bounded futures
+        // channel owns one slot beyond the buffer, so the done (which says how many answers
+        // were dropped) always fits.
+        let mut last_tx = Some(tx.clone());
+        let sink = AnswerSink::new(move |a| {
+            let sent = match (&a, last_tx.take()) {
+                (QueryAnswer::Done { .. }, Some(mut last)) => last.try_send(a),
+                (_, last) => {
+                    last_tx = last;
+                    tx.try_send(a)
+                }
+            };
+            match sent {
+                Ok(()) => Delivery::Delivered,
+                Err(e) if e.is_full() => Delivery::Full,
+                Err(_) => Delivery::Closed,
+            }
         });
         (sink, rx)
     }
@@ -794,7 +807,8 @@ mod tests {
             got.last(),
             Some(&QueryAnswer::Done {
                 acks: 0,
-                responses: 1
+                responses: 1,
+                dropped: 0
             })
         );
         assert_eq!(answers.try_recv(), Err(TryRecvError::Closed));

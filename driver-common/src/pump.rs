@@ -249,12 +249,16 @@ pub enum QueryAnswer {
         payload: Bytes,
     },
     /// The query ended (every selected member answered, or the timeout passed); the answer
-    /// channel closes after it.
+    /// channel closes after it. It always arrives, however full the channel is.
     Done {
         /// Acks received.
         acks: usize,
         /// Responses received.
         responses: usize,
+        /// Acks and responses that did not fit the caller's channel
+        /// ([`crate::Options::query_capacity`]) and were dropped (also counted in
+        /// [`DriverStats::query_answers_dropped`]); 0 when the caller got every answer.
+        dropped: usize,
     },
 }
 
@@ -499,7 +503,8 @@ pub struct Pump {
     counters: Arc<DriverCounters>,
     join_active: Option<JoinReply>,
     join_queue: VecDeque<QueuedJoin>,
-    queries: HashMap<QueryId, AnswerSink>,
+    /// Each query asked through a handle: its answer sink and the answers dropped so far.
+    queries: HashMap<QueryId, (AnswerSink, usize)>,
     key_ops: HashMap<KeyOpId, Reply<Result<KeyOpResult, AgentError>>>,
     leave_waiters: Vec<Reply<Result<(), AgentError>>>,
     shutdown_waiters: Vec<Reply<()>>,
@@ -767,7 +772,7 @@ impl Pump {
                 reply,
             } => match self.node.query(now, &name, payload, params) {
                 Ok(id) => {
-                    self.queries.insert(id, answers);
+                    self.queries.insert(id, (answers, 0));
                     reply.send(Ok(id));
                 }
                 Err(e) => reply.send(Err(e.into())),
@@ -1026,6 +1031,7 @@ impl Pump {
                         QueryAnswer::Done {
                             acks: *acks,
                             responses: *responses,
+                            dropped: 0,
                         },
                     );
                     // The channel closes: the caller's stream ends after the done.
@@ -1087,12 +1093,25 @@ impl Pump {
     /// Route one answer to the channel of the query it belongs to (if asked through a handle
     /// whose receiver is still alive).
     fn answer(&mut self, query: QueryId, answer: QueryAnswer) {
-        let Some(sink) = self.queries.get_mut(&query) else {
+        let Some((sink, dropped)) = self.queries.get_mut(&query) else {
             return;
+        };
+        let answer = match answer {
+            QueryAnswer::Done {
+                acks, responses, ..
+            } => QueryAnswer::Done {
+                acks,
+                responses,
+                dropped: *dropped,
+            },
+            a => a,
         };
         match sink.deliver(answer) {
             Delivery::Delivered => {}
-            Delivery::Full => DriverCounters::bump(&self.counters.query_answers_dropped),
+            Delivery::Full => {
+                *dropped += 1;
+                DriverCounters::bump(&self.counters.query_answers_dropped);
+            }
             Delivery::Closed => {
                 self.queries.remove(&query);
             }
@@ -1232,6 +1251,47 @@ mod tests {
     }
 
     #[test]
+    fn the_done_says_how_many_answers_the_caller_lost() {
+        let (mut p, events) = pump("solo", 9007);
+        let (tx, rx) = mpsc::channel();
+        // A caller whose channel is full for every answer but the done.
+        let answers = AnswerSink::new(move |a| match a {
+            QueryAnswer::Done { .. } => {
+                let _ = tx.send(a);
+                Delivery::Delivered
+            }
+            _ => Delivery::Full,
+        });
+        let (r, id) = answer();
+        p.command(Command::Query {
+            name: "q".into(),
+            payload: Bytes::new(),
+            params: QueryParams::default(),
+            answers,
+            reply: r,
+        });
+        assert!(id.try_recv().unwrap().is_ok());
+        let Ok(Event::Query(q)) = events.try_recv() else {
+            panic!("the asker is selected too");
+        };
+        let (r, _) = answer();
+        p.command(Command::Respond {
+            handle: q.handle.clone(),
+            payload: Bytes::from_static(b"me"),
+            reply: r,
+        });
+        assert_eq!(
+            rx.try_recv(),
+            Ok(QueryAnswer::Done {
+                acks: 0,
+                responses: 1,
+                dropped: 1
+            })
+        );
+        assert_eq!(p.stats().driver.query_answers_dropped, 1);
+    }
+
+    #[test]
     fn query_answers_route_to_their_channel_and_end_with_done() {
         let (mut p, _events) = pump("solo", 9005);
         let (tx, rx) = mpsc::sync_channel(8);
@@ -1267,7 +1327,8 @@ mod tests {
             got.last(),
             Some(&QueryAnswer::Done {
                 acks: 0,
-                responses: 1
+                responses: 1,
+                dropped: 0
             })
         );
         assert!(

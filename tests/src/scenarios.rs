@@ -804,7 +804,14 @@ pub fn query_answered_by_all(prefix: &str, drivers: &[Driver], asker: usize) {
         "one response from every agent (acks from {ackers:?})"
     );
     let acks = ackers.len();
-    assert_eq!(got.last(), Some(&QueryAnswer::Done { acks, responses: n }));
+    assert_eq!(
+        got.last(),
+        Some(&QueryAnswer::Done {
+            acks,
+            responses: n,
+            dropped: 0
+        })
+    );
     // The stream ends after the done.
     let (ended, _) = wait_until(Duration::from_secs(2), || {
         answers.try_recv() == Err(TryRecvError::Closed)
@@ -1272,7 +1279,8 @@ where
         got.last(),
         Some(&QueryAnswer::Done {
             acks: 0,
-            responses: 2
+            responses: 2,
+            dropped: 0
         })
     );
     b.shutdown(ShutdownMode::Now).await;
