@@ -57,6 +57,9 @@ pub struct Stats {
     pub intents_dropped: u64,
     /// User events refused as older than the dedup ring.
     pub events_too_old: u64,
+    /// User events flagged `coalesce` that a later event of the same name superseded while
+    /// held for coalescing (never delivered, by design).
+    pub user_events_coalesced: u64,
     /// Reliable sends of direct messages reported failed.
     pub messages_failed: u64,
     /// Push-pulls attempted with failed members (reconnect).

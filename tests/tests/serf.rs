@@ -436,3 +436,34 @@ fn a_duplicate_name_is_voted_out_and_the_original_keeps_it() {
         assert_eq!(sim.node(i).alive_count(), n, "node {i}");
     }
 }
+
+/// Serf's force-leave works from any node, also one that does not know the failed member (it
+/// forgot it, or reaped it already): the leave intent is announced anyway, and the members
+/// that still hold the member as failed turn it left.
+#[test]
+fn force_remove_from_a_node_that_does_not_know_the_member() {
+    let mut sim = cluster(29, 6, &Config::local());
+    sim.crash(5);
+    sim.run_for(Duration::from_secs(60));
+    for i in 0..5 {
+        assert_eq!(
+            sim.node(i).member("node-5").map(|m| m.status),
+            Some(MemberStatus::Failed),
+            "node {i}"
+        );
+    }
+    // Node 0 no longer knows node-5 at all.
+    sim.with_node(0, |node, now| node.forget_member(now, "node-5"))
+        .unwrap();
+    assert!(sim.node(0).member("node-5").is_none());
+    sim.with_node(0, |node, now| node.remove_failed(now, "node-5", false))
+        .unwrap();
+    sim.run_for(Duration::from_secs(10));
+    for i in 1..5 {
+        assert_eq!(
+            sim.node(i).member("node-5").map(|m| m.status),
+            Some(MemberStatus::Left),
+            "node {i}"
+        );
+    }
+}

@@ -2,7 +2,9 @@
 //! keeping only the latest per member, and flushed as one [`Event::MemberBatch`] per kind once
 //! `quiescent_period` passes without a new one or the period ends. User events flagged
 //! `coalesce` are held the same way under `user_coalesce_period` / `user_quiescent_period`,
-//! keeping the latest Lamport time per event name.
+//! keeping, per event name, every event at the latest Lamport time (as Serf does: two
+//! different events with one name and one time, from two senders, are both delivered); each
+//! event superseded by a later time is counted in `Stats::user_events_coalesced`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +21,8 @@ use crate::timers::TimerKind;
 pub(crate) struct Coalescer {
     members: BTreeMap<Name, (MemberEventKind, Member)>,
     members_window: Option<(Timestamp, Timestamp)>,
-    users: BTreeMap<Name, UserEvent>,
+    /// Per name: every held event at the latest Lamport time seen.
+    users: BTreeMap<Name, Vec<UserEvent>>,
     users_window: Option<(Timestamp, Timestamp)>,
 }
 
@@ -66,9 +69,18 @@ impl Serf {
             if let Event::User(u) = &event {
                 if u.coalesce {
                     let c = &mut self.coalescer;
-                    let newer = c.users.get(&u.name).is_none_or(|old| old.ltime < u.ltime);
-                    if newer {
-                        c.users.insert(u.name.clone(), u.clone());
+                    let held = c.users.entry(u.name.clone()).or_default();
+                    let latest = held.first().map(|old| old.ltime);
+                    match latest {
+                        Some(t) if t > u.ltime => {
+                            cx.fx.stats.user_events_coalesced += 1;
+                        }
+                        Some(t) if t == u.ltime => held.push(u.clone()),
+                        _ => {
+                            cx.fx.stats.user_events_coalesced += held.len() as u64;
+                            held.clear();
+                            held.push(u.clone());
+                        }
                     }
                     let w = c.users_window.get_or_insert((now, now));
                     w.1 = now;
@@ -107,7 +119,8 @@ impl Serf {
             if due_at(w, cx.cfg.user_coalesce_period, cx.cfg.user_quiescent_period) <= now {
                 self.coalescer.users_window = None;
                 let held = std::mem::take(&mut self.coalescer.users);
-                let mut latest: Vec<UserEvent> = held.into_values().collect();
+                let mut latest: Vec<UserEvent> = held.into_values().flatten().collect();
+                // Stable: events of one time keep their arrival order.
                 latest.sort_by_key(|u| u.ltime);
                 for u in latest {
                     cx.push_event(Event::User(u));
@@ -144,6 +157,42 @@ mod tests {
             matches!(&got[..], [Event::MemberBatch { kind: MemberEventKind::Joined, members }] if members.len() == 5),
             "{got:?}"
         );
+    }
+
+    /// Serf's coalescer keeps every event at the latest Lamport time of a name: two different
+    /// events with one name and one time, from two senders, are both delivered; only events
+    /// of an earlier time are superseded, and each is counted.
+    #[test]
+    fn coalescing_keeps_every_event_at_the_latest_time() {
+        use crate::wire::{Message, UserEventMsg};
+        let ev = |ltime: u64, payload: &'static [u8]| {
+            Message::UserEvent(UserEventMsg {
+                ltime,
+                name: "deploy".into(),
+                payload: payload.into(),
+                coalesce: true,
+            })
+        };
+        let mut a = node("a", 1);
+        std::sync::Arc::make_mut(&mut a.cfg).user_coalesce_period = Duration::from_secs(2);
+        deliver(&mut a, at(0), 2, &[ev(5, b"old")]);
+        deliver(&mut a, at(10), 2, &[ev(7, b"from-b")]);
+        deliver(&mut a, at(20), 3, &[ev(7, b"from-c")]);
+        deliver(&mut a, at(30), 3, &[ev(6, b"late")]);
+        a.handle_timeout(at(2_000));
+        let got: Vec<(u64, Vec<u8>)> = events(&mut a)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::User(u) => Some((u.ltime, u.payload.to_vec())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(7, b"from-b".to_vec()), (7, b"from-c".to_vec())],
+            "both events of the latest time, in arrival order"
+        );
+        assert_eq!(a.stats().user_events_coalesced, 2, "old and late, counted");
     }
 
     #[test]

@@ -69,6 +69,11 @@ impl RecentIntents {
 }
 
 impl Serf {
+    /// Buffer a leave intent about a member not known yet (a force-remove of an unknown name).
+    pub(crate) fn remember_leave_intent(&mut self, i: &Intent, cx: &mut Cx<'_>) {
+        self.remember_intent(i, true, cx);
+    }
+
     fn remember_intent(&mut self, i: &Intent, leave: bool, cx: &mut Cx<'_>) {
         let max = cx.cfg.max_recent_intents;
         if self

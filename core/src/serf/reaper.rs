@@ -12,9 +12,10 @@ use crate::dissemination::PushPullTo;
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::identity::{MemberStatus, Name};
+use crate::node::SerfKey;
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
-use crate::wire::Intent;
+use crate::wire::{Intent, Message};
 
 impl Serf {
     pub(crate) fn reap_tick(&mut self, cx: &mut Cx<'_>) {
@@ -121,7 +122,10 @@ impl Serf {
     }
 
     /// Force a failed member to left across the cluster (a leave intent on its behalf); with
-    /// `prune` every member also erases it at once instead of keeping a tombstone.
+    /// `prune` every member also erases it at once instead of keeping a tombstone. A name this
+    /// node does not know (never heard of, or already reaped) is announced all the same, as
+    /// Serf's force-leave does: the members that still hold it as failed apply and pass it on,
+    /// so an operator can clear a failed member from any node.
     pub(crate) fn remove_failed(
         &mut self,
         name: &str,
@@ -129,7 +133,26 @@ impl Serf {
         cx: &mut Cx<'_>,
     ) -> Result<(), ApiError> {
         let Some(rec) = cx.members.get(name) else {
-            return Err(ApiError::UnknownMember(name.to_string()));
+            if name.is_empty() {
+                return Err(ApiError::EmptyName);
+            }
+            if name.len() > cx.cfg.max_name_len {
+                let (size, limit) = (name.len(), cx.cfg.max_name_len);
+                return Err(ApiError::TooLarge {
+                    what: "name",
+                    size,
+                    limit,
+                });
+            }
+            let i = Intent {
+                ltime: self.member_clock.increment(),
+                name: Name::from(name),
+                prune,
+            };
+            tracing::debug!(member = %name, prune, "force-remove of a member this node does not know: announced anyway");
+            self.remember_leave_intent(&i, cx);
+            cx.serf_enqueue(SerfKey::Intent(i.name.clone()), &Message::LeaveIntent(i));
+            return Ok(());
         };
         let removable =
             rec.status() == MemberStatus::Failed || (prune && rec.status() == MemberStatus::Left);
@@ -204,10 +227,14 @@ mod tests {
             a.remove_failed(at(1), "b", false),
             Err(ApiError::NotFailed("b".into()))
         );
+        // A member this node never heard of: announced anyway, as Serf's force-leave does.
+        a.remove_failed(at(1), "zz", false).unwrap();
         assert_eq!(
-            a.remove_failed(at(1), "zz", false),
-            Err(ApiError::UnknownMember("zz".into()))
+            a.serf_queue_len(),
+            1,
+            "the removal of an unknown member is gossiped"
         );
+        assert_eq!(a.remove_failed(at(1), "", false), Err(ApiError::EmptyName));
         deliver(&mut a, at(2), 3, &[dead("b", 0, "c"), dead("d", 0, "c")]);
         a.remove_failed(at(3), "b", false).unwrap();
         assert_eq!(a.member("b").unwrap().status, MemberStatus::Left);
@@ -215,7 +242,7 @@ mod tests {
         assert!(a.member("d").is_none(), "pruned");
         let intents = sent(&mut a);
         let _ = intents;
-        assert!(a.serf_queue_len() >= 2, "both removals are gossiped");
+        assert!(a.serf_queue_len() >= 3, "every removal is gossiped");
     }
 
     #[test]
