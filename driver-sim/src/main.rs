@@ -43,6 +43,9 @@ enum Scenario {
     /// Crash a node at --rate per second for --duration (default 120 s), each restarting
     /// after --downtime → false_failed, stale_views.
     Churn,
+    /// Converge, crash every third node at once, restart them all --downtime later with fresh
+    /// state → t_views_correct_ms, stale_views (after --duration, default 120 s).
+    MassRestart,
     /// Run the swarm case saved in FILE again → passed, violations, trace_hash.
     Replay,
 }
@@ -93,7 +96,7 @@ struct Args {
     /// `churn`: crashes per second.
     #[arg(long, default_value_t = 0.1)]
     rate: f64,
-    /// `churn`: seconds a crashed node stays down before it restarts.
+    /// `churn`, `mass-restart`: seconds a crashed node stays down before it restarts.
     #[arg(long, default_value_t = 20)]
     downtime: u64,
     /// `partition`: after healing, run the reconnect stand-in (every running node joins the
@@ -228,7 +231,7 @@ fn main() {
     let default_duration = match args.scenario {
         Scenario::Lossy | Scenario::Slow => 300,
         Scenario::Partition => 30,
-        Scenario::Churn => 120,
+        Scenario::Churn | Scenario::MassRestart => 120,
         _ => 60,
     };
     let opts = Options {
@@ -262,6 +265,7 @@ fn main() {
         Scenario::Slow => ("slow", scenario::slow),
         Scenario::Partition => ("partition", scenario::partition),
         Scenario::Churn => ("churn", scenario::churn),
+        Scenario::MassRestart => ("mass-restart", scenario::mass_restart),
     };
     let out = scenario::run(name, config_name, &opts, f);
     println!("{out}");

@@ -413,6 +413,55 @@ pub fn steady(opts: &Options) -> Map<String, Value> {
 }
 
 /// Converge, settle 10 s, and drop the events so far.
+/// `mass-restart`: converge, crash every third node at once, and `downtime` later restart them
+/// all at once with fresh state (incarnations and clocks start over, as after a data-centre
+/// power cycle), each rejoining through three survivors. Memberlist issue 311 reports members
+/// stuck dead after such restarts; here: `t_views_correct_ms`, from the restart until every
+/// live node's view is right again (every live member seen alive, no crashed one seen alive),
+/// and `stale_views`, the wrong view entries left after `duration` (0 when none stayed stuck).
+/// `failed_verdicts_after_restart` counts failed verdicts emitted after the restart about
+/// restarted members (late verdicts about their previous lives included).
+pub fn mass_restart(opts: &Options) -> Map<String, Value> {
+    let n = opts.nodes;
+    let (mut sim, formed) = formed(opts);
+    let third: Vec<usize> = (0..n).filter(|i| i % 3 == 2).collect();
+    let seeds: Vec<usize> = (0..n).filter(|i| i % 3 != 2).take(3).collect();
+    for &i in &third {
+        sim.crash(i);
+    }
+    sim.run_for(opts.downtime);
+    sim.drain_events().for_each(drop);
+    let t0 = sim.now();
+    for &i in &third {
+        let _ = sim.restart(i, &seeds);
+    }
+    let names: std::collections::HashSet<String> =
+        third.iter().map(|&i| sim.name(i).to_string()).collect();
+    let end = t0 + opts.duration;
+    let mut correct = None;
+    let mut failed_after = 0usize;
+    while sim.now() < end {
+        let next = (sim.now() + Duration::from_millis(100)).min(end);
+        sim.run_until(next);
+        failed_after += sim
+            .drain_events()
+            .filter(|(_, _, e)| matches!(e, Event::MemberFailed(m) if names.contains(&*m.name)))
+            .count();
+        if correct.is_none() && sim.stale_views() == 0 {
+            correct = Some(sim.now().saturating_since(t0));
+        }
+    }
+    let mut m = Map::new();
+    m.insert("t_converge_ms".into(), json!(formed.map(ms)));
+    m.insert("restarted".into(), json!(third.len()));
+    m.insert("downtime_s".into(), json!(opts.downtime.as_secs_f64()));
+    m.insert("t_views_correct_ms".into(), json!(correct.map(ms)));
+    m.insert("stale_views".into(), json!(sim.stale_views()));
+    m.insert("failed_verdicts_after_restart".into(), json!(failed_after));
+    wrap_up(&sim, opts, "mass-restart", &mut m);
+    m
+}
+
 fn formed(opts: &Options) -> (Sim, Option<Duration>) {
     let mut sim = new_sim(opts, NetConfig::default());
     let t = form_cluster(&mut sim, opts.nodes, &opts.config);
