@@ -46,6 +46,9 @@ enum Scenario {
     /// Converge, crash every third node at once, restart them all --downtime later with fresh
     /// state → t_views_correct_ms, stale_views (after --duration, default 120 s).
     MassRestart,
+    /// Converge, then the last node flaps (down --downtime, up --downtime; default 5 s) for
+    /// --duration (default 120 s) → events_per_observer, bytes_per_node_s, stale_views.
+    Flap,
     /// Run the swarm case saved in FILE again → passed, violations, trace_hash.
     Replay,
 }
@@ -96,9 +99,10 @@ struct Args {
     /// `churn`: crashes per second.
     #[arg(long, default_value_t = 0.1)]
     rate: f64,
-    /// `churn`, `mass-restart`: seconds a crashed node stays down before it restarts.
-    #[arg(long, default_value_t = 20)]
-    downtime: u64,
+    /// `churn`, `mass-restart`: seconds a crashed node stays down before it restarts (default
+    /// 20); `flap`: seconds down, then as many up (default 5).
+    #[arg(long)]
+    downtime: Option<u64>,
     /// `partition`: after healing, run the reconnect stand-in (every running node joins the
     /// members it sees failed) every SECS seconds, as Serf's reconnect timer would.
     #[arg(long, value_name = "SECS")]
@@ -231,7 +235,7 @@ fn main() {
     let default_duration = match args.scenario {
         Scenario::Lossy | Scenario::Slow => 300,
         Scenario::Partition => 30,
-        Scenario::Churn | Scenario::MassRestart => 120,
+        Scenario::Churn | Scenario::MassRestart | Scenario::Flap => 120,
         _ => 60,
     };
     let opts = Options {
@@ -244,7 +248,10 @@ fn main() {
         slow_nodes: args.slow_nodes,
         max_delay: Duration::from_millis(args.max_delay_ms),
         rate: args.rate,
-        downtime: Duration::from_secs(args.downtime),
+        downtime: Duration::from_secs(args.downtime.unwrap_or(match args.scenario {
+            Scenario::Flap => 5,
+            _ => 20,
+        })),
         reconnect: args.reconnect.map(Duration::from_secs),
         max_rss_mb: args.max_rss_mb,
         join_every: Duration::from_millis(args.join_every_ms.max(1)),
@@ -266,6 +273,7 @@ fn main() {
         Scenario::Partition => ("partition", scenario::partition),
         Scenario::Churn => ("churn", scenario::churn),
         Scenario::MassRestart => ("mass-restart", scenario::mass_restart),
+        Scenario::Flap => ("flap", scenario::flap),
     };
     let out = scenario::run(name, config_name, &opts, f);
     println!("{out}");

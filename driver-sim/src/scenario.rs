@@ -412,7 +412,6 @@ pub fn steady(opts: &Options) -> Map<String, Value> {
     m
 }
 
-/// Converge, settle 10 s, and drop the events so far.
 /// `mass-restart`: converge, crash every third node at once, and `downtime` later restart them
 /// all at once with fresh state (incarnations and clocks start over, as after a data-centre
 /// power cycle), each rejoining through three survivors. Memberlist issue 311 reports members
@@ -462,6 +461,90 @@ pub fn mass_restart(opts: &Options) -> Map<String, Value> {
     m
 }
 
+/// `flap`: converge, measure the traffic at rest for 30 s, then for `duration` let the last
+/// node flap — down `downtime`, up `downtime`, over and over (a crash, then a restart with
+/// fresh state through three other nodes) — then keep it up and let the cluster settle 60 s.
+/// Bounded events and traffic are the goal: `events_per_observer` (membership events about the
+/// flapper per other node, and `_per_cycle`), `bytes_per_node_s` during the flapping against
+/// `bytes_per_node_s_at_rest`, and `stale_views` after the settle.
+pub fn flap(opts: &Options) -> Map<String, Value> {
+    let n = opts.nodes;
+    let (mut sim, formed) = formed(opts);
+    let flapper = n - 1;
+    let seeds: Vec<usize> = (0..3.min(n - 1)).collect();
+    let name = sim.name(flapper).to_string();
+    let bytes = |sim: &Sim| -> u64 {
+        (0..n - 1)
+            .map(|i| {
+                let s = sim.node(i).stats();
+                s.bytes_out + s.stream_bytes_out
+            })
+            .sum()
+    };
+    let rest = Duration::from_secs(30);
+    let b0 = bytes(&sim);
+    sim.run_for(rest);
+    let b1 = bytes(&sim);
+    sim.drain_events().for_each(drop);
+    let per_s = |b: u64, d: Duration| b as f64 / (n - 1) as f64 / d.as_secs_f64();
+    let half = opts.downtime.max(Duration::from_millis(100));
+    let end = sim.now() + opts.duration;
+    let mut cycles = 0u64;
+    let mut events = 0usize;
+    while sim.now() + half * 2 <= end {
+        sim.crash(flapper);
+        sim.run_for(half);
+        let _ = sim.restart(flapper, &seeds);
+        sim.run_for(half);
+        cycles += 1;
+        events += sim
+            .drain_events()
+            .filter(|(_, i, e)| *i != flapper && about(e) == Some(name.as_str()))
+            .count();
+    }
+    let b2 = bytes(&sim);
+    sim.run_for(Duration::from_secs(60));
+    let mut m = Map::new();
+    m.insert("t_converge_ms".into(), json!(formed.map(ms)));
+    m.insert("half_period_s".into(), json!(half.as_secs_f64()));
+    m.insert("cycles".into(), json!(cycles));
+    let per_observer = events as f64 / (n - 1) as f64;
+    m.insert(
+        "events_per_observer".into(),
+        json!((per_observer * 10.0).round() / 10.0),
+    );
+    m.insert(
+        "events_per_observer_per_cycle".into(),
+        json!((per_observer / cycles.max(1) as f64 * 100.0).round() / 100.0),
+    );
+    m.insert(
+        "bytes_per_node_s_at_rest".into(),
+        json!((per_s(b1 - b0, rest) * 10.0).round() / 10.0),
+    );
+    m.insert(
+        "bytes_per_node_s".into(),
+        json!((per_s(b2 - b1, half * 2 * cycles.max(1) as u32) * 10.0).round() / 10.0),
+    );
+    m.insert("stale_views".into(), json!(sim.stale_views()));
+    wrap_up(&sim, opts, "flap", &mut m);
+    m
+}
+
+/// The member a membership event is about.
+fn about(e: &Event) -> Option<&str> {
+    match e {
+        Event::MemberJoined(m)
+        | Event::MemberUpdated(m)
+        | Event::MemberLeft(m)
+        | Event::MemberFailed(m)
+        | Event::MemberRecovered(m)
+        | Event::MemberReaped(m)
+        | Event::MemberSuspected { member: m, .. } => Some(&m.name),
+        _ => None,
+    }
+}
+
+/// Converge, settle 10 s, and drop the events so far.
 fn formed(opts: &Options) -> (Sim, Option<Duration>) {
     let mut sim = new_sim(opts, NetConfig::default());
     let t = form_cluster(&mut sim, opts.nodes, &opts.config);

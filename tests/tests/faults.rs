@@ -323,3 +323,31 @@ fn after_a_mass_restart_no_member_stays_marked_failed() {
         }
     }
 }
+
+/// Issue 18's flapping member (up 5 s, down 5 s): every other node hears at most a few
+/// membership events about it per cycle, the traffic stays within twice the traffic at rest,
+/// and once it stays up every view is right.
+#[test]
+fn a_flapping_member_costs_bounded_events_and_traffic() {
+    use rookery_sim::scenario::{flap, Options};
+    for seed in 1..=3 {
+        let opts = Options {
+            nodes: 40,
+            seed,
+            downtime: Duration::from_secs(5),
+            duration: Duration::from_secs(60),
+            ..Options::default()
+        };
+        let m = flap(&opts);
+        let what = format!("seed {seed}: {m:?}");
+        assert_eq!(m["cycles"], 6, "{what}");
+        let per_cycle = m["events_per_observer_per_cycle"].as_f64().unwrap();
+        assert!(per_cycle > 0.0 && per_cycle <= 4.0, "{what}");
+        let (rest, flapping) = (
+            m["bytes_per_node_s_at_rest"].as_f64().unwrap(),
+            m["bytes_per_node_s"].as_f64().unwrap(),
+        );
+        assert!(flapping <= 2.0 * rest, "{what}");
+        assert_eq!(m["stale_views"], 0, "{what}");
+    }
+}
