@@ -46,6 +46,10 @@ enum Scenario {
     /// Converge, crash every third node at once, restart them all --downtime later with fresh
     /// state → t_views_correct_ms, stale_views (after --duration, default 120 s).
     MassRestart,
+    /// Converge, crash the last node, bring it back --downtime later (default 5 s) under its
+    /// name at a new address → t_all_know_new_addr_ms, name_conflicts (after --duration,
+    /// default 60 s).
+    Moved,
     /// Converge, then the last node flaps (down --downtime, up --downtime; default 5 s) for
     /// --duration (default 120 s) → events_per_observer, bytes_per_node_s, stale_views.
     Flap,
@@ -249,7 +253,7 @@ fn main() {
         max_delay: Duration::from_millis(args.max_delay_ms),
         rate: args.rate,
         downtime: Duration::from_secs(args.downtime.unwrap_or(match args.scenario {
-            Scenario::Flap => 5,
+            Scenario::Flap | Scenario::Moved => 5,
             _ => 20,
         })),
         reconnect: args.reconnect.map(Duration::from_secs),
@@ -274,6 +278,7 @@ fn main() {
         Scenario::Churn => ("churn", scenario::churn),
         Scenario::MassRestart => ("mass-restart", scenario::mass_restart),
         Scenario::Flap => ("flap", scenario::flap),
+        Scenario::Moved => ("moved", scenario::moved),
     };
     let out = scenario::run(name, config_name, &opts, f);
     println!("{out}");

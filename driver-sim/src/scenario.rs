@@ -461,6 +461,53 @@ pub fn mass_restart(opts: &Options) -> Map<String, Value> {
     m
 }
 
+/// `moved`: converge, then the last node crashes and, `downtime` later, comes back under the
+/// same name at a new address (a container rescheduled with a new IP), rejoining through three
+/// others. `t_all_know_new_addr_ms`: from the restart until every other node holds the member
+/// alive at its new address; `name_conflicts` (events) and `gave_up_name` (the restarted node
+/// went inert) should be 0 and false: the member keeps its name.
+pub fn moved(opts: &Options) -> Map<String, Value> {
+    let n = opts.nodes;
+    let (mut sim, formed) = formed(opts);
+    let mover = n - 1;
+    let seeds: Vec<usize> = (0..3.min(n - 1)).collect();
+    let name = sim.name(mover).to_string();
+    sim.crash(mover);
+    sim.run_for(opts.downtime);
+    sim.drain_events().for_each(drop);
+    let t0 = sim.now();
+    let new = sim.restart_moved(mover, &seeds).ok();
+    let end = t0 + opts.duration;
+    let mut known = None;
+    let mut conflicts = 0usize;
+    while sim.now() < end {
+        let next = (sim.now() + Duration::from_millis(10)).min(end);
+        sim.run_until(next);
+        conflicts += sim
+            .drain_events()
+            .filter(|(_, _, e)| matches!(e, Event::NameConflict { .. }))
+            .count();
+        if known.is_none()
+            && (0..n - 1).all(|o| {
+                sim.node(o)
+                    .member(&name)
+                    .is_some_and(|m| Some(m.addr) == new && m.status == MemberStatus::Alive)
+            })
+        {
+            known = Some(sim.now().saturating_since(t0));
+        }
+    }
+    let mut m = Map::new();
+    m.insert("t_converge_ms".into(), json!(formed.map(ms)));
+    m.insert("downtime_s".into(), json!(opts.downtime.as_secs_f64()));
+    m.insert("t_all_know_new_addr_ms".into(), json!(known.map(ms)));
+    m.insert("name_conflicts".into(), json!(conflicts));
+    m.insert("gave_up_name".into(), json!(sim.node(mover).has_left()));
+    m.insert("stale_views".into(), json!(sim.stale_views()));
+    wrap_up(&sim, opts, "moved", &mut m);
+    m
+}
+
 /// `flap`: converge, measure the traffic at rest for 30 s, then for `duration` let the last
 /// node flap — down `downtime`, up `downtime`, over and over (a crash, then a restart with
 /// fresh state through three other nodes) — then keep it up and let the cluster settle 60 s.

@@ -507,6 +507,8 @@ pub struct Sim {
     /// Latest delivery time of a reliable message per (from, to): a connection delivers in
     /// order, like TCP.
     last_reliable: HashMap<(usize, usize), Timestamp>,
+    /// Addresses nodes moved to ([`Sim::restart_moved`]), beyond [`node_addr`]'s scheme.
+    moved: HashMap<SocketAddr, usize>,
     /// The config the last node was added with: nodes with the same config share it (half a
     /// kilobyte a node).
     last_config: Option<Arc<Config>>,
@@ -601,6 +603,7 @@ impl Sim {
             api_errors: 0,
             tap: None,
             last_reliable: HashMap::new(),
+            moved: HashMap::new(),
             last_config: None,
             threads: 1,
             workers: None,
@@ -992,6 +995,35 @@ impl Sim {
         Ok(())
     }
 
+    /// Restart node `i` as [`Sim::restart`] does, under the same name but at a new address (a
+    /// container rescheduled with a new IP: here the same host, the next port). Its old address
+    /// reaches nobody from then on. Returns the new address.
+    pub fn restart_moved(&mut self, i: usize, seeds: &[usize]) -> Result<SocketAddr, SimError> {
+        self.check_node(i)?;
+        let old = self.nodes[i].addr;
+        let port = old.port().checked_add(1).unwrap_or(1);
+        let new = SocketAddr::new(old.ip(), port);
+        self.hash_input(b"move", &(i, new));
+        if !self.nodes[i].crashed {
+            self.crash(i);
+        }
+        self.moved.insert(new, i);
+        let n = &mut self.nodes[i];
+        n.addr = new;
+        n.identity.addr = new;
+        self.restart(i, seeds)?;
+        Ok(new)
+    }
+
+    /// The node reachable at `to` now: the one whose current address it is.
+    fn index_at(&self, to: SocketAddr) -> Option<usize> {
+        let j = match node_index(to) {
+            Some(j) => j,
+            None => *self.moved.get(&to)?,
+        };
+        (j < self.nodes.len() && self.nodes[j].addr == to).then_some(j)
+    }
+
     /// Pause node `i` (a stopped process): arriving messages wait in its backlog (datagrams
     /// beyond the backlog limit are dropped), its timers wait, it sends nothing.
     pub fn pause(&mut self, i: usize) {
@@ -1366,7 +1398,7 @@ impl Sim {
     /// Route one datagram from node `i`.
     fn route_datagram(&mut self, i: usize, to: SocketAddr, payload: Bytes) {
         let now = self.now;
-        let target = node_index(to).filter(|&j| j < self.nodes.len());
+        let target = self.index_at(to);
         let from = self.nodes[i].addr;
         if payload.len() > self.net.mtu {
             self.stats.oversized += 1;
@@ -1439,7 +1471,7 @@ impl Sim {
         message: Option<MessageId>,
     ) {
         let now = self.now;
-        let target = node_index(to).filter(|&j| j < self.nodes.len());
+        let target = self.index_at(to);
         self.stats.to_aim += u64::from(to == crate::adversary::AIM);
         let from = self.nodes[i].addr;
         let blocked = self.nodes[i].isolated
