@@ -88,8 +88,17 @@ pub use builder::SimBuilder;
 pub use invariant::{Invariant, Violation};
 pub use liveness::{Liveness, LIVENESS};
 pub use metrics::Metrics;
-pub use net::{Latency, LinkEffect, NetConfig, NetStats, RuleId};
+pub use net::{Latency, LinkEffect, NetConfig, NetStats, ReliableModel, RuleId};
 pub use plot::Knowledge;
+
+/// The TCP model of the reliable channel ([`ReliableModel::Tcp`]): the timing rules
+/// ([`tcp::tcp_transfer`]) and Linux's constants they use.
+pub mod tcp {
+    pub use crate::net::{
+        tcp_transfer, Leg, TcpFate, TcpPath, DATA_RETRIES, DATA_RTO, RTO_MAX, SEGMENT_OVERHEAD,
+        SYN_RTO,
+    };
+}
 pub use script::{ApiCall, Step, TimedStep};
 pub use sim::{
     answer_payload, entropy_for, node_addr, node_index, NodeState, Sim, SimError, TapEntry,
