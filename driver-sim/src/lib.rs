@@ -9,7 +9,8 @@
 //! Use it to test a system built on rookery the way rookery tests itself:
 //!
 //! - **Build** a cluster and its network with [`SimBuilder`]: latency distributions
-//!   ([`Latency`], uniform or long-tailed), loss, duplication, reordering, the MTU.
+//!   ([`Latency`], uniform or long-tailed), loss, duplication, reordering, the MTU, and the
+//!   reliable channel ([`ReliableModel`]: never lost, or TCP under the same loss).
 //! - **Break** it: [`Sim::partition`] (symmetric), [`Sim::cut`] (one-way),
 //!   [`Sim::add_link_rule`] (this pair drops everything, that link adds 200 ms),
 //!   [`Sim::isolate`]; [`Sim::crash`], [`Sim::restart`] (same name and address, fresh state,
