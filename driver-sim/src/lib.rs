@@ -9,7 +9,8 @@
 //! Use it to test a system built on rookery the way rookery tests itself:
 //!
 //! - **Build** a cluster and its network with [`SimBuilder`]: latency distributions
-//!   ([`Latency`], uniform or long-tailed), loss, duplication, reordering, the MTU.
+//!   ([`Latency`], uniform or long-tailed), loss, duplication, reordering, the MTU, and the
+//!   reliable channel ([`ReliableModel`]: never lost, or TCP under the same loss).
 //! - **Break** it: [`Sim::partition`] (symmetric), [`Sim::cut`] (one-way),
 //!   [`Sim::add_link_rule`] (this pair drops everything, that link adds 200 ms),
 //!   [`Sim::isolate`]; [`Sim::crash`], [`Sim::restart`] (same name and address, fresh state,
@@ -88,8 +89,17 @@ pub use builder::SimBuilder;
 pub use invariant::{Invariant, Violation};
 pub use liveness::{Liveness, LIVENESS};
 pub use metrics::Metrics;
-pub use net::{Latency, LinkEffect, NetConfig, NetStats, RuleId};
+pub use net::{Latency, LinkEffect, NetConfig, NetStats, ReliableModel, RuleId};
 pub use plot::Knowledge;
+
+/// The TCP model of the reliable channel ([`ReliableModel::Tcp`]): the timing rules
+/// ([`tcp::tcp_transfer`]) and Linux's constants they use.
+pub mod tcp {
+    pub use crate::net::{
+        tcp_transfer, Leg, TcpFate, TcpPath, DATA_RETRIES, DATA_RTO, RTO_MAX, SEGMENT_OVERHEAD,
+        SYN_RTO,
+    };
+}
 pub use script::{ApiCall, Step, TimedStep};
 pub use sim::{
     answer_payload, entropy_for, node_addr, node_index, NodeState, Sim, SimError, TapEntry,

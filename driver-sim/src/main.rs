@@ -15,6 +15,7 @@ use clap::{Parser, ValueEnum};
 use rookery_core::Config;
 use rookery_sim::scenario::{self, Options};
 use rookery_sim::swarm::Case;
+use rookery_sim::ReliableModel;
 use serde_json::{json, Map, Value};
 
 mod demo;
@@ -57,6 +58,16 @@ enum Scenario {
     Replay,
 }
 
+/// How the simulated network carries reliable messages (`--reliable`).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Reliable {
+    /// Never lost, only delayed (three one-way latencies): the model of every recorded figure.
+    Perfect,
+    /// TCP under the datagrams' loss: lost segments cost retransmission timeouts (SYN 1 s,
+    /// data 200 ms, doubling), a connection not up within `tcp_timeout` fails the send.
+    Tcp,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Preset {
     Lan,
@@ -87,6 +98,9 @@ struct Args {
     /// 30; churn: 120).
     #[arg(long)]
     duration: Option<u64>,
+    /// How reliable messages fare under loss (reported as `reliable`).
+    #[arg(long, value_enum, default_value_t = Reliable::Perfect)]
+    reliable: Reliable,
     /// Protocol preset.
     #[arg(long, value_enum, default_value_t = Preset::Lan)]
     config: Preset,
@@ -260,6 +274,10 @@ fn main() {
         max_rss_mb: args.max_rss_mb,
         join_every: Duration::from_millis(args.join_every_ms.max(1)),
         threads: args.threads,
+        reliable: match args.reliable {
+            Reliable::Perfect => ReliableModel::Perfect,
+            Reliable::Tcp => ReliableModel::Tcp,
+        },
     };
     let (name, f): (&str, fn(&Options) -> _) = match args.scenario {
         Scenario::Demo => {

@@ -1,5 +1,7 @@
-//! The simulated network: latency distributions, loss, duplication, reordering, the MTU, and
-//! per-link rules (partitions, one-way cuts, lossy or slow links).
+//! The simulated network: latency distributions, loss, duplication, reordering, the MTU,
+//! per-link rules (partitions, one-way cuts, lossy or slow links), and the model of the reliable
+//! channel ([`ReliableModel`]: perfect, or TCP under the same loss as datagrams, whose timing
+//! rules [`tcp_transfer`] owns).
 //!
 //! Every random fate is drawn from the simulator's one seeded RNG, and only when the feature
 //! that needs it is switched on: a run with the default network draws exactly the numbers it
@@ -130,14 +132,185 @@ impl Default for Latency {
     }
 }
 
+/// How the simulated network carries reliable (stream) messages.
+///
+/// Both models deliver a message three one-way latencies after it was sent (connection set-up
+/// and transfer), in order per (sender, receiver), and fail it (`Input::SendFailed` back to the
+/// sender, `tcp_timeout` after the send) when a link rule drops either direction, an end is
+/// isolated or the target is down. They differ under loss:
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReliableModel {
+    /// Loss never touches reliable messages: the reliable channel always gets through. The
+    /// default, and the model every recorded trace hash was made with (it draws nothing from
+    /// the RNG beyond the three latencies).
+    #[default]
+    Perfect,
+    /// TCP under the link's loss, as Linux behaves: every SYN, SYN-ACK and data segment is
+    /// lost with the probability a datagram on that link would be; a lost handshake segment
+    /// costs the SYN retransmission timeout (1 s, doubling) and a lost data segment the
+    /// retransmission timeout (200 ms, doubling); a connection not established within the
+    /// sender's `tcp_timeout` fails the send. The exact rules: [`tcp_transfer`].
+    Tcp,
+}
+
+impl ReliableModel {
+    /// Whether this is [`ReliableModel::Perfect`] (the default).
+    pub fn is_perfect(&self) -> bool {
+        *self == ReliableModel::Perfect
+    }
+
+    /// The model's name as the runner spells it: `perfect` or `tcp`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReliableModel::Perfect => "perfect",
+            ReliableModel::Tcp => "tcp",
+        }
+    }
+}
+
+/// Linux's initial retransmission timeout of a SYN (and of a SYN-ACK), `TCP_TIMEOUT_INIT`;
+/// it doubles on every retransmission.
+pub const SYN_RTO: Duration = Duration::from_secs(1);
+
+/// The retransmission timeout of a lost data segment: Linux's floor `TCP_RTO_MIN`, which is
+/// what a LAN's round trips of a few milliseconds give (Linux adds the smoothed round trip,
+/// 2–10 ms here, which the model leaves out); it doubles on every consecutive loss.
+pub const DATA_RTO: Duration = Duration::from_millis(200);
+
+/// Linux's cap on the retransmission timeout, `TCP_RTO_MAX`.
+pub const RTO_MAX: Duration = Duration::from_secs(120);
+
+/// Retransmissions of one data segment before the connection gives up (Linux's default
+/// `tcp_retries2`, about 15 minutes at [`DATA_RTO`]); the message is then lost.
+pub const DATA_RETRIES: u32 = 15;
+
+/// IPv4 and TCP header bytes in every segment: a segment carries at most `mtu − 40` bytes of
+/// the message.
+pub const SEGMENT_OVERHEAD: usize = 40;
+
+/// One of the three one-way trips of a reliable message under [`ReliableModel::Tcp`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leg {
+    /// Sender to receiver: the connection request.
+    Syn,
+    /// Receiver to sender: the answer to it (it travels the reverse link, with that link's
+    /// loss).
+    SynAck,
+    /// Sender to receiver: the message's segments (the handshake's final ACK rides on them).
+    Data,
+}
+
+/// What became of one reliable message under [`ReliableModel::Tcp`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpFate {
+    /// Delivered `after` the send, having retransmitted `retransmits` segments (SYNs
+    /// included).
+    Delivered {
+        /// From the send to the delivery.
+        after: Duration,
+        /// Segments sent again.
+        retransmits: u64,
+    },
+    /// The connection was not established within the sender's `tcp_timeout`: the driver's
+    /// connect times out and the send fails, reported `tcp_timeout` after it was made.
+    ConnectTimedOut {
+        /// SYNs sent again before the timeout.
+        retransmits: u64,
+    },
+    /// A data segment was lost [`DATA_RETRIES`] + 1 times: the connection gives up and the
+    /// message never arrives. The driver is not told (its write had completed).
+    GaveUp {
+        /// Segments sent again.
+        retransmits: u64,
+    },
+}
+
+/// The network path of one reliable message as [`tcp_transfer`] sees it: whether each
+/// segment is lost, and each trip's latency.
+pub trait TcpPath {
+    /// Whether one segment of trip `leg` is lost.
+    fn lost(&mut self, leg: Leg) -> bool;
+    /// The one-way latency of trip `leg`.
+    fn latency(&mut self, leg: Leg) -> Duration;
+}
+
+/// The timing of one reliable message of `segments` segments under [`ReliableModel::Tcp`],
+/// given a connect timeout of `timeout` and the `path`'s losses and latencies. The rules:
+///
+/// - **Handshake.** Attempt k (k = 0, 1, …) starts at `SYN_RTO · (2^k − 1)` (Linux's SYN
+///   retransmissions at 0, 1, 3, 7 s…): its SYN and then its SYN-ACK each get through or are
+///   lost. A lost SYN-ACK costs the same as a lost SYN (the sender's SYN timer fires and the
+///   receiver answers the repeated SYN). The connection is up when an attempt's SYN-ACK
+///   arrives; if that is not before `timeout`, or no attempt succeeds before it, the fate is
+///   [`TcpFate::ConnectTimedOut`] (Linux's own limit, six SYN retransmissions or 127 s, lies
+///   beyond every preset's `tcp_timeout` and is not modelled).
+/// - **Data.** The message's `segments` segments leave together when the connection is up;
+///   each is lost or not on its own, a lost one is sent again [`DATA_RTO`] later, the next
+///   loss of the same segment waits twice as long (capped at [`RTO_MAX`]). One latency is
+///   drawn for the data trip (the segments travel back to back); the message is delivered
+///   when its last segment arrives. Fast retransmit and tail-loss probes, which repair some
+///   losses within a round trip, are not modelled: every loss costs a full timeout. Data
+///   delay never fails the send: the driver's write completed when the kernel took the bytes.
+///
+/// The path is asked, in this order: for each handshake attempt, whether the SYN is lost,
+/// its latency, whether the SYN-ACK is lost, its latency (each only while the attempt still
+/// stands); then for each segment whether each of its transmissions is lost; then the data
+/// trip's latency. With a path that never loses, that is exactly three latencies, as
+/// [`ReliableModel::Perfect`] draws them.
+pub fn tcp_transfer(segments: usize, timeout: Duration, path: &mut impl TcpPath) -> TcpFate {
+    let mut retransmits = 0u64;
+    let mut start = Duration::ZERO;
+    let mut rto = SYN_RTO;
+    let established = loop {
+        if start >= timeout {
+            return TcpFate::ConnectTimedOut { retransmits };
+        }
+        if !path.lost(Leg::Syn) {
+            let syn = path.latency(Leg::Syn);
+            if !path.lost(Leg::SynAck) {
+                let up = start + syn + path.latency(Leg::SynAck);
+                if up >= timeout {
+                    return TcpFate::ConnectTimedOut { retransmits };
+                }
+                break up;
+            }
+        }
+        retransmits += 1;
+        start += rto;
+        rto = (rto * 2).min(RTO_MAX);
+    };
+    let mut slowest = Duration::ZERO;
+    for _ in 0..segments.max(1) {
+        let mut wait = Duration::ZERO;
+        let mut rto = DATA_RTO;
+        let mut tries = 0;
+        while path.lost(Leg::Data) {
+            if tries == DATA_RETRIES {
+                return TcpFate::GaveUp { retransmits };
+            }
+            tries += 1;
+            retransmits += 1;
+            wait += rto;
+            rto = (rto * 2).min(RTO_MAX);
+        }
+        slowest = slowest.max(wait);
+    }
+    TcpFate::Delivered {
+        after: established + slowest + path.latency(Leg::Data),
+        retransmits,
+    }
+}
+
 /// The simulated network as a whole. Per-link rules ([`LinkEffect`]) add to it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NetConfig {
     /// One-way latency of every message. Default uniform 1–5 ms.
     pub latency: Latency,
-    /// Probability that a datagram is lost, 0.0 ..= 1.0. Reliable messages are never lost
-    /// (TCP retransmits), only delayed. Default 0.
+    /// Probability that a datagram is lost, 0.0 ..= 1.0. Reliable messages are lost with the
+    /// same probability under [`ReliableModel::Tcp`] (and retransmitted), never under
+    /// [`ReliableModel::Perfect`]. Default 0.
     pub loss: f64,
     /// Datagrams larger than this are dropped, in bytes. Default 1500.
     pub mtu: usize,
@@ -150,6 +323,29 @@ pub struct NetConfig {
     /// The longest hold-back of a reordered datagram. Default 50 ms.
     #[serde(rename = "reorder_window_us", with = "micros")]
     pub reorder_window: Duration,
+    /// How reliable messages fare under loss. Default [`ReliableModel::Perfect`] (left out of
+    /// saved files and of the trace when it is the default, so old traces hash the same).
+    #[serde(skip_serializing_if = "ReliableModel::is_perfect")]
+    pub reliable: ReliableModel,
+}
+
+/// As derived, but with `reliable` shown only when it is not the default: the simulator hashes
+/// this text into the trace when the network changes, and a run with the perfect reliable
+/// channel must hash as it always did.
+impl std::fmt::Debug for NetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("NetConfig");
+        d.field("latency", &self.latency)
+            .field("loss", &self.loss)
+            .field("mtu", &self.mtu)
+            .field("duplicate", &self.duplicate)
+            .field("reorder", &self.reorder)
+            .field("reorder_window", &self.reorder_window);
+        if !self.reliable.is_perfect() {
+            d.field("reliable", &self.reliable);
+        }
+        d.finish()
+    }
 }
 
 impl Default for NetConfig {
@@ -161,6 +357,7 @@ impl Default for NetConfig {
             duplicate: 0.0,
             reorder: 0.0,
             reorder_window: Duration::from_millis(50),
+            reliable: ReliableModel::Perfect,
         }
     }
 }
@@ -180,6 +377,12 @@ pub struct NetStats {
     pub reliable_delivered: u64,
     /// Reliable sends reported back as failed.
     pub reliable_failed: u64,
+    /// Segments of reliable messages sent again after a loss, SYNs included
+    /// ([`ReliableModel::Tcp`] only).
+    pub reliable_retransmits: u64,
+    /// Reliable messages whose connection gave up after [`DATA_RETRIES`] retransmissions of a
+    /// segment: never delivered, and not reported to the sender ([`ReliableModel::Tcp`] only).
+    pub reliable_given_up: u64,
     /// Extra copies of datagrams delivered (duplication).
     pub duplicated: u64,
     /// Datagrams held back to be reordered.
@@ -202,6 +405,8 @@ impl NetStats {
             blocked,
             reliable_delivered,
             reliable_failed,
+            reliable_retransmits,
+            reliable_given_up,
             duplicated,
             reordered,
             backlog_dropped,
@@ -213,6 +418,8 @@ impl NetStats {
         self.blocked += blocked;
         self.reliable_delivered += reliable_delivered;
         self.reliable_failed += reliable_failed;
+        self.reliable_retransmits += reliable_retransmits;
+        self.reliable_given_up += reliable_given_up;
         self.duplicated += duplicated;
         self.reordered += reordered;
         self.backlog_dropped += backlog_dropped;
@@ -401,6 +608,171 @@ impl Rules {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    /// A scripted path: the listed losses in order (then none), every latency 1 ms, and a
+    /// record of what was asked.
+    #[derive(Default)]
+    struct Script {
+        losses: std::collections::VecDeque<bool>,
+        asked: Vec<(Leg, &'static str)>,
+    }
+
+    impl Script {
+        fn losing(losses: &[bool]) -> Script {
+            Script {
+                losses: losses.iter().copied().collect(),
+                asked: Vec::new(),
+            }
+        }
+    }
+
+    impl TcpPath for Script {
+        fn lost(&mut self, leg: Leg) -> bool {
+            self.asked.push((leg, "lost"));
+            self.losses.pop_front().unwrap_or(false)
+        }
+        fn latency(&mut self, leg: Leg) -> Duration {
+            self.asked.push((leg, "latency"));
+            MS
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn delivered(after: Duration, retransmits: u64) -> TcpFate {
+        TcpFate::Delivered { after, retransmits }
+    }
+
+    #[test]
+    fn tcp_without_loss_takes_three_trips_as_perfect_does() {
+        let mut p = Script::default();
+        assert_eq!(tcp_transfer(1, TIMEOUT, &mut p), delivered(3 * MS, 0));
+        let latencies: Vec<Leg> = p
+            .asked
+            .iter()
+            .filter(|(_, q)| *q == "latency")
+            .map(|(l, _)| *l)
+            .collect();
+        assert_eq!(latencies, vec![Leg::Syn, Leg::SynAck, Leg::Data]);
+        // Four segments: one data latency, four loss decisions.
+        let mut p = Script::default();
+        assert_eq!(tcp_transfer(4, TIMEOUT, &mut p), delivered(3 * MS, 0));
+        assert_eq!(p.asked.len(), 2 * 2 + 4 + 1);
+    }
+
+    #[test]
+    fn tcp_lost_data_segment_costs_the_rto_doubling() {
+        // SYN, SYN-ACK through; the data segment lost once, then twice in a row.
+        let mut p = Script::losing(&[false, false, true]);
+        let once = tcp_transfer(1, TIMEOUT, &mut p);
+        assert_eq!(once, delivered(3 * MS + DATA_RTO, 1));
+        let mut p = Script::losing(&[false, false, true, true]);
+        let twice = tcp_transfer(1, TIMEOUT, &mut p);
+        assert_eq!(twice, delivered(3 * MS + DATA_RTO * 3, 2));
+        // Data delay never fails the send, even past the connect timeout.
+        let mut p = Script::losing(&[false, false, true, true, true, true, true, true]);
+        let late = tcp_transfer(1, TIMEOUT, &mut p);
+        assert_eq!(late, delivered(3 * MS + DATA_RTO * 63, 6));
+        assert!(3 * MS + DATA_RTO * 63 > TIMEOUT);
+    }
+
+    #[test]
+    fn tcp_lost_syn_or_syn_ack_costs_the_syn_rto_doubling() {
+        let mut p = Script::losing(&[true]);
+        assert_eq!(
+            tcp_transfer(1, TIMEOUT, &mut p),
+            delivered(SYN_RTO + 3 * MS, 1)
+        );
+        let mut p = Script::losing(&[false, true]);
+        assert_eq!(
+            tcp_transfer(1, TIMEOUT, &mut p),
+            delivered(SYN_RTO + 3 * MS, 1)
+        );
+        // SYN lost, then SYN-ACK lost: the third attempt starts at 1 s + 2 s.
+        let mut p = Script::losing(&[true, false, true]);
+        assert_eq!(
+            tcp_transfer(1, TIMEOUT, &mut p),
+            delivered(SYN_RTO * 3 + 3 * MS, 2)
+        );
+    }
+
+    #[test]
+    fn tcp_connect_times_out_at_the_timeout() {
+        // Every SYN lost: attempts at 0, 1, 3 and 7 s; the next would start at 15 s.
+        let mut p = Script::losing(&[true; 100]);
+        assert_eq!(
+            tcp_transfer(1, TIMEOUT, &mut p),
+            TcpFate::ConnectTimedOut { retransmits: 4 }
+        );
+        assert_eq!(p.asked.len(), 4, "nothing drawn past the timeout");
+        // The fourth attempt (at 7 s) gets through under a 10 s timeout, not under a 7 s one.
+        let mut p = Script::losing(&[true, true, true]);
+        assert_eq!(
+            tcp_transfer(1, TIMEOUT, &mut p),
+            delivered(SYN_RTO * 7 + 3 * MS, 3)
+        );
+        let mut p = Script::losing(&[true, true, true]);
+        assert_eq!(
+            tcp_transfer(1, SYN_RTO * 7, &mut p),
+            TcpFate::ConnectTimedOut { retransmits: 3 }
+        );
+        // A SYN-ACK arriving at the timeout is too late.
+        let mut p = Script::default();
+        assert_eq!(
+            tcp_transfer(1, 2 * MS, &mut p),
+            TcpFate::ConnectTimedOut { retransmits: 0 }
+        );
+    }
+
+    #[test]
+    fn tcp_message_waits_for_its_slowest_segment() {
+        // Three segments: the first through, the second lost twice, the third lost once.
+        let mut p = Script::losing(&[false, false, false, true, true, false, true, false]);
+        assert_eq!(
+            tcp_transfer(3, TIMEOUT, &mut p),
+            delivered(3 * MS + DATA_RTO * 3, 3)
+        );
+    }
+
+    #[test]
+    fn tcp_gives_up_after_its_data_retries() {
+        let mut losses = vec![false, false];
+        losses.extend(std::iter::repeat_n(true, DATA_RETRIES as usize + 1));
+        let mut p = Script::losing(&losses);
+        assert_eq!(
+            tcp_transfer(1, TIMEOUT, &mut p),
+            TcpFate::GaveUp {
+                retransmits: u64::from(DATA_RETRIES)
+            }
+        );
+        // One loss fewer: delivered, after every timeout: 0.2 s doubling to 102.4 s (ten of
+        // them), then five at the cap.
+        let mut p = Script::losing(&losses[..losses.len() - 1]);
+        assert_eq!(
+            tcp_transfer(1, TIMEOUT, &mut p),
+            delivered(3 * MS + DATA_RTO * 1023 + RTO_MAX * 5, 15)
+        );
+    }
+
+    #[test]
+    fn the_default_reliable_model_stays_out_of_the_trace_and_saved_files() {
+        let perfect = NetConfig::default();
+        let text = format!("{perfect:?}");
+        assert!(text.starts_with("NetConfig { latency: Uniform"), "{text}");
+        assert!(!text.contains("reliable"), "{text}");
+        assert!(!serde_json::to_string(&perfect)
+            .unwrap()
+            .contains("reliable"));
+        let tcp = NetConfig {
+            reliable: ReliableModel::Tcp,
+            ..NetConfig::default()
+        };
+        assert!(format!("{tcp:?}").ends_with(", reliable: Tcp }"));
+        let s = serde_json::to_string(&tcp).unwrap();
+        assert!(s.contains(r#""reliable":"tcp""#), "{s}");
+        assert_eq!(serde_json::from_str::<NetConfig>(&s).unwrap(), tcp);
+    }
 
     #[test]
     fn long_tail_stays_within_bounds_and_has_a_tail() {

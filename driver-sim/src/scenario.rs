@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rookery_core::{Config, Event, MemberStatus, Timestamp};
 use serde_json::{json, Map, Value};
 
-use crate::{NetConfig, Sim};
+use crate::{NetConfig, ReliableModel, Sim};
 
 /// Settings shared by every scenario.
 #[derive(Clone, Debug)]
@@ -45,6 +45,9 @@ pub struct Options {
     /// Threads the simulation may use ([`Sim::set_threads`]); the run is the same whatever
     /// the number.
     pub threads: usize,
+    /// How the network carries reliable messages ([`NetConfig::reliable`]); default the
+    /// perfect channel every recorded figure was measured on.
+    pub reliable: ReliableModel,
 }
 
 impl Default for Options {
@@ -64,7 +67,18 @@ impl Default for Options {
             max_rss_mb: None,
             join_every: JOIN_EVERY,
             threads: 1,
+            reliable: ReliableModel::Perfect,
         }
+    }
+}
+
+/// The scenarios' network: the default one at datagram loss `loss`, with `opts`'s reliable
+/// channel.
+pub fn net(opts: &Options, loss: f64) -> NetConfig {
+    NetConfig {
+        loss,
+        reliable: opts.reliable,
+        ..NetConfig::default()
     }
 }
 
@@ -241,7 +255,7 @@ fn ms(d: Duration) -> f64 {
 
 /// `join`: formation time.
 pub fn join(opts: &Options) -> Map<String, Value> {
-    let mut sim = new_sim(opts, NetConfig::default());
+    let mut sim = new_sim(opts, net(opts, 0.0));
     let f = form_cluster_capped(
         &mut sim,
         opts.nodes,
@@ -264,7 +278,7 @@ pub fn join(opts: &Options) -> Map<String, Value> {
 /// other node marks it failed.
 pub fn crash(opts: &Options) -> Map<String, Value> {
     let n = opts.nodes;
-    let mut sim = new_sim(opts, NetConfig::default());
+    let mut sim = new_sim(opts, net(opts, 0.0));
     let formed = form_cluster(&mut sim, n, &opts.config);
     sim.run_for(Duration::from_secs(10));
     sim.drain_events().for_each(drop);
@@ -337,13 +351,13 @@ pub fn count_false_verdicts(sim: &mut Sim, d: Duration) -> FalseVerdicts {
 
 /// `lossy`: converge without loss, then run `duration` at the loss rate; nobody crashes.
 pub fn lossy(opts: &Options) -> Map<String, Value> {
-    let mut sim = new_sim(opts, NetConfig::default());
+    let mut sim = new_sim(opts, net(opts, 0.0));
     let formed = form_cluster(&mut sim, opts.nodes, &opts.config);
-    sim.set_net(NetConfig {
-        loss: opts.loss,
-        ..NetConfig::default()
-    });
+    sim.set_net(net(opts, opts.loss));
+    let (bytes0, net0) = (bytes_sent(&sim, opts.nodes), sim.net_stats().clone());
     let v = count_false_verdicts(&mut sim, opts.duration);
+    let (bytes1, net1) = (bytes_sent(&sim, opts.nodes), sim.net_stats().clone());
+    let per_node_s = (bytes1 - bytes0) as f64 / opts.nodes as f64 / opts.duration.as_secs_f64();
     let alive_everywhere = (0..opts.nodes).all(|i| {
         sim.node(i)
             .members()
@@ -357,14 +371,41 @@ pub fn lossy(opts: &Options) -> Map<String, Value> {
     m.insert("false_suspect".into(), json!(v.suspect));
     m.insert("no_failed_at_end".into(), json!(alive_everywhere));
     m.insert("lost".into(), json!(sim.net_stats().lost));
+    m.insert(
+        "bytes_per_node_s".into(),
+        json!((per_node_s * 10.0).round() / 10.0),
+    );
+    // The reliable channel in the measured phase.
+    m.insert(
+        "reliable_delivered".into(),
+        json!(net1.reliable_delivered - net0.reliable_delivered),
+    );
+    m.insert(
+        "reliable_failed".into(),
+        json!(net1.reliable_failed - net0.reliable_failed),
+    );
+    m.insert(
+        "reliable_retransmits".into(),
+        json!(net1.reliable_retransmits - net0.reliable_retransmits),
+    );
     wrap_up(&sim, opts, "lossy", &mut m);
     m
+}
+
+/// Bytes the first `n` nodes sent so far, datagrams and streams.
+fn bytes_sent(sim: &Sim, n: usize) -> u64 {
+    (0..n)
+        .map(|i| {
+            let s = sim.node(i).stats();
+            s.bytes_out + s.stream_bytes_out
+        })
+        .sum()
 }
 
 /// `steady`: converge, settle 10 s, then measure traffic sent over `duration`.
 pub fn steady(opts: &Options) -> Map<String, Value> {
     let n = opts.nodes;
-    let mut sim = new_sim(opts, NetConfig::default());
+    let mut sim = new_sim(opts, net(opts, 0.0));
     sim.set_record_events(false);
     let started = Instant::now();
     let formed = form_cluster(&mut sim, n, &opts.config);
@@ -593,7 +634,7 @@ fn about(e: &Event) -> Option<&str> {
 
 /// Converge, settle 10 s, and drop the events so far.
 fn formed(opts: &Options) -> (Sim, Option<Duration>) {
-    let mut sim = new_sim(opts, NetConfig::default());
+    let mut sim = new_sim(opts, net(opts, 0.0));
     let t = form_cluster(&mut sim, opts.nodes, &opts.config);
     sim.run_for(Duration::from_secs(10));
     sim.drain_events().for_each(drop);
@@ -854,12 +895,9 @@ pub fn churn(opts: &Options) -> Map<String, Value> {
 /// A formed cluster of `opts.nodes` under `opts.loss`, settled 5 s, its events drained (for the
 /// scenarios that then measure one action); with the formation time.
 fn settled_cluster(opts: &Options) -> (Sim, Option<Duration>) {
-    let mut sim = Sim::new(opts.seed, NetConfig::default());
+    let mut sim = Sim::new(opts.seed, net(opts, 0.0));
     let formed = form_cluster(&mut sim, opts.nodes, &opts.config);
-    sim.set_net(NetConfig {
-        loss: opts.loss,
-        ..NetConfig::default()
-    });
+    sim.set_net(net(opts, opts.loss));
     sim.run_for(Duration::from_secs(5));
     sim.drain_events().for_each(drop);
     (sim, formed)
@@ -964,6 +1002,7 @@ pub fn run(
     out.insert("nodes".into(), json!(opts.nodes));
     out.insert("seed".into(), json!(opts.seed));
     out.insert("loss".into(), json!(opts.loss));
+    out.insert("reliable".into(), json!(opts.reliable.name()));
     out.insert("config".into(), json!(config_name));
     out.insert("wall_s".into(), json!((wall * 1000.0).round() / 1000.0));
     out.extend(metrics);

@@ -21,7 +21,10 @@ use crate::clock::{Clock, EXACT};
 use crate::invariant::{Checks, Context, Invariant, Output, Violation};
 use crate::ledger::{FaultKind, Ledger, Scope};
 use crate::metrics::Metrics;
-use crate::net::{LinkEffect, NetConfig, NetStats, NodeSet, Rule, RuleId, Rules};
+use crate::net::{
+    Applied, Latency, Leg, LinkEffect, NetConfig, NetStats, NodeSet, ReliableModel, Rule, RuleId,
+    Rules, TcpFate, TcpPath, SEGMENT_OVERHEAD,
+};
 use crate::plot::Knowledge;
 
 mod window;
@@ -542,6 +545,55 @@ pub struct TapEntry {
     pub node: usize,
     /// The input, as the node was handed it (a reliable message's frame body, say).
     pub input: Input,
+}
+
+/// One-way latency on a link: the link rules' latency (or the network's `base`) plus their
+/// delay, drawn from `rng`.
+fn one_way(rng: &mut ChaCha8Rng, base: &Latency, link: Option<&Applied>) -> Duration {
+    match link {
+        None => base.sample(rng),
+        Some(l) => {
+            let lat = match &l.latency {
+                Some(lat) => lat.sample(rng),
+                None => base.sample(rng),
+            };
+            lat + l.delay
+        }
+    }
+}
+
+/// One reliable message's path under [`ReliableModel::Tcp`]: the link's losses (the network's
+/// and the rules', drawn one after the other as for a datagram) and latencies, the SYN-ACK on
+/// the reverse link.
+struct SimPath<'a> {
+    rng: &'a mut ChaCha8Rng,
+    net: &'a NetConfig,
+    /// Rules on sender → receiver (`None`: no rules in force).
+    fwd: Option<&'a Applied>,
+    /// Rules on receiver → sender.
+    back: Option<&'a Applied>,
+}
+
+impl<'a> SimPath<'a> {
+    fn link(&self, leg: Leg) -> Option<&'a Applied> {
+        match leg {
+            Leg::SynAck => self.back,
+            Leg::Syn | Leg::Data => self.fwd,
+        }
+    }
+}
+
+impl TcpPath for SimPath<'_> {
+    fn lost(&mut self, leg: Leg) -> bool {
+        let link_loss = self.link(leg).map_or(0.0, |l| l.loss);
+        (self.net.loss > 0.0 && self.rng.random_bool(self.net.loss.min(1.0)))
+            || (link_loss > 0.0 && self.rng.random_bool(link_loss.min(1.0)))
+    }
+
+    fn latency(&mut self, leg: Leg) -> Duration {
+        let link = self.link(leg);
+        one_way(self.rng, &self.net.latency, link)
+    }
 }
 
 /// An extra delay uniform in `0 ..= max` (whole microseconds), drawn from `rng`.
@@ -1449,17 +1501,8 @@ impl Sim {
     }
 
     /// One-way latency on a link, rules included.
-    fn latency(&mut self, link: Option<&crate::net::Applied>) -> Duration {
-        match link {
-            None => self.net.latency.sample(&mut self.rng),
-            Some(l) => {
-                let base = match &l.latency {
-                    Some(lat) => lat.sample(&mut self.rng),
-                    None => self.net.latency.sample(&mut self.rng),
-                };
-                base + l.delay
-            }
-        }
+    fn latency(&mut self, link: Option<&Applied>) -> Duration {
+        one_way(&mut self.rng, &self.net.latency, link)
     }
 
     /// Route one reliable message from node `i`.
@@ -1484,10 +1527,42 @@ impl Sim {
                 let link = (!self.rules.is_empty()).then(|| self.rules.apply(i, j));
                 // Connection set-up and transfer: three one-way trips; in order per
                 // (sender, receiver), as over one TCP connection.
-                let mut at = now
-                    + self.latency(link.as_ref())
-                    + self.latency(link.as_ref())
-                    + self.latency(link.as_ref());
+                let mut at = match self.net.reliable {
+                    ReliableModel::Perfect => {
+                        now + self.latency(link.as_ref())
+                            + self.latency(link.as_ref())
+                            + self.latency(link.as_ref())
+                    }
+                    ReliableModel::Tcp => {
+                        let back = (!self.rules.is_empty()).then(|| self.rules.apply(j, i));
+                        let mss = self.net.mtu.saturating_sub(SEGMENT_OVERHEAD).max(1);
+                        let segments = payload.len().div_ceil(mss).max(1);
+                        let mut path = SimPath {
+                            rng: &mut self.rng,
+                            net: &self.net,
+                            fwd: link.as_ref(),
+                            back: back.as_ref(),
+                        };
+                        let timeout = self.nodes[i].tcp_timeout;
+                        match crate::net::tcp_transfer(segments, timeout, &mut path) {
+                            TcpFate::Delivered { after, retransmits } => {
+                                self.stats.reliable_retransmits += retransmits;
+                                now + after
+                            }
+                            TcpFate::ConnectTimedOut { retransmits } => {
+                                self.stats.reliable_retransmits += retransmits;
+                                let arrival = Arrival::send_failed(to, message, self.nodes[i].life);
+                                self.schedule(now + timeout, Action::Input { node: i, arrival });
+                                return;
+                            }
+                            TcpFate::GaveUp { retransmits } => {
+                                self.stats.reliable_retransmits += retransmits;
+                                self.stats.reliable_given_up += 1;
+                                return;
+                            }
+                        }
+                    }
+                };
                 let last = self.last_reliable.entry((i, j)).or_insert(at);
                 at = at.max(*last);
                 *last = at;
