@@ -7,9 +7,14 @@
 //! Rules (memberlist's, with two deliberate differences noted):
 //! - alive wins over any state of a lower incarnation; suspect and dead need an incarnation at
 //!   least the current one; failed and left are final until a newer alive arrives.
-//! - A live member's name claimed from another address is refused and reported. Unlike
-//!   memberlist's default, a member that failed or left may come back from a new address at
-//!   once (a restart elsewhere).
+//! - A live member's name claimed from another address (with a newer incarnation) is taken
+//!   only if the member's known address no longer answers as it: the failure detector checks
+//!   that address (`swim::addr_check`, a few pings a probe interval apart). An answer makes the
+//!   claim a conflict, refused and reported ([`Event::NameConflict`]); silence makes it a move,
+//!   taken as an address change ([`Event::MemberUpdated`]). memberlist refuses such claims
+//!   until the old life is declared dead (and, by default, long after), so a restart at a new
+//!   address before anyone noticed the crash ends in a name-conflict shutdown; and a member
+//!   that failed or left may come back from a new address at once.
 //! - Failed and left members stay in the table as tombstones, so stale alive gossip at an old
 //!   incarnation cannot resurrect them (memberlist forgets them after a while, which let push-pull
 //!   revive dead members at scale).
@@ -127,15 +132,24 @@ impl Node {
         }
         let reclaim = rec.addr() != a.addr;
         if reclaim && rec.is_live() {
-            let ev = Event::NameConflict {
-                name: rec.name.to_name(),
-                existing: rec.addr(),
-                claimed: a.addr,
-            };
-            self.serf.note_claim(rec.name.to_name(), a.addr);
-            tracing::debug!(member = %a.name, existing = %rec.addr(), claimed = %a.addr,
-                "name conflict: a live member's name claimed from another address, refused");
-            self.emit(ev);
+            let (name, existing) = (rec.name.to_name(), rec.addr());
+            self.serf.note_claim(name.clone(), a.addr);
+            if self
+                .swim
+                .check_address(name.clone(), existing, &mut cx!(self))
+            {
+                tracing::debug!(member = %name, %existing, claimed = %a.addr,
+                    "a live member's name claimed from another address: checking whether the known address still answers");
+                let newer = self
+                    .claims
+                    .get(&name)
+                    .is_none_or(|c| plausible::newer(a.incarnation, c.incarnation));
+                if newer {
+                    self.claims.insert(name, a);
+                }
+                return;
+            }
+            self.conflict_refused(name, existing, a.addr);
             return;
         }
         if !reclaim && !plausible::newer(a.incarnation, rec.incarnation) {
@@ -144,6 +158,17 @@ impl Node {
             }
             return;
         }
+        self.take_alive(a, prev, reclaim, broadcast);
+    }
+
+    /// Take an alive message that changes what this node holds about a known member: a new
+    /// life, a newer incarnation, new tags or (`reclaim`) a new address; `prev` is the status
+    /// it had.
+    fn take_alive(&mut self, a: Alive, prev: MemberStatus, reclaim: bool, broadcast: bool) {
+        let now = self.now;
+        let Some(rec) = self.members.get(&a.name) else {
+            return;
+        };
         let tags_changed = **self.members.tags(rec) != a.tags;
         if tags_changed {
             self.members.set_tags(&a.name, &a.tags);
@@ -181,6 +206,50 @@ impl Node {
         }
     }
 
+    /// A claim of a live member's name from `claimed` is refused: report the conflict.
+    fn conflict_refused(
+        &mut self,
+        name: Name,
+        existing: std::net::SocketAddr,
+        claimed: std::net::SocketAddr,
+    ) {
+        tracing::debug!(member = %name, %existing, %claimed,
+            "name conflict: a live member's name claimed from another address, refused");
+        self.emit(Event::NameConflict {
+            name,
+            existing,
+            claimed,
+        });
+    }
+
+    /// The address check of `name` at its known address `addr` got an answer: the member still
+    /// lives there, so the claim that asked for the check is a conflict.
+    pub(crate) fn address_answered(&mut self, name: Name, addr: std::net::SocketAddr) {
+        if let Some(claim) = self.claims.remove(&name) {
+            self.conflict_refused(name, addr, claim.addr);
+        }
+    }
+
+    /// The address check of `name` at its known address `addr` got no answer: its old life is
+    /// gone, so the claim is a move. Taken as an address change, if the member is still live
+    /// there and the claim still newer.
+    pub(crate) fn address_silent(&mut self, name: Name, addr: std::net::SocketAddr) {
+        let Some(a) = self.claims.remove(&name) else {
+            return;
+        };
+        let Some(rec) = self.members.get(&name) else {
+            return;
+        };
+        if !rec.is_live() || rec.addr() != addr || !plausible::newer(a.incarnation, rec.incarnation)
+        {
+            return;
+        }
+        let prev = rec.status();
+        tracing::debug!(member = %name, old = %addr, new = %a.addr,
+            "the known address of a member claimed elsewhere is silent: taking the new address");
+        self.take_alive(a, prev, true, true);
+    }
+
     fn alive_about_self(&mut self, a: Alive) {
         if self.run != RunState::Running {
             return;
@@ -206,7 +275,10 @@ impl Node {
             if !plausible::older(a.incarnation, inc) {
                 self.refute(a.incarnation);
             }
-            self.serf.start_conflict_vote(a.addr, &mut cx!(self));
+            // The vote waits until the others have checked whether the claimant's address
+            // still answers: a previous life of this very node (a restart at a new address)
+            // is silent, and they take this address meanwhile.
+            self.serf.schedule_conflict_vote(a.addr, &mut cx!(self));
             return;
         }
         // Our own state from an earlier life (a restart), or a forged one: outbid it.
@@ -558,6 +630,8 @@ mod tests {
     use crate::event::Event;
     use crate::identity::MemberStatus;
     use crate::testkit::*;
+    use crate::wire::Message;
+    use crate::Node;
 
     fn status(n: &crate::Node, name: &str) -> (MemberStatus, u32) {
         let m = n.member(name).unwrap();
@@ -686,12 +760,36 @@ mod tests {
         assert!(events(&mut a).is_empty(), "left is final");
     }
 
+    /// The ping of the address check `n` sent to `to` for `name`, if it sent one.
+    fn check_ping(n: &mut Node, to: u16, name: &str) -> Option<u32> {
+        sent(n).into_iter().find_map(|(dst, _, msgs)| {
+            msgs.into_iter().find_map(|m| match m {
+                Message::Ping { seq, target, .. } if dst == addr(to) && &*target == name => {
+                    Some(seq)
+                }
+                _ => None,
+            })
+        })
+    }
+
     #[test]
-    fn a_live_name_claimed_from_another_address_is_refused() {
+    fn a_live_name_claimed_from_another_address_is_refused_while_the_known_one_answers() {
         let mut a = node("a", 1);
         deliver(&mut a, at(1), 2, &[alive("b", 2, 1)]);
         events(&mut a);
+        sent(&mut a);
         deliver(&mut a, at(2), 9, &[alive("b", 9, 5)]);
+        assert!(
+            events(&mut a).is_empty(),
+            "nothing decided before the check"
+        );
+        let seq = check_ping(&mut a, 2, "b").expect("the known address is checked");
+        assert!(
+            sent(&mut a).iter().all(|(to, _, _)| *to != addr(9)),
+            "never the claimed one"
+        );
+        // b answers at its known address: a conflict, refused.
+        deliver(&mut a, at(3), 2, &[Message::Ack { seq, digest: None }]);
         assert_eq!(
             events(&mut a),
             vec![Event::NameConflict {
@@ -701,13 +799,46 @@ mod tests {
             }]
         );
         assert_eq!(a.member("b").unwrap().addr, addr(2));
-        // Once b has failed, a restart elsewhere may take the name.
-        deliver(&mut a, at(3), 3, &[dead("b", 1, "c")]);
-        deliver(&mut a, at(4), 9, &[alive("b", 9, 0)]);
+        // Once b has failed, a restart elsewhere may take the name at once.
+        deliver(&mut a, at(4), 3, &[dead("b", 1, "c")]);
+        deliver(&mut a, at(5), 9, &[alive("b", 9, 0)]);
         let ev = events(&mut a);
         assert!(
             matches!(&ev[..], [Event::MemberFailed(_), Event::MemberJoined(m)] if m.addr == addr(9))
         );
+    }
+
+    #[test]
+    fn a_live_name_claimed_while_the_known_address_is_silent_is_a_move() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 1)]);
+        events(&mut a);
+        sent(&mut a);
+        deliver(&mut a, at(2), 9, &[alive("b", 9, 5)]);
+        let interval = a.cfg.probe_interval.as_millis() as u64;
+        let mut pings = 0;
+        for k in 0..=crate::swim::addr_check::TRIES as u64 {
+            a.handle_timeout(at(2 + k * interval));
+            pings += sent(&mut a)
+                .iter()
+                .filter(|(to, _, m)| {
+                    *to == addr(2)
+                        && matches!(&m[0], Message::Ping { target, .. } if &**target == "b")
+                })
+                .count();
+        }
+        assert!(
+            pings >= crate::swim::addr_check::TRIES as usize - 1,
+            "resent each round (besides the regular probes)"
+        );
+        let ev = events(&mut a);
+        // (The regular probes found b silent too: suspected, then recovered at its new address.)
+        assert!(
+            matches!(ev.last(), Some(Event::MemberUpdated(m)) if m.addr == addr(9) && m.incarnation == 5),
+            "{ev:?}"
+        );
+        assert_eq!(a.member("b").unwrap().addr, addr(9));
+        assert!(!ev.iter().any(|e| matches!(e, Event::NameConflict { .. })));
     }
 
     #[test]
@@ -726,6 +857,13 @@ mod tests {
         assert!(
             matches!(events(&mut a).first(), Some(Event::NameConflict { claimed, .. }) if *claimed == addr(9))
         );
+        // The vote waits while the others check whether the claimant's address answers.
+        let before = a.serf.last_query_id();
+        let delay = a.cfg.probe_interval * crate::serf::query::CONFLICT_VOTE_DELAY_PROBES;
+        a.handle_timeout(at(delay.as_millis() as u64));
+        assert_eq!(a.serf.last_query_id(), before, "not yet");
+        a.handle_timeout(at(1 + delay.as_millis() as u64));
+        assert_ne!(a.serf.last_query_id(), before, "the vote started");
         let (ltime, id) = (a.clocks().2 - 1, a.serf.last_query_id());
         let vote = |from: &str, port: u16| {
             Message::QueryResponse(QueryResp {

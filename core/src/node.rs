@@ -151,6 +151,9 @@ pub struct Node {
     /// knew, so that gossip of that life does not bring them back (a newer one does). At most
     /// `max_members` entries (the oldest name in order goes first).
     pub(crate) forgotten: BTreeMap<Name, (SocketAddr, u32)>,
+    /// Claims of a live member's name from another address, waiting for the check of its
+    /// known address (see `membership.rs`); at most one per name, as many as checks run.
+    pub(crate) claims: BTreeMap<Name, crate::wire::Alive>,
 }
 
 /// What an update in the Serf broadcast queue is about; a newer update replaces an older one
@@ -246,6 +249,7 @@ impl Node {
             run: RunState::Running,
             stop_reason: None,
             forgotten: BTreeMap::new(),
+            claims: BTreeMap::new(),
             members,
             diss: Dissemination::default(),
             life: Lifecycle::default(),
@@ -632,7 +636,9 @@ impl Node {
                 .swim
                 .on_stream_ping(from, seq, &target, reply_to, &mut cx!(self)),
             Message::Ack { seq, digest } => {
-                if let Some(d) = self.swim.on_ack(from, seq, digest, &mut cx!(self)) {
+                if let Some((name, addr)) = self.swim.check_answered(from, seq) {
+                    self.address_answered(name, addr);
+                } else if let Some(d) = self.swim.on_ack(from, seq, digest, &mut cx!(self)) {
                     self.compare_digest(from, d);
                 }
             }
@@ -732,6 +738,9 @@ impl Node {
     /// its verdict is applied here, then the next probe starts while the node runs.
     pub(crate) fn on_swim_timer(&mut self, t: SwimTimer) {
         let out = self.swim.on_timer(t, &mut cx!(self));
+        if let Some((name, addr)) = out.silent {
+            self.address_silent(name, addr);
+        }
         match out.verdict {
             Some(Verdict::Suspect(s)) => self.apply_suspect(s, true, Near::UNKNOWN),
             Some(Verdict::Dead(d)) => self.apply_dead(d, true, Near::UNKNOWN),

@@ -566,13 +566,16 @@ async fn writer_body<R: Runtime>(
             let mut idle = pin!(R::sleep_until(idle_at));
             let mut peer = pin!(conn.as_mut().map(|s| R::read(s, &mut scratch)));
             poll_fn(|cx| {
-                if let Poll::Ready(f) = next.poll_unpin(cx) {
-                    return Poll::Ready(Step::Frame(f));
-                }
+                // The peer first: a connection it closed (it restarted, or shut down) is noticed
+                // before the next frame is written into it, so a frame is reported written
+                // only on a connection the peer has not already closed.
                 if let Some(p) = peer.as_mut().as_pin_mut() {
                     if let Poll::Ready(r) = p.poll(cx) {
                         return Poll::Ready(Step::Peer(r));
                     }
+                }
+                if let Poll::Ready(f) = next.poll_unpin(cx) {
+                    return Poll::Ready(Step::Frame(f));
                 }
                 if idle.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Step::Idle);

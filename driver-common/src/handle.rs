@@ -229,7 +229,9 @@ impl Link {
 /// close the command channel, so that every handle reports the agent stopped, answer the
 /// shutdown callers ([`Pump::finish`]) and the shutdowns that raced them; other commands still
 /// queued are dropped, so their callers get [`AgentError::Stopped`].
-pub fn finish(pump: Pump, commands: &mut CommandReceiver) {
+pub fn finish(mut pump: Pump, commands: &mut CommandReceiver) {
+    // The stream ends first: once a handle sees the agent stopped, its stream has ended.
+    pump.end_stream();
     commands.close();
     pump.finish();
     while let Ok(cmd) = commands.try_recv() {

@@ -525,6 +525,8 @@ pub struct Pump {
     refusals: RefusalWarnings,
     /// Direct messages between their send and their outcome.
     flights: Flights,
+    /// The final event went out and the stream ended ([`Pump::end_stream`]).
+    stream_ended: bool,
 }
 
 /// Warnings about refused input (wrong key, wrong label, plaintext where encryption is
@@ -604,6 +606,7 @@ impl Pump {
             keyring_saved: 0,
             refusals: RefusalWarnings::default(),
             flights: Flights::default(),
+            stream_ended: false,
         })
     }
 
@@ -942,29 +945,39 @@ impl Pump {
     /// Teardown is complete: put the final [`Event::Stopped`] on the event stream (which
     /// ends after it), then answer every shutdown and leave caller. Callers still waiting for
     /// other operations learn that the agent stopped.
-    pub fn finish(self) {
-        let reason = self.stop_reason();
+    pub fn finish(mut self) {
+        self.end_stream();
         let Pump {
-            mut sink,
-            counters,
             shutdown_waiters,
             left_waiters,
-            node,
-            members_feed,
             ..
         } = self;
-        if let Some(feed) = members_feed {
-            feed.close();
-        }
-        tracing::info!(name = %node.local_member().name, %reason, "agent stopped");
-        counters.lost(sink(Event::Stopped { reason }));
-        drop(sink);
         for w in left_waiters {
             w.send(Ok(()));
         }
         for w in shutdown_waiters {
             w.send(());
         }
+    }
+
+    /// Put the final [`Event::Stopped`] on the event stream and end it, and end the
+    /// member-list feed. [`crate::finish`] calls it before the handles can see the agent
+    /// stopped, so that once `is_stopped()` is true the stream has ended; later calls (and
+    /// [`Pump::finish`]) do nothing more.
+    pub fn end_stream(&mut self) {
+        if self.stream_ended {
+            return;
+        }
+        self.stream_ended = true;
+        let reason = self.stop_reason();
+        if let Some(feed) = self.members_feed.take() {
+            feed.close();
+        }
+        tracing::info!(name = %self.node.local_member().name, %reason, "agent stopped");
+        let mut sink: EventSink =
+            std::mem::replace(&mut self.sink, Box::new(|_| Overflow::default()));
+        self.counters.lost(sink(Event::Stopped { reason }));
+        drop(sink);
     }
 
     fn start_next_join(&mut self) {

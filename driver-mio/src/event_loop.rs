@@ -485,6 +485,14 @@ impl EventLoop {
     /// [`rookery_driver::delivery`]).
     fn send_reliable(&mut self, to: SocketAddr, frame: OutFrame) {
         let protocol = frame.message.is_none();
+        // A connection the peer has closed (it restarted, or shut down) is noticed before the
+        // frame is queued on it: a frame is reported written only on one still open.
+        if let Some(&t) = self.outbound.get(&to) {
+            if matches!(self.conns.get(&t), Some(Conn { role: Role::Out(o), .. }) if matches!(o.state, ConnState::Connected))
+            {
+                self.read_out(t);
+            }
+        }
         if let Some(&t) = self.outbound.get(&to) {
             if let Some(Conn {
                 role: Role::Out(o), ..

@@ -123,9 +123,10 @@ fn invented_voters_cannot_take_a_members_name() {
         [victim],
         &[WireMessage::alive("node-2", attacker(), 1000, Tags::new())],
     );
-    // Watch the vote go out, as a member the adversary controls would see it.
-    sim.run_for(Duration::from_millis(500));
+    // Watch the vote go out, as a member the adversary controls would see it (the victim
+    // asks once the others had time to check the claimed address: 12 probe intervals).
     let cfg = Config::local();
+    sim.run_for(cfg.probe_interval * 12 + Duration::from_millis(500));
     let (ltime, id) = sim
         .drain_tap()
         .into_iter()

@@ -378,23 +378,30 @@ fn a_member_back_at_a_new_address_keeps_its_name() {
     }
 }
 
-/// The open half of the case above: back at a new address before the others noticed the old
-/// life died. Today the others hold the old address alive and refuse the claim, and the
-/// restarted node, hearing its own previous life at the old address, asks the cluster and
-/// loses its name to its own ghost. The fix (check that the old address still answers before
-/// refusing a claim or voting) is issue 18's next step; `moved --downtime 0` measures it.
+/// The harder half: back at a new address at once, before the others noticed the old life
+/// died. The others check the known (old) address before refusing the claim, find it silent
+/// and take the new one; the restarted node, hearing of its own previous life, waits for that
+/// before asking the cluster, and keeps its name.
 #[test]
-#[ignore = "open (issue 18): a restart at a new address before the old life is failed loses the name"]
 fn a_member_back_at_a_new_address_at_once_keeps_its_name() {
     use rookery_sim::scenario::{moved, Options};
-    let opts = Options {
-        nodes: 40,
-        seed: 1,
-        downtime: Duration::from_secs(0),
-        duration: Duration::from_secs(60),
-        ..Options::default()
-    };
-    let m = moved(&opts);
-    assert_eq!(m["gave_up_name"], false, "{m:?}");
-    assert!(m["t_all_know_new_addr_ms"].as_f64().is_some(), "{m:?}");
+    for seed in 1..=3 {
+        for downtime in [0, 2, 5] {
+            let opts = Options {
+                nodes: 40,
+                seed,
+                downtime: Duration::from_secs(downtime),
+                duration: Duration::from_secs(60),
+                ..Options::default()
+            };
+            let m = moved(&opts);
+            let what = format!("seed {seed}, down {downtime} s: {m:?}");
+            assert_eq!(m["gave_up_name"], false, "{what}");
+            let t = m["t_all_know_new_addr_ms"]
+                .as_f64()
+                .expect("address learnt");
+            assert!(t <= 15_000.0, "{what}");
+            assert_eq!(m["stale_views"], 0, "{what}");
+        }
+    }
 }

@@ -118,6 +118,8 @@ pub(crate) enum SerfTimer {
     CoalesceFlush,
     /// The receipt of this node's acknowledged direct message `id` is due (stale once it came).
     ReceiptDeadline { id: crate::event::MessageId },
+    /// Start the name-conflict vote about this node's name claimed from `theirs`.
+    ConflictVote { theirs: std::net::SocketAddr },
 }
 
 /// What the router must do after a call into the Serf layer.
@@ -176,6 +178,10 @@ impl Serf {
             }
             SerfTimer::ReceiptDeadline { id } => {
                 self.receipt_deadline(id, cx);
+                Outcome::Nothing
+            }
+            SerfTimer::ConflictVote { theirs } => {
+                self.conflict_vote_due(theirs, cx);
                 Outcome::Nothing
             }
         }

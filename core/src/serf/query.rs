@@ -74,7 +74,16 @@ pub(crate) struct Queries {
     claims: std::collections::VecDeque<(Name, SocketAddr)>,
     /// Key-operation queries received, for the router to answer (`keyring::manager`).
     pub(crate) key_inbox: Vec<QueryMsg>,
+    /// A name-conflict vote is scheduled ([`Serf::schedule_conflict_vote`]).
+    vote_scheduled: bool,
 }
+
+/// Probe intervals a name-conflict vote waits: three rounds of the others' address check
+/// (`swim::addr_check::TRIES` pings, a probe interval apart, and its news spreading): a node
+/// checks only once the claim reaches it, from the claimant or from a node whose check ended,
+/// so the last nodes start a round or two after the first (at N=100, everyone has decided
+/// within 10 s of a restart at a new address; see BENCHMARKS.md, `moved`).
+pub(crate) const CONFLICT_VOTE_DELAY_PROBES: u32 = 3 * (crate::swim::addr_check::TRIES as u32 + 1);
 
 /// How many contested (name, address) claims a node remembers for answering votes.
 const MAX_CLAIMS: usize = 16;
@@ -89,6 +98,7 @@ impl Queries {
             open: BTreeMap::new(),
             claims: std::collections::VecDeque::new(),
             key_inbox: Vec::new(),
+            vote_scheduled: false,
         }
     }
 
@@ -320,6 +330,28 @@ impl Serf {
     /// Another node claims this node's name from `theirs`: ask the cluster which address it
     /// holds for the name (one vote at a time). A single forged packet cannot make a node give
     /// up its name: the members that know it answer with its address.
+    /// Ask the cluster about this node's name claimed from `theirs` once the others had time
+    /// to check the claimant's address (`swim::addr_check`: [`CONFLICT_VOTE_DELAY_PROBES`]
+    /// probe intervals); at most one vote waits or runs at a time.
+    pub(crate) fn schedule_conflict_vote(&mut self, theirs: SocketAddr, cx: &mut Cx<'_>) {
+        if self.queries.vote_scheduled
+            || self.queries.pending.values().any(|p| p.conflict.is_some())
+        {
+            return;
+        }
+        self.queries.vote_scheduled = true;
+        let at = cx.now + cx.cfg.probe_interval * CONFLICT_VOTE_DELAY_PROBES;
+        cx.fx
+            .timers
+            .schedule(at, TimerKind::Serf(SerfTimer::ConflictVote { theirs }));
+    }
+
+    /// The scheduled vote is due.
+    pub(crate) fn conflict_vote_due(&mut self, theirs: SocketAddr, cx: &mut Cx<'_>) {
+        self.queries.vote_scheduled = false;
+        self.start_conflict_vote(theirs, cx);
+    }
+
     pub(crate) fn start_conflict_vote(&mut self, theirs: SocketAddr, cx: &mut Cx<'_>) {
         if self.queries.pending.values().any(|p| p.conflict.is_some()) {
             return;

@@ -2,13 +2,16 @@
 //! (`probe`: direct ping, indirect pings with nacks, the reliable fallback ping, the preferred
 //! helpers), the relay side of indirect pings (`relay`), the local health score that stretches
 //! the probe interval (`awareness`), and the expiry of suspicions (`suspicion`: Lifeguard's
-//! dynamic timeout; the suspicions themselves ride on the member records).
+//! dynamic timeout; the suspicions themselves ride on the member records), and address
+//! checks (`addr_check`: does a member's known address still answer, when its name is claimed
+//! from another one).
 //!
 //! The part sees only the narrow context [`Cx`]. What it concludes about other members — a
 //! probe failed, a suspicion expired, a peer's view digest deserves a comparison — it returns
 //! as an [`Outcome`] for the router to act on; it never applies a membership update itself.
 //! It owns its timers ([`SwimTimer`]) and their staleness rule ([`FailureDetector::on_timer`]).
 
+pub(crate) mod addr_check;
 mod awareness;
 mod probe;
 mod relay;
@@ -23,6 +26,7 @@ use crate::time::Timestamp;
 use crate::timers::TimerKind;
 use crate::wire::{Accusation, Digest, Message};
 
+use addr_check::AddrChecks;
 use awareness::Awareness;
 use probe::{Probe, RecentAcks};
 use relay::Relays;
@@ -36,7 +40,8 @@ pub(crate) struct FailureDetector {
     /// Members that recently answered a request: preferred indirect-probe helpers.
     recent_acks: RecentAcks,
     relays: Relays,
-    /// The last sequence number used by a ping (probes and relays share the space).
+    checks: AddrChecks,
+    /// The last sequence number used by a ping (probes, relays and checks share the space).
     seq: u32,
 }
 
@@ -51,6 +56,8 @@ pub(crate) enum SwimTimer {
     Relay { seq: u32 },
     /// Suspicion of `name` (generation `generation`) may have expired.
     Suspicion { name: Name, generation: u32 },
+    /// Address check `seq` got no ack in this round: ping again, or call it silent.
+    AddrCheck { seq: u32 },
 }
 
 /// What the router must do after a call into the failure detector.
@@ -60,6 +67,8 @@ pub(crate) struct Outcome {
     pub verdict: Option<Verdict>,
     /// Start the next probe (after the verdict is applied) if the node still runs.
     pub next_probe: bool,
+    /// An address check ended without an answer: this member's known address is silent.
+    pub silent: Option<(Name, SocketAddr)>,
 }
 
 /// A conclusion about another member.
@@ -79,6 +88,7 @@ impl FailureDetector {
             probe: None,
             recent_acks: RecentAcks::default(),
             relays: Relays::default(),
+            checks: AddrChecks::default(),
             seq,
         }
     }
@@ -119,6 +129,47 @@ impl FailureDetector {
     pub(crate) fn stop(&mut self) {
         self.probe = None;
         self.relays.clear();
+        self.checks.clear();
+    }
+
+    /// Check whether `name`'s known address `addr` still answers as `name` (see
+    /// `addr_check`). True when a check runs (started now or already running); false when
+    /// [`addr_check::MAX_CHECKS`] are running and none could start.
+    pub(crate) fn check_address(&mut self, name: Name, addr: SocketAddr, cx: &mut Cx<'_>) -> bool {
+        if self.checks.checking(&name) {
+            return true;
+        }
+        if self.checks.len() >= addr_check::MAX_CHECKS {
+            return false;
+        }
+        let seq = self.next_seq();
+        cx.send_datagram(
+            addr,
+            &[Message::Ping {
+                seq,
+                target: name.clone(),
+                digest: None,
+            }],
+        );
+        self.checks.start(seq, name, addr);
+        let at = cx.now + cx.cfg.probe_interval;
+        cx.fx
+            .timers
+            .schedule(at, TimerKind::Swim(SwimTimer::AddrCheck { seq }));
+        true
+    }
+
+    /// An ack under `seq` answered an address check: the member (name, address) still lives
+    /// at its known address. `None` when `seq` is no check's.
+    pub(crate) fn check_answered(
+        &mut self,
+        from: SocketAddr,
+        seq: u32,
+    ) -> Option<(Name, SocketAddr)> {
+        match self.checks.get_mut(seq) {
+            Some(c) if c.addr == from => self.checks.take(seq).map(|c| (c.name, c.addr)),
+            _ => None,
+        }
     }
 
     /// A timer fired. Stale timers (a probe or relay already closed, a suspicion refuted or
@@ -128,6 +179,7 @@ impl FailureDetector {
             SwimTimer::ProbeTick => Outcome {
                 verdict: self.close_probe(cx).map(Verdict::Suspect),
                 next_probe: true,
+                silent: None,
             },
             SwimTimer::ProbeTimeout { seq } => {
                 if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
@@ -143,8 +195,33 @@ impl FailureDetector {
             }
             SwimTimer::Suspicion { name, generation } => Outcome {
                 verdict: suspicion::expire(cx, &name, generation).map(Verdict::Dead),
-                next_probe: false,
+                ..Outcome::default()
             },
+            SwimTimer::AddrCheck { seq } => {
+                let Some(c) = self.checks.get_mut(seq) else {
+                    return Outcome::default();
+                };
+                if c.tries >= addr_check::TRIES {
+                    let c = self.checks.take(seq).expect("present");
+                    return Outcome {
+                        silent: Some((c.name, c.addr)),
+                        ..Outcome::default()
+                    };
+                }
+                c.tries += 1;
+                let ping = Message::Ping {
+                    seq,
+                    target: c.name.clone(),
+                    digest: None,
+                };
+                let addr = c.addr;
+                cx.send_datagram(addr, &[ping]);
+                let at = cx.now + cx.cfg.probe_interval;
+                cx.fx
+                    .timers
+                    .schedule(at, TimerKind::Swim(SwimTimer::AddrCheck { seq }));
+                Outcome::default()
+            }
         }
     }
 
