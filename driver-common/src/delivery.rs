@@ -5,8 +5,10 @@
 //! What the outcomes mean:
 //! - [`Delivered::Written`]: the whole frame was written to the peer's TCP connection (handed
 //!   to the operating system). Not that the peer read it, nor that its application did: a
-//!   connection that breaks afterwards loses what the kernel had not yet sent. This is what
-//!   Go's memberlist means by a reliable send.
+//!   connection that breaks afterwards loses what the kernel had not yet sent, and a write
+//!   into a reused connection the peer closed a moment earlier (before this side saw the
+//!   close) can still be accepted. This is what Go's memberlist means by a reliable send; use
+//!   `send_acked` when the difference matters.
 //! - [`Delivered::Acknowledged`] (`send_acked` only): the peer's core received the message and
 //!   put it in its event queue, and said so.
 //! - [`AgentError::NotDelivered`]: the message failed ([`rookery_core::SendFailure`] says how); for a plain
