@@ -51,6 +51,9 @@ enum Scenario {
     /// name at a new address → t_all_know_new_addr_ms, name_conflicts (after --duration,
     /// default 60 s).
     Moved,
+    /// Converge, then every tenth member loses --loss (default 0.8) of its packets both ways
+    /// for --duration (default 300 s) → degraded_flaps, degraded_failed_share, healthy_false_failed.
+    Degraded,
     /// Converge, then the last node flaps (down --downtime, up --downtime; default 5 s) for
     /// --duration (default 120 s) → events_per_observer, bytes_per_node_s, stale_views.
     Flap,
@@ -236,10 +239,10 @@ fn main() {
         eprintln!("--nodes must be at least 2");
         std::process::exit(2);
     }
-    let default_loss = if matches!(args.scenario, Scenario::Lossy) {
-        0.1
-    } else {
-        0.0
+    let default_loss = match args.scenario {
+        Scenario::Lossy => 0.1,
+        Scenario::Degraded => 0.8,
+        _ => 0.0,
     };
     let loss = args.loss.unwrap_or(default_loss);
     if !(0.0..=1.0).contains(&loss) {
@@ -251,7 +254,7 @@ fn main() {
         std::process::exit(2);
     }
     let default_duration = match args.scenario {
-        Scenario::Lossy | Scenario::Slow => 300,
+        Scenario::Lossy | Scenario::Slow | Scenario::Degraded => 300,
         Scenario::Partition => 30,
         Scenario::Churn | Scenario::MassRestart | Scenario::Flap => 120,
         _ => 60,
@@ -297,6 +300,7 @@ fn main() {
         Scenario::MassRestart => ("mass-restart", scenario::mass_restart),
         Scenario::Flap => ("flap", scenario::flap),
         Scenario::Moved => ("moved", scenario::moved),
+        Scenario::Degraded => ("degraded", scenario::degraded),
     };
     let out = scenario::run(name, config_name, &opts, f);
     println!("{out}");

@@ -549,6 +549,90 @@ pub fn moved(opts: &Options) -> Map<String, Value> {
     m
 }
 
+/// `degraded`: converge, then every tenth member loses `loss` (0.8 by default) of what it sends
+/// and receives, for `duration`. Rapid's paper shows memberlist never cleanly removing such
+/// members (they flap). Reports, about the degraded members: `degraded_failed_verdicts` and
+/// `degraded_rejoins` (failed, then back: a flap), and `degraded_failed_share_first`/`_last`,
+/// the share of (observer, degraded member) pairs held failed, sampled every 10 s over the
+/// first and the last third (stable means the two agree and the last third does not swing:
+/// `degraded_failed_share_last_min`/`_max`); about the healthy ones: `healthy_false_failed`
+/// and `healthy_false_suspect`.
+pub fn degraded(opts: &Options) -> Map<String, Value> {
+    let n = opts.nodes;
+    let (mut sim, formed) = formed(opts);
+    let bad: Vec<usize> = (0..n).filter(|i| i % 10 == 9).collect();
+    let all: Vec<usize> = (0..n).collect();
+    sim.add_link_rule(&bad, &all, crate::LinkEffect::lossy(opts.loss));
+    sim.add_link_rule(&all, &bad, crate::LinkEffect::lossy(opts.loss));
+    let names: std::collections::HashSet<String> =
+        bad.iter().map(|&i| sim.name(i).to_string()).collect();
+    let healthy: Vec<usize> = (0..n).filter(|i| i % 10 != 9).collect();
+    let share = |sim: &Sim| -> f64 {
+        let mut failed = 0usize;
+        for &o in &healthy {
+            for &b in &bad {
+                let st = sim.node(o).member(sim.name(b)).map(|m| m.status);
+                failed += usize::from(!matches!(
+                    st,
+                    Some(MemberStatus::Alive | MemberStatus::Suspect)
+                ));
+            }
+        }
+        failed as f64 / (healthy.len() * bad.len()).max(1) as f64
+    };
+    let (mut bad_failed, mut rejoins, mut h_failed, mut h_suspect) = (0u64, 0u64, 0u64, 0u64);
+    let mut samples = Vec::new();
+    let end = sim.now() + opts.duration;
+    while sim.now() < end {
+        let next = (sim.now() + Duration::from_secs(10)).min(end);
+        sim.run_until(next);
+        for (_, o, e) in sim.drain_events() {
+            if bad.contains(&o) {
+                continue;
+            }
+            match &e {
+                Event::MemberFailed(m) if names.contains(&*m.name) => bad_failed += 1,
+                Event::MemberJoined(m) if names.contains(&*m.name) => rejoins += 1,
+                Event::MemberFailed(_) => h_failed += 1,
+                Event::MemberSuspected { member, .. } if !names.contains(&*member.name) => {
+                    h_suspect += 1
+                }
+                _ => {}
+            }
+        }
+        samples.push(share(&sim));
+    }
+    let third = (samples.len() / 3).max(1);
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let last = &samples[samples.len().saturating_sub(third)..];
+    let mut m = Map::new();
+    m.insert("t_converge_ms".into(), json!(formed.map(ms)));
+    m.insert("degraded".into(), json!(bad.len()));
+    m.insert("degraded_failed_verdicts".into(), json!(bad_failed));
+    m.insert("degraded_rejoins".into(), json!(rejoins));
+    m.insert(
+        "degraded_failed_share_first".into(),
+        json!(round(mean(&samples[..third.min(samples.len())]))),
+    );
+    m.insert(
+        "degraded_failed_share_last".into(),
+        json!(round(mean(last))),
+    );
+    m.insert(
+        "degraded_failed_share_last_min".into(),
+        json!(round(last.iter().cloned().fold(f64::INFINITY, f64::min))),
+    );
+    m.insert(
+        "degraded_failed_share_last_max".into(),
+        json!(round(last.iter().cloned().fold(0.0, f64::max))),
+    );
+    m.insert("healthy_false_failed".into(), json!(h_failed));
+    m.insert("healthy_false_suspect".into(), json!(h_suspect));
+    wrap_up(&sim, opts, "degraded", &mut m);
+    m
+}
+
 /// `flap`: converge, measure the traffic at rest for 30 s, then for `duration` let the last
 /// node flap — down `downtime`, up `downtime`, over and over (a crash, then a restart with
 /// fresh state through three other nodes) — then keep it up and let the cluster settle 60 s.
