@@ -331,12 +331,7 @@ impl Node {
             } => return Ok(Handled::Query(self.query(now, &name, payload, params)?)),
             Call::Respond { query, payload } => self.respond(now, &query, payload)?,
             Call::Send { to, payload, acked } => {
-                let id = if acked {
-                    self.send_acked(now, &to, payload)?
-                } else {
-                    self.send(now, &to, payload)?
-                };
-                return Ok(Handled::Sent(id));
+                return Ok(Handled::Sent(self.send_with(now, &to, payload, acked)?));
             }
             Call::Broadcast { payload } => {
                 return Ok(Handled::Broadcast(self.broadcast(now, payload)?))
@@ -1089,11 +1084,21 @@ impl Node {
         to: &str,
         payload: impl Into<Bytes>,
     ) -> Result<crate::MessageId, ApiError> {
+        self.send_with(now, to, payload.into(), false)
+    }
+
+    fn send_with(
+        &mut self,
+        now: Timestamp,
+        to: &str,
+        payload: Bytes,
+        acked: bool,
+    ) -> Result<crate::MessageId, ApiError> {
         self.advance(now);
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
-        self.serf.send(to, payload.into(), false, &mut cx!(self))
+        self.serf.send(to, payload, acked, &mut cx!(self))
     }
 
     /// Like [`Node::send`], and the receiver's core confirms receipt (the message reached its
@@ -1106,11 +1111,7 @@ impl Node {
         to: &str,
         payload: impl Into<Bytes>,
     ) -> Result<crate::MessageId, ApiError> {
-        self.advance(now);
-        if self.run != RunState::Running {
-            return Err(ApiError::NotRunning);
-        }
-        self.serf.send(to, payload.into(), true, &mut cx!(self))
+        self.send_with(now, to, payload.into(), true)
     }
 
     /// Send `payload` reliably to every other live member; returns each member it went to with

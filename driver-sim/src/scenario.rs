@@ -671,7 +671,11 @@ pub fn flap(opts: &Options) -> Map<String, Value> {
         cycles += 1;
         events += sim
             .drain_events()
-            .filter(|(_, i, e)| *i != flapper && about(e) == Some(name.as_str()))
+            .filter(|(_, i, e)| {
+                *i != flapper
+                    && matches!(e.class(), rookery_core::EventClass::Membership(ms)
+                        if ms.iter().any(|m| *m.name == *name))
+            })
             .count();
     }
     let b2 = bytes(&sim);
@@ -700,20 +704,6 @@ pub fn flap(opts: &Options) -> Map<String, Value> {
     m.insert("stale_views".into(), json!(sim.stale_views()));
     wrap_up(&sim, opts, "flap", &mut m);
     m
-}
-
-/// The member a membership event is about.
-fn about(e: &Event) -> Option<&str> {
-    match e {
-        Event::MemberJoined(m)
-        | Event::MemberUpdated(m)
-        | Event::MemberLeft(m)
-        | Event::MemberFailed(m)
-        | Event::MemberRecovered(m)
-        | Event::MemberReaped(m)
-        | Event::MemberSuspected { member: m, .. } => Some(&m.name),
-        _ => None,
-    }
 }
 
 /// Converge, settle 10 s, and drop the events so far.
