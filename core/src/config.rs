@@ -145,6 +145,32 @@ pub struct Config {
     /// receipt; beyond it `send_acked` refuses with [`crate::ApiError::TooManyUnacked`] (nothing
     /// is sent). An unanswered message fails after twice `tcp_timeout`. Default 1024.
     pub max_unacked_messages: usize,
+
+    // ---- Wire ----
+    /// The wire protocol this node speaks: [`WireProfile::Native`] (the default) or
+    /// [`WireProfile::HashiCorp`], memberlist's and Serf's protocols as Go writes them, to run
+    /// in a cluster with `serf` agents or Go memberlist programs. Every node of a cluster
+    /// speaks the same profile.
+    pub wire: WireProfile,
+}
+
+/// Which bytes a node puts on the wire. The profile decides only bytes: the protocol (probes,
+/// suspicion, gossip, push-pull, the Serf layer) is the same under both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WireProfile {
+    /// rookery's own compact format (postcard, versioned envelope, length-prefixed stream
+    /// frames). Carries everything the core does, including view digests, push-pull
+    /// accusers and direct messages.
+    #[default]
+    Native,
+    /// memberlist 0.2.2's wire protocol (msgpack, compound datagrams, stream messages, its
+    /// AES-GCM encryption) with Serf 0.9.4's messages inside memberlist user messages, as a
+    /// `serf` 0.9.4 agent speaks them. What has no counterpart there is listed in
+    /// `wire::hashicorp`'s docs: no view digests (views are repaired by the periodic
+    /// push-pull alone), no accuser in push-pull, no direct messages
+    /// ([`crate::ApiError::NotInProfile`]), no cluster label (memberlist 0.2.2 has none).
+    HashiCorp,
 }
 
 impl Config {
@@ -200,6 +226,7 @@ impl Config {
             max_message_size: 64 << 10,
             max_inbox: 1024,
             max_unacked_messages: 1024,
+            wire: WireProfile::Native,
         }
     }
 
@@ -327,6 +354,9 @@ impl Config {
             if label.is_empty() || label.len() > 255 {
                 return Err(ConfigError::BadLabel);
             }
+            if self.wire == WireProfile::HashiCorp {
+                return Err(ConfigError::NotInProfile { field: "label" });
+            }
         }
         Ok(())
     }
@@ -387,6 +417,12 @@ pub enum ConfigError {
     /// A keyring is configured but the node was given no entropy for its nonces (create it
     /// with [`crate::Node::with_entropy`]): nonces are never drawn from the seeded RNG.
     KeyringWithoutEntropy,
+    /// A setting the chosen [`WireProfile`] cannot carry (the HashiCorp profile has no
+    /// cluster label).
+    NotInProfile {
+        /// The offending field.
+        field: &'static str,
+    },
     /// The identity's tags encode to more than `meta_max_size` bytes.
     TagsTooLarge {
         /// Encoded size of the tags.
@@ -413,6 +449,9 @@ impl core::fmt::Display for ConfigError {
                 write!(f, "max_stream_message {max} outside 1 KiB..=64 MiB")
             }
             ConfigError::BadLabel => write!(f, "label must be 1..=255 bytes"),
+            ConfigError::NotInProfile { field } => {
+                write!(f, "{field} cannot be carried by the chosen wire profile")
+            }
             ConfigError::LimitTooLarge { field } => {
                 write!(f, "{field} exceeds what the transport can carry")
             }

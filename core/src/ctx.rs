@@ -51,6 +51,8 @@ pub(crate) struct Effects {
     pub sec: Option<Box<crate::keyring::Security>>,
     /// The rate-limited log of refused input, created at the first refusal.
     pub refusals: Option<Box<crate::keyring::RefusalLog>>,
+    /// The HashiCorp profile's state, when the node speaks it ([`crate::WireProfile`]).
+    pub hc: Option<Box<wire::hashicorp::Session>>,
 }
 
 impl Effects {
@@ -68,6 +70,7 @@ impl Effects {
             header: wire::header(cfg.label.as_deref()),
             sec: None,
             refusals: None,
+            hc: (cfg.wire == crate::WireProfile::HashiCorp).then(Box::default),
         }
     }
 }
@@ -163,6 +166,15 @@ impl Cx<'_> {
 
     /// Send `msgs` in one datagram to `to`, filled up to the MTU with queued updates.
     pub(crate) fn send_datagram(&mut self, to: SocketAddr, msgs: &[Message]) {
+        if self.fx.hc.is_some() {
+            let mut buf = Vec::with_capacity(self.cfg.mtu);
+            for m in msgs {
+                self.hc_records(m, &mut buf);
+            }
+            self.piggyback(self.hc_room(&buf), &mut buf);
+            self.hc_finish(to, &buf);
+            return;
+        }
         let mut buf = self.datagram_buf();
         for m in msgs {
             wire::encode_into(m, &mut buf);
@@ -195,6 +207,12 @@ impl Cx<'_> {
 
     /// Send only queued updates to `to`; false when there was nothing to send.
     pub(crate) fn send_gossip(&mut self, to: SocketAddr) -> bool {
+        if self.fx.hc.is_some() {
+            let mut buf = Vec::with_capacity(self.cfg.mtu);
+            let n = self.piggyback(self.hc_room(&buf), &mut buf);
+            self.hc_finish(to, &buf);
+            return n > 0;
+        }
         let mut buf = self.datagram_buf();
         let n = self.piggyback(self.datagram_room(&buf), &mut buf);
         if n > 0 {
@@ -251,6 +269,55 @@ impl Cx<'_> {
         });
     }
 
+    /// Append `msg` to a HashiCorp datagram being built, as records; a message with no
+    /// datagram form there is counted and left out.
+    fn hc_records(&mut self, msg: &Message, buf: &mut Vec<u8>) {
+        let Some(hc) = self.fx.hc.as_deref() else {
+            return;
+        };
+        let local = hc.local(self.me, *self.addr);
+        if let Err(e) = hc.records(msg, &local, buf) {
+            self.fx.stats.profile_skipped += 1;
+            tracing::debug!(error = %e, "message not sent: no counterpart in the HashiCorp profile");
+        }
+    }
+
+    /// Bytes still free for records in a HashiCorp datagram holding `buf` (the compound
+    /// header reckoned, each record's length field being the compound's part length).
+    fn hc_room(&self, buf: &[u8]) -> usize {
+        let used = wire::hashicorp::COMPOUND_HEADER + buf.len();
+        self.cfg.mtu.saturating_sub(used + self.fx.seal_overhead())
+    }
+
+    /// Send the records in `buf` to `to` as HashiCorp datagrams (none when it is empty).
+    fn hc_finish(&mut self, to: SocketAddr, buf: &[u8]) {
+        for d in wire::hashicorp::datagrams(buf) {
+            self.fx.stats.packets_out += 1;
+            self.fx.stats.bytes_out += d.len() as u64;
+            self.push_transmit(Transmit {
+                to,
+                kind: TransmitKind::Datagram,
+                payload: d.into(),
+                message: None,
+            });
+        }
+    }
+
+    /// `msg` as a HashiCorp stream message to `to`; `None` (counted) when it has no stream
+    /// form there.
+    fn hc_stream(&mut self, to: SocketAddr, msg: &Message) -> Option<Vec<u8>> {
+        let hc = self.fx.hc.as_deref_mut()?;
+        let local = hc.local(self.me, *self.addr);
+        match hc.stream(msg, &local, to) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                self.fx.stats.profile_skipped += 1;
+                tracing::debug!(%to, error = %e, "stream message not sent: no counterpart in the HashiCorp profile");
+                None
+            }
+        }
+    }
+
     /// Whether a request that arrived from `from` may be answered at `reply_to`: the sender's
     /// own host (the reliable channel's peer, verified by the transport; its port is the
     /// connection's, not the listener's) or a known member's address.
@@ -260,6 +327,12 @@ impl Cx<'_> {
 
     /// Send one message over the reliable channel.
     pub(crate) fn send_reliable(&mut self, to: SocketAddr, msg: &Message) {
+        if self.fx.hc.is_some() {
+            if let Some(bytes) = self.hc_stream(to, msg) {
+                self.send_frame(to, bytes);
+            }
+            return;
+        }
         let frame = wire::frame_message(&self.fx.header, msg);
         self.send_frame(to, frame);
     }
@@ -267,6 +340,11 @@ impl Cx<'_> {
     /// Send the direct message numbered `message` over the reliable channel (its transmit
     /// carries the number, see [`Transmit::message`]).
     pub(crate) fn send_direct(&mut self, to: SocketAddr, msg: &Message, message: crate::MessageId) {
+        if self.fx.hc.is_some() {
+            // Refused at the API (`ApiError::NotInProfile`); a receipt has nothing to answer.
+            self.fx.stats.profile_skipped += 1;
+            return;
+        }
         let frame = wire::frame_message(&self.fx.header, msg);
         self.send_frame_of(to, frame, Some(message));
     }
@@ -299,6 +377,17 @@ impl Cx<'_> {
 
     /// Queue an update about `key` for dissemination.
     pub(crate) fn enqueue(&mut self, key: Name, msg: &Message) {
+        if self.fx.hc.is_some() {
+            let mut rec = Vec::new();
+            self.hc_records(msg, &mut rec);
+            if !rec.is_empty() {
+                let q = &mut self.fx.queue;
+                let before = q.drops();
+                q.push_with(ShortName::new(&key), |out| out.extend_from_slice(&rec));
+                self.fx.stats.broadcast_drops += q.drops() - before;
+            }
+            return;
+        }
         let q = &mut self.fx.queue;
         let before = q.drops();
         q.push_with(ShortName::new(&key), |out| wire::encode_into(msg, out));
@@ -307,6 +396,10 @@ impl Cx<'_> {
 
     /// Queue an alive message about `key` for dissemination.
     pub(crate) fn enqueue_alive(&mut self, key: Name, a: wire::Alive) {
+        if self.fx.hc.is_some() {
+            self.enqueue(key, &Message::Alive(a));
+            return;
+        }
         let q = &mut self.fx.queue;
         let before = q.drops();
         q.push_with(ShortName::new(&key), |out| wire::encode_alive_into(&a, out));
@@ -316,9 +409,23 @@ impl Cx<'_> {
     /// Queue a Serf-layer update (intent, user event, query) for dissemination; warn once
     /// (until it drains below half) when the queue passes `queue_depth_warning`.
     pub(crate) fn serf_enqueue(&mut self, key: SerfKey, msg: &Message) {
+        let mut rec = Vec::new();
+        if self.fx.hc.is_some() {
+            self.hc_records(msg, &mut rec);
+            if rec.is_empty() {
+                return;
+            }
+        }
+        let hc = self.fx.hc.is_some();
         let q = &mut self.fx.serf_queue;
         let before = q.drops();
-        q.push_with(key, |out| wire::encode_into(msg, out));
+        q.push_with(key, |out| {
+            if hc {
+                out.extend_from_slice(&rec);
+            } else {
+                wire::encode_into(msg, out)
+            }
+        });
         self.fx.stats.broadcast_drops += q.drops() - before;
         let depth = q.len();
         if depth > self.cfg.queue_depth_warning && !self.fx.depth_warned {

@@ -101,6 +101,9 @@ pub enum ApiError {
         /// The configured limit.
         limit: usize,
     },
+    /// The node's wire profile has no counterpart for the call (direct messages under
+    /// [`crate::WireProfile::HashiCorp`]: Serf has none); nothing was sent.
+    NotInProfile,
 }
 
 impl core::fmt::Display for ApiError {
@@ -134,6 +137,7 @@ impl core::fmt::Display for ApiError {
             ApiError::TooManyUnacked { limit } => {
                 write!(f, "{limit} acknowledged messages already wait for receipts")
             }
+            ApiError::NotInProfile => write!(f, "the wire profile has no counterpart for this"),
         }
     }
 }

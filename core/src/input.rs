@@ -182,6 +182,23 @@ impl Input {
         }
     }
 
+    /// [`Input::received`] for a node speaking `profile`: a HashiCorp stream message has no
+    /// length prefix, so its transmit's payload is the whole body.
+    pub fn received_as(
+        profile: crate::WireProfile,
+        from: SocketAddr,
+        kind: TransmitKind,
+        payload: Bytes,
+    ) -> Input {
+        match (profile, kind) {
+            (crate::WireProfile::HashiCorp, TransmitKind::Reliable) => Input::Stream {
+                from,
+                body: payload,
+            },
+            _ => Input::received(from, kind, payload),
+        }
+    }
+
     /// [`Input::received`] for a transmit `from` sent (its `to` is the receiver).
     pub fn from_transmit(from: SocketAddr, t: Transmit) -> Input {
         Input::received(from, t.kind, t.payload)

@@ -145,7 +145,7 @@ mod testkit;
 mod timers;
 pub mod wire;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, WireProfile};
 pub use error::{ApiError, InputError};
 pub use event::{
     Event, IncomingQuery, MemberEventKind, MessageId, QueryHandle, QueryId, QueryParams,

@@ -356,6 +356,15 @@ impl Node {
         self.fx.stats.packets_in += 1;
         self.fx.stats.bytes_in += data.len() as u64;
         self.within(from, data.len(), wire::MAX_DATAGRAM)?;
+        if self.fx.hc.is_some() {
+            self.admission.begin_input();
+            let items =
+                wire::hashicorp::decode_datagram(data).map_err(|e| self.hc_rejected(from, e))?;
+            for item in items {
+                self.handle_hc(from, item);
+            }
+            return Ok(());
+        }
         let opened = self.open(from, data)?;
         self.admission.begin_input();
         let result = self.handle_datagram_body(from, opened.body(data));
@@ -419,6 +428,13 @@ impl Node {
         self.fx.stats.streams_in += 1;
         self.fx.stats.stream_bytes_in += frame.len() as u64;
         self.within(from, frame.len(), self.cfg.max_stream_message)?;
+        if self.fx.hc.is_some() {
+            self.admission.begin_input();
+            let item = wire::hashicorp::decode_stream_message(frame)
+                .map_err(|e| self.hc_rejected(from, e))?;
+            self.handle_hc(from, item);
+            return Ok(());
+        }
         let opened = self.open(from, frame)?;
         self.admission.begin_input();
         let msg = wire::decode_single(opened.body(frame), &self.limits);
@@ -426,6 +442,48 @@ impl Node {
         let msg = msg.map_err(|e| self.rejected(from, e))?;
         self.handle_message(from, msg, Near::UNKNOWN);
         Ok(())
+    }
+
+    /// Route one message received in the HashiCorp profile (see `wire::hashicorp::session`).
+    fn handle_hc(&mut self, from: SocketAddr, item: wire::hashicorp::Incoming) {
+        use wire::hashicorp::Incoming;
+        match item {
+            Incoming::Message(msg) => self.handle_message(from, msg, Near::UNKNOWN),
+            Incoming::JoinIntent(i) => {
+                if self.clocks_now().member_too_far(i.ltime) {
+                    self.far_ahead(from, "join intent");
+                    return;
+                }
+                self.serf.on_join_intent(i, &mut cx!(self));
+            }
+            Incoming::PushPull(p) => {
+                let sender = match self.members.iter().find(|r| r.addr() == from) {
+                    Some(r) => r.name.to_name(),
+                    None => Name::from(""),
+                };
+                let Some(hc) = self.fx.hc.as_deref_mut() else {
+                    return;
+                };
+                match hc.push_pull(&p, from, sender) {
+                    Ok(p) => {
+                        self.handle_message(from, Message::PushPull(Box::new(p)), Near::UNKNOWN)
+                    }
+                    Err(e) => {
+                        let _ = self.hc_rejected(from, e);
+                    }
+                }
+            }
+            Incoming::Skipped(why) => {
+                self.fx.stats.profile_skipped += 1;
+                tracing::trace!(%from, why, "message skipped: no counterpart here");
+            }
+        }
+    }
+
+    /// Count and log HashiCorp bytes that did not decode; the input error.
+    fn hc_rejected(&mut self, from: SocketAddr, e: wire::hashicorp::HcError) -> InputError {
+        tracing::trace!(%from, error = %e, "refused undecodable HashiCorp input");
+        self.rejected(from, e.into())
     }
 
     /// Count a decode failure and turn it into the input error.
@@ -1098,6 +1156,9 @@ impl Node {
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
+        if self.fx.hc.is_some() {
+            return Err(ApiError::NotInProfile);
+        }
         self.serf.send(to, payload, acked, &mut cx!(self))
     }
 
@@ -1124,6 +1185,9 @@ impl Node {
         self.advance(now);
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
+        }
+        if self.fx.hc.is_some() {
+            return Err(ApiError::NotInProfile);
         }
         self.serf.broadcast(payload.into(), &mut cx!(self))
     }

@@ -87,6 +87,9 @@ pub struct Stats {
     /// Tombstones (failed or left members) forgotten early to make room for a new member in
     /// a full member table.
     pub tombstones_evicted: u64,
+    /// Messages with no counterpart in the node's wire profile
+    /// ([`crate::WireProfile::HashiCorp`]): received ones skipped, ones to send not sent.
+    pub profile_skipped: u64,
 }
 
 impl Stats {

@@ -53,6 +53,7 @@ use futures_channel::{mpsc, oneshot};
 use futures_util::future::{self, Either, FutureExt, Shared};
 use futures_util::{SinkExt, Stream, StreamExt};
 use rookery_core::wire::{DecodeError, FrameDecoder};
+use rookery_core::WireProfile;
 use rookery_core::{
     Config, Event, Identity, Member, MessageId, QueryHandle, QueryId, QueryParams, Tags,
     TransmitKind,
@@ -74,6 +75,8 @@ const NET_QUEUE: usize = 1024;
 const READ_BUF: usize = 16 * 1024;
 /// Read buffer of one inbound connection between frames.
 const IDLE_READ: usize = 512;
+/// Answers queued for one inbound connection (HashiCorp profile: one per question).
+const REPLY_QUEUE: usize = 4;
 /// How often a reader waiting for room in the inbound byte budget tries again.
 const BUDGET_RETRY: Duration = Duration::from_millis(10);
 /// Back-off after a failed `accept` (out of file descriptors, ...).
@@ -102,6 +105,9 @@ struct Inbound {
     table: InboundTable<u64>,
     /// How to close each admitted connection (its reader races this), and its peer.
     kicks: HashMap<u64, (oneshot::Sender<()>, SocketAddr)>,
+    /// HashiCorp profile: where an answer to each open inbound connection's peer goes (its
+    /// reader writes it on the connection: memberlist answers on the connection it asked on).
+    replies: HashMap<SocketAddr, mpsc::Sender<OutFrame>>,
     next_id: u64,
 }
 
@@ -150,6 +156,9 @@ struct TaskCtx {
     send_queue: usize,
     /// Room of a writer's queue: `send_queue` protocol frames plus every message in flight.
     writer_queue: usize,
+    /// The node's wire profile: how streams are split, and whether answers go back on the
+    /// connection that asked (HashiCorp) or to the asker's listener (native).
+    profile: WireProfile,
 }
 
 /// Start an agent on runtime `R`: bind one UDP socket and one TCP listener on the identity's
@@ -168,6 +177,7 @@ pub async fn start<R: Runtime>(
     let counters = Arc::new(DriverCounters::default());
     let tcp_timeout = config.tcp_timeout;
     let max_stream = config.max_stream_message;
+    let profile = config.wire;
     crate::keyring_file::apply_keyring_file(&mut config, &options)?;
     let mut pump = Pump::new(config, identity, seed, sink, counters.clone())?;
     if let Some(path) = options.keyring_file.clone() {
@@ -193,12 +203,14 @@ pub async fn start<R: Runtime>(
             table: InboundTable::new(options.max_inbound, options.max_inbound_per_source)
                 .with_budget(options.inbound_budget(max_stream)),
             kicks: HashMap::new(),
+            replies: HashMap::new(),
             next_id: 0,
         })),
         in_flight: Arc::new(Semaphore::new(options.max_inbound_in_flight.max(1))),
         max_outbound: options.max_outbound.max(1),
         send_queue: options.send_queue.max(1),
         writer_queue: options.send_queue.max(1) + options.max_messages_in_flight.max(1),
+        profile,
     };
     spawn_task::<R>(&ctx, accept_loop::<R>(listener, ctx.clone()));
     R::spawn(pump_loop::<R>(
@@ -396,6 +408,22 @@ fn route_reliable<R: Runtime>(
     mut frame: OutFrame,
     queued: Instant,
 ) {
+    if ctx.profile == WireProfile::HashiCorp {
+        // An answer to a peer that asked on a connection still open goes back on it.
+        let reply = {
+            let inb = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
+            inb.replies.get(&to).cloned()
+        };
+        if let Some(mut tx) = reply {
+            if let Err(e) = tx.try_send(frame) {
+                // The connection closed (or holds more answers than anyone asks for): an
+                // answer on a fresh connection would reach nobody.
+                DriverCounters::bump(&ctx.counters.send_queue_full);
+                pump.send_failure(to, e.into_inner().message);
+            }
+            return;
+        }
+    }
     if let Some(w) = writers.map.get_mut(&to) {
         let full = frame.message.is_none() && w.busy.load(Ordering::Relaxed) >= ctx.send_queue;
         let sent = if full {
@@ -587,6 +615,11 @@ async fn writer_body<R: Runtime>(
         match step {
             Step::Frame(Some(f)) => {
                 deliver::<R>(to, &f, &mut conn, &mut used, ctx, &mut net).await;
+                if ctx.profile == WireProfile::HashiCorp {
+                    // memberlist handles one message per connection and answers on it.
+                    answers::<R>(to, &mut conn, ctx, &mut net).await;
+                    used = false;
+                }
                 busy.fetch_sub(1, Ordering::Relaxed);
             }
             Step::Frame(None) => return,
@@ -664,6 +697,61 @@ async fn deliver<R: Runtime>(
     let _ = net.send(NetInput::SendFailed(to, frame.message)).await;
 }
 
+/// HashiCorp profile: read what the peer answers on the connection a message just went out
+/// on (a push-pull's answer, a stream ping's ack) until it closes the connection or
+/// `tcp_timeout` passes, hand each message to the pump, then drop the connection.
+async fn answers<R: Runtime>(
+    to: SocketAddr,
+    conn: &mut Option<R::Stream>,
+    ctx: &TaskCtx,
+    net: &mut mpsc::Sender<NetInput>,
+) {
+    let Some(mut stream) = conn.take() else {
+        return;
+    };
+    let deadline = Instant::now() + ctx.tcp_timeout;
+    let mut dec = FrameDecoder::for_profile(ctx.max_stream, ctx.profile);
+    let mut buf = vec![0u8; READ_BUF];
+    let bad = Arc::new(AtomicBool::new(false));
+    loop {
+        let n = match until::<R, _>(deadline, R::read(&mut stream, &mut buf)).await {
+            Some(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        dec.push(&buf[..n]);
+        loop {
+            match dec.next_frame() {
+                Ok(Some(body)) => {
+                    let Some(permit) = until::<R, _>(deadline, ctx.in_flight.acquire_arc()).await
+                    else {
+                        ctx.counters.refuse(Refusal::InFlight, to);
+                        return;
+                    };
+                    let input = NetInput::Frame {
+                        from: to,
+                        body,
+                        bad: bad.clone(),
+                        _permit: permit,
+                        _charge: Charged {
+                            inbound: ctx.inbound.clone(),
+                            bytes: 0,
+                        },
+                    };
+                    if net.send(input).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(%to, error = %e, "bad answer: closing connection");
+                    DriverCounters::bump(&ctx.counters.bad_connections);
+                    return;
+                }
+            }
+        }
+    }
+}
+
 async fn accept_loop<R: Runtime>(listener: R::Listener, ctx: TaskCtx) {
     loop {
         match R::accept(&listener).await {
@@ -737,12 +825,15 @@ impl Drop for InboundGuard {
     fn drop(&mut self) {
         let mut inb = self.0.lock().unwrap_or_else(|e| e.into_inner());
         inb.table.remove(self.1);
-        inb.kicks.remove(&self.1);
+        if let Some((_, peer)) = inb.kicks.remove(&self.1) {
+            inb.replies.remove(&peer);
+        }
     }
 }
 
 enum ReadStep {
     Read(std::io::Result<usize>),
+    Reply(OutFrame),
     Deadline,
     Kicked,
 }
@@ -805,7 +896,14 @@ async fn reader<R: Runtime>(
     ctx: TaskCtx,
 ) {
     let guard = InboundGuard(ctx.inbound.clone(), id);
-    let mut dec = FrameDecoder::new(ctx.max_stream);
+    let mut dec = FrameDecoder::for_profile(ctx.max_stream, ctx.profile);
+    // HashiCorp profile: answers to this connection's peer come here to be written on it.
+    let mut replies = (ctx.profile == WireProfile::HashiCorp).then(|| {
+        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
+        let mut inb = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
+        inb.replies.insert(peer, tx);
+        rx
+    });
     let bad = Arc::new(AtomicBool::new(false));
     let mut small = [0u8; IDLE_READ];
     let mut big: Vec<u8> = Vec::new();
@@ -830,6 +928,11 @@ async fn reader<R: Runtime>(
                 if kick.poll_unpin(cx).is_ready() {
                     return Poll::Ready(ReadStep::Kicked);
                 }
+                if let Some(rx) = replies.as_mut() {
+                    if let Poll::Ready(Some(f)) = rx.poll_next_unpin(cx) {
+                        return Poll::Ready(ReadStep::Reply(f));
+                    }
+                }
                 if let Poll::Ready(r) = read.as_mut().poll(cx) {
                     return Poll::Ready(ReadStep::Read(r));
                 }
@@ -843,6 +946,23 @@ async fn reader<R: Runtime>(
         let n = match step {
             // Counted by the accept task, which evicted it.
             ReadStep::Kicked => return,
+            ReadStep::Reply(f) => {
+                let written = timeout::<R, _>(ctx.tcp_timeout, R::write_all(&mut stream, &f.bytes))
+                    .await
+                    .is_some_and(|r| r.is_ok());
+                let report = match (written, f.message) {
+                    (true, Some(m)) => Some(NetInput::Written(m)),
+                    (true, None) => None,
+                    (false, message) => Some(NetInput::SendFailed(peer, message)),
+                };
+                if let Some(r) = report {
+                    let _ = net.send(r).await;
+                }
+                if !written {
+                    return;
+                }
+                continue;
+            }
             ReadStep::Deadline if frame_deadline.is_some() => {
                 ctx.counters.refuse(Refusal::FrameDeadline, peer);
                 return;

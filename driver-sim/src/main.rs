@@ -147,6 +147,19 @@ struct Args {
     /// `<preset>+encrypt`).
     #[arg(long)]
     encrypt: bool,
+    /// The wire profile every node speaks (the config is reported as `<preset>+hashicorp`
+    /// for the HashiCorp profile).
+    #[arg(long, value_enum, default_value_t = Wire::Native)]
+    wire: Wire,
+}
+
+/// The wire profile of the simulated nodes (`--wire`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Wire {
+    /// rookery's native format.
+    Native,
+    /// memberlist's and Serf's protocols as Go writes them.
+    Hashicorp,
 }
 
 fn replay(
@@ -235,6 +248,16 @@ fn main() {
     } else {
         (config, config_name)
     };
+    let (config, config_name) = match args.wire {
+        Wire::Native => (config, config_name.to_string()),
+        Wire::Hashicorp => (
+            Config {
+                wire: rookery_core::WireProfile::HashiCorp,
+                ..config
+            },
+            format!("{config_name}+hashicorp"),
+        ),
+    };
     if args.nodes < 2 {
         eprintln!("--nodes must be at least 2");
         std::process::exit(2);
@@ -302,6 +325,6 @@ fn main() {
         Scenario::Moved => ("moved", scenario::moved),
         Scenario::Degraded => ("degraded", scenario::degraded),
     };
-    let out = scenario::run(name, config_name, &opts, f);
+    let out = scenario::run(name, &config_name, &opts, f);
     println!("{out}");
 }

@@ -1566,7 +1566,12 @@ impl Sim {
                 let last = self.last_reliable.entry((i, j)).or_insert(at);
                 at = at.max(*last);
                 *last = at;
-                let input = Input::received(from, TransmitKind::Reliable, payload);
+                let input = Input::received_as(
+                    self.nodes[j].config.wire,
+                    from,
+                    TransmitKind::Reliable,
+                    payload,
+                );
                 self.schedule(
                     at,
                     Action::Input {

@@ -28,9 +28,13 @@ pub(crate) fn send(
     request: bool,
     join: bool,
 ) {
-    if let Some(frame) = frame(cx, serf, id, request, join) {
-        cx.send_frame(to, frame);
-        return;
+    // The table is written straight into a native frame; the HashiCorp profile builds the
+    // message and converts it.
+    if cx.fx.hc.is_none() {
+        if let Some(frame) = frame(cx, serf, id, request, join) {
+            cx.send_frame(to, frame);
+            return;
+        }
     }
     let (member_ltime, event_ltime, query_ltime) = serf.clocks;
     let mut p = PushPull {

@@ -1,7 +1,10 @@
 //! Stream framing, shared by every driver: a reliable message is `[length: u32 big-endian]
 //! [body]`. [`FrameDecoder`] splits a byte stream into bodies; the core builds frames in place.
+//! Under [`WireProfile::HashiCorp`] stream messages carry no length: the decoder measures
+//! each message by its own structure and hands out the whole message as the body.
 
 use super::{DecodeError, FRAME_HEADER_LEN, MAX_FRAME};
+use crate::config::WireProfile;
 
 /// A stream frame being built: room for the length prefix, then the envelope header; the
 /// message is appended, then [`frame_finish`] writes the length.
@@ -37,16 +40,24 @@ pub struct FrameDecoder {
     buf: Vec<u8>,
     start: usize,
     max: usize,
+    profile: WireProfile,
 }
 
 impl FrameDecoder {
     /// A decoder that refuses bodies larger than `max` bytes (use
     /// [`crate::Config::max_stream_message`]).
     pub fn new(max: usize) -> FrameDecoder {
+        FrameDecoder::for_profile(max, WireProfile::Native)
+    }
+
+    /// A decoder for the stream messages of `profile` ([`crate::Config::wire`]) that refuses
+    /// messages larger than `max` bytes.
+    pub fn for_profile(max: usize, profile: WireProfile) -> FrameDecoder {
         FrameDecoder {
             buf: Vec::new(),
             start: 0,
             max: max.min(MAX_FRAME),
+            profile,
         }
     }
 
@@ -84,11 +95,7 @@ impl FrameDecoder {
     pub fn capacity_after(&self, n: usize) -> usize {
         if self.start > 0 && self.start == self.buf.len() {
             // `push` starts over on an emptied buffer (capacity kept).
-            let fresh = FrameDecoder {
-                buf: Vec::new(),
-                start: 0,
-                max: self.max,
-            };
+            let fresh = FrameDecoder::for_profile(self.max, self.profile);
             return fresh
                 .grow_target(n)
                 .map_or(self.buf.capacity(), |t| t.max(self.buf.capacity()));
@@ -99,6 +106,9 @@ impl FrameDecoder {
     /// Where the frame at `start` ends in `buf`, when its header is in and its length within
     /// the limit.
     fn frame_end(&self) -> Option<usize> {
+        if self.profile != WireProfile::Native {
+            return None;
+        }
         let avail = &self.buf[self.start..];
         let header: [u8; FRAME_HEADER_LEN] = avail.get(..FRAME_HEADER_LEN)?.try_into().ok()?;
         let len = u32::from_be_bytes(header) as usize;
@@ -108,6 +118,9 @@ impl FrameDecoder {
     /// The next complete frame body, `Ok(None)` when more bytes are needed, or an error when
     /// the declared length exceeds the limit (the connection should then be closed).
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        if self.profile == WireProfile::HashiCorp {
+            return self.next_hashicorp();
+        }
         let avail = &self.buf[self.start..];
         if avail.len() < FRAME_HEADER_LEN {
             return Ok(None);
@@ -139,6 +152,37 @@ impl FrameDecoder {
             self.start = 0;
         } else if self.start > 64 * 1024 {
             self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(Some(body))
+    }
+
+    /// The next whole HashiCorp stream message (measured by its structure: it has no length
+    /// prefix), or an error when it does not decode or exceeds the limit.
+    fn next_hashicorp(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        let avail = &self.buf[self.start..];
+        let len = match super::hashicorp::stream_message_len(avail) {
+            Ok(Some(len)) => len,
+            Ok(None) if avail.len() > self.max => {
+                return Err(DecodeError::TooLarge {
+                    len: avail.len(),
+                    max: self.max,
+                })
+            }
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if len > self.max {
+            return Err(DecodeError::TooLarge { len, max: self.max });
+        }
+        let body = avail[..len].to_vec();
+        self.start += len;
+        if self.start == self.buf.len() {
+            if self.buf.capacity() > KEEP_BETWEEN_FRAMES {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
             self.start = 0;
         }
         Ok(Some(body))

@@ -42,6 +42,7 @@ mod frame;
 mod memberlist;
 mod msgpack;
 mod serf;
+mod session;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +56,7 @@ pub(crate) use frame::*;
 pub(crate) use memberlist::*;
 #[allow(unused_imports)]
 pub(crate) use serf::*;
+pub(crate) use session::*;
 
 /// Most member states a push-pull may carry (memberlist's 2026 hardening limit).
 pub(crate) const MAX_PUSH_NODES: usize = 1_048_576;
@@ -175,3 +177,19 @@ impl core::fmt::Display for HcError {
 }
 
 impl std::error::Error for HcError {}
+
+impl From<HcError> for super::DecodeError {
+    fn from(e: HcError) -> super::DecodeError {
+        use super::DecodeError as D;
+        match e {
+            HcError::Empty => D::Empty,
+            HcError::Truncated => D::Truncated,
+            HcError::TooLong { len, max, .. } | HcError::TooMany { len, max, .. } => {
+                D::TooLarge { len, max }
+            }
+            HcError::TrailingBytes => D::TrailingBytes,
+            HcError::Unmappable(what) => D::Invalid(what),
+            _ => D::Malformed,
+        }
+    }
+}

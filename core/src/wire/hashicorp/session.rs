@@ -1,0 +1,256 @@
+//! The node's side of the HashiCorp profile: what this node advertises there, the push-pull
+//! exchanges it started, and the calls the sending and receiving paths make — one of our
+//! messages as datagram records, records as datagrams, a message as a stream message, and a
+//! datagram or stream message back as ours.
+//!
+//! **Records.** A datagram is built the way the native profile builds one: messages and
+//! piggybacked updates are appended to a buffer, each as a record `[length: u16 BE][packet
+//! message]`, and [`datagrams`] turns the records into what memberlist reads — the message
+//! alone when there is one, else compound messages of at most 255 parts. The record's length
+//! field is the compound's per-part length, so the room a datagram leaves is reckoned exactly.
+//! Datagrams go without memberlist's CRC header and uncompressed: memberlist 0.2.2 reads
+//! both, and Go itself adds the CRC only for peers it knows speak protocol 5.
+//!
+//! **Exchanges.** memberlist pairs a push-pull request with its answer by the TCP connection:
+//! the answer carries no exchange id and no request flag. The node's push-pull logic needs
+//! both, so this session remembers each request it sent (destination and id, at most
+//! [`MAX_EXCHANGES`], the oldest forgotten first) and takes a push-pull arriving from that
+//! destination as the answer; any other push-pull is a request, answered to the address it
+//! came from (drivers write that answer on the connection the request came in on).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use super::convert::{from_packet_msg, from_serf, push_pull_from_hashicorp, to_hashicorp};
+use super::convert::{Local, Outgoing};
+use super::frame::{decode_packet, decode_stream, Stream, StreamMsg};
+use super::memberlist::{MsgType, PacketMsg, PushPull as HcPushPull, Versions};
+use super::msgpack::Writer;
+use super::serf::SerfMsg;
+use super::HcError;
+use crate::identity::Name;
+use crate::wire::message::{Intent, Message, PushPull};
+
+/// Most push-pull requests remembered while their answers are awaited.
+pub(crate) const MAX_EXCHANGES: usize = 256;
+
+/// Bytes a datagram spends on the compound header (type and count) before its records.
+pub(crate) const COMPOUND_HEADER: usize = 2;
+
+/// Bytes a record spends on its length.
+pub(crate) const RECORD_HEADER: usize = 2;
+
+/// One received message, as the node acts on it.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// One of our messages.
+    Message(Message),
+    /// Serf's join intent (ours rides on the alive message).
+    JoinIntent(Intent),
+    /// A well-formed message with no counterpart here (counted and skipped).
+    Skipped(&'static str),
+    /// memberlist's push-pull, to be paired with an exchange ([`Session::push_pull`]).
+    PushPull(HcPushPull),
+}
+
+/// The HashiCorp profile's state in a node.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The protocol versions this node advertises.
+    pub versions: Versions,
+    /// Push-pull requests sent and not yet answered: destination and exchange id.
+    exchanges: VecDeque<(SocketAddr, u32)>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            versions: Versions::SERF_0_9_4,
+            exchanges: VecDeque::new(),
+        }
+    }
+}
+
+impl Session {
+    /// What this node says about itself.
+    pub(crate) fn local(&self, name: &Name, addr: SocketAddr) -> Local {
+        Local {
+            name: name.clone(),
+            addr,
+            versions: self.versions,
+        }
+    }
+
+    /// Append `msg` to a datagram being built, as records; the number of records. Refused
+    /// when it has no datagram form in this profile.
+    pub(crate) fn records(
+        &self,
+        msg: &Message,
+        local: &Local,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, HcError> {
+        let mut n = 0;
+        for o in to_hashicorp(msg, local)? {
+            let Outgoing::Packet(p) = o else {
+                return Err(HcError::Unmappable("a stream message in a datagram"));
+            };
+            let start = out.len();
+            out.extend_from_slice(&[0; RECORD_HEADER]);
+            let mut w = Writer::new(std::mem::take(out));
+            p.encode(&mut w);
+            *out = w.out;
+            let len = u16::try_from(out.len() - start - RECORD_HEADER)
+                .map_err(|_| HcError::Unmappable("a message longer than a datagram"))?;
+            out[start..start + RECORD_HEADER].copy_from_slice(&len.to_be_bytes());
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// `msg` as one stream message. Remembers a push-pull request as an exchange.
+    pub(crate) fn stream(
+        &mut self,
+        msg: &Message,
+        local: &Local,
+        to: SocketAddr,
+    ) -> Result<Vec<u8>, HcError> {
+        let mut out = to_hashicorp(msg, local)?;
+        if out.len() != 1 {
+            return Err(HcError::Unmappable("more than one message on one stream"));
+        }
+        let stream = match out.remove(0) {
+            Outgoing::Stream(s) => s,
+            Outgoing::Packet(PacketMsg::Ack(a)) => StreamMsg::Ack(a),
+            Outgoing::Packet(PacketMsg::Ping(p)) => StreamMsg::Ping(p),
+            Outgoing::Packet(PacketMsg::User(b)) => StreamMsg::User(b),
+            Outgoing::Packet(_) => return Err(HcError::Unmappable("no stream form")),
+        };
+        if let Message::PushPull(p) = msg {
+            if p.request {
+                self.exchange_started(to, p.id);
+            }
+        }
+        Ok(Stream {
+            compressed: false,
+            msg: stream,
+        }
+        .encode())
+    }
+
+    /// Remember a push-pull request sent to `to`.
+    pub(crate) fn exchange_started(&mut self, to: SocketAddr, id: u32) {
+        if self.exchanges.len() >= MAX_EXCHANGES {
+            self.exchanges.pop_front();
+        }
+        self.exchanges.push_back((to, id));
+    }
+
+    /// memberlist's push-pull from `from` as ours: the answer to the exchange this node
+    /// started with `from`, if any (its id, not a request), else a request answered at
+    /// `from`. `sender` names the member at `from`, when known.
+    pub(crate) fn push_pull(
+        &mut self,
+        p: &HcPushPull,
+        from: SocketAddr,
+        sender: Name,
+    ) -> Result<PushPull, HcError> {
+        let answered = self.exchanges.iter().position(|(to, _)| *to == from);
+        let (id, request) = match answered.and_then(|i| self.exchanges.remove(i)) {
+            Some((_, id)) => (id, false),
+            None => (0, true),
+        };
+        push_pull_from_hashicorp(p, id, request, sender, from)
+    }
+}
+
+/// Turn a buffer of records into datagrams: the message alone when there is one, else
+/// compound messages of at most 255 parts. Empty when there are no records.
+pub(crate) fn datagrams(records: &[u8]) -> Vec<Vec<u8>> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut rest = records;
+    while rest.len() >= RECORD_HEADER {
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let Some(body) = rest.get(RECORD_HEADER..RECORD_HEADER + len) else {
+            break;
+        };
+        parts.push(body);
+        rest = &rest[RECORD_HEADER + len..];
+    }
+    if parts.len() == 1 {
+        return vec![parts[0].to_vec()];
+    }
+    parts
+        .chunks(255)
+        .map(|chunk| {
+            let total: usize = chunk.iter().map(|b| RECORD_HEADER + b.len()).sum();
+            let mut out = Vec::with_capacity(COMPOUND_HEADER + total);
+            out.push(MsgType::Compound as u8);
+            out.push(chunk.len() as u8);
+            for b in chunk {
+                out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+            }
+            for b in chunk {
+                out.extend_from_slice(b);
+            }
+            out
+        })
+        .collect()
+}
+
+/// One message of a datagram as the node acts on it.
+fn incoming(m: &PacketMsg) -> Incoming {
+    if let PacketMsg::User(b) = m {
+        return match SerfMsg::decode(b) {
+            Ok(SerfMsg::Join(j)) => Incoming::JoinIntent(Intent {
+                ltime: j.ltime,
+                name: Name::new(&j.node),
+                prune: false,
+            }),
+            Ok(s) => match from_serf(&s) {
+                Ok(msg) => Incoming::Message(msg),
+                Err(HcError::Unmappable(why)) => Incoming::Skipped(why),
+                Err(_) => Incoming::Skipped("undecodable Serf message"),
+            },
+            Err(_) => Incoming::Skipped("undecodable Serf message"),
+        };
+    }
+    match from_packet_msg(m) {
+        Ok(msg) => Incoming::Message(msg),
+        Err(HcError::Unmappable(why)) => Incoming::Skipped(why),
+        Err(_) => Incoming::Skipped("unmappable field"),
+    }
+}
+
+/// A plaintext datagram's messages. A message that decodes but has no counterpart is
+/// [`Incoming::Skipped`]; bytes that do not decode refuse the whole datagram.
+pub(crate) fn decode_datagram(buf: &[u8]) -> Result<Vec<Incoming>, HcError> {
+    let packet = decode_packet(buf)?;
+    Ok(packet.messages().into_iter().map(incoming).collect())
+}
+
+/// A plaintext stream message (exactly one, as [`stream_message_len`] split it).
+pub(crate) fn decode_stream_message(buf: &[u8]) -> Result<Incoming, HcError> {
+    let (s, used) = decode_stream(buf)?;
+    if used != buf.len() {
+        return Err(HcError::TrailingBytes);
+    }
+    Ok(match s.msg {
+        StreamMsg::PushPull(p) => Incoming::PushPull(p),
+        StreamMsg::Ping(p) => incoming(&PacketMsg::Ping(p)),
+        StreamMsg::Ack(a) => incoming(&PacketMsg::Ack(a)),
+        StreamMsg::User(b) => incoming(&PacketMsg::User(b)),
+        StreamMsg::Err(_) => Incoming::Skipped("error message from the peer"),
+    })
+}
+
+/// How long the stream message at the front of `buf` is: `Ok(None)` until all of it is in.
+/// An encrypted message is measured by its header; any other is decoded (memberlist's stream
+/// messages carry no length).
+pub(crate) fn stream_message_len(buf: &[u8]) -> Result<Option<usize>, HcError> {
+    match decode_stream(buf) {
+        Ok((_, used)) => Ok(Some(used)),
+        Err(HcError::Empty | HcError::Truncated) => Ok(None),
+        Err(HcError::Encrypted { len }) => Ok((buf.len() >= 5 + len).then_some(5 + len)),
+        Err(e) => Err(e),
+    }
+}

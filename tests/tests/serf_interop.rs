@@ -1,0 +1,520 @@
+//! Mixed clusters of real `serf` 0.9.4 agents and rookery agents speaking the HashiCorp wire
+//! profile, on loopback: views converge both ways, tags, failure and leave both ways, user
+//! events and queries both ways, force-leave.
+//!
+//! Needs the `serf` binary (Debian: `apt-get install serf`; `.ci/run` installs it). Without
+//! it each test prints why and passes, unless `ROOKERY_REQUIRE_SERF=1` (set by CI) makes a
+//! missing `serf` a failure.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rookery_core::{Config, MemberStatus, WireProfile};
+use rookery_tests::scenarios::{wait_until, Agent, Driver, TOKIO};
+
+/// How long a mixed cluster may take to notice a change.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether `serf` can run here; panics when CI requires it and it is missing.
+fn serf_present() -> bool {
+    let ok = Command::new("serf")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("ROOKERY_REQUIRE_SERF").is_none(),
+            "ROOKERY_REQUIRE_SERF is set but `serf` does not run (apt-get install serf)"
+        );
+        eprintln!("skipped: `serf` is not installed (apt-get install serf)");
+    }
+    ok
+}
+
+/// A loopback port free for both UDP and TCP right now.
+fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// rookery's side of a mixed cluster: the local profile's timing (as the serf agents here
+/// use), the HashiCorp wire.
+fn hashicorp_config() -> Config {
+    Config {
+        wire: WireProfile::HashiCorp,
+        ..Config::local()
+    }
+}
+
+/// A `serf agent` process, killed on drop; its log kept in a temporary file.
+struct Serf {
+    name: String,
+    bind: SocketAddr,
+    rpc: SocketAddr,
+    child: Child,
+    log: PathBuf,
+    dir: PathBuf,
+    /// Where its event handler logs (see [`mixed_cluster`]).
+    handler_dir: Option<PathBuf>,
+}
+
+impl Serf {
+    /// Start `serf agent` named `name` with the `local` profile, `extra` arguments added.
+    fn start(name: &str, extra: &[&str]) -> Serf {
+        let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let rpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let dir = std::env::temp_dir().join(format!("rookery-serf-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join("agent.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new("serf")
+            .arg("agent")
+            .arg(format!("-node={name}"))
+            .arg(format!("-bind={bind}"))
+            .arg(format!("-rpc-addr={rpc}"))
+            .arg("-profile=local")
+            .arg("-log-level=debug")
+            .args(extra)
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("serf agent starts");
+        let s = Serf {
+            name: name.to_string(),
+            bind,
+            rpc,
+            child,
+            log,
+            dir,
+            handler_dir: None,
+        };
+        let (up, _) = wait_until(Duration::from_secs(10), || s.cli(&["members"]).is_some());
+        assert!(up, "serf agent {name} answers RPC:\n{}", s.log());
+        s
+    }
+
+    /// Run `serf <command> -rpc-addr=… <rest>` (flags go before the positional arguments);
+    /// its stdout when it succeeded.
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let (command, rest) = args.split_first()?;
+        let out = Command::new("serf")
+            .arg(command)
+            .arg(format!("-rpc-addr={}", self.rpc))
+            .args(rest)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `serf members`: (name, address, status, tags) per member.
+    fn members(&self) -> Vec<(String, String, String, String)> {
+        let Some(out) = self.cli(&["members"]) else {
+            return Vec::new();
+        };
+        out.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((
+                    f.next()?.to_string(),
+                    f.next()?.to_string(),
+                    f.next()?.to_string(),
+                    f.next().unwrap_or("").to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The status `serf members` gives `name` (`alive`, `failed`, `left`, ...).
+    fn status_of(&self, name: &str) -> Option<String> {
+        self.members()
+            .into_iter()
+            .find(|m| m.0 == name)
+            .map(|m| m.2)
+    }
+
+    /// The agent's log so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The lines its event handler logged: `<event> <user event or query name> <payload>`.
+    fn handled(&self) -> Vec<String> {
+        self.handler_dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join("events.log")).ok())
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Kill the agent (no leave).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serf {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(d) = &self.handler_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Start `n` rookery agents with `driver`, the HashiCorp profile and `tags`-free identities.
+fn rookery_agents(prefix: &str, driver: Driver, n: usize) -> Vec<Arc<Agent>> {
+    (0..n)
+        .map(|i| Agent::start(driver, &format!("{prefix}-{i}"), hashicorp_config()))
+        .collect()
+}
+
+#[test]
+fn rookery_joins_a_serf_cluster_and_serf_joins_rookery() {
+    if !serf_present() {
+        return;
+    }
+    // Two serf agents form a cluster; a rookery agent joins it through one of them; a third
+    // serf agent joins through the rookery agent.
+    let s0 = Serf::start("serf-0", &["-tag", "role=web"]);
+    let s1 = Serf::start("serf-1", &[&format!("-join={}", s0.bind)]);
+    let rk = rookery_agents("rk", TOKIO, 2);
+    let mut tags = rookery_core::Tags::new();
+    tags.insert("role".into(), "cache".into());
+    tags.insert("zone".into(), "a".into());
+    rk[0].set_tags(tags).expect("tags");
+    assert_eq!(
+        rk[0].join(&[s0.bind]),
+        Ok(1),
+        "rookery joins through serf-0"
+    );
+    assert_eq!(
+        rk[1].join(&[rk[0].local_addr()]),
+        Ok(1),
+        "rookery joins rookery"
+    );
+    let s2 = Serf::start("serf-2", &[&format!("-join={}", rk[1].local_addr())]);
+    let serfs = [&s0, &s1, &s2];
+    let names = ["serf-0", "serf-1", "serf-2", "rk-0", "rk-1"];
+    let (ok, took) = wait_until(LIMIT, || {
+        serfs.iter().all(|s| {
+            names
+                .iter()
+                .all(|n| s.status_of(n).as_deref() == Some("alive"))
+        }) && rk.iter().all(|a| {
+            names
+                .iter()
+                .all(|n| a.status_of(n) == Some(MemberStatus::Alive))
+        })
+    });
+    assert!(
+        ok,
+        "views did not converge in {took:?}: serf-0 sees {:?}, rk-0 sees {:?}\nserf-0 log:\n{}",
+        s0.members(),
+        rk[0].members(),
+        s0.log()
+    );
+    eprintln!("mixed cluster of 5 converged in {took:?}");
+    // Tags both ways.
+    let rk0 = s1
+        .members()
+        .into_iter()
+        .find(|m| m.0 == "rk-0")
+        .expect("serf-1 lists rk-0");
+    assert!(
+        rk0.3.contains("role=cache") && rk0.3.contains("zone=a"),
+        "{rk0:?}"
+    );
+    let seen = rk[1]
+        .members()
+        .expect("members")
+        .into_iter()
+        .find(|m| &*m.name == "serf-0")
+        .expect("rk-1 knows serf-0");
+    assert_eq!(seen.tags.get("role").map(String::as_str), Some("web"));
+    // The rookery agents are listed at the addresses they bound.
+    assert_eq!(rk0.1, rk[0].local_addr().to_string());
+}
+
+/// A mixed cluster: `serfs` serf agents (the first one the seed, each with `extra`
+/// arguments and an event handler that logs user events and queries to its directory and
+/// answers queries with `answer-from-<name>`), then `rookery` rookery agents with `config`
+/// joining through the seed; waits until every view holds every member alive.
+fn mixed_cluster(
+    prefix: &str,
+    serfs: usize,
+    rookery: usize,
+    extra: &[&str],
+    config: &Config,
+) -> (Vec<Serf>, Vec<Arc<Agent>>) {
+    let mut agents: Vec<Serf> = Vec::new();
+    for i in 0..serfs {
+        let name = format!("{prefix}-serf-{i}");
+        let dir =
+            std::env::temp_dir().join(format!("rookery-handler-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("handler dir");
+        let handler = dir.join("handler.sh");
+        std::fs::write(
+            &handler,
+            format!(
+                "#!/bin/sh\npayload=$(cat)\necho \"$SERF_EVENT $SERF_USER_EVENT$SERF_QUERY_NAME $payload\" >> {}\n\
+                 if [ \"$SERF_EVENT\" = query ]; then printf 'answer-from-%s' \"$SERF_SELF_NAME\"; fi\n",
+                dir.join("events.log").display()
+            ),
+        )
+        .expect("handler");
+        let mut perms = std::fs::metadata(&handler).expect("handler").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&handler, perms).expect("chmod");
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        args.push(format!("-event-handler={}", handler.display()));
+        if let Some(seed) = agents.first() {
+            args.push(format!("-join={}", seed.bind));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut s = Serf::start(&name, &args);
+        s.handler_dir = Some(dir);
+        agents.push(s);
+    }
+    let rk: Vec<Arc<Agent>> = (0..rookery)
+        .map(|i| Agent::start(TOKIO, &format!("{prefix}-rk-{i}"), config.clone()))
+        .collect();
+    for a in &rk {
+        assert_eq!(a.join(&[agents[0].bind]), Ok(1), "{a:?} joins through serf");
+    }
+    let names: Vec<String> = agents
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(rk.iter().map(|a| a.name().to_string()))
+        .collect();
+    let (ok, took) = wait_until(LIMIT, || {
+        agents.iter().all(|s| {
+            names
+                .iter()
+                .all(|n| s.status_of(n).as_deref() == Some("alive"))
+        }) && rk.iter().all(|a| {
+            names
+                .iter()
+                .all(|n| a.status_of(n) == Some(MemberStatus::Alive))
+        })
+    });
+    assert!(
+        ok,
+        "{prefix}: views did not converge in {took:?}: {} sees {:?}, {} sees {:?}\nlog:\n{}",
+        agents[0].name,
+        agents[0].members(),
+        rk[0].name(),
+        rk[0].members(),
+        agents[0].log()
+    );
+    eprintln!(
+        "{prefix}: mixed cluster of {} converged in {took:?}",
+        names.len()
+    );
+    (agents, rk)
+}
+
+/// Failure both ways, a graceful leave both ways, and `serf force-leave` of a failed
+/// rookery agent.
+fn failure_leave_and_force_leave(prefix: &str, extra: &[&str], config: &Config) {
+    let (mut serfs, rk) = mixed_cluster(prefix, 3, 3, extra, config);
+    // A killed serf agent is failed on every rookery agent.
+    let victim = serfs[2].name.clone();
+    serfs[2].kill();
+    let (ok, took) = wait_until(LIMIT, || {
+        rk.iter()
+            .all(|a| a.status_of(&victim) == Some(MemberStatus::Failed))
+    });
+    let views: Vec<_> = rk.iter().map(|a| a.status_of(&victim)).collect();
+    assert!(
+        ok,
+        "{victim} not failed on every rookery agent in {took:?}: {views:?}"
+    );
+    eprintln!("{prefix}: killed serf agent failed everywhere in {took:?}");
+    // A crashed rookery agent is failed on every serf agent.
+    let crashed = rk[2].name().to_string();
+    rk[2].shutdown(rookery_driver::ShutdownMode::Now);
+    let (ok, took) = wait_until(LIMIT, || {
+        serfs[..2]
+            .iter()
+            .all(|s| s.status_of(&crashed).as_deref() == Some("failed"))
+    });
+    assert!(
+        ok,
+        "{crashed} not failed on the serf agents in {took:?}: {:?}",
+        serfs[0].members()
+    );
+    eprintln!("{prefix}: crashed rookery agent failed everywhere in {took:?}");
+    // `serf force-leave` of the failed rookery agent: left everywhere.
+    assert!(
+        serfs[0].cli(&["force-leave", &crashed]).is_some(),
+        "force-leave runs"
+    );
+    let (ok, took) = wait_until(LIMIT, || {
+        serfs[..2]
+            .iter()
+            .all(|s| s.status_of(&crashed).as_deref() == Some("left"))
+            && rk[..2]
+                .iter()
+                .all(|a| a.status_of(&crashed) == Some(MemberStatus::Left))
+    });
+    let views: Vec<_> = rk[..2].iter().map(|a| a.status_of(&crashed)).collect();
+    assert!(
+        ok,
+        "force-left {crashed} not left everywhere in {took:?}: rookery {views:?}, serf {:?}",
+        serfs[1].members()
+    );
+    // A graceful rookery leave is seen as left by the serf agents.
+    let leaver = rk[1].name().to_string();
+    rk[1].leave().expect("leave");
+    let (ok, took) = wait_until(LIMIT, || {
+        serfs[..2]
+            .iter()
+            .all(|s| s.status_of(&leaver).as_deref() == Some("left"))
+            && rk[0].status_of(&leaver) == Some(MemberStatus::Left)
+    });
+    assert!(
+        ok,
+        "{leaver} not left in {took:?}: serf {:?}",
+        serfs[0].members()
+    );
+    // A graceful serf leave is seen as left by the rookery agent.
+    let leaver = serfs[1].name.clone();
+    assert!(serfs[1].cli(&["leave"]).is_some(), "serf leave runs");
+    let (ok, took) = wait_until(LIMIT, || {
+        rk[0].status_of(&leaver) == Some(MemberStatus::Left)
+    });
+    assert!(
+        ok,
+        "{leaver} not left on {:?} in {took:?}: {:?}",
+        rk[0],
+        rk[0].status_of(&leaver)
+    );
+}
+
+/// User events and queries both ways: `serf event` is delivered once to every rookery
+/// agent; a rookery user event reaches every serf agent's handler; `serf query` is answered
+/// by the rookery agents; a rookery query collects the serf agents' handler answers.
+fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
+    let (serfs, rk) = mixed_cluster(prefix, 2, 2, extra, config);
+    // serf → rookery.
+    assert!(
+        serfs[0].cli(&["event", "deploy", "v42"]).is_some(),
+        "serf event runs"
+    );
+    let got = |a: &Agent| {
+        a.events()
+            .iter()
+            .filter(|e| {
+                matches!(e, rookery_core::Event::User(u)
+                    if &*u.name == "deploy" && u.payload.as_ref() == b"v42")
+            })
+            .count()
+    };
+    let (ok, took) = wait_until(LIMIT, || rk.iter().all(|a| got(a) >= 1));
+    assert!(
+        ok,
+        "serf event not delivered to every rookery agent in {took:?}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let counts: Vec<usize> = rk.iter().map(|a| got(a)).collect();
+    assert!(counts.iter().all(|&c| c == 1), "delivered once: {counts:?}");
+    // rookery → serf handlers.
+    rk[0]
+        .user_event("rk-event", "hello", false)
+        .expect("user_event");
+    let (ok, took) = wait_until(LIMIT, || {
+        serfs
+            .iter()
+            .all(|s| s.handled().iter().any(|l| l == "user rk-event hello"))
+    });
+    assert!(
+        ok,
+        "rookery user event not handled by every serf agent in {took:?}: {:?}",
+        serfs[0].handled()
+    );
+    // `serf query` answered by the rookery agents (and the serf agents' handlers).
+    let asker = {
+        let rpc = serfs[1].rpc;
+        std::thread::spawn(move || {
+            Command::new("serf")
+                .args(["query", &format!("-rpc-addr={rpc}")])
+                .args(["-format=json", "-timeout=8s", "whoami", "?"])
+                .output()
+                .expect("serf query")
+        })
+    };
+    let (_, _) = wait_until(Duration::from_secs(8), || {
+        for a in &rk {
+            a.answer_queries(|q| {
+                assert_eq!((&*q.name, q.payload.as_ref()), ("whoami", &b"?"[..]));
+                format!("rookery {}", a.name()).into_bytes()
+            });
+        }
+        asker.is_finished()
+    });
+    let out = asker.join().expect("serf query thread");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for a in &rk {
+        let answer = format!("\"{}\": \"rookery {}\"", a.name(), a.name());
+        assert!(
+            text.contains(&answer),
+            "serf query got no answer from {a:?}: {text}"
+        );
+    }
+    // A rookery query collects the serf agents' handler answers.
+    let params = rookery_core::QueryParams {
+        timeout: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let mut answers = rk[1].query("rk-query", "x", params).expect("query");
+    let mut got = Vec::new();
+    let (ok, took) = wait_until(LIMIT, || {
+        rk[0].answer_queries(|_| b"rk answer".to_vec());
+        while let Ok(a) = answers.try_recv() {
+            got.push(a);
+        }
+        matches!(got.last(), Some(rookery_driver::QueryAnswer::Done { .. }))
+    });
+    assert!(ok, "rookery query not done in {took:?}: {got:?}");
+    for s in &serfs {
+        let want = format!("answer-from-{}", s.name);
+        assert!(
+            got.iter().any(
+                |a| matches!(a, rookery_driver::QueryAnswer::Response { from, payload }
+                if **from == *s.name && payload.as_ref() == want.as_bytes())
+            ),
+            "no answer from {} in {got:?}",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn failure_and_leave_both_ways() {
+    if !serf_present() {
+        return;
+    }
+    failure_leave_and_force_leave("fl", &[], &hashicorp_config());
+}
+
+#[test]
+fn events_and_queries_both_ways() {
+    if !serf_present() {
+        return;
+    }
+    events_and_queries("eq", &[], &hashicorp_config());
+}
