@@ -358,6 +358,11 @@ impl Config {
                 return Err(ConfigError::NotInProfile { field: "label" });
             }
         }
+        if self.keyring.is_some() && self.wire == WireProfile::HashiCorp {
+            // memberlist's encryption format is decoded (`wire::hashicorp::crypt`) but not
+            // wired to the keyring yet: refused rather than sent in the native sealing.
+            return Err(ConfigError::NotInProfile { field: "keyring" });
+        }
         Ok(())
     }
 }
@@ -418,7 +423,7 @@ pub enum ConfigError {
     /// with [`crate::Node::with_entropy`]): nonces are never drawn from the seeded RNG.
     KeyringWithoutEntropy,
     /// A setting the chosen [`WireProfile`] cannot carry (the HashiCorp profile has no
-    /// cluster label).
+    /// cluster label, and no keyring yet).
     NotInProfile {
         /// The offending field.
         field: &'static str,

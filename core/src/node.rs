@@ -603,6 +603,9 @@ impl Node {
     /// [`Node::set_gossip_verify`]), or after an operator changed the keyring file. Refused
     /// with [`ApiError::NoEntropy`] on a node created without entropy.
     pub fn set_keyring(&mut self, keyring: Option<Keyring>) -> Result<(), ApiError> {
+        if self.fx.hc.is_some() {
+            return Err(ApiError::NotInProfile);
+        }
         let (incoming, outgoing) = (
             self.cfg.gossip_verify_incoming,
             self.cfg.gossip_verify_outgoing,
@@ -902,6 +905,9 @@ impl Node {
         self.advance(now);
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
+        }
+        if self.fx.hc.is_some() {
+            return Err(ApiError::NotInProfile);
         }
         let sec = self
             .fx

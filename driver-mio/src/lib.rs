@@ -82,6 +82,9 @@ impl Agent {
         mut identity: Identity,
         options: Options,
     ) -> Result<(AgentHandle, EventStream), StartError> {
+        if config.wire != rookery_core::WireProfile::Native {
+            return Err(StartError::ProfileNotSupported(config.wire));
+        }
         let (udp, listener) = bind_pair(identity.addr)?;
         let bound = udp.local_addr().map_err(StartError::Io)?;
         identity.addr = advertised_addr(bound, &options)?;

@@ -18,13 +18,14 @@
 //! postcard encoding of datagrams and messages, with its hand-written fast paths (`fast`) and
 //! the push-pull writer (`push_pull`) behind `encode_*`/writer functions; `frame` is the stream
 //! framing every driver shares; `hashicorp` is the second profile, memberlist's and Serf's
-//! protocols as Go writes them (not plugged into the node yet). Protocol code builds and reads message values and calls these
+//! protocols as Go writes them ([`crate::WireProfile::HashiCorp`]). Protocol code builds and reads message values and calls these
 //! functions: it never knows a byte layout.
 
 mod codec;
 mod fast;
 mod frame;
-// The HashiCorp profile is built and proven here before the node uses it.
+// Parts of the codec (encryption, Serf's key and conflict payloads) are proven against the
+// real peers before the node uses them.
 #[allow(dead_code)]
 pub(crate) mod hashicorp;
 mod limits;

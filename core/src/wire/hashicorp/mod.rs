@@ -1,6 +1,7 @@
 //! The HashiCorp wire profile: memberlist 0.2.2's and Serf 0.9.4's messages, as the Go codec
-//! writes them, beside the native postcard codec. Not wired into `Node`/`Config` yet: this is
-//! the codec and its proof against the real peers.
+//! writes them, beside the native postcard codec. A node speaks it when
+//! [`crate::Config::wire`] is [`crate::WireProfile::HashiCorp`]; `session` is the node's side
+//! of it (records, datagrams, stream messages, push-pull exchanges paired by address).
 //!
 //! The layers:
 //! - `msgpack`: go-msgpack's default handle at the byte level (bounded reader, writer);
@@ -12,7 +13,8 @@
 //!   stream message under a given key;
 //! - `serf`: Serf's messages inside memberlist user messages and push-pull user state, query
 //!   filters, key and conflict payloads, tags in meta;
-//! - `convert`: the mapping between these messages and our [`Message`](super::Message).
+//! - `convert`: the mapping between these messages and our [`Message`](super::Message);
+//! - `session`: what the node's sending and receiving paths call.
 //!
 //! Decoding is bounded and total: every length is checked against the bytes left before
 //! anything is sliced or allocated, collections have caps ([`MAX_PUSH_NODES`] states in a
@@ -32,9 +34,24 @@
 //! - Go's encoding is deterministic except for Go maps (Serf's tags, status times), written in
 //!   random order; a decoded map keeps its order, so it re-encodes to the same bytes.
 //!
-//! Not yet: the keyring around `crypt` (which keys, rotation, `GossipVerifyIncoming`/
-//! `Outgoing`), the label header (memberlist 0.2.2 has none; later releases prefix
-//! `[244][len][label]`), the `Config` choice of profile and plugging it into the node.
+//! **Versions spoken.** memberlist protocol 2 (advertising the range 1–5, as Serf 0.9.4 does)
+//! and Serf protocol 5 (delegate range 2–5). Proven live against Debian's `serf` 0.9.4 agent
+//! (`tests/tests/serf_interop.rs`): joins both ways, tags, failure, leave and force-leave both
+//! ways, user events and queries both ways.
+//!
+//! **What a mixed cluster does without ours.** No view digests ride on pings and acks, so
+//! views are repaired by the periodic push-pull alone (as in memberlist); push-pull carries
+//! no accuser (a relayed suspicion counts as no confirmation); direct messages do not exist
+//! (refused with `ApiError::NotInProfile`); acks carry no Vivaldi coordinate (Serf skips an
+//! empty payload).
+//!
+//! **Not yet.** The keyring around `crypt` (a keyring with this profile is refused with
+//! `ConfigError::NotInProfile`), Serf's key-management and name-conflict internal queries,
+//! the label header of later memberlist releases (0.2.2 has none; later releases prefix
+//! `[244][len][label]`), memberlist 0.3+'s and Serf 0.10's additions (labels, the
+//! `RequireNodeNames` destination names, metadata-only pings), the mio driver (which refuses
+//! the profile at start), and sending compressed or CRC-protected datagrams (received ones
+//! are read; memberlist reads both forms).
 
 mod convert;
 mod crypt;

@@ -254,3 +254,159 @@ pub(crate) fn stream_message_len(buf: &[u8]) -> Result<Option<usize>, HcError> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{addr, at};
+    use crate::wire::message::{Accusation, PushState, WireStatus};
+    use crate::wire::FrameDecoder;
+    use crate::{ApiError, Config, ConfigError, WireProfile};
+
+    fn local() -> Local {
+        Session::default().local(&Name::new("me"), addr(1))
+    }
+
+    fn suspect(name: &str) -> Message {
+        Message::Suspect(Accusation {
+            incarnation: 3,
+            name: Name::new(name),
+            from: Name::new("me"),
+        })
+    }
+
+    #[test]
+    fn records_become_one_message_or_a_compound_and_decode_back() {
+        let s = Session::default();
+        let mut one = Vec::new();
+        s.records(&suspect("a"), &local(), &mut one).unwrap();
+        let d = datagrams(&one);
+        assert_eq!(d.len(), 1);
+        assert_ne!(
+            d[0][0],
+            MsgType::Compound as u8,
+            "a single message goes bare"
+        );
+        let mut many = Vec::new();
+        for n in ["a", "b", "c"] {
+            assert_eq!(s.records(&suspect(n), &local(), &mut many).unwrap(), 1);
+        }
+        let d = datagrams(&many);
+        assert_eq!((d.len(), d[0][0]), (1, MsgType::Compound as u8));
+        let back: Vec<Message> = decode_datagram(&d[0])
+            .unwrap()
+            .into_iter()
+            .map(|i| match i {
+                Incoming::Message(m) => m,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(back, vec![suspect("a"), suspect("b"), suspect("c")]);
+        // More than 255 records: several compounds.
+        let mut lots = Vec::new();
+        for i in 0..300 {
+            s.records(&suspect(&format!("n{i}")), &local(), &mut lots)
+                .unwrap();
+        }
+        let d = datagrams(&lots);
+        assert_eq!(d.len(), 2);
+        let total: usize = d.iter().map(|x| decode_datagram(x).unwrap().len()).sum();
+        assert_eq!(total, 300);
+    }
+
+    #[test]
+    fn a_push_pull_from_the_asked_address_is_the_answer() {
+        let mut s = Session::default();
+        let p = PushPull {
+            id: 77,
+            request: true,
+            join: true,
+            reply_to: addr(1),
+            sender: Name::new("me"),
+            states: vec![PushState {
+                name: Name::new("me"),
+                addr: addr(1),
+                incarnation: 1,
+                status: WireStatus::Alive,
+                tags: Default::default(),
+                ltime: 0,
+                accuser: None,
+            }],
+            member_ltime: 1,
+            event_ltime: 0,
+            query_ltime: 0,
+            events: Vec::new(),
+        };
+        let bytes = s
+            .stream(&Message::PushPull(Box::new(p)), &local(), addr(2))
+            .unwrap();
+        let Incoming::PushPull(hc) = decode_stream_message(&bytes).unwrap() else {
+            panic!("a push-pull")
+        };
+        // From another address: a request, answered where it came from.
+        let other = s.push_pull(&hc, addr(3), Name::new("x")).unwrap();
+        assert!(other.request);
+        assert_eq!(other.reply_to, addr(3));
+        // From the asked address: the answer to exchange 77, once.
+        let answer = s.push_pull(&hc, addr(2), Name::new("y")).unwrap();
+        assert_eq!((answer.request, answer.id), (false, 77));
+        assert!(s.push_pull(&hc, addr(2), Name::new("y")).unwrap().request);
+    }
+
+    #[test]
+    fn the_frame_decoder_splits_unprefixed_stream_messages() {
+        let mut s = Session::default();
+        let ping = Message::StreamPing {
+            seq: 9,
+            target: Name::new("you"),
+            reply_to: addr(1),
+        };
+        let a = s.stream(&ping, &local(), addr(2)).unwrap();
+        let ack = Message::Ack {
+            seq: 9,
+            digest: None,
+        };
+        let b = s.stream(&ack, &local(), addr(2)).unwrap();
+        let mut dec = FrameDecoder::for_profile(1 << 20, WireProfile::HashiCorp);
+        let mut out = Vec::new();
+        for byte in a.iter().chain(b.iter()) {
+            dec.push(&[*byte]);
+            while let Some(m) = dec.next_frame().unwrap() {
+                out.push(m);
+            }
+        }
+        assert_eq!(out, vec![a, b]);
+        assert_eq!(dec.buffered(), 0);
+        // Garbage is an error, not a wait.
+        dec.push(&[0xee, 1, 2]);
+        assert!(dec.next_frame().is_err());
+    }
+
+    #[test]
+    fn what_the_profile_cannot_carry_is_refused_typed() {
+        let hc = Config {
+            wire: WireProfile::HashiCorp,
+            ..Config::lan()
+        };
+        let labelled = Config {
+            label: Some("prod".into()),
+            ..hc.clone()
+        };
+        assert_eq!(
+            labelled.validate(),
+            Err(ConfigError::NotInProfile { field: "label" })
+        );
+        let keyed = Config {
+            keyring: Some(crate::Keyring::new(&[7; 32]).unwrap()),
+            ..hc.clone()
+        };
+        assert_eq!(
+            keyed.validate(),
+            Err(ConfigError::NotInProfile { field: "keyring" })
+        );
+        let mut n = crate::Node::new(hc, crate::Identity::new("me", addr(1)), 1, at(0)).unwrap();
+        assert_eq!(n.send(at(1), "you", "x"), Err(ApiError::NotInProfile));
+        assert_eq!(n.broadcast(at(1), "x"), Err(ApiError::NotInProfile));
+        assert_eq!(n.set_keyring(None), Err(ApiError::NotInProfile));
+    }
+}
