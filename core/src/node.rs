@@ -430,7 +430,7 @@ impl Node {
         self.within(from, frame.len(), self.cfg.max_stream_message)?;
         if self.fx.hc.is_some() {
             self.admission.begin_input();
-            let item = wire::hashicorp::decode_stream_message(frame)
+            let item = wire::hashicorp::decode_stream_message(frame, from)
                 .map_err(|e| self.hc_rejected(from, e))?;
             self.handle_hc(from, item);
             return Ok(());

@@ -228,15 +228,20 @@ pub(crate) fn decode_datagram(buf: &[u8]) -> Result<Vec<Incoming>, HcError> {
     Ok(packet.messages().into_iter().map(incoming).collect())
 }
 
-/// A plaintext stream message (exactly one, as [`stream_message_len`] split it).
-pub(crate) fn decode_stream_message(buf: &[u8]) -> Result<Incoming, HcError> {
+/// A plaintext stream message (exactly one, as [`stream_message_len`] split it) that arrived
+/// from `from`: a stream ping is answered on its connection, so its reply address is `from`.
+pub(crate) fn decode_stream_message(buf: &[u8], from: SocketAddr) -> Result<Incoming, HcError> {
     let (s, used) = decode_stream(buf)?;
     if used != buf.len() {
         return Err(HcError::TrailingBytes);
     }
     Ok(match s.msg {
         StreamMsg::PushPull(p) => Incoming::PushPull(p),
-        StreamMsg::Ping(p) => incoming(&PacketMsg::Ping(p)),
+        StreamMsg::Ping(p) => Incoming::Message(Message::StreamPing {
+            seq: p.seq_no,
+            target: Name::new(&p.node),
+            reply_to: from,
+        }),
         StreamMsg::Ack(a) => incoming(&PacketMsg::Ack(a)),
         StreamMsg::User(b) => incoming(&PacketMsg::User(b)),
         StreamMsg::Err(_) => Incoming::Skipped("error message from the peer"),
@@ -340,7 +345,7 @@ mod tests {
         let bytes = s
             .stream(&Message::PushPull(Box::new(p)), &local(), addr(2))
             .unwrap();
-        let Incoming::PushPull(hc) = decode_stream_message(&bytes).unwrap() else {
+        let Incoming::PushPull(hc) = decode_stream_message(&bytes, addr(2)).unwrap() else {
             panic!("a push-pull")
         };
         // From another address: a request, answered where it came from.
@@ -375,7 +380,14 @@ mod tests {
                 out.push(m);
             }
         }
-        assert_eq!(out, vec![a, b]);
+        assert_eq!(out, vec![a.clone(), b]);
+        // A stream ping is answered on its connection: its reply address is the sender.
+        match decode_stream_message(&a, addr(5)).unwrap() {
+            Incoming::Message(Message::StreamPing { seq, reply_to, .. }) => {
+                assert_eq!((seq, reply_to), (9, addr(5)))
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(dec.buffered(), 0);
         // Garbage is an error, not a wait.
         dec.push(&[0xee, 1, 2]);
