@@ -733,7 +733,66 @@ pub fn check_hashicorp(mode: u8, data: &[u8]) {
                 assert_eq!(hc::decode_tags(&bytes), Ok(tags), "tags round trip");
             }
         }
+        6 | 7 => check_hashicorp_node(mode % 8 == 7, data),
         _ => {}
+    }
+}
+
+/// Hand `data` to a node speaking the HashiCorp profile, as a datagram or a stream message:
+/// refused input changes nothing visible (no transmit, no event); whatever the node sends
+/// then, and after its timers run, is valid in the profile (datagrams fit the MTU and decode,
+/// each stream transmit is exactly one stream message that decodes).
+fn check_hashicorp_node(stream: bool, data: &[u8]) {
+    use crate::wire::hashicorp as hc;
+    let cfg = Config {
+        wire: crate::WireProfile::HashiCorp,
+        ..Config::lan()
+    };
+    let mtu = cfg.mtu;
+    let me = SocketAddr::from(([127, 0, 0, 1], 7946));
+    let from = SocketAddr::from(([127, 0, 0, 1], 7000));
+    let mut node = crate::Node::new(
+        cfg,
+        crate::Identity::new("node-0", me),
+        1,
+        crate::Timestamp::ZERO,
+    )
+    .expect("a valid configuration");
+    while node.poll_transmit().is_some() {}
+    while node.poll_event().is_some() {}
+    let now = crate::Timestamp::ZERO + std::time::Duration::from_millis(1);
+    let handled = if stream {
+        node.handle_stream(now, from, data)
+    } else {
+        node.handle_packet(now, from, data)
+    };
+    if handled.is_err() {
+        assert!(
+            node.poll_transmit().is_none(),
+            "refused input made a transmit"
+        );
+        assert!(node.poll_event().is_none(), "refused input made an event");
+        return;
+    }
+    for step in 1..=3u64 {
+        while let Some(t) = node.poll_transmit() {
+            match t.kind {
+                crate::TransmitKind::Datagram => {
+                    assert!(t.payload.len() <= mtu, "datagram over the MTU");
+                    hc::decode_packet(&t.payload).expect("a sent datagram decodes");
+                }
+                crate::TransmitKind::Reliable => {
+                    assert_eq!(
+                        hc::stream_message_len(&t.payload),
+                        Ok(Some(t.payload.len())),
+                        "a stream transmit is one whole stream message"
+                    );
+                    hc::decode_stream_message(&t.payload, from)
+                        .expect("a sent stream message decodes");
+                }
+            }
+        }
+        node.handle_timeout(crate::Timestamp::ZERO + std::time::Duration::from_secs(step));
     }
 }
 

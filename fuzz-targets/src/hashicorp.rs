@@ -4,10 +4,12 @@
 //! The first byte picks what the rest is (low three bits): 0 a datagram, 1 a stream message,
 //! 2 a Serf message (a memberlist user message's bytes), 3 a member's meta holding tags, 4 a
 //! sealed datagram, 5 a sealed stream message (memberlist's encryption, key bytes 1 to 32, the
-//! key of the captured encrypted traffic), 6 and 7 nothing.
+//! key of the captured encrypted traffic), 6 a datagram and 7 a stream message handed to a
+//! node speaking the profile.
 //! Checked (by `rookery_core::fuzzing::check_hashicorp`): nothing panics; whatever decodes
 //! re-encodes to bytes that decode to the same value, and the re-encoding is stable; the Serf
-//! messages inside datagrams, user messages and push-pull state decode under the same rules.
+//! messages inside datagrams, user messages and push-pull state decode under the same rules;
+//! a node refusing input changes nothing visible, and everything a node sends decodes.
 //! The corpus is the captured traffic of real `serf` agents (`fuzz/corpus/hashicorp/`, made
 //! from `core/src/wire/hashicorp/vectors/` by `tests/interop/vectors-to-corpus.py`).
 
