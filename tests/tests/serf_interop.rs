@@ -176,6 +176,19 @@ impl Drop for Serf {
     }
 }
 
+/// Whether every serf agent and every rookery agent sees every one of `names` alive.
+fn all_alive(serfs: &[&Serf], rk: &[Arc<Agent>], names: &[impl AsRef<str>]) -> bool {
+    serfs.iter().all(|s| {
+        names
+            .iter()
+            .all(|n| s.status_of(n.as_ref()).as_deref() == Some("alive"))
+    }) && rk.iter().all(|a| {
+        names
+            .iter()
+            .all(|n| a.status_of(n.as_ref()) == Some(MemberStatus::Alive))
+    })
+}
+
 /// Start `n` rookery agents with `driver`, the HashiCorp profile and `tags`-free identities.
 fn rookery_agents(prefix: &str, driver: Driver, n: usize) -> Vec<Arc<Agent>> {
     (0..n)
@@ -210,17 +223,7 @@ fn rookery_joins_a_serf_cluster_and_serf_joins_rookery() {
     let s2 = Serf::start("serf-2", &[&format!("-join={}", rk[1].local_addr())]);
     let serfs = [&s0, &s1, &s2];
     let names = ["serf-0", "serf-1", "serf-2", "rk-0", "rk-1"];
-    let (ok, took) = wait_until(LIMIT, || {
-        serfs.iter().all(|s| {
-            names
-                .iter()
-                .all(|n| s.status_of(n).as_deref() == Some("alive"))
-        }) && rk.iter().all(|a| {
-            names
-                .iter()
-                .all(|n| a.status_of(n) == Some(MemberStatus::Alive))
-        })
-    });
+    let (ok, took) = wait_until(LIMIT, || all_alive(&serfs, &rk, &names));
     assert!(
         ok,
         "views did not converge in {took:?}: serf-0 sees {:?}, rk-0 sees {:?}\nserf-0 log:\n{}",
@@ -301,17 +304,8 @@ fn mixed_cluster(
         .map(|s| s.name.clone())
         .chain(rk.iter().map(|a| a.name().to_string()))
         .collect();
-    let (ok, took) = wait_until(LIMIT, || {
-        agents.iter().all(|s| {
-            names
-                .iter()
-                .all(|n| s.status_of(n).as_deref() == Some("alive"))
-        }) && rk.iter().all(|a| {
-            names
-                .iter()
-                .all(|n| a.status_of(n) == Some(MemberStatus::Alive))
-        })
-    });
+    let serf_refs: Vec<&Serf> = agents.iter().collect();
+    let (ok, took) = wait_until(LIMIT, || all_alive(&serf_refs, &rk, &names));
     assert!(
         ok,
         "{prefix}: views did not converge in {took:?}: {} sees {:?}, {} sees {:?}\nlog:\n{}",

@@ -142,7 +142,14 @@ impl FrameDecoder {
             return Ok(Some(body));
         }
         let body = avail[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len].to_vec();
-        self.start += FRAME_HEADER_LEN + len;
+        self.consume(FRAME_HEADER_LEN + len);
+        Ok(Some(body))
+    }
+
+    /// Drop the first `n` bytes not yet returned: an emptied buffer starts over (released
+    /// when it grew past [`KEEP_BETWEEN_FRAMES`]), a long consumed prefix is dropped.
+    fn consume(&mut self, n: usize) {
+        self.start += n;
         if self.start == self.buf.len() {
             if self.buf.capacity() > KEEP_BETWEEN_FRAMES {
                 self.buf = Vec::new();
@@ -154,7 +161,6 @@ impl FrameDecoder {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        Ok(Some(body))
     }
 
     /// The next whole HashiCorp stream message (measured by its structure: it has no length
@@ -176,15 +182,7 @@ impl FrameDecoder {
             return Err(DecodeError::TooLarge { len, max: self.max });
         }
         let body = avail[..len].to_vec();
-        self.start += len;
-        if self.start == self.buf.len() {
-            if self.buf.capacity() > KEEP_BETWEEN_FRAMES {
-                self.buf = Vec::new();
-            } else {
-                self.buf.clear();
-            }
-            self.start = 0;
-        }
+        self.consume(len);
         Ok(Some(body))
     }
 
