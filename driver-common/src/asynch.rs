@@ -62,7 +62,7 @@ use rookery_core::{
 use crate::bind::{advertised_addr, bind_pair, node_seed};
 use crate::delivery::OutFrame;
 use crate::error::{AgentError, StartError, TryRecvError};
-use crate::guard::{pick_idle, InboundTable, Phase, Refusal};
+use crate::guard::{pick_idle, InboundTable, KnownPeers, Phase, Refusal};
 use crate::handle::{channels, finish, CommandReceiver, Link, LoopEnds};
 use crate::options::Options;
 use crate::pump::{AgentStats, Command, DriverCounters, Pump, QueryAnswer, ShutdownMode};
@@ -159,6 +159,8 @@ struct TaskCtx {
     /// The node's wire profile: how streams are split, and whether answers go back on the
     /// connection that asked (HashiCorp) or to the asker's listener (native).
     profile: WireProfile,
+    /// The members' IP addresses (kept by the pump): the admission rule favours them.
+    known: Arc<KnownPeers>,
 }
 
 /// Start an agent on runtime `R`: bind one UDP socket and one TCP listener on the identity's
@@ -211,6 +213,7 @@ pub async fn start<R: Runtime>(
         send_queue: options.send_queue.max(1),
         writer_queue: options.send_queue.max(1) + options.max_messages_in_flight.max(1),
         profile,
+        known: pump.known_peers(),
     };
     spawn_task::<R>(&ctx, accept_loop::<R>(listener, ctx.clone()));
     R::spawn(pump_loop::<R>(
@@ -763,7 +766,8 @@ async fn accept_loop<R: Runtime>(listener: R::Listener, ctx: TaskCtx) {
                     let inb = &mut *guard;
                     let id = inb.next_id;
                     inb.next_id += 1;
-                    match inb.table.admit(id, peer.ip(), Instant::now()) {
+                    let member = ctx.known.contains(peer.ip());
+                    match inb.table.admit(id, peer.ip(), member, Instant::now()) {
                         Ok(evicted) => {
                             for _ in inb.kick(evicted) {
                                 DriverCounters::bump(&ctx.counters.evicted_idle_inbound);

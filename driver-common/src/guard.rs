@@ -12,6 +12,13 @@
 //! between frames; an attacker's idle connections are therefore evicted like theirs, and its
 //! dribbling ones are limited per source address and by the frame deadline.
 //!
+//! Members come first ([`KnownPeers`]): a connection from the IP address of a member the node
+//! knows is evicted only after every evictable stranger's, and when every slot is busy it takes
+//! the slot of a stranger's connection that has not sent a byte yet (TCP's handshake proves the
+//! source address, so a stranger cannot pass for a member without being on its host). Without
+//! this, a burst of fresh connections from strangers filled the table for [`FRESH_GRACE`] and
+//! refused the members' probes over TCP in the moments a datagram flood made them needed.
+//!
 //! The table also keeps the inbound byte budget ([`crate::Options::max_inbound_buffered`]):
 //! every byte of memory the receive buffers hold, plus frames received and not yet handled by
 //! the node, is charged against it before it is allocated ([`InboundTable::charge`]). When a
@@ -28,7 +35,10 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use rookery_core::{Event, EventClass, MemberEventKind, Name};
 
 /// How long a newly accepted connection that has not sent a byte is protected from eviction (a
 /// member writes its frame right after connecting; the reader may not have run yet).
@@ -119,6 +129,8 @@ pub enum Phase {
 #[derive(Debug)]
 struct Entry {
     ip: IpAddr,
+    /// The IP was a known member's when the connection was admitted.
+    member: bool,
     phase: Phase,
     /// When the phase began (accept, end of the last frame, first byte of this frame).
     since: Instant,
@@ -252,9 +264,19 @@ impl<K: Copy + Eq + Hash> InboundTable<K> {
         self.conns.is_empty()
     }
 
-    /// Admit connection `key` from `ip`: the connections to close to make room for it (the
-    /// caller closes them; they are already out of the table), or why it is refused.
-    pub fn admit(&mut self, key: K, ip: IpAddr, now: Instant) -> Result<Vec<K>, Refusal> {
+    /// Admit connection `key` from `ip` (`member`: the IP is a known member's, see
+    /// [`KnownPeers`]): the connections to close to make room for it (the caller closes them;
+    /// they are already out of the table), or why it is refused. At the total cap the evictable
+    /// connection idle longest among strangers' goes first, then among members'; when none is
+    /// evictable, a member's newcomer takes the slot of the stranger's fresh connection accepted
+    /// first.
+    pub fn admit(
+        &mut self,
+        key: K,
+        ip: IpAddr,
+        member: bool,
+        now: Instant,
+    ) -> Result<Vec<K>, Refusal> {
         let mut evict = Vec::new();
         if self.per_source.get(&ip).copied().unwrap_or(0) >= self.max_per_source {
             match pick_idle(
@@ -271,12 +293,23 @@ impl<K: Copy + Eq + Hash> InboundTable<K> {
             }
         }
         if self.conns.len() >= self.max_total {
-            match pick_idle(
-                self.conns
-                    .iter()
-                    .filter(|(_, e)| e.evictable(now))
-                    .map(|(k, e)| (*k, e.since)),
-            ) {
+            let idle = |members: bool| {
+                pick_idle(
+                    self.conns
+                        .iter()
+                        .filter(|(_, e)| e.member == members && e.evictable(now))
+                        .map(|(k, e)| (*k, e.since)),
+                )
+            };
+            let fresh_stranger = || {
+                pick_idle(
+                    self.conns
+                        .iter()
+                        .filter(|(_, e)| member && !e.member && e.phase == Phase::Fresh)
+                        .map(|(k, e)| (*k, e.since)),
+                )
+            };
+            match idle(false).or_else(|| idle(true)).or_else(fresh_stranger) {
                 Some(k) => {
                     self.remove(k);
                     evict.push(k);
@@ -288,6 +321,7 @@ impl<K: Copy + Eq + Hash> InboundTable<K> {
             key,
             Entry {
                 ip,
+                member,
                 phase: Phase::Fresh,
                 since: now,
                 held: 0,
@@ -320,6 +354,65 @@ impl<K: Copy + Eq + Hash> InboundTable<K> {
                 }
             }
         }
+    }
+}
+
+/// The IP addresses of the members an agent knows (in any state, until reaped), kept by the
+/// pump from the node's membership events ([`KnownPeers::note`]) and read by the admission
+/// rule ([`InboundTable::admit`]). Shared between the pump and the accept loop.
+#[derive(Debug, Default)]
+pub struct KnownPeers(Mutex<PeerIps>);
+
+#[derive(Debug, Default)]
+struct PeerIps {
+    /// Each member's IP address as last heard.
+    by_name: HashMap<Name, IpAddr>,
+    /// How many members have each IP address.
+    count: HashMap<IpAddr, usize>,
+}
+
+impl PeerIps {
+    fn forget(&mut self, name: &Name) {
+        if let Some(ip) = self.by_name.remove(name) {
+            if let Some(n) = self.count.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.count.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+impl KnownPeers {
+    /// Take in one event of the node: a membership event records each member's address (a
+    /// moved member's new one replaces its old), a reap forgets the member.
+    pub fn note(&self, event: &Event) {
+        let EventClass::Membership(members) = event.class() else {
+            return;
+        };
+        let reaped = matches!(
+            event,
+            Event::MemberReaped(_)
+                | Event::MemberBatch {
+                    kind: MemberEventKind::Reaped,
+                    ..
+                }
+        );
+        let mut ips = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for m in members {
+            ips.forget(&m.name);
+            if !reaped {
+                ips.by_name.insert(m.name.clone(), m.addr.ip());
+                *ips.count.entry(m.addr.ip()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Whether some known member has this IP address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ips = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        ips.count.contains_key(&ip)
     }
 }
 
@@ -365,49 +458,103 @@ mod tests {
     fn idle_longest_is_evicted_busy_ones_never() {
         let t0 = Instant::now();
         let mut t = InboundTable::new(3, 3);
-        assert_eq!(t.admit(1, ip(1), t0), Ok(vec![]));
-        assert_eq!(t.admit(2, ip(1), t0), Ok(vec![]));
-        assert_eq!(t.admit(3, ip(2), t0), Ok(vec![]));
+        assert_eq!(t.admit(1, ip(1), false, t0), Ok(vec![]));
+        assert_eq!(t.admit(2, ip(1), false, t0), Ok(vec![]));
+        assert_eq!(t.admit(3, ip(2), false, t0), Ok(vec![]));
         // Every slot fresh (within the grace): refused.
-        assert_eq!(t.admit(4, ip(3), t0), Err(Refusal::InboundTotal));
+        assert_eq!(t.admit(4, ip(3), false, t0), Err(Refusal::InboundTotal));
         t.set_phase(1, Phase::InFrame, t0);
         t.set_phase(3, Phase::Idle, t0 + Duration::from_millis(5));
         t.set_phase(2, Phase::Idle, t0 + Duration::from_millis(9));
         // 3 has been idle longest.
         assert_eq!(
-            t.admit(4, ip(3), t0 + Duration::from_millis(10)),
+            t.admit(4, ip(3), false, t0 + Duration::from_millis(10)),
             Ok(vec![3])
         );
         assert_eq!(
-            t.admit(5, ip(3), t0 + Duration::from_millis(11)),
+            t.admit(5, ip(3), false, t0 + Duration::from_millis(11)),
             Ok(vec![2])
         );
         // 1 is in a frame, 4 and 5 fresh: refused until the grace passes.
         assert_eq!(
-            t.admit(6, ip(4), t0 + Duration::from_millis(12)),
+            t.admit(6, ip(4), false, t0 + Duration::from_millis(12)),
             Err(Refusal::InboundTotal)
         );
         let later = t0 + FRESH_GRACE + Duration::from_millis(10);
-        assert_eq!(t.admit(6, ip(4), later), Ok(vec![4]));
+        assert_eq!(t.admit(6, ip(4), false, later), Ok(vec![4]));
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn members_come_before_strangers() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut t = InboundTable::new(3, 3);
+        // A member's connection, idle since 1 ms; a stranger's, idle since 5 ms.
+        t.admit(1, ip(1), true, t0).unwrap();
+        t.admit(2, ip(2), false, t0).unwrap();
+        t.set_phase(1, Phase::Idle, ms(1));
+        t.set_phase(2, Phase::Idle, ms(5));
+        t.admit(3, ip(3), false, ms(6)).unwrap();
+        // The stranger's goes first although the member's has been idle longer.
+        assert_eq!(t.admit(4, ip(3), false, ms(7)), Ok(vec![2]));
+        // Only the member's is evictable now: it goes for a stranger too (it only costs the
+        // member a reconnect).
+        assert_eq!(t.admit(5, ip(4), false, ms(8)), Ok(vec![1]));
+        // 3, 4, 5: strangers' fresh connections. Another stranger is refused...
+        assert_eq!(t.admit(6, ip(5), false, ms(9)), Err(Refusal::InboundTotal));
+        // ...a member takes the slot of the one accepted first.
+        assert_eq!(t.admit(6, ip(1), true, ms(9)), Ok(vec![3]));
+        // A stranger's frame in progress is never cut, nor a member's fresh connection.
+        t.set_phase(4, Phase::InFrame, ms(10));
+        t.set_phase(5, Phase::InFrame, ms(10));
+        assert_eq!(t.admit(7, ip(1), true, ms(11)), Err(Refusal::InboundTotal));
+    }
+
+    #[test]
+    fn known_peers_follow_membership_events() {
+        use rookery_core::{Member, MemberStatus, Tags};
+        let member = |name: &str, last: u8| Member {
+            name: name.into(),
+            addr: std::net::SocketAddr::new(ip(last), 7946),
+            status: MemberStatus::Alive,
+            incarnation: 1,
+            tags: std::sync::Arc::new(Tags::default()),
+        };
+        let k = KnownPeers::default();
+        assert!(!k.contains(ip(1)));
+        k.note(&Event::MemberJoined(member("a", 1)));
+        k.note(&Event::MemberJoined(member("b", 1)));
+        k.note(&Event::MemberFailed(member("c", 2)));
+        assert!(k.contains(ip(1)) && k.contains(ip(2)));
+        // a moves to .3: .1 is still b's.
+        k.note(&Event::MemberUpdated(member("a", 3)));
+        assert!(k.contains(ip(1)) && k.contains(ip(3)));
+        k.note(&Event::MemberReaped(member("b", 1)));
+        assert!(!k.contains(ip(1)));
+        k.note(&Event::MemberBatch {
+            kind: MemberEventKind::Reaped,
+            members: vec![member("a", 3), member("c", 2)],
+        });
+        assert!(!k.contains(ip(2)) && !k.contains(ip(3)));
     }
 
     #[test]
     fn per_source_cap_evicts_within_the_source_only() {
         let t0 = Instant::now();
         let mut t = InboundTable::new(10, 2);
-        t.admit(1, ip(9), t0).unwrap();
-        t.admit(2, ip(8), t0).unwrap();
-        t.admit(3, ip(9), t0).unwrap();
+        t.admit(1, ip(9), false, t0).unwrap();
+        t.admit(2, ip(8), false, t0).unwrap();
+        t.admit(3, ip(9), false, t0).unwrap();
         t.set_phase(2, Phase::Idle, t0);
         t.set_phase(1, Phase::InFrame, t0);
         t.set_phase(3, Phase::InFrame, t0);
-        assert_eq!(t.admit(4, ip(9), t0), Err(Refusal::InboundPerSource));
+        assert_eq!(t.admit(4, ip(9), false, t0), Err(Refusal::InboundPerSource));
         t.set_phase(3, Phase::Idle, t0);
-        assert_eq!(t.admit(4, ip(9), t0), Ok(vec![3]));
+        assert_eq!(t.admit(4, ip(9), false, t0), Ok(vec![3]));
         t.remove(4);
         t.remove(4);
-        assert_eq!(t.admit(5, ip(9), t0), Ok(vec![]));
+        assert_eq!(t.admit(5, ip(9), false, t0), Ok(vec![]));
     }
 
     #[test]
@@ -416,7 +563,7 @@ mod tests {
         let ms = |n| t0 + Duration::from_millis(n);
         let mut t = InboundTable::new(10, 10).with_budget(100);
         for k in 1..=4 {
-            t.admit(k, ip(1), t0).unwrap();
+            t.admit(k, ip(1), false, t0).unwrap();
         }
         // 1, 2, 3 hold partial frames; 2 stalled first, then 1; 3 is still streaming.
         for (k, at) in [(2, 1), (1, 2), (3, 3)] {
@@ -441,7 +588,7 @@ mod tests {
         assert!(t.settle(3, 10, 70));
         t.set_phase(3, Phase::Idle, ms(72));
         assert_eq!(t.buffered(), 80);
-        t.admit(5, ip(2), ms(73)).unwrap();
+        t.admit(5, ip(2), false, ms(73)).unwrap();
         t.set_phase(5, Phase::InFrame, ms(73));
         assert_eq!(t.charge(5, 30, ms(73)), Err(Refusal::InboundBudget));
         t.release(70);

@@ -23,7 +23,7 @@ use rookery_core::{
 
 use crate::delivery::{BroadcastReceipts, Flights, Receipt, Room};
 use crate::error::AgentError;
-use crate::guard::{Refusal, RefusalLog};
+use crate::guard::{KnownPeers, Refusal, RefusalLog};
 use crate::watch::MembersFeed;
 
 /// A one-shot answer to a [`Command`], delivered by the pump on the event loop. The handles
@@ -525,6 +525,8 @@ pub struct Pump {
     refusals: RefusalWarnings,
     /// Direct messages between their send and their outcome.
     flights: Flights,
+    /// The members' IP addresses, for the inbound admission rule ([`Pump::known_peers`]).
+    known: Arc<KnownPeers>,
     /// The final event went out and the stream ended ([`Pump::end_stream`]).
     stream_ended: bool,
 }
@@ -605,6 +607,7 @@ impl Pump {
             keyring_file: None,
             keyring_saved: 0,
             refusals: RefusalWarnings::default(),
+            known: Arc::default(),
             flights: Flights::default(),
             stream_ended: false,
         })
@@ -993,6 +996,13 @@ impl Pump {
         }
     }
 
+    /// The IP addresses of the members this node knows, kept up to date from its events: the
+    /// driver's accept path passes [`KnownPeers::contains`] to
+    /// [`crate::guard::InboundTable::admit`] so that members come before strangers.
+    pub fn known_peers(&self) -> Arc<KnownPeers> {
+        self.known.clone()
+    }
+
     /// Hand every core event to the sink, then answer the callers it completes (in that
     /// order, so a caller that returns from `join`/`leave` finds the event already queued).
     fn process_events(&mut self) {
@@ -1007,6 +1017,7 @@ impl Pump {
             };
             members_changed |= matches!(event.class(), EventClass::Membership(_))
                 || matches!(event, Event::LeaveCompleted);
+            self.known.note(&event);
             let done = match &event {
                 Event::JoinCompleted {
                     answered,

@@ -434,7 +434,8 @@ impl EventLoop {
                 Ok((mut stream, peer)) => {
                     DriverCounters::bump(&self.counters.connections_accepted);
                     let t = self.token();
-                    match self.inbound.admit(t, peer.ip(), Instant::now()) {
+                    let member = self.pump.known_peers().contains(peer.ip());
+                    match self.inbound.admit(t, peer.ip(), member, Instant::now()) {
                         Ok(evicted) => {
                             for e in evicted {
                                 DriverCounters::bump(&self.counters.evicted_idle_inbound);
