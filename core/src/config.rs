@@ -171,6 +171,32 @@ pub enum WireProfile {
     /// push-pull alone), no accuser in push-pull, no direct messages
     /// ([`crate::ApiError::NotInProfile`]), no cluster label (memberlist 0.2.2 has none).
     HashiCorp,
+    /// memberlist 0.2.2's wire protocol alone, without Serf's layer: to run in a cluster of Go
+    /// programs that embed memberlist (not `serf` agents). The bytes are
+    /// [`WireProfile::HashiCorp`]'s, with memberlist's default delegate versions (0) in the
+    /// alive message instead of Serf's (2–5, which a plain memberlist cluster refuses), no
+    /// Serf messages in user messages and no Serf state in push-pull. Membership — joins,
+    /// probes, suspicion, failure, graceful leave (a dead message from the leaver itself) —
+    /// works as in memberlist; Serf's features are refused with
+    /// [`crate::ApiError::NotInProfile`] (user events, queries, direct messages, key
+    /// operations), and a received user message (the Go program's own) is counted in
+    /// [`crate::Stats::profile_skipped`] and skipped. Tags travel in the meta as Serf encodes
+    /// them.
+    Memberlist,
+}
+
+impl WireProfile {
+    /// Whether this profile puts memberlist's bytes on the wire ([`WireProfile::HashiCorp`]
+    /// or [`WireProfile::Memberlist`]).
+    pub fn is_hashicorp(self) -> bool {
+        matches!(self, WireProfile::HashiCorp | WireProfile::Memberlist)
+    }
+
+    /// Whether Serf's layer rides on this profile's wire (every profile but
+    /// [`WireProfile::Memberlist`]).
+    pub fn has_serf(self) -> bool {
+        self != WireProfile::Memberlist
+    }
 }
 
 impl Config {
@@ -354,11 +380,11 @@ impl Config {
             if label.is_empty() || label.len() > 255 {
                 return Err(ConfigError::BadLabel);
             }
-            if self.wire == WireProfile::HashiCorp {
+            if self.wire.is_hashicorp() {
                 return Err(ConfigError::NotInProfile { field: "label" });
             }
         }
-        if self.keyring.is_some() && self.wire == WireProfile::HashiCorp {
+        if self.keyring.is_some() && self.wire.is_hashicorp() {
             // memberlist's encryption format is decoded (`wire::hashicorp::crypt`) but not
             // wired to the keyring yet: refused rather than sent in the native sealing.
             return Err(ConfigError::NotInProfile { field: "keyring" });

@@ -70,7 +70,10 @@ impl Effects {
             header: wire::header(cfg.label.as_deref()),
             sec: None,
             refusals: None,
-            hc: (cfg.wire == crate::WireProfile::HashiCorp).then(Box::default),
+            hc: cfg
+                .wire
+                .is_hashicorp()
+                .then(|| Box::new(wire::hashicorp::Session::new(cfg.wire.has_serf()))),
         }
     }
 }

@@ -689,7 +689,8 @@ pub fn check_hashicorp(mode: u8, data: &[u8]) {
                             check_serf(&p.user_state);
                         }
                         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-                        let _ = hc::push_pull_from_hashicorp(p, 0, false, Name::new("x"), addr);
+                        let _ =
+                            hc::push_pull_from_hashicorp(p, 0, false, Name::new("x"), addr, true);
                     }
                     _ => {}
                 }
@@ -733,19 +734,27 @@ pub fn check_hashicorp(mode: u8, data: &[u8]) {
                 assert_eq!(hc::decode_tags(&bytes), Ok(tags), "tags round trip");
             }
         }
-        6 | 7 => check_hashicorp_node(mode % 8 == 7, data),
+        6 | 7 => {
+            for profile in [
+                crate::WireProfile::HashiCorp,
+                crate::WireProfile::Memberlist,
+            ] {
+                check_hashicorp_node(profile, mode % 8 == 7, data);
+            }
+        }
         _ => {}
     }
 }
 
-/// Hand `data` to a node speaking the HashiCorp profile, as a datagram or a stream message:
-/// refused input changes nothing visible (no transmit, no event); whatever the node sends
-/// then, and after its timers run, is valid in the profile (datagrams fit the MTU and decode,
-/// each stream transmit is exactly one stream message that decodes).
-fn check_hashicorp_node(stream: bool, data: &[u8]) {
+/// Hand `data` to a node speaking `profile` (one of the HashiCorp profiles, with or without
+/// Serf's layer), as a datagram or a stream message: refused input changes nothing visible
+/// (no transmit, no event); whatever the node sends then, and after its timers run, is valid
+/// in the profile (datagrams fit the MTU and decode, each stream transmit is exactly one
+/// stream message that decodes; without Serf's layer no user message is sent).
+fn check_hashicorp_node(profile: crate::WireProfile, stream: bool, data: &[u8]) {
     use crate::wire::hashicorp as hc;
     let cfg = Config {
-        wire: crate::WireProfile::HashiCorp,
+        wire: profile,
         ..Config::lan()
     };
     let mtu = cfg.mtu;
@@ -779,7 +788,15 @@ fn check_hashicorp_node(stream: bool, data: &[u8]) {
             match t.kind {
                 crate::TransmitKind::Datagram => {
                     assert!(t.payload.len() <= mtu, "datagram over the MTU");
-                    hc::decode_packet(&t.payload).expect("a sent datagram decodes");
+                    let p = hc::decode_packet(&t.payload).expect("a sent datagram decodes");
+                    assert!(
+                        profile.has_serf()
+                            || !p
+                                .messages()
+                                .iter()
+                                .any(|m| matches!(m, hc::PacketMsg::User(_))),
+                        "a user message sent without Serf's layer"
+                    );
                 }
                 crate::TransmitKind::Reliable => {
                     assert_eq!(
@@ -787,8 +804,14 @@ fn check_hashicorp_node(stream: bool, data: &[u8]) {
                         Ok(Some(t.payload.len())),
                         "a stream transmit is one whole stream message"
                     );
-                    hc::decode_stream_message(&t.payload, from)
+                    let m = hc::decode_stream_message(&t.payload, from, true)
                         .expect("a sent stream message decodes");
+                    if let hc::Incoming::PushPull(p) = m {
+                        assert!(
+                            profile.has_serf() || p.user_state.is_empty(),
+                            "Serf state in a push-pull without Serf's layer"
+                        );
+                    }
                 }
             }
         }

@@ -190,8 +190,8 @@ impl Input {
         kind: TransmitKind,
         payload: Bytes,
     ) -> Input {
-        match (profile, kind) {
-            (crate::WireProfile::HashiCorp, TransmitKind::Reliable) => Input::Stream {
+        match kind {
+            TransmitKind::Reliable if profile.is_hashicorp() => Input::Stream {
                 from,
                 body: payload,
             },

@@ -64,7 +64,7 @@
 //! | `members/` | the member table (probe order, name index, prefetching lookups) |
 //! | `membership.rs` | the router's membership state machine: alive/suspect/dead under incarnation rules, refutation, push-pull merges |
 //! | `keyring/` | the AES-GCM keyring, the sealed envelope, the nonce source, rolling adoption, refusal log, and cluster-wide key operations |
-//! | `wire/` | message types, the postcard codec with its fast paths, the push-pull writer, stream framing; `wire/hashicorp/`, memberlist's and Serf's wire formats (msgpack, compound, CRC, compression, their encryption), checked against captured traffic of the real peers and not yet selectable as a profile |
+//! | `wire/` | message types, the postcard codec with its fast paths, the push-pull writer, stream framing; `wire/hashicorp/`, memberlist's and Serf's wire formats (msgpack, compound, CRC, compression, their encryption), checked against captured traffic of the real peers; `Config::wire` selects it (`WireProfile::HashiCorp` with Serf's layer, `WireProfile::Memberlist` without) |
 //! | `event_queue.rs` | the one event-overflow policy ([`EventQueue`]), used by the node and by every driver's event stream |
 //! | `admission.rs` | how many new members one datagram or one sending host may introduce |
 //! | `plausible.rs` | what a message may claim: incarnations as serial numbers, how far an accusation or a Lamport time may run ahead |

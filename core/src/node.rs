@@ -356,10 +356,10 @@ impl Node {
         self.fx.stats.packets_in += 1;
         self.fx.stats.bytes_in += data.len() as u64;
         self.within(from, data.len(), wire::MAX_DATAGRAM)?;
-        if self.fx.hc.is_some() {
+        if let Some(serf) = self.fx.hc.as_deref().map(|hc| hc.serf) {
             self.admission.begin_input();
-            let items =
-                wire::hashicorp::decode_datagram(data).map_err(|e| self.hc_rejected(from, e))?;
+            let items = wire::hashicorp::decode_datagram(data, serf)
+                .map_err(|e| self.hc_rejected(from, e))?;
             for item in items {
                 self.handle_hc(from, item);
             }
@@ -428,9 +428,9 @@ impl Node {
         self.fx.stats.streams_in += 1;
         self.fx.stats.stream_bytes_in += frame.len() as u64;
         self.within(from, frame.len(), self.cfg.max_stream_message)?;
-        if self.fx.hc.is_some() {
+        if let Some(serf) = self.fx.hc.as_deref().map(|hc| hc.serf) {
             self.admission.begin_input();
-            let item = wire::hashicorp::decode_stream_message(frame, from)
+            let item = wire::hashicorp::decode_stream_message(frame, from, serf)
                 .map_err(|e| self.hc_rejected(from, e))?;
             self.handle_hc(from, item);
             return Ok(());
@@ -1092,6 +1092,9 @@ impl Node {
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
+        if !self.cfg.wire.has_serf() {
+            return Err(ApiError::NotInProfile);
+        }
         self.serf
             .user_event(name, payload.into(), coalesce, &mut cx!(self))
     }
@@ -1117,6 +1120,9 @@ impl Node {
         }
         if name.starts_with("_rookery/") {
             return Err(ApiError::ReservedName);
+        }
+        if !self.cfg.wire.has_serf() {
+            return Err(ApiError::NotInProfile);
         }
         self.serf
             .query(name, payload.into(), params, &mut cx!(self))

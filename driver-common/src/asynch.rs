@@ -411,7 +411,7 @@ fn route_reliable<R: Runtime>(
     mut frame: OutFrame,
     queued: Instant,
 ) {
-    if ctx.profile == WireProfile::HashiCorp {
+    if ctx.profile.is_hashicorp() {
         // An answer to a peer that asked on a connection still open goes back on it.
         let reply = {
             let inb = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
@@ -618,7 +618,7 @@ async fn writer_body<R: Runtime>(
         match step {
             Step::Frame(Some(f)) => {
                 deliver::<R>(to, &f, &mut conn, &mut used, ctx, &mut net).await;
-                if ctx.profile == WireProfile::HashiCorp {
+                if ctx.profile.is_hashicorp() {
                     // memberlist handles one message per connection and answers on it.
                     answers::<R>(to, &mut conn, ctx, &mut net).await;
                     used = false;
@@ -902,7 +902,7 @@ async fn reader<R: Runtime>(
     let guard = InboundGuard(ctx.inbound.clone(), id);
     let mut dec = FrameDecoder::for_profile(ctx.max_stream, ctx.profile);
     // HashiCorp profile: answers to this connection's peer come here to be written on it.
-    let mut replies = (ctx.profile == WireProfile::HashiCorp).then(|| {
+    let mut replies = ctx.profile.is_hashicorp().then(|| {
         let (tx, rx) = mpsc::channel(REPLY_QUEUE);
         let mut inb = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
         inb.replies.insert(peer, tx);

@@ -148,7 +148,7 @@ struct Args {
     #[arg(long)]
     encrypt: bool,
     /// The wire profile every node speaks (the config is reported as `<preset>+hashicorp`
-    /// for the HashiCorp profile).
+    /// or `<preset>+memberlist` for the HashiCorp profiles).
     #[arg(long, value_enum, default_value_t = Wire::Native)]
     wire: Wire,
 }
@@ -160,6 +160,8 @@ enum Wire {
     Native,
     /// memberlist's and Serf's protocols as Go writes them.
     Hashicorp,
+    /// memberlist's protocol alone, without Serf's layer (user events and queries refused).
+    Memberlist,
 }
 
 fn replay(
@@ -256,6 +258,13 @@ fn main() {
                 ..config
             },
             format!("{config_name}+hashicorp"),
+        ),
+        Wire::Memberlist => (
+            Config {
+                wire: rookery_core::WireProfile::Memberlist,
+                ..config
+            },
+            format!("{config_name}+memberlist"),
         ),
     };
     if args.nodes < 2 {

@@ -259,6 +259,17 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> (bool, Dur
     }
 }
 
+/// A loopback port free for both UDP and TCP right now (for peers started as processes).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().expect("address")
 }

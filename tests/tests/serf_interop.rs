@@ -6,14 +6,14 @@
 //! it each test prints why and passes, unless `ROOKERY_REQUIRE_SERF=1` (set by CI) makes a
 //! missing `serf` a failure.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rookery_core::{Config, MemberStatus, WireProfile};
-use rookery_tests::scenarios::{wait_until, Agent, Driver, TOKIO};
+use rookery_tests::scenarios::{free_port, wait_until, Agent, Driver, TOKIO};
 
 /// How long a mixed cluster may take to notice a change (a member whose alive gossip a serf
 /// agent missed is repaired by the next push-pull, 15 s apart in the local profile).
@@ -35,17 +35,6 @@ fn serf_present() -> bool {
         eprintln!("skipped: `serf` is not installed (apt-get install serf)");
     }
     ok
-}
-
-/// A loopback port free for both UDP and TCP right now.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// rookery's side of a mixed cluster: the local profile's timing (as the serf agents here

@@ -118,7 +118,7 @@ impl FrameDecoder {
     /// The next complete frame body, `Ok(None)` when more bytes are needed, or an error when
     /// the declared length exceeds the limit (the connection should then be closed).
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
-        if self.profile == WireProfile::HashiCorp {
+        if self.profile.is_hashicorp() {
             return self.next_hashicorp();
         }
         let avail = &self.buf[self.start..];

@@ -68,6 +68,8 @@ pub(crate) struct Local {
     pub addr: SocketAddr,
     /// The protocol versions we advertise.
     pub versions: Versions,
+    /// Whether Serf's layer rides on the wire (its messages, its push-pull state).
+    pub serf: bool,
 }
 
 /// One of our messages on a HashiCorp wire.
@@ -107,7 +109,19 @@ pub(crate) fn socket_addr(ip: Option<&[u8]>, port: u16) -> Result<SocketAddr, Hc
     Ok(SocketAddr::new(ip, port))
 }
 
-fn tags_to_meta(tags: &Tags) -> Vec<u8> {
+/// Tags as a member's meta: Serf's encoding (magic byte, msgpack map). Without Serf's layer
+/// (`serf` false) the meta reads back to the bytes a Go program put there: no tags are an
+/// empty meta, and a lone `role` tag (how a meta without Serf's magic byte is read) its bytes.
+fn tags_to_meta(tags: &Tags, serf: bool) -> Vec<u8> {
+    if !serf {
+        if tags.is_empty() {
+            return Vec::new();
+        }
+        // (A string never starts with the magic byte 255, which is not UTF-8.)
+        if let (1, Some(role)) = (tags.len(), tags.get("role")) {
+            return role.as_bytes().to_vec();
+        }
+    }
     let list: Vec<(String, String)> = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     encode_tags(&list)
 }
@@ -186,8 +200,9 @@ fn status_to_state(s: WireStatus) -> NodeState {
     }
 }
 
-/// Our push-pull as memberlist's stream push-pull carrying Serf's push-pull.
-pub(crate) fn push_pull_to_hashicorp(p: &PushPull, versions: Versions) -> HcPushPull {
+/// Our push-pull as memberlist's stream push-pull carrying Serf's push-pull (none without
+/// Serf's layer, `serf` false).
+pub(crate) fn push_pull_to_hashicorp(p: &PushPull, versions: Versions, serf: bool) -> HcPushPull {
     let states = p
         .states
         .iter()
@@ -195,12 +210,19 @@ pub(crate) fn push_pull_to_hashicorp(p: &PushPull, versions: Versions) -> HcPush
             name: s.name.to_string(),
             addr: Some(ip_bytes(s.addr.ip())),
             port: s.addr.port(),
-            meta: Some(tags_to_meta(&s.tags)),
+            meta: Some(tags_to_meta(&s.tags, serf)),
             incarnation: s.incarnation,
             state: status_to_state(s.status),
             vsn: Some(versions.to_bytes()),
         })
         .collect();
+    if !serf {
+        return HcPushPull {
+            join: p.join,
+            states,
+            user_state: Vec::new(),
+        };
+    }
     let left: Vec<String> = p
         .states
         .iter()
@@ -249,8 +271,10 @@ pub(crate) fn push_pull_from_hashicorp(
     request: bool,
     sender: Name,
     reply_to: SocketAddr,
+    with_serf: bool,
 ) -> Result<PushPull, HcError> {
-    let serf = if p.user_state.is_empty() {
+    // Without Serf's layer the user state is the peer program's own: not ours to read.
+    let serf = if p.user_state.is_empty() || !with_serf {
         None
     } else {
         match SerfMsg::decode(&p.user_state)? {
@@ -316,8 +340,25 @@ pub(crate) fn push_pull_from_hashicorp(
 }
 
 /// One of our messages as the HashiCorp messages that say it (usually one; an alive message
-/// with a join time is two).
+/// with a join time is two). Without Serf's layer (`local.serf` false) Serf's messages are
+/// left out, and a message that is nothing but Serf's is refused.
 pub(crate) fn to_hashicorp(msg: &Message, local: &Local) -> Result<Vec<Outgoing>, HcError> {
+    let out = to_hashicorp_all(msg, local)?;
+    if local.serf {
+        return Ok(out);
+    }
+    let out: Vec<Outgoing> = out
+        .into_iter()
+        .filter(|o| !matches!(o, Outgoing::Packet(PacketMsg::User(_))))
+        .collect();
+    if out.is_empty() {
+        return Err(HcError::Unmappable("a Serf message with no Serf layer"));
+    }
+    Ok(out)
+}
+
+/// [`to_hashicorp`] with Serf's layer.
+fn to_hashicorp_all(msg: &Message, local: &Local) -> Result<Vec<Outgoing>, HcError> {
     let source_addr = ip_bytes(local.addr.ip());
     Ok(match msg {
         Message::Ping { seq, target, .. } => vec![Outgoing::Packet(PacketMsg::Ping(Ping {
@@ -357,7 +398,7 @@ pub(crate) fn to_hashicorp(msg: &Message, local: &Local) -> Result<Vec<Outgoing>
                 node: a.name.to_string(),
                 addr: Some(ip_bytes(a.addr.ip())),
                 port: a.addr.port(),
-                meta: Some(tags_to_meta(&a.tags)),
+                meta: Some(tags_to_meta(&a.tags, local.serf)),
                 vsn: Some(local.versions.to_bytes()),
             }))];
             if a.ltime != 0 {
@@ -381,7 +422,7 @@ pub(crate) fn to_hashicorp(msg: &Message, local: &Local) -> Result<Vec<Outgoing>
             })]
         }
         Message::PushPull(p) => vec![Outgoing::Stream(StreamMsg::PushPull(
-            push_pull_to_hashicorp(p, local.versions),
+            push_pull_to_hashicorp(p, local.versions, local.serf),
         ))],
         Message::LeaveIntent(i) => vec![user(SerfMsg::Leave(Leave {
             ltime: i.ltime,

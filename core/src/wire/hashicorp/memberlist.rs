@@ -101,6 +101,19 @@ impl Versions {
         dcur: 5,
     };
 
+    /// What a Go program on memberlist 0.2.2 with its default configuration advertises:
+    /// memberlist protocol 1..5 speaking 2, delegate protocol 0 (memberlist refuses a member
+    /// whose delegate range does not overlap every other member's, so a plain memberlist
+    /// cluster refuses Serf's 2..5).
+    pub(crate) const MEMBERLIST_0_2_2: Versions = Versions {
+        pmin: 1,
+        pmax: 5,
+        pcur: 2,
+        dmin: 0,
+        dmax: 0,
+        dcur: 0,
+    };
+
     /// The six bytes in wire order.
     pub(crate) fn to_bytes(self) -> Vec<u8> {
         vec![

@@ -39,6 +39,15 @@
 //! (`tests/tests/serf_interop.rs`): joins both ways, tags, failure, leave and force-leave both
 //! ways, user events and queries both ways.
 //!
+//! **Without Serf** ([`crate::WireProfile::Memberlist`], for Go programs that embed memberlist
+//! alone): the same bytes with memberlist's default versions `[1, 5, 2, 0, 0, 0]`
+//! ([`Versions::MEMBERLIST_0_2_2`]; memberlist refuses a member whose delegate range does not
+//! overlap everyone's, so Serf's 2–5 cannot join such a cluster), no Serf message sent or read
+//! (a user message is the Go program's own: skipped and counted), no Serf state in push-pull,
+//! and a meta that round-trips what a Go program wrote (no tags: empty; a lone `role` tag: its
+//! bytes). Proven live against Go memberlist 0.2.2 (`tests/tests/memberlist_interop.rs`):
+//! joins and push-pull both ways, probes acked both ways, failure and graceful leave both ways.
+//!
 //! **What a mixed cluster does without ours.** No view digests ride on pings and acks, so
 //! views are repaired by the periodic push-pull alone (as in memberlist); push-pull carries
 //! no accuser (a relayed suspicion counts as no confirmation); direct messages do not exist

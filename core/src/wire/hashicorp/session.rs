@@ -58,26 +58,41 @@ pub(crate) enum Incoming {
 pub(crate) struct Session {
     /// The protocol versions this node advertises.
     pub versions: Versions,
+    /// Whether Serf's layer rides on the wire ([`crate::WireProfile::has_serf`]): without it
+    /// no Serf message is sent or read and push-pull carries no Serf state.
+    pub serf: bool,
     /// Push-pull requests sent and not yet answered: destination and exchange id.
     exchanges: VecDeque<(SocketAddr, u32)>,
 }
 
 impl Default for Session {
     fn default() -> Self {
-        Session {
-            versions: Versions::SERF_0_9_4,
-            exchanges: VecDeque::new(),
-        }
+        Session::new(true)
     }
 }
 
 impl Session {
+    /// A session with Serf's layer (`serf`, advertising Serf 0.9.4's versions) or without it
+    /// (memberlist 0.2.2's default versions).
+    pub(crate) fn new(serf: bool) -> Session {
+        Session {
+            versions: if serf {
+                Versions::SERF_0_9_4
+            } else {
+                Versions::MEMBERLIST_0_2_2
+            },
+            serf,
+            exchanges: VecDeque::new(),
+        }
+    }
+
     /// What this node says about itself.
     pub(crate) fn local(&self, name: &Name, addr: SocketAddr) -> Local {
         Local {
             name: name.clone(),
             addr,
             versions: self.versions,
+            serf: self.serf,
         }
     }
 
@@ -159,7 +174,7 @@ impl Session {
             Some((_, id)) => (id, false),
             None => (0, true),
         };
-        push_pull_from_hashicorp(p, id, request, sender, from)
+        push_pull_from_hashicorp(p, id, request, sender, from, self.serf)
     }
 }
 
@@ -197,9 +212,13 @@ pub(crate) fn datagrams(records: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// One message of a datagram as the node acts on it.
-fn incoming(m: &PacketMsg) -> Incoming {
+/// One message of a datagram as the node acts on it; without Serf's layer (`serf` false) a
+/// user message is the peer program's own and skipped.
+fn incoming(m: &PacketMsg, serf: bool) -> Incoming {
     if let PacketMsg::User(b) = m {
+        if !serf {
+            return Incoming::Skipped("a user message with no Serf layer to read it");
+        }
         return match SerfMsg::decode(b) {
             Ok(SerfMsg::Join(j)) => Incoming::JoinIntent(Intent {
                 ltime: j.ltime,
@@ -221,16 +240,26 @@ fn incoming(m: &PacketMsg) -> Incoming {
     }
 }
 
-/// A plaintext datagram's messages. A message that decodes but has no counterpart is
-/// [`Incoming::Skipped`]; bytes that do not decode refuse the whole datagram.
-pub(crate) fn decode_datagram(buf: &[u8]) -> Result<Vec<Incoming>, HcError> {
+/// A plaintext datagram's messages (`serf`: whether Serf's layer reads user messages). A
+/// message that decodes but has no counterpart is [`Incoming::Skipped`]; bytes that do not
+/// decode refuse the whole datagram.
+pub(crate) fn decode_datagram(buf: &[u8], serf: bool) -> Result<Vec<Incoming>, HcError> {
     let packet = decode_packet(buf)?;
-    Ok(packet.messages().into_iter().map(incoming).collect())
+    Ok(packet
+        .messages()
+        .into_iter()
+        .map(|m| incoming(m, serf))
+        .collect())
 }
 
 /// A plaintext stream message (exactly one, as [`stream_message_len`] split it) that arrived
 /// from `from`: a stream ping is answered on its connection, so its reply address is `from`.
-pub(crate) fn decode_stream_message(buf: &[u8], from: SocketAddr) -> Result<Incoming, HcError> {
+/// `serf`: whether Serf's layer reads user messages.
+pub(crate) fn decode_stream_message(
+    buf: &[u8],
+    from: SocketAddr,
+    serf: bool,
+) -> Result<Incoming, HcError> {
     let (s, used) = decode_stream(buf)?;
     if used != buf.len() {
         return Err(HcError::TrailingBytes);
@@ -242,8 +271,8 @@ pub(crate) fn decode_stream_message(buf: &[u8], from: SocketAddr) -> Result<Inco
             target: Name::new(&p.node),
             reply_to: from,
         }),
-        StreamMsg::Ack(a) => incoming(&PacketMsg::Ack(a)),
-        StreamMsg::User(b) => incoming(&PacketMsg::User(b)),
+        StreamMsg::Ack(a) => incoming(&PacketMsg::Ack(a), serf),
+        StreamMsg::User(b) => incoming(&PacketMsg::User(b), serf),
         StreamMsg::Err(_) => Incoming::Skipped("error message from the peer"),
     })
 }
@@ -298,7 +327,7 @@ mod tests {
         }
         let d = datagrams(&many);
         assert_eq!((d.len(), d[0][0]), (1, MsgType::Compound as u8));
-        let back: Vec<Message> = decode_datagram(&d[0])
+        let back: Vec<Message> = decode_datagram(&d[0], true)
             .unwrap()
             .into_iter()
             .map(|i| match i {
@@ -315,7 +344,10 @@ mod tests {
         }
         let d = datagrams(&lots);
         assert_eq!(d.len(), 2);
-        let total: usize = d.iter().map(|x| decode_datagram(x).unwrap().len()).sum();
+        let total: usize = d
+            .iter()
+            .map(|x| decode_datagram(x, true).unwrap().len())
+            .sum();
         assert_eq!(total, 300);
     }
 
@@ -345,7 +377,7 @@ mod tests {
         let bytes = s
             .stream(&Message::PushPull(Box::new(p)), &local(), addr(2))
             .unwrap();
-        let Incoming::PushPull(hc) = decode_stream_message(&bytes, addr(2)).unwrap() else {
+        let Incoming::PushPull(hc) = decode_stream_message(&bytes, addr(2), true).unwrap() else {
             panic!("a push-pull")
         };
         // From another address: a request, answered where it came from.
@@ -356,6 +388,120 @@ mod tests {
         let answer = s.push_pull(&hc, addr(2), Name::new("y")).unwrap();
         assert_eq!((answer.request, answer.id), (false, 77));
         assert!(s.push_pull(&hc, addr(2), Name::new("y")).unwrap().request);
+    }
+
+    /// `WireProfile::Memberlist`: memberlist's default delegate versions, the meta a Go
+    /// program wrote, no Serf message out, none read in, no Serf state in push-pull, and
+    /// Serf's features refused at the API.
+    #[test]
+    fn the_memberlist_profile_carries_memberlist_alone() {
+        use crate::identity::Tags;
+        use crate::wire::hashicorp::{decode_packet, PacketMsg};
+        use crate::wire::message::{Alive, UserEventMsg};
+        let (plain, serf) = (Session::new(false), Session::default());
+        let me = Name::new("me");
+        let (pl, sl) = (plain.local(&me, addr(1)), serf.local(&me, addr(1)));
+        let alive = |tags: Tags| {
+            Message::Alive(Alive {
+                incarnation: 2,
+                name: me.clone(),
+                addr: addr(1),
+                tags,
+                ltime: 9,
+            })
+        };
+        let sent = |s: &Session, l: &Local, m: &Message| -> Vec<PacketMsg> {
+            let mut buf = Vec::new();
+            s.records(m, l, &mut buf).unwrap();
+            let d = datagrams(&buf);
+            assert_eq!(d.len(), 1);
+            let p = decode_packet(&d[0]).unwrap();
+            p.messages().into_iter().cloned().collect()
+        };
+        // An alive with a join time: Serf's join intent rides beside it only with Serf.
+        assert_eq!(sent(&serf, &sl, &alive(Tags::new())).len(), 2);
+        let msgs = sent(&plain, &pl, &alive(Tags::new()));
+        let [PacketMsg::Alive(a)] = &msgs[..] else {
+            panic!("one alive: {msgs:?}")
+        };
+        assert_eq!(a.vsn.as_deref(), Some(&[1, 5, 2, 0, 0, 0][..]));
+        assert_eq!(a.meta.as_deref(), Some(&[][..]), "no tags: an empty meta");
+        // A meta without Serf's magic byte reads as tag `role` and goes back as it came.
+        let role: Tags = [("role".to_owned(), "web".to_owned())]
+            .into_iter()
+            .collect();
+        let msgs = sent(&plain, &pl, &alive(role.clone()));
+        let [PacketMsg::Alive(a)] = &msgs[..] else {
+            panic!("one alive: {msgs:?}")
+        };
+        assert_eq!(a.meta.as_deref(), Some(&b"web"[..]));
+        let msgs = sent(&serf, &sl, &alive(role));
+        let PacketMsg::Alive(a) = &msgs[0] else {
+            panic!("an alive first: {msgs:?}")
+        };
+        assert_eq!(a.meta.as_deref().and_then(|m| m.first()), Some(&255));
+        // Serf's messages are not sent (the caller counts them in `profile_skipped`).
+        let event = Message::UserEvent(UserEventMsg {
+            ltime: 1,
+            name: Name::new("deploy"),
+            payload: bytes::Bytes::from_static(b"v1"),
+            coalesce: false,
+        });
+        assert!(plain.records(&event, &pl, &mut Vec::new()).is_err());
+        // ... nor read: a user message is the Go program's own.
+        let mut buf = Vec::new();
+        serf.records(&event, &sl, &mut buf).unwrap();
+        let d = datagrams(&buf);
+        assert!(matches!(
+            &decode_datagram(&d[0], true).unwrap()[..],
+            [Incoming::Message(Message::UserEvent(_))]
+        ));
+        assert!(matches!(
+            &decode_datagram(&d[0], false).unwrap()[..],
+            [Incoming::Skipped(_)]
+        ));
+        // Push-pull: no Serf state in it.
+        let pp = |s: &mut Session, l: &Local| {
+            let p = PushPull {
+                id: 5,
+                request: true,
+                join: false,
+                reply_to: addr(1),
+                sender: me.clone(),
+                states: Vec::new(),
+                member_ltime: 3,
+                event_ltime: 0,
+                query_ltime: 0,
+                events: Vec::new(),
+            };
+            let bytes = s
+                .stream(&Message::PushPull(Box::new(p)), l, addr(2))
+                .unwrap();
+            let Incoming::PushPull(hc) = decode_stream_message(&bytes, addr(2), true).unwrap()
+            else {
+                panic!("a push-pull")
+            };
+            hc.user_state
+        };
+        let (mut plain, mut serf) = (plain, serf);
+        assert!(pp(&mut plain, &pl).is_empty());
+        assert!(!pp(&mut serf, &sl).is_empty());
+        // The node refuses Serf's features, typed, with nothing sent.
+        let cfg = Config {
+            wire: WireProfile::Memberlist,
+            ..Config::lan()
+        };
+        let mut n = crate::Node::new(cfg, crate::Identity::new("me", addr(1)), 1, at(0)).unwrap();
+        assert_eq!(
+            n.user_event(at(1), "deploy", "v1", false),
+            Err(ApiError::NotInProfile)
+        );
+        assert_eq!(
+            n.query(at(1), "q", "x", Default::default()).map(|_| ()),
+            Err(ApiError::NotInProfile)
+        );
+        assert_eq!(n.send(at(1), "you", "x"), Err(ApiError::NotInProfile));
+        assert!(n.poll_transmit().is_none(), "nothing sent");
     }
 
     #[test]
@@ -382,7 +528,7 @@ mod tests {
         }
         assert_eq!(out, vec![a.clone(), b]);
         // A stream ping is answered on its connection: its reply address is the sender.
-        match decode_stream_message(&a, addr(5)).unwrap() {
+        match decode_stream_message(&a, addr(5), true).unwrap() {
             Incoming::Message(Message::StreamPing { seq, reply_to, .. }) => {
                 assert_eq!((seq, reply_to), (9, addr(5)))
             }

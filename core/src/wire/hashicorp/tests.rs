@@ -340,6 +340,7 @@ fn captured_push_pulls_carry_states_and_serf_state() {
                 true,
                 crate::identity::Name::new("x"),
                 SocketAddr::from(([127, 0, 0, 1], 1)),
+                true,
             )
             .expect("maps");
             assert_eq!(ours.states.len(), p.states.len());
@@ -538,6 +539,7 @@ fn captured_messages_map_to_ours_and_back() {
         name: crate::identity::Name::new("a"),
         addr: SocketAddr::from(([127, 0, 0, 1], 18000)),
         versions: Versions::SERF_0_9_4,
+        serf: true,
     };
     let mut n = 0;
     for m in &c.msgs {
@@ -575,6 +577,7 @@ fn direct_messages_have_no_counterpart() {
         name: crate::identity::Name::new("a"),
         addr: SocketAddr::from(([127, 0, 0, 1], 1)),
         versions: Versions::SERF_0_9_4,
+        serf: true,
     };
     let m = Message::Direct {
         from: "a".into(),
@@ -764,6 +767,7 @@ fn our_messages_round_trip_through_the_profile() {
         name: crate::identity::Name::new("me"),
         addr: SocketAddr::from(([10, 0, 0, 1], 7946)),
         versions: Versions::SERF_0_9_4,
+        serf: true,
     };
     let to = SocketAddr::from(([10, 0, 0, 2], 7946));
     let msgs = [
@@ -1074,6 +1078,7 @@ fn our_push_pull_round_trips_through_the_profile() {
         name: crate::identity::Name::new("me"),
         addr: SocketAddr::from(([10, 0, 0, 1], 7946)),
         versions: Versions::SERF_0_9_4,
+        serf: true,
     };
     let state = |name: &str, status, ltime, t: &[(&str, &str)]| PushState {
         name: name.into(),
@@ -1129,7 +1134,7 @@ fn our_push_pull_round_trips_through_the_profile() {
         .states
         .iter()
         .all(|s| s.versions() == Some(Versions::SERF_0_9_4)));
-    let again = push_pull_from_hashicorp(&back, 11, true, local.name.clone(), local.addr)
+    let again = push_pull_from_hashicorp(&back, 11, true, local.name.clone(), local.addr, true)
         .expect("maps back");
     assert_eq!(again, ours);
 }
