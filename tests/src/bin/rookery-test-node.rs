@@ -3,7 +3,10 @@
 //! input closes. While it sees a failed member it re-joins its seeds every second (a stand-in
 //! for Serf's reconnect timer, which the core does not have yet), so a healed partition merges.
 //!
-//! `rookery-test-node --driver tokio|async-std|mio --name NAME --bind IP:PORT [--seed IP:PORT]...`
+//! `rookery-test-node --driver tokio|async-std|mio --name NAME --bind IP:PORT [--seed IP:PORT]...
+//! [--wire native|hashicorp|memberlist]` (the HashiCorp profiles run with `Config::local()`'s
+//! timing, as `serf agent -profile=local` and memberlist's local configuration; native with
+//! the tests' fast timing).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use rookery_core::MemberStatus;
+use rookery_core::{Config, MemberStatus, WireProfile};
 use rookery_driver::{Options, ShutdownMode};
 use rookery_tests::scenarios::{fast_config, Driver};
 
@@ -31,14 +34,29 @@ struct Args {
     /// Seeds to join (this node's own address is skipped).
     #[arg(long)]
     seed: Vec<SocketAddr>,
+    /// Wire profile: native, hashicorp (with Serf's layer) or memberlist (without).
+    #[arg(long, default_value = "native")]
+    wire: String,
 }
 
 fn main() {
     let args = Args::parse();
     let driver = Driver::parse(&args.driver).expect("driver: tokio, async-std or mio");
+    let config = match args.wire.as_str() {
+        "native" => fast_config(),
+        "hashicorp" => Config {
+            wire: WireProfile::HashiCorp,
+            ..Config::local()
+        },
+        "memberlist" => Config {
+            wire: WireProfile::Memberlist,
+            ..Config::local()
+        },
+        other => panic!("--wire {other}: native, hashicorp or memberlist"),
+    };
     // Events are not read: they are dropped (and counted) once the stream is full.
     let (agent, _events) = driver
-        .start(&args.name, args.bind, fast_config(), Options::default())
+        .start(&args.name, args.bind, config, Options::default())
         .expect("agent starts");
     let done = Arc::new(AtomicBool::new(false));
     {
