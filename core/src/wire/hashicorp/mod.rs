@@ -45,8 +45,24 @@
 //! (refused with `ApiError::NotInProfile`); acks carry no Vivaldi coordinate (Serf skips an
 //! empty payload).
 //!
-//! **Not yet.** The keyring around `crypt` (a keyring with this profile is refused with
-//! `ConfigError::NotInProfile`), Serf's key-management and name-conflict internal queries,
+//! **Encryption.** With [`crate::Config::keyring`] a node speaks memberlist's encryption as
+//! `serf agent -encrypt` does (`crypt`, through the keyring's ciphers): every datagram sealed
+//! whole with the primary key (encryption version 1, the one memberlist protocol 2 uses: no
+//! padding, so sealing adds [`SEAL_OVERHEAD`] = 29 bytes, reserved when a datagram is packed
+//! so it still fits the MTU); every stream message sealed as memberlist's encrypted message
+//! (`[10][length][sealed]`, the five header bytes authenticated); input opened with any key
+//! of the keyring (versions 0 and 1). `gossip_verify_incoming` and `gossip_verify_outgoing`
+//! mean what memberlist's flags do: with incoming off, a datagram no key opens is read as
+//! plaintext and a plaintext stream message is accepted; with outgoing off, nothing is
+//! sealed. Refusals are counted by cause in [`crate::Stats`] (no key opens it, plaintext,
+//! sealed while this node has no keyring, truncated); a memberlist datagram carries no mark
+//! saying it is sealed, so a datagram that fails to open counts as plaintext when it decodes
+//! as such and as sealed under another key otherwise. [`crate::Node::set_keyring`] changes
+//! the keyring of a running node.
+//!
+//! **Not yet.** Serf's key-management internal queries (`serf keys`; rookery's own
+//! cluster-wide key operations are refused with `ApiError::NotInProfile`) and its
+//! name-conflict internal query,
 //! the label header of later memberlist releases (0.2.2 has none; later releases prefix
 //! `[244][len][label]`), memberlist 0.3+'s and Serf 0.10's additions (labels, the
 //! `RequireNodeNames` destination names, metadata-only pings), the mio driver (which refuses

@@ -412,13 +412,402 @@ mod tests {
             keyring: Some(crate::Keyring::new(&[7; 32]).unwrap()),
             ..hc.clone()
         };
-        assert_eq!(
-            keyed.validate(),
-            Err(ConfigError::NotInProfile { field: "keyring" })
-        );
-        let mut n = crate::Node::new(hc, crate::Identity::new("me", addr(1)), 1, at(0)).unwrap();
+        assert_eq!(keyed.validate(), Ok(()), "a keyring is carried");
+        let mut n = crate::Node::with_entropy(
+            keyed,
+            crate::Identity::new("me", addr(1)),
+            1,
+            [1; 32],
+            at(0),
+        )
+        .unwrap();
         assert_eq!(n.send(at(1), "you", "x"), Err(ApiError::NotInProfile));
         assert_eq!(n.broadcast(at(1), "x"), Err(ApiError::NotInProfile));
-        assert_eq!(n.set_keyring(None), Err(ApiError::NotInProfile));
+        // Serf's key operations are not carried yet.
+        assert_eq!(n.list_keys(at(1)), Err(ApiError::NotInProfile));
+        assert_eq!(n.install_key(at(1), &[2; 16]), Err(ApiError::NotInProfile));
+    }
+
+    // ---- The keyring on the profile: memberlist's encryption format ----
+
+    use crate::node::{Node, TransmitKind};
+    use crate::wire::hashicorp::{
+        decode_packet, decode_stream, open, open_stream, seal, NONCE_LEN, SEAL_OVERHEAD,
+    };
+    use crate::{Identity, InputError, Keyring, MemberStatus};
+
+    const K1: [u8; 32] = [1; 32];
+    const K2: [u8; 16] = [2; 16];
+
+    fn hc_config(keys: Option<&[&[u8]]>) -> Config {
+        Config {
+            wire: WireProfile::HashiCorp,
+            keyring: keys.map(|k| Keyring::from_keys(k).unwrap()),
+            ..Config::local()
+        }
+    }
+
+    /// A node speaking the profile at 127.0.0.1:`port` with `keys` (primary first), if any.
+    fn hc_node(name: &str, port: u16, keys: Option<&[&[u8]]>) -> Node {
+        Node::with_entropy(
+            hc_config(keys),
+            Identity::new(name, addr(port)),
+            u64::from(port),
+            [port as u8; 32],
+            at(0),
+        )
+        .unwrap()
+    }
+
+    /// One thing a node sent: destination, kind, bytes.
+    type Sent = (SocketAddr, TransmitKind, Vec<u8>);
+
+    fn drain(n: &mut Node) -> Vec<Sent> {
+        std::iter::from_fn(|| n.poll_transmit())
+            .map(|t| (t.to, t.kind, t.payload.to_vec()))
+            .collect()
+    }
+
+    /// Hand `t`, sent by the node at `from`, to `n` as its driver would.
+    fn hand(
+        n: &mut Node,
+        now: crate::Timestamp,
+        from: SocketAddr,
+        t: &Sent,
+    ) -> Result<(), InputError> {
+        match t.1 {
+            TransmitKind::Datagram => n.handle_packet(now, from, &t.2),
+            TransmitKind::Reliable => n.handle_stream(now, from, &t.2),
+        }
+    }
+
+    /// Run `nodes` (at ports 1, 2, ...) for `ms` milliseconds in 50 ms steps, delivering
+    /// everything each sends to the node it is addressed to; `check` sees every transmit and
+    /// the index of its sender.
+    fn run(nodes: &mut [Node], from_ms: u64, ms: u64, mut check: impl FnMut(usize, &Sent)) {
+        let mut now = from_ms;
+        while now <= from_ms + ms {
+            for n in nodes.iter_mut() {
+                n.handle_timeout(at(now));
+            }
+            for _ in 0..20 {
+                let mut moved = false;
+                for i in 0..nodes.len() {
+                    let from = addr(i as u16 + 1);
+                    for t in drain(&mut nodes[i]) {
+                        check(i, &t);
+                        moved = true;
+                        let j = usize::from(t.0.port()) - 1;
+                        if let Some(n) = nodes.get_mut(j) {
+                            let _ = hand(n, at(now), from, &t);
+                        }
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            now += 50;
+        }
+    }
+
+    /// What the raw, capture-proven format makes of a transmit sealed under `key`: the
+    /// plaintext, which decodes as memberlist's.
+    fn opened_raw(key: &[u8], t: &Sent) -> Vec<u8> {
+        match t.1 {
+            TransmitKind::Datagram => {
+                assert_eq!(t.2[0], 1, "encryption version 1");
+                let plain = open(&[key], &t.2, &[]).expect("opens with the key");
+                decode_packet(&plain).expect("a memberlist datagram inside");
+                plain
+            }
+            TransmitKind::Reliable => {
+                assert_eq!(
+                    t.2[0],
+                    MsgType::Encrypt as u8,
+                    "memberlist's encrypted message"
+                );
+                let len = u32::from_be_bytes(t.2[1..5].try_into().unwrap()) as usize;
+                assert_eq!(len + 5, t.2.len(), "the length counts the sealed bytes");
+                let (plain, used) = open_stream(&[key], &t.2).expect("opens with the key");
+                assert_eq!(used, t.2.len());
+                let (_, n) = decode_stream(&plain).expect("a memberlist stream message inside");
+                assert_eq!(n, plain.len());
+                plain
+            }
+        }
+    }
+
+    #[test]
+    fn keyed_nodes_join_and_everything_they_send_is_sealed_in_memberlist_format() {
+        let mut nodes = vec![
+            hc_node("a", 1, Some(&[&K1])),
+            hc_node("b", 2, Some(&[&K1])),
+            hc_node("c", 3, Some(&[&K1])),
+        ];
+        nodes[1].join(at(0), &[addr(1)]).unwrap();
+        nodes[2].join(at(0), &[addr(2)]).unwrap();
+        let (mut datagrams, mut streams) = (0, 0);
+        run(&mut nodes, 0, 10_000, |_, t| {
+            let plain = opened_raw(&K1, t);
+            assert!(
+                !t.2.windows(plain.len().min(8))
+                    .any(|w| w == &plain[..w.len()]),
+                "plaintext shows through"
+            );
+            match t.1 {
+                TransmitKind::Datagram => datagrams += 1,
+                TransmitKind::Reliable => streams += 1,
+            }
+        });
+        assert!(
+            datagrams > 10 && streams >= 2,
+            "{datagrams} datagrams, {streams} streams"
+        );
+        for n in &nodes {
+            for name in ["a", "b", "c"] {
+                assert_eq!(
+                    n.member(name).map(|m| m.status),
+                    Some(MemberStatus::Alive),
+                    "{name} on {:?}",
+                    n.local_member().name
+                );
+            }
+            let s = n.stats();
+            assert_eq!(
+                (
+                    s.decode_errors,
+                    s.sealed_no_key,
+                    s.plaintext_refused,
+                    s.sealed_truncated
+                ),
+                (0, 0, 0, 0)
+            );
+        }
+    }
+
+    /// Whether `t` opens with `key` alone.
+    fn opens_with(key: &[u8], t: &Sent) -> bool {
+        match t.1 {
+            TransmitKind::Datagram => open(&[key], &t.2, &[]).is_ok(),
+            TransmitKind::Reliable => open_stream(&[key], &t.2).is_ok(),
+        }
+    }
+
+    #[test]
+    fn a_secondary_key_opens_the_primary_seals() {
+        // a seals with K1 and holds K2 as a secondary; b the other way round.
+        let mut nodes = vec![
+            hc_node("a", 1, Some(&[&K1, &K2])),
+            hc_node("b", 2, Some(&[&K2, &K1])),
+        ];
+        nodes[1].join(at(0), &[addr(1)]).unwrap();
+        let mut sent = [0; 2];
+        run(&mut nodes, 0, 3_000, |i, t| {
+            let (primary, secondary) = if i == 0 {
+                (K1.as_slice(), K2.as_slice())
+            } else {
+                (K2.as_slice(), K1.as_slice())
+            };
+            assert!(opens_with(primary, t) && !opens_with(secondary, t));
+            sent[i] += 1;
+        });
+        assert!(sent[0] > 0 && sent[1] > 0, "{sent:?}");
+        assert_eq!((nodes[0].alive_count(), nodes[1].alive_count()), (2, 2));
+        assert_eq!(
+            nodes[0].stats().sealed_no_key + nodes[1].stats().sealed_no_key,
+            0
+        );
+    }
+
+    #[test]
+    fn a_wrong_key_is_refused_and_counted_by_cause() {
+        let mut a = hc_node("a", 1, Some(&[&K1]));
+        let mut other = hc_node("x", 2, Some(&[&K2]));
+        let mut keyless = hc_node("y", 3, None);
+        a.join(at(0), &[addr(2)]).unwrap();
+        let join = drain(&mut a);
+        let stream = join
+            .iter()
+            .find(|t| t.1 == TransmitKind::Reliable)
+            .expect("the join's push-pull");
+        assert_eq!(
+            hand(&mut other, at(1), addr(1), stream),
+            Err(InputError::NoKeyOpens)
+        );
+        assert_eq!(
+            hand(&mut keyless, at(1), addr(1), stream),
+            Err(InputError::SealedWithoutKeyring)
+        );
+        // A datagram: a's ping once it knows x.
+        let alive = {
+            let mut recs = Vec::new();
+            let s = Session::default();
+            s.records(
+                &crate::testkit::alive("x", 2, 1),
+                &s.local(&Name::new("x"), addr(2)),
+                &mut recs,
+            )
+            .unwrap();
+            seal(&K1, [5; NONCE_LEN], &datagrams(&recs)[0], &[]).unwrap()
+        };
+        a.handle_packet(at(2), addr(2), &alive).unwrap();
+        a.handle_timeout(at(2_000));
+        let pings: Vec<Sent> = drain(&mut a)
+            .into_iter()
+            .filter(|t| t.1 == TransmitKind::Datagram)
+            .collect();
+        assert!(!pings.is_empty());
+        for t in &pings {
+            assert_eq!(
+                hand(&mut other, at(3), addr(1), t),
+                Err(InputError::NoKeyOpens)
+            );
+            assert_eq!(
+                hand(&mut keyless, at(3), addr(1), t),
+                Err(InputError::SealedWithoutKeyring)
+            );
+        }
+        let n = pings.len() as u64;
+        assert_eq!(other.stats().sealed_no_key, 1 + n);
+        assert_eq!(keyless.stats().sealed_unexpected, 1 + n);
+        // A sealed message cut short: truncated, not a panic.
+        let cut = &pings[0].2[..SEAL_OVERHEAD - 1];
+        assert_eq!(
+            other.handle_packet(at(4), addr(1), cut),
+            Err(InputError::SealedTruncated)
+        );
+        assert_eq!(other.stats().sealed_truncated, 1);
+        let short_stream = &stream.2[..stream.2.len() - 1];
+        let _ = other.handle_stream(at(4), addr(1), short_stream);
+        assert_eq!(other.stats().sealed_truncated, 2);
+        // Nothing was learnt from any of it.
+        assert_eq!((other.num_members(), keyless.num_members()), (1, 1));
+    }
+
+    #[test]
+    fn plaintext_is_refused_while_verify_incoming_and_read_without_it() {
+        let mut keyed = hc_node("k", 1, Some(&[&K1]));
+        let mut plain = hc_node("p", 2, None);
+        plain.join(at(0), &[addr(1)]).unwrap();
+        let push_pull = drain(&mut plain).remove(0);
+        assert_eq!(push_pull.1, TransmitKind::Reliable);
+        assert_eq!(
+            hand(&mut keyed, at(1), addr(2), &push_pull),
+            Err(InputError::PlaintextRefused)
+        );
+        let mut recs = Vec::new();
+        let s = Session::default();
+        s.records(
+            &crate::testkit::alive("p", 2, 1),
+            &s.local(&Name::new("p"), addr(2)),
+            &mut recs,
+        )
+        .unwrap();
+        let datagram = datagrams(&recs).remove(0);
+        assert_eq!(
+            keyed.handle_packet(at(1), addr(2), &datagram),
+            Err(InputError::PlaintextRefused)
+        );
+        assert_eq!(keyed.stats().plaintext_refused, 2);
+        assert!(keyed.member("p").is_none());
+        // Rolling adoption, as memberlist's flags: incoming off reads plaintext (and sealed),
+        // outgoing off sends plaintext.
+        keyed.set_gossip_verify(false, false).unwrap();
+        keyed.handle_packet(at(2), addr(2), &datagram).unwrap();
+        hand(&mut keyed, at(2), addr(2), &push_pull).unwrap();
+        assert!(keyed.member("p").is_some());
+        let out = drain(&mut keyed);
+        assert!(!out.is_empty());
+        for t in &out {
+            hand(&mut plain, at(3), addr(1), t).expect("plaintext goes out");
+        }
+        assert!(plain.member("k").is_some());
+        assert_eq!(plain.stats().decode_errors, 0);
+        // A datagram sealed under a key it lacks, read as plaintext, is counted as such.
+        let foreign = seal(&K2, [1; NONCE_LEN], &datagram, &[]).unwrap();
+        assert!(keyed.handle_packet(at(4), addr(2), &foreign).is_err());
+        assert_eq!(keyed.stats().sealed_no_key, 1);
+    }
+
+    #[test]
+    fn set_keyring_switches_a_running_node_between_plaintext_and_sealed() {
+        let mut nodes = vec![hc_node("a", 1, None), hc_node("b", 2, None)];
+        nodes[1].join(at(0), &[addr(1)]).unwrap();
+        run(&mut nodes, 0, 2_000, |_, t| {
+            if t.1 == TransmitKind::Datagram {
+                decode_packet(&t.2).expect("plaintext");
+            }
+        });
+        assert!(nodes[0].member("b").is_some());
+        for n in nodes.iter_mut() {
+            n.set_keyring(Some(Keyring::new(&K1).unwrap())).unwrap();
+            assert_eq!(n.keyring_version(), 1);
+        }
+        let mut sealed = 0;
+        run(&mut nodes, 2_050, 5_000, |_, t| {
+            opened_raw(&K1, t);
+            sealed += 1;
+        });
+        assert!(sealed > 5);
+        for n in &nodes {
+            assert_eq!(n.alive_count(), 2);
+            assert_eq!(
+                (n.stats().decode_errors, n.stats().plaintext_refused),
+                (0, 0)
+            );
+        }
+        // Back to plaintext.
+        for n in nodes.iter_mut() {
+            n.set_keyring(None).unwrap();
+        }
+        run(&mut nodes, 7_100, 2_000, |_, t| {
+            if t.1 == TransmitKind::Datagram {
+                decode_packet(&t.2).expect("plaintext again");
+            }
+        });
+        assert_eq!(nodes[0].alive_count(), 2);
+    }
+
+    #[test]
+    fn a_full_datagram_still_fits_the_mtu_once_sealed() {
+        let mut a = hc_node("a", 1, Some(&[&K1]));
+        let mtu = a.cfg.mtu;
+        // Many members to gossip about: their alive messages fill every datagram.
+        let s = Session::default();
+        for i in 0..200u16 {
+            let name = format!("member-with-a-longish-name-{i:03}");
+            let mut recs = Vec::new();
+            s.records(
+                &crate::testkit::alive(&name, 100 + i, 1),
+                &s.local(&Name::new(&name), addr(100 + i)),
+                &mut recs,
+            )
+            .unwrap();
+            let sealed = seal(&K1, [i as u8; NONCE_LEN], &datagrams(&recs)[0], &[]).unwrap();
+            a.handle_packet(at(1), addr(100 + i), &sealed).unwrap();
+        }
+        assert_eq!(a.num_members(), 201);
+        let mut lens = Vec::new();
+        let mut t = 1;
+        while t < 3_000 {
+            t += 50;
+            a.handle_timeout(at(t));
+            for x in drain(&mut a) {
+                if x.1 == TransmitKind::Datagram {
+                    opened_raw(&K1, &x);
+                    lens.push(x.2.len());
+                }
+            }
+        }
+        let longest = *lens.iter().max().expect("datagrams");
+        assert!(
+            longest <= mtu,
+            "a sealed datagram of {longest} bytes, MTU {mtu}"
+        );
+        assert!(
+            longest > mtu - 64,
+            "datagrams were filled ({longest} of {mtu}): the test must reach the MTU"
+        );
     }
 }
