@@ -101,8 +101,9 @@ pub enum ApiError {
         /// The configured limit.
         limit: usize,
     },
-    /// The node's wire profile has no counterpart for the call (direct messages under
-    /// [`crate::WireProfile::HashiCorp`]: Serf has none); nothing was sent.
+    /// The node's wire profile has no counterpart for the call (under
+    /// [`crate::WireProfile::HashiCorp`]: direct messages, which Serf has none of, and the
+    /// cluster-wide key operations, not carried as Serf's key queries yet); nothing was sent.
     NotInProfile,
 }
 

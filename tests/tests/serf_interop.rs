@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rookery_core::{Config, MemberStatus, WireProfile};
-use rookery_tests::scenarios::{wait_until, Agent, Driver, TOKIO};
+use rookery_tests::scenarios::{wait_until, Agent, TOKIO};
 
 /// How long a mixed cluster may take to notice a change (a member whose alive gossip a serf
 /// agent missed is repaired by the next push-pull, 15 s apart in the local profile).
@@ -189,23 +189,38 @@ fn all_alive(serfs: &[&Serf], rk: &[Arc<Agent>], names: &[impl AsRef<str>]) -> b
     })
 }
 
-/// Start `n` rookery agents with `driver`, the HashiCorp profile and `tags`-free identities.
-fn rookery_agents(prefix: &str, driver: Driver, n: usize) -> Vec<Arc<Agent>> {
-    (0..n)
-        .map(|i| Agent::start(driver, &format!("{prefix}-{i}"), hashicorp_config()))
-        .collect()
-}
-
 #[test]
 fn rookery_joins_a_serf_cluster_and_serf_joins_rookery() {
     if !serf_present() {
         return;
     }
-    // Two serf agents form a cluster; a rookery agent joins it through one of them; a third
-    // serf agent joins through the rookery agent.
-    let s0 = Serf::start("serf-0", &["-tag", "role=web"]);
-    let s1 = Serf::start("serf-1", &[&format!("-join={}", s0.bind)]);
-    let rk = rookery_agents("rk", TOKIO, 2);
+    joins_both_ways("", &[], &hashicorp_config());
+}
+
+/// Two serf agents (`extra` arguments each) form a cluster; a rookery agent (`config`) with
+/// tags joins it through one of them, a second rookery agent joins through the first; a
+/// third serf agent joins through the second rookery agent. Views converge everywhere, tags
+/// are seen both ways, and the rookery agents are listed at the addresses they bound. Every
+/// name starts with `prefix`.
+fn joins_both_ways(prefix: &str, extra: &[&str], config: &Config) -> (Vec<Serf>, Vec<Arc<Agent>>) {
+    let name = |n: &str| format!("{prefix}{n}");
+    let with = |more: &[String]| -> Vec<String> {
+        extra
+            .iter()
+            .map(|s| s.to_string())
+            .chain(more.iter().cloned())
+            .collect()
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let a0 = with(&["-tag".into(), "role=web".into()]);
+    let s0 = Serf::start(&name("serf-0"), &args(&a0));
+    let a1 = with(&[format!("-join={}", s0.bind)]);
+    let s1 = Serf::start(&name("serf-1"), &args(&a1));
+    let rk: Vec<Arc<Agent>> = (0..2)
+        .map(|i| Agent::start(TOKIO, &name(&format!("rk-{i}")), config.clone()))
+        .collect();
     let mut tags = rookery_core::Tags::new();
     tags.insert("role".into(), "cache".into());
     tags.insert("zone".into(), "a".into());
@@ -220,23 +235,29 @@ fn rookery_joins_a_serf_cluster_and_serf_joins_rookery() {
         Ok(1),
         "rookery joins rookery"
     );
-    let s2 = Serf::start("serf-2", &[&format!("-join={}", rk[1].local_addr())]);
-    let serfs = [&s0, &s1, &s2];
-    let names = ["serf-0", "serf-1", "serf-2", "rk-0", "rk-1"];
-    let (ok, took) = wait_until(LIMIT, || all_alive(&serfs, &rk, &names));
-    assert!(
-        ok,
-        "views did not converge in {took:?}: serf-0 sees {:?}, rk-0 sees {:?}\nserf-0 log:\n{}",
-        s0.members(),
-        rk[0].members(),
-        s0.log()
-    );
-    eprintln!("mixed cluster of 5 converged in {took:?}");
+    let a2 = with(&[format!("-join={}", rk[1].local_addr())]);
+    let s2 = Serf::start(&name("serf-2"), &args(&a2));
+    let names: Vec<String> = ["serf-0", "serf-1", "serf-2", "rk-0", "rk-1"]
+        .iter()
+        .map(|n| name(n))
+        .collect();
+    {
+        let serfs = [&s0, &s1, &s2];
+        let (ok, took) = wait_until(LIMIT, || all_alive(&serfs, &rk, &names));
+        assert!(
+            ok,
+            "views did not converge in {took:?}: serf-0 sees {:?}, rk-0 sees {:?}\nserf-0 log:\n{}",
+            s0.members(),
+            rk[0].members(),
+            s0.log()
+        );
+        eprintln!("{prefix}mixed cluster of 5 converged in {took:?}");
+    }
     // Tags both ways.
     let rk0 = s1
         .members()
         .into_iter()
-        .find(|m| m.0 == "rk-0")
+        .find(|m| m.0 == name("rk-0"))
         .expect("serf-1 lists rk-0");
     assert!(
         rk0.3.contains("role=cache") && rk0.3.contains("zone=a"),
@@ -246,11 +267,12 @@ fn rookery_joins_a_serf_cluster_and_serf_joins_rookery() {
         .members()
         .expect("members")
         .into_iter()
-        .find(|m| &*m.name == "serf-0")
+        .find(|m| *m.name == name("serf-0"))
         .expect("rk-1 knows serf-0");
     assert_eq!(seen.tags.get("role").map(String::as_str), Some("web"));
     // The rookery agents are listed at the addresses they bound.
     assert_eq!(rk0.1, rk[0].local_addr().to_string());
+    (vec![s0, s1, s2], rk)
 }
 
 /// A mixed cluster: `serfs` serf agents (the first one the seed, each with `extra`
@@ -512,6 +534,161 @@ fn events_and_queries_both_ways() {
         return;
     }
     events_and_queries("eq", &[], &hashicorp_config());
+}
+
+// ---- The same with `-encrypt` ----
+
+/// The key of the encrypted clusters: bytes 1 to 32 (AES-256).
+fn cluster_key() -> Vec<u8> {
+    (1..=32).collect()
+}
+
+/// [`cluster_key`] as `serf agent -encrypt` takes it (standard base64).
+const CLUSTER_KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+/// rookery's side of an encrypted mixed cluster: [`hashicorp_config`] with the cluster key.
+fn encrypted_config() -> Config {
+    Config {
+        keyring: Some(rookery_core::Keyring::new(&cluster_key()).expect("key")),
+        ..hashicorp_config()
+    }
+}
+
+/// The serf agents' side: `-encrypt` with the cluster key.
+const ENCRYPT: [&str; 2] = ["-encrypt", CLUSTER_KEY_B64];
+
+/// No rookery agent refused anything as sealed under another key, plaintext or truncated,
+/// and no serf agent failed to decrypt: the cluster really spoke one encryption.
+fn no_crypto_refusals(serfs: &[Serf], rk: &[Arc<Agent>]) {
+    for a in rk {
+        let Ok(s) = a.stats() else { continue };
+        let c = s.core;
+        assert_eq!(
+            (
+                c.sealed_no_key,
+                c.plaintext_refused,
+                c.sealed_unexpected,
+                c.sealed_truncated
+            ),
+            (0, 0, 0, 0),
+            "{a:?} refused input"
+        );
+    }
+    for s in serfs {
+        let log = s.log();
+        assert!(
+            !log.contains("Decrypt") && !log.contains("decrypt") && !log.contains("not encrypted"),
+            "{} logged a decryption failure:\n{log}",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn encrypted_joins_both_ways_and_serf_lists_rookery() {
+    if !serf_present() {
+        return;
+    }
+    let (serfs, rk) = joins_both_ways("enc-", &ENCRYPT, &encrypted_config());
+    // The serf agents do run encrypted.
+    for s in &serfs {
+        let info = s.cli(&["info"]).unwrap_or_default();
+        assert!(info.contains("encrypted = true"), "serf info: {info}");
+    }
+    no_crypto_refusals(&serfs, &rk);
+}
+
+#[test]
+fn encrypted_failure_and_leave_both_ways() {
+    if !serf_present() {
+        return;
+    }
+    failure_leave_and_force_leave("efl", &ENCRYPT, &encrypted_config());
+}
+
+#[test]
+fn encrypted_events_and_queries_both_ways() {
+    if !serf_present() {
+        return;
+    }
+    events_and_queries("eeq", &ENCRYPT, &encrypted_config());
+}
+
+/// A rookery agent with another key — or none — cannot join an encrypted Serf cluster: the
+/// serf agent cannot open its push-pull and answers with an error sealed under the cluster
+/// key, which the rookery agent counts as sealed under a key it lacks (or sealed while it
+/// has no keyring); neither side lists the other. Given the cluster key at runtime
+/// (`set_keyring`), the same agent joins.
+#[test]
+fn a_rookery_agent_with_the_wrong_key_does_not_join() {
+    if !serf_present() {
+        return;
+    }
+    let s0 = Serf::start("wk-serf-0", &ENCRYPT);
+    let wrong = Agent::start(
+        TOKIO,
+        "wk-wrong",
+        Config {
+            keyring: Some(rookery_core::Keyring::new(&[9; 32]).expect("key")),
+            ..hashicorp_config()
+        },
+    );
+    let keyless = Agent::start(TOKIO, "wk-plain", hashicorp_config());
+    for a in [&wrong, &keyless] {
+        let joined = a.join(&[s0.bind]);
+        assert!(joined.is_err(), "{a:?} joined with {joined:?}");
+    }
+    let (refused, _) = wait_until(Duration::from_secs(10), || {
+        let counts = |a: &Agent| a.stats().map(|s| s.core).unwrap_or_default();
+        counts(&wrong).sealed_no_key > 0 && counts(&keyless).sealed_unexpected > 0
+    });
+    assert!(
+        refused,
+        "serf's sealed answers counted: wrong key {:?}, no key {:?}",
+        wrong.stats().map(|s| s.core),
+        keyless.stats().map(|s| s.core)
+    );
+    // Nobody learnt anybody, a push-pull interval of the local profile later.
+    std::thread::sleep(Duration::from_secs(5));
+    let listed: Vec<String> = s0.members().into_iter().map(|m| m.0).collect();
+    assert_eq!(
+        listed,
+        vec!["wk-serf-0".to_string()],
+        "serf lists only itself"
+    );
+    for a in [&wrong, &keyless] {
+        assert_eq!(
+            a.members().expect("members").len(),
+            1,
+            "{a:?} knows only itself"
+        );
+    }
+    let log = s0.log();
+    assert!(
+        log.contains("failed to receive") || log.contains("Decrypt"),
+        "serf logged the refusals:\n{log}"
+    );
+    // The right key, set at runtime: the same agent joins and is listed.
+    wrong
+        .set_keyring(
+            Some(rookery_core::Keyring::new(&cluster_key()).expect("key")),
+            true,
+            true,
+        )
+        .expect("set_keyring");
+    assert_eq!(wrong.join(&[s0.bind]), Ok(1), "joins with the cluster key");
+    let (ok, took) = wait_until(LIMIT, || {
+        all_alive(
+            &[&s0],
+            std::slice::from_ref(&wrong),
+            &["wk-serf-0", "wk-wrong"],
+        )
+    });
+    assert!(
+        ok,
+        "not converged with the right key in {took:?}: {:?}",
+        s0.members()
+    );
 }
 
 #[test]
