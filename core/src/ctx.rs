@@ -325,7 +325,7 @@ impl Cx<'_> {
     fn hc_stream(&mut self, to: SocketAddr, msg: &Message) -> Option<Vec<u8>> {
         let hc = self.fx.hc.as_deref_mut()?;
         let local = hc.local(self.me, *self.addr);
-        match hc.stream(msg, &local, to) {
+        match hc.stream(msg, &local, to, self.now) {
             Ok(b) => Some(b),
             Err(e) => {
                 self.fx.stats.profile_skipped += 1;

@@ -466,7 +466,7 @@ impl Node {
                 let Some(hc) = self.fx.hc.as_deref_mut() else {
                     return;
                 };
-                match hc.push_pull(&p, from, sender) {
+                match hc.push_pull(&p, from, sender, self.now, self.cfg.tcp_timeout) {
                     Ok(p) => {
                         self.handle_message(from, Message::PushPull(Box::new(p)), Near::UNKNOWN)
                     }

@@ -676,7 +676,14 @@ fn a_rookery_agent_with_the_wrong_key_does_not_join() {
             true,
         )
         .expect("set_keyring");
-    assert_eq!(wrong.join(&[s0.bind]), Ok(1), "joins with the cluster key");
+    let joined = wrong.join(&[s0.bind]);
+    assert_eq!(
+        joined,
+        Ok(1),
+        "joins with the cluster key: {:?}\nserf log:\n{}",
+        wrong.stats(),
+        s0.log()
+    );
     let (ok, took) = wait_until(LIMIT, || {
         all_alive(
             &[&s0],

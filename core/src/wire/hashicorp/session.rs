@@ -16,10 +16,15 @@
 //! both, so this session remembers each request it sent (destination and id, at most
 //! [`MAX_EXCHANGES`], the oldest forgotten first) and takes a push-pull arriving from that
 //! destination as the answer; any other push-pull is a request, answered to the address it
-//! came from (drivers write that answer on the connection the request came in on).
+//! came from (drivers write that answer on the connection the request came in on). A request
+//! unanswered for longer than `tcp_timeout` is forgotten when the next push-pull arrives:
+//! drivers stop reading for its answer then (and a join gives up on it), so left in place it
+//! would take the answer of a later exchange with the same address — a join retried after a
+//! refused answer (a wrong key) would never see its own.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::convert::{from_packet_msg, from_serf, push_pull_from_hashicorp, to_hashicorp};
 use super::convert::{Local, Outgoing};
@@ -29,6 +34,7 @@ use super::msgpack::Writer;
 use super::serf::SerfMsg;
 use super::HcError;
 use crate::identity::Name;
+use crate::time::Timestamp;
 use crate::wire::message::{Intent, Message, PushPull};
 
 /// Most push-pull requests remembered while their answers are awaited.
@@ -58,8 +64,8 @@ pub(crate) enum Incoming {
 pub(crate) struct Session {
     /// The protocol versions this node advertises.
     pub versions: Versions,
-    /// Push-pull requests sent and not yet answered: destination and exchange id.
-    exchanges: VecDeque<(SocketAddr, u32)>,
+    /// Push-pull requests sent and not yet answered: destination, exchange id, when sent.
+    exchanges: VecDeque<(SocketAddr, u32, Timestamp)>,
 }
 
 impl Default for Session {
@@ -107,12 +113,14 @@ impl Session {
         Ok(n)
     }
 
-    /// `msg` as one stream message. Remembers a push-pull request as an exchange.
+    /// `msg` as one stream message, sent at `now`. Remembers a push-pull request as an
+    /// exchange.
     pub(crate) fn stream(
         &mut self,
         msg: &Message,
         local: &Local,
         to: SocketAddr,
+        now: Timestamp,
     ) -> Result<Vec<u8>, HcError> {
         let mut out = to_hashicorp(msg, local)?;
         if out.len() != 1 {
@@ -127,7 +135,7 @@ impl Session {
         };
         if let Message::PushPull(p) = msg {
             if p.request {
-                self.exchange_started(to, p.id);
+                self.exchange_started(to, p.id, now);
             }
         }
         Ok(Stream {
@@ -137,26 +145,32 @@ impl Session {
         .encode())
     }
 
-    /// Remember a push-pull request sent to `to`.
-    pub(crate) fn exchange_started(&mut self, to: SocketAddr, id: u32) {
+    /// Remember a push-pull request sent to `to` at `now`.
+    pub(crate) fn exchange_started(&mut self, to: SocketAddr, id: u32, now: Timestamp) {
         if self.exchanges.len() >= MAX_EXCHANGES {
             self.exchanges.pop_front();
         }
-        self.exchanges.push_back((to, id));
+        self.exchanges.push_back((to, id, now));
     }
 
-    /// memberlist's push-pull from `from` as ours: the answer to the exchange this node
-    /// started with `from`, if any (its id, not a request), else a request answered at
-    /// `from`. `sender` names the member at `from`, when known.
+    /// memberlist's push-pull from `from`, arrived at `now`, as ours: the answer to the
+    /// oldest exchange this node started with `from` within `timeout` (its id, not a
+    /// request), else a request answered at `from`. Exchanges older than `timeout` are
+    /// forgotten first (see the module docs). `sender` names the member at `from`, when
+    /// known.
     pub(crate) fn push_pull(
         &mut self,
         p: &HcPushPull,
         from: SocketAddr,
         sender: Name,
+        now: Timestamp,
+        timeout: Duration,
     ) -> Result<PushPull, HcError> {
-        let answered = self.exchanges.iter().position(|(to, _)| *to == from);
+        self.exchanges
+            .retain(|(_, _, sent)| now.saturating_since(*sent) <= timeout);
+        let answered = self.exchanges.iter().position(|(to, _, _)| *to == from);
         let (id, request) = match answered.and_then(|i| self.exchanges.remove(i)) {
-            Some((_, id)) => (id, false),
+            Some((_, id, _)) => (id, false),
             None => (0, true),
         };
         push_pull_from_hashicorp(p, id, request, sender, from)
@@ -343,19 +357,36 @@ mod tests {
             events: Vec::new(),
         };
         let bytes = s
-            .stream(&Message::PushPull(Box::new(p)), &local(), addr(2))
+            .stream(&Message::PushPull(Box::new(p)), &local(), addr(2), at(0))
             .unwrap();
         let Incoming::PushPull(hc) = decode_stream_message(&bytes, addr(2)).unwrap() else {
             panic!("a push-pull")
         };
         // From another address: a request, answered where it came from.
-        let other = s.push_pull(&hc, addr(3), Name::new("x")).unwrap();
+        let t = Duration::from_secs(1);
+        let other = s
+            .push_pull(&hc, addr(3), Name::new("x"), at(10), t)
+            .unwrap();
         assert!(other.request);
         assert_eq!(other.reply_to, addr(3));
         // From the asked address: the answer to exchange 77, once.
-        let answer = s.push_pull(&hc, addr(2), Name::new("y")).unwrap();
+        let answer = s
+            .push_pull(&hc, addr(2), Name::new("y"), at(20), t)
+            .unwrap();
         assert_eq!((answer.request, answer.id), (false, 77));
-        assert!(s.push_pull(&hc, addr(2), Name::new("y")).unwrap().request);
+        assert!(
+            s.push_pull(&hc, addr(2), Name::new("y"), at(30), t)
+                .unwrap()
+                .request
+        );
+        // An exchange unanswered past the timeout is forgotten: a later exchange with the
+        // same address gets its own answer (a join retried after a refused answer).
+        s.exchange_started(addr(2), 1, at(100));
+        s.exchange_started(addr(2), 2, at(5_000));
+        let answer = s
+            .push_pull(&hc, addr(2), Name::new("y"), at(5_100), t)
+            .unwrap();
+        assert_eq!((answer.request, answer.id), (false, 2));
     }
 
     #[test]
@@ -366,12 +397,12 @@ mod tests {
             target: Name::new("you"),
             reply_to: addr(1),
         };
-        let a = s.stream(&ping, &local(), addr(2)).unwrap();
+        let a = s.stream(&ping, &local(), addr(2), at(0)).unwrap();
         let ack = Message::Ack {
             seq: 9,
             digest: None,
         };
-        let b = s.stream(&ack, &local(), addr(2)).unwrap();
+        let b = s.stream(&ack, &local(), addr(2), at(0)).unwrap();
         let mut dec = FrameDecoder::for_profile(1 << 20, WireProfile::HashiCorp);
         let mut out = Vec::new();
         for byte in a.iter().chain(b.iter()) {
