@@ -970,13 +970,19 @@ impl Node {
         }
     }
 
-    /// Answer the key-operation queries received (see `keyring::manager`): carry each out on
+    /// Answer the key-operation queries received (see `keyring::manager`; in the HashiCorp
+    /// profile Serf's, see `wire::hashicorp::keys`): carry each out on
     /// this node's keyring and send the answer to the asker (this node's own answer to its
     /// own operation is counted at once).
     fn answer_key_queries(&mut self) {
         for q in self.serf.take_key_inbox() {
-            let (payload, _changed) =
-                KeyManager::answer(self.fx.sec.as_deref_mut(), &q.name, &q.payload);
+            let sec = self.fx.sec.as_deref_mut();
+            let (payload, _changed) = if self.fx.hc.is_some() {
+                // Serf's key queries (`serf keys`), answered in Serf's format.
+                wire::hashicorp::answer_key_query(sec, &q.name, &q.payload)
+            } else {
+                KeyManager::answer(sec, &q.name, &q.payload)
+            };
             let resp = wire::QueryResp {
                 ltime: q.ltime,
                 id: q.id,

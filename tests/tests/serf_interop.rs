@@ -698,6 +698,78 @@ fn a_rookery_agent_with_the_wrong_key_does_not_join() {
     );
 }
 
+/// `serf keys` issued from a serf agent reaches the rookery agents, which act on their
+/// keyrings and answer as Serf does: list, install a new key, make it the primary, remove the
+/// old one (every member answering, so the serf CLI reports success), refuse to remove the
+/// primary; the cluster keeps talking under the new key.
+#[test]
+fn serf_key_operations_reach_rookery_agents() {
+    if !serf_present() {
+        return;
+    }
+    let (serfs, rk) = mixed_cluster("ek", 2, 2, &ENCRYPT, &encrypted_config());
+    let new_key = [7u8; 16];
+    const NEW_KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBw==";
+    let keys = |args: &[&str]| {
+        let mut all = vec!["keys"];
+        all.extend_from_slice(args);
+        serfs[0].cli(&all)
+    };
+    let listed = keys(&["-list"]).expect("serf keys -list succeeds");
+    assert!(listed.contains(CLUSTER_KEY_B64), "{listed}");
+    assert!(listed.contains("[4/4]"), "every member answers: {listed}");
+    let ring = |a: &Agent| {
+        a.keyring()
+            .expect("keyring")
+            .expect("a keyring")
+            .keys()
+            .map(<[u8]>::to_vec)
+            .collect::<Vec<_>>()
+    };
+    assert!(keys(&["-install", NEW_KEY_B64]).is_some(), "install");
+    for a in &rk {
+        assert_eq!(ring(a), vec![cluster_key(), new_key.to_vec()], "{a:?}");
+    }
+    assert!(keys(&["-use", NEW_KEY_B64]).is_some(), "use");
+    for a in &rk {
+        assert_eq!(ring(a), vec![new_key.to_vec(), cluster_key()], "{a:?}");
+    }
+    assert!(keys(&["-remove", CLUSTER_KEY_B64]).is_some(), "remove");
+    for a in &rk {
+        assert_eq!(ring(a), vec![new_key.to_vec()], "{a:?}");
+    }
+    assert!(
+        keys(&["-remove", NEW_KEY_B64]).is_none(),
+        "the primary key is not removed"
+    );
+    let listed = keys(&["-list"]).expect("serf keys -list succeeds");
+    assert!(
+        listed.contains(NEW_KEY_B64) && !listed.contains(CLUSTER_KEY_B64),
+        "{listed}"
+    );
+    // Still one cluster under the new key: an event from serf reaches every rookery agent.
+    assert!(serfs[1].cli(&["event", "rotated", "yes"]).is_some());
+    let (ok, took) = wait_until(LIMIT, || {
+        rk.iter().all(|a| {
+            a.events()
+                .iter()
+                .any(|e| matches!(e, rookery_core::Event::User(u) if &*u.name == "rotated"))
+        })
+    });
+    assert!(ok, "no event after the rotation in {took:?}");
+    let names: Vec<String> = serfs
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(rk.iter().map(|a| a.name().to_string()))
+        .collect();
+    let serf_refs: Vec<&Serf> = serfs.iter().collect();
+    assert!(
+        all_alive(&serf_refs, &rk, &names),
+        "all alive after the rotation"
+    );
+    no_crypto_refusals(&serfs, &rk);
+}
+
 #[test]
 fn mio_refuses_the_hashicorp_profile_typed() {
     let started = rookery_mio::Agent::start(

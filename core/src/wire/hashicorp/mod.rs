@@ -72,6 +72,7 @@
 mod convert;
 mod crypt;
 mod frame;
+mod keys;
 mod memberlist;
 mod msgpack;
 mod serf;
@@ -85,6 +86,7 @@ pub(crate) use convert::*;
 pub(crate) use crypt::*;
 #[allow(unused_imports)]
 pub(crate) use frame::*;
+pub(crate) use keys::{answer_key_query, is_key_query};
 #[allow(unused_imports)]
 pub(crate) use memberlist::*;
 #[allow(unused_imports)]
