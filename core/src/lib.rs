@@ -86,9 +86,10 @@
 //! datagram fits [`Config::mtu`]), each stream message as memberlist's encrypted message,
 //! input opened with any key, [`Config::gossip_verify_incoming`] and
 //! [`Config::gossip_verify_outgoing`] with memberlist's meaning, [`Node::set_keyring`] at
-//! runtime. Serf's key-management queries (`serf keys`) are not answered yet, and the
-//! cluster-wide key operations ([`Node::install_key`] and its siblings) return
-//! [`ApiError::NotInProfile`] on that profile.
+//! runtime, and Serf's key-management queries (`serf keys -list/-install/-use/-remove` from a
+//! serf agent) answered in Serf's format, each node acting on its own keyring. Issuing a
+//! key operation from a rookery node ([`Node::install_key`] and its siblings) returns
+//! [`ApiError::NotInProfile`] on that profile for now.
 //!
 //! ```
 //! use rookery_core::{Config, Event, Identity, Keyring, Node, Timestamp};

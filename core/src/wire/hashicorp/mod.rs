@@ -13,6 +13,7 @@
 //!   stream message under a given key;
 //! - `serf`: Serf's messages inside memberlist user messages and push-pull user state, query
 //!   filters, key and conflict payloads, tags in meta;
+//! - `keys`: how a node answers Serf's key-management queries;
 //! - `convert`: the mapping between these messages and our [`Message`](super::Message);
 //! - `session`: what the node's sending and receiving paths call.
 //!
@@ -58,11 +59,13 @@
 //! sealed while this node has no keyring, truncated); a memberlist datagram carries no mark
 //! saying it is sealed, so a datagram that fails to open counts as plaintext when it decodes
 //! as such and as sealed under another key otherwise. [`crate::Node::set_keyring`] changes
-//! the keyring of a running node.
+//! the keyring of a running node, and Serf's key queries (`serf keys -list/-install/-use/
+//! -remove` issued from a serf agent) are answered in Serf's format, each node acting on its
+//! own keyring (`keys`).
 //!
-//! **Not yet.** Serf's key-management internal queries (`serf keys`; rookery's own
-//! cluster-wide key operations are refused with `ApiError::NotInProfile`) and its
-//! name-conflict internal query,
+//! **Not yet.** Issuing key operations from a rookery node (`Node::install_key` and its
+//! siblings return `ApiError::NotInProfile` on this profile), Serf's name-conflict internal
+//! query,
 //! the label header of later memberlist releases (0.2.2 has none; later releases prefix
 //! `[244][len][label]`), memberlist 0.3+'s and Serf 0.10's additions (labels, the
 //! `RequireNodeNames` destination names, metadata-only pings), the mio driver (which refuses

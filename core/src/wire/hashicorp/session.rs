@@ -454,7 +454,7 @@ mod tests {
         .unwrap();
         assert_eq!(n.send(at(1), "you", "x"), Err(ApiError::NotInProfile));
         assert_eq!(n.broadcast(at(1), "x"), Err(ApiError::NotInProfile));
-        // Serf's key operations are not carried yet.
+        // Key operations are not issued from a node on this profile yet (Serf's are answered).
         assert_eq!(n.list_keys(at(1)), Err(ApiError::NotInProfile));
         assert_eq!(n.install_key(at(1), &[2; 16]), Err(ApiError::NotInProfile));
     }
