@@ -91,7 +91,8 @@ pub enum ApiError {
     /// A cluster-wide key operation needs this node to seal what it sends (a keyring and
     /// `gossip_verify_outgoing`): its query would otherwise travel in plaintext.
     EncryptionDisabled,
-    /// Query names starting with the reserved prefix `_rookery/` are the core's own.
+    /// Query names starting with the reserved prefix `_rookery/` are the core's own (and,
+    /// under [`crate::WireProfile::HashiCorp`], Serf's key-query names).
     ReservedName,
     /// The operation names this node itself (it cannot forget itself).
     IsSelf,
@@ -102,8 +103,8 @@ pub enum ApiError {
         limit: usize,
     },
     /// The node's wire profile has no counterpart for the call (under
-    /// [`crate::WireProfile::HashiCorp`]: direct messages, which Serf has none of, and the
-    /// cluster-wide key operations, not carried as Serf's key queries yet); nothing was sent.
+    /// [`crate::WireProfile::HashiCorp`]: direct messages, which Serf has none of); nothing
+    /// was sent.
     NotInProfile,
 }
 

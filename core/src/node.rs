@@ -955,8 +955,13 @@ impl Node {
             serf::Outcome::NameLost => self.finish_leave(StopReason::NameConflictLost),
             serf::Outcome::PushPull(r) => self.send_push_pull(r.to, r.id, true, false),
             serf::Outcome::KeyResponse { resp, done } => {
-                let sec = self.fx.sec.as_deref();
-                self.keys.on_answer(sec, resp.id, resp.from, &resp.payload);
+                if self.fx.hc.is_some() {
+                    let answer = wire::hashicorp::read_key_answer(&resp.payload);
+                    self.keys.on_read_answer(resp.id, resp.from, answer);
+                } else {
+                    let sec = self.fx.sec.as_deref();
+                    self.keys.on_answer(sec, resp.id, resp.from, &resp.payload);
+                }
                 if done {
                     let out = self.serf.query_deadline(resp.id, &mut cx!(self));
                     self.on_serf_outcome(out);
@@ -1006,9 +1011,7 @@ impl Node {
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
-        if self.fx.hc.is_some() {
-            return Err(ApiError::NotInProfile);
-        }
+        let hc = self.fx.hc.is_some();
         let sec = self
             .fx
             .sec
@@ -1018,8 +1021,12 @@ impl Node {
             return Err(ApiError::EncryptionDisabled);
         }
         keyring::precheck(sec, op, key).map_err(ApiError::Keyring)?;
-        let (name, payload) =
-            KeyManager::request(sec, op, key).ok_or(ApiError::EncryptionDisabled)?;
+        let (name, payload) = if hc {
+            // Serf's key queries, as `serf keys` asks them (see `wire::hashicorp::keys`).
+            wire::hashicorp::key_request(op, key)
+        } else {
+            KeyManager::request(sec, op, key).ok_or(ApiError::EncryptionDisabled)?
+        };
         let members = self.members.alive();
         // Answers also travel through two random members, so a lossy network rarely loses
         // one (the operation is reported incomplete, never wrong, when it does).
@@ -1215,7 +1222,8 @@ impl Node {
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
-        if name.starts_with("_rookery/") {
+        let serf_internal = self.fx.hc.is_some() && wire::hashicorp::is_key_query(name);
+        if name.starts_with("_rookery/") || serf_internal {
             return Err(ApiError::ReservedName);
         }
         self.serf

@@ -234,7 +234,8 @@ impl Serf {
             acks: BTreeSet::new(),
             responses: BTreeSet::new(),
             conflict: None,
-            internal: name.starts_with(crate::keyring::KEY_QUERY_PREFIX),
+            internal: name.starts_with(crate::keyring::KEY_QUERY_PREFIX)
+                || (cx.fx.hc.is_some() && crate::wire::hashicorp::is_key_query(name)),
         };
         self.queries.pending.insert(id, pending);
         cx.fx.timers.schedule(

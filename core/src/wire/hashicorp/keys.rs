@@ -12,8 +12,8 @@
 
 use bytes::Bytes;
 
-use super::serf::{KeyResponse, SerfMsg};
-use crate::keyring::Security;
+use super::serf::{KeyRequest, KeyResponse, SerfMsg};
+use crate::keyring::{KeyOp, Security};
 
 /// The prefix of Serf's internal queries.
 const PREFIX: &str = "_serf_";
@@ -37,6 +37,49 @@ impl Op {
             _ => return None,
         })
     }
+}
+
+/// The query a node asks to run `op` with `key` cluster-wide, as `serf keys` does: Serf's
+/// query name and its payload (the key request; empty for a list). The key travels as Serf
+/// sends it, protected by memberlist's encryption of the query (a node asks only while it
+/// seals what it sends).
+pub(crate) fn key_request(op: KeyOp, key: &[u8]) -> (&'static str, Bytes) {
+    let name = match op {
+        KeyOp::Install => "_serf_install-key",
+        KeyOp::Use => "_serf_use-key",
+        KeyOp::Remove => "_serf_remove-key",
+        KeyOp::List => return ("_serf_list-keys", Bytes::new()),
+    };
+    let req = SerfMsg::KeyRequest(KeyRequest {
+        key: Some(key.to_vec()),
+    });
+    (name, Bytes::from(req.encode()))
+}
+
+/// A member's answer to a key query, read: its keys (the primary first; for a list) or why
+/// it failed.
+pub(crate) fn read_key_answer(payload: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let Ok(SerfMsg::KeyResponse(r)) = SerfMsg::decode(payload) else {
+        return Err("unreadable answer".into());
+    };
+    if !r.result {
+        return Err(if r.message.is_empty() {
+            "failed".into()
+        } else {
+            r.message
+        });
+    }
+    let mut keys = Vec::new();
+    if !r.primary_key.is_empty() {
+        keys.push(unbase64(&r.primary_key).ok_or("a key that is not base64")?);
+    }
+    for k in r.keys.unwrap_or_default() {
+        let k = unbase64(&k).ok_or("a key that is not base64")?;
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    Ok(keys)
 }
 
 /// Whether a query named `name` is one of Serf's key operations (answered by the keyring,
@@ -124,11 +167,44 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Standard base64 (padding required) back to bytes; `None` when it is not.
+fn unbase64(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len() / 4 * 3);
+    for (i, quad) in b.chunks(4).enumerate() {
+        let last = i + 1 == b.len() / 4;
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = (n << 6) | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keyring::Keyring;
-    use crate::wire::hashicorp::serf::KeyRequest;
 
     fn security(keys: &[&[u8]]) -> Security {
         let mut s = Security::new(&[1; 32], &[1, 0]);
@@ -159,6 +235,32 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(&[0xff; 16]), "/////////////////////w==");
+        for len in 0..40u8 {
+            let b: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37)).collect();
+            assert_eq!(unbase64(&base64(&b)), Some(b));
+        }
+        for bad in ["A", "A===", "A=AA", "AA=A", "AAA*", "AA==AAAA"] {
+            assert_eq!(unbase64(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn our_requests_are_answered_and_the_answers_read() {
+        let k1: Vec<u8> = (1..=32).collect();
+        let k2 = [7u8; 16];
+        let mut sec = security(&[&k1]);
+        let (name, payload) = key_request(KeyOp::Install, &k2);
+        let (answer, changed) = answer_key_query(Some(&mut sec), name, &payload);
+        assert!(changed);
+        assert_eq!(read_key_answer(&answer), Ok(Vec::new()));
+        let (name, payload) = key_request(KeyOp::List, &[]);
+        let (answer, _) = answer_key_query(Some(&mut sec), name, &payload);
+        assert_eq!(read_key_answer(&answer), Ok(vec![k1.clone(), k2.to_vec()]));
+        let (name, payload) = key_request(KeyOp::Remove, &k1);
+        let (answer, changed) = answer_key_query(Some(&mut sec), name, &payload);
+        assert!(!changed);
+        assert!(read_key_answer(&answer).is_err(), "the primary stays");
+        assert!(read_key_answer(b"garbage").is_err());
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub(crate) use convert::*;
 pub(crate) use crypt::*;
 #[allow(unused_imports)]
 pub(crate) use frame::*;
-pub(crate) use keys::{answer_key_query, is_key_query};
+pub(crate) use keys::{answer_key_query, is_key_query, key_request, read_key_answer};
 #[allow(unused_imports)]
 pub(crate) use memberlist::*;
 #[allow(unused_imports)]

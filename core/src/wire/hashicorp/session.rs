@@ -454,9 +454,59 @@ mod tests {
         .unwrap();
         assert_eq!(n.send(at(1), "you", "x"), Err(ApiError::NotInProfile));
         assert_eq!(n.broadcast(at(1), "x"), Err(ApiError::NotInProfile));
-        // Key operations are not issued from a node on this profile yet (Serf's are answered).
-        assert_eq!(n.list_keys(at(1)), Err(ApiError::NotInProfile));
-        assert_eq!(n.install_key(at(1), &[2; 16]), Err(ApiError::NotInProfile));
+        // Serf's key-query names are the core's own there.
+        let q = crate::QueryParams::default();
+        assert_eq!(
+            n.query(at(1), "_serf_use-key", "", q),
+            Err(ApiError::ReservedName)
+        );
+    }
+
+    #[test]
+    fn key_operations_run_as_serfs_key_queries() {
+        let mut nodes = vec![hc_node("a", 1, Some(&[&K1])), hc_node("b", 2, Some(&[&K1]))];
+        nodes[1].join(at(0), &[addr(1)]).unwrap();
+        run(&mut nodes, 0, 2_000, |_, _| {});
+        assert_eq!(nodes[0].alive_count(), 2);
+        let mut t = 2_100;
+        let op = |nodes: &mut Vec<Node>,
+                  t: &mut u64,
+                  f: &dyn Fn(&mut Node, crate::Timestamp) -> crate::KeyOpId| {
+            let id = f(&mut nodes[0], at(*t));
+            let mut done = None;
+            run(nodes, *t, 3_000, |_, tr| {
+                opened_raw(&K1, tr);
+            });
+            *t += 3_100;
+            while let Some(e) = nodes[0].poll_event() {
+                if let crate::Event::KeyOp(r) = e {
+                    if r.id == id {
+                        done = Some(r);
+                    }
+                }
+            }
+            done.expect("the operation ends")
+        };
+        let r = op(&mut nodes, &mut t, &|n, now| {
+            n.install_key(now, &K2).unwrap()
+        });
+        assert!(r.complete() && r.answered == 2, "{r:?}");
+        for n in &nodes {
+            assert_eq!(
+                n.keyring().unwrap().keys().collect::<Vec<_>>(),
+                vec![&K1[..], &K2[..]]
+            );
+        }
+        let r = op(&mut nodes, &mut t, &|n, now| n.list_keys(now).unwrap());
+        assert!(r.complete(), "{r:?}");
+        assert_eq!(r.keys.get(K2.as_slice()), Some(&2));
+        assert_eq!(r.primary_keys.get(K1.as_slice()), Some(&2));
+        // Nothing reached the applications as a query.
+        for n in nodes.iter_mut() {
+            assert!(
+                !std::iter::from_fn(|| n.poll_event()).any(|e| matches!(e, crate::Event::Query(_)))
+            );
+        }
     }
 
     // ---- The keyring on the profile: memberlist's encryption format ----
