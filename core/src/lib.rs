@@ -87,9 +87,8 @@
 //! input opened with any key, [`Config::gossip_verify_incoming`] and
 //! [`Config::gossip_verify_outgoing`] with memberlist's meaning, [`Node::set_keyring`] at
 //! runtime, and Serf's key-management queries (`serf keys -list/-install/-use/-remove` from a
-//! serf agent) answered in Serf's format, each node acting on its own keyring. Issuing a
-//! key operation from a rookery node ([`Node::install_key`] and its siblings) returns
-//! [`ApiError::NotInProfile`] on that profile for now.
+//! serf agent) answered in Serf's format, each node acting on its own keyring;
+//! [`Node::install_key`] and its siblings ask the same queries.
 //!
 //! ```
 //! use rookery_core::{Config, Event, Identity, Keyring, Node, Timestamp};

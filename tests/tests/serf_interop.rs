@@ -701,7 +701,8 @@ fn a_rookery_agent_with_the_wrong_key_does_not_join() {
 /// `serf keys` issued from a serf agent reaches the rookery agents, which act on their
 /// keyrings and answer as Serf does: list, install a new key, make it the primary, remove the
 /// old one (every member answering, so the serf CLI reports success), refuse to remove the
-/// primary; the cluster keeps talking under the new key.
+/// primary; the cluster keeps talking under the new key. Then the rotation back, issued from
+/// rookery agents: the serf agents carry it out and every member answers.
 #[test]
 fn serf_key_operations_reach_rookery_agents() {
     if !serf_present() {
@@ -766,6 +767,23 @@ fn serf_key_operations_reach_rookery_agents() {
     assert!(
         all_alive(&serf_refs, &rk, &names),
         "all alive after the rotation"
+    );
+    // And back, issued from rookery agents: the serf agents act on it and answer.
+    let r = rk[0].install_key(&cluster_key()).expect("install_key");
+    assert!(r.complete() && r.answered == 4, "{r:?}");
+    let r = rk[1].use_key(&cluster_key()).expect("use_key");
+    assert!(r.complete() && r.answered == 4, "{r:?}");
+    let r = rk[0].remove_key(&new_key).expect("remove_key");
+    assert!(r.complete() && r.answered == 4, "{r:?}");
+    let r = rk[1].list_keys().expect("list_keys");
+    assert!(r.complete() && r.answered == 4, "{r:?}");
+    assert_eq!(r.keys.len(), 1, "{r:?}");
+    assert_eq!(r.keys.get(&cluster_key()), Some(&4), "{r:?}");
+    assert_eq!(r.primary_keys.get(&cluster_key()), Some(&4), "{r:?}");
+    let listed = keys(&["-list"]).expect("serf keys -list succeeds");
+    assert!(
+        listed.contains(CLUSTER_KEY_B64) && !listed.contains(NEW_KEY_B64),
+        "{listed}"
     );
     no_crypto_refusals(&serfs, &rk);
 }

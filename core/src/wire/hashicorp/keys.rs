@@ -1,5 +1,6 @@
 //! Serf's key-management internal queries on the HashiCorp profile: what `serf keys
-//! -list/-install/-use/-remove` asks every member, and how a member answers. The query names
+//! -list/-install/-use/-remove` (or a node's own key operation) asks every member, how a
+//! member answers, and how the asker reads the answers. The query names
 //! are Serf's (`_serf_list-keys`, `_serf_install-key`, `_serf_use-key`, `_serf_remove-key`);
 //! the three changing ones carry Serf's key request (`[type 7][msgpack {Key: raw bytes}]`),
 //! and every answer is Serf's key response (`[type 8][msgpack {Keys, Message, PrimaryKey,

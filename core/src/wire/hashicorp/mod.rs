@@ -61,11 +61,10 @@
 //! as such and as sealed under another key otherwise. [`crate::Node::set_keyring`] changes
 //! the keyring of a running node, and Serf's key queries (`serf keys -list/-install/-use/
 //! -remove` issued from a serf agent) are answered in Serf's format, each node acting on its
-//! own keyring (`keys`).
+//! own keyring, and a node's own cluster-wide key operations (`Node::install_key` and its
+//! siblings) ask those queries and read Serf's answers (`keys`).
 //!
-//! **Not yet.** Issuing key operations from a rookery node (`Node::install_key` and its
-//! siblings return `ApiError::NotInProfile` on this profile), Serf's name-conflict internal
-//! query,
+//! **Not yet.** Serf's name-conflict internal query,
 //! the label header of later memberlist releases (0.2.2 has none; later releases prefix
 //! `[244][len][label]`), memberlist 0.3+'s and Serf 0.10's additions (labels, the
 //! `RequireNodeNames` destination names, metadata-only pings), the mio driver (which refuses
