@@ -72,17 +72,22 @@ pub struct Config {
     pub label: Option<String>,
     /// The AES-GCM keyring: when set, this node opens sealed datagrams and frames with any of
     /// its keys and (with `gossip_verify_outgoing`) seals everything it sends with the primary
-    /// key, the label authenticated with it. A node with a keyring needs entropy for its nonces
+    /// key, the label authenticated with it. In the HashiCorp profile the format is
+    /// memberlist's (what `serf agent -encrypt` speaks): datagrams sealed whole, stream
+    /// messages framed as its encrypted message. A node with a keyring needs entropy for its nonces
     /// ([`crate::Node::with_entropy`]). Change it on a running node with
     /// [`crate::Node::set_keyring`] or cluster-wide with [`crate::Node::install_key`] and its
     /// siblings. Default none (plaintext).
     pub keyring: Option<crate::Keyring>,
     /// With a keyring: refuse plaintext input (counted in
     /// [`crate::Stats::plaintext_refused`]). Turn it off while a cluster moves to (or from)
-    /// encryption node by node. Default true.
+    /// encryption node by node. Default true, as memberlist's `GossipVerifyIncoming` (the
+    /// same meaning in the HashiCorp profile: off, a datagram no key opens is read as
+    /// plaintext).
     pub gossip_verify_incoming: bool,
     /// With a keyring: seal everything this node sends. Turn it off while a cluster moves to
-    /// (or from) encryption node by node. Default true.
+    /// (or from) encryption node by node. Default true, as memberlist's
+    /// `GossipVerifyOutgoing`.
     pub gossip_verify_outgoing: bool,
 
     // ---- Serf layer ----
@@ -165,8 +170,9 @@ pub enum WireProfile {
     #[default]
     Native,
     /// memberlist 0.2.2's wire protocol (msgpack, compound datagrams, stream messages, its
-    /// AES-GCM encryption) with Serf 0.9.4's messages inside memberlist user messages, as a
-    /// `serf` 0.9.4 agent speaks them. What has no counterpart there is listed in
+    /// AES-GCM encryption with [`Config::keyring`]) with Serf 0.9.4's messages inside
+    /// memberlist user messages, as a `serf` 0.9.4 agent speaks them (with or without
+    /// `-encrypt`). What has no counterpart there is listed in
     /// `wire::hashicorp`'s docs: no view digests (views are repaired by the periodic
     /// push-pull alone), no accuser in push-pull, no direct messages
     /// ([`crate::ApiError::NotInProfile`]), no cluster label (memberlist 0.2.2 has none).
@@ -384,11 +390,6 @@ impl Config {
                 return Err(ConfigError::NotInProfile { field: "label" });
             }
         }
-        if self.keyring.is_some() && self.wire.is_hashicorp() {
-            // memberlist's encryption format is decoded (`wire::hashicorp::crypt`) but not
-            // wired to the keyring yet: refused rather than sent in the native sealing.
-            return Err(ConfigError::NotInProfile { field: "keyring" });
-        }
         Ok(())
     }
 }
@@ -449,7 +450,7 @@ pub enum ConfigError {
     /// with [`crate::Node::with_entropy`]): nonces are never drawn from the seeded RNG.
     KeyringWithoutEntropy,
     /// A setting the chosen [`WireProfile`] cannot carry (the HashiCorp profile has no
-    /// cluster label, and no keyring yet).
+    /// cluster label).
     NotInProfile {
         /// The offending field.
         field: &'static str,

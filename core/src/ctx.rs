@@ -79,9 +79,15 @@ impl Effects {
 }
 
 impl Effects {
-    /// Bytes sealing adds to each datagram and frame now (0 when not sealing).
+    /// Bytes sealing adds to each datagram and frame now (0 when not sealing): the native
+    /// envelope's nonce and tag, or in the HashiCorp profile memberlist's version byte, nonce
+    /// and tag (encryption version 1 has no padding).
     pub(crate) fn seal_overhead(&self) -> usize {
-        self.sec.as_deref().map_or(0, |s| s.overhead())
+        match self.sec.as_deref() {
+            Some(s) if self.hc.is_some() && s.sealing() => wire::hashicorp::SEAL_OVERHEAD,
+            Some(s) => s.overhead(),
+            None => 0,
+        }
     }
 }
 
@@ -286,15 +292,26 @@ impl Cx<'_> {
     }
 
     /// Bytes still free for records in a HashiCorp datagram holding `buf` (the compound
-    /// header reckoned, each record's length field being the compound's part length).
+    /// header reckoned, each record's length field being the compound's part length; when
+    /// this node seals, memberlist's encryption overhead too, so a sealed datagram still fits
+    /// the MTU).
     fn hc_room(&self, buf: &[u8]) -> usize {
         let used = wire::hashicorp::COMPOUND_HEADER + buf.len();
         self.cfg.mtu.saturating_sub(used + self.fx.seal_overhead())
     }
 
-    /// Send the records in `buf` to `to` as HashiCorp datagrams (none when it is empty).
+    /// Send the records in `buf` to `to` as HashiCorp datagrams (none when it is empty),
+    /// each sealed whole when this node seals ([`Cx::hc_room`] reserved the room for it).
     fn hc_finish(&mut self, to: SocketAddr, buf: &[u8]) {
-        for d in wire::hashicorp::datagrams(buf) {
+        for mut d in wire::hashicorp::datagrams(buf) {
+            if let Some(sealed) = self
+                .fx
+                .sec
+                .as_deref_mut()
+                .and_then(|s| s.hc_seal_datagram(&d))
+            {
+                d = sealed;
+            }
             self.fx.stats.packets_out += 1;
             self.fx.stats.bytes_out += d.len() as u64;
             self.push_transmit(Transmit {
@@ -311,7 +328,7 @@ impl Cx<'_> {
     fn hc_stream(&mut self, to: SocketAddr, msg: &Message) -> Option<Vec<u8>> {
         let hc = self.fx.hc.as_deref_mut()?;
         let local = hc.local(self.me, *self.addr);
-        match hc.stream(msg, &local, to) {
+        match hc.stream(msg, &local, to, self.now) {
             Ok(b) => Some(b),
             Err(e) => {
                 self.fx.stats.profile_skipped += 1;
@@ -364,7 +381,18 @@ impl Cx<'_> {
         message: Option<crate::MessageId>,
     ) {
         if let Some(sec) = self.fx.sec.as_deref_mut() {
-            if let Some(sealed) = sec.seal_frame(&frame, self.fx.header.len()) {
+            if self.fx.hc.is_some() {
+                // A HashiCorp stream message, sealed as memberlist frames it.
+                match sec.hc_seal_stream(&frame) {
+                    Some(Ok(sealed)) => frame = sealed,
+                    Some(Err(e)) => {
+                        self.fx.stats.profile_skipped += 1;
+                        tracing::debug!(%to, error = %e, "stream message not sent: too long to seal");
+                        return;
+                    }
+                    None => {}
+                }
+            } else if let Some(sealed) = sec.seal_frame(&frame, self.fx.header.len()) {
                 frame = sealed;
             }
         }

@@ -91,7 +91,8 @@ pub enum ApiError {
     /// A cluster-wide key operation needs this node to seal what it sends (a keyring and
     /// `gossip_verify_outgoing`): its query would otherwise travel in plaintext.
     EncryptionDisabled,
-    /// Query names starting with the reserved prefix `_rookery/` are the core's own.
+    /// Query names starting with the reserved prefix `_rookery/` are the core's own (and,
+    /// under [`crate::WireProfile::HashiCorp`], Serf's key-query names).
     ReservedName,
     /// The operation names this node itself (it cannot forget itself).
     IsSelf,
@@ -101,8 +102,9 @@ pub enum ApiError {
         /// The configured limit.
         limit: usize,
     },
-    /// The node's wire profile has no counterpart for the call (direct messages under
-    /// [`crate::WireProfile::HashiCorp`]: Serf has none); nothing was sent.
+    /// The node's wire profile has no counterpart for the call (under
+    /// [`crate::WireProfile::HashiCorp`]: direct messages, which Serf has none of); nothing
+    /// was sent.
     NotInProfile,
 }
 

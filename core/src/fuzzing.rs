@@ -645,7 +645,10 @@ pub fn open_sealed(keyring: &crate::Keyring, label: Option<&str>, data: &[u8]) -
 /// `mode` 0 reads a datagram, 1 a stream message, 2 a Serf message (a user message's bytes),
 /// 3 tags from member meta, 4 a sealed datagram and 5 a sealed stream message (memberlist's
 /// encryption, opened with the key bytes 1 to 32, then read as modes 0 and 1; what opens seals
-/// again, with its nonce, to the same bytes). Whatever decodes re-encodes to bytes that decode to the same
+/// again, with its nonce, to the same bytes), 6 and 7 hand it to a node speaking the profile as
+/// a datagram or a stream message (with bit 0x40 of `mode` set the node has that key as its
+/// keyring; with bit 0x80 as well, `data` is sealed with it first, so the node's decoding
+/// behind the encryption is reached). Whatever decodes re-encodes to bytes that decode to the same
 /// value, and that re-encoding is stable (encoding again gives the same bytes); a datagram's
 /// and a stream's Serf contents are decoded too; a stream message never claims more bytes
 /// than it was given. Decoding never panics (that is the check of everything else).
@@ -735,11 +738,12 @@ pub fn check_hashicorp(mode: u8, data: &[u8]) {
             }
         }
         6 | 7 => {
+            let keyed = (mode & 0x40 != 0).then_some(mode & 0x80 != 0);
             for profile in [
                 crate::WireProfile::HashiCorp,
                 crate::WireProfile::Memberlist,
             ] {
-                check_hashicorp_node(profile, mode % 8 == 7, data);
+                check_hashicorp_node(profile, mode % 8 == 7, keyed, data);
             }
         }
         _ => {}
@@ -750,20 +754,42 @@ pub fn check_hashicorp(mode: u8, data: &[u8]) {
 /// Serf's layer), as a datagram or a stream message: refused input changes nothing visible
 /// (no transmit, no event); whatever the node sends then, and after its timers run, is valid
 /// in the profile (datagrams fit the MTU and decode, each stream transmit is exactly one
-/// stream message that decodes; without Serf's layer no user message is sent).
-fn check_hashicorp_node(profile: crate::WireProfile, stream: bool, data: &[u8]) {
+/// stream message that decodes; without Serf's layer no user message is sent). With `keyed`,
+/// the node has the key bytes 1 to 32 as its keyring (`Some(true)`: `data` is sealed with it
+/// first) and everything it sends must open with that key before it decodes.
+fn check_hashicorp_node(
+    profile: crate::WireProfile,
+    stream: bool,
+    keyed: Option<bool>,
+    data: &[u8],
+) {
     use crate::wire::hashicorp as hc;
+    let key: Vec<u8> = (1..=32).collect();
     let cfg = Config {
         wire: profile,
+        keyring: keyed.map(|_| crate::Keyring::new(&key).expect("a valid key")),
         ..Config::lan()
+    };
+    let sealed;
+    let data = match keyed {
+        Some(true) if stream => {
+            sealed = hc::seal_stream(&key, [3; hc::NONCE_LEN], data).expect("seals");
+            &sealed[..]
+        }
+        Some(true) => {
+            sealed = hc::seal(&key, [3; hc::NONCE_LEN], data, &[]).expect("seals");
+            &sealed[..]
+        }
+        _ => data,
     };
     let mtu = cfg.mtu;
     let me = SocketAddr::from(([127, 0, 0, 1], 7946));
     let from = SocketAddr::from(([127, 0, 0, 1], 7000));
-    let mut node = crate::Node::new(
+    let mut node = crate::Node::with_entropy(
         cfg,
         crate::Identity::new("node-0", me),
         1,
+        [9; 32],
         crate::Timestamp::ZERO,
     )
     .expect("a valid configuration");
@@ -788,7 +814,11 @@ fn check_hashicorp_node(profile: crate::WireProfile, stream: bool, data: &[u8]) 
             match t.kind {
                 crate::TransmitKind::Datagram => {
                     assert!(t.payload.len() <= mtu, "datagram over the MTU");
-                    let p = hc::decode_packet(&t.payload).expect("a sent datagram decodes");
+                    let plain = match keyed {
+                        Some(_) => hc::open(&[&key], &t.payload, &[]).expect("a datagram opens"),
+                        None => t.payload.to_vec(),
+                    };
+                    let p = hc::decode_packet(&plain).expect("a sent datagram decodes");
                     assert!(
                         profile.has_serf()
                             || !p
@@ -804,7 +834,15 @@ fn check_hashicorp_node(profile: crate::WireProfile, stream: bool, data: &[u8]) 
                         Ok(Some(t.payload.len())),
                         "a stream transmit is one whole stream message"
                     );
-                    let m = hc::decode_stream_message(&t.payload, from, true)
+                    let plain = match keyed {
+                        Some(_) => {
+                            hc::open_stream(&[&key], &t.payload)
+                                .expect("a stream opens")
+                                .0
+                        }
+                        None => t.payload.to_vec(),
+                    };
+                    let m = hc::decode_stream_message(&plain, from, true)
                         .expect("a sent stream message decodes");
                     if let hc::Incoming::PushPull(p) = m {
                         assert!(

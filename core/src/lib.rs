@@ -64,7 +64,7 @@
 //! | `members/` | the member table (probe order, name index, prefetching lookups) |
 //! | `membership.rs` | the router's membership state machine: alive/suspect/dead under incarnation rules, refutation, push-pull merges |
 //! | `keyring/` | the AES-GCM keyring, the sealed envelope, the nonce source, rolling adoption, refusal log, and cluster-wide key operations |
-//! | `wire/` | message types, the postcard codec with its fast paths, the push-pull writer, stream framing; `wire/hashicorp/`, memberlist's and Serf's wire formats (msgpack, compound, CRC, compression, their encryption), checked against captured traffic of the real peers; `Config::wire` selects it (`WireProfile::HashiCorp` with Serf's layer, `WireProfile::Memberlist` without) |
+//! | `wire/` | message types, the postcard codec with its fast paths, the push-pull writer, stream framing; `wire/hashicorp/`, memberlist's and Serf's wire formats (msgpack, compound, CRC, compression, their encryption), checked against captured traffic of the real peers, spoken when [`Config::wire`] is [`WireProfile::HashiCorp`] (with Serf's layer) or [`WireProfile::Memberlist`] (without) |
 //! | `event_queue.rs` | the one event-overflow policy ([`EventQueue`]), used by the node and by every driver's event stream |
 //! | `admission.rs` | how many new members one datagram or one sending host may introduce |
 //! | `plausible.rs` | what a message may claim: incarnations as serial numbers, how far an accusation or a Lamport time may run ahead |
@@ -79,6 +79,16 @@
 //! counter follows it; nonces are never drawn from the seeded RNG, so they do not repeat across
 //! restarts with a fixed seed) and the rolling adoption are documented in the `keyring` module
 //! (`core/src/keyring/mod.rs`).
+//!
+//! With [`WireProfile::HashiCorp`] the same keyring speaks memberlist's encryption instead, as
+//! `serf agent -encrypt` does (Serf 0.9.4, memberlist 0.2.2): each datagram sealed whole with
+//! the primary key (encryption version 1; the 29 bytes it adds are reserved, so a sealed
+//! datagram fits [`Config::mtu`]), each stream message as memberlist's encrypted message,
+//! input opened with any key, [`Config::gossip_verify_incoming`] and
+//! [`Config::gossip_verify_outgoing`] with memberlist's meaning, [`Node::set_keyring`] at
+//! runtime, and Serf's key-management queries (`serf keys -list/-install/-use/-remove` from a
+//! serf agent) answered in Serf's format, each node acting on its own keyring;
+//! [`Node::install_key`] and its siblings ask the same queries.
 //!
 //! ```
 //! use rookery_core::{Config, Event, Identity, Keyring, Node, Timestamp};

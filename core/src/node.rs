@@ -357,9 +357,10 @@ impl Node {
         self.fx.stats.bytes_in += data.len() as u64;
         self.within(from, data.len(), wire::MAX_DATAGRAM)?;
         if let Some(serf) = self.fx.hc.as_deref().map(|hc| hc.serf) {
+            let (plain, looked_sealed) = self.hc_open_datagram(from, data)?;
             self.admission.begin_input();
-            let items = wire::hashicorp::decode_datagram(data, serf)
-                .map_err(|e| self.hc_rejected(from, e))?;
+            let items = wire::hashicorp::decode_datagram(&plain, serf)
+                .map_err(|e| self.hc_undecodable(from, data, looked_sealed, e))?;
             for item in items {
                 self.handle_hc(from, item);
             }
@@ -429,8 +430,9 @@ impl Node {
         self.fx.stats.stream_bytes_in += frame.len() as u64;
         self.within(from, frame.len(), self.cfg.max_stream_message)?;
         if let Some(serf) = self.fx.hc.as_deref().map(|hc| hc.serf) {
+            let plain = self.hc_open_stream(from, frame)?;
             self.admission.begin_input();
-            let item = wire::hashicorp::decode_stream_message(frame, from, serf)
+            let item = wire::hashicorp::decode_stream_message(&plain, from, serf)
                 .map_err(|e| self.hc_rejected(from, e))?;
             self.handle_hc(from, item);
             return Ok(());
@@ -464,7 +466,7 @@ impl Node {
                 let Some(hc) = self.fx.hc.as_deref_mut() else {
                     return;
                 };
-                match hc.push_pull(&p, from, sender) {
+                match hc.push_pull(&p, from, sender, self.now, self.cfg.tcp_timeout) {
                     Ok(p) => {
                         self.handle_message(from, Message::PushPull(Box::new(p)), Near::UNKNOWN)
                     }
@@ -478,6 +480,101 @@ impl Node {
                 tracing::trace!(%from, why, "message skipped: no counterpart here");
             }
         }
+    }
+
+    /// HashiCorp profile: the plaintext of a received datagram, as memberlist reads one. With
+    /// a keyring it is opened with any key; when none opens it, it is refused — as plaintext
+    /// when it decodes as such or does not start with an encryption version, as truncated
+    /// when it is shorter than a seal, else as sealed under a key this node lacks — unless
+    /// `gossip_verify_incoming` is off, which reads it as plaintext (then whether it looked
+    /// sealed is returned, for the count should it not decode). Without a keyring it is
+    /// plaintext.
+    fn hc_open_datagram<'d>(
+        &mut self,
+        from: SocketAddr,
+        data: &'d [u8],
+    ) -> Result<(std::borrow::Cow<'d, [u8]>, bool), InputError> {
+        use wire::hashicorp::{self as hc, HcError};
+        let Some(sec) = self.fx.sec.as_deref() else {
+            return Ok((data.into(), false));
+        };
+        let Some(ring) = sec.keyring.as_ref() else {
+            return Ok((data.into(), false));
+        };
+        let e = match hc::open_with(ring, data, &[]) {
+            Ok(plain) => return Ok((plain.into(), false)),
+            Err(e) => e,
+        };
+        let sealed_form = matches!(e, HcError::Unopened | HcError::BadPadding);
+        if !sec.verify_incoming {
+            return Ok((data.into(), sealed_form));
+        }
+        let not_sealed = !sealed_form && !matches!(e, HcError::Truncated);
+        let refusal = if not_sealed || hc::decode_packet(data).is_ok() {
+            Refusal::Plaintext
+        } else if sealed_form {
+            Refusal::NoKey
+        } else {
+            Refusal::Truncated
+        };
+        tracing::trace!(%from, error = %e, "HashiCorp datagram not opened");
+        Err(self.refused(from, refusal))
+    }
+
+    /// HashiCorp profile: a received datagram's plaintext did not decode. Counted as a decode
+    /// error, except that bytes which look sealed — they failed to open with this node's keys
+    /// (`looked_sealed`), or this node has no keyring and they start with an encryption
+    /// version, are as long as a seal, and are no plaintext — are counted by that cause (a
+    /// key this node lacks; sealed while it has no keyring): the usual mistakes of a node
+    /// joining an encrypted Serf cluster.
+    fn hc_undecodable(
+        &mut self,
+        from: SocketAddr,
+        data: &[u8],
+        looked_sealed: bool,
+        e: wire::hashicorp::HcError,
+    ) -> InputError {
+        if looked_sealed {
+            return self.refused(from, Refusal::NoKey);
+        }
+        let keyless = self.keyring().is_none();
+        let sealed_shape =
+            matches!(data.first(), Some(0 | 1)) && data.len() >= wire::hashicorp::SEAL_OVERHEAD;
+        if keyless && sealed_shape {
+            tracing::trace!(%from, error = %e, "HashiCorp datagram looks sealed, no keyring");
+            return self.refused(from, Refusal::Unexpected);
+        }
+        self.hc_rejected(from, e)
+    }
+
+    /// HashiCorp profile: the plaintext of a received stream message, as memberlist reads one.
+    /// A sealed one (type 10) is opened with any key of the keyring (refused without one); a
+    /// plaintext one is refused when this node has a keyring and `gossip_verify_incoming`.
+    fn hc_open_stream<'d>(
+        &mut self,
+        from: SocketAddr,
+        frame: &'d [u8],
+    ) -> Result<std::borrow::Cow<'d, [u8]>, InputError> {
+        use wire::hashicorp::{self as hc, HcError};
+        let ring = self
+            .fx
+            .sec
+            .as_deref()
+            .and_then(|s| s.keyring.as_ref().map(|r| (r, s.verify_incoming)));
+        let sealed = frame.first() == Some(&(hc::MsgType::Encrypt as u8));
+        let refusal = match (sealed, ring) {
+            (false, Some((_, true))) => Refusal::Plaintext,
+            (false, _) => return Ok(frame.into()),
+            (true, None) => Refusal::Unexpected,
+            (true, Some((ring, _))) => match hc::open_stream_with(ring, frame) {
+                Ok((plain, used)) if used == frame.len() => return Ok(plain.into()),
+                Ok(_) => return Err(self.hc_rejected(from, HcError::TrailingBytes)),
+                Err(HcError::Unopened | HcError::BadPadding) => Refusal::NoKey,
+                Err(HcError::Truncated) => Refusal::Truncated,
+                Err(e) => return Err(self.hc_rejected(from, e)),
+            },
+        };
+        Err(self.refused(from, refusal))
     }
 
     /// Count and log HashiCorp bytes that did not decode; the input error.
@@ -603,9 +700,6 @@ impl Node {
     /// [`Node::set_gossip_verify`]), or after an operator changed the keyring file. Refused
     /// with [`ApiError::NoEntropy`] on a node created without entropy.
     pub fn set_keyring(&mut self, keyring: Option<Keyring>) -> Result<(), ApiError> {
-        if self.fx.hc.is_some() {
-            return Err(ApiError::NotInProfile);
-        }
         let (incoming, outgoing) = (
             self.cfg.gossip_verify_incoming,
             self.cfg.gossip_verify_outgoing,
@@ -861,8 +955,13 @@ impl Node {
             serf::Outcome::NameLost => self.finish_leave(StopReason::NameConflictLost),
             serf::Outcome::PushPull(r) => self.send_push_pull(r.to, r.id, true, false),
             serf::Outcome::KeyResponse { resp, done } => {
-                let sec = self.fx.sec.as_deref();
-                self.keys.on_answer(sec, resp.id, resp.from, &resp.payload);
+                if self.fx.hc.is_some() {
+                    let answer = wire::hashicorp::read_key_answer(&resp.payload);
+                    self.keys.on_read_answer(resp.id, resp.from, answer);
+                } else {
+                    let sec = self.fx.sec.as_deref();
+                    self.keys.on_answer(sec, resp.id, resp.from, &resp.payload);
+                }
                 if done {
                     let out = self.serf.query_deadline(resp.id, &mut cx!(self));
                     self.on_serf_outcome(out);
@@ -876,13 +975,19 @@ impl Node {
         }
     }
 
-    /// Answer the key-operation queries received (see `keyring::manager`): carry each out on
+    /// Answer the key-operation queries received (see `keyring::manager`; in the HashiCorp
+    /// profile Serf's, see `wire::hashicorp::keys`): carry each out on
     /// this node's keyring and send the answer to the asker (this node's own answer to its
     /// own operation is counted at once).
     fn answer_key_queries(&mut self) {
         for q in self.serf.take_key_inbox() {
-            let (payload, _changed) =
-                KeyManager::answer(self.fx.sec.as_deref_mut(), &q.name, &q.payload);
+            let sec = self.fx.sec.as_deref_mut();
+            let (payload, _changed) = if self.fx.hc.is_some() {
+                // Serf's key queries (`serf keys`), answered in Serf's format.
+                wire::hashicorp::answer_key_query(sec, &q.name, &q.payload)
+            } else {
+                KeyManager::answer(sec, &q.name, &q.payload)
+            };
             let resp = wire::QueryResp {
                 ltime: q.ltime,
                 id: q.id,
@@ -906,9 +1011,11 @@ impl Node {
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
-        if self.fx.hc.is_some() {
+        if !self.cfg.wire.has_serf() {
+            // Serf's key queries need Serf's layer; a Go memberlist program has no such thing.
             return Err(ApiError::NotInProfile);
         }
+        let hc = self.fx.hc.is_some();
         let sec = self
             .fx
             .sec
@@ -918,8 +1025,12 @@ impl Node {
             return Err(ApiError::EncryptionDisabled);
         }
         keyring::precheck(sec, op, key).map_err(ApiError::Keyring)?;
-        let (name, payload) =
-            KeyManager::request(sec, op, key).ok_or(ApiError::EncryptionDisabled)?;
+        let (name, payload) = if hc {
+            // Serf's key queries, as `serf keys` asks them (see `wire::hashicorp::keys`).
+            wire::hashicorp::key_request(op, key)
+        } else {
+            KeyManager::request(sec, op, key).ok_or(ApiError::EncryptionDisabled)?
+        };
         let members = self.members.alive();
         // Answers also travel through two random members, so a lossy network rarely loses
         // one (the operation is reported incomplete, never wrong, when it does).
@@ -1118,7 +1229,8 @@ impl Node {
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
-        if name.starts_with("_rookery/") {
+        let serf_internal = self.fx.hc.is_some() && wire::hashicorp::is_key_query(name);
+        if name.starts_with("_rookery/") || serf_internal {
             return Err(ApiError::ReservedName);
         }
         if !self.cfg.wire.has_serf() {

@@ -24,11 +24,14 @@ pub struct Stats {
     pub decode_errors: u64,
     /// Inputs carrying another cluster label, plaintext or sealed (ignored).
     pub label_mismatches: u64,
-    /// Sealed inputs that no key of the keyring opens (ignored).
+    /// Sealed inputs that no key of the keyring opens (ignored). In the HashiCorp profile,
+    /// whose datagrams carry no mark of being sealed, a datagram no key opens counts here
+    /// unless it decodes as plaintext (then [`Stats::plaintext_refused`]).
     pub sealed_no_key: u64,
     /// Plaintext inputs refused because `gossip_verify_incoming` requires sealed ones.
     pub plaintext_refused: u64,
-    /// Sealed inputs refused because this node has no keyring.
+    /// Sealed inputs refused because this node has no keyring (in the HashiCorp profile: an
+    /// encrypted stream message, or a datagram shaped like a sealed one that does not decode).
     pub sealed_unexpected: u64,
     /// Sealed inputs shorter than their header, nonce and tag.
     pub sealed_truncated: u64,

@@ -5,7 +5,9 @@
 //! 2 a Serf message (a memberlist user message's bytes), 3 a member's meta holding tags, 4 a
 //! sealed datagram, 5 a sealed stream message (memberlist's encryption, key bytes 1 to 32, the
 //! key of the captured encrypted traffic), 6 a datagram and 7 a stream message handed to a
-//! node speaking the profile.
+//! node speaking the profile; for 6 and 7, bit 0x40 gives that node the same key as its
+//! keyring, and bit 0x80 with it seals the rest with the key first (so the node's decoding
+//! behind memberlist's encryption is reached; everything the node sends must open).
 //! Checked (by `rookery_core::fuzzing::check_hashicorp`): nothing panics; whatever decodes
 //! re-encodes to bytes that decode to the same value, and the re-encoding is stable; the Serf
 //! messages inside datagrams, user messages and push-pull state decode under the same rules;

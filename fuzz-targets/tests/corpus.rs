@@ -38,6 +38,33 @@ fn corpus_hashicorp() {
     assert!(replay("corpus", "hashicorp") > 0, "no hashicorp corpus");
 }
 
+/// The captured datagrams and stream messages of the `hashicorp` corpus handed to a node
+/// with a keyring (modes 6 and 7 with bit 0x40), sealed under its key (bit 0x80 too) and not.
+#[test]
+fn corpus_hashicorp_to_a_keyed_node() {
+    let mut n = 0;
+    for f in files("corpus", "hashicorp") {
+        let data = std::fs::read(&f).expect("read corpus file");
+        let Some((&mode, rest)) = data.split_first() else {
+            continue;
+        };
+        if mode % 8 > 1 {
+            continue;
+        }
+        for flags in [0x40, 0xc0] {
+            let mut input = vec![(6 + mode % 8) | flags];
+            input.extend_from_slice(rest);
+            let r = std::panic::catch_unwind(|| run_target("hashicorp", &input));
+            assert!(r.is_ok(), "{} with mode {:#x} fails", f.display(), input[0]);
+            n += 1;
+        }
+    }
+    assert!(
+        n > 0,
+        "no captured datagram or stream message in the corpus"
+    );
+}
+
 #[test]
 fn crash_regressions() {
     let n: usize = TARGETS.iter().map(|t| replay("regressions", t)).sum();

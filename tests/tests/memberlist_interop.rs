@@ -95,8 +95,9 @@ impl GoPeer {
     fn start(bin: &Path, name: &str, join: &[SocketAddr], lan: bool) -> GoPeer {
         let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let log = std::env::temp_dir().join(format!(
-            "rookery-memberlist-{}-{name}.log",
-            std::process::id()
+            "rookery-memberlist-{}-{name}-{}.log",
+            std::process::id(),
+            bind.port()
         ));
         let join: Vec<String> = join.iter().map(SocketAddr::to_string).collect();
         let mut child = Command::new(bin)

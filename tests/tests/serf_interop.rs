@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rookery_core::{Config, MemberStatus, WireProfile};
-use rookery_tests::scenarios::{free_port, wait_until, Agent, Driver, TOKIO};
+use rookery_tests::scenarios::{free_port, wait_until, Agent, TOKIO};
 
 /// How long a mixed cluster may take to notice a change (a member whose alive gossip a serf
 /// agent missed is repaired by the next push-pull, 15 s apart in the local profile).
@@ -178,23 +178,38 @@ fn all_alive(serfs: &[&Serf], rk: &[Arc<Agent>], names: &[impl AsRef<str>]) -> b
     })
 }
 
-/// Start `n` rookery agents with `driver`, the HashiCorp profile and `tags`-free identities.
-fn rookery_agents(prefix: &str, driver: Driver, n: usize) -> Vec<Arc<Agent>> {
-    (0..n)
-        .map(|i| Agent::start(driver, &format!("{prefix}-{i}"), hashicorp_config()))
-        .collect()
-}
-
 #[test]
 fn rookery_joins_a_serf_cluster_and_serf_joins_rookery() {
     if !serf_present() {
         return;
     }
-    // Two serf agents form a cluster; a rookery agent joins it through one of them; a third
-    // serf agent joins through the rookery agent.
-    let s0 = Serf::start("serf-0", &["-tag", "role=web"]);
-    let s1 = Serf::start("serf-1", &[&format!("-join={}", s0.bind)]);
-    let rk = rookery_agents("rk", TOKIO, 2);
+    joins_both_ways("", &[], &hashicorp_config());
+}
+
+/// Two serf agents (`extra` arguments each) form a cluster; a rookery agent (`config`) with
+/// tags joins it through one of them, a second rookery agent joins through the first; a
+/// third serf agent joins through the second rookery agent. Views converge everywhere, tags
+/// are seen both ways, and the rookery agents are listed at the addresses they bound. Every
+/// name starts with `prefix`.
+fn joins_both_ways(prefix: &str, extra: &[&str], config: &Config) -> (Vec<Serf>, Vec<Arc<Agent>>) {
+    let name = |n: &str| format!("{prefix}{n}");
+    let with = |more: &[String]| -> Vec<String> {
+        extra
+            .iter()
+            .map(|s| s.to_string())
+            .chain(more.iter().cloned())
+            .collect()
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let a0 = with(&["-tag".into(), "role=web".into()]);
+    let s0 = Serf::start(&name("serf-0"), &args(&a0));
+    let a1 = with(&[format!("-join={}", s0.bind)]);
+    let s1 = Serf::start(&name("serf-1"), &args(&a1));
+    let rk: Vec<Arc<Agent>> = (0..2)
+        .map(|i| Agent::start(TOKIO, &name(&format!("rk-{i}")), config.clone()))
+        .collect();
     let mut tags = rookery_core::Tags::new();
     tags.insert("role".into(), "cache".into());
     tags.insert("zone".into(), "a".into());
@@ -209,23 +224,29 @@ fn rookery_joins_a_serf_cluster_and_serf_joins_rookery() {
         Ok(1),
         "rookery joins rookery"
     );
-    let s2 = Serf::start("serf-2", &[&format!("-join={}", rk[1].local_addr())]);
-    let serfs = [&s0, &s1, &s2];
-    let names = ["serf-0", "serf-1", "serf-2", "rk-0", "rk-1"];
-    let (ok, took) = wait_until(LIMIT, || all_alive(&serfs, &rk, &names));
-    assert!(
-        ok,
-        "views did not converge in {took:?}: serf-0 sees {:?}, rk-0 sees {:?}\nserf-0 log:\n{}",
-        s0.members(),
-        rk[0].members(),
-        s0.log()
-    );
-    eprintln!("mixed cluster of 5 converged in {took:?}");
+    let a2 = with(&[format!("-join={}", rk[1].local_addr())]);
+    let s2 = Serf::start(&name("serf-2"), &args(&a2));
+    let names: Vec<String> = ["serf-0", "serf-1", "serf-2", "rk-0", "rk-1"]
+        .iter()
+        .map(|n| name(n))
+        .collect();
+    {
+        let serfs = [&s0, &s1, &s2];
+        let (ok, took) = wait_until(LIMIT, || all_alive(&serfs, &rk, &names));
+        assert!(
+            ok,
+            "views did not converge in {took:?}: serf-0 sees {:?}, rk-0 sees {:?}\nserf-0 log:\n{}",
+            s0.members(),
+            rk[0].members(),
+            s0.log()
+        );
+        eprintln!("{prefix}mixed cluster of 5 converged in {took:?}");
+    }
     // Tags both ways.
     let rk0 = s1
         .members()
         .into_iter()
-        .find(|m| m.0 == "rk-0")
+        .find(|m| m.0 == name("rk-0"))
         .expect("serf-1 lists rk-0");
     assert!(
         rk0.3.contains("role=cache") && rk0.3.contains("zone=a"),
@@ -235,11 +256,12 @@ fn rookery_joins_a_serf_cluster_and_serf_joins_rookery() {
         .members()
         .expect("members")
         .into_iter()
-        .find(|m| &*m.name == "serf-0")
+        .find(|m| *m.name == name("serf-0"))
         .expect("rk-1 knows serf-0");
     assert_eq!(seen.tags.get("role").map(String::as_str), Some("web"));
     // The rookery agents are listed at the addresses they bound.
     assert_eq!(rk0.1, rk[0].local_addr().to_string());
+    (vec![s0, s1, s2], rk)
 }
 
 /// A mixed cluster: `serfs` serf agents (the first one the seed, each with `extra`
@@ -501,6 +523,258 @@ fn events_and_queries_both_ways() {
         return;
     }
     events_and_queries("eq", &[], &hashicorp_config());
+}
+
+// ---- The same with `-encrypt` ----
+
+/// The key of the encrypted clusters: bytes 1 to 32 (AES-256).
+fn cluster_key() -> Vec<u8> {
+    (1..=32).collect()
+}
+
+/// [`cluster_key`] as `serf agent -encrypt` takes it (standard base64).
+const CLUSTER_KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+/// rookery's side of an encrypted mixed cluster: [`hashicorp_config`] with the cluster key.
+fn encrypted_config() -> Config {
+    Config {
+        keyring: Some(rookery_core::Keyring::new(&cluster_key()).expect("key")),
+        ..hashicorp_config()
+    }
+}
+
+/// The serf agents' side: `-encrypt` with the cluster key.
+const ENCRYPT: [&str; 2] = ["-encrypt", CLUSTER_KEY_B64];
+
+/// No rookery agent refused anything as sealed under another key, plaintext or truncated,
+/// and no serf agent failed to decrypt: the cluster really spoke one encryption.
+fn no_crypto_refusals(serfs: &[Serf], rk: &[Arc<Agent>]) {
+    for a in rk {
+        let Ok(s) = a.stats() else { continue };
+        let c = s.core;
+        assert_eq!(
+            (
+                c.sealed_no_key,
+                c.plaintext_refused,
+                c.sealed_unexpected,
+                c.sealed_truncated
+            ),
+            (0, 0, 0, 0),
+            "{a:?} refused input"
+        );
+    }
+    for s in serfs {
+        let log = s.log();
+        assert!(
+            !log.contains("Decrypt") && !log.contains("decrypt") && !log.contains("not encrypted"),
+            "{} logged a decryption failure:\n{log}",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn encrypted_joins_both_ways_and_serf_lists_rookery() {
+    if !serf_present() {
+        return;
+    }
+    let (serfs, rk) = joins_both_ways("enc-", &ENCRYPT, &encrypted_config());
+    // The serf agents do run encrypted.
+    for s in &serfs {
+        let info = s.cli(&["info"]).unwrap_or_default();
+        assert!(info.contains("encrypted = true"), "serf info: {info}");
+    }
+    no_crypto_refusals(&serfs, &rk);
+}
+
+#[test]
+fn encrypted_failure_and_leave_both_ways() {
+    if !serf_present() {
+        return;
+    }
+    failure_leave_and_force_leave("efl", &ENCRYPT, &encrypted_config());
+}
+
+#[test]
+fn encrypted_events_and_queries_both_ways() {
+    if !serf_present() {
+        return;
+    }
+    events_and_queries("eeq", &ENCRYPT, &encrypted_config());
+}
+
+/// A rookery agent with another key — or none — cannot join an encrypted Serf cluster: the
+/// serf agent cannot open its push-pull and answers with an error sealed under the cluster
+/// key, which the rookery agent counts as sealed under a key it lacks (or sealed while it
+/// has no keyring); neither side lists the other. Given the cluster key at runtime
+/// (`set_keyring`), the same agent joins.
+#[test]
+fn a_rookery_agent_with_the_wrong_key_does_not_join() {
+    if !serf_present() {
+        return;
+    }
+    let s0 = Serf::start("wk-serf-0", &ENCRYPT);
+    let wrong = Agent::start(
+        TOKIO,
+        "wk-wrong",
+        Config {
+            keyring: Some(rookery_core::Keyring::new(&[9; 32]).expect("key")),
+            ..hashicorp_config()
+        },
+    );
+    let keyless = Agent::start(TOKIO, "wk-plain", hashicorp_config());
+    for a in [&wrong, &keyless] {
+        let joined = a.join(&[s0.bind]);
+        assert!(joined.is_err(), "{a:?} joined with {joined:?}");
+    }
+    let (refused, _) = wait_until(Duration::from_secs(10), || {
+        let counts = |a: &Agent| a.stats().map(|s| s.core).unwrap_or_default();
+        counts(&wrong).sealed_no_key > 0 && counts(&keyless).sealed_unexpected > 0
+    });
+    assert!(
+        refused,
+        "serf's sealed answers counted: wrong key {:?}, no key {:?}",
+        wrong.stats().map(|s| s.core),
+        keyless.stats().map(|s| s.core)
+    );
+    // Nobody learnt anybody, a push-pull interval of the local profile later.
+    std::thread::sleep(Duration::from_secs(5));
+    let listed: Vec<String> = s0.members().into_iter().map(|m| m.0).collect();
+    assert_eq!(
+        listed,
+        vec!["wk-serf-0".to_string()],
+        "serf lists only itself"
+    );
+    for a in [&wrong, &keyless] {
+        assert_eq!(
+            a.members().expect("members").len(),
+            1,
+            "{a:?} knows only itself"
+        );
+    }
+    let log = s0.log();
+    assert!(
+        log.contains("failed to receive") || log.contains("Decrypt"),
+        "serf logged the refusals:\n{log}"
+    );
+    // The right key, set at runtime: the same agent joins and is listed.
+    wrong
+        .set_keyring(
+            Some(rookery_core::Keyring::new(&cluster_key()).expect("key")),
+            true,
+            true,
+        )
+        .expect("set_keyring");
+    let joined = wrong.join(&[s0.bind]);
+    assert_eq!(
+        joined,
+        Ok(1),
+        "joins with the cluster key: {:?}\nserf log:\n{}",
+        wrong.stats(),
+        s0.log()
+    );
+    let (ok, took) = wait_until(LIMIT, || {
+        all_alive(
+            &[&s0],
+            std::slice::from_ref(&wrong),
+            &["wk-serf-0", "wk-wrong"],
+        )
+    });
+    assert!(
+        ok,
+        "not converged with the right key in {took:?}: {:?}",
+        s0.members()
+    );
+}
+
+/// `serf keys` issued from a serf agent reaches the rookery agents, which act on their
+/// keyrings and answer as Serf does: list, install a new key, make it the primary, remove the
+/// old one (every member answering, so the serf CLI reports success), refuse to remove the
+/// primary; the cluster keeps talking under the new key. Then the rotation back, issued from
+/// rookery agents: the serf agents carry it out and every member answers.
+#[test]
+fn serf_key_operations_reach_rookery_agents() {
+    if !serf_present() {
+        return;
+    }
+    let (serfs, rk) = mixed_cluster("ek", 2, 2, &ENCRYPT, &encrypted_config());
+    let new_key = [7u8; 16];
+    const NEW_KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBw==";
+    let keys = |args: &[&str]| {
+        let mut all = vec!["keys"];
+        all.extend_from_slice(args);
+        serfs[0].cli(&all)
+    };
+    let listed = keys(&["-list"]).expect("serf keys -list succeeds");
+    assert!(listed.contains(CLUSTER_KEY_B64), "{listed}");
+    assert!(listed.contains("[4/4]"), "every member answers: {listed}");
+    let ring = |a: &Agent| {
+        a.keyring()
+            .expect("keyring")
+            .expect("a keyring")
+            .keys()
+            .map(<[u8]>::to_vec)
+            .collect::<Vec<_>>()
+    };
+    assert!(keys(&["-install", NEW_KEY_B64]).is_some(), "install");
+    for a in &rk {
+        assert_eq!(ring(a), vec![cluster_key(), new_key.to_vec()], "{a:?}");
+    }
+    assert!(keys(&["-use", NEW_KEY_B64]).is_some(), "use");
+    for a in &rk {
+        assert_eq!(ring(a), vec![new_key.to_vec(), cluster_key()], "{a:?}");
+    }
+    assert!(keys(&["-remove", CLUSTER_KEY_B64]).is_some(), "remove");
+    for a in &rk {
+        assert_eq!(ring(a), vec![new_key.to_vec()], "{a:?}");
+    }
+    assert!(
+        keys(&["-remove", NEW_KEY_B64]).is_none(),
+        "the primary key is not removed"
+    );
+    let listed = keys(&["-list"]).expect("serf keys -list succeeds");
+    assert!(
+        listed.contains(NEW_KEY_B64) && !listed.contains(CLUSTER_KEY_B64),
+        "{listed}"
+    );
+    // Still one cluster under the new key: an event from serf reaches every rookery agent.
+    assert!(serfs[1].cli(&["event", "rotated", "yes"]).is_some());
+    let (ok, took) = wait_until(LIMIT, || {
+        rk.iter().all(|a| {
+            a.events()
+                .iter()
+                .any(|e| matches!(e, rookery_core::Event::User(u) if &*u.name == "rotated"))
+        })
+    });
+    assert!(ok, "no event after the rotation in {took:?}");
+    let names: Vec<String> = serfs
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(rk.iter().map(|a| a.name().to_string()))
+        .collect();
+    let serf_refs: Vec<&Serf> = serfs.iter().collect();
+    assert!(
+        all_alive(&serf_refs, &rk, &names),
+        "all alive after the rotation"
+    );
+    // And back, issued from rookery agents: the serf agents act on it and answer.
+    let r = rk[0].install_key(&cluster_key()).expect("install_key");
+    assert!(r.complete() && r.answered == 4, "{r:?}");
+    let r = rk[1].use_key(&cluster_key()).expect("use_key");
+    assert!(r.complete() && r.answered == 4, "{r:?}");
+    let r = rk[0].remove_key(&new_key).expect("remove_key");
+    assert!(r.complete() && r.answered == 4, "{r:?}");
+    let r = rk[1].list_keys().expect("list_keys");
+    assert!(r.complete() && r.answered == 4, "{r:?}");
+    assert_eq!(r.keys.len(), 1, "{r:?}");
+    assert_eq!(r.keys.get(&cluster_key()), Some(&4), "{r:?}");
+    assert_eq!(r.primary_keys.get(&cluster_key()), Some(&4), "{r:?}");
+    let listed = keys(&["-list"]).expect("serf keys -list succeeds");
+    assert!(
+        listed.contains(CLUSTER_KEY_B64) && !listed.contains(NEW_KEY_B64),
+        "{listed}"
+    );
+    no_crypto_refusals(&serfs, &rk);
 }
 
 #[test]

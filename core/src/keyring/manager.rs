@@ -198,7 +198,6 @@ impl KeyManager {
         let Some(res) = self.running.get_mut(&id) else {
             return;
         };
-        res.answered += 1;
         let answer = match payload.split_first() {
             Some((0, rest)) => postcard::from_bytes::<Answer>(rest).ok(),
             Some((1, rest)) => sec
@@ -206,27 +205,50 @@ impl KeyManager {
                 .and_then(|p| postcard::from_bytes::<Answer>(&p).ok()),
             _ => None,
         };
-        let Some(answer) = answer else {
-            res.failed.insert(from, "unreadable answer".into());
-            return;
+        let answer = match answer {
+            Some(Answer { error: Some(e), .. }) => Err(e),
+            Some(Answer { error: None, keys }) => Ok(keys),
+            None => Err("unreadable answer".into()),
         };
-        if let Some(e) = answer.error {
-            res.failed.insert(from, e);
-            return;
-        }
-        if res.op == KeyOp::List {
-            if let Some(p) = answer.keys.first() {
-                *res.primary_keys.entry(p.clone()).or_default() += 1;
-            }
-            for k in answer.keys {
-                *res.keys.entry(k).or_default() += 1;
-            }
+        count(res, from, answer);
+    }
+
+    /// Count an answer from `from` to operation `id` already read (the HashiCorp profile's,
+    /// Serf's key response): the member's keys, its primary first, or its error.
+    pub(crate) fn on_read_answer(
+        &mut self,
+        id: u32,
+        from: Name,
+        answer: Result<Vec<Vec<u8>>, String>,
+    ) {
+        if let Some(res) = self.running.get_mut(&id) {
+            count(res, from, answer);
         }
     }
 
     /// Operation `id` ended: its result.
     pub(crate) fn done(&mut self, id: u32) -> Option<KeyOpResult> {
         self.running.remove(&id)
+    }
+}
+
+/// Count one member's answer: its keys (the primary first; a list's) or its error.
+fn count(res: &mut KeyOpResult, from: Name, answer: Result<Vec<Vec<u8>>, String>) {
+    res.answered += 1;
+    let keys = match answer {
+        Ok(keys) => keys,
+        Err(e) => {
+            res.failed.insert(from, e);
+            return;
+        }
+    };
+    if res.op == KeyOp::List {
+        if let Some(p) = keys.first() {
+            *res.primary_keys.entry(p.clone()).or_default() += 1;
+        }
+        for k in keys {
+            *res.keys.entry(k).or_default() += 1;
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha20Rng;
 
 use super::{Keyring, NONCE_LEN, SEALED_VERSION, SEAL_OVERHEAD};
 use crate::time::Timestamp;
+use crate::wire::hashicorp::{self, HcError};
 use crate::wire::FRAME_HEADER_LEN;
 
 /// Nonces: a random 64-bit prefix from a ChaCha20 CSPRNG seeded with the driver's entropy,
@@ -273,6 +274,29 @@ impl Security {
             self.buf = buf;
             Err(Refusal::NoKey)
         }
+    }
+
+    /// HashiCorp profile: a datagram sealed whole in memberlist's format (encryption version
+    /// 1, no associated data), or `None` when not sealing.
+    pub(crate) fn hc_seal_datagram(&mut self, plain: &[u8]) -> Option<Vec<u8>> {
+        if !self.verify_outgoing {
+            return None;
+        }
+        let ring = self.keyring.as_ref()?;
+        let nonce = self.nonces.next();
+        Some(hashicorp::seal_with(ring, nonce, plain, &[]))
+    }
+
+    /// HashiCorp profile: a stream message sealed as memberlist frames it (`[10][length][sealed]`,
+    /// the header authenticated), or `None` when not sealing; an error only for a message
+    /// longer than memberlist accepts.
+    pub(crate) fn hc_seal_stream(&mut self, plain: &[u8]) -> Option<Result<Vec<u8>, HcError>> {
+        if !self.verify_outgoing {
+            return None;
+        }
+        let ring = self.keyring.as_ref()?;
+        let nonce = self.nonces.next();
+        Some(hashicorp::seal_stream_with(ring, nonce, plain))
     }
 
     /// Give back the buffer of an [`Opened::Sealed`].

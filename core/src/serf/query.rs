@@ -234,7 +234,8 @@ impl Serf {
             acks: BTreeSet::new(),
             responses: BTreeSet::new(),
             conflict: None,
-            internal: name.starts_with(crate::keyring::KEY_QUERY_PREFIX),
+            internal: name.starts_with(crate::keyring::KEY_QUERY_PREFIX)
+                || (cx.fx.hc.is_some() && crate::wire::hashicorp::is_key_query(name)),
         };
         self.queries.pending.insert(id, pending);
         cx.fx.timers.schedule(
@@ -475,7 +476,8 @@ impl Serf {
             self.answer_conflict_vote(&q, cx);
             return;
         }
-        if q.name.starts_with(crate::keyring::KEY_QUERY_PREFIX) {
+        let serf_key_query = cx.fx.hc.is_some() && crate::wire::hashicorp::is_key_query(&q.name);
+        if q.name.starts_with(crate::keyring::KEY_QUERY_PREFIX) || serf_key_query {
             // Answered by the router's key manager, never surfaced as an event.
             self.queries.key_inbox.push(q);
             return;

@@ -13,6 +13,7 @@
 //!   stream message under a given key;
 //! - `serf`: Serf's messages inside memberlist user messages and push-pull user state, query
 //!   filters, key and conflict payloads, tags in meta;
+//! - `keys`: how a node answers Serf's key-management queries;
 //! - `convert`: the mapping between these messages and our [`Message`](super::Message);
 //! - `session`: what the node's sending and receiving paths call.
 //!
@@ -54,8 +55,25 @@
 //! (refused with `ApiError::NotInProfile`); acks carry no Vivaldi coordinate (Serf skips an
 //! empty payload).
 //!
-//! **Not yet.** The keyring around `crypt` (a keyring with this profile is refused with
-//! `ConfigError::NotInProfile`), Serf's key-management and name-conflict internal queries,
+//! **Encryption.** With [`crate::Config::keyring`] a node speaks memberlist's encryption as
+//! `serf agent -encrypt` does (`crypt`, through the keyring's ciphers): every datagram sealed
+//! whole with the primary key (encryption version 1, the one memberlist protocol 2 uses: no
+//! padding, so sealing adds [`SEAL_OVERHEAD`] = 29 bytes, reserved when a datagram is packed
+//! so it still fits the MTU); every stream message sealed as memberlist's encrypted message
+//! (`[10][length][sealed]`, the five header bytes authenticated); input opened with any key
+//! of the keyring (versions 0 and 1). `gossip_verify_incoming` and `gossip_verify_outgoing`
+//! mean what memberlist's flags do: with incoming off, a datagram no key opens is read as
+//! plaintext and a plaintext stream message is accepted; with outgoing off, nothing is
+//! sealed. Refusals are counted by cause in [`crate::Stats`] (no key opens it, plaintext,
+//! sealed while this node has no keyring, truncated); a memberlist datagram carries no mark
+//! saying it is sealed, so a datagram that fails to open counts as plaintext when it decodes
+//! as such and as sealed under another key otherwise. [`crate::Node::set_keyring`] changes
+//! the keyring of a running node, and Serf's key queries (`serf keys -list/-install/-use/
+//! -remove` issued from a serf agent) are answered in Serf's format, each node acting on its
+//! own keyring, and a node's own cluster-wide key operations (`Node::install_key` and its
+//! siblings) ask those queries and read Serf's answers (`keys`).
+//!
+//! **Not yet.** Serf's name-conflict internal query,
 //! the label header of later memberlist releases (0.2.2 has none; later releases prefix
 //! `[244][len][label]`), memberlist 0.3+'s and Serf 0.10's additions (labels, the
 //! `RequireNodeNames` destination names, metadata-only pings), the mio driver (which refuses
@@ -65,6 +83,7 @@
 mod convert;
 mod crypt;
 mod frame;
+mod keys;
 mod memberlist;
 mod msgpack;
 mod serf;
@@ -78,6 +97,7 @@ pub(crate) use convert::*;
 pub(crate) use crypt::*;
 #[allow(unused_imports)]
 pub(crate) use frame::*;
+pub(crate) use keys::{answer_key_query, is_key_query, key_request, read_key_answer};
 #[allow(unused_imports)]
 pub(crate) use memberlist::*;
 #[allow(unused_imports)]

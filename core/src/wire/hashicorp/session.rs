@@ -16,10 +16,15 @@
 //! both, so this session remembers each request it sent (destination and id, at most
 //! [`MAX_EXCHANGES`], the oldest forgotten first) and takes a push-pull arriving from that
 //! destination as the answer; any other push-pull is a request, answered to the address it
-//! came from (drivers write that answer on the connection the request came in on).
+//! came from (drivers write that answer on the connection the request came in on). A request
+//! unanswered for longer than `tcp_timeout` is forgotten when the next push-pull arrives:
+//! drivers stop reading for its answer then (and a join gives up on it), so left in place it
+//! would take the answer of a later exchange with the same address — a join retried after a
+//! refused answer (a wrong key) would never see its own.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::convert::{from_packet_msg, from_serf, push_pull_from_hashicorp, to_hashicorp};
 use super::convert::{Local, Outgoing};
@@ -29,6 +34,7 @@ use super::msgpack::Writer;
 use super::serf::SerfMsg;
 use super::HcError;
 use crate::identity::Name;
+use crate::time::Timestamp;
 use crate::wire::message::{Intent, Message, PushPull};
 
 /// Most push-pull requests remembered while their answers are awaited.
@@ -61,8 +67,8 @@ pub(crate) struct Session {
     /// Whether Serf's layer rides on the wire ([`crate::WireProfile::has_serf`]): without it
     /// no Serf message is sent or read and push-pull carries no Serf state.
     pub serf: bool,
-    /// Push-pull requests sent and not yet answered: destination and exchange id.
-    exchanges: VecDeque<(SocketAddr, u32)>,
+    /// Push-pull requests sent and not yet answered: destination, exchange id, when sent.
+    exchanges: VecDeque<(SocketAddr, u32, Timestamp)>,
 }
 
 impl Default for Session {
@@ -122,12 +128,14 @@ impl Session {
         Ok(n)
     }
 
-    /// `msg` as one stream message. Remembers a push-pull request as an exchange.
+    /// `msg` as one stream message, sent at `now`. Remembers a push-pull request as an
+    /// exchange.
     pub(crate) fn stream(
         &mut self,
         msg: &Message,
         local: &Local,
         to: SocketAddr,
+        now: Timestamp,
     ) -> Result<Vec<u8>, HcError> {
         let mut out = to_hashicorp(msg, local)?;
         if out.len() != 1 {
@@ -142,7 +150,7 @@ impl Session {
         };
         if let Message::PushPull(p) = msg {
             if p.request {
-                self.exchange_started(to, p.id);
+                self.exchange_started(to, p.id, now);
             }
         }
         Ok(Stream {
@@ -152,26 +160,32 @@ impl Session {
         .encode())
     }
 
-    /// Remember a push-pull request sent to `to`.
-    pub(crate) fn exchange_started(&mut self, to: SocketAddr, id: u32) {
+    /// Remember a push-pull request sent to `to` at `now`.
+    pub(crate) fn exchange_started(&mut self, to: SocketAddr, id: u32, now: Timestamp) {
         if self.exchanges.len() >= MAX_EXCHANGES {
             self.exchanges.pop_front();
         }
-        self.exchanges.push_back((to, id));
+        self.exchanges.push_back((to, id, now));
     }
 
-    /// memberlist's push-pull from `from` as ours: the answer to the exchange this node
-    /// started with `from`, if any (its id, not a request), else a request answered at
-    /// `from`. `sender` names the member at `from`, when known.
+    /// memberlist's push-pull from `from`, arrived at `now`, as ours: the answer to the
+    /// oldest exchange this node started with `from` within `timeout` (its id, not a
+    /// request), else a request answered at `from`. Exchanges older than `timeout` are
+    /// forgotten first (see the module docs). `sender` names the member at `from`, when
+    /// known.
     pub(crate) fn push_pull(
         &mut self,
         p: &HcPushPull,
         from: SocketAddr,
         sender: Name,
+        now: Timestamp,
+        timeout: Duration,
     ) -> Result<PushPull, HcError> {
-        let answered = self.exchanges.iter().position(|(to, _)| *to == from);
+        self.exchanges
+            .retain(|(_, _, sent)| now.saturating_since(*sent) <= timeout);
+        let answered = self.exchanges.iter().position(|(to, _, _)| *to == from);
         let (id, request) = match answered.and_then(|i| self.exchanges.remove(i)) {
-            Some((_, id)) => (id, false),
+            Some((_, id, _)) => (id, false),
             None => (0, true),
         };
         push_pull_from_hashicorp(p, id, request, sender, from, self.serf)
@@ -375,19 +389,36 @@ mod tests {
             events: Vec::new(),
         };
         let bytes = s
-            .stream(&Message::PushPull(Box::new(p)), &local(), addr(2))
+            .stream(&Message::PushPull(Box::new(p)), &local(), addr(2), at(0))
             .unwrap();
         let Incoming::PushPull(hc) = decode_stream_message(&bytes, addr(2), true).unwrap() else {
             panic!("a push-pull")
         };
         // From another address: a request, answered where it came from.
-        let other = s.push_pull(&hc, addr(3), Name::new("x")).unwrap();
+        let t = Duration::from_secs(1);
+        let other = s
+            .push_pull(&hc, addr(3), Name::new("x"), at(10), t)
+            .unwrap();
         assert!(other.request);
         assert_eq!(other.reply_to, addr(3));
         // From the asked address: the answer to exchange 77, once.
-        let answer = s.push_pull(&hc, addr(2), Name::new("y")).unwrap();
+        let answer = s
+            .push_pull(&hc, addr(2), Name::new("y"), at(20), t)
+            .unwrap();
         assert_eq!((answer.request, answer.id), (false, 77));
-        assert!(s.push_pull(&hc, addr(2), Name::new("y")).unwrap().request);
+        assert!(
+            s.push_pull(&hc, addr(2), Name::new("y"), at(30), t)
+                .unwrap()
+                .request
+        );
+        // An exchange unanswered past the timeout is forgotten: a later exchange with the
+        // same address gets its own answer (a join retried after a refused answer).
+        s.exchange_started(addr(2), 1, at(100));
+        s.exchange_started(addr(2), 2, at(5_000));
+        let answer = s
+            .push_pull(&hc, addr(2), Name::new("y"), at(5_100), t)
+            .unwrap();
+        assert_eq!((answer.request, answer.id), (false, 2));
     }
 
     /// `WireProfile::Memberlist`: memberlist's default delegate versions, the meta a Go
@@ -475,7 +506,7 @@ mod tests {
                 events: Vec::new(),
             };
             let bytes = s
-                .stream(&Message::PushPull(Box::new(p)), l, addr(2))
+                .stream(&Message::PushPull(Box::new(p)), l, addr(2), at(0))
                 .unwrap();
             let Incoming::PushPull(hc) = decode_stream_message(&bytes, addr(2), true).unwrap()
             else {
@@ -501,6 +532,24 @@ mod tests {
             Err(ApiError::NotInProfile)
         );
         assert_eq!(n.send(at(1), "you", "x"), Err(ApiError::NotInProfile));
+        let keyed = Config {
+            wire: WireProfile::Memberlist,
+            keyring: Some(crate::Keyring::new(&[7; 32]).unwrap()),
+            ..Config::lan()
+        };
+        let mut k = crate::Node::with_entropy(
+            keyed,
+            crate::Identity::new("me", addr(1)),
+            1,
+            [9; 32],
+            at(0),
+        )
+        .unwrap();
+        assert_eq!(
+            k.install_key(at(1), &[8; 32]).map(|_| ()),
+            Err(ApiError::NotInProfile),
+            "Serf's key queries need Serf's layer"
+        );
         assert!(n.poll_transmit().is_none(), "nothing sent");
     }
 
@@ -512,12 +561,12 @@ mod tests {
             target: Name::new("you"),
             reply_to: addr(1),
         };
-        let a = s.stream(&ping, &local(), addr(2)).unwrap();
+        let a = s.stream(&ping, &local(), addr(2), at(0)).unwrap();
         let ack = Message::Ack {
             seq: 9,
             digest: None,
         };
-        let b = s.stream(&ack, &local(), addr(2)).unwrap();
+        let b = s.stream(&ack, &local(), addr(2), at(0)).unwrap();
         let mut dec = FrameDecoder::for_profile(1 << 20, WireProfile::HashiCorp);
         let mut out = Vec::new();
         for byte in a.iter().chain(b.iter()) {
@@ -558,13 +607,452 @@ mod tests {
             keyring: Some(crate::Keyring::new(&[7; 32]).unwrap()),
             ..hc.clone()
         };
-        assert_eq!(
-            keyed.validate(),
-            Err(ConfigError::NotInProfile { field: "keyring" })
-        );
-        let mut n = crate::Node::new(hc, crate::Identity::new("me", addr(1)), 1, at(0)).unwrap();
+        assert_eq!(keyed.validate(), Ok(()), "a keyring is carried");
+        let mut n = crate::Node::with_entropy(
+            keyed,
+            crate::Identity::new("me", addr(1)),
+            1,
+            [1; 32],
+            at(0),
+        )
+        .unwrap();
         assert_eq!(n.send(at(1), "you", "x"), Err(ApiError::NotInProfile));
         assert_eq!(n.broadcast(at(1), "x"), Err(ApiError::NotInProfile));
-        assert_eq!(n.set_keyring(None), Err(ApiError::NotInProfile));
+        // Serf's key-query names are the core's own there.
+        let q = crate::QueryParams::default();
+        assert_eq!(
+            n.query(at(1), "_serf_use-key", "", q),
+            Err(ApiError::ReservedName)
+        );
+    }
+
+    #[test]
+    fn key_operations_run_as_serfs_key_queries() {
+        let mut nodes = vec![hc_node("a", 1, Some(&[&K1])), hc_node("b", 2, Some(&[&K1]))];
+        nodes[1].join(at(0), &[addr(1)]).unwrap();
+        run(&mut nodes, 0, 2_000, |_, _| {});
+        assert_eq!(nodes[0].alive_count(), 2);
+        let mut t = 2_100;
+        let op = |nodes: &mut Vec<Node>,
+                  t: &mut u64,
+                  f: &dyn Fn(&mut Node, crate::Timestamp) -> crate::KeyOpId| {
+            let id = f(&mut nodes[0], at(*t));
+            let mut done = None;
+            run(nodes, *t, 3_000, |_, tr| {
+                opened_raw(&K1, tr);
+            });
+            *t += 3_100;
+            while let Some(e) = nodes[0].poll_event() {
+                if let crate::Event::KeyOp(r) = e {
+                    if r.id == id {
+                        done = Some(r);
+                    }
+                }
+            }
+            done.expect("the operation ends")
+        };
+        let r = op(&mut nodes, &mut t, &|n, now| {
+            n.install_key(now, &K2).unwrap()
+        });
+        assert!(r.complete() && r.answered == 2, "{r:?}");
+        for n in &nodes {
+            assert_eq!(
+                n.keyring().unwrap().keys().collect::<Vec<_>>(),
+                vec![&K1[..], &K2[..]]
+            );
+        }
+        let r = op(&mut nodes, &mut t, &|n, now| n.list_keys(now).unwrap());
+        assert!(r.complete(), "{r:?}");
+        assert_eq!(r.keys.get(K2.as_slice()), Some(&2));
+        assert_eq!(r.primary_keys.get(K1.as_slice()), Some(&2));
+        // Nothing reached the applications as a query.
+        for n in nodes.iter_mut() {
+            assert!(
+                !std::iter::from_fn(|| n.poll_event()).any(|e| matches!(e, crate::Event::Query(_)))
+            );
+        }
+    }
+
+    // ---- The keyring on the profile: memberlist's encryption format ----
+
+    use crate::node::{Node, TransmitKind};
+    use crate::wire::hashicorp::{
+        decode_packet, decode_stream, open, open_stream, seal, NONCE_LEN, SEAL_OVERHEAD,
+    };
+    use crate::{Identity, InputError, Keyring, MemberStatus};
+
+    const K1: [u8; 32] = [1; 32];
+    const K2: [u8; 16] = [2; 16];
+
+    fn hc_config(keys: Option<&[&[u8]]>) -> Config {
+        Config {
+            wire: WireProfile::HashiCorp,
+            keyring: keys.map(|k| Keyring::from_keys(k).unwrap()),
+            ..Config::local()
+        }
+    }
+
+    /// A node speaking the profile at 127.0.0.1:`port` with `keys` (primary first), if any.
+    fn hc_node(name: &str, port: u16, keys: Option<&[&[u8]]>) -> Node {
+        Node::with_entropy(
+            hc_config(keys),
+            Identity::new(name, addr(port)),
+            u64::from(port),
+            [port as u8; 32],
+            at(0),
+        )
+        .unwrap()
+    }
+
+    /// One thing a node sent: destination, kind, bytes.
+    type Sent = (SocketAddr, TransmitKind, Vec<u8>);
+
+    fn drain(n: &mut Node) -> Vec<Sent> {
+        std::iter::from_fn(|| n.poll_transmit())
+            .map(|t| (t.to, t.kind, t.payload.to_vec()))
+            .collect()
+    }
+
+    /// Hand `t`, sent by the node at `from`, to `n` as its driver would.
+    fn hand(
+        n: &mut Node,
+        now: crate::Timestamp,
+        from: SocketAddr,
+        t: &Sent,
+    ) -> Result<(), InputError> {
+        match t.1 {
+            TransmitKind::Datagram => n.handle_packet(now, from, &t.2),
+            TransmitKind::Reliable => n.handle_stream(now, from, &t.2),
+        }
+    }
+
+    /// Run `nodes` (at ports 1, 2, ...) for `ms` milliseconds in 50 ms steps, delivering
+    /// everything each sends to the node it is addressed to; `check` sees every transmit and
+    /// the index of its sender.
+    fn run(nodes: &mut [Node], from_ms: u64, ms: u64, mut check: impl FnMut(usize, &Sent)) {
+        let mut now = from_ms;
+        while now <= from_ms + ms {
+            for n in nodes.iter_mut() {
+                n.handle_timeout(at(now));
+            }
+            for _ in 0..20 {
+                let mut moved = false;
+                for i in 0..nodes.len() {
+                    let from = addr(i as u16 + 1);
+                    for t in drain(&mut nodes[i]) {
+                        check(i, &t);
+                        moved = true;
+                        let j = usize::from(t.0.port()) - 1;
+                        if let Some(n) = nodes.get_mut(j) {
+                            let _ = hand(n, at(now), from, &t);
+                        }
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            now += 50;
+        }
+    }
+
+    /// What the raw, capture-proven format makes of a transmit sealed under `key`: the
+    /// plaintext, which decodes as memberlist's.
+    fn opened_raw(key: &[u8], t: &Sent) -> Vec<u8> {
+        match t.1 {
+            TransmitKind::Datagram => {
+                assert_eq!(t.2[0], 1, "encryption version 1");
+                let plain = open(&[key], &t.2, &[]).expect("opens with the key");
+                decode_packet(&plain).expect("a memberlist datagram inside");
+                plain
+            }
+            TransmitKind::Reliable => {
+                assert_eq!(
+                    t.2[0],
+                    MsgType::Encrypt as u8,
+                    "memberlist's encrypted message"
+                );
+                let len = u32::from_be_bytes(t.2[1..5].try_into().unwrap()) as usize;
+                assert_eq!(len + 5, t.2.len(), "the length counts the sealed bytes");
+                let (plain, used) = open_stream(&[key], &t.2).expect("opens with the key");
+                assert_eq!(used, t.2.len());
+                let (_, n) = decode_stream(&plain).expect("a memberlist stream message inside");
+                assert_eq!(n, plain.len());
+                plain
+            }
+        }
+    }
+
+    #[test]
+    fn keyed_nodes_join_and_everything_they_send_is_sealed_in_memberlist_format() {
+        let mut nodes = vec![
+            hc_node("a", 1, Some(&[&K1])),
+            hc_node("b", 2, Some(&[&K1])),
+            hc_node("c", 3, Some(&[&K1])),
+        ];
+        nodes[1].join(at(0), &[addr(1)]).unwrap();
+        nodes[2].join(at(0), &[addr(2)]).unwrap();
+        let (mut datagrams, mut streams) = (0, 0);
+        run(&mut nodes, 0, 10_000, |_, t| {
+            let plain = opened_raw(&K1, t);
+            assert!(
+                !t.2.windows(plain.len().min(8))
+                    .any(|w| w == &plain[..w.len()]),
+                "plaintext shows through"
+            );
+            match t.1 {
+                TransmitKind::Datagram => datagrams += 1,
+                TransmitKind::Reliable => streams += 1,
+            }
+        });
+        assert!(
+            datagrams > 10 && streams >= 2,
+            "{datagrams} datagrams, {streams} streams"
+        );
+        for n in &nodes {
+            for name in ["a", "b", "c"] {
+                assert_eq!(
+                    n.member(name).map(|m| m.status),
+                    Some(MemberStatus::Alive),
+                    "{name} on {:?}",
+                    n.local_member().name
+                );
+            }
+            let s = n.stats();
+            assert_eq!(
+                (
+                    s.decode_errors,
+                    s.sealed_no_key,
+                    s.plaintext_refused,
+                    s.sealed_truncated
+                ),
+                (0, 0, 0, 0)
+            );
+        }
+    }
+
+    /// Whether `t` opens with `key` alone.
+    fn opens_with(key: &[u8], t: &Sent) -> bool {
+        match t.1 {
+            TransmitKind::Datagram => open(&[key], &t.2, &[]).is_ok(),
+            TransmitKind::Reliable => open_stream(&[key], &t.2).is_ok(),
+        }
+    }
+
+    #[test]
+    fn a_secondary_key_opens_the_primary_seals() {
+        // a seals with K1 and holds K2 as a secondary; b the other way round.
+        let mut nodes = vec![
+            hc_node("a", 1, Some(&[&K1, &K2])),
+            hc_node("b", 2, Some(&[&K2, &K1])),
+        ];
+        nodes[1].join(at(0), &[addr(1)]).unwrap();
+        let mut sent = [0; 2];
+        run(&mut nodes, 0, 3_000, |i, t| {
+            let (primary, secondary) = if i == 0 {
+                (K1.as_slice(), K2.as_slice())
+            } else {
+                (K2.as_slice(), K1.as_slice())
+            };
+            assert!(opens_with(primary, t) && !opens_with(secondary, t));
+            sent[i] += 1;
+        });
+        assert!(sent[0] > 0 && sent[1] > 0, "{sent:?}");
+        assert_eq!((nodes[0].alive_count(), nodes[1].alive_count()), (2, 2));
+        assert_eq!(
+            nodes[0].stats().sealed_no_key + nodes[1].stats().sealed_no_key,
+            0
+        );
+    }
+
+    #[test]
+    fn a_wrong_key_is_refused_and_counted_by_cause() {
+        let mut a = hc_node("a", 1, Some(&[&K1]));
+        let mut other = hc_node("x", 2, Some(&[&K2]));
+        let mut keyless = hc_node("y", 3, None);
+        a.join(at(0), &[addr(2)]).unwrap();
+        let join = drain(&mut a);
+        let stream = join
+            .iter()
+            .find(|t| t.1 == TransmitKind::Reliable)
+            .expect("the join's push-pull");
+        assert_eq!(
+            hand(&mut other, at(1), addr(1), stream),
+            Err(InputError::NoKeyOpens)
+        );
+        assert_eq!(
+            hand(&mut keyless, at(1), addr(1), stream),
+            Err(InputError::SealedWithoutKeyring)
+        );
+        // A datagram: a's ping once it knows x.
+        let alive = {
+            let mut recs = Vec::new();
+            let s = Session::default();
+            s.records(
+                &crate::testkit::alive("x", 2, 1),
+                &s.local(&Name::new("x"), addr(2)),
+                &mut recs,
+            )
+            .unwrap();
+            seal(&K1, [5; NONCE_LEN], &datagrams(&recs)[0], &[]).unwrap()
+        };
+        a.handle_packet(at(2), addr(2), &alive).unwrap();
+        a.handle_timeout(at(2_000));
+        let pings: Vec<Sent> = drain(&mut a)
+            .into_iter()
+            .filter(|t| t.1 == TransmitKind::Datagram)
+            .collect();
+        assert!(!pings.is_empty());
+        for t in &pings {
+            assert_eq!(
+                hand(&mut other, at(3), addr(1), t),
+                Err(InputError::NoKeyOpens)
+            );
+            assert_eq!(
+                hand(&mut keyless, at(3), addr(1), t),
+                Err(InputError::SealedWithoutKeyring)
+            );
+        }
+        let n = pings.len() as u64;
+        assert_eq!(other.stats().sealed_no_key, 1 + n);
+        assert_eq!(keyless.stats().sealed_unexpected, 1 + n);
+        // A sealed message cut short: truncated, not a panic.
+        let cut = &pings[0].2[..SEAL_OVERHEAD - 1];
+        assert_eq!(
+            other.handle_packet(at(4), addr(1), cut),
+            Err(InputError::SealedTruncated)
+        );
+        assert_eq!(other.stats().sealed_truncated, 1);
+        let short_stream = &stream.2[..stream.2.len() - 1];
+        let _ = other.handle_stream(at(4), addr(1), short_stream);
+        assert_eq!(other.stats().sealed_truncated, 2);
+        // Nothing was learnt from any of it.
+        assert_eq!((other.num_members(), keyless.num_members()), (1, 1));
+    }
+
+    #[test]
+    fn plaintext_is_refused_while_verify_incoming_and_read_without_it() {
+        let mut keyed = hc_node("k", 1, Some(&[&K1]));
+        let mut plain = hc_node("p", 2, None);
+        plain.join(at(0), &[addr(1)]).unwrap();
+        let push_pull = drain(&mut plain).remove(0);
+        assert_eq!(push_pull.1, TransmitKind::Reliable);
+        assert_eq!(
+            hand(&mut keyed, at(1), addr(2), &push_pull),
+            Err(InputError::PlaintextRefused)
+        );
+        let mut recs = Vec::new();
+        let s = Session::default();
+        s.records(
+            &crate::testkit::alive("p", 2, 1),
+            &s.local(&Name::new("p"), addr(2)),
+            &mut recs,
+        )
+        .unwrap();
+        let datagram = datagrams(&recs).remove(0);
+        assert_eq!(
+            keyed.handle_packet(at(1), addr(2), &datagram),
+            Err(InputError::PlaintextRefused)
+        );
+        assert_eq!(keyed.stats().plaintext_refused, 2);
+        assert!(keyed.member("p").is_none());
+        // Rolling adoption, as memberlist's flags: incoming off reads plaintext (and sealed),
+        // outgoing off sends plaintext.
+        keyed.set_gossip_verify(false, false).unwrap();
+        keyed.handle_packet(at(2), addr(2), &datagram).unwrap();
+        hand(&mut keyed, at(2), addr(2), &push_pull).unwrap();
+        assert!(keyed.member("p").is_some());
+        let out = drain(&mut keyed);
+        assert!(!out.is_empty());
+        for t in &out {
+            hand(&mut plain, at(3), addr(1), t).expect("plaintext goes out");
+        }
+        assert!(plain.member("k").is_some());
+        assert_eq!(plain.stats().decode_errors, 0);
+        // A datagram sealed under a key it lacks, read as plaintext, is counted as such.
+        let foreign = seal(&K2, [1; NONCE_LEN], &datagram, &[]).unwrap();
+        assert!(keyed.handle_packet(at(4), addr(2), &foreign).is_err());
+        assert_eq!(keyed.stats().sealed_no_key, 1);
+    }
+
+    #[test]
+    fn set_keyring_switches_a_running_node_between_plaintext_and_sealed() {
+        let mut nodes = vec![hc_node("a", 1, None), hc_node("b", 2, None)];
+        nodes[1].join(at(0), &[addr(1)]).unwrap();
+        run(&mut nodes, 0, 2_000, |_, t| {
+            if t.1 == TransmitKind::Datagram {
+                decode_packet(&t.2).expect("plaintext");
+            }
+        });
+        assert!(nodes[0].member("b").is_some());
+        for n in nodes.iter_mut() {
+            n.set_keyring(Some(Keyring::new(&K1).unwrap())).unwrap();
+            assert_eq!(n.keyring_version(), 1);
+        }
+        let mut sealed = 0;
+        run(&mut nodes, 2_050, 5_000, |_, t| {
+            opened_raw(&K1, t);
+            sealed += 1;
+        });
+        assert!(sealed > 5);
+        for n in &nodes {
+            assert_eq!(n.alive_count(), 2);
+            assert_eq!(
+                (n.stats().decode_errors, n.stats().plaintext_refused),
+                (0, 0)
+            );
+        }
+        // Back to plaintext.
+        for n in nodes.iter_mut() {
+            n.set_keyring(None).unwrap();
+        }
+        run(&mut nodes, 7_100, 2_000, |_, t| {
+            if t.1 == TransmitKind::Datagram {
+                decode_packet(&t.2).expect("plaintext again");
+            }
+        });
+        assert_eq!(nodes[0].alive_count(), 2);
+    }
+
+    #[test]
+    fn a_full_datagram_still_fits_the_mtu_once_sealed() {
+        let mut a = hc_node("a", 1, Some(&[&K1]));
+        let mtu = a.cfg.mtu;
+        // Many members to gossip about: their alive messages fill every datagram.
+        let s = Session::default();
+        for i in 0..200u16 {
+            let name = format!("member-with-a-longish-name-{i:03}");
+            let mut recs = Vec::new();
+            s.records(
+                &crate::testkit::alive(&name, 100 + i, 1),
+                &s.local(&Name::new(&name), addr(100 + i)),
+                &mut recs,
+            )
+            .unwrap();
+            let sealed = seal(&K1, [i as u8; NONCE_LEN], &datagrams(&recs)[0], &[]).unwrap();
+            a.handle_packet(at(1), addr(100 + i), &sealed).unwrap();
+        }
+        assert_eq!(a.num_members(), 201);
+        let mut lens = Vec::new();
+        let mut t = 1;
+        while t < 3_000 {
+            t += 50;
+            a.handle_timeout(at(t));
+            for x in drain(&mut a) {
+                if x.1 == TransmitKind::Datagram {
+                    opened_raw(&K1, &x);
+                    lens.push(x.2.len());
+                }
+            }
+        }
+        let longest = *lens.iter().max().expect("datagrams");
+        assert!(
+            longest <= mtu,
+            "a sealed datagram of {longest} bytes, MTU {mtu}"
+        );
+        assert!(
+            longest > mtu - 64,
+            "datagrams were filled ({longest} of {mtu}): the test must reach the MTU"
+        );
     }
 }
