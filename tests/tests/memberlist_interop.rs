@@ -3,7 +3,8 @@
 //! the HashiCorp wire profile, on loopback: joins both ways, push-pull both ways (a joiner
 //! learns the members it never met from the other side's push-pull), probes acked both ways
 //! (no suspicion, no failed probe while everyone is up), failure detection and graceful
-//! leaves both ways.
+//! leaves both ways; the same encrypted with memberlist's `SecretKey` and rookery's keyring,
+//! and a rookery agent with the wrong key kept out.
 //!
 //! Needs `go` and memberlist's sources (Debian: `apt-get install golang-go
 //! golang-github-hashicorp-memberlist-dev`; `.ci/run` installs them). Without them each test
@@ -93,6 +94,17 @@ impl GoPeer {
     /// Start a member named `name` joining `join` (none: it starts a cluster), with
     /// memberlist's LAN configuration (`lan`) or its local one.
     fn start(bin: &Path, name: &str, join: &[SocketAddr], lan: bool) -> GoPeer {
+        GoPeer::start_with(bin, name, join, lan, None)
+    }
+
+    /// [`GoPeer::start`] encrypting with memberlist's `SecretKey` (`key`: standard base64).
+    fn start_with(
+        bin: &Path,
+        name: &str,
+        join: &[SocketAddr],
+        lan: bool,
+        key: Option<&str>,
+    ) -> GoPeer {
         let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let log = std::env::temp_dir().join(format!(
             "rookery-memberlist-{}-{name}-{}.log",
@@ -105,6 +117,7 @@ impl GoPeer {
             .arg(format!("-bind={bind}"))
             .arg(format!("-join={}", join.join(",")))
             .arg(format!("-lan={lan}"))
+            .arg(format!("-key={}", key.unwrap_or("")))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -392,4 +405,93 @@ fn leave_and_failure_both_ways() {
         go0.log()
     );
     eprintln!("crashed rookery agent failed on the Go member in {took:?}");
+}
+
+/// The key of the encrypted clusters: bytes 1 to 32 (AES-256), and as base64 for Go.
+fn cluster_key() -> Vec<u8> {
+    (1..=32).collect()
+}
+
+/// [`cluster_key`] in standard base64.
+const CLUSTER_KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+/// Encrypted with memberlist's own format (Go's `SecretKey`, rookery's keyring on
+/// `WireProfile::Memberlist`): a rookery agent joins a Go member and a second Go member joins
+/// through rookery, views converge, probes are acked both ways with nothing refused on either
+/// side; a killed Go member is failed on the rookery agent; a rookery agent with the wrong key
+/// does not get in and counts the Go member's sealed answers as undecryptable.
+#[test]
+fn encrypted_joins_probes_and_failure_both_ways() {
+    let Some(bin) = peer_binary() else { return };
+    let keyed = Config {
+        keyring: Some(rookery_core::Keyring::new(&cluster_key()).expect("key")),
+        ..memberlist_config(false)
+    };
+    let go0 = GoPeer::start_with(bin, "go-0", &[], false, Some(CLUSTER_KEY_B64));
+    let rk = Agent::start(TOKIO, "en-rk-0", keyed);
+    assert_eq!(rk.join(&[go0.bind]), Ok(1), "rookery joins Go, encrypted");
+    let mut go1 = GoPeer::start_with(
+        bin,
+        "go-1",
+        &[rk.local_addr()],
+        false,
+        Some(CLUSTER_KEY_B64),
+    );
+    let go = [&go0, &go1];
+    let names: Vec<String> = ["go-0", "go-1", "en-rk-0"].map(String::from).to_vec();
+    let rks = [rk.clone()];
+    let (ok, took) = wait_until(LIMIT, || all_alive(&go, &rks, &names));
+    assert!(
+        ok,
+        "encrypted views did not converge in {took:?}: {:?}\ngo-0 log:\n{}",
+        rk.members(),
+        go0.log()
+    );
+    eprintln!("encrypted mixed cluster of 3 converged in {took:?}");
+    let before = rk.stats().expect("stats").core.probes_ok;
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(all_alive(&go, &rks, &names), "a member fell out of a view");
+    let s = rk.stats().expect("stats").core;
+    assert!(s.probes_ok > before, "no probe acked");
+    assert_eq!(
+        (
+            s.probes_failed,
+            s.decode_errors,
+            s.sealed_no_key,
+            s.plaintext_refused
+        ),
+        (0, 0, 0, 0),
+        "failed probes or refused input on the rookery agent"
+    );
+    for g in go {
+        let log = g.log();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("[ERR]")).collect();
+        assert!(errors.is_empty(), "{} logged errors: {errors:?}", g.name);
+        assert!(suspicions(g).is_empty(), "{} suspected someone", g.name);
+    }
+    // The wrong key: kept out, the Go member's sealed answers counted.
+    let wrong = Agent::start(
+        TOKIO,
+        "en-wrong",
+        Config {
+            keyring: Some(rookery_core::Keyring::new(&[9; 32]).expect("key")),
+            ..memberlist_config(false)
+        },
+    );
+    let joined = wrong.join(&[go0.bind]);
+    assert!(joined.is_err(), "the wrong key joined: {joined:?}");
+    let (refused, _) = wait_until(Duration::from_secs(10), || {
+        wrong.stats().map(|s| s.core.sealed_no_key).unwrap_or(0) > 0
+    });
+    assert!(refused, "sealed answers not counted: {:?}", wrong.stats());
+    assert_eq!(go0.status_of("en-wrong"), None, "go-0 never heard of it");
+    // A killed Go member is failed on the rookery agent.
+    go1.kill();
+    let (ok, took) = wait_until(LIMIT, || rk.status_of("go-1") == Some(MemberStatus::Failed));
+    assert!(
+        ok,
+        "go-1 not failed in {took:?}: {:?}",
+        rk.status_of("go-1")
+    );
+    eprintln!("encrypted: killed Go member failed on the rookery agent in {took:?}");
 }

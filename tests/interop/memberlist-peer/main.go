@@ -10,12 +10,14 @@
 //	update <name>                  a member's meta changed (NotifyUpdate)
 //	members <n>                    answer to the `members` command: how many are live
 //
+// With -key the member encrypts with memberlist's SecretKey (AES-GCM, its own format).
 // Commands on stdin: `members`, `leave` (a graceful leave, then exit), `quit`.
 // Memberlist's own log goes to stderr.
 package main
 
 import (
 	"bufio"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"net"
@@ -53,6 +55,7 @@ func main() {
 	bind := flag.String("bind", "127.0.0.1:7946", "address:port to bind and advertise")
 	join := flag.String("join", "", "comma-separated addresses to join")
 	lan := flag.Bool("lan", false, "memberlist's LAN configuration instead of its local one")
+	key := flag.String("key", "", "base64 AES key: encrypt as memberlist does (SecretKey)")
 	flag.Parse()
 
 	host, port, err := net.SplitHostPort(*bind)
@@ -70,6 +73,14 @@ func main() {
 	conf.BindPort = p
 	conf.AdvertiseAddr = host
 	conf.AdvertisePort = p
+	if *key != "" {
+		k, err := base64.StdEncoding.DecodeString(*key)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bad -key:", err)
+			os.Exit(2)
+		}
+		conf.SecretKey = k
+	}
 	conf.Events = events{}
 	conf.LogOutput = os.Stderr
 	m, err := memberlist.Create(conf)
