@@ -396,6 +396,7 @@ impl Node {
     }
 
     fn handle_decoded(&mut self, from: SocketAddr, msg: Decoded<'_>, near: Near) {
+        self.swim.reached(self.now);
         match msg {
             Decoded::Message(msg) => self.handle_message(from, msg, near),
             Decoded::Alive(a) => {
@@ -449,6 +450,7 @@ impl Node {
     /// Route one message received in the HashiCorp profile (see `wire::hashicorp::session`).
     fn handle_hc(&mut self, from: SocketAddr, item: wire::hashicorp::Incoming) {
         use wire::hashicorp::Incoming;
+        self.swim.reached(self.now);
         match item {
             Incoming::Message(msg) => self.handle_message(from, msg, Near::UNKNOWN),
             Incoming::JoinIntent(i) => {
@@ -756,6 +758,7 @@ impl Node {
 
     /// Route one message; `near` is where a prefetch found the member it is about, if any.
     fn handle_message(&mut self, from: SocketAddr, msg: Message, near: Near) {
+        self.swim.reached(self.now);
         if self.clocks_now().too_far(&msg) {
             self.far_ahead(from, "lamport time");
             return;
@@ -792,7 +795,11 @@ impl Node {
                     self.compare_digest(from, d);
                 }
             }
-            Message::Nack { seq } => self.swim.on_nack(from, seq),
+            Message::Nack { seq } => {
+                if let Some(s) = self.swim.on_nack(from, seq, &mut cx!(self)) {
+                    self.apply_suspect(s, true, Near::UNKNOWN);
+                }
+            }
             Message::IndirectPing { seq, target, addr } => {
                 self.swim
                     .on_indirect_ping(from, seq, target, addr, &mut cx!(self))

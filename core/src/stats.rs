@@ -52,6 +52,16 @@ pub struct Stats {
     pub refutations: u64,
     /// Probes that ended without any ack.
     pub probes_failed: u64,
+    /// Failed probes whose accusation this node withheld at the close because the evidence
+    /// pointed at its own link: no more helpers nacked than helpers that had answered its
+    /// previous request stayed silent, while other messages kept reaching it. The missed
+    /// nacks still raised the local health score. See the failure detector's probe module
+    /// (`swim::probe`) for the rule.
+    pub accusations_withheld: u64,
+    /// Of those, accusations made after all because helpers' nacks arrived shortly after the
+    /// probe closed (within `probe_timeout`) and outweighed the silent ones: the helpers heard
+    /// this node and could not reach the target either.
+    pub accusations_on_late_nack: u64,
     /// Push-pulls started because a settled peer's view digest differed from ours.
     pub digest_repairs: u64,
     /// Received direct messages dropped because the application did not drain them.

@@ -151,6 +151,11 @@ struct Args {
     /// or `<preset>+memberlist` for the HashiCorp profiles).
     #[arg(long, value_enum, default_value_t = Wire::Native)]
     wire: Wire,
+    /// Turn on the accusation guard (`Config::accusation_guard`, off by default): a node
+    /// withholds an accusation when its helpers stayed silent while others reached it (the
+    /// config is reported as `<config>+guard`).
+    #[arg(long)]
+    accusation_guard: bool,
 }
 
 /// The wire profile of the simulated nodes (`--wire`).
@@ -266,6 +271,17 @@ fn main() {
             },
             format!("{config_name}+memberlist"),
         ),
+    };
+    let (config, config_name) = if args.accusation_guard {
+        (
+            Config {
+                accusation_guard: true,
+                ..config
+            },
+            format!("{config_name}+guard"),
+        )
+    } else {
+        (config, config_name)
     };
     if args.nodes < 2 {
         eprintln!("--nodes must be at least 2");

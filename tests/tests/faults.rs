@@ -405,3 +405,76 @@ fn a_member_back_at_a_new_address_at_once_keeps_its_name() {
         }
     }
 }
+
+/// Issue 18's trap for a node that withholds accusations when its helpers stay silent (the
+/// opt-in `Config::accusation_guard`, on here): after
+/// a mass crash that took the target and every helper a survivor could ask, the survivors
+/// must still fail every crashed member, in bounded time. Two shapes: a few survivors among
+/// many crashed (helpers often all crashed; the survivors keep reaching each other, so their
+/// silence is selective until a survivor is asked and nacks), and a lone survivor (nothing
+/// reaches it: total silence accuses, once the probe's window has passed — 176–197 s here,
+/// against 42–53 s before the probe weighed its evidence; three survivors take 40 s as
+/// before).
+#[test]
+fn survivors_fail_crashed_members_even_when_every_helper_crashed_too() {
+    for (seed, n, survivors, within) in [
+        (1, 10, 3, 60),
+        (2, 10, 3, 60),
+        (3, 12, 2, 120),
+        (4, 5, 1, 240),
+        (5, 6, 1, 240),
+    ] {
+        let config = Config {
+            accusation_guard: true,
+            ..Config::lan()
+        };
+        let mut sim = cluster(seed, n, config);
+        for i in survivors..n {
+            sim.crash(i);
+        }
+        let all_failed = |sim: &Sim| {
+            (0..survivors)
+                .all(|o| (survivors..n).all(|c| status(sim, o, c) == Some(MemberStatus::Failed)))
+        };
+        let took = sim.wait_for(Duration::from_secs(within), all_failed);
+        assert!(
+            took.is_ok(),
+            "seed {seed}: {survivors} of {n} survived, crashed ones not all failed within {within} s"
+        );
+        // Nothing false either: no survivor was ever failed by another.
+        for o in 0..survivors {
+            for s in 0..survivors {
+                assert_ne!(status(&sim, o, s), Some(MemberStatus::Failed));
+            }
+        }
+    }
+}
+
+/// Issue 18's degraded members (a tenth lose 80 % of their packets both ways, TCP model of
+/// the reliable channel): they miss the acks of healthy members, and their accusations used
+/// to fail healthy members (50 false failed verdicts per 120 s at N=30 before the probe
+/// weighed its evidence). With `Config::accusation_guard` on they withhold them: no healthy member is marked failed by a
+/// healthy one, and healthy members are barely suspected (base: 589–708 suspicions).
+#[test]
+fn a_degraded_member_does_not_get_healthy_members_failed() {
+    use rookery_sim::scenario::{degraded, Options};
+    use rookery_sim::ReliableModel;
+    for seed in 1..=3 {
+        let opts = Options {
+            nodes: 30,
+            seed,
+            loss: 0.8,
+            duration: Duration::from_secs(120),
+            reliable: ReliableModel::Tcp,
+            config: Config {
+                accusation_guard: true,
+                ..Config::lan()
+            },
+            ..Options::default()
+        };
+        let m = degraded(&opts);
+        assert_eq!(m["healthy_false_failed"], 0, "seed {seed}: {m:?}");
+        let suspected = m["healthy_false_suspect"].as_u64().unwrap();
+        assert!(suspected < 60, "seed {seed}: {m:?}");
+    }
+}

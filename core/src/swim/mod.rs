@@ -1,7 +1,9 @@
 //! SWIM failure detection with Lifeguard, as one part that owns its state: the probe cycle
 //! (`probe`: direct ping, indirect pings with nacks, the reliable fallback ping, the preferred
-//! helpers), the relay side of indirect pings (`relay`), the local health score that stretches
-//! the probe interval (`awareness`), and the expiry of suspicions (`suspicion`: Lifeguard's
+//! helpers, and whether a failed probe's evidence points at the target or at this node's own
+//! link, so that an accusation is made or withheld), the relay side of indirect pings
+//! (`relay`), the local health score that stretches the probe interval (`awareness`), when a
+//! message last reached this node, and the expiry of suspicions (`suspicion`: Lifeguard's
 //! dynamic timeout; the suspicions themselves ride on the member records), and address
 //! checks (`addr_check`: does a member's known address still answer, when its name is claimed
 //! from another one).
@@ -28,7 +30,7 @@ use crate::wire::{Accusation, Digest, Message};
 
 use addr_check::AddrChecks;
 use awareness::Awareness;
-use probe::{Probe, RecentAcks};
+use probe::{Probe, RecentAcks, Withheld};
 use relay::Relays;
 
 /// The failure detector's state.
@@ -37,10 +39,16 @@ pub(crate) struct FailureDetector {
     awareness: Awareness,
     /// The probe in flight (at most one at a time).
     probe: Option<Box<Probe>>,
+    /// The last failed probe whose accusation was withheld, while a helper's late nack may
+    /// still turn it into one.
+    withheld: Option<Withheld>,
     /// Members that recently answered a request: preferred indirect-probe helpers.
     recent_acks: RecentAcks,
     relays: Relays,
     checks: AddrChecks,
+    /// When a message last reached this node (any message, on either channel): what makes
+    /// silent helpers selective (see `probe`'s module doc).
+    reached: Option<Timestamp>,
     /// The last sequence number used by a ping (probes, relays and checks share the space).
     seq: u32,
 }
@@ -86,9 +94,11 @@ impl FailureDetector {
         FailureDetector {
             awareness: Awareness::default(),
             probe: None,
+            withheld: None,
             recent_acks: RecentAcks::default(),
             relays: Relays::default(),
             checks: AddrChecks::default(),
+            reached: None,
             seq,
         }
     }
@@ -115,6 +125,11 @@ impl FailureDetector {
         self.awareness.adjust(1, cfg);
     }
 
+    /// A message reached this node at `now`.
+    pub(crate) fn reached(&mut self, now: Timestamp) {
+        self.reached = Some(now);
+    }
+
     /// Indirect probes being relayed for others.
     pub(crate) fn relays_len(&self) -> usize {
         self.relays.len()
@@ -123,11 +138,13 @@ impl FailureDetector {
     /// Stop probing (a graceful leave began): the probe in flight is dropped without a verdict.
     pub(crate) fn stop_probing(&mut self) {
         self.probe = None;
+        self.withheld = None;
     }
 
     /// Stop everything (the node left).
     pub(crate) fn stop(&mut self) {
         self.probe = None;
+        self.withheld = None;
         self.relays.clear();
         self.checks.clear();
     }

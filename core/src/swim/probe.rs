@@ -2,6 +2,70 @@
 //! pings through `indirect_checks` members (with nacks, Lifeguard) plus a reliable-channel
 //! fallback ping; the probe closes when the next one starts, failed if nobody vouched for the
 //! target. Members that answered recently are the preferred helpers.
+//!
+//! # Accusing from the accused side: whose fault is a failed probe? (issue 18)
+//!
+//! A failed probe is evidence against the target or against this node's own link, and a
+//! node that misses packets (a lossy link, an overloaded process) would otherwise accuse the
+//! healthy members it cannot hear; an accusation that never leaves such a node still expires
+//! there into a failed verdict that does. Lifeguard's local health score only slows such a
+//! node down; rookery also weighs who stayed silent before it accuses. The helpers' answers
+//! are the evidence:
+//!
+//! - a **nack** points at the target: the helper heard this node's request and could not
+//!   reach the target either;
+//! - **silence from a trusted helper** — one that answered this node's previous request to it
+//!   (it was among [`RecentAcks`] when asked) — points at this node: a member that answered
+//!   a moment ago is silent now, so this node's request or the answer was lost on the way;
+//! - silence from an untrusted helper (never answered, or silent last time: maybe crashed)
+//!   points nowhere.
+//!
+//! The rule, when a probe closes without an ack. The node **accuses** (suspects the target)
+//! when
+//!
+//! 1. no helper could be asked (as memberlist does), or
+//! 2. more helpers nacked than trusted helpers stayed silent, or
+//! 3. nothing at all reached this node — no message of any kind, on either channel — for
+//!    [`REACHED_WINDOW`] health-scaled probe intervals (**total silence**).
+//!
+//! Otherwise it **withholds** the accusation (counted in
+//! [`crate::Stats::accusations_withheld`]): the silence is *selective* — other members keep
+//! reaching this node while the helpers it asks do not answer — so its own link is the
+//! likelier culprit. The missed nacks still raise the health score as Lifeguard says, so the
+//! node probes less often, and the target stays in the probe order. A withheld probe stays
+//! open to nacks for `probe_timeout` after its close ([`Withheld`]): a helper nacks
+//! `probe_timeout` after it was asked, itself `probe_timeout` into the probe, so with LAN's
+//! `probe_interval` = 2 · `probe_timeout` and a healthy score every nack lands a round trip
+//! after the close (memberlist's helpers too). When the late nacks outweigh the trusted
+//! silences (rule 2), the accusation is made then
+//! ([`crate::Stats::accusations_on_late_nack`]).
+//!
+//! Why both cases come out right:
+//!
+//! - **A degraded node** (it loses most of its packets): its helpers are silent, while some
+//!   of the cluster's traffic still reaches it — selective silence, withheld. Its helpers
+//!   rarely nack about a healthy target (they reach it fine; their relayed acks are what it
+//!   loses). The window is long (16 intervals, up to 128 s at the worst score) because such a
+//!   node, once the others hold it failed, hears from them only every minute or so.
+//! - **A mass crash that took the target and every helper**: crashed members send nothing.
+//!   Silent helpers are forgotten as trusted after one silence, so they stop counting against
+//!   this node; a survivor picked as helper nacks, and one nack against no trusted silence
+//!   accuses (rule 2). A survivor with nobody left hears nothing, and total silence accuses
+//!   (rule 3) once the window has passed — bounded, if slower than a single crash (see
+//!   `survivors_fail_crashed_members_even_when_every_helper_crashed_too`). From inside, a node
+//!   alone after a mass crash and a node cut off both ways look the same: both accuse.
+//! - **A crash in a healthy cluster**: all three helpers are trusted and all nack (late, by
+//!   the round trip above): accused at the second nack, a few milliseconds after the close.
+//!
+//! The rule is opt-in: [`crate::Config::accusation_guard`], off by default, when every failed
+//! probe accuses as in memberlist (nothing withheld, no late-nack window). Its cost is slower
+//! verdicts when nothing reaches a node: a lone survivor of a mass crash waits out the
+//! total-silence window (176–197 s instead of 42–53 s in the simulator), and an isolated
+//! node fails the others later (so a healed partition may be noticed later too).
+//!
+//! A message reaching this node is whatever it accepts as input (it is not authenticated
+//! beyond what the keyring does): someone who can send to this node can keep its silence
+//! selective, which delays only rule 3, the lone-survivor case.
 
 use std::net::SocketAddr;
 
@@ -29,13 +93,45 @@ pub(crate) struct Probe {
     pub helpers: SmallVec<[Helper; 4]>,
 }
 
+/// A failed probe whose accusation was withheld (see the module doc): helpers' nacks that
+/// arrive within `probe_timeout` after the close still count, and make the accusation once
+/// they outweigh the trusted helpers' silence. A helper nacks `probe_timeout` after it was asked, which is itself
+/// `probe_timeout` into the probe; with `probe_interval` = 2 · `probe_timeout` (LAN) and a
+/// healthy score, the nack lands a round trip after the close, so without this grace no nack
+/// would ever count against a crashed target.
+#[derive(Clone, Debug)]
+pub(crate) struct Withheld {
+    pub seq: u32,
+    pub target: Name,
+    /// The helpers asked: only their nacks count.
+    pub helpers: SmallVec<[Helper; 4]>,
+    /// The end of the grace.
+    pub until: crate::time::Timestamp,
+}
+
+/// Whether the helpers' answers point at the target: more of them nacked than trusted ones
+/// (that answered this node's previous request) stayed silent.
+fn outweighs(helpers: &[Helper]) -> bool {
+    let nacks = helpers.iter().filter(|h| h.answered).count();
+    let silent = helpers.iter().filter(|h| h.trusted && !h.answered).count();
+    nacks > silent
+}
+
 /// A member asked to ping a probe's target on this node's behalf.
 #[derive(Clone, Debug)]
 pub(crate) struct Helper {
     pub name: Name,
     pub addr: SocketAddr,
+    /// It answered this node's previous request to it (it was among [`RecentAcks`] when
+    /// asked): its silence now points at this node's link rather than at itself.
+    pub trusted: bool,
     pub answered: bool,
 }
+
+/// How far back, in health-scaled probe intervals counted from a failed probe's close, a
+/// message reaching this node makes its helpers' silence selective rather than total (see the
+/// module doc): 16 s at a healthy score, 128 s at LAN's worst.
+pub(crate) const REACHED_WINDOW: u32 = 16;
 
 /// How many members that answered this node's latest request are remembered.
 pub(crate) const RECENT_ACKS: usize = 32;
@@ -79,10 +175,20 @@ impl RecentAcks {
 
 impl FailureDetector {
     /// Close the probe in flight, if any: failed, since nobody answered in time. Returns the
-    /// accusation to apply when its target is still live.
+    /// accusation to apply when its target is still live and the evidence points at the
+    /// target rather than at this node's own link (see the module doc).
     pub(super) fn close_probe(&mut self, cx: &mut Cx<'_>) -> Option<Accusation> {
         let p = *self.probe.take()?;
         cx.fx.stats.probes_failed += 1;
+        // Off (`Config::accusation_guard`, the default), every failed probe accuses: nothing
+        // is withheld, so no late nack is ever waited for.
+        let own_link_in_doubt = cx.cfg.accusation_guard && !p.helpers.is_empty() && {
+            let window = self.awareness.probe_interval(cx.cfg) * REACHED_WINDOW;
+            let reached = self
+                .reached
+                .is_some_and(|t| cx.now.saturating_since(t) <= window);
+            reached && !outweighs(&p.helpers)
+        };
         self.recent_acks.forget(&p.target);
         for h in p.helpers.iter().filter(|h| !h.answered) {
             self.recent_acks.forget(&h.name);
@@ -95,6 +201,17 @@ impl FailureDetector {
         self.awareness.adjust(missed as i64, cx.cfg);
         let rec = cx.members.get(&p.target)?;
         if !rec.is_live() {
+            return None;
+        }
+        if own_link_in_doubt {
+            cx.fx.stats.accusations_withheld += 1;
+            tracing::debug!(target = %p.target, "accusation withheld: every helper silent while others reach us");
+            self.withheld = Some(Withheld {
+                seq: p.seq,
+                target: p.target.clone(),
+                helpers: p.helpers.clone(),
+                until: cx.now + cx.cfg.probe_timeout,
+            });
             return None;
         }
         Some(Accusation {
@@ -190,9 +307,10 @@ impl FailureDetector {
     ) -> SmallVec<[Helper; 4]> {
         let k = cx.cfg.indirect_checks;
         let mut out: SmallVec<[Helper; 4]> = SmallVec::new();
-        let helper = |r: &MemberRec| Helper {
+        let helper = |r: &MemberRec, trusted: bool| Helper {
             name: r.name.to_name(),
             addr: r.addr(),
+            trusted,
             answered: false,
         };
         let me = cx.me;
@@ -203,7 +321,7 @@ impl FailureDetector {
             .filter(|n| *n != target && *n != me)
             .filter_map(|n| cx.members.get(n))
             .filter(|r| r.status() == MemberStatus::Alive)
-            .map(helper)
+            .map(|r| helper(r, true))
             .collect();
         while out.len() < k && !recent.is_empty() {
             let i = cx.rng.random_range(0..recent.len());
@@ -216,7 +334,7 @@ impl FailureDetector {
                     && r.name != *target
                     && !out.iter().any(|h| r.name == h.name)
             });
-            out.extend(more.iter().map(|&i| helper(cx.members.at(i))));
+            out.extend(more.iter().map(|&i| helper(cx.members.at(i), false)));
         }
         out
     }
@@ -251,10 +369,47 @@ impl FailureDetector {
         self.awareness.adjust(-1, cx.cfg);
     }
 
-    /// A helper of our probe in flight could not reach the target.
-    pub(crate) fn on_nack(&mut self, from: SocketAddr, seq: u32) {
+    /// A helper of our probe in flight could not reach the target. A helper of the last
+    /// withheld probe could not either: its nack, within the grace, makes the accusation
+    /// after all (returned, to apply) — the helper heard this node, so its link is not the
+    /// one in doubt.
+    pub(crate) fn on_nack(
+        &mut self,
+        from: SocketAddr,
+        seq: u32,
+        cx: &mut Cx<'_>,
+    ) -> Option<Accusation> {
         if self.probe.as_ref().is_none_or(|p| p.seq != seq) {
-            return;
+            let w = self.withheld.as_ref()?;
+            if w.seq != seq {
+                return None;
+            }
+            if cx.now > w.until {
+                self.withheld = None;
+                return None;
+            }
+            let w = self.withheld.as_mut().expect("present");
+            let h = w.helpers.iter_mut().find(|h| h.addr == from)?;
+            if h.answered {
+                return None;
+            }
+            h.answered = true;
+            let helper = h.name.clone();
+            self.recent_acks.record(&helper);
+            if !outweighs(&w.helpers) {
+                return None;
+            }
+            let w = self.withheld.take().expect("present");
+            let rec = cx.members.get(&w.target)?;
+            if !rec.is_live() {
+                return None;
+            }
+            cx.fx.stats.accusations_on_late_nack += 1;
+            return Some(Accusation {
+                incarnation: rec.incarnation,
+                name: w.target,
+                from: cx.me.clone(),
+            });
         }
         let _ = self.helper_answered(from);
         if let Some(p) = &mut self.probe {
@@ -262,6 +417,7 @@ impl FailureDetector {
                 p.nacks += 1;
             }
         }
+        None
     }
 }
 
@@ -279,10 +435,22 @@ mod tests {
     use crate::wire::Message;
 
     fn cluster_node(indirect_checks: usize) -> Node {
-        let cfg = Config {
+        node_with(Config {
             indirect_checks,
             ..Config::local()
-        };
+        })
+    }
+
+    /// [`cluster_node`] with the accusation guard on (`Config::accusation_guard`).
+    fn guarded_node(indirect_checks: usize) -> Node {
+        node_with(Config {
+            indirect_checks,
+            accusation_guard: true,
+            ..Config::local()
+        })
+    }
+
+    fn node_with(cfg: Config) -> Node {
         let mut a = Node::new(cfg, Identity::new("a", addr(1)), 1, at(0)).unwrap();
         deliver(
             &mut a,
@@ -401,6 +569,7 @@ mod tests {
             helpers: [Helper {
                 name: "b".into(),
                 addr: addr(2),
+                trusted: true,
                 answered: false,
             }]
             .into_iter()
@@ -444,6 +613,117 @@ mod tests {
             r.contains(&"b".to_string()) && !r.contains(&"c".to_string()),
             "{r:?}"
         );
+    }
+
+    /// A probe of d through b and c (trusted or not), failed so far.
+    fn failed_probe(seq: u32, trusted: bool) -> Probe {
+        let h = |name: &str, port| Helper {
+            name: name.into(),
+            addr: addr(port),
+            trusted,
+            answered: false,
+        };
+        Probe {
+            seq,
+            target: "d".into(),
+            addr: addr(4),
+            expected_nacks: 2,
+            nacks: 0,
+            helpers: [h("b", 2), h("c", 3)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn selective_silence_withholds_until_late_nacks_outweigh_it() {
+        let mut a = guarded_node(2);
+        // Both helpers answered us before and are silent now, while others reach us.
+        a.swim.probe = Some(Box::new(failed_probe(600, true)));
+        a.swim.reached = Some(a.now);
+        a.on_swim_timer(SwimTimer::ProbeTick);
+        assert_eq!(a.member("d").unwrap().status, MemberStatus::Alive);
+        assert_eq!(a.stats().accusations_withheld, 1);
+        assert_eq!(a.health_score(), 2, "the missed nacks still count");
+        // One late nack against one trusted silence: not yet; the second outweighs it.
+        let now = a.now + Duration::from_millis(5);
+        deliver(&mut a, now, 2, &[Message::Nack { seq: 600 }]);
+        assert_eq!(a.member("d").unwrap().status, MemberStatus::Alive);
+        deliver(&mut a, now, 2, &[Message::Nack { seq: 600 }]);
+        assert_eq!(
+            a.member("d").unwrap().status,
+            MemberStatus::Alive,
+            "same helper twice"
+        );
+        deliver(&mut a, now, 3, &[Message::Nack { seq: 600 }]);
+        assert_eq!(a.member("d").unwrap().status, MemberStatus::Suspect);
+        assert_eq!(a.stats().accusations_on_late_nack, 1);
+    }
+
+    #[test]
+    fn nacks_after_the_grace_count_for_nothing() {
+        let mut a = guarded_node(2);
+        a.swim.probe = Some(Box::new(failed_probe(601, true)));
+        a.swim.reached = Some(a.now);
+        a.on_swim_timer(SwimTimer::ProbeTick);
+        let late = a.now + a.cfg.probe_timeout + Duration::from_millis(1);
+        deliver(&mut a, late, 2, &[Message::Nack { seq: 601 }]);
+        deliver(&mut a, late, 3, &[Message::Nack { seq: 601 }]);
+        assert_eq!(a.member("d").unwrap().status, MemberStatus::Alive);
+        assert_eq!(a.stats().accusations_on_late_nack, 0);
+    }
+
+    #[test]
+    fn total_silence_still_accuses() {
+        // The helpers crashed with the target and nothing has reached this node since.
+        let mut a = guarded_node(2);
+        a.swim.probe = Some(Box::new(failed_probe(602, true)));
+        a.swim.reached = None;
+        a.on_swim_timer(SwimTimer::ProbeTick);
+        assert_eq!(a.member("d").unwrap().status, MemberStatus::Suspect);
+        assert_eq!(a.stats().accusations_withheld, 0);
+        // The same when the last message is older than the window.
+        let mut a = guarded_node(2);
+        a.swim.probe = Some(Box::new(failed_probe(603, true)));
+        let window = a.swim.awareness.probe_interval(&a.cfg) * super::REACHED_WINDOW;
+        a.swim.reached = Some(a.now);
+        a.now = a.now + window + Duration::from_millis(1);
+        a.on_swim_timer(SwimTimer::ProbeTick);
+        assert_eq!(a.member("d").unwrap().status, MemberStatus::Suspect);
+    }
+
+    #[test]
+    fn silence_of_untrusted_helpers_does_not_outweigh_a_nack() {
+        // b nacks; c never answered us before (maybe crashed): the nack points at d.
+        let mut a = guarded_node(2);
+        let mut p = failed_probe(604, false);
+        p.helpers[0].answered = true;
+        p.nacks = 1;
+        a.swim.probe = Some(Box::new(p));
+        a.swim.reached = Some(a.now);
+        a.on_swim_timer(SwimTimer::ProbeTick);
+        assert_eq!(a.member("d").unwrap().status, MemberStatus::Suspect);
+        // With c trusted, one nack against one trusted silence is withheld.
+        let mut a = guarded_node(2);
+        let mut p = failed_probe(605, true);
+        p.helpers[0].answered = true;
+        p.nacks = 1;
+        a.swim.probe = Some(Box::new(p));
+        a.swim.reached = Some(a.now);
+        a.on_swim_timer(SwimTimer::ProbeTick);
+        assert_eq!(a.member("d").unwrap().status, MemberStatus::Alive);
+        assert_eq!(a.stats().accusations_withheld, 1);
+    }
+
+    #[test]
+    fn without_the_guard_selective_silence_accuses_as_before() {
+        // The default: the same evidence as above, and the probe accuses at its close.
+        let mut a = cluster_node(2);
+        assert!(!a.cfg.accusation_guard);
+        a.swim.probe = Some(Box::new(failed_probe(606, true)));
+        a.swim.reached = Some(a.now);
+        a.on_swim_timer(SwimTimer::ProbeTick);
+        assert_eq!(a.member("d").unwrap().status, MemberStatus::Suspect);
+        assert_eq!(a.stats().accusations_withheld, 0);
+        assert!(a.swim.withheld.is_none(), "no late-nack window");
     }
 
     #[test]
