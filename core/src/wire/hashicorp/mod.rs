@@ -82,7 +82,8 @@
 //! name. It is answered to the asker's known address or to an address seen claiming the
 //! name (the claimant), never surfaced as a query, and `_serf_conflict` is a reserved query
 //! name on the profile. The captured conflict answers decode, re-encode byte for byte, and
-//! are what a node with the same view sends. A rookery node's own name-conflict vote still
+//! are what a node with the same view sends; live, a second serf agent started under a
+//! taken name loses the vote on the rookery agents' answers. A rookery node's own name-conflict vote still
 //! asks rookery's query, so only rookery members' answers count in it (serf agents see a user
 //! query named `_rookery/conflict`).
 //!
