@@ -92,7 +92,7 @@ pub enum ApiError {
     /// `gossip_verify_outgoing`): its query would otherwise travel in plaintext.
     EncryptionDisabled,
     /// Query names starting with the reserved prefix `_rookery/` are the core's own (and,
-    /// under [`crate::WireProfile::HashiCorp`], Serf's key-query names).
+    /// under [`crate::WireProfile::HashiCorp`], Serf's key-query names and `_serf_conflict`).
     ReservedName,
     /// The operation names this node itself (it cannot forget itself).
     IsSelf,

@@ -1236,7 +1236,8 @@ impl Node {
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
-        let serf_internal = self.fx.hc.is_some() && wire::hashicorp::is_key_query(name);
+        let serf_internal = self.fx.hc.is_some()
+            && (wire::hashicorp::is_key_query(name) || wire::hashicorp::is_conflict_query(name));
         if name.starts_with("_rookery/") || serf_internal {
             return Err(ApiError::ReservedName);
         }

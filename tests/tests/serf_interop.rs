@@ -1,6 +1,7 @@
 //! Mixed clusters of real `serf` 0.9.4 agents and rookery agents speaking the HashiCorp wire
 //! profile, on loopback: views converge both ways, tags, failure and leave both ways, user
-//! events and queries both ways, force-leave.
+//! events and queries both ways, force-leave, key operations both ways, Serf's name-conflict
+//! query answered by rookery agents.
 //!
 //! Needs the `serf` binary (Debian: `apt-get install serf`; `.ci/run` installs it). Without
 //! it each test prints why and passes, unless `ROOKERY_REQUIRE_SERF=1` (set by CI) makes a
@@ -790,4 +791,77 @@ fn mio_refuses_the_hashicorp_profile_typed() {
             WireProfile::HashiCorp
         ))
     ));
+}
+
+/// A second serf agent started under a taken name joins through a rookery agent: memberlist
+/// reports the conflict to it, it asks Serf's name-conflict query, and the rookery agents
+/// answer with the member they know by that name (the first agent's address), so it logs the
+/// answers counted and loses the vote; the first agent stays, and no rookery agent surfaces
+/// the query to its application.
+#[test]
+fn serfs_name_conflict_query_is_answered_by_rookery_agents() {
+    if !serf_present() {
+        return;
+    }
+    let (serfs, rk) = mixed_cluster("nc", 1, 2, &[], &hashicorp_config());
+    let taken = serfs[0].name.clone();
+    let via = rk[0].member_addr(rk[0].name()).expect("rk-0's own address");
+    let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let rpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let dir = std::env::temp_dir().join(format!("rookery-serf-{}-nc-dup", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let log = dir.join("agent.log");
+    let out = std::fs::File::create(&log).expect("log file");
+    let mut dup = Command::new("serf")
+        .arg("agent")
+        .arg(format!("-node={taken}"))
+        .arg(format!("-bind={bind}"))
+        .arg(format!("-rpc-addr={rpc}"))
+        .arg("-profile=local")
+        .arg("-log-level=debug")
+        .arg(format!("-join={via}"))
+        .stdout(out.try_clone().expect("log file"))
+        .stderr(out)
+        .spawn()
+        .expect("serf agent starts");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let (decided, took) = wait_until(LIMIT, || read().contains("in name conflict resolution"));
+    let text = read();
+    let _ = dup.kill();
+    let _ = dup.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(decided, "no conflict resolution in {took:?}:\n{text}");
+    // "minority in name conflict resolution, quiting [matching / responses]"
+    let line = text
+        .lines()
+        .find(|l| l.contains("in name conflict resolution"))
+        .expect("the line");
+    let counts = line
+        .rsplit('[')
+        .next()
+        .and_then(|c| c.strip_suffix(']'))
+        .expect("counts");
+    let (matching, responses) = counts.split_once(" / ").expect("m / n");
+    let (matching, responses): (usize, usize) =
+        (matching.parse().expect("m"), responses.parse().expect("n"));
+    eprintln!("name conflict decided in {took:?}: {line}");
+    assert!(line.contains("minority"), "{line}");
+    assert_eq!(matching, 0, "{line}");
+    assert!(
+        responses >= rk.len(),
+        "every rookery agent answered: {line}\n{text}"
+    );
+    // The first agent keeps its name and its place.
+    for a in &rk {
+        assert_eq!(a.status_of(&taken), Some(MemberStatus::Alive));
+        assert_eq!(a.member_addr(&taken), Some(serfs[0].bind));
+        assert!(
+            !a.events()
+                .iter()
+                .any(|e| matches!(e, rookery_core::Event::Query(_))),
+            "{} surfaced a query",
+            a.name()
+        );
+    }
+    assert_eq!(serfs[0].status_of(&taken).as_deref(), Some("alive"));
 }

@@ -422,6 +422,43 @@ impl Serf {
 
     /// The vote ended: give up the name if more members hold the other address, or on a tie
     /// when the other address is the lower one; otherwise keep it.
+    /// Answer Serf's name-conflict query (HashiCorp profile) as a serf agent does: an ack if
+    /// asked for, then this node's view of the member named by the payload (nil if none),
+    /// except when the name is this node's own. Never surfaced as an event.
+    fn answer_serf_conflict(&mut self, q: &QueryMsg, cx: &mut Cx<'_>) {
+        let Some(versions) = cx.fx.hc.as_ref().map(|h| h.versions) else {
+            return;
+        };
+        let members = &*cx.members;
+        let answer = crate::wire::hashicorp::answer_conflict_query(cx.me, &q.payload, |name| {
+            members.get(name).map(|r| {
+                crate::wire::hashicorp::serf_member(
+                    name,
+                    r.addr(),
+                    members.tags(r),
+                    r.status(),
+                    versions,
+                )
+            })
+        });
+        let ack = q.ack.then(Bytes::new);
+        tracing::debug!(asker = %q.from, answered = answer.is_some(),
+            "Serf's name-conflict query");
+        for (ack, payload) in [(true, ack), (false, answer)] {
+            let Some(payload) = payload else {
+                continue;
+            };
+            let resp = QueryResp {
+                ltime: q.ltime,
+                id: q.id,
+                from: cx.me.clone(),
+                ack,
+                payload,
+            };
+            self.send_query_resp(q.addr, q.relay_factor, resp, cx);
+        }
+    }
+
     fn conflict_vote_done(&mut self, vote: Vote, cx: &mut Cx<'_>) -> Outcome {
         let lose = vote.for_them > vote.for_us
             || (vote.for_them == vote.for_us && vote.for_us > 0 && vote.theirs < *cx.addr);
@@ -461,7 +498,9 @@ impl Serf {
         // query from a member this node does not know yet is passed on but not answered here.
         // A name-conflict vote is also answered at an address this node saw claim the name.
         let known = cx.members.get(&q.from).map(|r| r.addr()) == Some(q.addr);
-        let claimed = &*q.name == CONFLICT_QUERY
+        let serf_conflict =
+            cx.fx.hc.is_some() && crate::wire::hashicorp::is_conflict_query(&q.name);
+        let claimed = (&*q.name == CONFLICT_QUERY || serf_conflict)
             && self
                 .queries
                 .claims
@@ -474,6 +513,10 @@ impl Serf {
         }
         if &*q.name == CONFLICT_QUERY {
             self.answer_conflict_vote(&q, cx);
+            return;
+        }
+        if serf_conflict {
+            self.answer_serf_conflict(&q, cx);
             return;
         }
         let serf_key_query = cx.fx.hc.is_some() && crate::wire::hashicorp::is_key_query(&q.name);

@@ -14,6 +14,7 @@
 //! - `serf`: Serf's messages inside memberlist user messages and push-pull user state, query
 //!   filters, key and conflict payloads, tags in meta;
 //! - `keys`: how a node answers Serf's key-management queries;
+//! - `conflict`: how a node answers Serf's name-conflict query;
 //! - `convert`: the mapping between these messages and our [`Message`](super::Message);
 //! - `session`: what the node's sending and receiving paths call.
 //!
@@ -73,13 +74,26 @@
 //! own keyring, and a node's own cluster-wide key operations (`Node::install_key` and its
 //! siblings) ask those queries and read Serf's answers (`keys`).
 //!
-//! **Not yet.** Serf's name-conflict internal query,
-//! the label header of later memberlist releases (0.2.2 has none; later releases prefix
+//! **Name conflicts.** Serf's name-conflict query (`_serf_conflict`, asked by a serf agent
+//! whose name memberlist reports taken) is answered as a serf agent answers it (`conflict`):
+//! an ack if asked for, then the node's view of the member so named as Serf's `Member` (name,
+//! address, port, tags, status; as versions the range the node advertises, since it keeps no
+//! other member's version bytes), nil for a name it does not know, nothing about its own
+//! name. It is answered to the asker's known address or to an address seen claiming the
+//! name (the claimant), never surfaced as a query, and `_serf_conflict` is a reserved query
+//! name on the profile. The captured conflict answers decode, re-encode byte for byte, and
+//! are what a node with the same view sends; live, a second serf agent started under a
+//! taken name loses the vote on the rookery agents' answers. A rookery node's own name-conflict vote still
+//! asks rookery's query, so only rookery members' answers count in it (serf agents see a user
+//! query named `_rookery/conflict`).
+//!
+//! **Not yet.** The label header of later memberlist releases (0.2.2 has none; later releases prefix
 //! `[244][len][label]`), memberlist 0.3+'s and Serf 0.10's additions (labels, the
 //! `RequireNodeNames` destination names, metadata-only pings), the mio driver (which refuses
 //! the profile at start), and sending compressed or CRC-protected datagrams (received ones
 //! are read; memberlist reads both forms).
 
+mod conflict;
 mod convert;
 mod crypt;
 mod frame;
@@ -91,6 +105,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use conflict::{answer_conflict_query, is_conflict_query, serf_member};
 #[allow(unused_imports)]
 pub(crate) use convert::*;
 #[allow(unused_imports)]

@@ -1055,4 +1055,150 @@ mod tests {
             "datagrams were filled ({longest} of {mtu}): the test must reach the MTU"
         );
     }
+
+    // ---- Serf's name-conflict query ----
+
+    /// Serf's query responses among `sent` to `to`: (whether an ack, payload).
+    fn serf_responses(sent: &[Sent], to: SocketAddr) -> Vec<(bool, Vec<u8>)> {
+        let mut out = Vec::new();
+        for t in sent
+            .iter()
+            .filter(|t| t.0 == to && t.1 == TransmitKind::Datagram)
+        {
+            let p = decode_packet(&t.2).expect("a memberlist datagram");
+            for m in p.messages() {
+                if let PacketMsg::User(b) = m {
+                    if let Ok(SerfMsg::QueryResponse(r)) = SerfMsg::decode(b) {
+                        let ack = r.flags & crate::wire::hashicorp::QUERY_FLAG_ACK != 0;
+                        out.push((ack, r.payload.unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A datagram with the `_serf_conflict` query about `name` as serf agent `from` at
+    /// 127.0.0.1:`port` sends it (asking for acks).
+    fn conflict_query(from: &str, port: u16, ltime: u64, name: &str) -> Sent {
+        let q = crate::wire::hashicorp::Query {
+            ltime,
+            id: ltime as u32,
+            addr: Some(vec![127, 0, 0, 1]),
+            port,
+            source_node: from.into(),
+            flags: crate::wire::hashicorp::QUERY_FLAG_ACK,
+            timeout_ns: 5_000_000_000,
+            name: "_serf_conflict".into(),
+            payload: Some(name.as_bytes().to_vec()),
+            ..Default::default()
+        };
+        let msg = crate::wire::hashicorp::Packet::Msg(PacketMsg::User(SerfMsg::Query(q).encode()));
+        (addr(2), TransmitKind::Datagram, msg.encode().unwrap())
+    }
+
+    #[test]
+    fn serfs_conflict_query_is_answered_with_our_view_and_never_surfaced() {
+        let tags = crate::Tags::from([
+            ("dc".to_string(), "east".to_string()),
+            ("role".to_string(), "web".to_string()),
+        ]);
+        let a = Node::with_entropy(
+            hc_config(None),
+            Identity::new("a", addr(1)).with_tags(tags.clone()),
+            1,
+            [1; 32],
+            at(0),
+        )
+        .unwrap();
+        let mut nodes = vec![a, hc_node("b", 2, None), hc_node("c", 3, None)];
+        for n in &mut nodes[1..] {
+            n.join(at(0), &[addr(1)]).unwrap();
+        }
+        run(&mut nodes, 0, 3_000, |_, _| {});
+        assert_eq!(nodes[1].alive_count(), 3);
+        let b = &mut nodes[1];
+        while b.poll_event().is_some() {}
+        drain(b);
+
+        // c asks b about a: an ack, then b's view of a as Serf's Member.
+        hand(b, at(3_100), addr(3), &conflict_query("c", 3, 10, "a")).unwrap();
+        let sent = drain(b);
+        let r = serf_responses(&sent, addr(3));
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r[0], (true, Vec::new()), "the ack first");
+        let (false, p) = &r[1] else { panic!("{r:?}") };
+        let Ok(SerfMsg::ConflictResponse(Some(m))) = SerfMsg::decode(p) else {
+            panic!("{p:?}")
+        };
+        assert_eq!(m.name, "a");
+        assert_eq!((m.addr.as_deref(), m.port), (Some(&[127, 0, 0, 1][..]), 1));
+        assert_eq!(
+            m.tags,
+            Some(vec![
+                ("dc".into(), "east".into()),
+                ("role".into(), "web".into())
+            ])
+        );
+        assert_eq!(m.status, 1, "alive");
+        assert_eq!(m.versions.to_vec(), Versions::SERF_0_9_4.to_bytes());
+
+        // A name b does not know: nil, as Serf answers.
+        hand(b, at(3_200), addr(3), &conflict_query("c", 3, 11, "ghost")).unwrap();
+        let r = serf_responses(&drain(b), addr(3));
+        assert_eq!(r, vec![(true, Vec::new()), (false, vec![6, 0xc0])]);
+
+        // About b itself: acked, not answered (Serf's agents do not vote on their own name).
+        hand(b, at(3_300), addr(3), &conflict_query("c", 3, 12, "b")).unwrap();
+        let r = serf_responses(&drain(b), addr(3));
+        assert_eq!(r, vec![(true, Vec::new())]);
+
+        // A second "a" at port 9 claims the name, then asks: b answers it (at the claiming
+        // address) with the a it knows, at port 1 — the claimant loses Serf's vote.
+        let claim = crate::wire::hashicorp::Alive {
+            incarnation: 0,
+            node: "a".into(),
+            addr: Some(vec![127, 0, 0, 1]),
+            port: 9,
+            meta: None,
+            vsn: Some(Versions::SERF_0_9_4.to_bytes()),
+        };
+        let claim = crate::wire::hashicorp::Packet::Msg(PacketMsg::Alive(claim));
+        let claim = (addr(2), TransmitKind::Datagram, claim.encode().unwrap());
+        let _ = hand(b, at(3_400), addr(9), &claim);
+        drain(b);
+        assert_eq!(
+            b.member("a").map(|m| m.addr),
+            Some(addr(1)),
+            "the claim is refused"
+        );
+        hand(b, at(3_500), addr(9), &conflict_query("a", 9, 13, "a")).unwrap();
+        let r = serf_responses(&drain(b), addr(9));
+        assert_eq!(r.len(), 2, "{r:?}");
+        let Ok(SerfMsg::ConflictResponse(Some(m))) = SerfMsg::decode(&r[1].1) else {
+            panic!("{r:?}")
+        };
+        assert_eq!((m.name.as_str(), m.port), ("a", 1));
+        // A stranger that claimed nothing is not answered.
+        hand(b, at(3_600), addr(8), &conflict_query("a", 8, 14, "a")).unwrap();
+        assert!(serf_responses(&drain(b), addr(8)).is_empty());
+
+        // Nothing reached the application as a query; the name is reserved there.
+        for n in nodes.iter_mut() {
+            assert!(
+                !std::iter::from_fn(|| n.poll_event()).any(|e| matches!(e, crate::Event::Query(_)))
+            );
+        }
+        assert_eq!(
+            nodes[0]
+                .query(
+                    at(3_700),
+                    "_serf_conflict",
+                    "a",
+                    crate::QueryParams::default()
+                )
+                .map(|_| ()),
+            Err(ApiError::ReservedName)
+        );
+    }
 }

@@ -1025,6 +1025,81 @@ fn sealed_messages_refuse_tampering() {
     }
 }
 
+/// Serf's name-conflict query as the capture run asked it (`_serf_conflict`, the contested
+/// name as the raw payload) and every answer to it (`[type 6][msgpack Member]`): each answer
+/// decodes to the member named, re-encodes byte for byte, and is exactly what a rookery node
+/// with the same view sends (the same bytes from [`serf_member`], tags in key order).
+#[test]
+fn captured_conflict_queries_and_answers_reencode_byte_identically() {
+    for (c, what) in [
+        (capture(), "plaintext"),
+        (capture_of(opened_encrypted_serf_records()), "encrypted"),
+    ] {
+        let asked: Vec<&super::serf::Query> = c
+            .serf
+            .iter()
+            .filter_map(|m| match m {
+                SerfMsg::Query(q) if is_conflict_query(&q.name) => Some(q),
+                _ => None,
+            })
+            .collect();
+        assert!(!asked.is_empty(), "{what}: a conflict query");
+        for q in &asked {
+            assert_eq!(q.payload.as_deref(), Some(&b"a"[..]), "{what}");
+        }
+        let mut answers = 0;
+        let responses = c.serf.iter().filter_map(|m| match m {
+            SerfMsg::QueryResponse(r) => Some(r),
+            SerfMsg::Relay(_, inner) => match inner.as_ref() {
+                SerfMsg::QueryResponse(r) => Some(r),
+                _ => None,
+            },
+            _ => None,
+        });
+        for r in responses {
+            let p = r.payload.clone().unwrap_or_default();
+            let Ok(SerfMsg::ConflictResponse(m)) = SerfMsg::decode(&p) else {
+                continue;
+            };
+            answers += 1;
+            let m = m.expect("the capture's members know a");
+            assert_eq!(
+                SerfMsg::ConflictResponse(Some(m.clone())).encode(),
+                p,
+                "{what}: re-encodes"
+            );
+            assert_eq!(m.name, "a");
+            assert_ne!(r.from, "a", "{what}: a does not answer about itself");
+            let ip: [u8; 4] = m.addr.clone().unwrap().try_into().expect("a 4-byte net.IP");
+            let addr = SocketAddr::from((ip, m.port));
+            let tags: crate::identity::Tags = m.tags.clone().unwrap().into_iter().collect();
+            assert_eq!(
+                tags,
+                crate::identity::Tags::from([
+                    ("dc".to_string(), "east".to_string()),
+                    ("role".to_string(), "web".to_string()),
+                ]),
+                "{what}"
+            );
+            assert_eq!(m.status, 1, "{what}: alive");
+            let versions = Versions::from_bytes(&m.versions).unwrap();
+            let ours = serf_member("a", addr, &tags, crate::MemberStatus::Alive, versions);
+            // Go writes a map in its random iteration order, we in key order: the same
+            // member, and the same bytes once the captured tags are put in key order.
+            let mut sorted = m.clone();
+            sorted.tags.as_mut().unwrap().sort();
+            assert_eq!(ours, sorted, "{what}");
+            let sent = answer_conflict_query("b", &b"a"[..], |_| Some(ours.clone()));
+            assert_eq!(
+                sent.as_deref(),
+                Some(&SerfMsg::ConflictResponse(Some(sorted)).encode()[..]),
+                "{what}: our answer's bytes"
+            );
+        }
+        assert!(answers >= 1, "{what}: no conflict answer");
+    }
+}
+
 /// The same run with `serf agent -encrypt`: every datagram and stream opens with the key and
 /// re-seals to Go's bytes; inside, the same conversation (events, queries, intents, failure
 /// detection), datagrams re-encoding byte for byte, and the key queries now answered with the
