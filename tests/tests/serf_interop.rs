@@ -1,7 +1,7 @@
 //! Mixed clusters of real `serf` 0.9.4 agents and rookery agents speaking the HashiCorp wire
 //! profile, on loopback: views converge both ways, tags, failure and leave both ways, user
 //! events and queries both ways, force-leave, key operations both ways, Serf's name-conflict
-//! query answered by rookery agents.
+//! query answered by rookery agents and asked by them.
 //!
 //! Needs the `serf` binary (Debian: `apt-get install serf`; `.ci/run` installs it). Without
 //! it each test prints why and passes, unless `ROOKERY_REQUIRE_SERF=1` (set by CI) makes a
@@ -864,4 +864,56 @@ fn serfs_name_conflict_query_is_answered_by_rookery_agents() {
         );
     }
     assert_eq!(serfs[0].status_of(&taken).as_deref(), Some("alive"));
+}
+
+/// A rookery agent started under a serf agent's name joins through another serf agent: it
+/// learns of the first holder of its name, asks Serf's name-conflict query, and the serf
+/// agents' answers (the first holder's address) outvote it, so it stops with
+/// [`StopReason::NameConflictLost`](rookery_core::StopReason::NameConflictLost); the serf
+/// agent keeps its name and place. (Asked under rookery's own query name, as before, no serf
+/// agent would answer and the rookery agent would keep a name the cluster holds elsewhere.)
+#[test]
+fn a_rookery_agent_under_a_taken_name_loses_serfs_vote() {
+    if !serf_present() {
+        return;
+    }
+    // Serf agents only: no rookery member's answer can decide this vote.
+    let (serfs, _) = mixed_cluster("nv", 3, 0, &[], &hashicorp_config());
+    let taken = serfs[0].name.clone();
+    let dup = Agent::start(TOKIO, &taken, hashicorp_config());
+    assert_eq!(dup.join(&[serfs[1].bind]), Ok(1), "joins through serf-1");
+    let (stopped, took) = wait_until(LIMIT, || dup.stream_ended());
+    let events = dup.events();
+    assert!(
+        stopped,
+        "the newcomer kept the taken name for {took:?}; its events: {events:?}\nserf-1 log:\n{}",
+        serfs[1].log()
+    );
+    eprintln!("the rookery newcomer lost the name vote in {took:?}");
+    dup.assert_stopped(rookery_core::StopReason::NameConflictLost);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, rookery_core::Event::NameConflict { .. })),
+        "{events:?}"
+    );
+    // Serf agents logged answering the conflict query; the first holder kept its name.
+    for s in &serfs {
+        assert_eq!(s.status_of(&taken).as_deref(), Some("alive"), "{}", s.name);
+    }
+    let holder = serfs[1]
+        .members()
+        .into_iter()
+        .find(|m| m.0 == taken)
+        .expect("serf-1 lists the name");
+    assert_eq!(holder.1, serfs[0].bind.to_string());
+    // Nothing reached the serf agents' event handlers as a user query.
+    for s in &serfs {
+        assert!(
+            !s.handled().iter().any(|l| l.starts_with("query")),
+            "{}: {:?}",
+            s.name,
+            s.handled()
+        );
+    }
 }

@@ -52,7 +52,9 @@ struct Vote {
 }
 
 /// The internal query that asks every member which address it holds for a name (Serf's
-/// conflict resolution). Answered inside the core; never surfaced as an event.
+/// conflict resolution) on the native profile. Answered inside the core; never surfaced as an
+/// event. On the HashiCorp profile the vote asks Serf's own query instead
+/// ([`crate::wire::hashicorp::CONFLICT_QUERY`]), which serf agents answer too.
 const CONFLICT_QUERY: &str = "_rookery/conflict";
 
 /// One dedup slot: a query Lamport time and the (asker, id) pairs seen at it.
@@ -372,7 +374,13 @@ impl Serf {
             ack: false,
             relay_factor: 0,
             timeout_ms: timeout.as_millis().min(u32::MAX as u128) as u32,
-            name: Name::new(CONFLICT_QUERY),
+            // The profile decides only the query's name and its answers' bytes; the vote and
+            // its tally are the same.
+            name: Name::new(if cx.fx.hc.is_some() {
+                crate::wire::hashicorp::CONFLICT_QUERY
+            } else {
+                CONFLICT_QUERY
+            }),
             payload: Bytes::copy_from_slice(cx.me.as_bytes()),
         };
         let vote = Vote {
@@ -598,9 +606,16 @@ impl Serf {
                     tracing::debug!(voter = %r.from, "name-conflict vote answer not counted");
                 }
             } else {
-                match postcard::from_bytes::<SocketAddr>(&r.payload) {
-                    Ok(a) if a == *cx.addr => vote.for_us += 1,
-                    Ok(a) if a == vote.theirs => vote.for_them += 1,
+                // Native: the address, postcard-encoded. HashiCorp: Serf's conflict response
+                // (a nil one, from a member that knows no one by the name, counts for neither).
+                let held = if cx.fx.hc.is_some() {
+                    crate::wire::hashicorp::conflict_answer_addr(&r.payload)
+                } else {
+                    postcard::from_bytes::<SocketAddr>(&r.payload).ok()
+                };
+                match held {
+                    Some(a) if a == *cx.addr => vote.for_us += 1,
+                    Some(a) if a == vote.theirs => vote.for_them += 1,
                     _ => {}
                 }
             }

@@ -72,6 +72,25 @@ pub(crate) fn answer_conflict_query(
     Some(Bytes::from(SerfMsg::ConflictResponse(member).encode()))
 }
 
+/// The address a conflict response holds for the contested name: `None` when the responder
+/// knows no member by that name (nil), or the answer is not a conflict response or holds no
+/// usable address. Serf compares the IP and the port; so does the tally here.
+pub(crate) fn conflict_answer_addr(payload: &[u8]) -> Option<SocketAddr> {
+    let Ok(SerfMsg::ConflictResponse(Some(m))) = SerfMsg::decode(payload) else {
+        return None;
+    };
+    let ip: IpAddr = match m.addr.as_deref()? {
+        b if b.len() == 4 => <[u8; 4]>::try_from(b).ok()?.into(),
+        b if b.len() == 16 => {
+            let v6 = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?);
+            // Go writes an IPv4 address as 16 bytes when it holds it in that form.
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, m.port))
+}
+
 /// The member a conflict response holds (`None`: the responder knows no member by the
 /// name), or why it is not one.
 #[cfg(test)]
@@ -125,6 +144,54 @@ mod tests {
         );
         assert_eq!(v6.addr.map(|a| a.len()), Some(16));
         assert_eq!((v6.status, v6.tags), (3, Some(Vec::new())));
+    }
+
+    #[test]
+    fn the_tally_reads_the_address_an_answer_holds() {
+        let tags = Tags::new();
+        let v4 = serf_member(
+            "a",
+            addr("10.0.0.7:7946"),
+            &tags,
+            MemberStatus::Alive,
+            Versions::SERF_0_9_4,
+        );
+        let p = SerfMsg::ConflictResponse(Some(v4)).encode();
+        assert_eq!(conflict_answer_addr(&p), Some(addr("10.0.0.7:7946")));
+        let v6 = serf_member(
+            "a",
+            addr("[2001:db8::1]:7"),
+            &tags,
+            MemberStatus::Failed,
+            Versions::SERF_0_9_4,
+        );
+        let p = SerfMsg::ConflictResponse(Some(v6)).encode();
+        assert_eq!(conflict_answer_addr(&p), Some(addr("[2001:db8::1]:7")));
+        // Go's 16-byte form of an IPv4 address is the IPv4 address.
+        let mut mapped = serf_member(
+            "a",
+            addr("10.0.0.7:1"),
+            &tags,
+            MemberStatus::Alive,
+            Versions::SERF_0_9_4,
+        );
+        mapped.addr = Some([&[0u8; 10][..], &[0xff, 0xff, 10, 0, 0, 7]].concat());
+        let p = SerfMsg::ConflictResponse(Some(mapped)).encode();
+        assert_eq!(conflict_answer_addr(&p), Some(addr("10.0.0.7:1")));
+        // Nil, an address of the wrong length, or not a conflict response: no address.
+        assert_eq!(conflict_answer_addr(&[6, 0xc0]), None);
+        let mut odd = serf_member(
+            "a",
+            addr("10.0.0.7:1"),
+            &tags,
+            MemberStatus::Alive,
+            Versions::SERF_0_9_4,
+        );
+        odd.addr = Some(vec![1, 2, 3]);
+        let p = SerfMsg::ConflictResponse(Some(odd)).encode();
+        assert_eq!(conflict_answer_addr(&p), None);
+        assert_eq!(conflict_answer_addr(&[8, 0x80]), None);
+        assert_eq!(conflict_answer_addr(&[]), None);
     }
 
     #[test]

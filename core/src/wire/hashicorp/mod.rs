@@ -83,9 +83,14 @@
 //! name (the claimant), never surfaced as a query, and `_serf_conflict` is a reserved query
 //! name on the profile. The captured conflict answers decode, re-encode byte for byte, and
 //! are what a node with the same view sends; live, a second serf agent started under a
-//! taken name loses the vote on the rookery agents' answers. A rookery node's own name-conflict vote still
-//! asks rookery's query, so only rookery members' answers count in it (serf agents see a user
-//! query named `_rookery/conflict`).
+//! taken name loses the vote on the rookery agents' answers. A rookery node's own vote asks
+//! the same query with its name as payload and reads Serf's answers, so serf agents and
+//! rookery nodes alike vote; live, a rookery agent started under a serf agent's name loses
+//! on the serf agents' answers. The tally is rookery's, not Serf's: Serf keeps its name only
+//! when a strict majority of all answers (nil ones included) hold its address and gives it up
+//! when nobody answers; a rookery node gives it up only when more members hold the
+//! claimant's address than its own (a tie goes to the lower address), so a forged claim
+//! nobody backs never costs a node its name.
 //!
 //! **Not yet.** The label header of later memberlist releases (0.2.2 has none; later releases prefix
 //! `[244][len][label]`), memberlist 0.3+'s and Serf 0.10's additions (labels, the
@@ -105,7 +110,9 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use conflict::{answer_conflict_query, is_conflict_query, serf_member};
+pub(crate) use conflict::{
+    answer_conflict_query, conflict_answer_addr, is_conflict_query, serf_member, CONFLICT_QUERY,
+};
 #[allow(unused_imports)]
 pub(crate) use convert::*;
 #[allow(unused_imports)]

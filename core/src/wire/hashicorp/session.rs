@@ -1201,4 +1201,155 @@ mod tests {
             Err(ApiError::ReservedName)
         );
     }
+
+    /// The `_serf_conflict` queries in `t`: (asking node, its port, payload).
+    fn conflict_queries(t: &Sent) -> Vec<(String, u16, Vec<u8>)> {
+        let Ok(p) = decode_packet(&t.2) else {
+            return Vec::new();
+        };
+        p.messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                PacketMsg::User(b) => match SerfMsg::decode(b) {
+                    Ok(SerfMsg::Query(q)) if q.name == "_serf_conflict" => {
+                        Some((q.source_node, q.port, q.payload.unwrap_or_default()))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_nodes_own_name_vote_asks_serfs_query_and_counts_serfs_answers() {
+        // a, b, c at ports 1–3; a second "a" at port 4 joins through b.
+        let mut nodes = vec![
+            hc_node("a", 1, None),
+            hc_node("b", 2, None),
+            hc_node("c", 3, None),
+        ];
+        for n in &mut nodes[1..] {
+            n.join(at(0), &[addr(1)]).unwrap();
+        }
+        run(&mut nodes, 0, 3_000, |_, _| {});
+        assert_eq!(nodes[0].alive_count(), 3);
+        nodes.push(hc_node("a", 4, None));
+        nodes[3].join(at(3_000), &[addr(2)]).unwrap();
+        let mut asked = std::collections::BTreeSet::new();
+        run(&mut nodes, 3_000, 40_000, |i, t| {
+            for (from, port, payload) in conflict_queries(t) {
+                assert_eq!(
+                    (from.as_str(), payload.as_slice()),
+                    ("a", &b"a"[..]),
+                    "sent by {i}"
+                );
+                asked.insert(port);
+            }
+            assert!(
+                !t.2.windows(17).any(|w| w == b"_rookery/conflict"),
+                "rookery's own conflict query on the HashiCorp profile, sent by {i}"
+            );
+        });
+        // The newcomer, told of the first "a" by b's push-pull, asked Serf's query ...
+        assert!(asked.contains(&4), "the askers' ports: {asked:?}");
+        // ... and b's and c's answers, Serf's conflict responses holding port 1, settled it.
+        assert!(nodes[3].has_left(), "the newcomer lost its name");
+        assert_eq!(nodes[3].stats().name_conflicts_lost, 1);
+        assert!(!nodes[0].has_left(), "the first a keeps it");
+        assert_eq!(nodes[0].stats().name_conflicts_lost, 0);
+        for n in &nodes[1..3] {
+            assert_eq!(n.member("a").map(|m| m.addr), Some(addr(1)));
+        }
+
+        // The tally reads Serf's answers as a serf agent writes them: a lone node whose name
+        // two members hold at another address gives it up; nil answers count for no one.
+        let mut lone = hc_node("z", 5, None);
+        // p, q, r never answer a probe here: their alives come again each second, at a newer
+        // incarnation, so they are live whenever their answers arrive.
+        let peers_alive = |lone: &mut Node, now: u64| {
+            for (peer, port) in [("p", 6), ("q", 7), ("r", 8)] {
+                let alive = crate::wire::hashicorp::Alive {
+                    incarnation: (now / 1_000) as u32 + 1,
+                    node: peer.into(),
+                    addr: Some(vec![127, 0, 0, 1]),
+                    port,
+                    meta: None,
+                    vsn: Some(Versions::SERF_0_9_4.to_bytes()),
+                };
+                let msg = crate::wire::hashicorp::Packet::Msg(PacketMsg::Alive(alive));
+                let t = (addr(5), TransmitKind::Datagram, msg.encode().unwrap());
+                hand(lone, at(now), addr(port), &t).unwrap();
+            }
+        };
+        peers_alive(&mut lone, 0);
+        let claim = crate::wire::hashicorp::Alive {
+            incarnation: 0,
+            node: "z".into(),
+            addr: Some(vec![127, 0, 0, 1]),
+            port: 9,
+            meta: None,
+            vsn: Some(Versions::SERF_0_9_4.to_bytes()),
+        };
+        let claim = crate::wire::hashicorp::Packet::Msg(PacketMsg::Alive(claim));
+        let claim = (addr(5), TransmitKind::Datagram, claim.encode().unwrap());
+        let _ = hand(&mut lone, at(1), addr(9), &claim);
+        let mut query = None;
+        let mut now = 1;
+        while query.is_none() && now < 30_000 {
+            now += 50;
+            lone.handle_timeout(at(now));
+            if now % 1_000 == 0 {
+                peers_alive(&mut lone, now);
+            }
+            for t in drain(&mut lone) {
+                let Ok(p) = decode_packet(&t.2) else { continue };
+                for m in p.messages() {
+                    if let PacketMsg::User(b) = m {
+                        if let Ok(SerfMsg::Query(q)) = SerfMsg::decode(b) {
+                            if q.name == "_serf_conflict" {
+                                query = Some((q.ltime, q.id));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let (ltime, id) = query.expect("the vote asked Serf's query");
+        let answer = |from: &str, held: Option<u16>| {
+            let member = held.map(|p| {
+                crate::wire::hashicorp::serf_member(
+                    "z",
+                    addr(p),
+                    &crate::Tags::new(),
+                    MemberStatus::Alive,
+                    Versions::SERF_0_9_4,
+                )
+            });
+            let r = crate::wire::hashicorp::QueryResponse {
+                ltime,
+                id,
+                from: from.into(),
+                payload: Some(SerfMsg::ConflictResponse(member).encode()),
+                ..Default::default()
+            };
+            let msg = crate::wire::hashicorp::Packet::Msg(PacketMsg::User(
+                SerfMsg::QueryResponse(r).encode(),
+            ));
+            (addr(5), TransmitKind::Datagram, msg.encode().unwrap())
+        };
+        hand(&mut lone, at(now), addr(6), &answer("p", Some(9))).unwrap();
+        hand(&mut lone, at(now), addr(7), &answer("q", Some(9))).unwrap();
+        hand(&mut lone, at(now), addr(8), &answer("r", None)).unwrap();
+        for _ in 0..600 {
+            now += 50;
+            lone.handle_timeout(at(now));
+            drain(&mut lone);
+        }
+        assert!(
+            lone.has_left(),
+            "two of three answers hold the claimant's address"
+        );
+        assert_eq!(lone.stats().name_conflicts_lost, 1);
+    }
 }
