@@ -98,6 +98,25 @@ struct Answer {
     keys: Vec<Vec<u8>>,
 }
 
+impl Security {
+    /// Carry out a key operation a member received on this node's keyring, and bump
+    /// [`Security::version`] when it changed (drivers then rewrite their keyring file). Install
+    /// adds a secondary key (a held key succeeds unchanged), use makes an installed key the
+    /// primary, remove drops a secondary key; a list changes nothing. Both profiles' answers
+    /// call this and keep only their answer formats. Without a keyring: [`KeyringError::Empty`].
+    pub(crate) fn apply_key_op(&mut self, op: KeyOp, key: &[u8]) -> Result<(), KeyringError> {
+        let ring = self.keyring.as_mut().ok_or(KeyringError::Empty)?;
+        match op {
+            KeyOp::Install => ring.install(key)?,
+            KeyOp::Use => ring.use_key(key)?,
+            KeyOp::Remove => ring.remove(key)?,
+            KeyOp::List => return Ok(()),
+        }
+        self.version += 1;
+        Ok(())
+    }
+}
+
 /// Operations this node started, collecting answers.
 #[derive(Debug, Default)]
 pub(crate) struct KeyManager {
@@ -164,16 +183,8 @@ impl KeyManager {
                 false,
             );
         };
-        let ring = sec.keyring.as_mut().expect("checked above");
-        let r = match op {
-            KeyOp::Install => ring.install(&key),
-            KeyOp::Use => ring.use_key(&key),
-            KeyOp::Remove => ring.remove(&key),
-            KeyOp::List => Ok(()),
-        };
-        match r {
+        match sec.apply_key_op(op, &key) {
             Ok(()) => {
-                sec.version += 1;
                 let ok = Answer {
                     error: None,
                     keys: Vec::new(),

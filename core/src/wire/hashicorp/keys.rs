@@ -19,25 +19,15 @@ use crate::keyring::{KeyOp, Security};
 /// The prefix of Serf's internal queries.
 const PREFIX: &str = "_serf_";
 
-/// Serf's key operations, by the query name after [`PREFIX`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    List,
-    Install,
-    Use,
-    Remove,
-}
-
-impl Op {
-    fn from_name(name: &str) -> Option<Op> {
-        Some(match name.strip_prefix(PREFIX)? {
-            "list-keys" => Op::List,
-            "install-key" => Op::Install,
-            "use-key" => Op::Use,
-            "remove-key" => Op::Remove,
-            _ => return None,
-        })
-    }
+/// Serf's key operation named `name` (its query name after [`PREFIX`]).
+fn op_from_name(name: &str) -> Option<KeyOp> {
+    Some(match name.strip_prefix(PREFIX)? {
+        "list-keys" => KeyOp::List,
+        "install-key" => KeyOp::Install,
+        "use-key" => KeyOp::Use,
+        "remove-key" => KeyOp::Remove,
+        _ => return None,
+    })
 }
 
 /// The query a node asks to run `op` with `key` cluster-wide, as `serf keys` does: Serf's
@@ -86,7 +76,7 @@ pub(crate) fn read_key_answer(payload: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 /// Whether a query named `name` is one of Serf's key operations (answered by the keyring,
 /// never surfaced to the application).
 pub(crate) fn is_key_query(name: &str) -> bool {
-    Op::from_name(name).is_some()
+    op_from_name(name).is_some()
 }
 
 /// Carry out Serf's key operation `name` with `payload` on this node's keyring: the answer's
@@ -96,14 +86,13 @@ pub(crate) fn answer_key_query(
     name: &str,
     payload: &[u8],
 ) -> (Bytes, bool) {
-    let Some(op) = Op::from_name(name) else {
+    let Some(op) = op_from_name(name) else {
         return (failure("unknown key operation"), false);
     };
     let Some(sec) = sec.filter(|s| s.keyring.is_some()) else {
         return (failure("encryption is not enabled on this member"), false);
     };
-    let ring = sec.keyring.as_mut().expect("checked above");
-    if op == Op::List {
+    if let (KeyOp::List, Some(ring)) = (op, &sec.keyring) {
         let resp = KeyResponse {
             result: true,
             message: String::new(),
@@ -116,15 +105,8 @@ pub(crate) fn answer_key_query(
         Ok(SerfMsg::KeyRequest(r)) => r.key.unwrap_or_default(),
         _ => return (failure("the key request does not decode"), false),
     };
-    let done = match op {
-        Op::Install => ring.install(&key),
-        Op::Use => ring.use_key(&key),
-        Op::Remove => ring.remove(&key),
-        Op::List => Ok(()),
-    };
-    match done {
+    match sec.apply_key_op(op, &key) {
         Ok(()) => {
-            sec.version += 1;
             tracing::debug!(?op, "keyring changed by Serf's key query");
             let resp = KeyResponse {
                 result: true,
