@@ -195,10 +195,13 @@ pub enum WireProfile {
     /// alive message instead of Serf's (2–5, which a plain memberlist cluster refuses), no
     /// Serf messages in user messages and no Serf state in push-pull. Membership — joins,
     /// probes, suspicion, failure, graceful leave (a dead message from the leaver itself) —
-    /// works as in memberlist; Serf's features are refused with
-    /// [`crate::ApiError::NotInProfile`] (user events, queries, direct messages, key
-    /// operations), and a received user message (the Go program's own) is counted in
-    /// [`crate::Stats::profile_skipped`] and skipped. Tags travel in the meta as Serf encodes
+    /// works as in memberlist. Direct messages are memberlist's user messages: `send` and
+    /// `broadcast` write a stream user message (what Go's `SendReliable` writes, handed to the
+    /// Go program's `NotifyMsg`), and a user message received — stream or datagram — is an
+    /// [`crate::Event::Message`] from the member at its source address (memberlist names no
+    /// sender; a stream's source is its connection's port, so that address written out).
+    /// Serf's features are refused with [`crate::ApiError::NotInProfile`] (user events,
+    /// queries, acknowledged sends, key operations). Tags travel in the meta as Serf encodes
     /// them.
     Memberlist,
 }

@@ -361,8 +361,14 @@ impl Cx<'_> {
     /// carries the number, see [`Transmit::message`]).
     pub(crate) fn send_direct(&mut self, to: SocketAddr, msg: &Message, message: crate::MessageId) {
         if self.fx.hc.is_some() {
-            // Refused at the API (`ApiError::NotInProfile`); a receipt has nothing to answer.
-            self.fx.stats.profile_skipped += 1;
+            // `WireProfile::Memberlist`: a plain direct message is memberlist's reliable user
+            // message. Everything else was refused at the API (`ApiError::NotInProfile`),
+            // and a receipt has nothing to answer.
+            let Some(bytes) = self.hc_stream(to, msg) else {
+                self.message_failed(to, message, crate::SendFailure::NotSendable);
+                return;
+            };
+            self.send_frame_of(to, bytes, Some(message));
             return;
         }
         let frame = wire::frame_message(&self.fx.header, msg);
@@ -388,6 +394,9 @@ impl Cx<'_> {
                     Some(Err(e)) => {
                         self.fx.stats.profile_skipped += 1;
                         tracing::debug!(%to, error = %e, "stream message not sent: too long to seal");
+                        if let Some(message) = message {
+                            self.message_failed(to, message, crate::SendFailure::NotSendable);
+                        }
                         return;
                     }
                     None => {}

@@ -178,6 +178,9 @@ pub enum SendFailure {
     /// An acknowledged message got no receipt within twice `tcp_timeout`: it may or may not
     /// have arrived.
     NoReceipt,
+    /// The wire profile could not carry it (no counterpart there, or too long to seal as
+    /// memberlist frames a stream): it was never sent.
+    NotSendable,
 }
 
 impl std::fmt::Display for SendFailure {
@@ -186,6 +189,7 @@ impl std::fmt::Display for SendFailure {
             SendFailure::Unreachable => "the peer could not be reached",
             SendFailure::Overflow => "the transmit queue overflowed",
             SendFailure::NoReceipt => "no receipt came in time",
+            SendFailure::NotSendable => "the wire profile cannot carry it",
         })
     }
 }

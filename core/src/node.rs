@@ -477,6 +477,17 @@ impl Node {
                     }
                 }
             }
+            Incoming::User(payload) => {
+                // memberlist's user messages name no sender: the member at the address it
+                // came from, else that address written out (a reliable one comes from a
+                // connection's port, which no member advertises).
+                let sender = match self.members.iter().find(|r| r.addr() == from) {
+                    Some(r) => r.name.to_name(),
+                    None => Name::new(from.to_string()),
+                };
+                tracing::trace!(%from, %sender, len = payload.len(), "memberlist user message");
+                self.serf.on_direct(sender, payload, &mut cx!(self));
+            }
             Incoming::Skipped(why) => {
                 self.fx.stats.profile_skipped += 1;
                 tracing::trace!(%from, why, "message skipped: no counterpart here");
@@ -1288,7 +1299,9 @@ impl Node {
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
-        if self.fx.hc.is_some() {
+        // memberlist's user messages carry direct messages without Serf's layer; a receipt
+        // has no counterpart, and Serf's layer has no direct messages.
+        if self.fx.hc.is_some() && (self.cfg.wire.has_serf() || acked) {
             return Err(ApiError::NotInProfile);
         }
         self.serf.send(to, payload, acked, &mut cx!(self))
@@ -1318,7 +1331,7 @@ impl Node {
         if self.run != RunState::Running {
             return Err(ApiError::NotRunning);
         }
-        if self.fx.hc.is_some() {
+        if self.fx.hc.is_some() && self.cfg.wire.has_serf() {
             return Err(ApiError::NotInProfile);
         }
         self.serf.broadcast(payload.into(), &mut cx!(self))

@@ -3,8 +3,9 @@
 //! the HashiCorp wire profile, on loopback: joins both ways, push-pull both ways (a joiner
 //! learns the members it never met from the other side's push-pull), probes acked both ways
 //! (no suspicion, no failed probe while everyone is up), failure detection and graceful
-//! leaves both ways; the same encrypted with memberlist's `SecretKey` and rookery's keyring,
-//! and a rookery agent with the wrong key kept out.
+//! leaves both ways, user messages both ways (direct messages as memberlist's user
+//! messages); the same encrypted with memberlist's `SecretKey` and rookery's keyring, and a
+//! rookery agent with the wrong key kept out.
 //!
 //! Needs `go` and memberlist's sources (Debian: `apt-get install golang-go
 //! golang-github-hashicorp-memberlist-dev`; `.ci/run` installs them). Without them each test
@@ -184,6 +185,15 @@ impl GoPeer {
     /// Memberlist's log so far.
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send `text` (no newline) to the member named `to`: memberlist's `SendReliable`
+    /// (a stream user message) when `reliable`, else `SendBestEffort` (a datagram).
+    fn send(&mut self, to: &str, text: &str, reliable: bool) {
+        let stdin = self.stdin.as_mut().expect("running");
+        let how = if reliable { "send" } else { "sendbe" };
+        writeln!(stdin, "{how} {to} {text}").expect("send command");
+        stdin.flush().expect("flush");
     }
 
     /// A graceful leave (memberlist's `Leave`, then shutdown).
@@ -494,4 +504,86 @@ fn encrypted_joins_probes_and_failure_both_ways() {
         rk.status_of("go-1")
     );
     eprintln!("encrypted: killed Go member failed on the rookery agent in {took:?}");
+}
+
+/// Without Serf's layer, direct messages are memberlist's user messages, both ways: a rookery
+/// agent's `send` reaches a Go member's delegate (`NotifyMsg`), its `broadcast` every other
+/// member, Go and rookery; a Go member's `SendReliable` (a stream) and `SendBestEffort` (a
+/// datagram, from its member address: the sender is named) arrive as `Event::Message`.
+#[test]
+fn user_messages_both_ways() {
+    let Some(bin) = peer_binary() else { return };
+    let go0 = GoPeer::start(bin, "go-0", &[], false);
+    let mut go1 = GoPeer::start(bin, "go-1", &[go0.bind], false);
+    let rk: Vec<Arc<Agent>> = (0..2)
+        .map(|i| Agent::start(TOKIO, &format!("um-rk-{i}"), memberlist_config(false)))
+        .collect();
+    for a in &rk {
+        assert_eq!(a.join(&[go0.bind]), Ok(1), "{a:?} joins Go");
+    }
+    let names: Vec<String> = ["go-0", "go-1", "um-rk-0", "um-rk-1"]
+        .map(String::from)
+        .to_vec();
+    let (ok, took) = wait_until(LIMIT, || all_alive(&[&go0, &go1], &rk, &names));
+    assert!(ok, "views did not converge in {took:?}");
+    let printed = |g: &GoPeer, line: &str| g.printed().lines().any(|l| l == line);
+    // rookery → Go.
+    rk[0]
+        .send("go-0", "hello-go-0")
+        .expect("accepted")
+        .wait()
+        .expect("written");
+    let (ok, took) = wait_until(LIMIT, || printed(&go0, "msg hello-go-0"));
+    assert!(
+        ok,
+        "go-0 got no message in {took:?}:\n{}\n{}",
+        go0.printed(),
+        go0.log()
+    );
+    let sent = rk[1].broadcast("to-everyone").expect("broadcast");
+    assert_eq!(sent.len(), 3, "to every other live member");
+    let (ok, took) = wait_until(LIMIT, || {
+        printed(&go0, "msg to-everyone")
+            && printed(&go1, "msg to-everyone")
+            && rk[0].events().iter().any(|e| {
+                matches!(e, rookery_core::Event::Message { payload, .. } if &payload[..] == b"to-everyone")
+            })
+    });
+    assert!(ok, "the broadcast did not reach everyone in {took:?}");
+    // Go → rookery, reliable (a stream: its port is the connection's, no member's) ...
+    let got = |a: &Agent, text: &str| {
+        a.events().into_iter().find_map(|e| match e {
+            rookery_core::Event::Message { from, payload } if &payload[..] == text.as_bytes() => {
+                Some(from)
+            }
+            _ => None,
+        })
+    };
+    go1.send("um-rk-0", "reliable-from-go-1", true);
+    let (ok, took) = wait_until(LIMIT, || got(&rk[0], "reliable-from-go-1").is_some());
+    assert!(ok, "no reliable message in {took:?}:\n{}", go1.log());
+    let from = got(&rk[0], "reliable-from-go-1").expect("got it");
+    assert!(
+        from.starts_with("127.0.0.1:"),
+        "named by its connection: {from}"
+    );
+    // ... and best effort (a datagram from go-1's member address: named).
+    go1.send("um-rk-0", "datagram-from-go-1", false);
+    let (ok, took) = wait_until(LIMIT, || got(&rk[0], "datagram-from-go-1").is_some());
+    assert!(ok, "no datagram message in {took:?}:\n{}", go1.log());
+    assert_eq!(
+        got(&rk[0], "datagram-from-go-1").as_deref(),
+        Some("go-1"),
+        "the member at the datagram's address"
+    );
+    for g in [&go0, &go1] {
+        let log = g.log();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("[ERR]")).collect();
+        assert!(errors.is_empty(), "{} logged errors: {errors:?}", g.name);
+    }
+    for a in &rk {
+        let s = a.stats().expect("stats").core;
+        assert_eq!(s.decode_errors, 0, "{a:?} refused input");
+        assert_eq!(s.profile_skipped, 0, "{a:?} skipped messages");
+    }
 }

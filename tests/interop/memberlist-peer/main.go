@@ -9,9 +9,13 @@
 //	                               0.2.2 does not tell which: Node.State stays zero)
 //	update <name>                  a member's meta changed (NotifyUpdate)
 //	members <n>                    answer to the `members` command: how many are live
+//	msg <text>                     a user message arrived (the delegate's NotifyMsg)
+//	sent <how> <name>              a `send`/`sendbe` command's message went out
 //
 // With -key the member encrypts with memberlist's SecretKey (AES-GCM, its own format).
-// Commands on stdin: `members`, `leave` (a graceful leave, then exit), `quit`.
+// Commands on stdin: `members`, `send <name> <text>` (SendReliable: a stream user message),
+// `sendbe <name> <text>` (SendBestEffort: a datagram), `leave` (a graceful leave, then
+// exit), `quit`.
 // Memberlist's own log goes to stderr.
 package main
 
@@ -50,6 +54,40 @@ func (events) NotifyLeave(n *memberlist.Node) { say("leave %s", n.Name) }
 
 func (events) NotifyUpdate(n *memberlist.Node) { say("update %s", n.Name) }
 
+// delegate hands user messages to stdout and has no meta, broadcasts or state of its own
+// (so the member's meta and push-pull are what they are without a delegate).
+type delegate struct{}
+
+func (delegate) NodeMeta(limit int) []byte                  { return nil }
+func (delegate) NotifyMsg(b []byte)                         { say("msg %s", string(b)) }
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// send sends text to the member named to, reliably or best-effort.
+func send(m *memberlist.Memberlist, reliable bool, to, text string) {
+	for _, n := range m.Members() {
+		if n.Name != to {
+			continue
+		}
+		var err error
+		how := "reliable"
+		if reliable {
+			err = m.SendReliable(n, []byte(text))
+		} else {
+			how = "besteffort"
+			err = m.SendBestEffort(n, []byte(text))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "send:", err)
+			return
+		}
+		say("sent %s %s", how, to)
+		return
+	}
+	fmt.Fprintln(os.Stderr, "send: no member named", to)
+}
+
 func main() {
 	name := flag.String("name", "", "member name")
 	bind := flag.String("bind", "127.0.0.1:7946", "address:port to bind and advertise")
@@ -82,6 +120,7 @@ func main() {
 		conf.SecretKey = k
 	}
 	conf.Events = events{}
+	conf.Delegate = delegate{}
 	conf.LogOutput = os.Stderr
 	m, err := memberlist.Create(conf)
 	if err != nil {
@@ -99,7 +138,12 @@ func main() {
 	}
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		switch strings.TrimSpace(in.Text()) {
+		line := strings.TrimSpace(in.Text())
+		if f := strings.SplitN(line, " ", 3); len(f) == 3 && (f[0] == "send" || f[0] == "sendbe") {
+			send(m, f[0] == "send", f[1], f[2])
+			continue
+		}
+		switch line {
 		case "members":
 			say("members %d", len(m.Members()))
 		case "leave":

@@ -343,6 +343,11 @@ pub(crate) fn push_pull_from_hashicorp(
 /// with a join time is two). Without Serf's layer (`local.serf` false) Serf's messages are
 /// left out, and a message that is nothing but Serf's is refused.
 pub(crate) fn to_hashicorp(msg: &Message, local: &Local) -> Result<Vec<Outgoing>, HcError> {
+    if let (Message::Direct { payload, .. }, false) = (msg, local.serf) {
+        // Without Serf's layer a user message is the application's own: memberlist's
+        // `SendReliable`/`NotifyMsg`, with no sender name on the wire.
+        return Ok(vec![Outgoing::Packet(PacketMsg::User(payload.to_vec()))]);
+    }
     let out = to_hashicorp_all(msg, local)?;
     if local.serf {
         return Ok(out);

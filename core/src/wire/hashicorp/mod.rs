@@ -45,10 +45,13 @@
 //! alone): the same bytes with memberlist's default versions `[1, 5, 2, 0, 0, 0]`
 //! ([`Versions::MEMBERLIST_0_2_2`]; memberlist refuses a member whose delegate range does not
 //! overlap everyone's, so Serf's 2–5 cannot join such a cluster), no Serf message sent or read
-//! (a user message is the Go program's own: skipped and counted), no Serf state in push-pull,
+//! (a user message is the application's own: a direct message, `Node::send`/`broadcast` as a
+//! stream user message, a received one as `Event::Message` named by its source address), no
+//! Serf state in push-pull,
 //! and a meta that round-trips what a Go program wrote (no tags: empty; a lone `role` tag: its
 //! bytes). Proven live against Go memberlist 0.2.2 (`tests/tests/memberlist_interop.rs`):
-//! joins and push-pull both ways, probes acked both ways, failure and graceful leave both ways.
+//! joins and push-pull both ways, probes acked both ways, failure and graceful leave both ways,
+//! user messages both ways (`SendReliable`, `SendBestEffort`, `NotifyMsg`).
 //!
 //! **What a mixed cluster does without ours.** No view digests ride on pings and acks, so
 //! views are repaired by the periodic push-pull alone (as in memberlist); push-pull carries

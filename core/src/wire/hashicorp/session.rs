@@ -57,6 +57,10 @@ pub(crate) enum Incoming {
     Skipped(&'static str),
     /// memberlist's push-pull, to be paired with an exchange ([`Session::push_pull`]).
     PushPull(HcPushPull),
+    /// Without Serf's layer ([`crate::WireProfile::Memberlist`]): a user message of the peer
+    /// program (memberlist's `SendBestEffort`/`SendReliable`, or a delegate's broadcast),
+    /// delivered to the application as a direct message.
+    User(bytes::Bytes),
 }
 
 /// The HashiCorp profile's state in a node.
@@ -227,11 +231,11 @@ pub(crate) fn datagrams(records: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// One message of a datagram as the node acts on it; without Serf's layer (`serf` false) a
-/// user message is the peer program's own and skipped.
+/// user message is the peer program's own, for the application.
 fn incoming(m: &PacketMsg, serf: bool) -> Incoming {
     if let PacketMsg::User(b) = m {
         if !serf {
-            return Incoming::Skipped("a user message with no Serf layer to read it");
+            return Incoming::User(bytes::Bytes::copy_from_slice(b));
         }
         return match SerfMsg::decode(b) {
             Ok(SerfMsg::Join(j)) => Incoming::JoinIntent(Intent {
@@ -479,7 +483,7 @@ mod tests {
             coalesce: false,
         });
         assert!(plain.records(&event, &pl, &mut Vec::new()).is_err());
-        // ... nor read: a user message is the Go program's own.
+        // ... nor read as Serf's: a user message is the Go program's own, its bytes handed on.
         let mut buf = Vec::new();
         serf.records(&event, &sl, &mut buf).unwrap();
         let d = datagrams(&buf);
@@ -487,9 +491,12 @@ mod tests {
             &decode_datagram(&d[0], true).unwrap()[..],
             [Incoming::Message(Message::UserEvent(_))]
         ));
+        let PacketMsg::User(raw) = &decode_packet(&d[0]).unwrap().messages()[0].clone() else {
+            panic!("a user message")
+        };
         assert!(matches!(
             &decode_datagram(&d[0], false).unwrap()[..],
-            [Incoming::Skipped(_)]
+            [Incoming::User(b)] if b[..] == raw[..]
         ));
         // Push-pull: no Serf state in it.
         let pp = |s: &mut Session, l: &Local| {
@@ -531,7 +538,7 @@ mod tests {
             n.query(at(1), "q", "x", Default::default()).map(|_| ()),
             Err(ApiError::NotInProfile)
         );
-        assert_eq!(n.send(at(1), "you", "x"), Err(ApiError::NotInProfile));
+        assert_eq!(n.send_acked(at(1), "you", "x"), Err(ApiError::NotInProfile));
         let keyed = Config {
             wire: WireProfile::Memberlist,
             keyring: Some(crate::Keyring::new(&[7; 32]).unwrap()),
@@ -616,7 +623,7 @@ mod tests {
             at(0),
         )
         .unwrap();
-        assert_eq!(n.send(at(1), "you", "x"), Err(ApiError::NotInProfile));
+        assert_eq!(n.send_acked(at(1), "you", "x"), Err(ApiError::NotInProfile));
         assert_eq!(n.broadcast(at(1), "x"), Err(ApiError::NotInProfile));
         // Serf's key-query names are the core's own there.
         let q = crate::QueryParams::default();
@@ -1351,5 +1358,90 @@ mod tests {
             "two of three answers hold the claimant's address"
         );
         assert_eq!(lone.stats().name_conflicts_lost, 1);
+    }
+
+    #[test]
+    fn without_serf_direct_messages_are_memberlists_user_messages() {
+        let ml = |name: &str, port: u16| {
+            let cfg = Config {
+                wire: WireProfile::Memberlist,
+                ..Config::local()
+            };
+            Node::new(cfg, Identity::new(name, addr(port)), u64::from(port), at(0)).unwrap()
+        };
+        let mut nodes = vec![ml("a", 1), ml("b", 2), ml("c", 3)];
+        for n in &mut nodes[1..] {
+            n.join(at(0), &[addr(1)]).unwrap();
+        }
+        run(&mut nodes, 0, 3_000, |_, _| {});
+        assert_eq!(nodes[0].alive_count(), 3);
+        for n in nodes.iter_mut() {
+            while n.poll_event().is_some() {}
+            drain(n);
+        }
+        // a's message to b: a reliable transmit numbered by the send, holding memberlist's
+        // stream user message with the payload as is (what Go's `NotifyMsg` is handed).
+        let id = nodes[0].send(at(3_100), "b", "hello").unwrap();
+        let t: Vec<_> = std::iter::from_fn(|| nodes[0].poll_transmit()).collect();
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(
+            (t[0].to, t[0].kind, t[0].message),
+            (addr(2), TransmitKind::Reliable, Some(id))
+        );
+        let (stream, _) = decode_stream(&t[0].payload).unwrap();
+        let StreamMsg::User(raw) = stream.msg else {
+            panic!("a stream user message: {stream:?}")
+        };
+        assert_eq!(raw, b"hello");
+        // b reads it as a direct message from the member at the sender's address ...
+        let sent = (addr(2), TransmitKind::Reliable, t[0].payload.to_vec());
+        hand(&mut nodes[1], at(3_100), addr(1), &sent).unwrap();
+        let got: Vec<_> = std::iter::from_fn(|| nodes[1].poll_event()).collect();
+        assert_eq!(
+            got,
+            vec![crate::Event::Message {
+                from: Name::new("a"),
+                payload: bytes::Bytes::from_static(b"hello")
+            }]
+        );
+        // ... and from a connection's port no member advertises, as that address.
+        hand(&mut nodes[1], at(3_200), addr(40_000), &sent).unwrap();
+        let got: Vec<_> = std::iter::from_fn(|| nodes[1].poll_event()).collect();
+        assert!(
+            matches!(&got[..], [crate::Event::Message { from, .. }] if &**from == "127.0.0.1:40000"),
+            "{got:?}"
+        );
+        // A Go program's best-effort user message comes as a datagram.
+        let d = crate::wire::hashicorp::Packet::Msg(PacketMsg::User(b"from go".to_vec()));
+        let d = (addr(2), TransmitKind::Datagram, d.encode().unwrap());
+        hand(&mut nodes[1], at(3_300), addr(3), &d).unwrap();
+        let got: Vec<_> = std::iter::from_fn(|| nodes[1].poll_event()).collect();
+        assert_eq!(
+            got,
+            vec![crate::Event::Message {
+                from: Name::new("c"),
+                payload: bytes::Bytes::from_static(b"from go")
+            }]
+        );
+        // Broadcast: one numbered user message per other live member.
+        let to = nodes[2].broadcast(at(3_400), "all").unwrap();
+        let t: Vec<_> = std::iter::from_fn(|| nodes[2].poll_transmit())
+            .filter(|t| t.kind == TransmitKind::Reliable)
+            .collect();
+        assert_eq!(to.len(), 2);
+        assert_eq!(
+            t.iter().map(|t| (t.to, t.message)).collect::<Vec<_>>(),
+            to.iter()
+                .map(|(n, id)| (nodes[2].member(n).unwrap().addr, Some(*id)))
+                .collect::<Vec<_>>()
+        );
+        // A receipt has no counterpart in memberlist; Serf's layer has no direct messages.
+        assert_eq!(
+            nodes[0].send_acked(at(3_500), "b", "x"),
+            Err(ApiError::NotInProfile)
+        );
+        let mut serf = hc_node("s", 9, None);
+        assert_eq!(serf.send(at(1), "s", "x"), Err(ApiError::NotInProfile));
+        assert_eq!(serf.broadcast(at(1), "x"), Err(ApiError::NotInProfile));
     }
 }
