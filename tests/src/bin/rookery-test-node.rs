@@ -1,12 +1,20 @@
 //! A one-agent process for multi-host tests: starts an agent with the chosen driver, joins its
 //! seeds, and prints its view of the cluster as one JSON line every 100 ms until its standard
-//! input closes. While it sees a failed member it re-joins its seeds every second (a stand-in
-//! for Serf's reconnect timer, which the core does not have yet), so a healed partition merges.
+//! input closes. It re-joins its seeds every second while one of them is not a live member in
+//! its view (unknown, failed or left) or while it sees any failed member. At start-up that
+//! reaches the seeds that did not listen yet at the first join: a node content with the first
+//! peer that answered forms a cluster with it apart from the seeds that come up later (two
+//! rookery agents and two serf agents started at once stayed two clusters of two for good).
+//! After a partition it merges the healed sides within a second or so, sooner than the
+//! reconnect timer would (one failed member tried per `reconnect_interval`, 30 s).
 //!
 //! `rookery-test-node --driver tokio|async-std|mio --name NAME --bind IP:PORT [--seed IP:PORT]...
 //! [--wire native|hashicorp|memberlist]` (the HashiCorp profiles run with `Config::local()`'s
 //! timing, as `serf agent -profile=local` and memberlist's local configuration; native with
 //! the tests' fast timing).
+//!
+//! With `ROOKERY_NODE_LOG=error|warn|info|debug|trace` set, the agent's `tracing` output goes
+//! to standard error at that level, with wall-clock times (to line up with other logs).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -41,6 +49,16 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    if let Some(level) = std::env::var("ROOKERY_NODE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+    {
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let driver = Driver::parse(&args.driver).expect("driver: tokio, async-std or mio");
     let config = match args.wire.as_str() {
         "native" => fast_config(),
@@ -79,10 +97,14 @@ fn main() {
     let mut out = std::io::stdout().lock();
     while !done.load(Ordering::Relaxed) {
         let members = agent.members().unwrap_or_default();
-        let alone = members.len() <= 1;
         let failed = members.iter().any(|m| m.status == MemberStatus::Failed);
+        let seed_missing = seeds.iter().any(|s| {
+            !members.iter().any(|m| {
+                m.addr == *s && !matches!(m.status, MemberStatus::Failed | MemberStatus::Left)
+            })
+        });
         let due = last_join.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-        if (alone || failed) && due && !seeds.is_empty() {
+        if (seed_missing || failed) && due && !seeds.is_empty() {
             last_join = Some(Instant::now());
             let _ = agent.join(&seeds);
         }
