@@ -4,7 +4,9 @@
 //! learns the members it never met from the other side's push-pull), probes acked both ways
 //! (no suspicion, no failed probe while everyone is up), failure detection and graceful
 //! leaves both ways; the same encrypted with memberlist's `SecretKey` and rookery's keyring,
-//! and a rookery agent with the wrong key kept out.
+//! and a rookery agent with the wrong key kept out. The rookery agents run on tokio, and a mio
+//! agent and an async-std agent each join Go members of their own (joins both ways, probes,
+//! failure both ways).
 //!
 //! Needs `go` and memberlist's sources (Debian: `apt-get install golang-go
 //! golang-github-hashicorp-memberlist-dev`; `.ci/run` installs them). Without them each test
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rookery_core::{Config, MemberStatus, WireProfile};
-use rookery_tests::scenarios::{free_port, wait_until, Agent, TOKIO};
+use rookery_tests::scenarios::{free_port, wait_until, Agent, Driver, ASYNC_STD, MIO, TOKIO};
 
 /// How long a mixed cluster may take to notice a change (memberlist's local profile: a
 /// failed member is declared dead after its suspicion timeout, a few seconds).
@@ -405,6 +407,101 @@ fn leave_and_failure_both_ways() {
         go0.log()
     );
     eprintln!("crashed rookery agent failed on the Go member in {took:?}");
+}
+
+/// A `driver` agent among Go members (memberlist's local timing): it joins a Go member and
+/// knows that member's peer at once (from the push-pull answer on the connection it asked
+/// on); a Go member joining through it learns everyone from its push-pull answer (written back
+/// on the Go member's connection); views converge; three seconds of probing both ways with no
+/// suspicion, no failed probe and nothing refused; a killed Go member is failed on it, and
+/// once it crashed a Go member drops it.
+fn driver_with_go_members(driver: Driver, prefix: &str) {
+    let Some(bin) = peer_binary() else { return };
+    let name = |n: &str| format!("{prefix}-{n}");
+    let go0 = GoPeer::start(bin, &name("go-0"), &[], false);
+    let go1 = GoPeer::start(bin, &name("go-1"), &[go0.bind], false);
+    let rk = Agent::start(driver, &name("rk"), memberlist_config(false));
+    assert_eq!(rk.join(&[go0.bind]), Ok(1), "{rk:?} joins Go");
+    assert_eq!(
+        rk.status_of(&go1.name),
+        Some(MemberStatus::Alive),
+        "{rk:?} learns go-1 from go-0's push-pull answer"
+    );
+    let mut go2 = GoPeer::start(bin, &name("go-2"), &[rk.local_addr()], false);
+    for n in [&go0.name, &go1.name, &name("rk")] {
+        assert_eq!(
+            go2.status_of(n).as_deref(),
+            Some("alive"),
+            "go-2 learns {n} from {rk:?}'s push-pull answer"
+        );
+    }
+    let go = [&go0, &go1, &go2];
+    let names: Vec<String> = go
+        .iter()
+        .map(|g| g.name.clone())
+        .chain([name("rk")])
+        .collect();
+    let rks = [rk.clone()];
+    let (ok, took) = wait_until(LIMIT, || all_alive(&go, &rks, &names));
+    assert!(
+        ok,
+        "views did not converge in {took:?}: {rk:?} sees {:?}\ngo-0 printed:\n{}\ngo-0 log:\n{}",
+        rk.members(),
+        go0.printed(),
+        go0.log()
+    );
+    eprintln!("{prefix}: mixed cluster of 4 converged in {took:?}");
+    let before = rk.stats().expect("stats").core.probes_ok;
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(all_alive(&go, &rks, &names), "a member fell out of a view");
+    let s = rk.stats().expect("stats").core;
+    assert!(s.probes_ok > before, "{rk:?} probed nobody successfully");
+    assert_eq!(
+        (s.probes_failed, s.decode_errors, s.refutations),
+        (0, 0, 0),
+        "{rk:?}: failed probes, refused input or refutations"
+    );
+    for g in go {
+        assert!(suspicions(g).is_empty(), "{} suspected someone", g.name);
+        let log = g.log();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("[ERR]")).collect();
+        assert!(errors.is_empty(), "{} logged errors: {errors:?}", g.name);
+    }
+    // A killed Go member is failed on the agent.
+    go2.kill();
+    let (ok, took) = wait_until(LIMIT, || {
+        rk.status_of(&go2.name) == Some(MemberStatus::Failed)
+    });
+    assert!(
+        ok,
+        "go-2 not failed on {rk:?} in {took:?}: {:?}",
+        rk.status_of(&go2.name)
+    );
+    eprintln!("{prefix}: killed Go member failed on the {driver:?} agent in {took:?}");
+    // The agent crashed: the Go members drop it.
+    rk.shutdown(rookery_driver::ShutdownMode::Now);
+    let (ok, took) = wait_until(LIMIT, || {
+        [&go0, &go1]
+            .iter()
+            .all(|g| g.status_of(&name("rk")).as_deref() == Some("gone"))
+    });
+    assert!(
+        ok,
+        "{rk:?} not dropped by the Go members in {took:?}: {:?}\n{}",
+        go0.status_of(&name("rk")),
+        go0.log()
+    );
+    eprintln!("{prefix}: crashed {driver:?} agent failed on the Go members in {took:?}");
+}
+
+#[test]
+fn a_mio_agent_among_go_members() {
+    driver_with_go_members(MIO, "mio");
+}
+
+#[test]
+fn an_async_std_agent_among_go_members() {
+    driver_with_go_members(ASYNC_STD, "as");
 }
 
 /// The key of the encrypted clusters: bytes 1 to 32 (AES-256), and as base64 for Go.

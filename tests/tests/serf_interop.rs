@@ -1,7 +1,9 @@
 //! Mixed clusters of real `serf` 0.9.4 agents and rookery agents speaking the HashiCorp wire
 //! profile, on loopback: views converge both ways, tags, failure and leave both ways, user
 //! events and queries both ways, force-leave, key operations both ways, Serf's name-conflict
-//! query answered by rookery agents.
+//! query answered by rookery agents. The rookery agents run on tokio, and a mio agent and an
+//! async-std agent each join a serf cluster of their own (joins both ways, events and queries
+//! both ways, failure both ways).
 //!
 //! Needs the `serf` binary (Debian: `apt-get install serf`; `.ci/run` installs it). Without
 //! it each test prints why and passes, unless `ROOKERY_REQUIRE_SERF=1` (set by CI) makes a
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rookery_core::{Config, MemberStatus, WireProfile};
-use rookery_tests::scenarios::{free_port, wait_until, Agent, TOKIO};
+use rookery_tests::scenarios::{free_port, wait_until, Agent, Driver, ASYNC_STD, MIO, TOKIO};
 
 /// How long a mixed cluster may take to notice a change (a member whose alive gossip a serf
 /// agent missed is repaired by the next push-pull, 15 s apart in the local profile).
@@ -267,12 +269,13 @@ fn joins_both_ways(prefix: &str, extra: &[&str], config: &Config) -> (Vec<Serf>,
 
 /// A mixed cluster: `serfs` serf agents (the first one the seed, each with `extra`
 /// arguments and an event handler that logs user events and queries to its directory and
-/// answers queries with `answer-from-<name>`), then `rookery` rookery agents with `config`
-/// joining through the seed; waits until every view holds every member alive.
+/// answers queries with `answer-from-<name>`), then one rookery agent with `config` per
+/// driver of `drivers`, joining through the seed; waits until every view holds every member
+/// alive.
 fn mixed_cluster(
     prefix: &str,
     serfs: usize,
-    rookery: usize,
+    drivers: &[Driver],
     extra: &[&str],
     config: &Config,
 ) -> (Vec<Serf>, Vec<Arc<Agent>>) {
@@ -305,8 +308,10 @@ fn mixed_cluster(
         s.handler_dir = Some(dir);
         agents.push(s);
     }
-    let rk: Vec<Arc<Agent>> = (0..rookery)
-        .map(|i| Agent::start(TOKIO, &format!("{prefix}-rk-{i}"), config.clone()))
+    let rk: Vec<Arc<Agent>> = drivers
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Agent::start(*d, &format!("{prefix}-rk-{i}"), config.clone()))
         .collect();
     for a in &rk {
         assert_eq!(a.join(&[agents[0].bind]), Ok(1), "{a:?} joins through serf");
@@ -337,7 +342,7 @@ fn mixed_cluster(
 /// Failure both ways, a graceful leave both ways, and `serf force-leave` of a failed
 /// rookery agent.
 fn failure_leave_and_force_leave(prefix: &str, extra: &[&str], config: &Config) {
-    let (mut serfs, rk) = mixed_cluster(prefix, 3, 3, extra, config);
+    let (mut serfs, rk) = mixed_cluster(prefix, 3, &[TOKIO; 3], extra, config);
     // A killed serf agent is failed on every rookery agent.
     let victim = serfs[2].name.clone();
     serfs[2].kill();
@@ -412,11 +417,18 @@ fn failure_leave_and_force_leave(prefix: &str, extra: &[&str], config: &Config) 
     );
 }
 
-/// User events and queries both ways: `serf event` is delivered once to every rookery
-/// agent; a rookery user event reaches every serf agent's handler; `serf query` is answered
-/// by the rookery agents; a rookery query collects the serf agents' handler answers.
+/// User events and queries both ways on a mixed cluster of two serf agents and two rookery
+/// agents (see [`round_trips`]).
 fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
-    let (serfs, rk) = mixed_cluster(prefix, 2, 2, extra, config);
+    let (serfs, rk) = mixed_cluster(prefix, 2, &[TOKIO; 2], extra, config);
+    round_trips(&serfs, &rk);
+}
+
+/// User events and queries both ways: `serf event` is delivered once to every rookery
+/// agent; a user event of the first rookery agent reaches every serf agent's handler (each of
+/// `serfs` has one, see [`mixed_cluster`]); `serf query` is answered by the rookery agents; a
+/// query of the first rookery agent collects the serf agents' handler answers.
+fn round_trips(serfs: &[Serf], rk: &[Arc<Agent>]) {
     // serf → rookery.
     assert!(
         serfs[0].cli(&["event", "deploy", "v42"]).is_some(),
@@ -465,7 +477,7 @@ fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
         })
     };
     let (_, _) = wait_until(Duration::from_secs(8), || {
-        for a in &rk {
+        for a in rk {
             a.answer_queries(|q| {
                 assert_eq!((&*q.name, q.payload.as_ref()), ("whoami", &b"?"[..]));
                 format!("rookery {}", a.name()).into_bytes()
@@ -475,7 +487,7 @@ fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
     });
     let out = asker.join().expect("serf query thread");
     let text = String::from_utf8_lossy(&out.stdout);
-    for a in &rk {
+    for a in rk {
         let answer = format!("\"{}\": \"rookery {}\"", a.name(), a.name());
         assert!(
             text.contains(&answer),
@@ -487,17 +499,19 @@ fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
         timeout: Some(Duration::from_secs(5)),
         ..Default::default()
     };
-    let mut answers = rk[1].query("rk-query", "x", params).expect("query");
+    let mut answers = rk[0].query("rk-query", "x", params).expect("query");
     let mut got = Vec::new();
     let (ok, took) = wait_until(LIMIT, || {
-        rk[0].answer_queries(|_| b"rk answer".to_vec());
+        for a in &rk[1..] {
+            a.answer_queries(|_| b"rk answer".to_vec());
+        }
         while let Ok(a) = answers.try_recv() {
             got.push(a);
         }
         matches!(got.last(), Some(rookery_driver::QueryAnswer::Done { .. }))
     });
     assert!(ok, "rookery query not done in {took:?}: {got:?}");
-    for s in &serfs {
+    for s in serfs {
         let want = format!("answer-from-{}", s.name);
         assert!(
             got.iter().any(
@@ -508,6 +522,92 @@ fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
             s.name
         );
     }
+}
+
+/// A `driver` agent in a serf cluster (two serf agents with event handlers, and a tokio
+/// agent beside it, so rookery agents of two drivers talk HashiCorp's wire to each other too):
+/// it joins through a serf agent, a third serf agent joins through it, `serf members` lists it
+/// alive at the address it bound; user events and queries go both ways ([`round_trips`],
+/// asked by the `driver` agent); a killed serf agent is failed on it, and once it crashed it
+/// is failed on the serf agents.
+fn driver_in_a_serf_cluster(driver: Driver, prefix: &str) {
+    let (serfs, rk) = mixed_cluster(prefix, 2, &[driver, TOKIO], &[], &hashicorp_config());
+    let me = &rk[0];
+    let mut s2 = Serf::start(
+        &format!("{prefix}-serf-2"),
+        &[&format!("-join={}", me.local_addr())],
+    );
+    let names: Vec<String> = serfs
+        .iter()
+        .chain([&s2])
+        .map(|s| s.name.clone())
+        .chain(rk.iter().map(|a| a.name().to_string()))
+        .collect();
+    let all: Vec<&Serf> = serfs.iter().chain([&s2]).collect();
+    let (ok, took) = wait_until(LIMIT, || all_alive(&all, &rk, &names));
+    assert!(
+        ok,
+        "{prefix}: views did not converge in {took:?}: {} sees {:?}, {me:?} sees {:?}\nlog:\n{}",
+        s2.name,
+        s2.members(),
+        me.members(),
+        s2.log()
+    );
+    eprintln!("{prefix}: a serf agent joined through the {driver:?} agent in {took:?}");
+    let listed = s2
+        .members()
+        .into_iter()
+        .find(|m| m.0 == me.name())
+        .expect("serf-2 lists the agent");
+    assert_eq!(listed.1, me.local_addr().to_string(), "{listed:?}");
+    let started = std::time::Instant::now();
+    round_trips(&serfs, &rk);
+    eprintln!(
+        "{prefix}: events and queries both ways in {:?}",
+        started.elapsed()
+    );
+    // A killed serf agent is failed on the agent.
+    s2.kill();
+    let (ok, took) = wait_until(LIMIT, || {
+        me.status_of(&s2.name) == Some(MemberStatus::Failed)
+    });
+    assert!(
+        ok,
+        "{} not failed on {me:?} in {took:?}: {:?}",
+        s2.name,
+        me.status_of(&s2.name)
+    );
+    eprintln!("{prefix}: killed serf agent failed on the {driver:?} agent in {took:?}");
+    // The agent crashed: failed on the serf agents.
+    let crashed = me.name().to_string();
+    me.shutdown(rookery_driver::ShutdownMode::Now);
+    let (ok, took) = wait_until(LIMIT, || {
+        serfs
+            .iter()
+            .all(|s| s.status_of(&crashed).as_deref() == Some("failed"))
+    });
+    assert!(
+        ok,
+        "{crashed} not failed on the serf agents in {took:?}: {:?}",
+        serfs[0].members()
+    );
+    eprintln!("{prefix}: crashed {driver:?} agent failed on the serf agents in {took:?}");
+}
+
+#[test]
+fn a_mio_agent_in_a_serf_cluster() {
+    if !serf_present() {
+        return;
+    }
+    driver_in_a_serf_cluster(MIO, "mio");
+}
+
+#[test]
+fn an_async_std_agent_in_a_serf_cluster() {
+    if !serf_present() {
+        return;
+    }
+    driver_in_a_serf_cluster(ASYNC_STD, "as");
 }
 
 #[test]
@@ -698,7 +798,7 @@ fn serf_key_operations_reach_rookery_agents() {
     if !serf_present() {
         return;
     }
-    let (serfs, rk) = mixed_cluster("ek", 2, 2, &ENCRYPT, &encrypted_config());
+    let (serfs, rk) = mixed_cluster("ek", 2, &[TOKIO; 2], &ENCRYPT, &encrypted_config());
     let new_key = [7u8; 16];
     const NEW_KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBw==";
     let keys = |args: &[&str]| {
@@ -778,21 +878,6 @@ fn serf_key_operations_reach_rookery_agents() {
     no_crypto_refusals(&serfs, &rk);
 }
 
-#[test]
-fn mio_refuses_the_hashicorp_profile_typed() {
-    let started = rookery_mio::Agent::start(
-        hashicorp_config(),
-        rookery_core::Identity::new("m", "127.0.0.1:0".parse().expect("addr")),
-        rookery_driver::Options::default(),
-    );
-    assert!(matches!(
-        started,
-        Err(rookery_driver::StartError::ProfileNotSupported(
-            WireProfile::HashiCorp
-        ))
-    ));
-}
-
 /// A second serf agent started under a taken name joins through a rookery agent: memberlist
 /// reports the conflict to it, it asks Serf's name-conflict query, and the rookery agents
 /// answer with the member they know by that name (the first agent's address), so it logs the
@@ -803,7 +888,7 @@ fn serfs_name_conflict_query_is_answered_by_rookery_agents() {
     if !serf_present() {
         return;
     }
-    let (serfs, rk) = mixed_cluster("nc", 1, 2, &[], &hashicorp_config());
+    let (serfs, rk) = mixed_cluster("nc", 1, &[TOKIO; 2], &[], &hashicorp_config());
     let taken = serfs[0].name.clone();
     let via = rk[0].member_addr(rk[0].name()).expect("rk-0's own address");
     let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
