@@ -13,202 +13,16 @@
 //! prints why and passes, unless `ROOKERY_REQUIRE_MEMBERLIST=1` (set by CI) makes their
 //! absence a failure.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rookery_core::{Config, MemberStatus, WireProfile};
-use rookery_tests::scenarios::{free_port, wait_until, Agent, Driver, ASYNC_STD, MIO, TOKIO};
+use rookery_tests::interop::{all_alive, cluster_key, GoPeer, CLUSTER_KEY_B64};
+use rookery_tests::scenarios::{wait_until, Agent, Driver, ASYNC_STD, MIO, TOKIO};
 
 /// How long a mixed cluster may take to notice a change (memberlist's local profile: a
 /// failed member is declared dead after its suspicion timeout, a few seconds).
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// Where Debian installs memberlist's sources (GOPATH layout).
-const GOCODE: &str = "/usr/share/gocode";
-
-/// The peer program built once per test run; `None` when Go or memberlist is missing.
-fn peer_binary() -> Option<&'static Path> {
-    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let sources = Path::new(GOCODE).join("src/github.com/hashicorp/memberlist");
-        let go = Command::new("go")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !go || !sources.is_dir() {
-            assert!(
-                std::env::var_os("ROOKERY_REQUIRE_MEMBERLIST").is_none(),
-                "ROOKERY_REQUIRE_MEMBERLIST is set but go or memberlist's sources are missing \
-                 (apt-get install golang-go golang-github-hashicorp-memberlist-dev)"
-            );
-            eprintln!(
-                "skipped: go or Go memberlist is not installed \
-                 (apt-get install golang-go golang-github-hashicorp-memberlist-dev)"
-            );
-            return None;
-        }
-        let gopath = std::env::temp_dir().join(format!("rookery-gopath-{}", std::process::id()));
-        let src = gopath.join("src/memberlist-peer");
-        std::fs::create_dir_all(&src).expect("gopath");
-        let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/memberlist-peer/main.go");
-        std::fs::copy(&main, src.join("main.go")).expect("copy main.go");
-        let bin = gopath.join("memberlist-peer");
-        let out = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg("memberlist-peer")
-            .env("GOPATH", format!("{}:{GOCODE}", gopath.display()))
-            .env("GO111MODULE", "off")
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOCACHE", gopath.join("cache"))
-            .output()
-            .expect("go build runs");
-        assert!(
-            out.status.success(),
-            "go build memberlist-peer failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(bin)
-    })
-    .as_deref()
-}
-
-/// A Go memberlist member (one `memberlist-peer` process), killed on drop.
-struct GoPeer {
-    name: String,
-    bind: SocketAddr,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    /// Its view from its event lines: name → `alive` or `gone` (failed or left: memberlist
-    /// 0.2.2 does not tell its program which).
-    view: Arc<Mutex<HashMap<String, String>>>,
-    /// Every line it printed.
-    lines: Arc<Mutex<Vec<String>>>,
-    log: PathBuf,
-}
-
-impl GoPeer {
-    /// Start a member named `name` joining `join` (none: it starts a cluster), with
-    /// memberlist's LAN configuration (`lan`) or its local one.
-    fn start(bin: &Path, name: &str, join: &[SocketAddr], lan: bool) -> GoPeer {
-        GoPeer::start_with(bin, name, join, lan, None)
-    }
-
-    /// [`GoPeer::start`] encrypting with memberlist's `SecretKey` (`key`: standard base64).
-    fn start_with(
-        bin: &Path,
-        name: &str,
-        join: &[SocketAddr],
-        lan: bool,
-        key: Option<&str>,
-    ) -> GoPeer {
-        let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let log = std::env::temp_dir().join(format!(
-            "rookery-memberlist-{}-{name}-{}.log",
-            std::process::id(),
-            bind.port()
-        ));
-        let join: Vec<String> = join.iter().map(SocketAddr::to_string).collect();
-        let mut child = Command::new(bin)
-            .arg(format!("-name={name}"))
-            .arg(format!("-bind={bind}"))
-            .arg(format!("-join={}", join.join(",")))
-            .arg(format!("-lan={lan}"))
-            .arg(format!("-key={}", key.unwrap_or("")))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("memberlist-peer starts");
-        let view = Arc::new(Mutex::new(HashMap::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout");
-        let v = Arc::clone(&view);
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                l.lock().expect("lines").push(line.clone());
-                let f: Vec<&str> = line.split_whitespace().collect();
-                let mut view = v.lock().expect("view");
-                match f.as_slice() {
-                    ["join", who, _] => {
-                        view.insert(who.to_string(), "alive".into());
-                    }
-                    ["leave", who] => {
-                        view.insert(who.to_string(), "gone".into());
-                    }
-                    ["joined", ..] | ["ready", ..] => {
-                        let _ = ready_tx.send(line.clone());
-                    }
-                    _ => {}
-                }
-            }
-        });
-        let mut peer = GoPeer {
-            name: name.to_string(),
-            bind,
-            stdin: child.stdin.take(),
-            child,
-            view,
-            lines,
-            log,
-        };
-        // `ready`, then `joined <n>` when it was told to join.
-        for _ in 0..if join.is_empty() { 1 } else { 2 } {
-            let got = ready_rx.recv_timeout(Duration::from_secs(15));
-            assert!(
-                got.is_ok(),
-                "memberlist peer {name} did not start/join: {}",
-                peer.log()
-            );
-        }
-        peer.stdin.as_mut().expect("stdin").flush().expect("flush");
-        peer
-    }
-
-    /// What it holds `name` as (`alive`, `gone`), from its events.
-    fn status_of(&self, name: &str) -> Option<String> {
-        self.view.lock().expect("view").get(name).cloned()
-    }
-
-    /// Every line it printed so far (its events), one per line.
-    fn printed(&self) -> String {
-        self.lines.lock().expect("lines").join("\n")
-    }
-
-    /// Memberlist's log so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// A graceful leave (memberlist's `Leave`, then shutdown).
-    fn leave(&mut self) {
-        if let Some(mut stdin) = self.stdin.take() {
-            writeln!(stdin, "leave").expect("leave command");
-        }
-        let _ = self.child.wait();
-    }
-
-    /// Kill the process: no leave.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for GoPeer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
 
 /// rookery's side: memberlist's wire without Serf's layer, with memberlist's LAN timing
 /// (`lan`) or its local one, as the Go members use.
@@ -219,36 +33,13 @@ fn memberlist_config(lan: bool) -> Config {
     }
 }
 
-/// Whether every Go peer and every rookery agent sees every one of `names` alive.
-fn all_alive(go: &[&GoPeer], rk: &[Arc<Agent>], names: &[String]) -> bool {
-    go.iter().all(|g| {
-        names
-            .iter()
-            .filter(|n| **n != g.name)
-            .all(|n| g.status_of(n).as_deref() == Some("alive"))
-    }) && rk.iter().all(|a| {
-        names
-            .iter()
-            .all(|n| a.status_of(n) == Some(MemberStatus::Alive))
-    })
-}
-
-/// Suspicions memberlist logged (it logs each member it starts to suspect).
-fn suspicions(g: &GoPeer) -> Vec<String> {
-    g.log()
-        .lines()
-        .filter(|l| l.contains("Suspect"))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Two Go members, two rookery agents joining through Go, a third Go member joining through
 /// rookery: every view converges (the joiners learn members they never contacted from the
 /// push-pull of the side they joined); then five seconds of probing both ways with no
 /// suspicion anywhere, no failed probe and no refused input on the rookery side.
 #[test]
 fn joins_push_pull_and_probes_both_ways() {
-    let Some(bin) = peer_binary() else { return };
+    let Some(bin) = GoPeer::binary() else { return };
     let go0 = GoPeer::start(bin, "go-0", &[], true);
     let go1 = GoPeer::start(bin, "go-1", &[go0.bind], true);
     let rk: Vec<Arc<Agent>> = (0..2)
@@ -295,10 +86,9 @@ fn joins_push_pull_and_probes_both_ways() {
     std::thread::sleep(Duration::from_secs(5));
     assert!(all_alive(&go, &rk, &names), "a member fell out of a view");
     for g in go {
-        let s = suspicions(g);
+        let s = g.suspicions();
         assert!(s.is_empty(), "{} suspected: {s:?}\n{}", g.name, g.log());
-        let log = g.log();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains("[ERR]")).collect();
+        let errors = g.errors();
         assert!(errors.is_empty(), "{} logged errors: {errors:?}", g.name);
     }
     for (a, before) in rk.iter().zip(before) {
@@ -320,7 +110,7 @@ fn joins_push_pull_and_probes_both_ways() {
 /// lose it (its program then sees a failure).
 #[test]
 fn leave_and_failure_both_ways() {
-    let Some(bin) = peer_binary() else { return };
+    let Some(bin) = GoPeer::binary() else { return };
     let go0 = GoPeer::start(bin, "go-0", &[], false);
     let mut go1 = GoPeer::start(bin, "go-1", &[go0.bind], false);
     let mut go2 = GoPeer::start(bin, "go-2", &[go0.bind], false);
@@ -416,7 +206,7 @@ fn leave_and_failure_both_ways() {
 /// suspicion, no failed probe and nothing refused; a killed Go member is failed on it, and
 /// once it crashed a Go member drops it.
 fn driver_with_go_members(driver: Driver, prefix: &str) {
-    let Some(bin) = peer_binary() else { return };
+    let Some(bin) = GoPeer::binary() else { return };
     let name = |n: &str| format!("{prefix}-{n}");
     let go0 = GoPeer::start(bin, &name("go-0"), &[], false);
     let go1 = GoPeer::start(bin, &name("go-1"), &[go0.bind], false);
@@ -462,9 +252,8 @@ fn driver_with_go_members(driver: Driver, prefix: &str) {
         "{rk:?}: failed probes, refused input or refutations"
     );
     for g in go {
-        assert!(suspicions(g).is_empty(), "{} suspected someone", g.name);
-        let log = g.log();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains("[ERR]")).collect();
+        assert!(g.suspicions().is_empty(), "{} suspected someone", g.name);
+        let errors = g.errors();
         assert!(errors.is_empty(), "{} logged errors: {errors:?}", g.name);
     }
     // A killed Go member is failed on the agent.
@@ -504,14 +293,6 @@ fn an_async_std_agent_among_go_members() {
     driver_with_go_members(ASYNC_STD, "as");
 }
 
-/// The key of the encrypted clusters: bytes 1 to 32 (AES-256), and as base64 for Go.
-fn cluster_key() -> Vec<u8> {
-    (1..=32).collect()
-}
-
-/// [`cluster_key`] in standard base64.
-const CLUSTER_KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-
 /// Encrypted with memberlist's own format (Go's `SecretKey`, rookery's keyring on
 /// `WireProfile::Memberlist`): a rookery agent joins a Go member and a second Go member joins
 /// through rookery, views converge, probes are acked both ways with nothing refused on either
@@ -519,7 +300,7 @@ const CLUSTER_KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 /// does not get in and counts the Go member's sealed answers as undecryptable.
 #[test]
 fn encrypted_joins_probes_and_failure_both_ways() {
-    let Some(bin) = peer_binary() else { return };
+    let Some(bin) = GoPeer::binary() else { return };
     let keyed = Config {
         keyring: Some(rookery_core::Keyring::new(&cluster_key()).expect("key")),
         ..memberlist_config(false)
@@ -561,10 +342,9 @@ fn encrypted_joins_probes_and_failure_both_ways() {
         "failed probes or refused input on the rookery agent"
     );
     for g in go {
-        let log = g.log();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains("[ERR]")).collect();
+        let errors = g.errors();
         assert!(errors.is_empty(), "{} logged errors: {errors:?}", g.name);
-        assert!(suspicions(g).is_empty(), "{} suspected someone", g.name);
+        assert!(g.suspicions().is_empty(), "{} suspected someone", g.name);
     }
     // The wrong key: kept out, the Go member's sealed answers counted.
     let wrong = Agent::start(

@@ -9,36 +9,17 @@
 //! it each test prints why and passes, unless `ROOKERY_REQUIRE_SERF=1` (set by CI) makes a
 //! missing `serf` a failure.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rookery_core::{Config, MemberStatus, WireProfile};
-use rookery_tests::scenarios::{free_port, wait_until, Agent, Driver, ASYNC_STD, MIO, TOKIO};
+use rookery_tests::interop::{all_alive, cluster_key, Serf, CLUSTER_KEY_B64};
+use rookery_tests::scenarios::{wait_until, Agent, Driver, ASYNC_STD, MIO, TOKIO};
 
 /// How long a mixed cluster may take to notice a change (a member whose alive gossip a serf
 /// agent missed is repaired by the next push-pull, 15 s apart in the local profile).
 const LIMIT: Duration = Duration::from_secs(45);
-
-/// Whether `serf` can run here; panics when CI requires it and it is missing.
-fn serf_present() -> bool {
-    let ok = Command::new("serf")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("ROOKERY_REQUIRE_SERF").is_none(),
-            "ROOKERY_REQUIRE_SERF is set but `serf` does not run (apt-get install serf)"
-        );
-        eprintln!("skipped: `serf` is not installed (apt-get install serf)");
-    }
-    ok
-}
 
 /// rookery's side of a mixed cluster: the local profile's timing (as the serf agents here
 /// use), the HashiCorp wire.
@@ -49,141 +30,9 @@ fn hashicorp_config() -> Config {
     }
 }
 
-/// A `serf agent` process, killed on drop; its log kept in a temporary file.
-struct Serf {
-    name: String,
-    bind: SocketAddr,
-    rpc: SocketAddr,
-    child: Child,
-    log: PathBuf,
-    dir: PathBuf,
-    /// Where its event handler logs (see [`mixed_cluster`]).
-    handler_dir: Option<PathBuf>,
-}
-
-impl Serf {
-    /// Start `serf agent` named `name` with the `local` profile, `extra` arguments added.
-    fn start(name: &str, extra: &[&str]) -> Serf {
-        let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let rpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let dir = std::env::temp_dir().join(format!("rookery-serf-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let log = dir.join("agent.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("serf")
-            .arg("agent")
-            .arg(format!("-node={name}"))
-            .arg(format!("-bind={bind}"))
-            .arg(format!("-rpc-addr={rpc}"))
-            .arg("-profile=local")
-            .arg("-log-level=debug")
-            .args(extra)
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .expect("serf agent starts");
-        let s = Serf {
-            name: name.to_string(),
-            bind,
-            rpc,
-            child,
-            log,
-            dir,
-            handler_dir: None,
-        };
-        let (up, _) = wait_until(Duration::from_secs(10), || s.cli(&["members"]).is_some());
-        assert!(up, "serf agent {name} answers RPC:\n{}", s.log());
-        s
-    }
-
-    /// Run `serf <command> -rpc-addr=… <rest>` (flags go before the positional arguments);
-    /// its stdout when it succeeded.
-    fn cli(&self, args: &[&str]) -> Option<String> {
-        let (command, rest) = args.split_first()?;
-        let out = Command::new("serf")
-            .arg(command)
-            .arg(format!("-rpc-addr={}", self.rpc))
-            .args(rest)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// `serf members`: (name, address, status, tags) per member.
-    fn members(&self) -> Vec<(String, String, String, String)> {
-        let Some(out) = self.cli(&["members"]) else {
-            return Vec::new();
-        };
-        out.lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                Some((
-                    f.next()?.to_string(),
-                    f.next()?.to_string(),
-                    f.next()?.to_string(),
-                    f.next().unwrap_or("").to_string(),
-                ))
-            })
-            .collect()
-    }
-
-    /// The status `serf members` gives `name` (`alive`, `failed`, `left`, ...).
-    fn status_of(&self, name: &str) -> Option<String> {
-        self.members()
-            .into_iter()
-            .find(|m| m.0 == name)
-            .map(|m| m.2)
-    }
-
-    /// The agent's log so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The lines its event handler logged: `<event> <user event or query name> <payload>`.
-    fn handled(&self) -> Vec<String> {
-        self.handler_dir
-            .as_ref()
-            .and_then(|d| std::fs::read_to_string(d.join("events.log")).ok())
-            .map(|s| s.lines().map(str::to_string).collect())
-            .unwrap_or_default()
-    }
-
-    /// Kill the agent (no leave).
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serf {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(d) = &self.handler_dir {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
-/// Whether every serf agent and every rookery agent sees every one of `names` alive.
-fn all_alive(serfs: &[&Serf], rk: &[Arc<Agent>], names: &[impl AsRef<str>]) -> bool {
-    serfs.iter().all(|s| {
-        names
-            .iter()
-            .all(|n| s.status_of(n.as_ref()).as_deref() == Some("alive"))
-    }) && rk.iter().all(|a| {
-        names
-            .iter()
-            .all(|n| a.status_of(n.as_ref()) == Some(MemberStatus::Alive))
-    })
-}
-
 #[test]
 fn rookery_joins_a_serf_cluster_and_serf_joins_rookery() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     joins_both_ways("", &[], &hashicorp_config());
@@ -281,32 +130,15 @@ fn mixed_cluster(
 ) -> (Vec<Serf>, Vec<Arc<Agent>>) {
     let mut agents: Vec<Serf> = Vec::new();
     for i in 0..serfs {
-        let name = format!("{prefix}-serf-{i}");
-        let dir =
-            std::env::temp_dir().join(format!("rookery-handler-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("handler dir");
-        let handler = dir.join("handler.sh");
-        std::fs::write(
-            &handler,
-            format!(
-                "#!/bin/sh\npayload=$(cat)\necho \"$SERF_EVENT $SERF_USER_EVENT$SERF_QUERY_NAME $payload\" >> {}\n\
-                 if [ \"$SERF_EVENT\" = query ]; then printf 'answer-from-%s' \"$SERF_SELF_NAME\"; fi\n",
-                dir.join("events.log").display()
-            ),
-        )
-        .expect("handler");
-        let mut perms = std::fs::metadata(&handler).expect("handler").permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&handler, perms).expect("chmod");
         let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        args.push(format!("-event-handler={}", handler.display()));
         if let Some(seed) = agents.first() {
             args.push(format!("-join={}", seed.bind));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut s = Serf::start(&name, &args);
-        s.handler_dir = Some(dir);
-        agents.push(s);
+        agents.push(Serf::start_with_handler(
+            &format!("{prefix}-serf-{i}"),
+            &args,
+        ));
     }
     let rk: Vec<Arc<Agent>> = drivers
         .iter()
@@ -596,7 +428,7 @@ fn driver_in_a_serf_cluster(driver: Driver, prefix: &str) {
 
 #[test]
 fn a_mio_agent_in_a_serf_cluster() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     driver_in_a_serf_cluster(MIO, "mio");
@@ -604,7 +436,7 @@ fn a_mio_agent_in_a_serf_cluster() {
 
 #[test]
 fn an_async_std_agent_in_a_serf_cluster() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     driver_in_a_serf_cluster(ASYNC_STD, "as");
@@ -612,7 +444,7 @@ fn an_async_std_agent_in_a_serf_cluster() {
 
 #[test]
 fn failure_and_leave_both_ways() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     failure_leave_and_force_leave("fl", &[], &hashicorp_config());
@@ -620,21 +452,13 @@ fn failure_and_leave_both_ways() {
 
 #[test]
 fn events_and_queries_both_ways() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     events_and_queries("eq", &[], &hashicorp_config());
 }
 
 // ---- The same with `-encrypt` ----
-
-/// The key of the encrypted clusters: bytes 1 to 32 (AES-256).
-fn cluster_key() -> Vec<u8> {
-    (1..=32).collect()
-}
-
-/// [`cluster_key`] as `serf agent -encrypt` takes it (standard base64).
-const CLUSTER_KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
 /// rookery's side of an encrypted mixed cluster: [`hashicorp_config`] with the cluster key.
 fn encrypted_config() -> Config {
@@ -676,7 +500,7 @@ fn no_crypto_refusals(serfs: &[Serf], rk: &[Arc<Agent>]) {
 
 #[test]
 fn encrypted_joins_both_ways_and_serf_lists_rookery() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     let (serfs, rk) = joins_both_ways("enc-", &ENCRYPT, &encrypted_config());
@@ -690,7 +514,7 @@ fn encrypted_joins_both_ways_and_serf_lists_rookery() {
 
 #[test]
 fn encrypted_failure_and_leave_both_ways() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     failure_leave_and_force_leave("efl", &ENCRYPT, &encrypted_config());
@@ -698,7 +522,7 @@ fn encrypted_failure_and_leave_both_ways() {
 
 #[test]
 fn encrypted_events_and_queries_both_ways() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     events_and_queries("eeq", &ENCRYPT, &encrypted_config());
@@ -711,7 +535,7 @@ fn encrypted_events_and_queries_both_ways() {
 /// (`set_keyring`), the same agent joins.
 #[test]
 fn a_rookery_agent_with_the_wrong_key_does_not_join() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     let s0 = Serf::start("wk-serf-0", &ENCRYPT);
@@ -795,7 +619,7 @@ fn a_rookery_agent_with_the_wrong_key_does_not_join() {
 /// rookery agents: the serf agents carry it out and every member answers.
 #[test]
 fn serf_key_operations_reach_rookery_agents() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     let (serfs, rk) = mixed_cluster("ek", 2, &[TOKIO; 2], &ENCRYPT, &encrypted_config());
@@ -885,36 +709,17 @@ fn serf_key_operations_reach_rookery_agents() {
 /// the query to its application.
 #[test]
 fn serfs_name_conflict_query_is_answered_by_rookery_agents() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     let (serfs, rk) = mixed_cluster("nc", 1, &[TOKIO; 2], &[], &hashicorp_config());
     let taken = serfs[0].name.clone();
     let via = rk[0].member_addr(rk[0].name()).expect("rk-0's own address");
-    let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let rpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let dir = std::env::temp_dir().join(format!("rookery-serf-{}-nc-dup", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let log = dir.join("agent.log");
-    let out = std::fs::File::create(&log).expect("log file");
-    let mut dup = Command::new("serf")
-        .arg("agent")
-        .arg(format!("-node={taken}"))
-        .arg(format!("-bind={bind}"))
-        .arg(format!("-rpc-addr={rpc}"))
-        .arg("-profile=local")
-        .arg("-log-level=debug")
-        .arg(format!("-join={via}"))
-        .stdout(out.try_clone().expect("log file"))
-        .stderr(out)
-        .spawn()
-        .expect("serf agent starts");
-    let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    let (decided, took) = wait_until(LIMIT, || read().contains("in name conflict resolution"));
-    let text = read();
-    let _ = dup.kill();
-    let _ = dup.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    // Not waited for: it quits once it lost the vote.
+    let mut dup = Serf::spawn(&taken, &[&format!("-join={via}")], false);
+    let (decided, took) = wait_until(LIMIT, || dup.log().contains("in name conflict resolution"));
+    let text = dup.log();
+    dup.kill();
     assert!(decided, "no conflict resolution in {took:?}:\n{text}");
     // "minority in name conflict resolution, quiting [matching / responses]"
     let line = text
