@@ -52,8 +52,7 @@ use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_util::future::{self, Either, FutureExt, Shared};
 use futures_util::{SinkExt, Stream, StreamExt};
-use rookery_core::wire::{DecodeError, FrameDecoder};
-use rookery_core::WireProfile;
+use rookery_core::wire::DecodeError;
 use rookery_core::{
     Config, Event, Identity, Member, MessageId, QueryHandle, QueryId, QueryParams, Tags,
     TransmitKind,
@@ -62,6 +61,7 @@ use rookery_core::{
 use crate::bind::{advertised_addr, bind_pair, node_seed};
 use crate::delivery::OutFrame;
 use crate::error::{AgentError, StartError, TryRecvError};
+use crate::exchange::{ReplyRoutes, StreamRules, REPLY_QUEUE};
 use crate::guard::{pick_idle, InboundTable, KnownPeers, Phase, Refusal};
 use crate::handle::{channels, finish, CommandReceiver, Link, LoopEnds};
 use crate::options::Options;
@@ -75,8 +75,6 @@ const NET_QUEUE: usize = 1024;
 const READ_BUF: usize = 16 * 1024;
 /// Read buffer of one inbound connection between frames.
 const IDLE_READ: usize = 512;
-/// Answers queued for one inbound connection (HashiCorp profile: one per question).
-const REPLY_QUEUE: usize = 4;
 /// How often a reader waiting for room in the inbound byte budget tries again.
 const BUDGET_RETRY: Duration = Duration::from_millis(10);
 /// Back-off after a failed `accept` (out of file descriptors, ...).
@@ -105,9 +103,9 @@ struct Inbound {
     table: InboundTable<u64>,
     /// How to close each admitted connection (its reader races this), and its peer.
     kicks: HashMap<u64, (oneshot::Sender<()>, SocketAddr)>,
-    /// HashiCorp profile: where an answer to each open inbound connection's peer goes (its
+    /// HashiCorp profiles: where an answer to each open inbound connection's peer goes (its
     /// reader writes it on the connection: memberlist answers on the connection it asked on).
-    replies: HashMap<SocketAddr, mpsc::Sender<OutFrame>>,
+    replies: ReplyRoutes<mpsc::Sender<OutFrame>>,
     next_id: u64,
 }
 
@@ -149,16 +147,16 @@ struct TaskCtx {
     tcp_timeout: Duration,
     idle: Duration,
     inbound_idle: Duration,
-    max_stream: usize,
     inbound: Arc<Mutex<Inbound>>,
     in_flight: Arc<Semaphore>,
     max_outbound: usize,
     send_queue: usize,
     /// Room of a writer's queue: `send_queue` protocol frames plus every message in flight.
     writer_queue: usize,
-    /// The node's wire profile: how streams are split, and whether answers go back on the
-    /// connection that asked (HashiCorp) or to the asker's listener (native).
-    profile: WireProfile,
+    /// How the node's wire profile uses connections ([`crate::exchange`]): how streams are
+    /// split, and whether answers go back on the connection that asked (HashiCorp) or to the
+    /// asker's listener (native).
+    rules: StreamRules,
     /// The members' IP addresses (kept by the pump): the admission rule favours them.
     known: Arc<KnownPeers>,
 }
@@ -179,7 +177,7 @@ pub async fn start<R: Runtime>(
     let counters = Arc::new(DriverCounters::default());
     let tcp_timeout = config.tcp_timeout;
     let max_stream = config.max_stream_message;
-    let profile = config.wire;
+    let rules = StreamRules::new(config.wire, max_stream);
     crate::keyring_file::apply_keyring_file(&mut config, &options)?;
     let mut pump = Pump::new(config, identity, seed, sink, counters.clone())?;
     if let Some(path) = options.keyring_file.clone() {
@@ -200,19 +198,18 @@ pub async fn start<R: Runtime>(
         tcp_timeout,
         idle: options.idle_timeout,
         inbound_idle: options.inbound_idle_timeout(),
-        max_stream,
         inbound: Arc::new(Mutex::new(Inbound {
             table: InboundTable::new(options.max_inbound, options.max_inbound_per_source)
                 .with_budget(options.inbound_budget(max_stream)),
             kicks: HashMap::new(),
-            replies: HashMap::new(),
+            replies: ReplyRoutes::new(rules),
             next_id: 0,
         })),
         in_flight: Arc::new(Semaphore::new(options.max_inbound_in_flight.max(1))),
         max_outbound: options.max_outbound.max(1),
         send_queue: options.send_queue.max(1),
         writer_queue: options.send_queue.max(1) + options.max_messages_in_flight.max(1),
-        profile,
+        rules,
         known: pump.known_peers(),
     };
     spawn_task::<R>(&ctx, accept_loop::<R>(listener, ctx.clone()));
@@ -411,11 +408,11 @@ fn route_reliable<R: Runtime>(
     mut frame: OutFrame,
     queued: Instant,
 ) {
-    if ctx.profile.is_hashicorp() {
+    if ctx.rules.exchanges() {
         // An answer to a peer that asked on a connection still open goes back on it.
         let reply = {
             let inb = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
-            inb.replies.get(&to).cloned()
+            inb.replies.route(to).cloned()
         };
         if let Some(mut tx) = reply {
             if let Err(e) = tx.try_send(frame) {
@@ -618,7 +615,7 @@ async fn writer_body<R: Runtime>(
         match step {
             Step::Frame(Some(f)) => {
                 deliver::<R>(to, &f, &mut conn, &mut used, ctx, &mut net).await;
-                if ctx.profile.is_hashicorp() {
+                if ctx.rules.exchanges() {
                     // memberlist handles one message per connection and answers on it.
                     answers::<R>(to, &mut conn, ctx, &mut net).await;
                     used = false;
@@ -713,7 +710,7 @@ async fn answers<R: Runtime>(
         return;
     };
     let deadline = Instant::now() + ctx.tcp_timeout;
-    let mut dec = FrameDecoder::for_profile(ctx.max_stream, ctx.profile);
+    let mut dec = ctx.rules.decoder();
     let mut buf = vec![0u8; READ_BUF];
     let bad = Arc::new(AtomicBool::new(false));
     loop {
@@ -830,7 +827,7 @@ impl Drop for InboundGuard {
         let mut inb = self.0.lock().unwrap_or_else(|e| e.into_inner());
         inb.table.remove(self.1);
         if let Some((_, peer)) = inb.kicks.remove(&self.1) {
-            inb.replies.remove(&peer);
+            inb.replies.closed(peer);
         }
     }
 }
@@ -900,12 +897,12 @@ async fn reader<R: Runtime>(
     ctx: TaskCtx,
 ) {
     let guard = InboundGuard(ctx.inbound.clone(), id);
-    let mut dec = FrameDecoder::for_profile(ctx.max_stream, ctx.profile);
+    let mut dec = ctx.rules.decoder();
     // HashiCorp profile: answers to this connection's peer come here to be written on it.
-    let mut replies = ctx.profile.is_hashicorp().then(|| {
+    let mut replies = ctx.rules.exchanges().then(|| {
         let (tx, rx) = mpsc::channel(REPLY_QUEUE);
         let mut inb = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
-        inb.replies.insert(peer, tx);
+        inb.replies.opened(peer, tx);
         rx
     });
     let bad = Arc::new(AtomicBool::new(false));

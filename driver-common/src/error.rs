@@ -31,9 +31,6 @@ pub enum StartError {
     Io(io::Error),
     /// The keyring file ([`crate::Options::keyring_file`]) could not be read.
     KeyringFile(crate::keyring_file::KeyringFileError),
-    /// This driver does not speak the configured [`rookery_core::WireProfile`] (rookery-mio
-    /// speaks only the native one so far; rookery-tokio and rookery-async-std speak both).
-    ProfileNotSupported(rookery_core::WireProfile),
 }
 
 impl fmt::Display for StartError {
@@ -49,9 +46,6 @@ impl fmt::Display for StartError {
             StartError::Config(e) => write!(f, "configuration refused: {e}"),
             StartError::Io(e) => write!(f, "driver setup failed: {e}"),
             StartError::KeyringFile(e) => write!(f, "{e}"),
-            StartError::ProfileNotSupported(p) => {
-                write!(f, "this driver does not speak the {p:?} wire profile")
-            }
         }
     }
 }
@@ -63,7 +57,7 @@ impl std::error::Error for StartError {
             StartError::Config(e) => Some(e),
             StartError::Io(e) => Some(e),
             StartError::KeyringFile(e) => Some(e),
-            StartError::NoAdvertiseAddress { .. } | StartError::ProfileNotSupported(_) => None,
+            StartError::NoAdvertiseAddress { .. } => None,
         }
     }
 }

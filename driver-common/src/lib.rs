@@ -13,6 +13,9 @@
 //!   inbound connection to admit, evict or refuse, which outbound one to evict, and the
 //!   [`Refusal`] causes counted in [`DriverStats`] (the caps and their defaults are listed in
 //!   [`Options`]).
+//! - [`exchange`]: how a wire profile uses its TCP connections (the native profile's reused
+//!   one-way connections; the HashiCorp profiles' one exchange per connection, answers written
+//!   back on the connection that asked), written once for every driver.
 //! - [`Options`], the typed errors [`StartError`], [`AgentError`] and [`TryRecvError`], and the
 //!   counters [`AgentStats`] / [`DriverStats`].
 //! - The application's side of every agent, written once: [`channels`] between the handles and
@@ -87,6 +90,7 @@ mod bind;
 pub mod blocking;
 pub mod delivery;
 mod error;
+pub mod exchange;
 pub mod guard;
 pub mod keyring_file;
 mod options;

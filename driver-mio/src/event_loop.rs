@@ -15,6 +15,16 @@
 //! buffer grows, its growth is charged, and the partial frames silent longest are closed to
 //! make room ([`Refusal::InboundBudget`]). Frames never wait for the pump here, so room can
 //! always be made (the budget is at least `max_stream_message` + 1 MiB).
+//!
+//! How connections are used follows the wire profile's rule ([`rookery_driver::exchange`],
+//! shared with the async drivers): under the native profile an outbound connection carries
+//! frames one way and is reused until idle; under the HashiCorp profiles (memberlist's stream
+//! semantics) each outbound connection carries one message, then the peer's answers (handed to
+//! the pump as the destination's) until the peer closes it or `tcp_timeout` passes, after which
+//! the destination's next frame gets a fresh connection; and an answer to a peer that asked on
+//! an inbound connection still open is written back on it (at most
+//! [`rookery_driver::exchange::REPLY_QUEUE`] waiting; a full queue or a closed connection fails
+//! the answer as a send failure the core hears).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -27,6 +37,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use rookery_core::wire::{DecodeError, FrameDecoder};
 use rookery_core::{MessageId, TransmitKind};
+use rookery_driver::exchange::{ReplyRoutes, StreamRules, REPLY_QUEUE};
 use rookery_driver::guard::{pick_idle, InboundTable, Phase};
 use rookery_driver::{CommandReceiver, DriverCounters, Options, OutFrame, Pump, Refusal};
 
@@ -58,8 +69,14 @@ struct Outbound {
     write_deadline: Option<Instant>,
     last_active: Instant,
     /// At least one frame went out whole on this connection (so a failure may be the peer's
-    /// idle close, worth one retry on a fresh connection).
+    /// idle close, worth one retry on a fresh connection). Never set under the HashiCorp
+    /// profiles, whose connections carry one message each.
     used: bool,
+    /// HashiCorp profiles: splits the peer's answers on this connection.
+    answers: Option<FrameDecoder>,
+    /// HashiCorp profiles: the message went out whole and the peer's answers are read until
+    /// this instant (or until it closes the connection); nothing more is written on it.
+    answer_deadline: Option<Instant>,
 }
 
 struct Inbound {
@@ -68,6 +85,13 @@ struct Inbound {
     last_active: Instant,
     /// While a frame is in progress: when it must be complete.
     frame_deadline: Option<Instant>,
+    /// HashiCorp profiles: answers to this connection's peer, written back on it (at most
+    /// [`REPLY_QUEUE`]).
+    replies: VecDeque<OutFrame>,
+    /// Bytes of `replies.front()` already written.
+    reply_offset: usize,
+    /// When the answer being written must be done.
+    reply_deadline: Option<Instant>,
 }
 
 enum Role {
@@ -83,7 +107,8 @@ struct Conn {
 /// Settings the loop needs besides the pump.
 pub(crate) struct LoopConfig {
     pub(crate) tcp_timeout: Duration,
-    pub(crate) max_stream: usize,
+    /// How the wire profile uses connections.
+    pub(crate) rules: StreamRules,
     pub(crate) options: Options,
 }
 
@@ -98,6 +123,8 @@ pub(crate) struct EventLoop {
     conns: HashMap<Token, Conn>,
     outbound: HashMap<SocketAddr, Token>,
     inbound: InboundTable<Token>,
+    /// HashiCorp profiles: the open inbound connection an answer to each peer goes back on.
+    replies: ReplyRoutes<Token>,
     /// Frames to new destinations waiting for an outbound slot: (to, frame, queued at).
     waiting: VecDeque<(SocketAddr, OutFrame, Instant)>,
     next_token: usize,
@@ -119,6 +146,8 @@ enum Expired {
     Idle,
     /// Connect or write timed out.
     Failed,
+    /// HashiCorp profiles: the time for the peer's answers is over.
+    Answered,
 }
 
 enum Closed {
@@ -128,6 +157,10 @@ enum Closed {
     Failed,
     /// Inbound connection carried garbage.
     Garbage,
+    /// HashiCorp profiles: an outbound connection's exchange is over (the peer closed it after
+    /// answering, or the time for answers passed); frames still queued for the destination go
+    /// out on a fresh connection.
+    Answered,
 }
 
 impl EventLoop {
@@ -141,7 +174,8 @@ impl EventLoop {
     ) -> EventLoop {
         let inbound =
             InboundTable::new(cfg.options.max_inbound, cfg.options.max_inbound_per_source)
-                .with_budget(cfg.options.inbound_budget(cfg.max_stream));
+                .with_budget(cfg.options.inbound_budget(cfg.rules.max_stream()));
+        let replies = ReplyRoutes::new(cfg.rules);
         EventLoop {
             counters: pump.counters().clone(),
             pump,
@@ -153,6 +187,7 @@ impl EventLoop {
             conns: HashMap::new(),
             outbound: HashMap::new(),
             inbound,
+            replies,
             waiting: VecDeque::new(),
             next_token: FIRST_CONN,
             udp_queue: VecDeque::new(),
@@ -209,7 +244,7 @@ impl EventLoop {
                         }
                     }
                     LISTENER => self.accept(),
-                    t => self.conn_ready(t, readable),
+                    t => self.conn_ready(t, readable, writable),
                 }
                 self.flush();
                 // A turn with many busy connections can take a while: the core's timer (the
@@ -280,8 +315,9 @@ impl EventLoop {
                     i.frame_deadline
                         .unwrap_or(i.last_active + self.cfg.options.inbound_idle_timeout()),
                 ),
-                None,
+                i.reply_deadline,
             ],
+            Role::Out(o) if o.answer_deadline.is_some() => [o.answer_deadline, None],
             Role::Out(o) => match o.state {
                 ConnState::Connecting { deadline } => [Some(deadline), None],
                 ConnState::Connected if o.queue.is_empty() => {
@@ -312,8 +348,10 @@ impl EventLoop {
                 .any(|d| d <= now)
             {
                 let why = match &c.role {
+                    Role::In(i) if i.reply_deadline.is_some_and(|d| d <= now) => Expired::Failed,
                     Role::In(i) if i.frame_deadline.is_some() => Expired::Frame(i.peer),
                     Role::In(_) => Expired::Idle,
+                    Role::Out(o) if o.answer_deadline.is_some() => Expired::Answered,
                     Role::Out(o)
                         if matches!(o.state, ConnState::Connected) && o.queue.is_empty() =>
                     {
@@ -331,6 +369,8 @@ impl EventLoop {
             } else if matches!(why, Expired::Idle) {
                 DriverCounters::bump(&self.counters.connections_idle_closed);
                 self.close(t, Closed::Quietly);
+            } else if matches!(why, Expired::Answered) {
+                self.close(t, Closed::Answered);
             } else {
                 tracing::debug!("connect or write timed out");
                 self.close(t, Closed::Failed);
@@ -448,11 +488,13 @@ impl EventLoop {
                         }
                     }
                     let _ = stream.set_nodelay(true);
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, t, Interest::READABLE)
-                    {
+                    // Answers are written back on the connection under the HashiCorp profiles.
+                    let interest = if self.cfg.rules.exchanges() {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::READABLE
+                    };
+                    if let Err(e) = self.poll.registry().register(&mut stream, t, interest) {
                         tracing::warn!(error = %e, "cannot register connection");
                         DriverCounters::bump(&self.counters.io_errors);
                         self.inbound.remove(t);
@@ -460,11 +502,15 @@ impl EventLoop {
                     }
                     let role = Role::In(Inbound {
                         peer,
-                        dec: FrameDecoder::new(self.cfg.max_stream),
+                        dec: self.cfg.rules.decoder(),
                         last_active: Instant::now(),
                         frame_deadline: None,
+                        replies: VecDeque::new(),
+                        reply_offset: 0,
+                        reply_deadline: None,
                     });
                     self.conns.insert(t, Conn { stream, role });
+                    self.replies.opened(peer, t);
                     // Data may already be waiting.
                     self.again.push(t);
                 }
@@ -485,10 +531,21 @@ impl EventLoop {
     /// in the waiting line; message frames only by the messages in flight (see
     /// [`rookery_driver::delivery`]).
     fn send_reliable(&mut self, to: SocketAddr, frame: OutFrame) {
+        // HashiCorp profiles: an answer to a peer that asked on a connection still open goes
+        // back on it.
+        if let Some(t) = self.replies.route(to).copied() {
+            self.reply(t, frame);
+            return;
+        }
         let protocol = frame.message.is_none();
         // A connection the peer has closed (it restarted, or shut down) is noticed before the
-        // frame is queued on it: a frame is reported written only on one still open.
-        if let Some(&t) = self.outbound.get(&to) {
+        // frame is queued on it: a frame is reported written only on one still open. (Under
+        // the HashiCorp profiles a connection is never reused: it is read for answers anyway.)
+        if let Some(&t) = self
+            .outbound
+            .get(&to)
+            .filter(|_| !self.cfg.rules.exchanges())
+        {
             if matches!(self.conns.get(&t), Some(Conn { role: Role::Out(o), .. }) if matches!(o.state, ConnState::Connected))
             {
                 self.read_out(t);
@@ -525,6 +582,69 @@ impl EventLoop {
         }
     }
 
+    /// Queue an answer on inbound connection `t` (HashiCorp profiles) and write what the
+    /// socket takes; a full queue fails it (counted in `send_queue_full`).
+    fn reply(&mut self, t: Token, frame: OutFrame) {
+        let Some(Conn {
+            role: Role::In(i), ..
+        }) = self.conns.get_mut(&t)
+        else {
+            return;
+        };
+        if i.replies.len() >= REPLY_QUEUE {
+            // More answers than anyone asks for on one connection.
+            DriverCounters::bump(&self.counters.send_queue_full);
+            self.failures.push((i.peer, frame.message));
+            return;
+        }
+        i.replies.push_back(frame);
+        self.write_in(t);
+    }
+
+    /// Write as many of an inbound connection's answers as the socket takes (HashiCorp
+    /// profiles); a failed write closes the connection, failing the answers not yet written.
+    fn write_in(&mut self, t: Token) {
+        let Some(Conn {
+            stream,
+            role: Role::In(i),
+        }) = self.conns.get_mut(&t)
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let result = loop {
+            let Some(front) = i.replies.front() else {
+                i.reply_deadline = None;
+                break Ok(());
+            };
+            if i.reply_deadline.is_none() {
+                i.reply_deadline = Some(now + self.cfg.tcp_timeout);
+            }
+            match stream.write(&front.bytes[i.reply_offset..]) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => {
+                    i.reply_offset += n;
+                    i.last_active = now;
+                    if i.reply_offset == front.bytes.len() {
+                        if let Some(m) = front.message {
+                            self.written.push(m);
+                        }
+                        i.replies.pop_front();
+                        i.reply_offset = 0;
+                        i.reply_deadline = None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = %i.peer, error = %e, "answer not written");
+            self.close(t, Closed::Failed);
+        }
+    }
+
     /// Make sure one more outbound connection fits under `max_outbound`, closing the one idle
     /// longest if needed. False when every one is busy.
     fn free_outbound_slot(&mut self) -> bool {
@@ -537,7 +657,10 @@ impl EventLoop {
                 .filter_map(|t| match self.conns.get(t) {
                     Some(Conn {
                         role: Role::Out(o), ..
-                    }) if matches!(o.state, ConnState::Connected) && o.queue.is_empty() => {
+                    }) if matches!(o.state, ConnState::Connected)
+                        && o.queue.is_empty()
+                        && o.answer_deadline.is_none() =>
+                    {
                         Some((*t, o.last_active))
                     }
                     _ => None,
@@ -619,18 +742,23 @@ impl EventLoop {
             write_deadline: None,
             last_active: now,
             used: false,
+            answers: self.cfg.rules.exchanges().then(|| self.cfg.rules.decoder()),
+            answer_deadline: None,
         });
         self.conns.insert(t, Conn { stream, role });
         self.outbound.insert(to, t);
     }
 
-    fn conn_ready(&mut self, t: Token, readable: bool) {
+    fn conn_ready(&mut self, t: Token, readable: bool, writable: bool) {
         let (inbound, connecting) = match self.conns.get(&t).map(|c| &c.role) {
             None => return,
             Some(Role::In(_)) => (true, false),
             Some(Role::Out(o)) => (false, matches!(o.state, ConnState::Connecting { .. })),
         };
         if inbound {
+            if writable {
+                self.write_in(t);
+            }
             if readable {
                 self.read_in(t);
             }
@@ -663,9 +791,12 @@ impl EventLoop {
         self.write_out(t);
     }
 
-    /// Read what the peer sent on our outbound connection (nothing, normally): returns false if
-    /// the connection ended.
+    /// Read what the peer sent on our outbound connection (nothing, normally; under the
+    /// HashiCorp profiles its answers): returns false if the connection ended.
     fn read_out(&mut self, t: Token) -> bool {
+        if self.cfg.rules.exchanges() {
+            return self.read_answers(t);
+        }
         let Some(conn) = self.conns.get_mut(&t) else {
             return false;
         };
@@ -692,7 +823,74 @@ impl EventLoop {
         false
     }
 
-    /// Write as much of the queue as the socket takes.
+    /// HashiCorp profiles: read the peer's answers on our outbound connection and hand each
+    /// to the pump as the destination's; returns false if the connection ended. The peer
+    /// closing it ends the exchange once the message went out whole (frames still queued get
+    /// a fresh connection), and fails the message before that; garbage ends it too.
+    fn read_answers(&mut self, t: Token) -> bool {
+        let mut frames = Vec::new();
+        let mut again = false;
+        let (to, answered, mut ended) = {
+            let Some(Conn {
+                stream,
+                role: Role::Out(o),
+            }) = self.conns.get_mut(&t)
+            else {
+                return false;
+            };
+            let Some(dec) = o.answers.as_mut() else {
+                return true;
+            };
+            let mut buf = [0u8; READ_BUF];
+            let mut reads = 0;
+            let ended = loop {
+                if reads == BUDGET {
+                    again = true;
+                    break false;
+                }
+                reads += 1;
+                match stream.read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(n) => {
+                        dec.push(&buf[..n]);
+                        if let Err(e) = split(dec, &mut frames) {
+                            tracing::debug!(to = %o.to, error = %e, "bad answer: closing");
+                            DriverCounters::bump(&self.counters.bad_connections);
+                            break true;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break true,
+                }
+            };
+            (o.to, o.answer_deadline.is_some(), ended)
+        };
+        for body in frames {
+            if !self.pump.frame(to, &body) {
+                DriverCounters::bump(&self.counters.bad_connections);
+                ended = true;
+                break;
+            }
+        }
+        if !ended {
+            if again {
+                self.again.push(t);
+            }
+            return true;
+        }
+        // Over once the message went out whole; before that, the message failed.
+        let how = if answered {
+            Closed::Answered
+        } else {
+            Closed::Failed
+        };
+        self.close(t, how);
+        false
+    }
+
+    /// Write as much of the queue as the socket takes (under the HashiCorp profiles, the
+    /// connection's one message).
     fn write_out(&mut self, t: Token) {
         let Some(Conn {
             stream,
@@ -701,11 +899,14 @@ impl EventLoop {
         else {
             return;
         };
-        if !matches!(o.state, ConnState::Connected) {
+        if !matches!(o.state, ConnState::Connected) || o.answer_deadline.is_some() {
             return;
         }
         let now = Instant::now();
         let result = loop {
+            if o.answer_deadline.is_some() {
+                break Ok(());
+            }
             let Some(front) = o.queue.front() else {
                 o.write_deadline = None;
                 break Ok(());
@@ -724,8 +925,13 @@ impl EventLoop {
                         }
                         o.queue.pop_front();
                         o.offset = 0;
-                        o.used = true;
                         o.write_deadline = None;
+                        if o.answers.is_some() {
+                            // One message per connection: now its answers.
+                            o.answer_deadline = Some(now + self.cfg.tcp_timeout);
+                        } else {
+                            o.used = true;
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
@@ -848,11 +1054,18 @@ impl EventLoop {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         drop(conn.stream);
         match conn.role {
-            Role::In(_) => {
+            Role::In(i) => {
                 self.inbound.remove(t);
+                if self.replies.route(i.peer).is_some_and(|r| *r == t) {
+                    self.replies.closed(i.peer);
+                }
                 if matches!(how, Closed::Garbage) {
                     DriverCounters::bump(&self.counters.bad_connections);
                 }
+                // Answers the connection can no longer carry (a fresh connection to the
+                // peer's port would reach nobody).
+                self.failures
+                    .extend(i.replies.iter().map(|f| (i.peer, f.message)));
             }
             Role::Out(o) => {
                 if self.outbound.get(&o.to) == Some(&t) {
@@ -862,7 +1075,10 @@ impl EventLoop {
                     return;
                 }
                 let connected = matches!(o.state, ConnState::Connected);
-                if matches!(how, Closed::Failed) && connected && o.used {
+                if matches!(how, Closed::Answered) {
+                    // The next message to this destination, on a connection of its own.
+                    self.open(o.to, o.queue);
+                } else if matches!(how, Closed::Failed) && connected && o.used {
                     // A reused connection failed: maybe the peer closed it while idle. One
                     // fresh connection gets the frames not yet fully written.
                     self.open(o.to, o.queue);
@@ -873,6 +1089,15 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// Move every complete message in `dec` to `frames`; an error when the stream is garbage (or
+/// declares a message larger than the limit).
+fn split(dec: &mut FrameDecoder, frames: &mut Vec<Vec<u8>>) -> Result<(), DecodeError> {
+    while let Some(body) = dec.next_frame()? {
+        frames.push(body);
+    }
+    Ok(())
 }
 
 /// Whether a non-blocking connect finished: `Ok(true)` connected, `Ok(false)` still in

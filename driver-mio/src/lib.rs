@@ -12,6 +12,14 @@
 //! with the same arguments and results, blocking the calling thread instead of returning a
 //! future.
 //!
+//! It speaks every wire profile ([`rookery_core::WireProfile`]): the native one, and
+//! HashiCorp's memberlist + Serf (`HashiCorp`) or memberlist alone (`Memberlist`), so a mio
+//! agent joins clusters of `serf` agents and of Go programs embedding memberlist. Under the
+//! HashiCorp profiles it uses TCP as memberlist does ([`rookery_driver::exchange`], the rule
+//! the async drivers follow too): each reliable message or push-pull goes out on a fresh
+//! connection that then carries the peer's answers back, and an answer to a peer that asked
+//! on a connection is written back on that connection.
+//!
 //! ```no_run
 //! use rookery_mio::{Agent, Config, Event, Identity, Options, QueryParams, ShutdownMode};
 //!
@@ -60,6 +68,7 @@ pub use rookery_driver::{
     TryRecvError,
 };
 
+use rookery_driver::exchange::StreamRules;
 use rookery_driver::{
     advertised_addr, bind_pair, channels, node_seed, DriverCounters, LoopEnds, Pump,
 };
@@ -82,9 +91,6 @@ impl Agent {
         mut identity: Identity,
         options: Options,
     ) -> Result<(AgentHandle, EventStream), StartError> {
-        if config.wire != rookery_core::WireProfile::Native {
-            return Err(StartError::ProfileNotSupported(config.wire));
-        }
         let (udp, listener) = bind_pair(identity.addr)?;
         let bound = udp.local_addr().map_err(StartError::Io)?;
         identity.addr = advertised_addr(bound, &options)?;
@@ -95,7 +101,7 @@ impl Agent {
         let keyring_file = options.keyring_file.clone();
         let cfg = LoopConfig {
             tcp_timeout: config.tcp_timeout,
-            max_stream: config.max_stream_message,
+            rules: StreamRules::new(config.wire, config.max_stream_message),
             options,
         };
         let mut pump = Pump::new(config, identity, seed, sink, counters)?;

@@ -1,8 +1,10 @@
 //! Cross-crate integration and property tests for rookery live in `tests/`. This library holds
 //! what the driver tests share: [`scenarios`], each cluster scenario written once against the
 //! drivers' one API shape and run per driver, and [`driver_scenarios!`], which instantiates
-//! every single-driver scenario for one driver.
+//! every single-driver scenario for one driver; and [`interop`], the HashiCorp programs the
+//! live interop tests run beside rookery agents (`serf` agents, Go memberlist programs).
 
+pub mod interop;
 pub mod scenarios;
 
 /// Every single-driver scenario as a `#[test]` for `$driver` (a [`scenarios::Driver`]), agent

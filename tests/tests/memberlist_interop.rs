@@ -5,218 +5,25 @@
 //! (no suspicion, no failed probe while everyone is up), failure detection and graceful
 //! leaves both ways, user messages both ways (direct messages as memberlist's user
 //! messages); the same encrypted with memberlist's `SecretKey` and rookery's keyring, and a
-//! rookery agent with the wrong key kept out.
+//! rookery agent with the wrong key kept out. The rookery agents run on tokio, and a mio
+//! agent and an async-std agent each join Go members of their own (joins both ways, probes,
+//! failure both ways).
 //!
 //! Needs `go` and memberlist's sources (Debian: `apt-get install golang-go
 //! golang-github-hashicorp-memberlist-dev`; `.ci/run` installs them). Without them each test
 //! prints why and passes, unless `ROOKERY_REQUIRE_MEMBERLIST=1` (set by CI) makes their
 //! absence a failure.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rookery_core::{Config, MemberStatus, WireProfile};
-use rookery_tests::scenarios::{free_port, wait_until, Agent, TOKIO};
+use rookery_tests::interop::{all_alive, cluster_key, GoPeer, CLUSTER_KEY_B64};
+use rookery_tests::scenarios::{wait_until, Agent, Driver, ASYNC_STD, MIO, TOKIO};
 
 /// How long a mixed cluster may take to notice a change (memberlist's local profile: a
 /// failed member is declared dead after its suspicion timeout, a few seconds).
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// Where Debian installs memberlist's sources (GOPATH layout).
-const GOCODE: &str = "/usr/share/gocode";
-
-/// The peer program built once per test run; `None` when Go or memberlist is missing.
-fn peer_binary() -> Option<&'static Path> {
-    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let sources = Path::new(GOCODE).join("src/github.com/hashicorp/memberlist");
-        let go = Command::new("go")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !go || !sources.is_dir() {
-            assert!(
-                std::env::var_os("ROOKERY_REQUIRE_MEMBERLIST").is_none(),
-                "ROOKERY_REQUIRE_MEMBERLIST is set but go or memberlist's sources are missing \
-                 (apt-get install golang-go golang-github-hashicorp-memberlist-dev)"
-            );
-            eprintln!(
-                "skipped: go or Go memberlist is not installed \
-                 (apt-get install golang-go golang-github-hashicorp-memberlist-dev)"
-            );
-            return None;
-        }
-        let gopath = std::env::temp_dir().join(format!("rookery-gopath-{}", std::process::id()));
-        let src = gopath.join("src/memberlist-peer");
-        std::fs::create_dir_all(&src).expect("gopath");
-        let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/memberlist-peer/main.go");
-        std::fs::copy(&main, src.join("main.go")).expect("copy main.go");
-        let bin = gopath.join("memberlist-peer");
-        let out = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg("memberlist-peer")
-            .env("GOPATH", format!("{}:{GOCODE}", gopath.display()))
-            .env("GO111MODULE", "off")
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOCACHE", gopath.join("cache"))
-            .output()
-            .expect("go build runs");
-        assert!(
-            out.status.success(),
-            "go build memberlist-peer failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(bin)
-    })
-    .as_deref()
-}
-
-/// A Go memberlist member (one `memberlist-peer` process), killed on drop.
-struct GoPeer {
-    name: String,
-    bind: SocketAddr,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    /// Its view from its event lines: name → `alive` or `gone` (failed or left: memberlist
-    /// 0.2.2 does not tell its program which).
-    view: Arc<Mutex<HashMap<String, String>>>,
-    /// Every line it printed.
-    lines: Arc<Mutex<Vec<String>>>,
-    log: PathBuf,
-}
-
-impl GoPeer {
-    /// Start a member named `name` joining `join` (none: it starts a cluster), with
-    /// memberlist's LAN configuration (`lan`) or its local one.
-    fn start(bin: &Path, name: &str, join: &[SocketAddr], lan: bool) -> GoPeer {
-        GoPeer::start_with(bin, name, join, lan, None)
-    }
-
-    /// [`GoPeer::start`] encrypting with memberlist's `SecretKey` (`key`: standard base64).
-    fn start_with(
-        bin: &Path,
-        name: &str,
-        join: &[SocketAddr],
-        lan: bool,
-        key: Option<&str>,
-    ) -> GoPeer {
-        let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let log = std::env::temp_dir().join(format!(
-            "rookery-memberlist-{}-{name}-{}.log",
-            std::process::id(),
-            bind.port()
-        ));
-        let join: Vec<String> = join.iter().map(SocketAddr::to_string).collect();
-        let mut child = Command::new(bin)
-            .arg(format!("-name={name}"))
-            .arg(format!("-bind={bind}"))
-            .arg(format!("-join={}", join.join(",")))
-            .arg(format!("-lan={lan}"))
-            .arg(format!("-key={}", key.unwrap_or("")))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("memberlist-peer starts");
-        let view = Arc::new(Mutex::new(HashMap::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout");
-        let v = Arc::clone(&view);
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                l.lock().expect("lines").push(line.clone());
-                let f: Vec<&str> = line.split_whitespace().collect();
-                let mut view = v.lock().expect("view");
-                match f.as_slice() {
-                    ["join", who, _] => {
-                        view.insert(who.to_string(), "alive".into());
-                    }
-                    ["leave", who] => {
-                        view.insert(who.to_string(), "gone".into());
-                    }
-                    ["joined", ..] | ["ready", ..] => {
-                        let _ = ready_tx.send(line.clone());
-                    }
-                    _ => {}
-                }
-            }
-        });
-        let mut peer = GoPeer {
-            name: name.to_string(),
-            bind,
-            stdin: child.stdin.take(),
-            child,
-            view,
-            lines,
-            log,
-        };
-        // `ready`, then `joined <n>` when it was told to join.
-        for _ in 0..if join.is_empty() { 1 } else { 2 } {
-            let got = ready_rx.recv_timeout(Duration::from_secs(15));
-            assert!(
-                got.is_ok(),
-                "memberlist peer {name} did not start/join: {}",
-                peer.log()
-            );
-        }
-        peer.stdin.as_mut().expect("stdin").flush().expect("flush");
-        peer
-    }
-
-    /// What it holds `name` as (`alive`, `gone`), from its events.
-    fn status_of(&self, name: &str) -> Option<String> {
-        self.view.lock().expect("view").get(name).cloned()
-    }
-
-    /// Every line it printed so far (its events), one per line.
-    fn printed(&self) -> String {
-        self.lines.lock().expect("lines").join("\n")
-    }
-
-    /// Memberlist's log so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Send `text` (no newline) to the member named `to`: memberlist's `SendReliable`
-    /// (a stream user message) when `reliable`, else `SendBestEffort` (a datagram).
-    fn send(&mut self, to: &str, text: &str, reliable: bool) {
-        let stdin = self.stdin.as_mut().expect("running");
-        let how = if reliable { "send" } else { "sendbe" };
-        writeln!(stdin, "{how} {to} {text}").expect("send command");
-        stdin.flush().expect("flush");
-    }
-
-    /// A graceful leave (memberlist's `Leave`, then shutdown).
-    fn leave(&mut self) {
-        if let Some(mut stdin) = self.stdin.take() {
-            writeln!(stdin, "leave").expect("leave command");
-        }
-        let _ = self.child.wait();
-    }
-
-    /// Kill the process: no leave.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for GoPeer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
 
 /// rookery's side: memberlist's wire without Serf's layer, with memberlist's LAN timing
 /// (`lan`) or its local one, as the Go members use.
@@ -227,36 +34,13 @@ fn memberlist_config(lan: bool) -> Config {
     }
 }
 
-/// Whether every Go peer and every rookery agent sees every one of `names` alive.
-fn all_alive(go: &[&GoPeer], rk: &[Arc<Agent>], names: &[String]) -> bool {
-    go.iter().all(|g| {
-        names
-            .iter()
-            .filter(|n| **n != g.name)
-            .all(|n| g.status_of(n).as_deref() == Some("alive"))
-    }) && rk.iter().all(|a| {
-        names
-            .iter()
-            .all(|n| a.status_of(n) == Some(MemberStatus::Alive))
-    })
-}
-
-/// Suspicions memberlist logged (it logs each member it starts to suspect).
-fn suspicions(g: &GoPeer) -> Vec<String> {
-    g.log()
-        .lines()
-        .filter(|l| l.contains("Suspect"))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Two Go members, two rookery agents joining through Go, a third Go member joining through
 /// rookery: every view converges (the joiners learn members they never contacted from the
 /// push-pull of the side they joined); then five seconds of probing both ways with no
 /// suspicion anywhere, no failed probe and no refused input on the rookery side.
 #[test]
 fn joins_push_pull_and_probes_both_ways() {
-    let Some(bin) = peer_binary() else { return };
+    let Some(bin) = GoPeer::binary() else { return };
     let go0 = GoPeer::start(bin, "go-0", &[], true);
     let go1 = GoPeer::start(bin, "go-1", &[go0.bind], true);
     let rk: Vec<Arc<Agent>> = (0..2)
@@ -303,10 +87,9 @@ fn joins_push_pull_and_probes_both_ways() {
     std::thread::sleep(Duration::from_secs(5));
     assert!(all_alive(&go, &rk, &names), "a member fell out of a view");
     for g in go {
-        let s = suspicions(g);
+        let s = g.suspicions();
         assert!(s.is_empty(), "{} suspected: {s:?}\n{}", g.name, g.log());
-        let log = g.log();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains("[ERR]")).collect();
+        let errors = g.errors();
         assert!(errors.is_empty(), "{} logged errors: {errors:?}", g.name);
     }
     for (a, before) in rk.iter().zip(before) {
@@ -328,7 +111,7 @@ fn joins_push_pull_and_probes_both_ways() {
 /// lose it (its program then sees a failure).
 #[test]
 fn leave_and_failure_both_ways() {
-    let Some(bin) = peer_binary() else { return };
+    let Some(bin) = GoPeer::binary() else { return };
     let go0 = GoPeer::start(bin, "go-0", &[], false);
     let mut go1 = GoPeer::start(bin, "go-1", &[go0.bind], false);
     let mut go2 = GoPeer::start(bin, "go-2", &[go0.bind], false);
@@ -417,13 +200,99 @@ fn leave_and_failure_both_ways() {
     eprintln!("crashed rookery agent failed on the Go member in {took:?}");
 }
 
-/// The key of the encrypted clusters: bytes 1 to 32 (AES-256), and as base64 for Go.
-fn cluster_key() -> Vec<u8> {
-    (1..=32).collect()
+/// A `driver` agent among Go members (memberlist's local timing): it joins a Go member and
+/// knows that member's peer at once (from the push-pull answer on the connection it asked
+/// on); a Go member joining through it learns everyone from its push-pull answer (written back
+/// on the Go member's connection); views converge; three seconds of probing both ways with no
+/// suspicion, no failed probe and nothing refused; a killed Go member is failed on it, and
+/// once it crashed a Go member drops it.
+fn driver_with_go_members(driver: Driver, prefix: &str) {
+    let Some(bin) = GoPeer::binary() else { return };
+    let name = |n: &str| format!("{prefix}-{n}");
+    let go0 = GoPeer::start(bin, &name("go-0"), &[], false);
+    let go1 = GoPeer::start(bin, &name("go-1"), &[go0.bind], false);
+    let rk = Agent::start(driver, &name("rk"), memberlist_config(false));
+    assert_eq!(rk.join(&[go0.bind]), Ok(1), "{rk:?} joins Go");
+    assert_eq!(
+        rk.status_of(&go1.name),
+        Some(MemberStatus::Alive),
+        "{rk:?} learns go-1 from go-0's push-pull answer"
+    );
+    let mut go2 = GoPeer::start(bin, &name("go-2"), &[rk.local_addr()], false);
+    for n in [&go0.name, &go1.name, &name("rk")] {
+        assert_eq!(
+            go2.status_of(n).as_deref(),
+            Some("alive"),
+            "go-2 learns {n} from {rk:?}'s push-pull answer"
+        );
+    }
+    let go = [&go0, &go1, &go2];
+    let names: Vec<String> = go
+        .iter()
+        .map(|g| g.name.clone())
+        .chain([name("rk")])
+        .collect();
+    let rks = [rk.clone()];
+    let (ok, took) = wait_until(LIMIT, || all_alive(&go, &rks, &names));
+    assert!(
+        ok,
+        "views did not converge in {took:?}: {rk:?} sees {:?}\ngo-0 printed:\n{}\ngo-0 log:\n{}",
+        rk.members(),
+        go0.printed(),
+        go0.log()
+    );
+    eprintln!("{prefix}: mixed cluster of 4 converged in {took:?}");
+    let before = rk.stats().expect("stats").core.probes_ok;
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(all_alive(&go, &rks, &names), "a member fell out of a view");
+    let s = rk.stats().expect("stats").core;
+    assert!(s.probes_ok > before, "{rk:?} probed nobody successfully");
+    assert_eq!(
+        (s.probes_failed, s.decode_errors, s.refutations),
+        (0, 0, 0),
+        "{rk:?}: failed probes, refused input or refutations"
+    );
+    for g in go {
+        assert!(g.suspicions().is_empty(), "{} suspected someone", g.name);
+        let errors = g.errors();
+        assert!(errors.is_empty(), "{} logged errors: {errors:?}", g.name);
+    }
+    // A killed Go member is failed on the agent.
+    go2.kill();
+    let (ok, took) = wait_until(LIMIT, || {
+        rk.status_of(&go2.name) == Some(MemberStatus::Failed)
+    });
+    assert!(
+        ok,
+        "go-2 not failed on {rk:?} in {took:?}: {:?}",
+        rk.status_of(&go2.name)
+    );
+    eprintln!("{prefix}: killed Go member failed on the {driver:?} agent in {took:?}");
+    // The agent crashed: the Go members drop it.
+    rk.shutdown(rookery_driver::ShutdownMode::Now);
+    let (ok, took) = wait_until(LIMIT, || {
+        [&go0, &go1]
+            .iter()
+            .all(|g| g.status_of(&name("rk")).as_deref() == Some("gone"))
+    });
+    assert!(
+        ok,
+        "{rk:?} not dropped by the Go members in {took:?}: {:?}\n{}",
+        go0.status_of(&name("rk")),
+        go0.log()
+    );
+    eprintln!("{prefix}: crashed {driver:?} agent failed on the Go members in {took:?}");
 }
 
-/// [`cluster_key`] in standard base64.
-const CLUSTER_KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+#[test]
+fn a_mio_agent_among_go_members() {
+    driver_with_go_members(MIO, "mio");
+}
+
+#[test]
+fn an_async_std_agent_among_go_members() {
+    driver_with_go_members(ASYNC_STD, "as");
+}
 
 /// Encrypted with memberlist's own format (Go's `SecretKey`, rookery's keyring on
 /// `WireProfile::Memberlist`): a rookery agent joins a Go member and a second Go member joins
@@ -432,7 +301,7 @@ const CLUSTER_KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 /// does not get in and counts the Go member's sealed answers as undecryptable.
 #[test]
 fn encrypted_joins_probes_and_failure_both_ways() {
-    let Some(bin) = peer_binary() else { return };
+    let Some(bin) = GoPeer::binary() else { return };
     let keyed = Config {
         keyring: Some(rookery_core::Keyring::new(&cluster_key()).expect("key")),
         ..memberlist_config(false)
@@ -474,10 +343,9 @@ fn encrypted_joins_probes_and_failure_both_ways() {
         "failed probes or refused input on the rookery agent"
     );
     for g in go {
-        let log = g.log();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains("[ERR]")).collect();
+        let errors = g.errors();
         assert!(errors.is_empty(), "{} logged errors: {errors:?}", g.name);
-        assert!(suspicions(g).is_empty(), "{} suspected someone", g.name);
+        assert!(g.suspicions().is_empty(), "{} suspected someone", g.name);
     }
     // The wrong key: kept out, the Go member's sealed answers counted.
     let wrong = Agent::start(
@@ -512,7 +380,7 @@ fn encrypted_joins_probes_and_failure_both_ways() {
 /// datagram, from its member address: the sender is named) arrive as `Event::Message`.
 #[test]
 fn user_messages_both_ways() {
-    let Some(bin) = peer_binary() else { return };
+    let Some(bin) = GoPeer::binary() else { return };
     let go0 = GoPeer::start(bin, "go-0", &[], false);
     let mut go1 = GoPeer::start(bin, "go-1", &[go0.bind], false);
     let rk: Vec<Arc<Agent>> = (0..2)
@@ -577,8 +445,7 @@ fn user_messages_both_ways() {
         "the member at the datagram's address"
     );
     for g in [&go0, &go1] {
-        let log = g.log();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains("[ERR]")).collect();
+        let errors = g.errors();
         assert!(errors.is_empty(), "{} logged errors: {errors:?}", g.name);
     }
     for a in &rk {

@@ -1,42 +1,25 @@
 //! Mixed clusters of real `serf` 0.9.4 agents and rookery agents speaking the HashiCorp wire
 //! profile, on loopback: views converge both ways, tags, failure and leave both ways, user
 //! events and queries both ways, force-leave, key operations both ways, Serf's name-conflict
-//! query answered by rookery agents and asked by them.
+//! query answered by rookery agents and asked by them. The rookery agents run on tokio, and a
+//! mio agent and an async-std agent each join a serf cluster of their own (joins both ways,
+//! events and queries both ways, failure both ways).
 //!
 //! Needs the `serf` binary (Debian: `apt-get install serf`; `.ci/run` installs it). Without
 //! it each test prints why and passes, unless `ROOKERY_REQUIRE_SERF=1` (set by CI) makes a
 //! missing `serf` a failure.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rookery_core::{Config, MemberStatus, WireProfile};
-use rookery_tests::scenarios::{free_port, wait_until, Agent, TOKIO};
+use rookery_tests::interop::{all_alive, cluster_key, Serf, CLUSTER_KEY_B64};
+use rookery_tests::scenarios::{wait_until, Agent, Driver, ASYNC_STD, MIO, TOKIO};
 
 /// How long a mixed cluster may take to notice a change (a member whose alive gossip a serf
 /// agent missed is repaired by the next push-pull, 15 s apart in the local profile).
 const LIMIT: Duration = Duration::from_secs(45);
-
-/// Whether `serf` can run here; panics when CI requires it and it is missing.
-fn serf_present() -> bool {
-    let ok = Command::new("serf")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("ROOKERY_REQUIRE_SERF").is_none(),
-            "ROOKERY_REQUIRE_SERF is set but `serf` does not run (apt-get install serf)"
-        );
-        eprintln!("skipped: `serf` is not installed (apt-get install serf)");
-    }
-    ok
-}
 
 /// rookery's side of a mixed cluster: the local profile's timing (as the serf agents here
 /// use), the HashiCorp wire.
@@ -47,141 +30,9 @@ fn hashicorp_config() -> Config {
     }
 }
 
-/// A `serf agent` process, killed on drop; its log kept in a temporary file.
-struct Serf {
-    name: String,
-    bind: SocketAddr,
-    rpc: SocketAddr,
-    child: Child,
-    log: PathBuf,
-    dir: PathBuf,
-    /// Where its event handler logs (see [`mixed_cluster`]).
-    handler_dir: Option<PathBuf>,
-}
-
-impl Serf {
-    /// Start `serf agent` named `name` with the `local` profile, `extra` arguments added.
-    fn start(name: &str, extra: &[&str]) -> Serf {
-        let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let rpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let dir = std::env::temp_dir().join(format!("rookery-serf-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let log = dir.join("agent.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("serf")
-            .arg("agent")
-            .arg(format!("-node={name}"))
-            .arg(format!("-bind={bind}"))
-            .arg(format!("-rpc-addr={rpc}"))
-            .arg("-profile=local")
-            .arg("-log-level=debug")
-            .args(extra)
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .expect("serf agent starts");
-        let s = Serf {
-            name: name.to_string(),
-            bind,
-            rpc,
-            child,
-            log,
-            dir,
-            handler_dir: None,
-        };
-        let (up, _) = wait_until(Duration::from_secs(10), || s.cli(&["members"]).is_some());
-        assert!(up, "serf agent {name} answers RPC:\n{}", s.log());
-        s
-    }
-
-    /// Run `serf <command> -rpc-addr=… <rest>` (flags go before the positional arguments);
-    /// its stdout when it succeeded.
-    fn cli(&self, args: &[&str]) -> Option<String> {
-        let (command, rest) = args.split_first()?;
-        let out = Command::new("serf")
-            .arg(command)
-            .arg(format!("-rpc-addr={}", self.rpc))
-            .args(rest)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// `serf members`: (name, address, status, tags) per member.
-    fn members(&self) -> Vec<(String, String, String, String)> {
-        let Some(out) = self.cli(&["members"]) else {
-            return Vec::new();
-        };
-        out.lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                Some((
-                    f.next()?.to_string(),
-                    f.next()?.to_string(),
-                    f.next()?.to_string(),
-                    f.next().unwrap_or("").to_string(),
-                ))
-            })
-            .collect()
-    }
-
-    /// The status `serf members` gives `name` (`alive`, `failed`, `left`, ...).
-    fn status_of(&self, name: &str) -> Option<String> {
-        self.members()
-            .into_iter()
-            .find(|m| m.0 == name)
-            .map(|m| m.2)
-    }
-
-    /// The agent's log so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The lines its event handler logged: `<event> <user event or query name> <payload>`.
-    fn handled(&self) -> Vec<String> {
-        self.handler_dir
-            .as_ref()
-            .and_then(|d| std::fs::read_to_string(d.join("events.log")).ok())
-            .map(|s| s.lines().map(str::to_string).collect())
-            .unwrap_or_default()
-    }
-
-    /// Kill the agent (no leave).
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serf {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(d) = &self.handler_dir {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
-/// Whether every serf agent and every rookery agent sees every one of `names` alive.
-fn all_alive(serfs: &[&Serf], rk: &[Arc<Agent>], names: &[impl AsRef<str>]) -> bool {
-    serfs.iter().all(|s| {
-        names
-            .iter()
-            .all(|n| s.status_of(n.as_ref()).as_deref() == Some("alive"))
-    }) && rk.iter().all(|a| {
-        names
-            .iter()
-            .all(|n| a.status_of(n.as_ref()) == Some(MemberStatus::Alive))
-    })
-}
-
 #[test]
 fn rookery_joins_a_serf_cluster_and_serf_joins_rookery() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     joins_both_ways("", &[], &hashicorp_config());
@@ -267,46 +118,32 @@ fn joins_both_ways(prefix: &str, extra: &[&str], config: &Config) -> (Vec<Serf>,
 
 /// A mixed cluster: `serfs` serf agents (the first one the seed, each with `extra`
 /// arguments and an event handler that logs user events and queries to its directory and
-/// answers queries with `answer-from-<name>`), then `rookery` rookery agents with `config`
-/// joining through the seed; waits until every view holds every member alive.
+/// answers queries with `answer-from-<name>`), then one rookery agent with `config` per
+/// driver of `drivers`, joining through the seed; waits until every view holds every member
+/// alive.
 fn mixed_cluster(
     prefix: &str,
     serfs: usize,
-    rookery: usize,
+    drivers: &[Driver],
     extra: &[&str],
     config: &Config,
 ) -> (Vec<Serf>, Vec<Arc<Agent>>) {
     let mut agents: Vec<Serf> = Vec::new();
     for i in 0..serfs {
-        let name = format!("{prefix}-serf-{i}");
-        let dir =
-            std::env::temp_dir().join(format!("rookery-handler-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("handler dir");
-        let handler = dir.join("handler.sh");
-        std::fs::write(
-            &handler,
-            format!(
-                "#!/bin/sh\npayload=$(cat)\necho \"$SERF_EVENT $SERF_USER_EVENT$SERF_QUERY_NAME $payload\" >> {}\n\
-                 if [ \"$SERF_EVENT\" = query ]; then printf 'answer-from-%s' \"$SERF_SELF_NAME\"; fi\n",
-                dir.join("events.log").display()
-            ),
-        )
-        .expect("handler");
-        let mut perms = std::fs::metadata(&handler).expect("handler").permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&handler, perms).expect("chmod");
         let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        args.push(format!("-event-handler={}", handler.display()));
         if let Some(seed) = agents.first() {
             args.push(format!("-join={}", seed.bind));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut s = Serf::start(&name, &args);
-        s.handler_dir = Some(dir);
-        agents.push(s);
+        agents.push(Serf::start_with_handler(
+            &format!("{prefix}-serf-{i}"),
+            &args,
+        ));
     }
-    let rk: Vec<Arc<Agent>> = (0..rookery)
-        .map(|i| Agent::start(TOKIO, &format!("{prefix}-rk-{i}"), config.clone()))
+    let rk: Vec<Arc<Agent>> = drivers
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Agent::start(*d, &format!("{prefix}-rk-{i}"), config.clone()))
         .collect();
     for a in &rk {
         assert_eq!(a.join(&[agents[0].bind]), Ok(1), "{a:?} joins through serf");
@@ -320,11 +157,10 @@ fn mixed_cluster(
     let (ok, took) = wait_until(LIMIT, || all_alive(&serf_refs, &rk, &names));
     assert!(
         ok,
-        "{prefix}: views did not converge in {took:?}: {} sees {:?}, {} sees {:?}\nlog:\n{}",
+        "{prefix}: views did not converge in {took:?}: {} sees {:?}, the rookery agents see {:?}\nlog:\n{}",
         agents[0].name,
         agents[0].members(),
-        rk[0].name(),
-        rk[0].members(),
+        rk.iter().map(|a| a.members()).collect::<Vec<_>>(),
         agents[0].log()
     );
     eprintln!(
@@ -337,7 +173,7 @@ fn mixed_cluster(
 /// Failure both ways, a graceful leave both ways, and `serf force-leave` of a failed
 /// rookery agent.
 fn failure_leave_and_force_leave(prefix: &str, extra: &[&str], config: &Config) {
-    let (mut serfs, rk) = mixed_cluster(prefix, 3, 3, extra, config);
+    let (mut serfs, rk) = mixed_cluster(prefix, 3, &[TOKIO; 3], extra, config);
     // A killed serf agent is failed on every rookery agent.
     let victim = serfs[2].name.clone();
     serfs[2].kill();
@@ -412,11 +248,18 @@ fn failure_leave_and_force_leave(prefix: &str, extra: &[&str], config: &Config) 
     );
 }
 
-/// User events and queries both ways: `serf event` is delivered once to every rookery
-/// agent; a rookery user event reaches every serf agent's handler; `serf query` is answered
-/// by the rookery agents; a rookery query collects the serf agents' handler answers.
+/// User events and queries both ways on a mixed cluster of two serf agents and two rookery
+/// agents (see [`round_trips`]).
 fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
-    let (serfs, rk) = mixed_cluster(prefix, 2, 2, extra, config);
+    let (serfs, rk) = mixed_cluster(prefix, 2, &[TOKIO; 2], extra, config);
+    round_trips(&serfs, &rk);
+}
+
+/// User events and queries both ways: `serf event` is delivered once to every rookery
+/// agent; a user event of the first rookery agent reaches every serf agent's handler (each of
+/// `serfs` has one, see [`mixed_cluster`]); `serf query` is answered by the rookery agents; a
+/// query of the first rookery agent collects the serf agents' handler answers.
+fn round_trips(serfs: &[Serf], rk: &[Arc<Agent>]) {
     // serf → rookery.
     assert!(
         serfs[0].cli(&["event", "deploy", "v42"]).is_some(),
@@ -465,7 +308,7 @@ fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
         })
     };
     let (_, _) = wait_until(Duration::from_secs(8), || {
-        for a in &rk {
+        for a in rk {
             a.answer_queries(|q| {
                 assert_eq!((&*q.name, q.payload.as_ref()), ("whoami", &b"?"[..]));
                 format!("rookery {}", a.name()).into_bytes()
@@ -475,7 +318,7 @@ fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
     });
     let out = asker.join().expect("serf query thread");
     let text = String::from_utf8_lossy(&out.stdout);
-    for a in &rk {
+    for a in rk {
         let answer = format!("\"{}\": \"rookery {}\"", a.name(), a.name());
         assert!(
             text.contains(&answer),
@@ -487,17 +330,19 @@ fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
         timeout: Some(Duration::from_secs(5)),
         ..Default::default()
     };
-    let mut answers = rk[1].query("rk-query", "x", params).expect("query");
+    let mut answers = rk[0].query("rk-query", "x", params).expect("query");
     let mut got = Vec::new();
     let (ok, took) = wait_until(LIMIT, || {
-        rk[0].answer_queries(|_| b"rk answer".to_vec());
+        for a in &rk[1..] {
+            a.answer_queries(|_| b"rk answer".to_vec());
+        }
         while let Ok(a) = answers.try_recv() {
             got.push(a);
         }
         matches!(got.last(), Some(rookery_driver::QueryAnswer::Done { .. }))
     });
     assert!(ok, "rookery query not done in {took:?}: {got:?}");
-    for s in &serfs {
+    for s in serfs {
         let want = format!("answer-from-{}", s.name);
         assert!(
             got.iter().any(
@@ -510,9 +355,95 @@ fn events_and_queries(prefix: &str, extra: &[&str], config: &Config) {
     }
 }
 
+/// A `driver` agent in a serf cluster (two serf agents with event handlers, and a tokio
+/// agent beside it, so rookery agents of two drivers talk HashiCorp's wire to each other too):
+/// it joins through a serf agent, a third serf agent joins through it, `serf members` lists it
+/// alive at the address it bound; user events and queries go both ways ([`round_trips`],
+/// asked by the `driver` agent); a killed serf agent is failed on it, and once it crashed it
+/// is failed on the serf agents.
+fn driver_in_a_serf_cluster(driver: Driver, prefix: &str) {
+    let (serfs, rk) = mixed_cluster(prefix, 2, &[driver, TOKIO], &[], &hashicorp_config());
+    let me = &rk[0];
+    let mut s2 = Serf::start(
+        &format!("{prefix}-serf-2"),
+        &[&format!("-join={}", me.local_addr())],
+    );
+    let names: Vec<String> = serfs
+        .iter()
+        .chain([&s2])
+        .map(|s| s.name.clone())
+        .chain(rk.iter().map(|a| a.name().to_string()))
+        .collect();
+    let all: Vec<&Serf> = serfs.iter().chain([&s2]).collect();
+    let (ok, took) = wait_until(LIMIT, || all_alive(&all, &rk, &names));
+    assert!(
+        ok,
+        "{prefix}: views did not converge in {took:?}: {} sees {:?}, {me:?} sees {:?}\nlog:\n{}",
+        s2.name,
+        s2.members(),
+        me.members(),
+        s2.log()
+    );
+    eprintln!("{prefix}: a serf agent joined through the {driver:?} agent in {took:?}");
+    let listed = s2
+        .members()
+        .into_iter()
+        .find(|m| m.0 == me.name())
+        .expect("serf-2 lists the agent");
+    assert_eq!(listed.1, me.local_addr().to_string(), "{listed:?}");
+    let started = std::time::Instant::now();
+    round_trips(&serfs, &rk);
+    eprintln!(
+        "{prefix}: events and queries both ways in {:?}",
+        started.elapsed()
+    );
+    // A killed serf agent is failed on the agent.
+    s2.kill();
+    let (ok, took) = wait_until(LIMIT, || {
+        me.status_of(&s2.name) == Some(MemberStatus::Failed)
+    });
+    assert!(
+        ok,
+        "{} not failed on {me:?} in {took:?}: {:?}",
+        s2.name,
+        me.status_of(&s2.name)
+    );
+    eprintln!("{prefix}: killed serf agent failed on the {driver:?} agent in {took:?}");
+    // The agent crashed: failed on the serf agents.
+    let crashed = me.name().to_string();
+    me.shutdown(rookery_driver::ShutdownMode::Now);
+    let (ok, took) = wait_until(LIMIT, || {
+        serfs
+            .iter()
+            .all(|s| s.status_of(&crashed).as_deref() == Some("failed"))
+    });
+    assert!(
+        ok,
+        "{crashed} not failed on the serf agents in {took:?}: {:?}",
+        serfs[0].members()
+    );
+    eprintln!("{prefix}: crashed {driver:?} agent failed on the serf agents in {took:?}");
+}
+
+#[test]
+fn a_mio_agent_in_a_serf_cluster() {
+    if !Serf::present() {
+        return;
+    }
+    driver_in_a_serf_cluster(MIO, "mio");
+}
+
+#[test]
+fn an_async_std_agent_in_a_serf_cluster() {
+    if !Serf::present() {
+        return;
+    }
+    driver_in_a_serf_cluster(ASYNC_STD, "as");
+}
+
 #[test]
 fn failure_and_leave_both_ways() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     failure_leave_and_force_leave("fl", &[], &hashicorp_config());
@@ -520,21 +451,13 @@ fn failure_and_leave_both_ways() {
 
 #[test]
 fn events_and_queries_both_ways() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     events_and_queries("eq", &[], &hashicorp_config());
 }
 
 // ---- The same with `-encrypt` ----
-
-/// The key of the encrypted clusters: bytes 1 to 32 (AES-256).
-fn cluster_key() -> Vec<u8> {
-    (1..=32).collect()
-}
-
-/// [`cluster_key`] as `serf agent -encrypt` takes it (standard base64).
-const CLUSTER_KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
 /// rookery's side of an encrypted mixed cluster: [`hashicorp_config`] with the cluster key.
 fn encrypted_config() -> Config {
@@ -576,7 +499,7 @@ fn no_crypto_refusals(serfs: &[Serf], rk: &[Arc<Agent>]) {
 
 #[test]
 fn encrypted_joins_both_ways_and_serf_lists_rookery() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     let (serfs, rk) = joins_both_ways("enc-", &ENCRYPT, &encrypted_config());
@@ -590,7 +513,7 @@ fn encrypted_joins_both_ways_and_serf_lists_rookery() {
 
 #[test]
 fn encrypted_failure_and_leave_both_ways() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     failure_leave_and_force_leave("efl", &ENCRYPT, &encrypted_config());
@@ -598,7 +521,7 @@ fn encrypted_failure_and_leave_both_ways() {
 
 #[test]
 fn encrypted_events_and_queries_both_ways() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     events_and_queries("eeq", &ENCRYPT, &encrypted_config());
@@ -611,7 +534,7 @@ fn encrypted_events_and_queries_both_ways() {
 /// (`set_keyring`), the same agent joins.
 #[test]
 fn a_rookery_agent_with_the_wrong_key_does_not_join() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     let s0 = Serf::start("wk-serf-0", &ENCRYPT);
@@ -695,10 +618,10 @@ fn a_rookery_agent_with_the_wrong_key_does_not_join() {
 /// rookery agents: the serf agents carry it out and every member answers.
 #[test]
 fn serf_key_operations_reach_rookery_agents() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
-    let (serfs, rk) = mixed_cluster("ek", 2, 2, &ENCRYPT, &encrypted_config());
+    let (serfs, rk) = mixed_cluster("ek", 2, &[TOKIO; 2], &ENCRYPT, &encrypted_config());
     let new_key = [7u8; 16];
     const NEW_KEY_B64: &str = "BwcHBwcHBwcHBwcHBwcHBw==";
     let keys = |args: &[&str]| {
@@ -778,21 +701,6 @@ fn serf_key_operations_reach_rookery_agents() {
     no_crypto_refusals(&serfs, &rk);
 }
 
-#[test]
-fn mio_refuses_the_hashicorp_profile_typed() {
-    let started = rookery_mio::Agent::start(
-        hashicorp_config(),
-        rookery_core::Identity::new("m", "127.0.0.1:0".parse().expect("addr")),
-        rookery_driver::Options::default(),
-    );
-    assert!(matches!(
-        started,
-        Err(rookery_driver::StartError::ProfileNotSupported(
-            WireProfile::HashiCorp
-        ))
-    ));
-}
-
 /// A second serf agent started under a taken name joins through a rookery agent: memberlist
 /// reports the conflict to it, it asks Serf's name-conflict query, and the rookery agents
 /// answer with the member they know by that name (the first agent's address), so it logs the
@@ -800,36 +708,17 @@ fn mio_refuses_the_hashicorp_profile_typed() {
 /// the query to its application.
 #[test]
 fn serfs_name_conflict_query_is_answered_by_rookery_agents() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
-    let (serfs, rk) = mixed_cluster("nc", 1, 2, &[], &hashicorp_config());
+    let (serfs, rk) = mixed_cluster("nc", 1, &[TOKIO; 2], &[], &hashicorp_config());
     let taken = serfs[0].name.clone();
     let via = rk[0].member_addr(rk[0].name()).expect("rk-0's own address");
-    let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let rpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let dir = std::env::temp_dir().join(format!("rookery-serf-{}-nc-dup", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let log = dir.join("agent.log");
-    let out = std::fs::File::create(&log).expect("log file");
-    let mut dup = Command::new("serf")
-        .arg("agent")
-        .arg(format!("-node={taken}"))
-        .arg(format!("-bind={bind}"))
-        .arg(format!("-rpc-addr={rpc}"))
-        .arg("-profile=local")
-        .arg("-log-level=debug")
-        .arg(format!("-join={via}"))
-        .stdout(out.try_clone().expect("log file"))
-        .stderr(out)
-        .spawn()
-        .expect("serf agent starts");
-    let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    let (decided, took) = wait_until(LIMIT, || read().contains("in name conflict resolution"));
-    let text = read();
-    let _ = dup.kill();
-    let _ = dup.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    // Not waited for: it quits once it lost the vote.
+    let mut dup = Serf::spawn(&taken, &[&format!("-join={via}")], false);
+    let (decided, took) = wait_until(LIMIT, || dup.log().contains("in name conflict resolution"));
+    let text = dup.log();
+    dup.kill();
     assert!(decided, "no conflict resolution in {took:?}:\n{text}");
     // "minority in name conflict resolution, quiting [matching / responses]"
     let line = text
@@ -874,11 +763,11 @@ fn serfs_name_conflict_query_is_answered_by_rookery_agents() {
 /// agent would answer and the rookery agent would keep a name the cluster holds elsewhere.)
 #[test]
 fn a_rookery_agent_under_a_taken_name_loses_serfs_vote() {
-    if !serf_present() {
+    if !Serf::present() {
         return;
     }
     // Serf agents only: no rookery member's answer can decide this vote.
-    let (serfs, _) = mixed_cluster("nv", 3, 0, &[], &hashicorp_config());
+    let (serfs, _) = mixed_cluster("nv", 3, &[], &[], &hashicorp_config());
     let taken = serfs[0].name.clone();
     let dup = Agent::start(TOKIO, &taken, hashicorp_config());
     assert_eq!(dup.join(&[serfs[1].bind]), Ok(1), "joins through serf-1");
