@@ -61,7 +61,7 @@ use rookery_core::{
 use crate::bind::{advertised_addr, bind_pair, node_seed};
 use crate::delivery::OutFrame;
 use crate::error::{AgentError, StartError, TryRecvError};
-use crate::exchange::{ReplyRoutes, StreamRules, REPLY_QUEUE};
+use crate::exchange::{Reply, ReplyRoutes, StreamRules, REPLY_QUEUE};
 use crate::guard::{pick_idle, InboundTable, KnownPeers, Phase, Refusal};
 use crate::handle::{channels, finish, CommandReceiver, Link, LoopEnds};
 use crate::options::Options;
@@ -105,7 +105,7 @@ struct Inbound {
     kicks: HashMap<u64, (oneshot::Sender<()>, SocketAddr)>,
     /// HashiCorp profiles: where an answer to each open inbound connection's peer goes (its
     /// reader writes it on the connection: memberlist answers on the connection it asked on).
-    replies: ReplyRoutes<mpsc::Sender<OutFrame>>,
+    replies: ReplyRoutes<mpsc::Sender<Reply>>,
     next_id: u64,
 }
 
@@ -275,8 +275,22 @@ async fn pump_loop<R: Runtime>(
     // Once every handle is gone the agent leaves (see `Pump::handles_gone`); the closed
     // command channel is not polled again.
     let mut handles_gone = false;
+    // HashiCorp profiles: the inbound connection whose message the last wake handed over.
+    let mut handled: Option<SocketAddr> = None;
     loop {
         flush::<R>(&mut pump, &udp, &mut writers, &ctx).await;
+        if let Some(peer) = handled.take() {
+            // Its answers are queued on it now: end the exchange behind them.
+            let reply = {
+                let inb = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
+                inb.replies.route(peer).cloned()
+            };
+            if let Some(mut tx) = reply {
+                // A full queue (or a closed connection) keeps the connection to its idle
+                // timeout, as before the rule.
+                let _ = tx.try_send(Reply::End);
+            }
+        }
         if pump.should_stop() {
             break;
         }
@@ -324,6 +338,9 @@ async fn pump_loop<R: Runtime>(
             }) => {
                 if !pump.frame(from, &body) && !bad.swap(true, Ordering::Relaxed) {
                     DriverCounters::bump(&ctx.counters.bad_connections);
+                }
+                if ctx.rules.exchanges() {
+                    handled = Some(from);
                 }
             }
             Wake::Net(NetInput::SendFailed(to, message)) => pump.send_failure(to, message),
@@ -415,11 +432,11 @@ fn route_reliable<R: Runtime>(
             inb.replies.route(to).cloned()
         };
         if let Some(mut tx) = reply {
-            if let Err(e) = tx.try_send(frame) {
+            if let Err(e) = tx.try_send(Reply::Frame(frame)) {
                 // The connection closed (or holds more answers than anyone asks for): an
                 // answer on a fresh connection would reach nobody.
                 DriverCounters::bump(&ctx.counters.send_queue_full);
-                pump.send_failure(to, e.into_inner().message);
+                pump.send_failure(to, e.into_inner().message());
             }
             return;
         }
@@ -834,7 +851,7 @@ impl Drop for InboundGuard {
 
 enum ReadStep {
     Read(std::io::Result<usize>),
-    Reply(OutFrame),
+    Reply(Reply),
     Deadline,
     Kicked,
 }
@@ -900,7 +917,8 @@ async fn reader<R: Runtime>(
     let mut dec = ctx.rules.decoder();
     // HashiCorp profile: answers to this connection's peer come here to be written on it.
     let mut replies = ctx.rules.exchanges().then(|| {
-        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
+        // Room for the answers and the end of the exchange behind them.
+        let (tx, rx) = mpsc::channel(REPLY_QUEUE + 1);
         let mut inb = ctx.inbound.lock().unwrap_or_else(|e| e.into_inner());
         inb.replies.opened(peer, tx);
         rx
@@ -947,7 +965,9 @@ async fn reader<R: Runtime>(
         let n = match step {
             // Counted by the accept task, which evicted it.
             ReadStep::Kicked => return,
-            ReadStep::Reply(f) => {
+            // memberlist handles one message per connection: the exchange is over.
+            ReadStep::Reply(Reply::End) => return,
+            ReadStep::Reply(Reply::Frame(f)) => {
                 let written = timeout::<R, _>(ctx.tcp_timeout, R::write_all(&mut stream, &f.bytes))
                     .await
                     .is_some_and(|r| r.is_ok());

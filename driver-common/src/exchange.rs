@@ -12,8 +12,13 @@
 //!   back on that connection** (the core addresses it to the connection's remote end, an
 //!   ephemeral port nobody listens on): at most [`REPLY_QUEUE`] answers wait per connection,
 //!   and an answer that finds the queue full or the connection gone fails as a send failure
-//!   the core hears (counted in `send_queue_full` when full). Streams are split by message
-//!   ([`FrameDecoder::for_profile`]), not by a length prefix.
+//!   the core hears (counted in `send_queue_full` when full). Once the node has handled the
+//!   message an inbound connection brought (its answers, if any, queued in the same step), the
+//!   driver queues [`Reply::End`] behind them: the connection is closed when they are written,
+//!   as memberlist closes it. A peer reading answers until the connection closes — memberlist,
+//!   or a rookery agent — so learns at once that the exchange is over; left open, the peer
+//!   would wait `tcp_timeout` before its next message to this node (10 s on the LAN timing).
+//!   Streams are split by message ([`FrameDecoder::for_profile`]), not by a length prefix.
 //!
 //! [`StreamRules`] answers the questions a driver asks; [`ReplyRoutes`] keeps, for the
 //! HashiCorp profiles, which open inbound connection an answer to a given address goes back
@@ -25,9 +30,32 @@ use std::net::SocketAddr;
 use rookery_core::wire::FrameDecoder;
 use rookery_core::WireProfile;
 
+use crate::delivery::OutFrame;
+
 /// Answers queued for one inbound connection (HashiCorp profiles: memberlist asks one
 /// question per connection, so a handful is more than any peer asks for).
 pub const REPLY_QUEUE: usize = 4;
+
+/// What the node sends an open inbound connection (HashiCorp profiles).
+#[derive(Debug)]
+pub enum Reply {
+    /// An answer to write on it.
+    Frame(OutFrame),
+    /// The message the connection brought has been handled and every answer to it queued:
+    /// write those, then close the connection (memberlist handles one message per
+    /// connection).
+    End,
+}
+
+impl Reply {
+    /// The message number of the answer, if it is one that carries a direct message.
+    pub fn message(&self) -> Option<rookery_core::MessageId> {
+        match self {
+            Reply::Frame(f) => f.message,
+            Reply::End => None,
+        }
+    }
+}
 
 /// How a node's wire profile uses TCP connections (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,7 +24,8 @@
 //! the destination's next frame gets a fresh connection; and an answer to a peer that asked on
 //! an inbound connection still open is written back on it (at most
 //! [`rookery_driver::exchange::REPLY_QUEUE`] waiting; a full queue or a closed connection fails
-//! the answer as a send failure the core hears).
+//! the answer as a send failure the core hears), and closed once the message it brought has
+//! been handled and its answers written (as memberlist closes it).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -92,6 +93,9 @@ struct Inbound {
     reply_offset: usize,
     /// When the answer being written must be done.
     reply_deadline: Option<Instant>,
+    /// HashiCorp profiles: the message it brought has been handled and every answer queued;
+    /// it closes once they are written ([`rookery_driver::exchange::Reply::End`]).
+    ending: bool,
 }
 
 enum Role {
@@ -508,6 +512,7 @@ impl EventLoop {
                         replies: VecDeque::new(),
                         reply_offset: 0,
                         reply_deadline: None,
+                        ending: false,
                     });
                     self.conns.insert(t, Conn { stream, role });
                     self.replies.opened(peer, t);
@@ -642,6 +647,9 @@ impl EventLoop {
         if let Err(e) = result {
             tracing::debug!(peer = %i.peer, error = %e, "answer not written");
             self.close(t, Closed::Failed);
+        } else if i.ending && i.replies.is_empty() {
+            // The exchange is over (memberlist handles one message per connection).
+            self.close(t, Closed::Quietly);
         }
     }
 
@@ -1032,19 +1040,36 @@ impl EventLoop {
                 }
                 self.close(v, Closed::Quietly);
             }
+            let handled = !frames.is_empty();
             for body in frames {
                 if !self.pump.frame(peer, &body) {
                     outcome = Some(Closed::Garbage);
                     break;
                 }
             }
+            if handled && self.cfg.rules.exchanges() {
+                // Its answers are queued by the flush below: end the exchange behind them.
+                if let Some(Conn {
+                    role: Role::In(i), ..
+                }) = self.conns.get_mut(&t)
+                {
+                    i.ending = true;
+                }
+            }
         }
         self.flush();
         match outcome {
             Some(how) => self.close(t, how),
+            None if self.answered(t) => self.close(t, Closed::Quietly),
             None if again => self.again.push(t),
             None => {}
         }
+    }
+
+    /// Whether inbound connection `t` has ended its exchange: its message handled and every
+    /// answer written.
+    fn answered(&self, t: Token) -> bool {
+        matches!(self.conns.get(&t), Some(Conn { role: Role::In(i), .. }) if i.ending && i.replies.is_empty())
     }
 
     fn close(&mut self, t: Token, how: Closed) {

@@ -81,3 +81,63 @@ fn hashicorp_profile_across_drivers() {
 fn memberlist_profile_across_drivers() {
     hashicorp_profile_mixed("mix-ml", rookery_core::WireProfile::Memberlist);
 }
+
+/// memberlist handles one message per connection and closes it once answered, so a sender
+/// reads answers on its connection until the peer closes it. A rookery agent that kept an
+/// answered (or unanswerable) connection open would hold its peer's next reliable message to
+/// it back by up to `tcp_timeout` (10 s in the LAN timing used here): after a join's
+/// push-pull, three direct messages each way between agents of every pair of drivers must
+/// arrive well within that.
+#[test]
+fn hashicorp_exchanges_end_when_answered() {
+    use rookery_core::{Event, WireProfile};
+    use std::time::{Duration, Instant};
+    let config = rookery_core::Config {
+        wire: WireProfile::Memberlist,
+        ..rookery_core::Config::lan()
+    };
+    assert_eq!(config.tcp_timeout, Duration::from_secs(10));
+    let drivers = [Tokio, AsyncStd, Mio];
+    let agents: Vec<_> = drivers
+        .iter()
+        .enumerate()
+        .map(|(i, d)| scenarios::Agent::start(*d, &format!("xe-{i}"), config.clone()))
+        .collect();
+    for a in &agents[1..] {
+        assert_eq!(a.join(&[agents[0].local_addr()]), Ok(1));
+    }
+    let (ok, took) = scenarios::wait_until(Duration::from_secs(30), || {
+        agents.iter().all(|a| a.alive() == agents.len())
+    });
+    assert!(ok, "views did not converge in {took:?}");
+    let started = Instant::now();
+    for (i, from) in agents.iter().enumerate() {
+        for (j, to) in agents.iter().enumerate() {
+            if i != j {
+                for k in 0..3 {
+                    let _receipt = from
+                        .send(to.name(), format!("m-{i}-{j}-{k}"))
+                        .expect("accepted");
+                }
+            }
+        }
+    }
+    let got = |a: &scenarios::Agent| {
+        a.events()
+            .iter()
+            .filter(|e| matches!(e, Event::Message { payload, .. } if payload.starts_with(b"m-")))
+            .count()
+    };
+    let (ok, took) = scenarios::wait_until(Duration::from_secs(30), || {
+        agents.iter().all(|a| got(a) == 6)
+    });
+    let counts: Vec<usize> = agents.iter().map(|a| got(a)).collect();
+    assert!(ok, "not every message arrived in {took:?}: {counts:?}");
+    let took = started.elapsed();
+    eprintln!("18 direct messages after the joins arrived in {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "messages waited for answered connections to time out: {took:?}"
+    );
+    scenarios::stop_all(&agents);
+}
