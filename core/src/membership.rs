@@ -526,6 +526,12 @@ impl Node {
         }
     }
 
+    /// A push-pull answer no exchange waits for any more (HashiCorp profiles: it came late on
+    /// a connection this node opened): merged like any state nobody asked for, never answered.
+    pub(crate) fn on_late_push_pull(&mut self, p: PushPull) {
+        self.merge(p, true, false, plausible::MAX_NEW_MEMBERS_UNASKED);
+    }
+
     /// Merge a remote member table: alive as alive; suspect and dead as suspicion (a remote
     /// node's verdict is not a death certificate here), counted as an accusation by the
     /// original accuser a suspect state names, and as no confirmation at all when it names

@@ -362,7 +362,7 @@ impl Node {
             let items = wire::hashicorp::decode_datagram(&plain, serf)
                 .map_err(|e| self.hc_undecodable(from, data, looked_sealed, e))?;
             for item in items {
-                self.handle_hc(from, item);
+                self.handle_hc(from, item, false);
             }
             return Ok(());
         }
@@ -417,11 +417,43 @@ impl Node {
 
     /// Handle one complete reliable message (a frame body, without the length prefix) from
     /// `from`. Undecodable input is counted and ignored without any state change.
+    ///
+    /// Under the HashiCorp profiles a push-pull carries no request flag: one from an address
+    /// this node sent a push-pull to within `tcp_timeout` is taken as the answer, any other as
+    /// a request. A driver that knows better says so with [`Node::handle_stream_answer`].
     pub fn handle_stream(
         &mut self,
         now: Timestamp,
         from: SocketAddr,
         frame: &[u8],
+    ) -> Result<(), InputError> {
+        self.stream_in(now, from, frame, false)
+    }
+
+    /// [`Node::handle_stream`] for a message read on a connection this node's driver opened
+    /// to send `from` a message: the peer's answer. Under the HashiCorp profiles (memberlist
+    /// pairs a push-pull with its answer by the connection) a push-pull here is never taken
+    /// as a request: it answers the exchange this node started with `from`, or, when that
+    /// exchange was given up (the answer came after `tcp_timeout`), its state is merged
+    /// unanswered and it is counted in [`crate::Stats::late_answers`] — answered as a
+    /// request, it would start an exchange the peer takes for a new request, and so on
+    /// without end. Under the native profile
+    /// (whose push-pull says what it is) the same as [`Node::handle_stream`].
+    pub fn handle_stream_answer(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        frame: &[u8],
+    ) -> Result<(), InputError> {
+        self.stream_in(now, from, frame, true)
+    }
+
+    fn stream_in(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        frame: &[u8],
+        answer: bool,
     ) -> Result<(), InputError> {
         self.advance(now);
         if self.run == RunState::Left {
@@ -435,7 +467,7 @@ impl Node {
             self.admission.begin_input();
             let item = wire::hashicorp::decode_stream_message(&plain, from, serf)
                 .map_err(|e| self.hc_rejected(from, e))?;
-            self.handle_hc(from, item);
+            self.handle_hc(from, item, answer);
             return Ok(());
         }
         let opened = self.open(from, frame)?;
@@ -448,7 +480,8 @@ impl Node {
     }
 
     /// Route one message received in the HashiCorp profile (see `wire::hashicorp::session`).
-    fn handle_hc(&mut self, from: SocketAddr, item: wire::hashicorp::Incoming) {
+    /// `answer`: it came on a connection this node opened ([`Node::handle_stream_answer`]).
+    fn handle_hc(&mut self, from: SocketAddr, item: wire::hashicorp::Incoming, answer: bool) {
         use wire::hashicorp::Incoming;
         self.swim.reached(self.now);
         match item {
@@ -468,9 +501,15 @@ impl Node {
                 let Some(hc) = self.fx.hc.as_deref_mut() else {
                     return;
                 };
-                match hc.push_pull(&p, from, sender, self.now, self.cfg.tcp_timeout) {
-                    Ok(p) => {
+                match hc.push_pull(&p, from, sender, self.now, self.cfg.tcp_timeout, answer) {
+                    Ok((p, false)) => {
                         self.handle_message(from, Message::PushPull(Box::new(p)), Near::UNKNOWN)
+                    }
+                    Ok((p, true)) => {
+                        self.fx.stats.late_answers += 1;
+                        tracing::debug!(%from,
+                            "push-pull answer after its exchange was given up: merged, not answered");
+                        self.on_late_push_pull(p);
                     }
                     Err(e) => {
                         let _ = self.hc_rejected(from, e);

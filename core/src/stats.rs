@@ -103,6 +103,10 @@ pub struct Stats {
     /// Messages with no counterpart in the node's wire profile
     /// ([`crate::WireProfile::HashiCorp`]): received ones skipped, ones to send not sent.
     pub profile_skipped: u64,
+    /// HashiCorp profiles: push-pull answers that came, on a connection this node opened,
+    /// after their exchange was given up (`tcp_timeout`); merged, never answered
+    /// ([`crate::Node::handle_stream_answer`]).
+    pub late_answers: u64,
 }
 
 impl Stats {

@@ -84,6 +84,8 @@ enum NetInput {
     Frame {
         from: SocketAddr,
         body: Vec<u8>,
+        /// Read on a connection this driver opened (the peer's answer).
+        answer: bool,
         bad: Arc<AtomicBool>,
         /// Room among `max_inbound_in_flight`, given back once the pump handled the frame.
         _permit: SemaphoreGuardArc,
@@ -332,11 +334,17 @@ async fn pump_loop<R: Runtime>(
             Wake::Net(NetInput::Frame {
                 from,
                 body,
+                answer,
                 bad,
                 _permit,
                 _charge,
             }) => {
-                if !pump.frame(from, &body) && !bad.swap(true, Ordering::Relaxed) {
+                let ok = if answer {
+                    pump.answer_frame(from, &body)
+                } else {
+                    pump.frame(from, &body)
+                };
+                if !ok && !bad.swap(true, Ordering::Relaxed) {
                     DriverCounters::bump(&ctx.counters.bad_connections);
                 }
                 if ctx.rules.exchanges() {
@@ -747,6 +755,7 @@ async fn answers<R: Runtime>(
                     let input = NetInput::Frame {
                         from: to,
                         body,
+                        answer: true,
                         bad: bad.clone(),
                         _permit: permit,
                         _charge: Charged {
@@ -1067,6 +1076,7 @@ async fn reader<R: Runtime>(
             let input = NetInput::Frame {
                 from: peer,
                 body,
+                answer: false,
                 bad: bad.clone(),
                 _permit: permit,
                 _charge: charged,

@@ -692,8 +692,24 @@ impl Pump {
     /// Returns false when it was garbage: the driver should close that connection (and count
     /// it in [`DriverStats::bad_connections`]).
     pub fn frame(&mut self, from: SocketAddr, body: &[u8]) -> bool {
+        self.stream_in(from, body, false)
+    }
+
+    /// [`Pump::frame`] for a message read on a connection this driver opened to send `from`
+    /// a message (HashiCorp profiles: the peer's answer; see
+    /// [`rookery_core::Node::handle_stream_answer`]).
+    pub fn answer_frame(&mut self, from: SocketAddr, body: &[u8]) -> bool {
+        self.stream_in(from, body, true)
+    }
+
+    fn stream_in(&mut self, from: SocketAddr, body: &[u8], answer: bool) -> bool {
         let now = self.now();
-        let ok = match self.node.handle_stream(now, from, body) {
+        let handled = if answer {
+            self.node.handle_stream_answer(now, from, body)
+        } else {
+            self.node.handle_stream(now, from, body)
+        };
+        let ok = match handled {
             Ok(()) => true,
             Err(InputError::Decode(e)) => {
                 tracing::debug!(%from, error = %e, "undecodable stream message");

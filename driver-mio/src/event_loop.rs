@@ -875,7 +875,7 @@ impl EventLoop {
             (o.to, o.answer_deadline.is_some(), ended)
         };
         for body in frames {
-            if !self.pump.frame(to, &body) {
+            if !self.pump.answer_frame(to, &body) {
                 DriverCounters::bump(&self.counters.bad_connections);
                 ended = true;
                 break;

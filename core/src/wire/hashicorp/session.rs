@@ -177,6 +177,10 @@ impl Session {
     /// request), else a request answered at `from`. Exchanges older than `timeout` are
     /// forgotten first (see the module docs). `sender` names the member at `from`, when
     /// known.
+    /// `answer`: it came on a connection this node opened, so it is an answer whatever this
+    /// session remembers. The flag returned is true for such an answer when no exchange with
+    /// `from` is remembered any more (it came late): its state is still the peer's, but no
+    /// exchange is paired with it and it is never answered.
     pub(crate) fn push_pull(
         &mut self,
         p: &HcPushPull,
@@ -184,15 +188,17 @@ impl Session {
         sender: Name,
         now: Timestamp,
         timeout: Duration,
-    ) -> Result<PushPull, HcError> {
+        answer: bool,
+    ) -> Result<(PushPull, bool), HcError> {
         self.exchanges
             .retain(|(_, _, sent)| now.saturating_since(*sent) <= timeout);
         let answered = self.exchanges.iter().position(|(to, _, _)| *to == from);
-        let (id, request) = match answered.and_then(|i| self.exchanges.remove(i)) {
-            Some((_, id, _)) => (id, false),
-            None => (0, true),
+        let (id, request, late) = match answered.and_then(|i| self.exchanges.remove(i)) {
+            Some((_, id, _)) => (id, false, false),
+            None if answer => (0, false, true),
+            None => (0, true, false),
         };
-        push_pull_from_hashicorp(p, id, request, sender, from, self.serf)
+        push_pull_from_hashicorp(p, id, request, sender, from, self.serf).map(|pp| (pp, late))
     }
 }
 
@@ -401,18 +407,21 @@ mod tests {
         // From another address: a request, answered where it came from.
         let t = Duration::from_secs(1);
         let other = s
-            .push_pull(&hc, addr(3), Name::new("x"), at(10), t)
-            .unwrap();
+            .push_pull(&hc, addr(3), Name::new("x"), at(10), t, false)
+            .unwrap()
+            .0;
         assert!(other.request);
         assert_eq!(other.reply_to, addr(3));
         // From the asked address: the answer to exchange 77, once.
         let answer = s
-            .push_pull(&hc, addr(2), Name::new("y"), at(20), t)
-            .unwrap();
+            .push_pull(&hc, addr(2), Name::new("y"), at(20), t, false)
+            .unwrap()
+            .0;
         assert_eq!((answer.request, answer.id), (false, 77));
         assert!(
-            s.push_pull(&hc, addr(2), Name::new("y"), at(30), t)
+            s.push_pull(&hc, addr(2), Name::new("y"), at(30), t, false)
                 .unwrap()
+                .0
                 .request
         );
         // An exchange unanswered past the timeout is forgotten: a later exchange with the
@@ -420,8 +429,9 @@ mod tests {
         s.exchange_started(addr(2), 1, at(100));
         s.exchange_started(addr(2), 2, at(5_000));
         let answer = s
-            .push_pull(&hc, addr(2), Name::new("y"), at(5_100), t)
-            .unwrap();
+            .push_pull(&hc, addr(2), Name::new("y"), at(5_100), t, false)
+            .unwrap()
+            .0;
         assert_eq!((answer.request, answer.id), (false, 2));
     }
 
@@ -1443,5 +1453,44 @@ mod tests {
         let mut serf = hc_node("s", 9, None);
         assert_eq!(serf.send(at(1), "s", "x"), Err(ApiError::NotInProfile));
         assert_eq!(serf.broadcast(at(1), "x"), Err(ApiError::NotInProfile));
+    }
+
+    #[test]
+    fn a_push_pull_on_our_own_connection_is_an_answer_never_a_request() {
+        let mut a = hc_node("a", 1, None);
+        let mut b = hc_node("b", 2, None);
+        a.join(at(0), &[addr(2)]).unwrap();
+        let req: Vec<Sent> = drain(&mut a)
+            .into_iter()
+            .filter(|t| t.1 == TransmitKind::Reliable)
+            .collect();
+        assert_eq!(req.len(), 1, "the join's push-pull");
+        hand(&mut b, at(1), addr(1), &req[0]).unwrap();
+        let answer: Vec<Sent> = drain(&mut b)
+            .into_iter()
+            .filter(|t| t.1 == TransmitKind::Reliable && t.0 == addr(1))
+            .collect();
+        assert_eq!(answer.len(), 1, "b answers");
+        // Read on a's own connection: the join's answer.
+        a.handle_stream_answer(at(2), addr(2), &answer[0].2)
+            .unwrap();
+        assert_eq!(a.alive_count(), 2);
+        assert_eq!(a.stats().late_answers, 0);
+        drain(&mut a);
+        // The same answer again (as if late): no exchange waits for it, so it is dropped,
+        // counted, and not answered — answering would start an exchange b takes for a request.
+        a.handle_stream_answer(at(3), addr(2), &answer[0].2)
+            .unwrap();
+        assert_eq!(a.stats().late_answers, 1);
+        assert!(
+            drain(&mut a).iter().all(|t| t.1 != TransmitKind::Reliable),
+            "nothing sent back"
+        );
+        // Without the driver's word, a push-pull with no exchange is taken as a request.
+        a.handle_stream(at(4), addr(2), &answer[0].2).unwrap();
+        assert!(drain(&mut a)
+            .iter()
+            .any(|t| t.1 == TransmitKind::Reliable && t.0 == addr(2)));
+        assert_eq!(a.stats().late_answers, 1);
     }
 }
