@@ -5,8 +5,10 @@
 //! the HashiCorp profile: a serf host and a rookery host cut off, failed on every side, healed
 //! and merged.
 //!
-//! Needs root (or CAP_NET_ADMIN) and the `ip` tool; elsewhere it prints why and skips. The
-//! mixed test needs `serf` too (skipped without it unless `ROOKERY_REQUIRE_SERF` is set).
+//! Needs root (or CAP_NET_ADMIN) and the `ip` tool; elsewhere it prints why and skips, unless
+//! `ROOKERY_REQUIRE_NETNS` is set (`.ci/run` sets it where namespaces work) to make that a
+//! failure. The mixed test needs `serf` too (skipped without it unless `ROOKERY_REQUIRE_SERF`
+//! is set).
 //!
 //! With `ROOKERY_NETNS_LOGS=DIR`, each run keeps its logs in a fresh directory under `DIR`:
 //! every serf agent's debug log, every rookery agent's `tracing` output (debug, or the level in
@@ -394,6 +396,10 @@ fn netns_partitioned_host_detected_then_healed() {
     let mut topo = match Topology::build("", HOSTS.len(), logs.clone()) {
         Ok(t) => t,
         Err(e) => {
+            assert!(
+                std::env::var_os("ROOKERY_REQUIRE_NETNS").is_none(),
+                "ROOKERY_REQUIRE_NETNS is set but network namespaces are not available: {e}"
+            );
             eprintln!("SKIPPED netns_partitioned_host_detected_then_healed: network namespaces are not available here ({e}); run as root with iproute2 to include it");
             return;
         }
@@ -458,6 +464,10 @@ fn netns_mixed_serf_cluster_partition_heals() {
     let mut topo = match Topology::build("m", hosts.len(), logs.clone()) {
         Ok(t) => t,
         Err(e) => {
+            assert!(
+                std::env::var_os("ROOKERY_REQUIRE_NETNS").is_none(),
+                "ROOKERY_REQUIRE_NETNS is set but network namespaces are not available: {e}"
+            );
             eprintln!("SKIPPED netns_mixed_serf_cluster_partition_heals: network namespaces are not available here ({e}); run as root with iproute2 to include it");
             return;
         }
