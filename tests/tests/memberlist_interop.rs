@@ -213,7 +213,11 @@ impl Drop for GoPeer {
 fn memberlist_config(lan: bool) -> Config {
     Config {
         wire: WireProfile::Memberlist,
-        ..if lan { Config::lan() } else { Config::local() }
+        ..if lan {
+            Config::memberlist()
+        } else {
+            Config::local()
+        }
     }
 }
 

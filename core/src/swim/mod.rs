@@ -51,6 +51,9 @@ pub(crate) struct FailureDetector {
     reached: Option<Timestamp>,
     /// The last sequence number used by a ping (probes, relays and checks share the space).
     seq: u32,
+    /// A member another node just accused, to probe next instead of the round-robin's
+    /// choice ([`crate::Config::probe_suspects_first`]).
+    priority: Option<Name>,
 }
 
 /// The failure detector's timers.
@@ -84,8 +87,14 @@ pub(crate) struct Outcome {
 pub(crate) enum Verdict {
     /// A probe failed: suspect the target.
     Suspect(Accusation),
-    /// A suspicion expired: declare the member dead.
-    Dead(Accusation),
+    /// A suspicion expired: declare the member dead, and gossip the verdict when the flag is
+    /// true. With [`crate::Config::accusation_guard`], a suspicion that no other member
+    /// confirmed although confirmations were expected (k > 0) fails the member on this node
+    /// only: the accusation may never have left a node that loses most of its packets (one
+    /// such node's lone verdict otherwise fails a healthy member everywhere). A crashed
+    /// member is probed and accused by the others as well; each of them reaches its own
+    /// verdict, confirmed or not.
+    Dead(Accusation, bool),
 }
 
 impl FailureDetector {
@@ -100,6 +109,7 @@ impl FailureDetector {
             checks: AddrChecks::default(),
             reached: None,
             seq,
+            priority: None,
         }
     }
 
@@ -123,6 +133,17 @@ impl FailureDetector {
     /// This node refuted a suspicion about itself: worsen the health score by one.
     pub(crate) fn refuted(&mut self, cfg: &Config) {
         self.awareness.adjust(1, cfg);
+    }
+
+    /// Another member accused `name` (news to this node): with
+    /// [`crate::Config::probe_suspects_first`], probe it next, so that a crashed member's
+    /// independent confirmations (or a live one's refutation, which the probe's buddy-system
+    /// suspect message asks for) come within a probe interval instead of whenever the
+    /// round-robin gets to it.
+    pub(crate) fn prioritize(&mut self, name: Name, cfg: &Config) {
+        if cfg.probe_suspects_first {
+            self.priority = Some(name);
+        }
     }
 
     /// A message reached this node at `now`.
@@ -211,7 +232,8 @@ impl FailureDetector {
                 Outcome::default()
             }
             SwimTimer::Suspicion { name, generation } => Outcome {
-                verdict: suspicion::expire(cx, &name, generation).map(Verdict::Dead),
+                verdict: suspicion::expire(cx, &name, generation)
+                    .map(|(d, gossip)| Verdict::Dead(d, gossip)),
                 ..Outcome::default()
             },
             SwimTimer::AddrCheck { seq } => {

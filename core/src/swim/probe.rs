@@ -91,6 +91,10 @@ pub(crate) struct Probe {
     /// The members asked to ping the target for us, and whether each has answered (a nack,
     /// or the target's ack relayed).
     pub helpers: SmallVec<[Helper; 4]>,
+    /// The target's incarnation when the probe started (`None`: not recorded). With the
+    /// accusation guard, a probe that the target outlived by refuting (its incarnation rose
+    /// meanwhile) is no evidence against the new incarnation.
+    pub incarnation: Option<u32>,
 }
 
 /// A failed probe whose accusation was withheld (see the module doc): helpers' nacks that
@@ -130,8 +134,24 @@ pub(crate) struct Helper {
 
 /// How far back, in health-scaled probe intervals counted from a failed probe's close, a
 /// message reaching this node makes its helpers' silence selective rather than total (see the
-/// module doc): 16 s at a healthy score, 128 s at LAN's worst.
+/// module doc): 16 s at a healthy score, 128 s at LAN's worst — in clusters of 16 live
+/// members or more; smaller ones use one interval per live member, at least
+/// [`MIN_REACHED_WINDOW`] ([`reached_window`]).
 pub(crate) const REACHED_WINDOW: u32 = 16;
+
+/// The shortest total-silence window, in health-scaled probe intervals.
+pub(crate) const MIN_REACHED_WINDOW: u32 = 4;
+
+/// The total-silence window for a node that counts `live` live members, in health-scaled
+/// probe intervals: `live` clamped to [`MIN_REACHED_WINDOW`] ..= [`REACHED_WINDOW`]. The long
+/// window is for a degraded member that the others already hold failed and hear from only
+/// now and then; a lone survivor of a mass crash in a small cluster should not wait 16
+/// intervals at the worst health score (128 s at LAN's) before it accuses the dead (issue 18).
+/// Since unconfirmed verdicts stay local under the guard ([`super::Verdict::Dead`]), a
+/// degraded member's accusations after a shorter window still fail nobody elsewhere.
+pub(crate) fn reached_window(live: usize) -> u32 {
+    (live.min(u32::MAX as usize) as u32).clamp(MIN_REACHED_WINDOW, REACHED_WINDOW)
+}
 
 /// How many members that answered this node's latest request are remembered.
 pub(crate) const RECENT_ACKS: usize = 32;
@@ -183,7 +203,7 @@ impl FailureDetector {
         // Off (`Config::accusation_guard`, the default), every failed probe accuses: nothing
         // is withheld, so no late nack is ever waited for.
         let own_link_in_doubt = cx.cfg.accusation_guard && !p.helpers.is_empty() && {
-            let window = self.awareness.probe_interval(cx.cfg) * REACHED_WINDOW;
+            let window = self.awareness.probe_interval(cx.cfg) * reached_window(cx.members.live());
             let reached = self
                 .reached
                 .is_some_and(|t| cx.now.saturating_since(t) <= window);
@@ -201,6 +221,12 @@ impl FailureDetector {
         self.awareness.adjust(missed as i64, cx.cfg);
         let rec = cx.members.get(&p.target)?;
         if !rec.is_live() {
+            return None;
+        }
+        if cx.cfg.accusation_guard && p.incarnation.is_some_and(|i| i != rec.incarnation) {
+            // The target refuted while this probe was out: its silence was the old
+            // incarnation's, and accusing the new one would start a fresh suspicion.
+            cx.fx.stats.accusations_outlived += 1;
             return None;
         }
         if own_link_in_doubt {
@@ -229,10 +255,22 @@ impl FailureDetector {
         cx.fx
             .timers
             .schedule(next, TimerKind::Swim(SwimTimer::ProbeTick));
-        let Some(i) = cx.members.next_probe_target(cx.me, cx.rng) else {
-            return;
+        let first = self.priority.take().filter(|n| {
+            **n != **cx.me
+                && cx
+                    .members
+                    .get(n)
+                    .is_some_and(|r| r.status() == MemberStatus::Suspect)
+        });
+        let rec = match first {
+            Some(n) => cx.members.get(&n).expect("checked above"),
+            None => {
+                let Some(i) = cx.members.next_probe_target(cx.me, cx.rng) else {
+                    return;
+                };
+                cx.members.at(i)
+            }
         };
-        let rec = cx.members.at(i);
         let (target, addr, inc, suspect) = (
             rec.name.to_name(),
             rec.addr(),
@@ -265,6 +303,7 @@ impl FailureDetector {
             expected_nacks: 0,
             nacks: 0,
             helpers: SmallVec::new(),
+            incarnation: Some(inc),
         }));
         let at = cx.now + cx.cfg.probe_timeout;
         cx.fx
@@ -574,6 +613,7 @@ mod tests {
             }]
             .into_iter()
             .collect(),
+            incarnation: None,
         };
         // c is probed through b; b nacks (a nack from a non-helper records nobody), c stays
         // silent: b stays preferred, c is forgotten.
@@ -630,6 +670,7 @@ mod tests {
             expected_nacks: 2,
             nacks: 0,
             helpers: [h("b", 2), h("c", 3)].into_iter().collect(),
+            incarnation: None,
         }
     }
 
@@ -683,7 +724,8 @@ mod tests {
         // The same when the last message is older than the window.
         let mut a = guarded_node(2);
         a.swim.probe = Some(Box::new(failed_probe(603, true)));
-        let window = a.swim.awareness.probe_interval(&a.cfg) * super::REACHED_WINDOW;
+        let window =
+            a.swim.awareness.probe_interval(&a.cfg) * super::reached_window(a.members.live());
         a.swim.reached = Some(a.now);
         a.now = a.now + window + Duration::from_millis(1);
         a.on_swim_timer(SwimTimer::ProbeTick);
