@@ -42,7 +42,7 @@ pub(crate) struct Dissemination {
 }
 
 /// The most push-pulls a join follows up with while the view keeps growing.
-const MAX_FOLLOW_UPS: u32 = 8;
+const MAX_FOLLOW_UPS: u32 = 3;
 
 /// The part's timers.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
