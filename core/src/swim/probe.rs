@@ -905,4 +905,90 @@ mod tests {
         }
         panic!("no probe");
     }
+    /// `Config::probe_suspects_first`: a member another node accuses is probed next, ahead
+    /// of the round-robin.
+    #[test]
+    fn a_member_another_accuses_is_probed_next() {
+        let mut a = node_with(Config {
+            probe_suspects_first: true,
+            ..Config::local()
+        });
+        let names = [("b", 2u16), ("c", 3), ("d", 4)];
+        let (first, _) = next_ping(&mut a);
+        let mut accused = vec![first];
+        for _ in 0..2 {
+            let &(name, port) = names
+                .iter()
+                .find(|(n, p)| {
+                    !accused.contains(p)
+                        && a.member(n).is_some_and(|m| m.status == MemberStatus::Alive)
+                })
+                .expect("an alive member left to accuse");
+            let now = a.now;
+            deliver(&mut a, now, 9, &[suspect(name, 0, "z")]);
+            sent(&mut a);
+            let (target, _) = next_ping(&mut a);
+            assert_eq!(target, port, "{name} accused by z is probed next");
+            accused.push(port);
+        }
+    }
+
+    /// With the accusation guard, a suspicion that expires with no independent confirmation
+    /// although one was expected fails the member here only; without the guard (or once
+    /// confirmed) the verdict is gossiped.
+    #[test]
+    fn an_unconfirmed_verdict_stays_local_under_the_guard() {
+        for guard in [true, false] {
+            let mut a = if guard {
+                guarded_node(1)
+            } else {
+                cluster_node(1)
+            };
+            let now = a.now;
+            deliver(&mut a, now, 2, &[suspect("d", 0, "b")]);
+            let generation = a
+                .members
+                .get("d")
+                .and_then(|r| r.suspicion_generation())
+                .expect("suspected");
+            a.now = a.now + Duration::from_secs(60);
+            a.on_swim_timer(SwimTimer::Suspicion {
+                name: "d".into(),
+                generation,
+            });
+            assert_eq!(a.member("d").unwrap().status, MemberStatus::Failed);
+            assert_eq!(
+                a.stats().verdicts_kept_local,
+                u64::from(guard),
+                "guard {guard}"
+            );
+        }
+    }
+
+    /// With the accusation guard, a probe whose target refuted (raised its incarnation) while
+    /// the probe was out accuses nobody: the silence was the old incarnation's.
+    #[test]
+    fn a_probe_the_target_outlived_by_refuting_accuses_nobody() {
+        for guard in [true, false] {
+            let mut a = if guard {
+                guarded_node(1)
+            } else {
+                cluster_node(1)
+            };
+            let (target, _) = next_ping(&mut a);
+            let name = ["b", "c", "d"][(target - 2) as usize];
+            let now = a.now;
+            deliver(&mut a, now, target, &[alive(name, target, 1)]);
+            a.now = a.now + Duration::from_secs(1);
+            a.on_swim_timer(SwimTimer::ProbeTick);
+            let status = a.member(name).unwrap().status;
+            if guard {
+                assert_eq!(status, MemberStatus::Alive);
+                assert_eq!(a.stats().accusations_outlived, 1);
+            } else {
+                assert_eq!(status, MemberStatus::Suspect);
+                assert_eq!(a.stats().accusations_outlived, 0);
+            }
+        }
+    }
 }
