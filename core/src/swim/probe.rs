@@ -57,11 +57,19 @@
 //! - **A crash in a healthy cluster**: all three helpers are trusted and all nack (late, by
 //!   the round trip above): accused at the second nack, a few milliseconds after the close.
 //!
-//! The rule is opt-in: [`crate::Config::accusation_guard`], off by default, when every failed
-//! probe accuses as in memberlist (nothing withheld, no late-nack window). Its cost is slower
-//! verdicts when nothing reaches a node: a lone survivor of a mass crash waits out the
-//! total-silence window (176–197 s instead of 42–53 s in the simulator), and an isolated
-//! node fails the others later (so a healed partition may be noticed later too).
+//! The rule is [`crate::Config::accusation_guard`]: on in [`crate::Config::lan`], off in
+//! [`crate::Config::memberlist`], [`crate::Config::wan`] and [`crate::Config::local`], where
+//! every failed probe accuses as in memberlist (nothing withheld, no late-nack window). Under
+//! the guard two more rules weigh the evidence: a probe that its target outlived by refuting
+//! (its incarnation rose while the probe was out) accuses nobody, and a suspicion that expires
+//! with no independent confirmation although some were expected fails the member on this
+//! node only, without gossiping the verdict ([`super::Verdict::Dead`]). The total-silence
+//! window is one health-scaled interval per live member, between 4 and 16
+//! ([`reached_window`]). Its cost is slower verdicts when nothing reaches a node: a lone
+//! survivor of a mass crash waits out the total-silence window (132–148 s with `lan()` in
+//! `survivors_fail_crashed_members_even_when_every_helper_crashed_too`, 42–53 s under
+//! memberlist's rules; 176–197 s with the former fixed 16 intervals), and an isolated node
+//! fails the others later (so a healed partition may be noticed later too).
 //!
 //! A message reaching this node is whatever it accepts as input (it is not authenticated
 //! beyond what the keyring does): someone who can send to this node can keep its silence
@@ -200,7 +208,7 @@ impl FailureDetector {
     pub(super) fn close_probe(&mut self, cx: &mut Cx<'_>) -> Option<Accusation> {
         let p = *self.probe.take()?;
         cx.fx.stats.probes_failed += 1;
-        // Off (`Config::accusation_guard`, the default), every failed probe accuses: nothing
+        // Off (`Config::accusation_guard`; memberlist's rule), every failed probe accuses: nothing
         // is withheld, so no late nack is ever waited for.
         let own_link_in_doubt = cx.cfg.accusation_guard && !p.helpers.is_empty() && {
             let window = self.awareness.probe_interval(cx.cfg) * reached_window(cx.members.live());
