@@ -131,6 +131,10 @@ impl Dissemination {
                         .schedule(at, TimerKind::Dissemination(DissTimer::JoinFollowUp));
                 }
                 cx.fx.stats.join_follow_ups += 1;
+                // The periodic push-pull was armed when the join completed, for the cluster
+                // size known then (an early joiner of a forming cluster: the unstretched
+                // period); re-arm it for the size known now.
+                self.rearm_push_pull(cx);
                 random_peer(cx)
             }
         }
