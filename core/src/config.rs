@@ -255,8 +255,8 @@ impl Config {
     /// accuse next (`probe_suspects_first`); gossip every 100 ms; a second push-pull a
     /// settle window after a join (`join_follow_up`); and the accusation guard on. In the
     /// simulator at N=100 (`BENCHMARKS.md`, "Issue 18's speed targets, met"): a crash known
-    /// everywhere in 4.3–6.1 s instead of 9.4–12.6 s, a join converged in 0.27–0.76 s instead
-    /// of 1.3–2.3 s, no false failed verdict under loss, slowness or degradation, the same
+    /// everywhere in 4.3–6.5 s instead of 9.4–12.6 s, a join converged in 0.28–0.42 s instead
+    /// of 1.3–3.1 s, no false failed verdict under loss, slowness or degradation, no more
     /// bytes at rest.
     ///
     /// For a cluster shared with Go memberlist or Serf agents (`WireProfile::HashiCorp`,
