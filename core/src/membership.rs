@@ -440,7 +440,8 @@ impl Node {
                     by: from.clone(),
                 });
                 if from != self.me {
-                    self.swim.prioritize(name.clone(), &self.cfg);
+                    let suspects = self.members.live() - self.members.alive();
+                    self.swim.prioritize(name.clone(), suspects, &self.cfg);
                 }
                 if !known {
                     // Buddy system without gossip: only the suspect hears of it, in our name.

@@ -333,7 +333,7 @@ fn after_a_mass_restart_no_member_stays_marked_failed() {
 /// against 124–142, seeds 1–3) but the rest traffic it is measured against is lower (57–75
 /// against 75–81: the periodic push-pull is re-armed for the cluster's size at the join
 /// follow-ups, so early joiners no longer exchange state on the unstretched period in the
-/// first minute), which puts the ratio at 1.92–2.13.
+/// first minute), which puts the ratio at 1.95–2.13.
 #[test]
 fn a_flapping_member_costs_bounded_events_and_traffic() {
     use rookery_sim::scenario::{flap, Options};
@@ -421,7 +421,7 @@ fn a_member_back_at_a_new_address_at_once_keeps_its_name() {
 /// silence is selective until a survivor is asked and nacks), and a lone survivor (nothing
 /// reaches it: total silence accuses, once the probe's window has passed).
 ///
-/// Measured with `Config::lan()` (seeds in the order below): 65.9, 61.0, 113.0, 132.3 and
+/// Measured with `Config::lan()` (seeds in the order below): 57.8, 74.5, 113.2, 132.3 and
 /// 148.0 s. `Config::memberlist()` with the guard on: 39.6, 39.7, 82.7, 84.3, 117.0 s (42–53 s
 /// for the lone survivor without the guard; 176–197 s with the guard's former fixed window
 /// of 16 intervals, now one per live member between 4 and 16). `lan()` is slower when few
