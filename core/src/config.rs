@@ -38,7 +38,9 @@ pub struct Config {
     /// accusation rather than whenever other members' round-robins reach it, so a suspicion
     /// shrinks to its shortest timeout sooner; a live suspect hears of its suspicion from more
     /// members (the probe carries it) and refutes sooner. No extra packets: the probe replaces
-    /// one round-robin probe. LAN default on; off in memberlist.
+    /// one round-robin probe. Only while this node holds at most 3 members suspect, and never
+    /// two probes in a row (a partition's flood of accusations would starve the
+    /// round-robin). LAN default on; off in memberlist.
     pub probe_suspects_first: bool,
     /// After a join that a seed answered, exchange full state once more with a random live
     /// member a settle window later (issue 18): what gossip about the members that joined
