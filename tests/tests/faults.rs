@@ -426,9 +426,7 @@ fn a_member_back_at_a_new_address_at_once_keeps_its_name() {
 /// for the lone survivor without the guard; 176–197 s with the guard's former fixed window
 /// of 16 intervals, now one per live member between 4 and 16). `lan()` is slower when few
 /// survive: it expects three independent confirmations (two survivors can give only two, so
-/// a suspicion shrinks to 12.3 s, not to its shortest 3 s), and a survivor's next probe goes
-/// to the member another just accused (`probe_suspects_first`), which delays its round-robin
-/// through the other crashed members.
+/// a suspicion shrinks to 12.3 s, not to its shortest 3 s).
 #[test]
 fn survivors_fail_crashed_members_even_when_every_helper_crashed_too() {
     for (seed, n, survivors, within) in [
