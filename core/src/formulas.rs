@@ -40,16 +40,23 @@ pub fn push_pull_period(cfg: &Config, live: usize) -> Duration {
 }
 
 /// Lifeguard's suspicion bounds for a cluster of `live` members: the shortest timeout
-/// `suspicion_mult · max(1, log10 n) · probe_interval`, the longest (`suspicion_max_timeout_mult`
+/// `suspicion_mult · max(1, log10 n) · probe_interval` (`suspicion_unit · max(2, log10 n)` when
+/// `suspicion_unit` is set), the longest (`suspicion_max_timeout_mult`
 /// times that), and the independent confirmations `k` that shrink a suspicion to the shortest
-/// (`suspicion_mult − 2`, none in clusters too small to give them).
+/// (`suspicion_confirmations`, by default `suspicion_mult − 2`; none in clusters too small to
+/// give them).
 pub fn suspicion_bounds(cfg: &Config, live: usize) -> (Duration, Duration, u32) {
-    let scale = (live.max(1) as f64).log10().max(1.0);
-    let min = cfg
-        .probe_interval
-        .mul_f64(cfg.suspicion_mult as f64 * scale);
+    let log = (live.max(1) as f64).log10();
+    let min = match cfg.suspicion_unit {
+        Some(unit) => unit.mul_f64(log.max(2.0)),
+        None => cfg
+            .probe_interval
+            .mul_f64(cfg.suspicion_mult as f64 * log.max(1.0)),
+    };
     let max = min * cfg.suspicion_max_timeout_mult;
-    let mut k = cfg.suspicion_mult.saturating_sub(2);
+    let mut k = cfg
+        .suspicion_confirmations
+        .unwrap_or(cfg.suspicion_mult.saturating_sub(2));
     if (live as u64) < k as u64 + 2 {
         k = 0;
     }
@@ -77,7 +84,7 @@ mod tests {
 
     #[test]
     fn formulas_match_the_reference_values() {
-        let cfg = Config::lan();
+        let cfg = Config::memberlist();
         // 4 · max(2, ⌈log10 11⌉ = 2) and 4 · ⌈log10 1001⌉ = 4 · 4.
         assert_eq!(retransmit_limit(&cfg, 10), 8);
         assert_eq!(retransmit_limit(&cfg, 1000), 16);
@@ -98,6 +105,21 @@ mod tests {
         // Tiny clusters: log10 floor of 1, and no confirmations expected.
         let (min, _, k) = suspicion_bounds(&cfg, 3);
         assert_eq!((min, k), (Duration::from_secs(4), 0));
+        // rookery's LAN profile: 3 s at 100 members (twice the unit below), 4.5 s at 1,000;
+        // the longest as memberlist's (48 s, 72 s); three confirmations.
+        let lan = Config::lan();
+        assert_eq!(
+            suspicion_bounds(&lan, 100),
+            (Duration::from_secs(3), Duration::from_secs(48), 3)
+        );
+        assert_eq!(
+            suspicion_bounds(&lan, 1000),
+            (Duration::from_millis(4500), Duration::from_secs(72), 3)
+        );
+        assert_eq!(
+            suspicion_bounds(&lan, 4),
+            (Duration::from_secs(3), Duration::from_secs(48), 0)
+        );
         let mut wan = Config::lan();
         wan.retransmit_mult = 2;
         assert_eq!(serf_retransmit_limit(&wan, 10), 8);

@@ -435,7 +435,14 @@ impl Node {
                 suspicion::arm(&mut self.fx.timers, deadline, name.clone(), generation);
                 tracing::debug!(member = %name, by = %from, incarnation = s.incarnation,
                     timeout_min = ?min, timeout_max = ?max, "member suspected");
-                self.emit(Event::MemberSuspected { member, by: from });
+                self.emit(Event::MemberSuspected {
+                    member,
+                    by: from.clone(),
+                });
+                if from != self.me {
+                    let suspects = self.members.live() - self.members.alive();
+                    self.swim.prioritize(name.clone(), suspects, &self.cfg);
+                }
                 if !known {
                     // Buddy system without gossip: only the suspect hears of it, in our name.
                     let tell = Message::Suspect(Accusation {

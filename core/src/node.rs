@@ -950,7 +950,7 @@ impl Node {
         }
         match out.verdict {
             Some(Verdict::Suspect(s)) => self.apply_suspect(s, true, Near::UNKNOWN),
-            Some(Verdict::Dead(d)) => self.apply_dead(d, true, Near::UNKNOWN),
+            Some(Verdict::Dead(d, gossip)) => self.apply_dead(d, gossip, Near::UNKNOWN),
             None => {}
         }
         if out.next_probe && self.run == RunState::Running {
@@ -997,6 +997,7 @@ impl Node {
         });
         if done.answered > 0 {
             self.diss.rearm_push_pull(&mut cx!(self));
+            self.diss.schedule_follow_up(&mut cx!(self));
         }
     }
 

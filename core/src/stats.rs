@@ -64,6 +64,15 @@ pub struct Stats {
     pub accusations_on_late_nack: u64,
     /// Push-pulls started because a settled peer's view digest differed from ours.
     pub digest_repairs: u64,
+    /// Push-pulls started a settle window after a join ([`crate::Config::join_follow_up`]).
+    pub join_follow_ups: u64,
+    /// Suspicions that expired with no independent confirmation although some were expected:
+    /// with [`crate::Config::accusation_guard`] the member is failed on this node only, the
+    /// verdict not gossiped.
+    pub verdicts_kept_local: u64,
+    /// Failed probes not turned into an accusation because the target refuted (raised its
+    /// incarnation) while the probe was out ([`crate::Config::accusation_guard`]).
+    pub accusations_outlived: u64,
     /// Received direct messages dropped because the application did not drain them.
     pub messages_dropped: u64,
     /// Intents about unknown members dropped from the full recent-intent buffer.

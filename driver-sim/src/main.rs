@@ -73,8 +73,14 @@ enum Reliable {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Preset {
+    /// `Config::lan()`: rookery's LAN profile (issue 18's timing).
     Lan,
+    /// `Config::memberlist()`: memberlist's LAN profile exactly (the `lan` of every figure
+    /// recorded before issue 18's timing).
+    Memberlist,
+    /// `Config::wan()`: memberlist's WAN profile.
     Wan,
+    /// `Config::local()`: memberlist's Local profile.
     Local,
 }
 
@@ -156,6 +162,45 @@ struct Args {
     /// config is reported as `<config>+guard`).
     #[arg(long)]
     accusation_guard: bool,
+    /// Override one protocol setting of the preset, `KEY=VALUE` (repeatable; the config is
+    /// reported with `+KEY=VALUE` appended). Keys: probe_interval_ms, probe_timeout_ms,
+    /// indirect_checks, suspicion_mult, suspicion_max_timeout_mult, suspicion_confirmations,
+    /// awareness_max_multiplier,
+    /// gossip_interval_ms, gossip_nodes, retransmit_mult, push_pull_interval_s,
+    /// accusation_guard (0/1), probe_suspects_first (0/1), join_follow_up (0/1),
+    /// suspicion_unit_ms.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+/// Apply one `--set KEY=VALUE` override to `config`.
+fn apply_setting(config: &mut Config, kv: &str) -> Result<(), String> {
+    let (key, value) = kv
+        .split_once('=')
+        .ok_or_else(|| format!("--set {kv}: expected KEY=VALUE"))?;
+    let num: u64 = value
+        .parse()
+        .map_err(|_| format!("--set {kv}: VALUE must be a non-negative integer"))?;
+    let ms = Duration::from_millis(num);
+    match key {
+        "probe_interval_ms" => config.probe_interval = ms,
+        "probe_timeout_ms" => config.probe_timeout = ms,
+        "indirect_checks" => config.indirect_checks = num as usize,
+        "suspicion_mult" => config.suspicion_mult = num as u32,
+        "suspicion_max_timeout_mult" => config.suspicion_max_timeout_mult = num as u32,
+        "suspicion_confirmations" => config.suspicion_confirmations = Some(num as u32),
+        "awareness_max_multiplier" => config.awareness_max_multiplier = num as u32,
+        "gossip_interval_ms" => config.gossip_interval = ms,
+        "gossip_nodes" => config.gossip_nodes = num as usize,
+        "retransmit_mult" => config.retransmit_mult = num as u32,
+        "push_pull_interval_s" => config.push_pull_interval = Duration::from_secs(num),
+        "accusation_guard" => config.accusation_guard = num != 0,
+        "probe_suspects_first" => config.probe_suspects_first = num != 0,
+        "join_follow_up" => config.join_follow_up = num != 0,
+        "suspicion_unit_ms" => config.suspicion_unit = Some(ms),
+        _ => return Err(format!("--set {kv}: unknown key {key}")),
+    }
+    Ok(())
 }
 
 /// The wire profile of the simulated nodes (`--wire`).
@@ -235,6 +280,7 @@ fn main() {
     }
     let (config, config_name) = match args.config {
         Preset::Lan => (Config::lan(), "lan"),
+        Preset::Memberlist => (Config::memberlist(), "memberlist"),
         Preset::Wan => (Config::wan(), "wan"),
         Preset::Local => (Config::local(), "local"),
     };
@@ -243,6 +289,7 @@ fn main() {
         let name: &'static str = match config_name {
             "lan" => "lan+encrypt",
             "wan" => "wan+encrypt",
+            "memberlist" => "memberlist+encrypt",
             _ => "local+encrypt",
         };
         (
@@ -281,6 +328,18 @@ fn main() {
             format!("{config_name}+guard"),
         )
     } else {
+        (config, config_name)
+    };
+    let (config, config_name) = {
+        let (mut config, mut config_name) = (config, config_name);
+        for kv in &args.set {
+            if let Err(e) = apply_setting(&mut config, kv) {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+            config_name.push('+');
+            config_name.push_str(kv);
+        }
         (config, config_name)
     };
     if args.nodes < 2 {

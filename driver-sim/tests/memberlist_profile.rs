@@ -14,7 +14,7 @@ fn status(sim: &Sim, i: usize, name: &str) -> Option<MemberStatus> {
 fn joins_failure_and_leave_on_memberlist_messages_alone() {
     let config = Config {
         wire: WireProfile::Memberlist,
-        ..Config::lan()
+        ..Config::memberlist()
     };
     let mut sim = Sim::new(3, NetConfig::default());
     for i in 0..4 {

@@ -11,12 +11,16 @@ use rookery_sim::{NetConfig, ReliableModel, Sim};
 /// What a scenario reports.
 type Metrics = serde_json::Map<String, serde_json::Value>;
 
+/// memberlist's LAN timing (`Config::memberlist()`, the `Config::lan()` of the day the golden
+/// hashes below were recorded): these tests pin the network models, not the protocol's
+/// defaults, so they run the preset the hashes were taken with.
 fn opts(nodes: usize, reliable: ReliableModel) -> Options {
     Options {
         nodes,
         seed: 1,
         duration: Duration::from_secs(20),
         reliable,
+        config: Config::memberlist(),
         ..Options::default()
     }
 }

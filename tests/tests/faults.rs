@@ -325,8 +325,15 @@ fn after_a_mass_restart_no_member_stays_marked_failed() {
 }
 
 /// Issue 18's flapping member (up 5 s, down 5 s): every other node hears at most a few
-/// membership events about it per cycle, the traffic stays within twice the traffic at rest,
-/// and once it stays up every view is right.
+/// membership events about it per cycle, the traffic stays within two and a half times the
+/// traffic at rest, and once it stays up every view is right.
+///
+/// The bound was twice the rest traffic under memberlist's timing (1.53–1.88 here). With
+/// `Config::lan()` the flapping traffic is about the same (121–147 bytes per node per second
+/// against 124–142, seeds 1–3) but the rest traffic it is measured against is lower (57–75
+/// against 75–81: the periodic push-pull is re-armed for the cluster's size at the join
+/// follow-ups, so early joiners no longer exchange state on the unstretched period in the
+/// first minute), which puts the ratio at 1.95–2.13.
 #[test]
 fn a_flapping_member_costs_bounded_events_and_traffic() {
     use rookery_sim::scenario::{flap, Options};
@@ -347,7 +354,7 @@ fn a_flapping_member_costs_bounded_events_and_traffic() {
             m["bytes_per_node_s_at_rest"].as_f64().unwrap(),
             m["bytes_per_node_s"].as_f64().unwrap(),
         );
-        assert!(flapping <= 2.0 * rest, "{what}");
+        assert!(flapping <= 2.5 * rest, "{what}");
         assert_eq!(m["stale_views"], 0, "{what}");
     }
 }
@@ -406,28 +413,30 @@ fn a_member_back_at_a_new_address_at_once_keeps_its_name() {
     }
 }
 
-/// Issue 18's trap for a node that withholds accusations when its helpers stay silent (the
-/// opt-in `Config::accusation_guard`, on here): after
+/// Issue 18's trap for a node that withholds accusations when its helpers stay silent
+/// (`Config::accusation_guard`, on in `Config::lan()`): after
 /// a mass crash that took the target and every helper a survivor could ask, the survivors
 /// must still fail every crashed member, in bounded time. Two shapes: a few survivors among
 /// many crashed (helpers often all crashed; the survivors keep reaching each other, so their
 /// silence is selective until a survivor is asked and nacks), and a lone survivor (nothing
-/// reaches it: total silence accuses, once the probe's window has passed — 176–197 s here,
-/// against 42–53 s before the probe weighed its evidence; three survivors take 40 s as
-/// before).
+/// reaches it: total silence accuses, once the probe's window has passed).
+///
+/// Measured with `Config::lan()` (seeds in the order below): 57.8, 74.5, 113.2, 132.3 and
+/// 148.0 s. `Config::memberlist()` with the guard on: 39.6, 39.7, 82.7, 84.3, 117.0 s (42–53 s
+/// for the lone survivor without the guard; 176–197 s with the guard's former fixed window
+/// of 16 intervals, now one per live member between 4 and 16). `lan()` is slower when few
+/// survive: it expects three independent confirmations (two survivors can give only two, so
+/// a suspicion shrinks to 12.3 s, not to its shortest 3 s).
 #[test]
 fn survivors_fail_crashed_members_even_when_every_helper_crashed_too() {
     for (seed, n, survivors, within) in [
-        (1, 10, 3, 60),
-        (2, 10, 3, 60),
-        (3, 12, 2, 120),
+        (1, 10, 3, 90),
+        (2, 10, 3, 90),
+        (3, 12, 2, 150),
         (4, 5, 1, 240),
         (5, 6, 1, 240),
     ] {
-        let config = Config {
-            accusation_guard: true,
-            ..Config::lan()
-        };
+        let config = Config::lan();
         let mut sim = cluster(seed, n, config);
         for i in survivors..n {
             sim.crash(i);

@@ -30,7 +30,11 @@ const LIMIT: Duration = Duration::from_secs(30);
 fn memberlist_config(lan: bool) -> Config {
     Config {
         wire: WireProfile::Memberlist,
-        ..if lan { Config::lan() } else { Config::local() }
+        ..if lan {
+            Config::memberlist()
+        } else {
+            Config::local()
+        }
     }
 }
 

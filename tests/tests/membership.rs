@@ -103,11 +103,9 @@ fn hundred_nodes_converge() {
 /// some member's probe of the crashed node fails, the longest suspicion timeout (no
 /// confirmations at all), and time for the verdict to spread.
 fn detection_bound(config: &Config, n: usize) -> (Duration, Duration) {
-    let scale = (n as f64).log10().max(1.0);
-    let min = config
-        .probe_interval
-        .mul_f64(config.suspicion_mult as f64 * scale);
-    let max = min * config.suspicion_max_timeout_mult;
+    // The core's own bounds (`Config::lan()` sets the shortest timeout by `suspicion_unit`,
+    // not by `suspicion_mult`).
+    let (min, max, _) = rookery_core::formulas::suspicion_bounds(config, n);
     (
         min,
         config.probe_interval * 3 + max + config.gossip_interval * 20,

@@ -36,7 +36,13 @@ pub(crate) struct Dissemination {
     push_pull_gen: u32,
     /// When the last digest-triggered push-pull started.
     last_repair: Option<Timestamp>,
+    /// Join follow-ups ([`crate::Config::join_follow_up`]): the members known when the last
+    /// one was scheduled, and how many more may follow.
+    follow_up: Option<(usize, u32)>,
 }
+
+/// The most push-pulls a join follows up with while the view keeps growing.
+const MAX_FOLLOW_UPS: u32 = 3;
 
 /// The part's timers.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +51,9 @@ pub(crate) enum DissTimer {
     GossipTick,
     /// Exchange full state with one random member (stale unless `generation` is current).
     PushPullTick { generation: u32 },
+    /// A settle window after a join: exchange full state once more with one random member
+    /// ([`crate::Config::join_follow_up`]).
+    JoinFollowUp,
 }
 
 /// What a push-pull carries of the Serf layer: the member, event and query Lamport clocks
@@ -102,7 +111,55 @@ impl Dissemination {
                 }
                 random_peer(cx)
             }
+            DissTimer::JoinFollowUp => {
+                let (known, left) = self.follow_up.take()?;
+                if !running {
+                    return None;
+                }
+                // The first follow-up always goes; another only while the view is still
+                // growing (the cluster is still forming around this node).
+                let now_known = cx.members.len();
+                let first = left == MAX_FOLLOW_UPS;
+                if !first && now_known <= known {
+                    return None;
+                }
+                if left > 1 {
+                    self.follow_up = Some((now_known, left - 1));
+                    let at = cx.now + formulas::settle_window(cx.cfg, cx.members.live());
+                    cx.fx
+                        .timers
+                        .schedule(at, TimerKind::Dissemination(DissTimer::JoinFollowUp));
+                }
+                cx.fx.stats.join_follow_ups += 1;
+                // The periodic push-pull was armed when the join completed, for the cluster
+                // size known then (an early joiner of a forming cluster: the unstretched
+                // period); re-arm it for the size known now.
+                self.rearm_push_pull(cx);
+                random_peer(cx)
+            }
         }
+    }
+
+    /// A join completed with answers: with [`crate::Config::join_follow_up`], exchange full
+    /// state once more with a random member a settle window from now. The seed's answer was
+    /// the cluster as the seed knew it at the join; the members that join right after this
+    /// one reach it only by gossip, and while a cluster forms, updates about them compete
+    /// with ever newer ones for room in each datagram and run out of retransmissions before
+    /// every member heard them (an early joiner missing a member that joined a few tens of
+    /// milliseconds later is what kept `join` from converging for up to a further 2 s; digest
+    /// repair heals it only once views have settled). The second exchange, once gossip about
+    /// the newcomers has had a settle window to spread, hands over what the first missed.
+    /// While the view keeps growing from one follow-up to the next (a forming cluster),
+    /// another follows a settle window later, at most [`MAX_FOLLOW_UPS`] in all.
+    pub(crate) fn schedule_follow_up(&mut self, cx: &mut Cx<'_>) {
+        if !cx.cfg.join_follow_up || self.follow_up.is_some() {
+            return;
+        }
+        self.follow_up = Some((cx.members.len(), MAX_FOLLOW_UPS));
+        let at = cx.now + formulas::settle_window(cx.cfg, cx.members.live());
+        cx.fx
+            .timers
+            .schedule(at, TimerKind::Dissemination(DissTimer::JoinFollowUp));
     }
 
     fn gossip_tick(&mut self, cx: &mut Cx<'_>) {

@@ -57,11 +57,19 @@
 //! - **A crash in a healthy cluster**: all three helpers are trusted and all nack (late, by
 //!   the round trip above): accused at the second nack, a few milliseconds after the close.
 //!
-//! The rule is opt-in: [`crate::Config::accusation_guard`], off by default, when every failed
-//! probe accuses as in memberlist (nothing withheld, no late-nack window). Its cost is slower
-//! verdicts when nothing reaches a node: a lone survivor of a mass crash waits out the
-//! total-silence window (176–197 s instead of 42–53 s in the simulator), and an isolated
-//! node fails the others later (so a healed partition may be noticed later too).
+//! The rule is [`crate::Config::accusation_guard`]: on in [`crate::Config::lan`], off in
+//! [`crate::Config::memberlist`], [`crate::Config::wan`] and [`crate::Config::local`], where
+//! every failed probe accuses as in memberlist (nothing withheld, no late-nack window). Under
+//! the guard two more rules weigh the evidence: a probe that its target outlived by refuting
+//! (its incarnation rose while the probe was out) accuses nobody, and a suspicion that expires
+//! with no independent confirmation although some were expected fails the member on this
+//! node only, without gossiping the verdict ([`super::Verdict::Dead`]). The total-silence
+//! window is one health-scaled interval per live member, between 4 and 16
+//! ([`reached_window`]). Its cost is slower verdicts when nothing reaches a node: a lone
+//! survivor of a mass crash waits out the total-silence window (132–148 s with `lan()` in
+//! `survivors_fail_crashed_members_even_when_every_helper_crashed_too`, 42–53 s under
+//! memberlist's rules; 176–197 s with the former fixed 16 intervals), and an isolated node
+//! fails the others later (so a healed partition may be noticed later too).
 //!
 //! A message reaching this node is whatever it accepts as input (it is not authenticated
 //! beyond what the keyring does): someone who can send to this node can keep its silence
@@ -91,6 +99,10 @@ pub(crate) struct Probe {
     /// The members asked to ping the target for us, and whether each has answered (a nack,
     /// or the target's ack relayed).
     pub helpers: SmallVec<[Helper; 4]>,
+    /// The target's incarnation when the probe started (`None`: not recorded). With the
+    /// accusation guard, a probe that the target outlived by refuting (its incarnation rose
+    /// meanwhile) is no evidence against the new incarnation.
+    pub incarnation: Option<u32>,
 }
 
 /// A failed probe whose accusation was withheld (see the module doc): helpers' nacks that
@@ -130,8 +142,24 @@ pub(crate) struct Helper {
 
 /// How far back, in health-scaled probe intervals counted from a failed probe's close, a
 /// message reaching this node makes its helpers' silence selective rather than total (see the
-/// module doc): 16 s at a healthy score, 128 s at LAN's worst.
+/// module doc): 16 s at a healthy score, 128 s at LAN's worst — in clusters of 16 live
+/// members or more; smaller ones use one interval per live member, at least
+/// [`MIN_REACHED_WINDOW`] ([`reached_window`]).
 pub(crate) const REACHED_WINDOW: u32 = 16;
+
+/// The shortest total-silence window, in health-scaled probe intervals.
+pub(crate) const MIN_REACHED_WINDOW: u32 = 4;
+
+/// The total-silence window for a node that counts `live` live members, in health-scaled
+/// probe intervals: `live` clamped to [`MIN_REACHED_WINDOW`] ..= [`REACHED_WINDOW`]. The long
+/// window is for a degraded member that the others already hold failed and hear from only
+/// now and then; a lone survivor of a mass crash in a small cluster should not wait 16
+/// intervals at the worst health score (128 s at LAN's) before it accuses the dead (issue 18).
+/// Since unconfirmed verdicts stay local under the guard ([`super::Verdict::Dead`]), a
+/// degraded member's accusations after a shorter window still fail nobody elsewhere.
+pub(crate) fn reached_window(live: usize) -> u32 {
+    (live.min(u32::MAX as usize) as u32).clamp(MIN_REACHED_WINDOW, REACHED_WINDOW)
+}
 
 /// How many members that answered this node's latest request are remembered.
 pub(crate) const RECENT_ACKS: usize = 32;
@@ -180,10 +208,10 @@ impl FailureDetector {
     pub(super) fn close_probe(&mut self, cx: &mut Cx<'_>) -> Option<Accusation> {
         let p = *self.probe.take()?;
         cx.fx.stats.probes_failed += 1;
-        // Off (`Config::accusation_guard`, the default), every failed probe accuses: nothing
+        // Off (`Config::accusation_guard`; memberlist's rule), every failed probe accuses: nothing
         // is withheld, so no late nack is ever waited for.
         let own_link_in_doubt = cx.cfg.accusation_guard && !p.helpers.is_empty() && {
-            let window = self.awareness.probe_interval(cx.cfg) * REACHED_WINDOW;
+            let window = self.awareness.probe_interval(cx.cfg) * reached_window(cx.members.live());
             let reached = self
                 .reached
                 .is_some_and(|t| cx.now.saturating_since(t) <= window);
@@ -201,6 +229,12 @@ impl FailureDetector {
         self.awareness.adjust(missed as i64, cx.cfg);
         let rec = cx.members.get(&p.target)?;
         if !rec.is_live() {
+            return None;
+        }
+        if cx.cfg.accusation_guard && p.incarnation.is_some_and(|i| i != rec.incarnation) {
+            // The target refuted while this probe was out: its silence was the old
+            // incarnation's, and accusing the new one would start a fresh suspicion.
+            cx.fx.stats.accusations_outlived += 1;
             return None;
         }
         if own_link_in_doubt {
@@ -229,10 +263,28 @@ impl FailureDetector {
         cx.fx
             .timers
             .schedule(next, TimerKind::Swim(SwimTimer::ProbeTick));
-        let Some(i) = cx.members.next_probe_target(cx.me, cx.rng) else {
-            return;
+        let first = if self.priority_last {
+            None
+        } else {
+            self.priority.take()
         };
-        let rec = cx.members.at(i);
+        let first = first.filter(|n| {
+            **n != **cx.me
+                && cx
+                    .members
+                    .get(n)
+                    .is_some_and(|r| r.status() == MemberStatus::Suspect)
+        });
+        self.priority_last = first.is_some();
+        let rec = match first {
+            Some(n) => cx.members.get(&n).expect("checked above"),
+            None => {
+                let Some(i) = cx.members.next_probe_target(cx.me, cx.rng) else {
+                    return;
+                };
+                cx.members.at(i)
+            }
+        };
         let (target, addr, inc, suspect) = (
             rec.name.to_name(),
             rec.addr(),
@@ -265,6 +317,7 @@ impl FailureDetector {
             expected_nacks: 0,
             nacks: 0,
             helpers: SmallVec::new(),
+            incarnation: Some(inc),
         }));
         let at = cx.now + cx.cfg.probe_timeout;
         cx.fx
@@ -574,6 +627,7 @@ mod tests {
             }]
             .into_iter()
             .collect(),
+            incarnation: None,
         };
         // c is probed through b; b nacks (a nack from a non-helper records nobody), c stays
         // silent: b stays preferred, c is forgotten.
@@ -630,6 +684,7 @@ mod tests {
             expected_nacks: 2,
             nacks: 0,
             helpers: [h("b", 2), h("c", 3)].into_iter().collect(),
+            incarnation: None,
         }
     }
 
@@ -683,7 +738,8 @@ mod tests {
         // The same when the last message is older than the window.
         let mut a = guarded_node(2);
         a.swim.probe = Some(Box::new(failed_probe(603, true)));
-        let window = a.swim.awareness.probe_interval(&a.cfg) * super::REACHED_WINDOW;
+        let window =
+            a.swim.awareness.probe_interval(&a.cfg) * super::reached_window(a.members.live());
         a.swim.reached = Some(a.now);
         a.now = a.now + window + Duration::from_millis(1);
         a.on_swim_timer(SwimTimer::ProbeTick);
@@ -862,5 +918,102 @@ mod tests {
             }
         }
         panic!("no probe");
+    }
+    /// `Config::probe_suspects_first`: a member another node accuses is probed next, ahead
+    /// of the round-robin.
+    #[test]
+    fn a_member_another_accuses_is_probed_next() {
+        let mut a = node_with(Config {
+            probe_suspects_first: true,
+            ..Config::local()
+        });
+        let names = [("b", 2u16), ("c", 3), ("d", 4)];
+        let (first, _) = next_ping(&mut a);
+        let mut accused = vec![first];
+        for round in 0..2 {
+            let &(name, port) = names
+                .iter()
+                .find(|(n, p)| {
+                    !accused.contains(p)
+                        && a.member(n).is_some_and(|m| m.status == MemberStatus::Alive)
+                })
+                .expect("an alive member left to accuse");
+            let now = a.now;
+            deliver(&mut a, now, 9, &[suspect(name, 0, "z")]);
+            sent(&mut a);
+            let (target, _) = next_ping(&mut a);
+            if round == 0 {
+                assert_eq!(target, port, "{name} accused by z is probed next");
+            } else {
+                // The last probe went to an accused member: this one follows the
+                // round-robin, and the accused member comes next (unless the round-robin
+                // picked it anyway).
+                let (after, _) = next_ping(&mut a);
+                assert!(
+                    target == port || after == port,
+                    "{name} probed within two: {target}, {after}"
+                );
+            }
+            accused.push(port);
+        }
+    }
+
+    /// With the accusation guard, a suspicion that expires with no independent confirmation
+    /// although one was expected fails the member here only; without the guard (or once
+    /// confirmed) the verdict is gossiped.
+    #[test]
+    fn an_unconfirmed_verdict_stays_local_under_the_guard() {
+        for guard in [true, false] {
+            let mut a = if guard {
+                guarded_node(1)
+            } else {
+                cluster_node(1)
+            };
+            let now = a.now;
+            deliver(&mut a, now, 2, &[suspect("d", 0, "b")]);
+            let generation = a
+                .members
+                .get("d")
+                .and_then(|r| r.suspicion_generation())
+                .expect("suspected");
+            a.now = a.now + Duration::from_secs(60);
+            a.on_swim_timer(SwimTimer::Suspicion {
+                name: "d".into(),
+                generation,
+            });
+            assert_eq!(a.member("d").unwrap().status, MemberStatus::Failed);
+            assert_eq!(
+                a.stats().verdicts_kept_local,
+                u64::from(guard),
+                "guard {guard}"
+            );
+        }
+    }
+
+    /// With the accusation guard, a probe whose target refuted (raised its incarnation) while
+    /// the probe was out accuses nobody: the silence was the old incarnation's.
+    #[test]
+    fn a_probe_the_target_outlived_by_refuting_accuses_nobody() {
+        for guard in [true, false] {
+            let mut a = if guard {
+                guarded_node(1)
+            } else {
+                cluster_node(1)
+            };
+            let (target, _) = next_ping(&mut a);
+            let name = ["b", "c", "d"][(target - 2) as usize];
+            let now = a.now;
+            deliver(&mut a, now, target, &[alive(name, target, 1)]);
+            a.now = a.now + Duration::from_secs(1);
+            a.on_swim_timer(SwimTimer::ProbeTick);
+            let status = a.member(name).unwrap().status;
+            if guard {
+                assert_eq!(status, MemberStatus::Alive);
+                assert_eq!(a.stats().accusations_outlived, 1);
+            } else {
+                assert_eq!(status, MemberStatus::Suspect);
+                assert_eq!(a.stats().accusations_outlived, 0);
+            }
+        }
     }
 }

@@ -32,9 +32,9 @@ pub(crate) fn arm(
 
 /// A suspicion timer fired: if it is still the same suspicion (`generation`) and its
 /// (possibly shortened) deadline has passed, the member is to be declared dead — returned as
-/// the accusation to apply. A timer for a suspicion that was refuted or replaced does nothing;
+/// the accusation to apply, and whether to gossip it. A timer for a suspicion that was refuted or replaced does nothing;
 /// one that fires before a deadline that moved re-arms itself.
-pub(super) fn expire(cx: &mut Cx<'_>, name: &str, generation: u32) -> Option<Accusation> {
+pub(super) fn expire(cx: &mut Cx<'_>, name: &str, generation: u32) -> Option<(Accusation, bool)> {
     let rec = cx.members.get(name)?;
     if rec.suspicion_generation() != Some(generation) {
         return None;
@@ -45,11 +45,24 @@ pub(super) fn expire(cx: &mut Cx<'_>, name: &str, generation: u32) -> Option<Acc
         arm(&mut cx.fx.timers, deadline, name, generation);
         return None;
     }
-    Some(Accusation {
-        incarnation: rec.incarnation,
-        name: rec.name.to_name(),
-        from: cx.me.clone(),
-    })
+    // With the accusation guard, a suspicion that nobody confirmed although confirmations
+    // were expected stays this node's own conclusion: the member is failed here, but the
+    // verdict is not gossiped (see [`Verdict::Dead`]).
+    let gossip = !(cx.cfg.accusation_guard
+        && rec
+            .suspicion()
+            .is_some_and(|s| s.k > 0 && s.confirmations() == 0));
+    if !gossip {
+        cx.fx.stats.verdicts_kept_local += 1;
+    }
+    Some((
+        Accusation {
+            incarnation: rec.incarnation,
+            name: rec.name.to_name(),
+            from: cx.me.clone(),
+        },
+        gossip,
+    ))
 }
 
 /// One member's suspicion: when it started, its bounds and who confirmed it.
