@@ -617,30 +617,24 @@ impl EventLoop {
             return;
         };
         let now = Instant::now();
+        let expire = now + self.cfg.tcp_timeout;
         let result = loop {
-            let Some(front) = i.replies.front() else {
-                i.reply_deadline = None;
-                break Ok(());
-            };
-            if i.reply_deadline.is_none() {
-                i.reply_deadline = Some(now + self.cfg.tcp_timeout);
-            }
-            match stream.write(&front.bytes[i.reply_offset..]) {
-                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-                Ok(n) => {
-                    i.reply_offset += n;
+            let step = write_front(
+                stream,
+                &mut i.replies,
+                &mut i.reply_offset,
+                &mut i.reply_deadline,
+                expire,
+            );
+            match step {
+                Ok(Wrote::Whole(f)) => {
                     i.last_active = now;
-                    if i.reply_offset == front.bytes.len() {
-                        if let Some(m) = front.message {
-                            self.written.push(m);
-                        }
-                        i.replies.pop_front();
-                        i.reply_offset = 0;
-                        i.reply_deadline = None;
+                    if let Some(m) = f.message {
+                        self.written.push(m);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Wrote::Part) => i.last_active = now,
+                Ok(Wrote::Nothing) => break Ok(()),
                 Err(e) => break Err(e),
             }
         };
@@ -911,39 +905,32 @@ impl EventLoop {
             return;
         }
         let now = Instant::now();
+        let expire = now + self.cfg.tcp_timeout;
         let result = loop {
             if o.answer_deadline.is_some() {
                 break Ok(());
             }
-            let Some(front) = o.queue.front() else {
-                o.write_deadline = None;
-                break Ok(());
-            };
-            if o.write_deadline.is_none() {
-                o.write_deadline = Some(now + self.cfg.tcp_timeout);
-            }
-            match stream.write(&front.bytes[o.offset..]) {
-                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-                Ok(n) => {
-                    o.offset += n;
+            match write_front(
+                stream,
+                &mut o.queue,
+                &mut o.offset,
+                &mut o.write_deadline,
+                expire,
+            ) {
+                Ok(Wrote::Whole(f)) => {
                     o.last_active = now;
-                    if o.offset == front.bytes.len() {
-                        if let Some(m) = front.message {
-                            self.written.push(m);
-                        }
-                        o.queue.pop_front();
-                        o.offset = 0;
-                        o.write_deadline = None;
-                        if o.answers.is_some() {
-                            // One message per connection: now its answers.
-                            o.answer_deadline = Some(now + self.cfg.tcp_timeout);
-                        } else {
-                            o.used = true;
-                        }
+                    if let Some(m) = f.message {
+                        self.written.push(m);
+                    }
+                    if o.answers.is_some() {
+                        // One message per connection: now its answers.
+                        o.answer_deadline = Some(expire);
+                    } else {
+                        o.used = true;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Wrote::Part) => o.last_active = now,
+                Ok(Wrote::Nothing) => break Ok(()),
                 Err(e) => break Err(e),
             }
         };
@@ -1135,5 +1122,50 @@ fn connect_result(stream: &TcpStream) -> io::Result<bool> {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// What one [`write_front`] did.
+enum Wrote {
+    /// The front frame went out whole (it is off the queue).
+    Whole(OutFrame),
+    /// Part of it went out.
+    Part,
+    /// Nothing: the socket takes no more now, or nothing is queued.
+    Nothing,
+}
+
+/// Write what `stream` takes of the front frame of a connection's queue (`offset` bytes of it
+/// already out), inbound answers and outbound frames alike. The frame's write deadline is set
+/// to `expire` when it starts and cleared when it is done or nothing is queued.
+fn write_front(
+    stream: &mut TcpStream,
+    frames: &mut VecDeque<OutFrame>,
+    offset: &mut usize,
+    deadline: &mut Option<Instant>,
+    expire: Instant,
+) -> io::Result<Wrote> {
+    let Some(front) = frames.front() else {
+        *deadline = None;
+        return Ok(Wrote::Nothing);
+    };
+    deadline.get_or_insert(expire);
+    loop {
+        match stream.write(&front.bytes[*offset..]) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => {
+                *offset += n;
+                if *offset < front.bytes.len() {
+                    return Ok(Wrote::Part);
+                }
+                *offset = 0;
+                *deadline = None;
+                let whole = frames.pop_front().expect("the front frame");
+                return Ok(Wrote::Whole(whole));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Wrote::Nothing),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
