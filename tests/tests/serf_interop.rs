@@ -189,17 +189,7 @@ fn failure_leave_and_force_leave(prefix: &str, extra: &[&str], config: &Config) 
     eprintln!("{prefix}: killed serf agent failed everywhere in {took:?}");
     // A crashed rookery agent is failed on every serf agent.
     let crashed = rk[2].name().to_string();
-    rk[2].shutdown(rookery_driver::ShutdownMode::Now);
-    let (ok, took) = wait_until(LIMIT, || {
-        serfs[..2]
-            .iter()
-            .all(|s| s.status_of(&crashed).as_deref() == Some("failed"))
-    });
-    assert!(
-        ok,
-        "{crashed} not failed on the serf agents in {took:?}: {:?}",
-        serfs[0].members()
-    );
+    let took = crash_failed_on(&rk[2], &serfs[..2]);
     eprintln!("{prefix}: crashed rookery agent failed everywhere in {took:?}");
     // `serf force-leave` of the failed rookery agent: left everywhere.
     assert!(
@@ -410,8 +400,15 @@ fn driver_in_a_serf_cluster(driver: Driver, prefix: &str) {
     );
     eprintln!("{prefix}: killed serf agent failed on the {driver:?} agent in {took:?}");
     // The agent crashed: failed on the serf agents.
-    let crashed = me.name().to_string();
-    me.shutdown(rookery_driver::ShutdownMode::Now);
+    let took = crash_failed_on(me, &serfs);
+    eprintln!("{prefix}: crashed {driver:?} agent failed on the serf agents in {took:?}");
+}
+
+/// Crash `agent` (no leave) and wait until every one of `serfs` lists it `failed`; how long
+/// that took.
+fn crash_failed_on(agent: &Agent, serfs: &[Serf]) -> std::time::Duration {
+    let crashed = agent.name().to_string();
+    agent.shutdown(rookery_driver::ShutdownMode::Now);
     let (ok, took) = wait_until(LIMIT, || {
         serfs
             .iter()
@@ -422,7 +419,7 @@ fn driver_in_a_serf_cluster(driver: Driver, prefix: &str) {
         "{crashed} not failed on the serf agents in {took:?}: {:?}",
         serfs[0].members()
     );
-    eprintln!("{prefix}: crashed {driver:?} agent failed on the serf agents in {took:?}");
+    took
 }
 
 #[test]
