@@ -1172,17 +1172,7 @@ mod tests {
 
         // A second "a" at port 9 claims the name, then asks: b answers it (at the claiming
         // address) with the a it knows, at port 1 — the claimant loses Serf's vote.
-        let claim = crate::wire::hashicorp::Alive {
-            incarnation: 0,
-            node: "a".into(),
-            addr: Some(vec![127, 0, 0, 1]),
-            port: 9,
-            meta: None,
-            vsn: Some(Versions::SERF_0_9_4.to_bytes()),
-        };
-        let claim = crate::wire::hashicorp::Packet::Msg(PacketMsg::Alive(claim));
-        let claim = (addr(2), TransmitKind::Datagram, claim.encode().unwrap());
-        let _ = hand(b, at(3_400), addr(9), &claim);
+        let _ = hand(b, at(3_400), addr(9), &alive_datagram(2, "a", 9, 0));
         drain(b);
         assert_eq!(
             b.member("a").map(|m| m.addr),
@@ -1219,8 +1209,23 @@ mod tests {
         );
     }
 
-    /// The `_serf_conflict` queries in `t`: (asking node, its port, payload).
-    fn conflict_queries(t: &Sent) -> Vec<(String, u16, Vec<u8>)> {
+    /// A datagram to 127.0.0.1:`to` holding serf agent `node`'s alive message at
+    /// 127.0.0.1:`port`, `incarnation`.
+    fn alive_datagram(to: u16, node: &str, port: u16, incarnation: u32) -> Sent {
+        let alive = crate::wire::hashicorp::Alive {
+            incarnation,
+            node: node.into(),
+            addr: Some(vec![127, 0, 0, 1]),
+            port,
+            meta: None,
+            vsn: Some(Versions::SERF_0_9_4.to_bytes()),
+        };
+        let msg = crate::wire::hashicorp::Packet::Msg(PacketMsg::Alive(alive));
+        (addr(to), TransmitKind::Datagram, msg.encode().unwrap())
+    }
+
+    /// The `_serf_conflict` queries in the datagram `t`.
+    fn conflict_queries(t: &Sent) -> Vec<crate::wire::hashicorp::Query> {
         let Ok(p) = decode_packet(&t.2) else {
             return Vec::new();
         };
@@ -1228,9 +1233,7 @@ mod tests {
             .into_iter()
             .filter_map(|m| match m {
                 PacketMsg::User(b) => match SerfMsg::decode(b) {
-                    Ok(SerfMsg::Query(q)) if q.name == "_serf_conflict" => {
-                        Some((q.source_node, q.port, q.payload.unwrap_or_default()))
-                    }
+                    Ok(SerfMsg::Query(q)) if q.name == "_serf_conflict" => Some(q),
                     _ => None,
                 },
                 _ => None,
@@ -1255,13 +1258,14 @@ mod tests {
         nodes[3].join(at(3_000), &[addr(2)]).unwrap();
         let mut asked = std::collections::BTreeSet::new();
         run(&mut nodes, 3_000, 40_000, |i, t| {
-            for (from, port, payload) in conflict_queries(t) {
+            for q in conflict_queries(t) {
+                let payload = q.payload.unwrap_or_default();
                 assert_eq!(
-                    (from.as_str(), payload.as_slice()),
+                    (q.source_node.as_str(), &payload[..]),
                     ("a", &b"a"[..]),
                     "sent by {i}"
                 );
-                asked.insert(port);
+                asked.insert(q.port);
             }
             assert!(
                 !t.2.windows(17).any(|w| w == b"_rookery/conflict"),
@@ -1286,31 +1290,12 @@ mod tests {
         // incarnation, so they are live whenever their answers arrive.
         let peers_alive = |lone: &mut Node, now: u64| {
             for (peer, port) in [("p", 6), ("q", 7), ("r", 8)] {
-                let alive = crate::wire::hashicorp::Alive {
-                    incarnation: (now / 1_000) as u32 + 1,
-                    node: peer.into(),
-                    addr: Some(vec![127, 0, 0, 1]),
-                    port,
-                    meta: None,
-                    vsn: Some(Versions::SERF_0_9_4.to_bytes()),
-                };
-                let msg = crate::wire::hashicorp::Packet::Msg(PacketMsg::Alive(alive));
-                let t = (addr(5), TransmitKind::Datagram, msg.encode().unwrap());
+                let t = alive_datagram(5, peer, port, (now / 1_000) as u32 + 1);
                 hand(lone, at(now), addr(port), &t).unwrap();
             }
         };
         peers_alive(&mut lone, 0);
-        let claim = crate::wire::hashicorp::Alive {
-            incarnation: 0,
-            node: "z".into(),
-            addr: Some(vec![127, 0, 0, 1]),
-            port: 9,
-            meta: None,
-            vsn: Some(Versions::SERF_0_9_4.to_bytes()),
-        };
-        let claim = crate::wire::hashicorp::Packet::Msg(PacketMsg::Alive(claim));
-        let claim = (addr(5), TransmitKind::Datagram, claim.encode().unwrap());
-        let _ = hand(&mut lone, at(1), addr(9), &claim);
+        let _ = hand(&mut lone, at(1), addr(9), &alive_datagram(5, "z", 9, 0));
         let mut query = None;
         let mut now = 1;
         while query.is_none() && now < 30_000 {
@@ -1320,15 +1305,8 @@ mod tests {
                 peers_alive(&mut lone, now);
             }
             for t in drain(&mut lone) {
-                let Ok(p) = decode_packet(&t.2) else { continue };
-                for m in p.messages() {
-                    if let PacketMsg::User(b) = m {
-                        if let Ok(SerfMsg::Query(q)) = SerfMsg::decode(b) {
-                            if q.name == "_serf_conflict" {
-                                query = Some((q.ltime, q.id));
-                            }
-                        }
-                    }
+                if let Some(q) = conflict_queries(&t).pop() {
+                    query = Some((q.ltime, q.id));
                 }
             }
         }

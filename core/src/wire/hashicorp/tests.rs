@@ -118,6 +118,18 @@ fn opened_encrypted_serf_records() -> Vec<Record> {
     out
 }
 
+/// The query responses a capture holds, relayed ones included.
+fn query_responses(c: &Capture) -> impl Iterator<Item = &super::serf::QueryResponse> {
+    c.serf.iter().filter_map(|m| match m {
+        SerfMsg::QueryResponse(r) => Some(r),
+        SerfMsg::Relay(_, inner) => match inner.as_ref() {
+            SerfMsg::QueryResponse(r) => Some(r),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
 fn capture_of(records: Vec<Record>) -> Capture {
     let mut c = Capture::default();
     for r in records {
@@ -439,14 +451,7 @@ fn captured_serf_messages_say_what_the_run_did() {
     let mut key_messages = BTreeSet::new();
     let mut conflict = false;
     let mut acks = 0;
-    let responses = c.serf.iter().filter_map(|m| match m {
-        SerfMsg::QueryResponse(r) => Some(r),
-        SerfMsg::Relay(_, inner) => match inner.as_ref() {
-            SerfMsg::QueryResponse(r) => Some(r),
-            _ => None,
-        },
-        _ => None,
-    });
+    let responses = query_responses(&c);
     for r in responses {
         if r.flags & QUERY_FLAG_ACK != 0 {
             acks += 1;
@@ -1048,14 +1053,7 @@ fn captured_conflict_queries_and_answers_reencode_byte_identically() {
             assert_eq!(q.payload.as_deref(), Some(&b"a"[..]), "{what}");
         }
         let mut answers = 0;
-        let responses = c.serf.iter().filter_map(|m| match m {
-            SerfMsg::QueryResponse(r) => Some(r),
-            SerfMsg::Relay(_, inner) => match inner.as_ref() {
-                SerfMsg::QueryResponse(r) => Some(r),
-                _ => None,
-            },
-            _ => None,
-        });
+        let responses = query_responses(&c);
         for r in responses {
             let p = r.payload.clone().unwrap_or_default();
             let Ok(SerfMsg::ConflictResponse(m)) = SerfMsg::decode(&p) else {
