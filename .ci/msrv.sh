@@ -6,7 +6,7 @@
 # this gate can verify: no older toolchain can be fetched on the build machines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+msrv=$(sed -n '/^rust-version = /{s/^rust-version = "\(.*\)"/\1/p;q}' Cargo.toml)
 have=$(rustc --version | awk '{print $2}')
 if [[ "$have" == "$msrv" || "$have" == "$msrv".* ]]; then
     echo "msrv: the default toolchain is rustc $have, the declared MSRV $msrv: the gate builds on it"

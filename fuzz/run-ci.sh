@@ -17,7 +17,7 @@ cd "$(dirname "$0")"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}"
 TARGETS=(decode node cluster seal hashicorp)
 
-if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+if ! rustup toolchain list 2>/dev/null | grep '^nightly' >/dev/null; then
     echo "fuzz: SKIPPED: no nightly toolchain (rustup toolchain list has none); the corpus is still replayed by cargo test"
     exit 0
 fi
