@@ -192,6 +192,25 @@ impl Cx<'_> {
         self.finish_datagram(to, msgs.len() + extra, buf);
     }
 
+    /// Send `msgs` in one datagram to `to` with no queued updates beside them: for pings that
+    /// many members send to the same few at once (revival checks), where piggybacked updates
+    /// would spend their retransmissions on those few and starve everyone else of the news.
+    pub(crate) fn send_bare(&mut self, to: SocketAddr, msgs: &[Message]) {
+        if self.fx.hc.is_some() {
+            let mut buf = Vec::with_capacity(self.cfg.mtu);
+            for m in msgs {
+                self.hc_records(m, &mut buf);
+            }
+            self.hc_finish(to, &buf);
+            return;
+        }
+        let mut buf = self.datagram_buf();
+        for m in msgs {
+            wire::encode_into(m, &mut buf);
+        }
+        self.finish_datagram(to, msgs.len(), buf);
+    }
+
     /// A datagram being built: room for the envelope header and the longest message count in
     /// front of the messages, which [`Cx::finish_datagram`] fills in place.
     fn datagram_buf(&self) -> Vec<u8> {

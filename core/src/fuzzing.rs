@@ -64,6 +64,8 @@ pub enum MessageKind {
     DirectAcked,
     /// Receipt of an acknowledged direct message.
     DirectAck,
+    /// Revival check's probe (answered with a bare ack).
+    CheckPing,
 }
 
 /// The fields of a message a harness needs to answer it (absent fields are `None`).
@@ -341,6 +343,11 @@ impl WireMessage {
                 i.seq = Some(*seq);
                 i.name = Some(target.clone());
             }
+            Message::CheckPing { seq, target } => {
+                i.kind = MessageKind::CheckPing;
+                i.seq = Some(*seq);
+                i.name = Some(target.clone());
+            }
             Message::Ack { seq, .. } => {
                 i.kind = MessageKind::Ack;
                 i.seq = Some(*seq);
@@ -446,6 +453,7 @@ impl WireMessage {
         };
         match &mut self.0 {
             Message::Ping { target, .. }
+            | Message::CheckPing { target, .. }
             | Message::IndirectPing { target, .. }
             | Message::StreamPing { target, .. } => name(target),
             Message::Ack { .. } | Message::Nack { .. } => {}
@@ -477,6 +485,7 @@ impl WireMessage {
     pub fn map_addrs(&mut self, mut f: impl FnMut(SocketAddr) -> SocketAddr) {
         match &mut self.0 {
             Message::Ping { .. }
+            | Message::CheckPing { .. }
             | Message::Ack { .. }
             | Message::Nack { .. }
             | Message::Suspect(_)

@@ -15,6 +15,14 @@
 //!   until the old life is declared dead (and, by default, long after), so a restart at a new
 //!   address before anyone noticed the crash ends in a name-conflict shutdown; and a member
 //!   that failed or left may come back from a new address at once.
+//! - A member failed here that announces itself alive again at the same address (it refuted
+//!   the verdict, or restarted) is taken back only once it answers this node's pings, with
+//!   [`crate::Config::revival_check`] (`swim::addr_check`'s revival checks): a member that
+//!   loses most of its packets was rightly removed, and its refutations, which do get out now
+//!   and then, otherwise bring it back only for it to fail again — memberlist's flapping of
+//!   degraded members (Rapid's paper). Until it answers, nothing about it changes here and the
+//!   alive message is not passed on; an unanswered check holds the next one back for a probe
+//!   interval, doubling with each in a row up to [`REVIVAL_BACKOFF_MAX_PROBES`] intervals.
 //! - Failed and left members stay in the table as tombstones, so stale alive gossip at an old
 //!   incarnation cannot resurrect them (memberlist forgets them after a while, which let push-pull
 //!   revive dead members at scale).
@@ -28,6 +36,14 @@ use crate::plausible;
 use crate::swim::suspicion::{self, Suspicion};
 use crate::wire::RawAlive;
 use crate::wire::{Accusation, Alive, Intent, Message, PushPull, WireStatus};
+
+/// The longest wait, in probe intervals, between two revival checks of one member after
+/// unanswered ones (1, 2, 4, … intervals).
+pub(crate) const REVIVAL_BACKOFF_MAX_PROBES: u32 = 64;
+
+/// Members whose revival backoff is remembered at once; beyond, the oldest name in order is
+/// forgotten (it gets its next check at once).
+pub(crate) const MAX_REVIVAL_BACKOFFS: usize = 1024;
 
 /// What an alive message tells this node ([`Node::alive_is_known`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +174,91 @@ impl Node {
             }
             return;
         }
+        if prev == MemberStatus::Failed && !reclaim && self.cfg.revival_check {
+            let addr = rec.addr();
+            self.revival_claimed(a, addr, broadcast);
+            return;
+        }
         self.take_alive(a, prev, reclaim, broadcast);
+    }
+
+    /// A member failed here announced itself alive at its known address `addr`: check that
+    /// it answers there before taking it back ([`crate::Config::revival_check`]).
+    fn revival_claimed(&mut self, a: Alive, addr: std::net::SocketAddr, broadcast: bool) {
+        let name = a.name.clone();
+
+        if let Some(&(_, next)) = self.revival_backoff.get(&name) {
+            if self.now < next {
+                self.fx.stats.revivals_deferred += 1;
+                tracing::trace!(member = %name, incarnation = a.incarnation,
+                    "alive of a member failed here: its last revival check went unanswered, held back");
+                return;
+            }
+        }
+        let newer = self
+            .revivals
+            .get(&name)
+            .is_none_or(|(r, _)| plausible::newer(a.incarnation, r.incarnation));
+        if !self.swim.check_revival(name.clone(), addr, &mut cx!(self)) {
+            self.fx.stats.revivals_deferred += 1;
+            tracing::debug!(member = %name, "alive of a member failed here: revival checks all busy, held back");
+            return;
+        }
+        if newer {
+            tracing::debug!(member = %name, %addr, incarnation = a.incarnation,
+                "a member failed here announces itself alive: checking that it answers");
+            self.revivals.insert(name, (a, broadcast));
+        }
+    }
+
+    /// An address check ended (see `swim::addr_check`).
+    pub(crate) fn check_done(&mut self, done: crate::swim::CheckDone) {
+        use crate::swim::CheckKind;
+        match (done.kind, done.answered) {
+            (CheckKind::Claim, true) => self.address_answered(done.name, done.addr),
+            (CheckKind::Claim, false) => self.address_silent(done.name, done.addr),
+            (CheckKind::Revival, true) => self.revival_answered(done.name, done.addr),
+            (CheckKind::Revival, false) => self.revival_unanswered(done.name, done.addr),
+        }
+    }
+
+    /// A member failed here answered its revival check: take its alive message, if it is
+    /// still failed at that address and the message still newer.
+    fn revival_answered(&mut self, name: Name, addr: std::net::SocketAddr) {
+        self.revival_backoff.remove(&name);
+        let Some((a, broadcast)) = self.revivals.remove(&name) else {
+            return;
+        };
+        let Some(rec) = self.members.get(&name) else {
+            return;
+        };
+        if rec.status() != MemberStatus::Failed
+            || rec.addr() != addr
+            || !plausible::newer(a.incarnation, rec.incarnation)
+        {
+            return;
+        }
+        tracing::debug!(member = %name, %addr, "a member failed here answered its revival check");
+        self.take_alive(a, MemberStatus::Failed, false, broadcast);
+    }
+
+    /// A member failed here did not answer its revival check: it stays failed, and its next
+    /// check waits (1, 2, 4, … probe intervals).
+    fn revival_unanswered(&mut self, name: Name, addr: std::net::SocketAddr) {
+        self.revivals.remove(&name);
+        self.fx.stats.revivals_unanswered += 1;
+        let misses = self.revival_backoff.get(&name).map_or(0, |&(m, _)| m);
+        let misses = misses.saturating_add(1);
+        let probes = (1u32 << u32::from(misses - 1).min(6)).min(REVIVAL_BACKOFF_MAX_PROBES);
+        let next = self.now + self.cfg.probe_interval * probes;
+        tracing::debug!(member = %name, %addr, misses, wait_probes = probes,
+            "a member failed here announced itself alive but did not answer: it stays failed");
+        if !self.revival_backoff.contains_key(&name)
+            && self.revival_backoff.len() >= MAX_REVIVAL_BACKOFFS
+        {
+            self.revival_backoff.pop_first();
+        }
+        self.revival_backoff.insert(name, (misses, next));
     }
 
     /// Take an alive message that changes what this node holds about a known member: a new
@@ -758,6 +858,110 @@ mod tests {
         assert_eq!(a.alive_count(), 2);
     }
 
+    /// The revival checks' pings to `to` for `name` that `n` sent, by sequence number; each
+    /// goes alone, nothing piggybacked.
+    fn pings_to(n: &mut Node, to: u16, name: &str) -> Vec<u32> {
+        sent(n)
+            .into_iter()
+            .filter(|(dst, _, _)| *dst == addr(to))
+            .filter_map(|(_, _, msgs)| match &msgs[..] {
+                [Message::CheckPing { seq, target }] if &**target == name => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_member_is_taken_back_only_once_it_answers() {
+        let config = crate::Config {
+            revival_check: true,
+            ..crate::Config::local()
+        };
+        let mut a = node_with(config, "a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 1), alive("c", 3, 1)]);
+        deliver(&mut a, at(2), 3, &[dead("b", 1, "c")]);
+        events(&mut a);
+        sent(&mut a);
+        let timeout = a.cfg.probe_timeout.as_millis() as u64;
+
+        // b refutes: nothing changes until it answers two pings, sent one after the other.
+        deliver(&mut a, at(10), 2, &[alive("b", 2, 2)]);
+        assert!(events(&mut a).is_empty(), "held until checked");
+        assert_eq!(status(&a, "b"), (MemberStatus::Failed, 1));
+        let first = pings_to(&mut a, 2, "b");
+        assert_eq!(first.len(), 1, "{first:?}");
+        let ack = Message::Ack {
+            seq: first[0],
+            digest: None,
+        };
+        for _ in 0..2 {
+            deliver(&mut a, at(11), 2, std::slice::from_ref(&ack));
+        }
+        assert!(
+            events(&mut a).is_empty(),
+            "one answer (twice) is not enough"
+        );
+        let second = pings_to(&mut a, 2, "b");
+        assert_eq!(second.len(), 1, "the next ping at once: {second:?}");
+        assert_ne!(second[0], first[0]);
+        deliver(
+            &mut a,
+            at(12),
+            2,
+            &[Message::Ack {
+                seq: second[0],
+                digest: None,
+            }],
+        );
+        assert!(matches!(&events(&mut a)[..], [Event::MemberJoined(m)] if &*m.name == "b"));
+        assert_eq!(status(&a, "b"), (MemberStatus::Alive, 2));
+
+        // Failed again, b refutes but stays silent: it stays failed, and its next alive
+        // message within the wait starts no check.
+        deliver(&mut a, at(20), 3, &[dead("b", 2, "c")]);
+        events(&mut a);
+        sent(&mut a);
+        deliver(&mut a, at(30), 2, &[alive("b", 2, 3)]);
+        let mut pings = pings_to(&mut a, 2, "b").len();
+        for k in 1..=4 {
+            a.handle_timeout(at(30 + k * timeout));
+            pings += pings_to(&mut a, 2, "b").len();
+        }
+        assert_eq!(pings, 3, "after 3 silent pings 2 answers cannot come");
+        assert_eq!(status(&a, "b"), (MemberStatus::Failed, 2));
+        assert!(events(&mut a).is_empty());
+        assert_eq!(a.stats().revivals_unanswered, 1);
+        let t = 30 + 4 * timeout;
+        deliver(&mut a, at(t), 2, &[alive("b", 2, 4)]);
+        assert_eq!(a.stats().revivals_deferred, 1, "within the wait");
+        assert!(pings_to(&mut a, 2, "b").is_empty());
+        // After the wait (one probe interval after the first miss), a check starts again.
+        let after = 30 + 3 * timeout + a.cfg.probe_interval.as_millis() as u64 + 1;
+        deliver(&mut a, at(after.max(t + 1)), 2, &[alive("b", 2, 5)]);
+        assert_eq!(pings_to(&mut a, 2, "b").len(), 1);
+
+        // Checked itself, a node answers with a bare ack (even with updates queued).
+        deliver(&mut a, at(after + 5), 4, &[alive("d", 4, 1)]);
+        assert!(!a.fx.queue.is_empty());
+        let check = Message::CheckPing {
+            seq: 77,
+            target: "a".into(),
+        };
+        deliver(&mut a, at(after + 10), 3, &[check]);
+        let acks: Vec<_> = sent(&mut a)
+            .into_iter()
+            .filter(|(dst, _, _)| *dst == addr(3))
+            .map(|(_, _, msgs)| msgs)
+            .collect();
+        assert_eq!(
+            acks,
+            vec![vec![Message::Ack {
+                seq: 77,
+                digest: None
+            }]]
+        );
+    }
+
     #[test]
     fn a_late_leave_announcement_turns_failed_into_left() {
         let mut a = node("a", 1);
@@ -1028,6 +1232,7 @@ mod log_tests {
 
     #[test]
     fn verdicts_and_refusals_are_logged_with_names_and_reasons() {
+        logs_wanted();
         let out = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::DEBUG)

@@ -154,6 +154,13 @@ pub struct Node {
     /// Claims of a live member's name from another address, waiting for the check of its
     /// known address (see `membership.rs`); at most one per name, as many as checks run.
     pub(crate) claims: BTreeMap<Name, crate::wire::Alive>,
+    /// Alive messages of members failed here, waiting for their revival check
+    /// ([`Config::revival_check`]), and whether to pass each on once taken; at most one per
+    /// name, as many as revival checks run.
+    pub(crate) revivals: BTreeMap<Name, (crate::wire::Alive, bool)>,
+    /// Members whose last revival check went unanswered: how many in a row, and when the next
+    /// may start (see `membership.rs`). At most [`crate::membership::MAX_REVIVAL_BACKOFFS`].
+    pub(crate) revival_backoff: BTreeMap<Name, (u8, crate::time::Timestamp)>,
 }
 
 /// What an update in the Serf broadcast queue is about; a newer update replaces an older one
@@ -250,6 +257,8 @@ impl Node {
             stop_reason: None,
             forgotten: BTreeMap::new(),
             claims: BTreeMap::new(),
+            revivals: BTreeMap::new(),
+            revival_backoff: BTreeMap::new(),
             members,
             diss: Dissemination::default(),
             life: Lifecycle::default(),
@@ -831,6 +840,9 @@ impl Node {
                     self.compare_digest(from, d);
                 }
             }
+            Message::CheckPing { seq, target } => {
+                self.swim.on_check_ping(from, seq, &target, &mut cx!(self))
+            }
             Message::StreamPing {
                 seq,
                 target,
@@ -839,8 +851,8 @@ impl Node {
                 .swim
                 .on_stream_ping(from, seq, &target, reply_to, &mut cx!(self)),
             Message::Ack { seq, digest } => {
-                if let Some((name, addr)) = self.swim.check_answered(from, seq) {
-                    self.address_answered(name, addr);
+                if let Some(done) = self.swim.check_answered(from, seq, &mut cx!(self)) {
+                    self.check_done(done);
                 } else if let Some(d) = self.swim.on_ack(from, seq, digest, &mut cx!(self)) {
                     self.compare_digest(from, d);
                 }
@@ -945,8 +957,8 @@ impl Node {
     /// its verdict is applied here, then the next probe starts while the node runs.
     pub(crate) fn on_swim_timer(&mut self, t: SwimTimer) {
         let out = self.swim.on_timer(t, &mut cx!(self));
-        if let Some((name, addr)) = out.silent {
-            self.address_silent(name, addr);
+        if let Some(done) = out.check {
+            self.check_done(done);
         }
         match out.verdict {
             Some(Verdict::Suspect(s)) => self.apply_suspect(s, true, Near::UNKNOWN),

@@ -103,6 +103,7 @@ impl Clocks {
             }
             Message::PushPull(p) => self.push_pull_too_far(p),
             Message::Ping { .. }
+            | Message::CheckPing { .. }
             | Message::StreamPing { .. }
             | Message::Ack { .. }
             | Message::Nack { .. }

@@ -116,6 +116,13 @@ pub struct Stats {
     /// after their exchange was given up (`tcp_timeout`); merged, never answered
     /// ([`crate::Node::handle_stream_answer`]).
     pub late_answers: u64,
+    /// Alive messages of members failed here whose revival check went unanswered
+    /// ([`crate::Config::revival_check`]): the member stays failed here.
+    pub revivals_unanswered: u64,
+    /// Alive messages of members failed here not checked: the member's last check went
+    /// unanswered and its wait runs, or every revival check was busy. The member stays failed
+    /// here until its next alive message.
+    pub revivals_deferred: u64,
 }
 
 impl Stats {

@@ -17,13 +17,34 @@ pub(crate) fn addr(port: u16) -> SocketAddr {
 
 /// A node named `name` at 127.0.0.1:`port` with the local preset, created at time zero.
 pub(crate) fn node(name: &str, port: u16) -> Node {
+    node_with(Config::local(), name, port)
+}
+
+/// A node named `name` at 127.0.0.1:`port` with `config`, created at time zero.
+pub(crate) fn node_with(config: Config, name: &str, port: u16) -> Node {
+    logs_wanted();
     Node::new(
-        Config::local(),
+        config,
         Identity::new(name, addr(port)),
         port as u64,
         Timestamp::ZERO,
     )
     .unwrap()
+}
+
+/// Install, once per test process, a global subscriber that wants every debug log and
+/// discards it. Without one, a test thread that reaches a log call site while another thread
+/// installs its own scoped subscriber (the log tests) can leave that call site registered as
+/// wanted by nobody, and the log test misses the line (seen: one run in two).
+pub(crate) fn logs_wanted() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let sink = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::sink)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(sink);
+    });
 }
 
 pub(crate) fn at(ms: u64) -> Timestamp {

@@ -168,7 +168,7 @@ struct Args {
     /// awareness_max_multiplier,
     /// gossip_interval_ms, gossip_nodes, retransmit_mult, push_pull_interval_s,
     /// accusation_guard (0/1), probe_suspects_first (0/1), join_follow_up (0/1),
-    /// suspicion_unit_ms.
+    /// revival_check (0/1), suspicion_unit_ms.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 }
@@ -197,6 +197,7 @@ fn apply_setting(config: &mut Config, kv: &str) -> Result<(), String> {
         "accusation_guard" => config.accusation_guard = num != 0,
         "probe_suspects_first" => config.probe_suspects_first = num != 0,
         "join_follow_up" => config.join_follow_up = num != 0,
+        "revival_check" => config.revival_check = num != 0,
         "suspicion_unit_ms" => config.suspicion_unit = Some(ms),
         _ => return Err(format!("--set {kv}: unknown key {key}")),
     }

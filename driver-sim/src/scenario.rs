@@ -130,6 +130,15 @@ pub fn wrap_up(sim: &Sim, opts: &Options, scenario: &str, m: &mut Map<String, Va
         json!(rss_mb().map(|r| (r * 10.0).round() / 10.0)),
     );
     m.insert("member_entries".into(), json!(entries));
+    // Revival checks (`Config::revival_check`), every node together: alive messages of
+    // members failed there that went unanswered, or were not checked (a wait or the cap).
+    let (unanswered, deferred) = (0..sim.len())
+        .map(|i| sim.node(i).stats())
+        .fold((0, 0), |(u, d), s| {
+            (u + s.revivals_unanswered, d + s.revivals_deferred)
+        });
+    m.insert("revivals_unanswered".into(), json!(unanswered));
+    m.insert("revivals_deferred".into(), json!(deferred));
     if sim.threads() > 1 {
         let w = sim.window_stats();
         let s = |d: Duration| (d.as_secs_f64() * 1e3).round() / 1e3;
@@ -790,9 +799,9 @@ pub const HEAL_LIMIT: Duration = Duration::from_secs(600);
 /// for `duration`, heal, and time until every node sees every node alive again
 /// (`t_heal_converge_ms`; null if not within 600 s, with the `stale_views` left). Also:
 /// when every node saw only its own half alive (`t_split_detect_ms`), and the failed
-/// verdicts during the split. The core has no reconnect timer yet: halves that declared each
-/// other failed longer than `gossip_to_the_dead_time` ago never talk again, unless
-/// `reconnect` runs the stand-in ([`crate::Liveness`]).
+/// verdicts during the split. The halves find each other again through the core's own
+/// reconnect attempts (Serf's: every `reconnect_interval`, a push-pull with a failed member);
+/// `reconnect` adds the simulator's stand-in ([`crate::Liveness`]) on top.
 pub fn partition(opts: &Options) -> Map<String, Value> {
     let n = opts.nodes;
     let (mut sim, formed) = formed(opts);

@@ -20,6 +20,7 @@ fn lan_is_memberlist_plus_issue_18s_timing() {
     assert_eq!(m.suspicion_confirmations, None);
     assert_eq!(m.suspicion_unit, None);
     assert!(!m.accusation_guard && !m.probe_suspects_first && !m.join_follow_up);
+    assert!(!m.revival_check);
     let lan = Config::lan();
     let back = Config {
         gossip_interval: m.gossip_interval,
@@ -29,11 +30,13 @@ fn lan_is_memberlist_plus_issue_18s_timing() {
         probe_suspects_first: false,
         join_follow_up: false,
         accusation_guard: false,
+        revival_check: false,
         ..lan
     };
     assert_eq!(back, m);
     // WAN and Local stay memberlist's.
     assert!(!Config::wan().join_follow_up && !Config::local().accusation_guard);
+    assert!(!Config::wan().revival_check && !Config::local().revival_check);
 }
 
 /// Every joiner of a `lan()` cluster follows its join up with one to three more push-pulls;

@@ -625,6 +625,9 @@ impl Harness {
                             let digest = (how & 2 != 0).then_some(([how, sel, 0, 1], how & 4 != 0));
                             replies.push(WireMessage::ack(seq, digest));
                         }
+                        MessageKind::CheckPing if how & 1 == 0 => {
+                            replies.push(WireMessage::ack(seq, None));
+                        }
                         MessageKind::IndirectPing => replies.push(if how & 8 != 0 {
                             WireMessage::nack(seq)
                         } else {

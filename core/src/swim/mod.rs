@@ -29,6 +29,7 @@ use crate::timers::TimerKind;
 use crate::wire::{Accusation, Digest, Message};
 
 use addr_check::AddrChecks;
+pub(crate) use addr_check::CheckKind;
 use awareness::Awareness;
 use probe::{Probe, RecentAcks, Withheld};
 use relay::Relays;
@@ -88,8 +89,21 @@ pub(crate) struct Outcome {
     pub verdict: Option<Verdict>,
     /// Start the next probe (after the verdict is applied) if the node still runs.
     pub next_probe: bool,
-    /// An address check ended without an answer: this member's known address is silent.
-    pub silent: Option<(Name, SocketAddr)>,
+    /// An address check ended without the answers it needed.
+    pub check: Option<CheckDone>,
+}
+
+/// An address check that ended (see `addr_check`).
+#[derive(Debug)]
+pub(crate) struct CheckDone {
+    /// The member checked.
+    pub name: Name,
+    /// The known address it was checked at.
+    pub addr: SocketAddr,
+    /// Why it was checked.
+    pub kind: CheckKind,
+    /// Whether it answered as the check needs (else it counts as silent).
+    pub answered: bool,
 }
 
 /// A conclusion about another member.
@@ -184,43 +198,129 @@ impl FailureDetector {
         self.checks.clear();
     }
 
-    /// Check whether `name`'s known address `addr` still answers as `name` (see
-    /// `addr_check`). True when a check runs (started now or already running); false when
-    /// [`addr_check::MAX_CHECKS`] are running and none could start.
+    /// Check whether `name`'s known address `addr` still answers as `name`, because its name
+    /// is claimed from another address (see `addr_check`). True when a check runs (started
+    /// now or already running); false when [`addr_check::MAX_CHECKS`] are running and none
+    /// could start.
     pub(crate) fn check_address(&mut self, name: Name, addr: SocketAddr, cx: &mut Cx<'_>) -> bool {
-        if self.checks.checking(&name) {
+        self.start_check(name, addr, CheckKind::Claim, cx)
+    }
+
+    /// Check whether `name`, failed here, answers at its known address `addr` before it is
+    /// taken back (see `addr_check`, [`crate::Config::revival_check`]). True when a check
+    /// runs (started now or already running); false when [`addr_check::MAX_REVIVAL_CHECKS`]
+    /// are running and none could start.
+    pub(crate) fn check_revival(&mut self, name: Name, addr: SocketAddr, cx: &mut Cx<'_>) -> bool {
+        self.start_check(name, addr, CheckKind::Revival, cx)
+    }
+
+    fn start_check(
+        &mut self,
+        name: Name,
+        addr: SocketAddr,
+        kind: CheckKind,
+        cx: &mut Cx<'_>,
+    ) -> bool {
+        if self.checks.checking(&name, kind) {
             return true;
         }
-        if self.checks.len() >= addr_check::MAX_CHECKS {
+        let cap = match kind {
+            CheckKind::Claim => addr_check::MAX_CHECKS,
+            CheckKind::Revival => addr_check::MAX_REVIVAL_CHECKS,
+        };
+        if self.checks.len(kind) >= cap {
             return false;
         }
         let seq = self.next_seq();
-        cx.send_datagram(
-            addr,
-            &[Message::Ping {
-                seq,
-                target: name.clone(),
-                digest: None,
-            }],
-        );
-        self.checks.start(seq, name, addr);
-        let at = cx.now + cx.cfg.probe_interval;
-        cx.fx
-            .timers
-            .schedule(at, TimerKind::Swim(SwimTimer::AddrCheck { seq }));
+        self.checks.start(seq, name.clone(), addr, kind);
+        self.check_ping(seq, name, addr, kind, cx);
         true
     }
 
-    /// An ack under `seq` answered an address check: the member (name, address) still lives
-    /// at its known address. `None` when `seq` is no check's.
+    /// Send check `seq`'s ping and arm its timer: a claim check waits a probe interval, a
+    /// revival check the probe timeout.
+    fn check_ping(
+        &mut self,
+        seq: u32,
+        name: Name,
+        addr: SocketAddr,
+        kind: CheckKind,
+        cx: &mut Cx<'_>,
+    ) {
+        match kind {
+            CheckKind::Claim => cx.send_datagram(
+                addr,
+                &[Message::Ping {
+                    seq,
+                    target: name,
+                    digest: None,
+                }],
+            ),
+            CheckKind::Revival => cx.send_bare(addr, &[Message::CheckPing { seq, target: name }]),
+        }
+        let wait = match kind {
+            CheckKind::Claim => cx.cfg.probe_interval,
+            CheckKind::Revival => cx.cfg.probe_timeout,
+        };
+        let at = cx.now + wait;
+        cx.fx
+            .timers
+            .schedule(at, TimerKind::Swim(SwimTimer::AddrCheck { seq }));
+    }
+
+    /// A revival check's ping `seq` was answered (or not, `answered` false, its timer fired):
+    /// the check's verdict once it has one, else its next ping (under a new sequence number,
+    /// so that a duplicated ack counts once).
+    fn revival_step(&mut self, seq: u32, answered: bool, cx: &mut Cx<'_>) -> Option<CheckDone> {
+        let c = self.checks.get_mut(seq)?;
+        if answered {
+            c.answers += 1;
+        }
+        let (answers, tries) = (c.answers, c.tries);
+        let done = if answers >= addr_check::REVIVAL_ANSWERS {
+            Some(true)
+        } else if answers + (addr_check::REVIVAL_TRIES - tries) < addr_check::REVIVAL_ANSWERS {
+            Some(false)
+        } else {
+            None
+        };
+        let mut c = self.checks.take(seq).expect("present");
+        if let Some(answered) = done {
+            return Some(CheckDone {
+                name: c.name,
+                addr: c.addr,
+                kind: CheckKind::Revival,
+                answered,
+            });
+        }
+        c.tries += 1;
+        let next = self.next_seq();
+        let (name, addr) = (c.name.clone(), c.addr);
+        self.checks.insert(next, c);
+        self.check_ping(next, name, addr, CheckKind::Revival, cx);
+        None
+    }
+
+    /// An ack under `seq` from `from`: the end of an address check when it is one's and
+    /// settles it. `None` when `seq` is no check's, or the check goes on.
     pub(crate) fn check_answered(
         &mut self,
         from: SocketAddr,
         seq: u32,
-    ) -> Option<(Name, SocketAddr)> {
-        match self.checks.get_mut(seq) {
-            Some(c) if c.addr == from => self.checks.take(seq).map(|c| (c.name, c.addr)),
-            _ => None,
+        cx: &mut Cx<'_>,
+    ) -> Option<CheckDone> {
+        let c = self.checks.get_mut(seq)?;
+        if c.addr != from {
+            return None;
+        }
+        match c.kind {
+            CheckKind::Claim => self.checks.take(seq).map(|c| CheckDone {
+                name: c.name,
+                addr: c.addr,
+                kind: CheckKind::Claim,
+                answered: true,
+            }),
+            CheckKind::Revival => self.revival_step(seq, true, cx),
         }
     }
 
@@ -231,7 +331,7 @@ impl FailureDetector {
             SwimTimer::ProbeTick => Outcome {
                 verdict: self.close_probe(cx).map(Verdict::Suspect),
                 next_probe: true,
-                silent: None,
+                check: None,
             },
             SwimTimer::ProbeTimeout { seq } => {
                 if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
@@ -254,25 +354,27 @@ impl FailureDetector {
                 let Some(c) = self.checks.get_mut(seq) else {
                     return Outcome::default();
                 };
+                if c.kind == CheckKind::Revival {
+                    return Outcome {
+                        check: self.revival_step(seq, false, cx),
+                        ..Outcome::default()
+                    };
+                }
                 if c.tries >= addr_check::TRIES {
                     let c = self.checks.take(seq).expect("present");
                     return Outcome {
-                        silent: Some((c.name, c.addr)),
+                        check: Some(CheckDone {
+                            name: c.name,
+                            addr: c.addr,
+                            kind: CheckKind::Claim,
+                            answered: false,
+                        }),
                         ..Outcome::default()
                     };
                 }
                 c.tries += 1;
-                let ping = Message::Ping {
-                    seq,
-                    target: c.name.clone(),
-                    digest: None,
-                };
-                let addr = c.addr;
-                cx.send_datagram(addr, &[ping]);
-                let at = cx.now + cx.cfg.probe_interval;
-                cx.fx
-                    .timers
-                    .schedule(at, TimerKind::Swim(SwimTimer::AddrCheck { seq }));
+                let (name, addr) = (c.name.clone(), c.addr);
+                self.check_ping(seq, name, addr, CheckKind::Claim, cx);
                 Outcome::default()
             }
         }
@@ -295,6 +397,19 @@ impl FailureDetector {
         let digest = Some(cx.view_digest(events));
         cx.send_datagram(from, &[Message::Ack { seq, digest }]);
         theirs
+    }
+
+    /// A revival check's ping from `from` (see `addr_check`): ack it bare when it is for us.
+    pub(crate) fn on_check_ping(
+        &mut self,
+        from: SocketAddr,
+        seq: u32,
+        target: &str,
+        cx: &mut Cx<'_>,
+    ) {
+        if target == &**cx.me {
+            cx.send_bare(from, &[Message::Ack { seq, digest: None }]);
+        }
     }
 
     /// A ping over the reliable channel (a prober's fallback): ack it the same way.

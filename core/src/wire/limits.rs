@@ -111,6 +111,7 @@ impl Limits {
     pub(crate) fn validate(&self, msg: &Message) -> Result<(), DecodeError> {
         match msg {
             Message::Ping { target, .. }
+            | Message::CheckPing { target, .. }
             | Message::IndirectPing { target, .. }
             | Message::StreamPing { target, .. } => self.name(target),
             Message::Ack { .. } | Message::Nack { .. } => Ok(()),

@@ -226,6 +226,14 @@ pub(crate) enum Message {
         from: Name,
         id: u64,
     },
+    /// A revival check (`swim::addr_check`): answer with a bare `Ack { seq }` — no updates
+    /// piggybacked — if your name is `target`. Every member that holds the target failed
+    /// checks it at once (after a heal or a mass restart); acks that carried updates would
+    /// spend their retransmissions on the checkers and starve the rest of the news.
+    CheckPing {
+        seq: u32,
+        target: Name,
+    },
 }
 
 /// Arbitrary payload bytes (`bytes::Bytes` has no `Arbitrary` of its own).

@@ -32,6 +32,10 @@ fn sample() -> Vec<Message> {
             }),
         },
         Message::Nack { seq: 9 },
+        Message::CheckPing {
+            seq: 8,
+            target: "b".into(),
+        },
         Message::IndirectPing {
             seq: 1,
             target: "c".into(),

@@ -366,13 +366,16 @@ pub(crate) fn to_hashicorp(msg: &Message, local: &Local) -> Result<Vec<Outgoing>
 fn to_hashicorp_all(msg: &Message, local: &Local) -> Result<Vec<Outgoing>, HcError> {
     let source_addr = ip_bytes(local.addr.ip());
     Ok(match msg {
-        Message::Ping { seq, target, .. } => vec![Outgoing::Packet(PacketMsg::Ping(Ping {
-            seq_no: *seq,
-            node: target.to_string(),
-            source_addr,
-            source_port: local.addr.port(),
-            source_node: local.name.to_string(),
-        }))],
+        // memberlist has no bare-answered ping: a revival check is a ping there.
+        Message::Ping { seq, target, .. } | Message::CheckPing { seq, target } => {
+            vec![Outgoing::Packet(PacketMsg::Ping(Ping {
+                seq_no: *seq,
+                node: target.to_string(),
+                source_addr,
+                source_port: local.addr.port(),
+                source_node: local.name.to_string(),
+            }))]
+        }
         Message::Ack { seq, .. } => vec![Outgoing::Packet(PacketMsg::Ack(Ack {
             seq_no: *seq,
             payload: None,
