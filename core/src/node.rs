@@ -1217,6 +1217,7 @@ impl Node {
         // The join intent (a new incarnation of our alive) first, so that the push-pull
         // carries it and the seeds do not gossip the old incarnation as news.
         self.serf.announce_join(&mut cx!(self));
+        self.serf.remember_seeds(&seeds, self.now);
         for r in self.life.start_join(&seeds, ignore_old, &mut cx!(self)) {
             self.send_push_pull(r.to, r.id, true, true);
         }

@@ -123,6 +123,9 @@ pub struct Stats {
     /// unanswered and its wait runs, or every revival check was busy. The member stays failed
     /// here until its next alive message.
     pub revivals_deferred: u64,
+    /// Reconnect attempts to a seed of the latest join that no member in the table holds
+    /// (nodes that never heard of each other: a split formed by restarts during a partition).
+    pub seed_rejoins: u64,
 }
 
 impl Stats {

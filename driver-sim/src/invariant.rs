@@ -11,7 +11,7 @@
 //! | name | what must hold |
 //! |---|---|
 //! | `no-false-failure` | a member is declared failed only if it was crashed, paused, overloaded, cut off (partition, cut, isolation, lossy or slow link) or gone — during the fault or within [`verdict_grace`] after it — or datagrams were lost heavily and long enough to cause it; declared left or seen leaving only if it left or was force-removed ([`NoFalseFailure`]) |
-//! | `incarnation-monotonic` | no node's view of a member's incarnation ever goes down, as a serial number (per life of the observer, while the member keeps its address) ([`IncarnationMonotonic`]) |
+//! | `incarnation-monotonic` | no node's view of a member's incarnation ever goes down, as a serial number (per life of the observer, while the member keeps its address and stays in its table) ([`IncarnationMonotonic`]) |
 //! | `no-self-failure` | no node sees itself suspect or failed ([`NoSelfFailure`]) |
 //! | `queue-bounds` | every bounded queue of [`rookery_core::QueueDepths`], the member table, and the transmits and events one input produced stay within their bounds ([`QueueBounds`]) |
 //! | `member-clock-monotonic`, `event-clock-monotonic`, `query-clock-monotonic` | no node's Lamport clocks ever go back (per life) ([`Monotonic`]) |
@@ -635,6 +635,18 @@ type AddrIncarnations = HashMap<Name, (std::net::SocketAddr, u32)>;
 impl Invariant for IncarnationMonotonic {
     fn name(&self) -> &'static str {
         "incarnation-monotonic"
+    }
+
+    /// A member erased from the table (forgotten, reaped, pruned by a force-remove) starts
+    /// afresh when it comes back: the observer keeps nothing of the erased life. (Events come
+    /// before the input's check, so an erase and a return within one input are seen.)
+    fn on_event(&mut self, cx: &Context<'_>, node: usize, event: &Event) -> Result<(), String> {
+        if let (Event::MemberReaped(m), Some((life, map))) = (event, self.seen.get_mut(node)) {
+            if *life == cx.life(node) {
+                map.remove(&m.name);
+            }
+        }
+        Ok(())
     }
 
     fn on_input(&mut self, cx: &Context<'_>, node: usize, _: &Output) -> Result<(), String> {

@@ -161,6 +161,20 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seeds: Option<Vec<usize>>,
     },
+    /// Restart several nodes at once with fresh state (issue 18's mass restart), each joining
+    /// through every node not restarted (or, when all are, through none: a cluster formed
+    /// again by later joins).
+    MassRestart {
+        /// The nodes.
+        nodes: Vec<usize>,
+    },
+    /// Restart a node with fresh state under the same name at a new address
+    /// ([`Sim::restart_moved`]: a container rescheduled with a new IP), joining through every
+    /// other node.
+    RestartMoved {
+        /// The node.
+        node: usize,
+    },
     /// Pause a node ([`Sim::pause`]).
     Pause {
         /// The node.
@@ -258,7 +272,9 @@ impl Step {
             | Step::Resume { node }
             | Step::Overload { node, .. }
             | Step::ClockRate { node, .. }
-            | Step::Isolate { node, .. } => vec![*node],
+            | Step::Isolate { node, .. }
+            | Step::RestartMoved { node } => vec![*node],
+            Step::MassRestart { nodes } => nodes.clone(),
             Step::Restart { node, seeds } => std::iter::once(*node)
                 .chain(seeds.iter().flatten().copied())
                 .collect(),
@@ -335,6 +351,16 @@ impl Sim {
                     }
                 };
                 self.restart(*node, seeds)?
+            }
+            Step::MassRestart { nodes } => {
+                let seeds: Vec<usize> = (0..self.len()).filter(|j| !nodes.contains(j)).collect();
+                for &i in nodes {
+                    self.restart(i, &seeds)?;
+                }
+            }
+            Step::RestartMoved { node } => {
+                let seeds: Vec<usize> = (0..self.len()).filter(|j| j != node).collect();
+                self.restart_moved(*node, &seeds)?;
             }
             Step::Pause { node } => self.pause(*node),
             Step::Resume { node } => self.resume(*node),

@@ -119,6 +119,22 @@ fn step(n: usize, families: u32) -> BoxedStrategy<Step> {
             .prop_map(|node| Step::Restart { node, seeds: None })
             .boxed(),
     );
+    // Issue 18's failure modes: a mass restart (a subset restarted at once, fresh state) and
+    // the same name back at a new address.
+    add(
+        CRASH,
+        1,
+        subset(n)
+            .prop_map(|nodes| Step::MassRestart { nodes })
+            .boxed(),
+    );
+    add(
+        CRASH,
+        1,
+        node.clone()
+            .prop_map(|node| Step::RestartMoved { node })
+            .boxed(),
+    );
     add(
         PAUSE,
         2,
@@ -524,6 +540,8 @@ fn everything_case(seed: u64) -> Case {
             },
         ),
         (16_000, Step::Resume { node: 4 }),
+        (16_500, Step::MassRestart { nodes: vec![1, 6] }),
+        (16_800, Step::RestartMoved { node: 3 }),
         (
             17_000,
             Step::Api {
@@ -753,6 +771,17 @@ fn cases_in(dir: &str) -> Vec<(PathBuf, Case)> {
     out
 }
 
+/// Saved cases that must pass. Among them, `pruned-member-back-at-an-older-incarnation.json`
+/// (found once the swarm drew mass restarts and restarts at a new address): a member
+/// force-removed with `prune` while other nodes held it alive was erased by them without an
+/// event (now [`rookery_core::Event::MemberReaped`], whatever its status, as Serf reports a
+/// reap), and each copy of the prune intent erased it again after a copy of its alive message
+/// had brought it back — once at incarnation 7, then at 6, within single inputs, until the
+/// live member's refutation (a newer join intent) outran the intent. The invariant lets a
+/// member's incarnation start afresh once it is erased (it said so, but kept the erased
+/// life), and now learns of the erasure from the event. (Remembering the pruned life in the
+/// core instead kept a pruned member that restarted, or was only cut off, out for good: three
+/// liveness failures in the next 60,000 cases.)
 #[test]
 fn saved_cases_pass() {
     let cases = cases_in("");
@@ -791,10 +820,18 @@ fn saved_cases_pass() {
 ///   on the older core. With that, the case passes, as do 1,000 other seeds of its script and
 ///   300 seeds of a harsher variant (the same six nodes overloaded for the whole run, the slow
 ///   node at 0.6× throughout); so it is a passing regression case, not a documented limit.
+/// - `restarts-during-a-partition-split-the-cluster-for-good.json` (issue 18, fixed): found
+///   once the swarm drew mass restarts and restarts at a new address. While the network was
+///   split, every live node restarted with fresh state and joined only the seeds it could
+///   reach: two clusters that never heard of each other, which Serf's reconnect (failed
+///   members only) never merges — the views had not converged 80 s after the heal. Fixed in
+///   core: a node remembers the seeds of its latest join and reconnect also tries a seed no
+///   member holds (`serf/reaper.rs`, unit test
+///   `reconnect_tries_a_seed_no_member_holds`); the case heals in 23.6 s.
 #[test]
 fn core_issues_found_by_the_swarm_stay_fixed() {
     let cases = cases_in("core-issues-fixed");
-    assert_eq!(cases.len(), 2);
+    assert_eq!(cases.len(), 3);
     for (path, case) in cases {
         let out = case.run().unwrap();
         assert!(out.passed(), "{}: {}", path.display(), out.summary());
@@ -818,6 +855,14 @@ fn core_issues_found_by_the_swarm_stay_fixed() {
 ///   graceful leave and restart. `no-false-failure` excuses it (a departure in an earlier
 ///   life may apply to the new one until refuted, as incarnations do in memberlist), so this
 ///   test checks the symptom itself: no `MemberJoined` event shows a member leaving.
+/// - `force-removed-live-member-stays-leaving.json` (found by a 20,000-case run, 2026-12-06;
+///   fails on the core before that day's changes too): during a partition node-3 force-removes
+///   node-5 (without prune), which it holds failed; after the heal node-2 holds the live node-5
+///   as leaving for good (liveness, 79 s after the heal): the leave intent reached node-2 after
+///   node-5 had rejoined, and node-5's refutation (a newer join intent) never did.
+/// - `forged-name-claim-after-a-move-fails-a-live-member.json` (the same run): nodes 1 and 0
+///   restart at new addresses, then a forged alive claims node-0's name from elsewhere;
+///   node-4 declares the live node-0 failed at incarnation 101 (`no-false-failure`).
 #[test]
 #[ignore = "open core issue: fails until the core is fixed"]
 fn open_core_issues_found_by_the_swarm() {

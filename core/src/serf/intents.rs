@@ -184,10 +184,10 @@ impl Serf {
             MemberStatus::Left => {}
         }
         if i.prune {
+            // Erased whatever its status (Serf prunes a leaving member too): the application
+            // hears of it, never a silent disappearance.
             if let Some(last) = cx.members.remove(&name, now) {
-                if matches!(last.status, MemberStatus::Failed | MemberStatus::Left) {
-                    self.emit(Event::MemberReaped(last), cx);
-                }
+                self.emit(Event::MemberReaped(last), cx);
             }
         }
         if broadcast {

@@ -87,6 +87,10 @@ pub(crate) struct Serf {
     pub(super) outbox: Outbox,
     /// When this node last delivered a new user event (part of its digest's settledness).
     pub(super) events_changed: Timestamp,
+    /// The seeds of the latest join, at most [`reaper::MAX_SEEDS`], and when it started:
+    /// reconnect tries those no member holds, a reconnect interval after (see `reaper`).
+    pub(super) seeds: Vec<std::net::SocketAddr>,
+    pub(super) seeds_at: Timestamp,
 }
 
 impl Serf {
@@ -101,6 +105,8 @@ impl Serf {
             coalescer: Coalescer::default(),
             outbox: Outbox::default(),
             events_changed: now,
+            seeds: Vec::new(),
+            seeds_at: now,
         }
     }
 }

@@ -3,6 +3,17 @@
 //! [`Event::MemberReaped`]) and stale buffered intents expire; every `reconnect_interval`,
 //! with probability failed/alive, a push-pull with one random failed member is attempted, so a
 //! healed partition merges back. Also force-removal of a failed member.
+//!
+//! Serf reconnects only to members it knows failed, which leaves one split for good: nodes
+//! that restarted with fresh state while the network was split, and joined only the seeds
+//! they could reach, form clusters that never heard of each other (found by the swarm: a
+//! partition, then a mass restart on both sides). So rookery also remembers the seeds of the
+//! latest join (at most [`MAX_SEEDS`]) and, from a reconnect interval after that join on,
+//! when no failed member was tried, tries one seed
+//! address that no member in its table holds, with probability (such seeds)/alive: nothing
+//! in a settled cluster (every seed is a member's address, or a failed member's, which the
+//! failed-member path covers), about one attempt per interval across the cluster otherwise —
+//! also to a seed that is gone for good, which costs one connection attempt per interval.
 
 use rand::Rng;
 
@@ -16,6 +27,9 @@ use crate::node::SerfKey;
 use crate::time::Timestamp;
 use crate::timers::TimerKind;
 use crate::wire::{Intent, Message};
+
+/// Seeds of the latest join remembered for reconnecting (see the module doc).
+pub(crate) const MAX_SEEDS: usize = 64;
 
 impl Serf {
     pub(crate) fn reap_tick(&mut self, cx: &mut Cx<'_>) {
@@ -99,6 +113,14 @@ impl Serf {
         if !cx.running {
             return Outcome::Nothing;
         }
+        match self.reconnect_failed(cx) {
+            Outcome::Nothing => self.reconnect_seed(cx),
+            out => out,
+        }
+    }
+
+    /// Serf's reconnect: with probability failed/alive, a push-pull with a random failed member.
+    fn reconnect_failed(&mut self, cx: &mut Cx<'_>) -> Outcome {
         let failed = cx.members.failed();
         if failed == 0 {
             return Outcome::Nothing;
@@ -119,6 +141,45 @@ impl Serf {
         cx.fx.stats.reconnects += 1;
         let id = cx.rng.random();
         Outcome::PushPull(PushPullTo { to: addr, id })
+    }
+
+    /// rookery's addition (module doc): with probability (unknown seeds)/alive, a push-pull
+    /// with a seed of the latest join that no member in the table holds.
+    fn reconnect_seed(&mut self, cx: &mut Cx<'_>) -> Outcome {
+        // Not while the join itself may still be under way.
+        if self.seeds.is_empty()
+            || cx.now.saturating_since(self.seeds_at) < cx.cfg.reconnect_interval
+        {
+            return Outcome::Nothing;
+        }
+        let held: std::collections::HashSet<std::net::SocketAddr> =
+            cx.members.iter().map(|r| r.addr()).collect();
+        let unknown: Vec<std::net::SocketAddr> = self
+            .seeds
+            .iter()
+            .copied()
+            .filter(|a| !held.contains(a))
+            .collect();
+        if unknown.is_empty() {
+            return Outcome::Nothing;
+        }
+        let alive = cx.members.alive().max(1);
+        let p = (unknown.len() as f64 / alive as f64).min(1.0);
+        if !cx.rng.random_bool(p) {
+            return Outcome::Nothing;
+        }
+        let to = unknown[cx.rng.random_range(0..unknown.len())];
+        cx.fx.stats.seed_rejoins += 1;
+        tracing::debug!(seed = %to, "reconnect: trying a seed no member holds");
+        let id = cx.rng.random();
+        Outcome::PushPull(PushPullTo { to, id })
+    }
+
+    /// Remember the seeds of a join started at `now` (distinct, without this node), the first
+    /// [`MAX_SEEDS`].
+    pub(crate) fn remember_seeds(&mut self, seeds: &[std::net::SocketAddr], now: Timestamp) {
+        self.seeds = seeds.iter().copied().take(MAX_SEEDS).collect();
+        self.seeds_at = now;
     }
 
     /// Force a failed member to left across the cluster (a leave intent on its behalf); with
@@ -258,5 +319,38 @@ mod tests {
         assert!(sent(&mut a).iter().any(|(to, kind, m)| *to == addr(2)
             && *kind == crate::node::TransmitKind::Reliable
             && matches!(&m[0], crate::wire::Message::PushPull(p) if p.request)));
+    }
+
+    /// A seed of the latest join that no member holds (two clusters that never heard of each
+    /// other) is tried by reconnect; a seed that is a member's address never is.
+    #[test]
+    fn reconnect_tries_a_seed_no_member_holds() {
+        let mut a = node("a", 1);
+        std::sync::Arc::make_mut(&mut a.cfg).reconnect_interval = Duration::from_secs(1);
+        a.join(at(0), &[addr(2), addr(5)]).unwrap();
+        // Seed 2 was member b (it left since: its address is still held); seed 5 never
+        // answered.
+        deliver(&mut a, at(10), 2, &[alive("b", 2, 0), dead("b", 0, "b")]);
+        sent(&mut a);
+        let pushes_to = |a: &mut crate::Node, port: u16| {
+            sent(a)
+                .iter()
+                .filter(|(to, kind, m)| {
+                    *to == addr(port)
+                        && *kind == crate::node::TransmitKind::Reliable
+                        && matches!(&m[0], crate::wire::Message::PushPull(p) if p.request)
+                })
+                .count()
+        };
+        // (The first reconnect tick comes within the configured interval of the start.)
+        let mut to_unknown = 0;
+        for k in 30..=50u64 {
+            tick(&mut a, at(k * 1_000 + 500), Duration::from_millis(250));
+            to_unknown += pushes_to(&mut a, 5);
+        }
+        // unknown/alive = 1/1: every interval tries it, and every seed reconnect went there,
+        // none to the seed that is member b's address.
+        assert!(to_unknown >= 15, "{to_unknown}");
+        assert_eq!(a.stats().seed_rejoins, to_unknown as u64);
     }
 }
