@@ -138,7 +138,7 @@ impl Node {
         // claim is remembered, so that the claimant's name-conflict vote is answered).
         if !plausible::newer(a.incarnation, rec.incarnation) && rec.is_live() {
             if rec.addr() != a.addr {
-                self.serf.note_claim(a.name.clone(), a.addr);
+                self.serf.note_claim(a.name.clone(), a.addr, &mut cx!(self));
                 return;
             }
             if a.ltime > rec.status_ltime {
@@ -149,7 +149,7 @@ impl Node {
         let reclaim = rec.addr() != a.addr;
         if reclaim && rec.is_live() {
             let (name, existing) = (rec.name.to_name(), rec.addr());
-            self.serf.note_claim(name.clone(), a.addr);
+            self.serf.note_claim(name.clone(), a.addr, &mut cx!(self));
             if self
                 .swim
                 .check_address(name.clone(), existing, &mut cx!(self))
@@ -1106,6 +1106,57 @@ mod tests {
         deliver(&mut lone, at(1), 1, &[alive("a", 1, 0)]);
         tick(&mut lone, at(60_000), std::time::Duration::from_secs(1));
         assert!(!lone.has_left());
+    }
+
+    /// A name-conflict vote that arrives before the claim it is about (the claimant's alive
+    /// message travels on its own) is answered once the claim arrives, in time.
+    #[test]
+    fn a_vote_that_outruns_its_claim_is_answered_when_the_claim_arrives() {
+        use crate::wire::{Message, QueryMsg};
+        let mut a = node("a", 1);
+        deliver(&mut a, at(0), 2, &[alive("b", 2, 1)]);
+        events(&mut a);
+        sent(&mut a);
+        // A restarted "b" at port 9 asks the cluster who "b" is.
+        let vote = Message::Query(Box::new(QueryMsg {
+            ltime: 1,
+            id: 7,
+            from: "b".into(),
+            addr: addr(9),
+            filter_nodes: Vec::new(),
+            filter_tags: Vec::new(),
+            ack: false,
+            relay_factor: 0,
+            timeout_ms: 5_000,
+            name: "_rookery/conflict".into(),
+            payload: bytes::Bytes::from_static(b"b"),
+        }));
+        let answers = |a: &mut Node| {
+            sent(a)
+                .into_iter()
+                .filter(|(to, _, m)| {
+                    *to == addr(9) && m.iter().any(|m| matches!(m, Message::QueryResponse(_)))
+                })
+                .count()
+        };
+        deliver(&mut a, at(10), 3, std::slice::from_ref(&vote));
+        assert_eq!(answers(&mut a), 0, "no claim from port 9 seen yet");
+        // Its alive arrives: the claim (b's known address is checked), and the vote answered.
+        deliver(&mut a, at(20), 9, &[alive("b", 9, 2)]);
+        assert_eq!(answers(&mut a), 1);
+        // Past its deadline a vote is not answered any more.
+        let late = Message::Query(Box::new(QueryMsg {
+            id: 8,
+            from: "c".into(),
+            ..match &vote {
+                Message::Query(q) => (**q).clone(),
+                _ => unreachable!(),
+            }
+        }));
+        deliver(&mut a, at(30), 3, &[alive("c", 3, 1)]);
+        deliver(&mut a, at(40), 3, &[late]);
+        deliver(&mut a, at(6_000), 9, &[alive("c", 9, 2)]);
+        assert_eq!(answers(&mut a), 0, "too late");
     }
 
     #[test]

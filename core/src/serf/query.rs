@@ -74,6 +74,10 @@ pub(crate) struct Queries {
     /// (at most [`MAX_CLAIMS`]): a name-conflict vote asked from such an address is answered
     /// there, though it is not the address this node holds for the name.
     claims: std::collections::VecDeque<(Name, SocketAddr)>,
+    /// Name-conflict votes that arrived before the claim they are about (the asker's alive
+    /// message, which travels separately, may come second), with their deadlines: answered
+    /// when the claim arrives in time (at most [`MAX_CLAIMS`]).
+    unclaimed: std::collections::VecDeque<(QueryMsg, Timestamp)>,
     /// Key-operation queries received, for the router to answer (`keyring::manager`).
     pub(crate) key_inbox: Vec<QueryMsg>,
     /// A name-conflict vote is scheduled ([`Serf::schedule_conflict_vote`]).
@@ -99,6 +103,7 @@ impl Queries {
             next_id: 0,
             open: BTreeMap::new(),
             claims: std::collections::VecDeque::new(),
+            unclaimed: std::collections::VecDeque::new(),
             key_inbox: Vec::new(),
             vote_scheduled: false,
         }
@@ -318,16 +323,40 @@ impl Serf {
         cx.send_datagram(to, &[Message::QueryResponse(resp)]);
     }
 
-    /// A live member's name was claimed from `addr` (see `claims`).
-    pub(crate) fn note_claim(&mut self, name: Name, addr: SocketAddr) {
+    /// A live member's name was claimed from `addr` (see `claims`): remembered, and a vote
+    /// about that claim that came first is answered now, if still in time.
+    pub(crate) fn note_claim(&mut self, name: Name, addr: SocketAddr, cx: &mut Cx<'_>) {
         let claims = &mut self.queries.claims;
-        if claims.iter().any(|(n, a)| *n == name && *a == addr) {
+        if !claims.iter().any(|(n, a)| *n == name && *a == addr) {
+            if claims.len() >= MAX_CLAIMS {
+                claims.pop_front();
+            }
+            claims.push_back((name.clone(), addr));
+        }
+        if self.queries.unclaimed.is_empty() {
             return;
         }
-        if claims.len() >= MAX_CLAIMS {
-            claims.pop_front();
+        let now = cx.now;
+        self.queries
+            .unclaimed
+            .retain(|(_, deadline)| *deadline > now);
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queries.unclaimed)
+            .into_iter()
+            .partition(|(q, _)| q.from == name && q.addr == addr);
+        self.queries.unclaimed = rest.into();
+        for (q, _) in due {
+            tracing::debug!(asker = %q.from, addr = %q.addr, "name-conflict vote answered once its claim arrived");
+            self.answer_vote(&q, cx);
         }
-        claims.push_back((name, addr));
+    }
+
+    /// Answer a name-conflict vote, rookery's or Serf's.
+    fn answer_vote(&mut self, q: &QueryMsg, cx: &mut Cx<'_>) {
+        if &*q.name == CONFLICT_QUERY {
+            self.answer_conflict_vote(q, cx);
+        } else {
+            self.answer_serf_conflict(q, cx);
+        }
     }
 
     /// Another node claims this node's name from `theirs`: ask the cluster which address it
@@ -514,17 +543,24 @@ impl Serf {
                 .claims
                 .iter()
                 .any(|(n, a)| *n == q.from && *a == q.addr);
+        let vote = &*q.name == CONFLICT_QUERY || serf_conflict;
         if !known && !claimed {
+            if vote {
+                // The claim may still be on its way: answer when it arrives in time.
+                let unclaimed = &mut self.queries.unclaimed;
+                if unclaimed.len() >= MAX_CLAIMS {
+                    unclaimed.pop_front();
+                }
+                let timeout = std::time::Duration::from_millis(u64::from(q.timeout_ms));
+                unclaimed.push_back((q, cx.now + timeout));
+                return;
+            }
             cx.fx.stats.replies_refused += 1;
             tracing::debug!(asker = %q.from, addr = %q.addr, "query not answered: reply address is not the asker's");
             return;
         }
-        if &*q.name == CONFLICT_QUERY {
-            self.answer_conflict_vote(&q, cx);
-            return;
-        }
-        if serf_conflict {
-            self.answer_serf_conflict(&q, cx);
+        if vote {
+            self.answer_vote(&q, cx);
             return;
         }
         let serf_key_query = cx.fx.hc.is_some() && crate::wire::hashicorp::is_key_query(&q.name);
