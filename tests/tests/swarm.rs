@@ -828,10 +828,20 @@ fn saved_cases_pass() {
 ///   core: a node remembers the seeds of its latest join and reconnect also tries a seed no
 ///   member holds (`serf/reaper.rs`, unit test
 ///   `reconnect_tries_a_seed_no_member_holds`); the case heals in 23.6 s.
+/// - `force-removed-live-member-stays-leaving.json` (found by 20,000-case runs, 2026-12-06,
+///   failing on the core before that day too; it stopped most long runs within 1,150–8,200
+///   cases): during a partition a node force-removes a member it holds failed; after the
+///   heal some nodes held the live member leaving for good. The leave intent (Lamport time
+///   9) and the member's join intent as others relayed it (also 9: a node that had applied
+///   the leave and then took the member's refutation kept the leave's time as its status
+///   time) tied, and the tie went to whichever arrived first; the member itself never saw
+///   the leave intent, so never outbid it. Fixed in core: a join at the very time of the
+///   leave a node holds wins the tie (`on_join_intent`, unit test
+///   `a_join_at_the_time_of_a_leave_wins_the_tie`).
 #[test]
 fn core_issues_found_by_the_swarm_stay_fixed() {
     let cases = cases_in("core-issues-fixed");
-    assert_eq!(cases.len(), 3);
+    assert_eq!(cases.len(), 4);
     for (path, case) in cases {
         let out = case.run().unwrap();
         assert!(out.passed(), "{}: {}", path.display(), out.summary());
@@ -855,11 +865,6 @@ fn core_issues_found_by_the_swarm_stay_fixed() {
 ///   graceful leave and restart. `no-false-failure` excuses it (a departure in an earlier
 ///   life may apply to the new one until refuted, as incarnations do in memberlist), so this
 ///   test checks the symptom itself: no `MemberJoined` event shows a member leaving.
-/// - `force-removed-live-member-stays-leaving.json` (found by a 20,000-case run, 2026-12-06;
-///   fails on the core before that day's changes too): during a partition node-3 force-removes
-///   node-5 (without prune), which it holds failed; after the heal node-2 holds the live node-5
-///   as leaving for good (liveness, 79 s after the heal): the leave intent reached node-2 after
-///   node-5 had rejoined, and node-5's refutation (a newer join intent) never did.
 /// - `forged-name-claim-after-a-move-fails-a-live-member.json` (the same run): nodes 1 and 0
 ///   restart at new addresses, then a forged alive claims node-0's name from elsewhere;
 ///   node-4 declares the live node-0 failed at incarnation 101 (`no-false-failure`).

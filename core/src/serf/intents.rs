@@ -139,7 +139,13 @@ impl Serf {
             self.remember_intent(&i, false, cx);
             return;
         };
-        if i.ltime <= rec.status_ltime {
+        // A join at the very time of the leave this node holds wins the tie. Such a pair is
+        // two events (a force-remove by one node, a join by the member at the same Lamport
+        // time), or a member that refuted a leave others had applied (its new life carries
+        // the leave's time as its status time); left to the order of arrival, some nodes keep
+        // a live member leaving for good (the swarm: `force-removed-live-member-stays-leaving`).
+        let tie_to_join = i.ltime == rec.status_ltime && rec.leaving && rec.is_live();
+        if i.ltime <= rec.status_ltime && !tie_to_join {
             return;
         }
         rec.status_ltime = i.ltime;
@@ -283,5 +289,33 @@ mod tests {
         assert!(events(&mut a)
             .iter()
             .any(|e| matches!(e, crate::Event::MemberLeft(_))));
+    }
+
+    /// A join intent at the very Lamport time of the leave intent a node applied to a live
+    /// member wins the tie: the member is alive, not leaving, whichever came first.
+    #[test]
+    fn a_join_at_the_time_of_a_leave_wins_the_tie() {
+        let mut a = node("a", 1);
+        deliver(&mut a, at(1), 2, &[alive("b", 2, 0), join("b", 2)]);
+        deliver(&mut a, at(2), 3, &[leave("b", 9)]);
+        assert_eq!(a.member("b").unwrap().status, MemberStatus::Leaving);
+        deliver(&mut a, at(3), 3, &[join("b", 9)]);
+        assert_eq!(
+            a.member("b").unwrap().status,
+            MemberStatus::Alive,
+            "the tie"
+        );
+        deliver(&mut a, at(4), 3, &[leave("b", 9)]);
+        assert_eq!(
+            a.member("b").unwrap().status,
+            MemberStatus::Alive,
+            "the same leave again changes nothing"
+        );
+        deliver(&mut a, at(5), 3, &[leave("b", 10)]);
+        assert_eq!(
+            a.member("b").unwrap().status,
+            MemberStatus::Leaving,
+            "a newer leave does"
+        );
     }
 }
