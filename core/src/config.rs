@@ -71,12 +71,13 @@ pub struct Config {
     /// 2 answers needed — and is applied (and passed on) only when the check passes. A
     /// restarted member answers within two round trips; one that loses most of its packets,
     /// which memberlist removes and takes back over and over (Rapid's paper), stays removed:
-    /// at 80 % loss each way a check passes 0.9 % of the time, and an unanswered check holds
-    /// the next one back 1, 2, 4, … up to 64 probe intervals. The checks' pings are a message
-    /// of their own, sent and answered with nothing piggybacked: after a heal or a mass
-    /// restart every member checks every member that comes back at once, and updates riding
-    /// on those pings and acks spent their retransmissions on members that already had them
-    /// (a healed 10-minute partition took 3–4 s to merge instead of 1–3 s). In the simulator's
+    /// at 80 % loss each way a check passes with probability 0.9 % (2 of 4 pings answered, each
+    /// at 4 %), and an unanswered check holds the next one back 1, 2, 4, … up to 64 probe
+    /// intervals. The checks' pings are a message of their own, sent and answered with nothing
+    /// piggybacked: after a heal or a mass restart every member checks every member that
+    /// comes back at once, and updates riding on those pings and acks spent their
+    /// retransmissions on members that already had them (a healed 10-minute partition took
+    /// 3.2–4.4 s to merge instead of 0.9–2.7 s at N=100). In the simulator's
     /// `degraded` scenario (`BENCHMARKS.md`, "Degraded members removed stably"): no rejoin in
     /// 300 s instead of 540–1,170. A member that comes back at a new address is taken at once,
     /// as before. LAN default on; off in [`Config::memberlist`], [`Config::wan`] and

@@ -175,31 +175,25 @@ impl Cx<'_> {
 
     /// Send `msgs` in one datagram to `to`, filled up to the MTU with queued updates.
     pub(crate) fn send_datagram(&mut self, to: SocketAddr, msgs: &[Message]) {
-        if self.fx.hc.is_some() {
-            let mut buf = Vec::with_capacity(self.cfg.mtu);
-            for m in msgs {
-                self.hc_records(m, &mut buf);
-            }
-            self.piggyback(self.hc_room(&buf), &mut buf);
-            self.hc_finish(to, &buf);
-            return;
-        }
-        let mut buf = self.datagram_buf();
-        for m in msgs {
-            wire::encode_into(m, &mut buf);
-        }
-        let extra = self.piggyback(self.datagram_room(&buf), &mut buf);
-        self.finish_datagram(to, msgs.len() + extra, buf);
+        self.send_messages(to, msgs, true);
     }
 
     /// Send `msgs` in one datagram to `to` with no queued updates beside them: for pings that
     /// many members send to the same few at once (revival checks), where piggybacked updates
     /// would spend their retransmissions on those few and starve everyone else of the news.
     pub(crate) fn send_bare(&mut self, to: SocketAddr, msgs: &[Message]) {
+        self.send_messages(to, msgs, false);
+    }
+
+    /// [`Cx::send_datagram`], or [`Cx::send_bare`] without `piggyback`.
+    fn send_messages(&mut self, to: SocketAddr, msgs: &[Message], piggyback: bool) {
         if self.fx.hc.is_some() {
             let mut buf = Vec::with_capacity(self.cfg.mtu);
             for m in msgs {
                 self.hc_records(m, &mut buf);
+            }
+            if piggyback {
+                self.piggyback(self.hc_room(&buf), &mut buf);
             }
             self.hc_finish(to, &buf);
             return;
@@ -208,7 +202,12 @@ impl Cx<'_> {
         for m in msgs {
             wire::encode_into(m, &mut buf);
         }
-        self.finish_datagram(to, msgs.len(), buf);
+        let extra = if piggyback {
+            self.piggyback(self.datagram_room(&buf), &mut buf)
+        } else {
+            0
+        };
+        self.finish_datagram(to, msgs.len() + extra, buf);
     }
 
     /// A datagram being built: room for the envelope header and the longest message count in

@@ -38,7 +38,7 @@ use crate::wire::RawAlive;
 use crate::wire::{Accusation, Alive, Intent, Message, PushPull, WireStatus};
 
 /// The longest wait, in probe intervals, between two revival checks of one member after
-/// unanswered ones (1, 2, 4, … intervals).
+/// unanswered ones (1, 2, 4, … intervals; a power of two).
 pub(crate) const REVIVAL_BACKOFF_MAX_PROBES: u32 = 64;
 
 /// Members whose revival backoff is remembered at once; beyond, the oldest name in order is
@@ -186,7 +186,6 @@ impl Node {
     /// it answers there before taking it back ([`crate::Config::revival_check`]).
     fn revival_claimed(&mut self, a: Alive, addr: std::net::SocketAddr, broadcast: bool) {
         let name = a.name.clone();
-
         if let Some(&(_, next)) = self.revival_backoff.get(&name) {
             if self.now < next {
                 self.fx.stats.revivals_deferred += 1;
@@ -249,7 +248,8 @@ impl Node {
         self.fx.stats.revivals_unanswered += 1;
         let misses = self.revival_backoff.get(&name).map_or(0, |&(m, _)| m);
         let misses = misses.saturating_add(1);
-        let probes = (1u32 << u32::from(misses - 1).min(6)).min(REVIVAL_BACKOFF_MAX_PROBES);
+        let doublings = u32::from(misses - 1).min(REVIVAL_BACKOFF_MAX_PROBES.trailing_zeros());
+        let probes = 1u32 << doublings;
         let next = self.now + self.cfg.probe_interval * probes;
         tracing::debug!(member = %name, %addr, misses, wait_probes = probes,
             "a member failed here announced itself alive but did not answer: it stays failed");
@@ -1118,19 +1118,21 @@ mod tests {
         events(&mut a);
         sent(&mut a);
         // A restarted "b" at port 9 asks the cluster who "b" is.
-        let vote = Message::Query(Box::new(QueryMsg {
-            ltime: 1,
-            id: 7,
-            from: "b".into(),
-            addr: addr(9),
-            filter_nodes: Vec::new(),
-            filter_tags: Vec::new(),
-            ack: false,
-            relay_factor: 0,
-            timeout_ms: 5_000,
-            name: "_rookery/conflict".into(),
-            payload: bytes::Bytes::from_static(b"b"),
-        }));
+        let vote = |from: &str, id: u32| {
+            Message::Query(Box::new(QueryMsg {
+                ltime: 1,
+                id,
+                from: from.into(),
+                addr: addr(9),
+                filter_nodes: Vec::new(),
+                filter_tags: Vec::new(),
+                ack: false,
+                relay_factor: 0,
+                timeout_ms: 5_000,
+                name: "_rookery/conflict".into(),
+                payload: bytes::Bytes::copy_from_slice(from.as_bytes()),
+            }))
+        };
         let answers = |a: &mut Node| {
             sent(a)
                 .into_iter()
@@ -1139,24 +1141,18 @@ mod tests {
                 })
                 .count()
         };
-        deliver(&mut a, at(10), 3, std::slice::from_ref(&vote));
+        deliver(&mut a, at(10), 3, &[vote("b", 7)]);
         assert_eq!(answers(&mut a), 0, "no claim from port 9 seen yet");
         // Its alive arrives: the claim (b's known address is checked), and the vote answered.
         deliver(&mut a, at(20), 9, &[alive("b", 9, 2)]);
         assert_eq!(answers(&mut a), 1);
-        // Past its deadline a vote is not answered any more.
-        let late = Message::Query(Box::new(QueryMsg {
-            id: 8,
-            from: "c".into(),
-            ..match &vote {
-                Message::Query(q) => (**q).clone(),
-                _ => unreachable!(),
-            }
-        }));
+        // Past its deadline a vote is not answered any more, and is counted as refused.
+        let refused = a.stats().replies_refused;
         deliver(&mut a, at(30), 3, &[alive("c", 3, 1)]);
-        deliver(&mut a, at(40), 3, &[late]);
+        deliver(&mut a, at(40), 3, &[vote("c", 8)]);
         deliver(&mut a, at(6_000), 9, &[alive("c", 9, 2)]);
         assert_eq!(answers(&mut a), 0, "too late");
+        assert_eq!(a.stats().replies_refused, refused + 1);
     }
 
     #[test]

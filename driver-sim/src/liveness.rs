@@ -22,13 +22,13 @@ pub const LIVENESS: &str = "liveness";
 /// How the liveness phase runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Liveness {
-    /// A stand-in for Serf's reconnect timer and an agent's `retry_join`, which the core does
-    /// not have yet: every `reconnect_every`, each running node that sees failed members
-    /// joins through all of them (Serf tries one random failed member per interval; trying
-    /// all keeps the bound to one interval), and a node alone retries joining through every
-    /// other node ([`Sim::reconnect_round`]). Without it two halves of a partition that
-    /// declared each other failed never talk again. `None` turns it off. Default 30 s (Serf's
-    /// `reconnect_interval`).
+    /// A stand-in for an agent's `retry_join`, on top of the core's own reconnect (Serf's,
+    /// a random failed member now and then, plus seeds no member holds): every
+    /// `reconnect_every`, each running node that sees failed members joins through all of
+    /// them (the core tries one per interval at most; trying all keeps the bound to one
+    /// interval), and a node alone retries joining through every other node
+    /// ([`Sim::reconnect_round`]). `None` turns it off (the core's reconnect alone). Default
+    /// 30 s (Serf's `reconnect_interval`).
     pub reconnect_every: Option<Duration>,
     /// The bound; default [`liveness_bound`] of the slowest node configuration, plus
     /// `reconnect_every`.

@@ -76,7 +76,8 @@ pub(crate) struct Queries {
     claims: std::collections::VecDeque<(Name, SocketAddr)>,
     /// Name-conflict votes that arrived before the claim they are about (the asker's alive
     /// message, which travels separately, may come second), with their deadlines: answered
-    /// when the claim arrives in time (at most [`MAX_CLAIMS`]).
+    /// when the claim arrives in time (at most [`MAX_CLAIMS`]); one that expires or is pushed
+    /// out counts as a refused reply (`Stats::replies_refused`).
     unclaimed: std::collections::VecDeque<(QueryMsg, Timestamp)>,
     /// Key-operation queries received, for the router to answer (`keyring::manager`).
     pub(crate) key_inbox: Vec<QueryMsg>,
@@ -337,9 +338,12 @@ impl Serf {
             return;
         }
         let now = cx.now;
+        let before = self.queries.unclaimed.len();
         self.queries
             .unclaimed
             .retain(|(_, deadline)| *deadline > now);
+        // Expired before their claim arrived: never answered here.
+        cx.fx.stats.replies_refused += (before - self.queries.unclaimed.len()) as u64;
         let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queries.unclaimed)
             .into_iter()
             .partition(|(q, _)| q.from == name && q.addr == addr);
@@ -549,7 +553,9 @@ impl Serf {
                 // The claim may still be on its way: answer when it arrives in time.
                 let unclaimed = &mut self.queries.unclaimed;
                 if unclaimed.len() >= MAX_CLAIMS {
+                    // The oldest waiting vote goes unanswered here.
                     unclaimed.pop_front();
+                    cx.fx.stats.replies_refused += 1;
                 }
                 let timeout = std::time::Duration::from_millis(u64::from(q.timeout_ms));
                 unclaimed.push_back((q, cx.now + timeout));

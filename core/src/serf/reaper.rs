@@ -9,11 +9,11 @@
 //! they could reach, form clusters that never heard of each other (found by the swarm: a
 //! partition, then a mass restart on both sides). So rookery also remembers the seeds of the
 //! latest join (at most [`MAX_SEEDS`]) and, from a reconnect interval after that join on,
-//! when no failed member was tried, tries one seed
-//! address that no member in its table holds, with probability (such seeds)/alive: nothing
-//! in a settled cluster (every seed is a member's address, or a failed member's, which the
-//! failed-member path covers), about one attempt per interval across the cluster otherwise —
-//! also to a seed that is gone for good, which costs one connection attempt per interval.
+//! when no failed member was tried, tries one seed address that no member in its table
+//! holds, with probability (such seeds)/alive: nothing in a settled cluster (every seed is a
+//! member's address, or a failed member's, which the failed-member path covers), otherwise
+//! about one attempt per such seed and interval across the cluster — also to a seed that is
+//! gone for good, which costs that one connection attempt per interval.
 
 use rand::Rng;
 

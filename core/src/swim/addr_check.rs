@@ -12,11 +12,12 @@
 //!   [`REVIVAL_TRIES`] pings, the next ping sent as soon as one is answered or after
 //!   `probe_timeout`: a restarted or recovered member answers within two round trips; one
 //!   that loses most of its packets — the member the failure detector rightly removed —
-//!   almost never does (at 80 % loss each way, 0.9 % of checks pass), so its refutations no
-//!   longer bring it back only to fail it again. At most [`MAX_REVIVAL_CHECKS`] run at once.
-//!   Their pings are [`crate::wire::Message::CheckPing`], sent and acked with nothing
-//!   piggybacked (every member checks a returning member at once after a heal or a mass
-//!   restart; piggybacked updates would spend their retransmissions on it).
+//!   almost never does (at 80 % loss each way a check passes with probability 0.9 %), so its
+//!   refutations no longer bring it back only to fail it again. At most
+//!   [`MAX_REVIVAL_CHECKS`] run at once. Their pings are [`crate::wire::Message::CheckPing`],
+//!   sent and acked with nothing piggybacked (every member checks a returning member at once
+//!   after a heal or a mass restart; piggybacked updates would spend their retransmissions on
+//!   it).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -89,7 +89,7 @@ pub(crate) struct Outcome {
     pub verdict: Option<Verdict>,
     /// Start the next probe (after the verdict is applied) if the node still runs.
     pub next_probe: bool,
-    /// An address check ended without the answers it needed.
+    /// An address check ended (answered as it needed, or not).
     pub check: Option<CheckDone>,
 }
 
